@@ -1,0 +1,309 @@
+"""Content-addressed blob store laid out as an OCI image layout (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``).
+
+Every write streams into a private temp file under ``ingest/`` while hashing, checks digest and size, fsyncs and
+renames into place, so a blob is visible under its digest only when complete and correct. Several processes may
+ingest the same blob at once: each renames an identical file over the same name. A process killed mid-ingest
+leaves only a temp file, which ``clean_ingest`` removes after a grace period.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from polyarch.digest import ALGORITHMS, CHUNK, Digest, Hasher
+from polyarch.errors import DigestMismatch, LimitExceeded, NotFound, StoreError
+
+__all__ = ["BlobWriter", "ContentStore", "default_root"]
+
+LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
+EMPTY_INDEX = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+INGEST_DIR = "ingest"
+
+
+def default_root() -> Path:
+    """``$POLYARCH_ROOT``, else ``/var/lib/polyarch`` for root, else ``~/.local/share/polyarch``."""
+    env = os.environ.get("POLYARCH_ROOT")
+    if env:
+        return Path(env).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/lib/polyarch")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "polyarch"
+
+
+def _store_error(exc: OSError, root: Path, action: str) -> StoreError:
+    reason = exc.strerror or str(exc)
+    hint = None
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "set POLYARCH_ROOT to a directory you can write, or run with the right permissions"
+    elif exc.errno == errno.ENOSPC:
+        hint = "free space on that filesystem, or run 'polyarch prune'"
+    return StoreError(f"cannot {action} in store {root}: {reason}", hint=hint)
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file + fsync + rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+class BlobWriter:
+    """An open ingest: write bytes, then ``commit`` (verify + rename) or ``abort``. Use as a context manager."""
+
+    def __init__(self, store: ContentStore, algorithm: str = "sha256", *, limit: int | None = None) -> None:
+        self._store = store
+        self._hasher = Hasher(algorithm)
+        self._limit = limit
+        try:
+            fd, self._tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix="blob-")
+        except OSError as exc:
+            raise _store_error(exc, store.root, "create a blob") from exc
+        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._hasher.size
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._limit is not None and self._hasher.size + len(data) > self._limit:
+            raise LimitExceeded(f"blob exceeds the limit of {self._limit} bytes")
+        self._hasher.update(data)
+        self._write_all(data)
+        return len(data)
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                n = self._file.write(view)
+                view = view[n:]  # type: ignore[index]
+        except OSError as exc:
+            raise _store_error(exc, self._store.root, "write a blob") from exc
+
+    def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]:
+        """Verify and publish the blob under its digest; returns (digest, size).
+
+        :raises DigestMismatch: when ``expected`` or ``size`` differ; the temp file is removed.
+        """
+        got = self._hasher.digest()
+        try:
+            if size is not None and self._hasher.size != size:
+                raise DigestMismatch(f"blob {expected or got}: got {self._hasher.size} bytes, expected {size}")
+            if expected is not None and got != expected:
+                raise DigestMismatch(f"blob content hashes to {got}, expected {expected}")
+            try:
+                os.fsync(self._file.fileno())
+                self._file.close()
+                self._closed = True
+                target = self._store.blob_path(got)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(self._tmp, 0o644)
+                os.replace(self._tmp, target)
+                fsync_dir(target.parent)
+            except OSError as exc:
+                raise _store_error(exc, self._store.root, "commit a blob") from exc
+        except BaseException:
+            self.abort()
+            raise
+        return got, self._hasher.size
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        try:
+            os.unlink(self._tmp)
+        except OSError:
+            pass
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None or not self._closed:
+            self.abort()
+
+
+class ContentStore:
+    """Blobs by digest under ``root``; the root is also a valid OCI image layout."""
+
+    def __init__(self, root: Path | str | None = None, *, create: bool = True) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.ingest_dir = self.root / INGEST_DIR
+        if create:
+            self._init_layout()
+        elif not (self.root / "oci-layout").exists():
+            raise StoreError(f"{self.root} is not an OCI image layout (no oci-layout file)")
+
+    def _init_layout(self) -> None:
+        try:
+            self.ingest_dir.mkdir(parents=True, exist_ok=True)
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            if not (self.root / "oci-layout").exists():
+                atomic_write(self.root / "oci-layout", LAYOUT_VERSION)
+            if not (self.root / "index.json").exists():
+                atomic_write(self.root / "index.json", EMPTY_INDEX)
+            if not os.access(self.root, os.W_OK) or not os.access(self.ingest_dir, os.W_OK):
+                raise PermissionError(errno.EACCES, "Permission denied")
+        except OSError as exc:
+            raise _store_error(exc, self.root, "initialise the layout") from exc
+
+    # --- reading -----------------------------------------------------------------------------------------
+
+    def blob_path(self, digest: Digest) -> Path:
+        # Digest values are validated on parse: algorithm from a fixed set, hex only; no traversal possible.
+        return self.root / "blobs" / digest.algorithm / digest.hex
+
+    def stat(self, digest: Digest) -> int | None:
+        """Size of the blob, or None when absent."""
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _store_error(exc, self.root, "read a blob") from exc
+
+    def has(self, digest: Digest) -> bool:
+        return self.stat(digest) is not None
+
+    def open(self, digest: Digest) -> BinaryIO:
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in store {self.root}") from None
+        except OSError as exc:
+            raise _store_error(exc, self.root, "read a blob") from exc
+
+    def read(self, digest: Digest, *, limit: int = 64 << 20) -> bytes:
+        """Whole blob into memory (for manifests and configs), bounded by ``limit``."""
+        with self.open(digest) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise LimitExceeded(f"blob {digest} is larger than {limit} bytes")
+        return data
+
+    def list(self) -> Iterator[tuple[Digest, int]]:
+        for alg in ALGORITHMS:
+            folder = self.root / "blobs" / alg
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                if Digest.is_valid(f"{alg}:{entry.name}") and entry.is_file(follow_symlinks=False):
+                    yield Digest(alg, entry.name), entry.stat().st_size
+
+    # --- writing -----------------------------------------------------------------------------------------
+
+    def writer(self, algorithm: str = "sha256", *, limit: int | None = None) -> BlobWriter:
+        return BlobWriter(self, algorithm, limit=limit)
+
+    def ingest(
+        self,
+        stream: BinaryIO,
+        *,
+        expected: Digest | None = None,
+        size: int | None = None,
+        limit: int | None = None,
+    ) -> tuple[Digest, int]:
+        """Copy a stream into the store; hashing overlaps writing on a second thread for large blobs."""
+        if expected is not None and size is not None and self.stat(expected) == size:
+            return expected, size
+        algorithm = expected.algorithm if expected is not None else "sha256"
+        if size is not None and limit is not None and size > limit:
+            raise LimitExceeded(f"blob of {size} bytes exceeds the limit of {limit} bytes")
+        with self.writer(algorithm, limit=limit) as w:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = None
+                read = getattr(stream, "read1", stream.read)
+                while True:
+                    chunk = read(CHUNK * 4)
+                    if not chunk:
+                        break
+                    if limit is not None and w.size + len(chunk) > limit:
+                        raise LimitExceeded(f"blob exceeds the limit of {limit} bytes")
+                    if size is not None and w.size + len(chunk) > size:
+                        raise DigestMismatch(f"blob {expected}: more bytes than the expected {size}")
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(w._write_all, chunk)
+                    w._hasher.update(chunk)
+                if pending is not None:
+                    pending.result()
+            return w.commit(expected, size)
+
+    def write(self, data: bytes, expected: Digest | None = None, algorithm: str = "sha256") -> tuple[Digest, int]:
+        """Store small bytes (manifests, configs)."""
+        digest = Digest.of(data, expected.algorithm if expected else algorithm)
+        if expected is not None and digest != expected:
+            raise DigestMismatch(f"blob content hashes to {digest}, expected {expected}")
+        if self.stat(digest) == len(data):
+            return digest, len(data)
+        with self.writer(digest.algorithm) as w:
+            w.write(data)
+            return w.commit(digest, len(data))
+
+    def delete(self, digest: Digest) -> bool:
+        try:
+            self.blob_path(digest).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _store_error(exc, self.root, "delete a blob") from exc
+
+    def clean_ingest(self, older_than: float = 3600.0) -> int:
+        """Remove temp files of abandoned ingests older than ``older_than`` seconds; returns how many."""
+        removed = 0
+        cutoff = time.time() - older_than
+        try:
+            entries = list(os.scandir(self.ingest_dir))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    if entry.is_dir(follow_symlinks=False):
+                        import shutil
+
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
