@@ -1,0 +1,3 @@
+from polyarch.cli.main import main
+
+main()

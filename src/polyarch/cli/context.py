@@ -1,0 +1,39 @@
+"""Per-invocation state shared by commands: flags of the top-level group and lazily opened resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from polyarch.content.images import ImageStore
+    from polyarch.content.store import ContentStore
+
+__all__ = ["AppContext", "pass_app"]
+
+
+@dataclass
+class AppContext:
+    debug: bool = False
+    root: str | None = None
+    _store: ContentStore | None = field(default=None, repr=False)
+
+    @property
+    def store(self) -> ContentStore:
+        if self._store is None:
+            from polyarch.content.store import ContentStore, default_root
+
+            self._store = ContentStore(Path(self.root) if self.root else default_root())
+        return self._store
+
+    @property
+    def images(self) -> ImageStore:
+        from polyarch.content.images import ImageStore
+
+        return ImageStore(self.store)
+
+
+pass_app = click.make_pass_decorator(AppContext)

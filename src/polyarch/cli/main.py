@@ -1,0 +1,105 @@
+"""Entry point: a click group whose commands are imported only when run, so ``polyarch --help`` stays instant.
+
+Each command lives in its own module under ``polyarch.cli``; add it to ``COMMANDS`` with a one-line summary.
+This module and the command modules are the composition root: they build concrete objects and wire them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from polyarch import __version__
+from polyarch.cli.context import AppContext
+
+__all__ = ["COMMANDS", "cli", "main"]
+
+# name -> ("module:attribute", summary shown by --help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "images": ("polyarch.cli.images:images", "List images in the local store"),
+    "inspect": ("polyarch.cli.images:inspect", "Show an image or index of the local store"),
+    "tag": ("polyarch.cli.images:tag", "Give a local image another name"),
+    "rm": ("polyarch.cli.images:rm", "Remove names from the local store"),
+    "prune": ("polyarch.cli.images:prune", "Delete blobs no name reaches"),
+    "save": ("polyarch.cli.archive:save", "Write an image to an OCI or docker archive"),
+    "load": ("polyarch.cli.archive:load", "Load an OCI or docker archive into the local store"),
+    "import": ("polyarch.cli.importer:import_", "Make a multi-platform image from rootfs tarballs"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, _, attr = target[0].partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        return command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="polyarch")
+@click.option("--debug", is_flag=True, envvar="POLYARCH_DEBUG", help="Show tracebacks for errors.")
+@click.option("--root", "root", envvar="POLYARCH_ROOT", type=click.Path(file_okay=False),
+              help="Store root (default: $POLYARCH_ROOT, /var/lib/polyarch as root, else ~/.local/share/polyarch).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
+    """polyarch: build, store, publish and verify multi-architecture OCI images, daemonless."""
+    ctx.obj = AppContext(debug=debug, root=root)
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("POLYARCH_DEBUG", "") not in ("", "0", "false")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; every error becomes one line (plus a hint) on stderr and an exit code, never a traceback
+    unless ``--debug`` was given."""
+    from polyarch.errors import PolyarchError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    try:
+        cli.main(args=args, prog_name="polyarch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except PolyarchError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(exc.render(), err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:  # the last line of defence: a bug, shown as one line
+        if debug:
+            raise
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("hint: run with --debug for a traceback, and please report it", err=True)
+        sys.exit(1)
+    sys.exit(0)
