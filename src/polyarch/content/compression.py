@@ -1,0 +1,288 @@
+"""Layer compression and decompression, keeping the uncompressed digest (diff_id) and the blob digest apart.
+
+gzip uses python-isal (igzip, several times faster than zlib) when installed, else zlib; the gzip header carries
+no name and mtime 0, so the same bytes in give the same blob out. zstd uses ``zstandard``. Decompression sniffs
+the magic bytes and enforces a limit on inflated bytes (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from typing import IO, Any, BinaryIO, Protocol
+
+from polyarch.digest import Digest, Hasher
+from polyarch.errors import InvalidLayer, LimitExceeded, UsageError
+from polyarch.oci.spec import Descriptor, layer_media_type
+
+from .store import BlobWriter, ContentStore
+
+__all__ = [
+    "COMPRESSIONS",
+    "DEFAULT_DECOMPRESS_LIMIT",
+    "LayerResult",
+    "LayerWriter",
+    "decompressed",
+    "sniff",
+]
+
+COMPRESSIONS = ("gzip", "zstd", "none")
+DEFAULT_DECOMPRESS_LIMIT = 64 << 30
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class _Compressor(Protocol):
+    def compress(self, data: bytes, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return bytes(data)
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def _gzip_compressor(level: int | None) -> _Compressor:
+    try:
+        from isal import isal_zlib
+
+        # isal has levels 0..3; map buildx's 0..9 onto them (default 1: fast and about zlib-6's ratio class).
+        isal_level = 1 if level is None else min(3, (level + 2) // 3)
+        return isal_zlib.compressobj(isal_level, isal_zlib.DEFLATED, 31)  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - isal is a dependency, this is a safety net
+        return zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)
+
+
+def _zstd_compressor(level: int | None) -> _Compressor:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3 if level is None else level).compressobj()  # type: ignore[no-any-return]
+
+
+def compressor(compression: str, level: int | None = None) -> _Compressor:
+    if compression == "gzip":
+        return _gzip_compressor(level)
+    if compression == "zstd":
+        return _zstd_compressor(level)
+    if compression in ("none", "uncompressed"):
+        return _Identity()
+    raise UsageError(f"unknown compression {compression!r}", hint="use gzip, zstd or uncompressed")
+
+
+@dataclass(frozen=True, slots=True)
+class LayerResult:
+    descriptor: Descriptor
+    diff_id: Digest
+    uncompressed_size: int
+
+
+class LayerWriter(io.RawIOBase):
+    """A writable stream of uncompressed layer tar bytes that lands compressed in the content store.
+
+    ``close_layer()`` commits the blob and returns its descriptor and diff_id. Use as a context manager: an
+    exception aborts the ingest and leaves nothing in the store.
+    """
+
+    def __init__(self, store: ContentStore, compression: str = "gzip", *, level: int | None = None,
+                 oci: bool = True) -> None:
+        super().__init__()
+        if compression == "uncompressed":
+            compression = "none"
+        self._compression = compression
+        self._media_type = layer_media_type(compression, oci=oci)
+        self._compressor = compressor(compression, level)
+        self._diff = Hasher("sha256")
+        self._blob: BlobWriter = store.writer()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self.result: LayerResult | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._diff.update(data)
+        out = self._compressor.compress(bytes(data))
+        if out:
+            self._blob.write(out)
+        return len(data)
+
+    def close_layer(self) -> LayerResult:
+        if self.result is None:
+            tail = self._compressor.flush()
+            if tail:
+                self._blob.write(tail)
+            digest, size = self._blob.commit()
+            self.result = LayerResult(Descriptor(self._media_type, digest, size), self._diff.digest(),
+                                      self._diff.size)
+        return self.result
+
+    def abort(self) -> None:
+        self._blob.abort()
+
+    def __enter__(self) -> LayerWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None or self.result is None:
+            self.abort()
+
+
+def sniff(head: bytes) -> str:
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class _Gunzip(io.RawIOBase):
+    """gzip (several members allowed) decompressed incrementally, never more than 1 MiB per step."""
+
+    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+        super().__init__()
+        self._raw = raw
+        self._in = head
+        self._d = _gzip_decompressor()
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._done:
+            if not self._in:
+                self._in = self._raw.read(1 << 20)
+                if not self._in:
+                    if not self._d.eof:
+                        raise InvalidLayer("compressed stream is truncated")
+                    self._done = True
+                    break
+            try:
+                out = self._d.decompress(self._in, len(b))
+            except (zlib.error, OSError, ValueError, EOFError) as exc:
+                raise InvalidLayer(f"corrupt gzip stream: {exc}") from exc
+            self._in = self._d.unconsumed_tail
+            if self._d.eof:
+                rest = self._d.unused_data + self._in
+                self._d = _gzip_decompressor()
+                self._in = rest
+                if not rest:
+                    self._in = self._raw.read(1 << 20)
+                    if not self._in:
+                        self._done = True
+            if out:
+                b[: len(out)] = out
+                return len(out)
+        return 0
+
+
+class _Unzstd(io.RawIOBase):
+    """zstd decompressed incrementally; input is fed in small slices so one step inflates to a bounded size
+    (at most ~64 MiB even for run-length bombs), and a missing frame end is reported as truncation."""
+
+    _SLICE = 2048
+
+    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+        super().__init__()
+        import zstandard
+
+        self._zstd = zstandard
+        self._raw = raw
+        self._in = head
+        self._d = zstandard.ZstdDecompressor().decompressobj()
+        self._out = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._out and not self._done:
+            if not self._in:
+                self._in = self._raw.read(1 << 20)
+                if not self._in:
+                    if not self._d.eof:
+                        raise InvalidLayer("compressed stream is truncated")
+                    self._done = True
+                    break
+            if self._d.eof:  # another frame follows
+                self._d = self._zstd.ZstdDecompressor().decompressobj()
+            piece, self._in = self._in[: self._SLICE], self._in[self._SLICE:]
+            try:
+                self._out = self._d.decompress(piece)
+            except self._zstd.ZstdError as exc:
+                raise InvalidLayer(f"corrupt zstd stream: {exc}") from exc
+            if self._d.eof and self._d.unused_data:
+                self._in = self._d.unused_data + self._in
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+
+class _Limited(io.RawIOBase):
+    """Counts bytes read from ``inner`` and fails past ``limit``."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        super().__init__()
+        self._inner = inner
+        self._limit = limit
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n: int = self._inner.readinto(b)
+        self._count += n
+        if self._count > self._limit:
+            raise LimitExceeded(f"layer inflates past the limit of {self._limit} bytes")
+        return n
+
+
+class _Prefixed(io.RawIOBase):
+    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+        super().__init__()
+        self._raw = raw
+        self._head = head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._raw.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _gzip_decompressor() -> Any:
+    try:
+        from isal import isal_zlib
+
+        return isal_zlib.decompressobj(31)
+    except ImportError:  # pragma: no cover
+        return zlib.decompressobj(31)
+
+
+def decompressed(raw: BinaryIO, *, limit: int = DEFAULT_DECOMPRESS_LIMIT) -> IO[bytes]:
+    """A buffered reader of ``raw`` decompressed (gzip, zstd or plain, by magic bytes), bounded by ``limit``."""
+    head = raw.read(4)
+    kind = sniff(head)
+    inner: Any
+    if kind == "gzip":
+        inner = _Gunzip(raw, head)
+    elif kind == "zstd":
+        inner = _Unzstd(raw, head)
+    else:
+        inner = _Prefixed(raw, head)
+    return io.BufferedReader(_Limited(inner, limit), buffer_size=1 << 20)

@@ -1,0 +1,276 @@
+"""The local image store: names in the layout's ``index.json``, images and indexes as blobs of the content store.
+
+A name is kept as the user wrote it in ``org.opencontainers.image.ref.name`` (so ``skopeo inspect
+oci:$ROOT:base/busybox:1`` finds it); lookups also accept any spelling that normalizes to the same reference
+(``docker.io/base/busybox:1``). ``index.json`` is rewritten atomically under an exclusive lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from polyarch import platform as plat
+from polyarch.digest import Digest
+from polyarch.errors import InvalidManifest, InvalidReference, NotFound, StoreError
+from polyarch.oci import reference
+from polyarch.oci.spec import (
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    MediaType,
+    canonical_json,
+    is_index,
+    is_manifest,
+    parse_config,
+    parse_document,
+)
+from polyarch.platform import Platform
+
+from .store import ContentStore, atomic_write
+
+__all__ = ["REF_NAME", "Image", "ImageStore", "ResolvedDocument", "normalize_name"]
+
+REF_NAME = "org.opencontainers.image.ref.name"
+MAX_MANIFEST = 4 << 20
+MAX_CONFIG = 16 << 20
+
+
+def normalize_name(name: str) -> str:
+    """The normalized form used to compare names (``busybox`` == ``docker.io/library/busybox:latest``)."""
+    try:
+        return str(reference.parse(name).defaulted())
+    except InvalidReference:
+        return name
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedDocument:
+    """A manifest or index read from the store, with the exact bytes it was parsed from."""
+
+    descriptor: Descriptor
+    raw: bytes
+    document: Manifest | Index
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One platform's image: manifest + config, with their descriptors and raw bytes."""
+
+    descriptor: Descriptor
+    manifest: Manifest
+    config: ImageConfig
+    raw_manifest: bytes
+    raw_config: bytes
+
+    @property
+    def platform(self) -> Platform:
+        return self.config.platform
+
+
+class ImageStore:
+    """Named images over a ContentStore."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self._index_path = store.root / "index.json"
+        self._lock_path = store.root / "index.json.lock"
+
+    # --- index.json ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            fd = open(self._lock_path, "a+b")  # noqa: SIM115
+        except OSError as exc:
+            raise StoreError(f"cannot lock {self._index_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            fd.close()
+
+    def _read_index(self) -> list[Descriptor]:
+        try:
+            raw = self._index_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot read {self._index_path}: {exc.strerror}") from exc
+        try:
+            doc = json.loads(raw)
+            return [Descriptor.from_dict(d, f"index.json manifests[{i}]")
+                    for i, d in enumerate(doc.get("manifests") or [])]
+        except (ValueError, AttributeError, InvalidManifest) as exc:
+            raise StoreError(f"{self._index_path} is corrupt: {exc}") from exc
+
+    def _write_index(self, entries: Sequence[Descriptor]) -> None:
+        doc = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": [d.to_dict() for d in entries]}
+        try:
+            atomic_write(self._index_path, json.dumps(doc, indent=2).encode() + b"\n")
+        except OSError as exc:
+            raise StoreError(f"cannot write {self._index_path}: {exc.strerror}") from exc
+
+    def update(self, change: Callable[[list[Descriptor]], list[Descriptor]]) -> None:
+        """Read-modify-write index.json under the lock."""
+        with self._locked():
+            self._write_index(change(self._read_index()))
+
+    def entries(self) -> list[Descriptor]:
+        return self._read_index()
+
+    # --- names -------------------------------------------------------------------------------------------
+
+    def names(self) -> list[tuple[str, Descriptor]]:
+        return [(d.annotations[REF_NAME], d) for d in self._read_index() if d.annotations.get(REF_NAME)]
+
+    def lookup(self, name: str) -> Descriptor:
+        """The descriptor a name points to; exact spelling first, then normalized.
+
+        :raises NotFound: with a hint listing how to see names.
+        """
+        entries = self.names()
+        for n, d in entries:
+            if n == name:
+                return d
+        wanted = normalize_name(name)
+        for n, d in entries:
+            if normalize_name(n) == wanted:
+                return d
+        raise NotFound(f"no image named {name!r} in the local store", hint="'polyarch images' lists the names")
+
+    def set_name(self, name: str, target: Descriptor) -> None:
+        """Point ``name`` at ``target`` (replacing what any same-normalized name pointed to)."""
+        wanted = normalize_name(name)
+        entry = target.with_annotations({**target.annotations, REF_NAME: name}).with_platform(target.platform)
+
+        def change(entries: list[Descriptor]) -> list[Descriptor]:
+            kept = [d for d in entries if normalize_name(d.annotations.get(REF_NAME, "")) != wanted
+                    or not d.annotations.get(REF_NAME)]
+            return [*kept, entry]
+
+        self.update(change)
+
+    def remove_name(self, name: str) -> Descriptor:
+        found = self.lookup(name)
+        ref_name = found.annotations[REF_NAME]
+        self.update(lambda entries: [d for d in entries if d.annotations.get(REF_NAME) != ref_name])
+        return found
+
+    # --- documents -----------------------------------------------------------------------------------------
+
+    def read_document(self, desc: Descriptor) -> ResolvedDocument:
+        raw = self.store.read(desc.digest, limit=MAX_MANIFEST)
+        if Digest.of(raw, desc.digest.algorithm) != desc.digest:
+            raise StoreError(f"blob {desc.digest} in the store does not match its digest",
+                             hint="run 'polyarch prune' and pull or build the image again")
+        return ResolvedDocument(desc, raw, parse_document(raw, desc.media_type))
+
+    def resolve(self, name: str) -> ResolvedDocument:
+        return self.read_document(self.lookup(name))
+
+    def read_config(self, desc: Descriptor) -> tuple[ImageConfig, bytes]:
+        raw = self.store.read(desc.digest, limit=MAX_CONFIG)
+        return parse_config(raw), raw
+
+    def image(self, desc: Descriptor) -> Image:
+        doc = self.read_document(desc)
+        if not isinstance(doc.document, Manifest):
+            raise InvalidManifest(f"{desc.digest} is an index, not an image manifest")
+        config, raw_config = self.read_config(doc.document.config)
+        return Image(desc, doc.document, config, doc.raw, raw_config)
+
+    def images(self, desc: Descriptor, platforms: Sequence[Platform] | None = None) -> list[Image]:
+        """The images of a manifest or index; with ``platforms``, the best match for each."""
+        doc = self.read_document(desc)
+        if isinstance(doc.document, Manifest):
+            img = self.image(desc)
+            if platforms and not any(plat.rank(img.platform, p) is not None for p in platforms):
+                raise NotFound(f"image {desc.digest.short} is {img.platform}, not {', '.join(map(str, platforms))}")
+            return [img]
+        children = [m for m in doc.document.manifests if is_manifest(m.media_type) and m.platform is not None
+                    and not _is_attestation(m)]
+        if not platforms:
+            return [self.image(m) for m in children]
+        out = []
+        for p in platforms:
+            best = select_platform(children, p)
+            if best is None:
+                have = ", ".join(str(m.platform) for m in children) or "none"
+                raise NotFound(f"no image for {p} in index {desc.digest.short} (it has: {have})")
+            out.append(self.image(best))
+        return out
+
+    def walk(self, desc: Descriptor) -> Iterator[Descriptor]:
+        """Every descriptor reachable from ``desc`` (itself, children, configs, layers); missing layers are
+        yielded too so callers can report them."""
+        yield desc
+        if not (is_index(desc.media_type) or is_manifest(desc.media_type)):
+            return
+        if not self.store.has(desc.digest):
+            return
+        doc = self.read_document(desc).document
+        if isinstance(doc, Index):
+            for child in doc.manifests:
+                yield from self.walk(child)
+        else:
+            yield doc.config
+            yield from doc.layers
+
+    # --- writing -----------------------------------------------------------------------------------------
+
+    def put_document(self, doc: Manifest | Index, platform: Platform | None = None) -> Descriptor:
+        raw = doc.to_json()
+        digest, size = self.store.write(raw)
+        return Descriptor(doc.media_type, digest, size, platform)
+
+    def put_config(self, config: ImageConfig, *, oci: bool = True) -> Descriptor:
+        digest, size = self.store.write(config.to_json())
+        return Descriptor(MediaType.OCI_CONFIG if oci else MediaType.DOCKER_CONFIG, digest, size)
+
+    def put_image(self, config: ImageConfig, layers: Sequence[Descriptor], *, oci: bool = True,
+                  annotations: dict[str, str] | None = None) -> Descriptor:
+        """Write config and manifest (layers must already be in the store); returns the manifest descriptor with
+        the image's platform."""
+        if len(layers) != len(config.diff_ids):
+            raise InvalidManifest(f"{len(layers)} layers but {len(config.diff_ids)} diff_ids")
+        for layer in layers:
+            if self.store.stat(layer.digest) != layer.size:
+                raise NotFound(f"layer {layer.digest} is not in the store with size {layer.size}")
+        cfg = self.put_config(config, oci=oci)
+        manifest = Manifest(cfg, tuple(layers), MediaType.OCI_MANIFEST if oci else MediaType.DOCKER_MANIFEST,
+                            annotations or {})
+        return self.put_document(manifest, config.platform)
+
+    def put_index(self, manifests: Sequence[Descriptor], *, oci: bool = True,
+                  annotations: dict[str, str] | None = None) -> Descriptor:
+        index = Index(tuple(manifests), MediaType.OCI_INDEX if oci else MediaType.DOCKER_MANIFEST_LIST,
+                      annotations or {})
+        return self.put_document(index)
+
+
+def _is_attestation(desc: Descriptor) -> bool:
+    return (desc.platform is not None and desc.platform.os == "unknown") or \
+        desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+
+
+def select_platform(children: Sequence[Descriptor], wanted: Platform) -> Descriptor | None:
+    """containerd-style choice: the child ``wanted`` runs best; ties keep index order."""
+    best: tuple[int, Descriptor] | None = None
+    for child in children:
+        if child.platform is None:
+            continue
+        r = plat.rank(child.platform, wanted)
+        if r is not None and (best is None or r < best[0]):
+            best = (r, child)
+    return best[1] if best else None
+
+
+def index_bytes(entries: Sequence[Descriptor]) -> bytes:
+    return canonical_json({"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX,
+                           "manifests": [d.to_dict() for d in entries]})
