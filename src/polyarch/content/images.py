@@ -85,7 +85,7 @@ class ImageStore:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            fd = open(self._lock_path, "a+b")  # noqa: SIM115
+            fd = open(self._lock_path, "a+b")
         except OSError as exc:
             raise StoreError(f"cannot lock {self._index_path}: {exc.strerror}") from exc
         try:

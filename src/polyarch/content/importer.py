@@ -1,0 +1,164 @@
+"""Turn rootfs tarballs (plain, gzip or zstd) into one image per platform and one index.
+
+Each input is read as a tar stream and written again as a normalized PAX layer (entry names without ``./``,
+times clamped to ``SOURCE_DATE_EPOCH`` when set, no atime/ctime), so the same input always gives the same
+digests. Entries that could escape a root (absolute names, ``..``, NUL, hardlinks leaving the tree) reject the
+whole input. On any failure, blobs this import created are removed again: the store is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from polyarch.digest import Digest
+from polyarch.errors import InvalidLayer, LimitExceeded, NotFound, PolyarchError, StoreError
+from polyarch.oci.spec import Descriptor, History, ImageConfig, Index, Manifest, MediaType
+from polyarch.platform import Platform
+
+from .compression import LayerResult, LayerWriter, decompressed
+from .images import ImageStore
+
+__all__ = ["ImportSource", "clean_member_name", "import_rootfs", "source_date_epoch"]
+
+MAX_ENTRIES = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSource:
+    platform: Platform
+    path: Path
+
+
+def source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise PolyarchError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds") from None
+    if epoch < 0:
+        raise PolyarchError(f"SOURCE_DATE_EPOCH={value!r} is negative")
+    return epoch
+
+
+def iso_time(epoch: int | float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clean_member_name(name: str, *, what: str = "entry") -> str:
+    """``./a/b/`` → ``a/b``; rejects absolute names, ``..`` components and NUL bytes.
+
+    :raises InvalidLayer: naming the entry.
+    """
+    if "\x00" in name:
+        raise InvalidLayer(f"{what} {name!r} contains a NUL byte")
+    if name.startswith("/"):
+        raise InvalidLayer(f"{what} {name!r} is an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidLayer(f"{what} {name!r} escapes the root with '..'")
+    return "/".join(parts)
+
+
+def _rewrite(src: Path, writer: LayerWriter, epoch: int | None) -> int:
+    """Copy the tar at ``src`` into ``writer`` normalized; returns the newest entry mtime."""
+    newest = 0
+    count = 0
+    try:
+        with open(src, "rb") as raw, decompressed(raw) as plain, \
+                tarfile.open(fileobj=plain, mode="r|") as tin, \
+                tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+            for member in tin:
+                count += 1
+                if count > MAX_ENTRIES:
+                    raise LimitExceeded(f"{src}: more than {MAX_ENTRIES} entries")
+                name = clean_member_name(member.name)
+                if not name:
+                    continue  # the root directory itself
+                member.name = name
+                if member.islnk():
+                    member.linkname = clean_member_name(member.linkname, what=f"hardlink {name!r} target")
+                mtime = int(member.mtime)
+                if epoch is not None:
+                    mtime = min(mtime, epoch)
+                member.mtime = mtime
+                newest = max(newest, mtime)
+                member.pax_headers = {k: v for k, v in member.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+                tout.addfile(member, tin.extractfile(member) if member.isreg() else None)
+    except tarfile.TarError as exc:
+        raise InvalidLayer(f"{src}: not a valid tar archive ({exc})") from None
+    except EOFError:
+        raise InvalidLayer(f"{src}: truncated tar archive") from None
+    except FileNotFoundError:
+        raise NotFound(f"{src}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidLayer(f"{src}: is a directory, expected a tar archive") from None
+    if count == 0:
+        raise InvalidLayer(f"{src}: empty tar archive")
+    return newest
+
+
+def import_rootfs(
+    images: ImageStore,
+    sources: Sequence[ImportSource],
+    *,
+    compression: str = "gzip",
+    level: int | None = None,
+    oci: bool = True,
+    base: Descriptor | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> Descriptor:
+    """Import every source as a one-layer image and return the descriptor of the index holding them (and, with
+    ``base``, the platforms of that index which no source replaces)."""
+    store = images.store
+    epoch = source_date_epoch()
+    existed = {d for d, _ in store.list()}
+    created: list[Digest] = []
+    try:
+        manifests: list[Descriptor] = []
+        for source in sources:
+            if on_progress:
+                on_progress(f"importing {source.path} as {source.platform}")
+            with LayerWriter(store, compression, level=level, oci=oci) as writer:
+                newest = _rewrite(source.path, writer, epoch)
+                layer: LayerResult = writer.close_layer()
+            created.append(layer.descriptor.digest)
+            when = iso_time(epoch if epoch is not None else newest)
+            p = source.platform
+            config = ImageConfig(
+                architecture=p.architecture, os=p.os, variant=p.variant, created=when,
+                diff_ids=(layer.diff_id,),
+                history=(History(created=when, created_by=f"polyarch import --platform {p}", comment="imported"),),
+            )
+            desc = images.put_image(config, [layer.descriptor], oci=oci)
+            created.append(desc.digest)
+            manifests.append(desc)
+        if base is not None:
+            old = images.read_document(base).document
+            olds = old.manifests if isinstance(old, Index) else (base,)
+            replaced = {m.platform.normalized() for m in manifests if m.platform}
+            kept = [m for m in olds if m.platform is None or m.platform.normalized() not in replaced]
+            manifests = kept + manifests
+        index = images.put_index(manifests, oci=oci)
+        return index
+    except BaseException:
+        for manifest_digest in list(created):
+            try:
+                doc = images.read_document(Descriptor(MediaType.OCI_MANIFEST, manifest_digest, 0)).document
+            except PolyarchError:
+                continue
+            if isinstance(doc, Manifest):
+                created.append(doc.config.digest)
+        for digest in created:
+            if digest not in existed:
+                try:
+                    store.delete(digest)
+                except StoreError:
+                    pass
+        raise

@@ -1,0 +1,182 @@
+"""Load an OCI archive or a docker-archive into the local store.
+
+The archive is opened for random access; member names are used only to find entries, never as paths to write.
+OCI archives: every blob reachable from ``index.json`` is ingested with its digest verified, and each entry's
+``org.opencontainers.image.ref.name`` becomes a name. Docker archives (``manifest.json``): the config and layer
+files are ingested as blobs (an uncompressed layer's digest is its diff_id), a manifest is written for each entry,
+and each of its RepoTags becomes a name. Nothing is named until every blob of an image is in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from polyarch.content.compression import sniff
+from polyarch.digest import Digest
+from polyarch.errors import InvalidLayer, InvalidManifest, NotFound, PolyarchError
+from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType, parse_config, parse_document
+
+from .images import REF_NAME, ImageStore
+
+__all__ = ["load_archive"]
+
+MAX_JSON = 16 << 20
+
+
+class _Archive:
+    def __init__(self, path: Path) -> None:
+        try:
+            self.tar = tarfile.open(path, "r:*")
+        except FileNotFoundError:
+            raise NotFound(f"{path}: no such file") from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise InvalidLayer(f"{path}: not a tar archive ({exc})") from None
+        self.path = path
+        try:
+            self.members = {m.name.lstrip("./") if m.name.startswith("./") else m.name: m
+                            for m in self.tar.getmembers()}
+        except (tarfile.TarError, EOFError) as exc:
+            raise InvalidLayer(f"{path}: truncated or corrupt tar archive ({exc})") from None
+
+    def open(self, name: str) -> IO[bytes]:
+        member = self.members.get(name)
+        if member is None or not member.isreg():
+            raise NotFound(f"{self.path}: archive has no file {name!r}")
+        f = self.tar.extractfile(member)
+        assert f is not None
+        return f
+
+    def read_json(self, name: str) -> Any:
+        with self.open(name) as f:
+            data = f.read(MAX_JSON + 1)
+        if len(data) > MAX_JSON:
+            raise InvalidManifest(f"{self.path}: {name} is larger than {MAX_JSON} bytes")
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise InvalidManifest(f"{self.path}: {name} is not valid JSON") from exc
+
+    def size(self, name: str) -> int:
+        return self.members[name].size
+
+
+def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str], None] | None = None) -> list[str]:
+    """Load the archive at ``path``; returns the names it created."""
+    archive = _Archive(path)
+    try:
+        if "index.json" in archive.members and "oci-layout" in archive.members:
+            return _load_oci(images, archive)
+        if "manifest.json" in archive.members:
+            return _load_docker(images, archive)
+        raise InvalidLayer(f"{path}: neither an OCI archive (index.json) nor a docker archive (manifest.json)")
+    except (tarfile.TarError, EOFError) as exc:
+        raise InvalidLayer(f"{path}: truncated or corrupt tar archive ({exc})") from None
+    finally:
+        archive.tar.close()
+
+
+def _ingest_blob(images: ImageStore, archive: _Archive, desc: Descriptor) -> None:
+    name = f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"
+    if images.store.stat(desc.digest) == desc.size:
+        return
+    with archive.open(name) as f:
+        images.store.ingest(f, expected=desc.digest, size=desc.size)  # type: ignore[arg-type]
+
+
+def _load_tree(images: ImageStore, archive: _Archive, desc: Descriptor) -> None:
+    """Ingest children before parents, so a document is never in the store without what it references."""
+    if desc.media_type in (MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST,
+                           MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST):
+        name = f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"
+        with archive.open(name) as f:
+            raw = f.read(MAX_JSON + 1)
+        if Digest.of(raw, desc.digest.algorithm) != desc.digest:
+            raise InvalidManifest(f"{archive.path}: {name} does not match its digest")
+        doc = parse_document(raw, desc.media_type)
+        children = list(doc.manifests) if isinstance(doc, Index) else [doc.config, *doc.layers]
+        for child in children:
+            if isinstance(doc, Index) and child.platform is not None and \
+                    f"blobs/{child.digest.algorithm}/{child.digest.hex}" not in archive.members:
+                continue  # a platform the archive does not carry (e.g. narrowed by --platform)
+            _load_tree(images, archive, child)
+    _ingest_blob(images, archive, desc)
+
+
+def _load_oci(images: ImageStore, archive: _Archive) -> list[str]:
+    doc = archive.read_json("index.json")
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+        raise InvalidManifest(f"{archive.path}: index.json has no manifests list")
+    names = []
+    for i, raw in enumerate(doc["manifests"]):
+        desc = Descriptor.from_dict(raw, f"index.json manifests[{i}]")
+        _load_tree(images, archive, desc)
+        name = desc.annotations.get(REF_NAME) or desc.annotations.get("io.containerd.image.name")
+        if name:
+            images.set_name(name, desc.with_annotations({}))
+            names.append(name)
+    if not names:
+        for raw in doc["manifests"]:
+            desc = Descriptor.from_dict(raw)
+            images.update(lambda entries, d=desc: [*entries, d.with_annotations({})])
+            names.append(f"@{desc.digest}")
+    return names
+
+
+def _load_docker(images: ImageStore, archive: _Archive) -> list[str]:
+    entries = archive.read_json("manifest.json")
+    if not isinstance(entries, list) or not entries:
+        raise InvalidManifest(f"{archive.path}: manifest.json must be a non-empty list")
+    names: list[str] = []
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) or \
+                not isinstance(entry.get("Layers"), list):
+            raise InvalidManifest(f"{archive.path}: manifest.json entry {n} lacks Config or Layers")
+        with archive.open(entry["Config"]) as f:
+            raw_config = f.read(MAX_JSON + 1)
+        config = parse_config(raw_config)
+        if len(config.diff_ids) != len(entry["Layers"]):
+            raise InvalidManifest(f"{archive.path}: entry {n} has {len(entry['Layers'])} layers but "
+                                  f"{len(config.diff_ids)} diff_ids")
+        layers = []
+        for layer_name, diff_id in zip(entry["Layers"], config.diff_ids, strict=True):
+            layers.append(_ingest_docker_layer(images, archive, str(layer_name), diff_id))
+        cfg_digest, cfg_size = images.store.write(raw_config)
+        manifest = Manifest(Descriptor(MediaType.DOCKER_CONFIG, cfg_digest, cfg_size), tuple(layers),
+                            MediaType.DOCKER_MANIFEST)
+        desc = images.put_document(manifest, config.platform)
+        for tag in entry.get("RepoTags") or []:
+            images.set_name(str(tag), desc)
+            names.append(str(tag))
+        if not entry.get("RepoTags"):
+            images.update(lambda es, d=desc: [*es, d])
+            names.append(f"@{desc.digest}")
+    return names
+
+
+def _ingest_docker_layer(images: ImageStore, archive: _Archive, name: str, diff_id: Digest) -> Descriptor:
+    with archive.open(name) as f:
+        head = f.read(4)
+    kind = sniff(head)
+    with archive.open(name) as f:
+        digest, size = images.store.ingest(f)  # type: ignore[arg-type]
+    if kind == "none":
+        if digest != diff_id:
+            images.store.delete(digest) if not _referenced(images, digest) else None
+            raise InvalidLayer(f"{archive.path}: layer {name} hashes to {digest}, config says {diff_id}")
+        return Descriptor(MediaType.DOCKER_LAYER, digest, size)
+    if kind == "zstd":
+        return Descriptor(MediaType.OCI_LAYER_ZSTD, digest, size)
+    return Descriptor(MediaType.DOCKER_LAYER_GZIP, digest, size)
+
+
+def _referenced(images: ImageStore, digest: Digest) -> bool:
+    try:
+        return any(d.digest == digest for _, root in images.names() for d in images.walk(root))
+    except PolyarchError:
+        return True
+
+

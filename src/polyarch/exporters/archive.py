@@ -1,0 +1,168 @@
+"""Write images as archives: an OCI image layout in a tar, or a docker-archive that ``docker load`` reads.
+
+OCI archive: ``oci-layout``, ``index.json`` (one entry named ``org.opencontainers.image.ref.name``), and every
+reachable blob under ``blobs/<alg>/<hex>``. Docker archive (single platform): ``manifest.json`` with Config,
+RepoTags and Layers paths pointing at the same blob files, plus the layout files, as Docker 25 writes it; Docker
+20.10 reads it too (it only needs manifest.json). Archives are written to a temp file and renamed, so a failed
+save never leaves a half-written file under the target name; entries are sorted and timestamps fixed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from polyarch.content.images import REF_NAME, Image, ImageStore
+from polyarch.content.store import LAYOUT_VERSION
+from polyarch.digest import Digest
+from polyarch.errors import NotFound, StoreError, UsageError
+from polyarch.oci import reference
+from polyarch.oci.spec import Descriptor, Index, canonical_json, is_index
+from polyarch.platform import Platform
+
+__all__ = ["docker_repo_tag", "write_docker_archive", "write_oci_archive", "write_oci_dir"]
+
+_MTIME = 0
+
+
+@contextmanager
+def _atomic_output(dest: Path | str) -> Iterator[IO[bytes]]:
+    """A binary file that appears at ``dest`` only when the block succeeds; ``-`` means stdout."""
+    if str(dest) == "-":
+        import sys
+
+        yield sys.stdout.buffer
+        return
+    path = Path(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), _MTIME, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mtime, info.mode = tarfile.DIRTYPE, _MTIME, 0o755
+    tar.addfile(info)
+
+
+def _add_blob(tar: tarfile.TarFile, images: ImageStore, digest: Digest) -> None:
+    path = images.store.blob_path(digest)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NotFound(f"blob {digest} is missing from the store; pull the image again") from None
+    info = tarfile.TarInfo(f"blobs/{digest.algorithm}/{digest.hex}")
+    info.size, info.mtime, info.mode = st.st_size, _MTIME, 0o644
+    with open(path, "rb") as f:
+        tar.addfile(info, f)
+
+
+def _select(images: ImageStore, desc: Descriptor, platforms: Sequence[Platform]) -> Descriptor:
+    """With platforms: a new index holding only the best match for each (or the single image itself)."""
+    if not platforms:
+        return desc
+    chosen = images.images(desc, platforms)
+    if len(chosen) == 1 and not is_index(desc.media_type):
+        return desc
+    doc = images.read_document(desc).document
+    oci = not isinstance(doc, Index) or doc.media_type.startswith("application/vnd.oci")
+    return images.put_index([i.descriptor for i in chosen], oci=oci)
+
+
+def _blobs(images: ImageStore, root: Descriptor) -> list[Digest]:
+    seen: dict[Digest, None] = {}
+    for d in images.walk(root):
+        seen.setdefault(d.digest, None)
+    return sorted(seen)
+
+
+def write_oci_archive(images: ImageStore, desc: Descriptor, name: str | None, dest: Path | str, *,
+                      platforms: Sequence[Platform] = ()) -> Descriptor:
+    """Write an OCI layout tar of ``desc`` (optionally narrowed to ``platforms``); returns the root written."""
+    root = _select(images, desc, platforms)
+    entry = root.with_annotations({REF_NAME: name} if name else {})
+    index = canonical_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                            "manifests": [entry.to_dict()]})
+    with _atomic_output(dest) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_dir(tar, "blobs")
+        for alg in sorted({d.algorithm for d in _blobs(images, root)}):
+            _add_dir(tar, f"blobs/{alg}")
+        for digest in _blobs(images, root):
+            _add_blob(tar, images, digest)
+        _add_bytes(tar, "index.json", index)
+        _add_bytes(tar, "oci-layout", LAYOUT_VERSION)
+    return root
+
+
+def write_oci_dir(images: ImageStore, desc: Descriptor, name: str | None, dest: Path) -> None:
+    """Write (or add to) an OCI layout directory at ``dest`` (``type=oci,tar=false``)."""
+    from polyarch.content.store import ContentStore
+
+    target = ImageStore(ContentStore(dest))
+    for digest in _blobs(images, desc):
+        if not target.store.has(digest):
+            with images.store.open(digest) as f:
+                target.store.ingest(f, expected=digest)
+    if name:
+        target.set_name(name, desc)
+    else:
+        target.update(lambda entries: [*entries, desc])
+
+
+def docker_repo_tag(name: str) -> str:
+    """``docker.io/library/app`` → ``app:latest``, as ``docker load`` expects in RepoTags."""
+    ref = reference.parse(name).defaulted()
+    familiar = ref.familiar
+    return familiar.split("@", 1)[0]
+
+
+def write_docker_archive(images: ImageStore, image: Image, names: Sequence[str], dest: Path | str) -> None:
+    """Write one platform's image as a docker-archive (``docker load -i``)."""
+    for layer in image.manifest.layers:
+        if layer.media_type.endswith("zstd"):
+            raise UsageError("docker-archive cannot hold zstd layers (docker load would fail)",
+                             hint="save with --format oci, or rebuild with compression=gzip")
+    config_digest = image.manifest.config.digest
+    manifest = [{
+        "Config": f"blobs/{config_digest.algorithm}/{config_digest.hex}",
+        "RepoTags": [docker_repo_tag(n) for n in names],
+        "Layers": [f"blobs/{d.digest.algorithm}/{d.digest.hex}" for d in image.manifest.layers],
+    }]
+    digests = sorted({config_digest, image.descriptor.digest, *(d.digest for d in image.manifest.layers)})
+    index = canonical_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                            "manifests": [image.descriptor.with_annotations(
+                                {REF_NAME: names[0]} if names else {}).to_dict()]})
+    with _atomic_output(dest) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_dir(tar, "blobs")
+        _add_dir(tar, "blobs/sha256")
+        for digest in digests:
+            _add_blob(tar, images, digest)
+        _add_bytes(tar, "index.json", index)
+        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+        _add_bytes(tar, "oci-layout", LAYOUT_VERSION)
