@@ -1,0 +1,382 @@
+"""Word expansion as BuildKit's Dockerfile frontend does it (not a shell: no command substitution, no globbing).
+
+Forms: ``$VAR``, ``${VAR}``, ``${VAR:-word}``, ``${VAR-word}``, ``${VAR:+word}``, ``${VAR+word}``,
+``${VAR:?msg}``, ``${VAR?msg}``, ``${VAR#pat}``, ``${VAR##pat}``, ``${VAR%pat}``, ``${VAR%%pat}``,
+``${VAR/pat/repl}``, ``${VAR//pat/repl}`` (patterns are shell globs: ``*``, ``?``, ``[...]``).
+Quotes: ``'…'`` is literal; in ``"…"`` only ``"``, ``$`` and the escape character can be escaped; elsewhere the
+escape character (``\\`` or the ``# escape=`` one) makes the next character literal.
+
+``expand_word`` gives one word (quotes removed, whitespace kept); ``expand_words`` splits into fields on unquoted
+whitespace, including whitespace produced by unquoted expansions. Both report which names were found (``used``)
+and which were referenced without a default (``missing``) so callers can warn about undefined variables and
+unused build args. ``split_raw_words`` splits without expanding or unquoting (for flags, ENV pairs, heredocs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from polyarch.errors import ParseError
+
+__all__ = ["Expansion", "WordsExpansion", "expand_word", "expand_words", "split_raw_words"]
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    value: str
+    used: frozenset[str] = frozenset()
+    missing: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class WordsExpansion:
+    words: tuple[str, ...]
+    used: frozenset[str] = frozenset()
+    missing: frozenset[str] = frozenset()
+
+
+def _is_name_start(ch: str) -> bool:
+    return ch.isascii() and (ch.isalpha() or ch == "_")
+
+
+def _is_name_char(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+class _Scanner:
+    __slots__ = ("env", "escape", "missing", "n", "pos", "text", "used")
+
+    def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
+        self.text = text
+        self.n = len(text)
+        self.pos = 0
+        self.env = env
+        self.escape = escape
+        self.used: set[str] = set()
+        self.missing: set[str] = set()
+
+    # --- one word -----------------------------------------------------------------------------------------
+    def word(self, stop: str = "", *, pattern: bool = False) -> str:
+        """Scan up to ``stop`` (not consumed) or the end. ``pattern`` keeps glob characters' meaning: literal
+        parts (quoted or escaped) come out backslash-escaped for ``_glob_regex``."""
+        out: list[str] = []
+        text, esc = self.text, self.escape
+        while self.pos < self.n:
+            ch = text[self.pos]
+            if stop and ch in stop:
+                break
+            if ch == "'":
+                lit = self._single_quote()
+                out.append(_escape_glob(lit) if pattern else lit)
+            elif ch == '"':
+                lit = self._double_quote()
+                out.append(_escape_glob(lit) if pattern else lit)
+            elif ch == "$":
+                out.append(self._dollar())
+            elif ch == esc:
+                self.pos += 1
+                if self.pos < self.n:
+                    nxt = text[self.pos]
+                    out.append("\\" + nxt if pattern else nxt)
+                    self.pos += 1
+            else:
+                out.append(ch)
+                self.pos += 1
+        return "".join(out)
+
+    # --- fields -------------------------------------------------------------------------------------------
+    def words(self) -> list[str]:
+        words: list[str] = []
+        cur: list[str] = []
+        started = False
+        text, esc = self.text, self.escape
+        while self.pos < self.n:
+            ch = text[self.pos]
+            if ch in " \t\r\n":
+                if started:
+                    words.append("".join(cur))
+                    cur, started = [], False
+                self.pos += 1
+            elif ch == "'":
+                cur.append(self._single_quote())
+                started = True
+            elif ch == '"':
+                cur.append(self._double_quote())
+                started = True
+            elif ch == "$":
+                value = self._dollar()
+                parts = re.split(r"[ \t\r\n]+", value)
+                if len(parts) == 1:
+                    cur.append(value)
+                    started = started or bool(value)
+                    continue
+                # whitespace inside an unquoted expansion splits fields
+                cur.append(parts[0])
+                if started or parts[0]:
+                    words.append("".join(cur))
+                for mid in parts[1:-1]:
+                    if mid:
+                        words.append(mid)
+                cur = [parts[-1]]
+                started = bool(parts[-1])
+            elif ch == esc:
+                self.pos += 1
+                if self.pos < self.n:
+                    cur.append(text[self.pos])
+                    self.pos += 1
+                started = True
+            else:
+                cur.append(ch)
+                started = True
+                self.pos += 1
+        if started:
+            words.append("".join(cur))
+        return words
+
+    # --- pieces -------------------------------------------------------------------------------------------
+    def _single_quote(self) -> str:
+        end = self.text.find("'", self.pos + 1)
+        if end < 0:
+            raise ParseError("unexpected end of statement while looking for matching single-quote")
+        lit = self.text[self.pos + 1:end]
+        self.pos = end + 1
+        return lit
+
+    def _double_quote(self) -> str:
+        out: list[str] = []
+        self.pos += 1
+        text, esc = self.text, self.escape
+        while self.pos < self.n:
+            ch = text[self.pos]
+            if ch == '"':
+                self.pos += 1
+                return "".join(out)
+            if ch == "$":
+                out.append(self._dollar())
+                continue
+            if ch == esc and self.pos + 1 < self.n and text[self.pos + 1] in ('"', "$", esc):
+                out.append(text[self.pos + 1])
+                self.pos += 2
+                continue
+            out.append(ch)
+            self.pos += 1
+        raise ParseError("unexpected end of statement while looking for matching double-quote")
+
+    def _name(self) -> str:
+        start = self.pos
+        text = self.text
+        if self.pos < self.n and text[self.pos].isdigit():
+            while self.pos < self.n and text[self.pos].isdigit():
+                self.pos += 1
+            return text[start:self.pos]
+        while self.pos < self.n and _is_name_char(text[self.pos]):
+            self.pos += 1
+        return text[start:self.pos]
+
+    def _lookup(self, name: str, *, report_missing: bool = True) -> str | None:
+        value = self.env.get(name)
+        if value is not None:
+            self.used.add(name)
+        elif report_missing and not name.isdigit():
+            self.missing.add(name)
+        return value
+
+    def _dollar(self) -> str:
+        self.pos += 1  # the '$'
+        if self.pos >= self.n:
+            return "$"
+        ch = self.text[self.pos]
+        if ch != "{":
+            if _is_name_start(ch) or ch.isdigit():
+                return self._lookup(self._name()) or ""
+            return "$"
+        self.pos += 1
+        name = self._name()
+        if not name:
+            raise ParseError("bad substitution: expected a variable name after '${'")
+        if self.pos >= self.n:
+            raise ParseError(f"missing '}}' in substitution of {name}")
+        op = self.text[self.pos]
+        if op == "}":
+            self.pos += 1
+            return self._lookup(name) or ""
+        self.pos += 1
+        if op == ":":
+            if self.pos >= self.n or self.text[self.pos] not in "-+?":
+                bad = self.text[self.pos] if self.pos < self.n else "end of text"
+                raise ParseError(f"unsupported modifier ({bad}) in substitution of {name}")
+            kind = self.text[self.pos]
+            self.pos += 1
+            return self._default_form(name, kind, colon=True)
+        if op in "-+?":
+            return self._default_form(name, op, colon=False)
+        if op in "#%":
+            longest = self.pos < self.n and self.text[self.pos] == op
+            if longest:
+                self.pos += 1
+            pat = self.word("}", pattern=True)
+            self._close(name)
+            value = self._lookup(name) or ""
+            return _trim(value, pat, prefix=op == "#", longest=longest)
+        if op == "/":
+            every = self.pos < self.n and self.text[self.pos] == "/"
+            if every:
+                self.pos += 1
+            pat = self.word("/}", pattern=True)
+            repl = ""
+            if self.pos < self.n and self.text[self.pos] == "/":
+                self.pos += 1
+                repl = self.word("}")
+            self._close(name)
+            value = self._lookup(name) or ""
+            return _replace(value, pat, repl, every=every)
+        raise ParseError(f"unsupported modifier ({op}) in substitution of {name}")
+
+    def _close(self, name: str) -> None:
+        if self.pos >= self.n or self.text[self.pos] != "}":
+            raise ParseError(f"missing '}}' in substitution of {name}")
+        self.pos += 1
+
+    def _default_form(self, name: str, kind: str, *, colon: bool) -> str:
+        word = self.word("}")
+        self._close(name)
+        value = self._lookup(name, report_missing=False)
+        unset = value is None or (colon and value == "")
+        if kind == "-":
+            return word if unset else value  # type: ignore[return-value]
+        if kind == "+":
+            return "" if unset else word
+        if unset:  # '?'
+            raise ParseError(f"{name}: {word or ('is not allowed to be empty' if colon else 'is not allowed to be unset')}")
+        return value  # type: ignore[return-value]
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + c for c in text)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1:end]
+                neg = body[:1] in ("!", "^")
+                body = body[1:] if neg else body
+                out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:
+    rx = _glob_regex(pattern)
+    n = len(value)
+    cuts = range(n, -1, -1) if longest else range(n + 1)
+    for i in cuts:
+        if prefix and rx.fullmatch(value, 0, i):
+            return value[i:]
+        if not prefix and rx.fullmatch(value, n - i, n):
+            return value[: n - i]
+    return value
+
+
+def _replace(value: str, pattern: str, repl: str, *, every: bool) -> str:
+    if not pattern:
+        return value
+    rx = _glob_regex(pattern)
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i <= n:
+        match_end = -1
+        for j in range(n, i, -1):  # longest match starting at i
+            if rx.fullmatch(value, i, j):
+                match_end = j
+                break
+        if match_end < 0:
+            if i < n:
+                out.append(value[i])
+            i += 1
+            continue
+        out.append(repl)
+        i = match_end
+        if not every:
+            out.append(value[i:])
+            return "".join(out)
+    return "".join(out)
+
+
+def expand_word(word: str, env: Mapping[str, str], *, escape: str = "\\") -> Expansion:
+    """Expand one word: variables substituted, quotes and escapes removed, whitespace kept.
+
+    :raises ParseError: (without a span; callers add theirs) on an unterminated quote or a bad substitution.
+    """
+    if "$" not in word and "'" not in word and '"' not in word and escape not in word:
+        return Expansion(word)
+    sc = _Scanner(word, env, escape)
+    value = sc.word()
+    return Expansion(value, frozenset(sc.used), frozenset(sc.missing))
+
+
+def expand_words(text: str, env: Mapping[str, str], *, escape: str = "\\") -> WordsExpansion:
+    """Expand and split into fields on unquoted whitespace (also inside unquoted expansions).
+
+    :raises ParseError: as ``expand_word``.
+    """
+    sc = _Scanner(text, env, escape)
+    words = sc.words()
+    return WordsExpansion(tuple(words), frozenset(sc.used), frozenset(sc.missing))
+
+
+def split_raw_words(text: str, *, escape: str = "\\") -> list[str]:
+    """Split on whitespace outside quotes, keeping quotes and escapes in the words (no expansion).
+
+    An unterminated quote runs to the end of the text (the expansion step reports it)."""
+    words: list[str] = []
+    cur: list[str] = []
+    quote = ""
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            cur.append(ch)
+            if ch == escape and quote == '"' and i + 1 < n:
+                cur.append(text[i + 1])
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in " \t\r\n":
+            if cur:
+                words.append("".join(cur))
+                cur = []
+        elif ch == escape and i + 1 < n:
+            cur.append(ch)
+            cur.append(text[i + 1])
+            i += 2
+            continue
+        else:
+            if ch in "'\"":
+                quote = ch
+            cur.append(ch)
+        i += 1
+    if cur:
+        words.append("".join(cur))
+    return words
