@@ -129,7 +129,7 @@ class Label(Instruction):
 @dataclass(frozen=True, slots=True)
 class Arg(Instruction):
     args: tuple[ArgDecl, ...]
-    comment: str = ""  # the comment right above, for outline descriptions
+    comments: tuple[str, ...] = ()  # comment lines right above, for outline descriptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +186,7 @@ class Stage:
     index: int
     from_: From
     commands: tuple[Instruction, ...]
-    comment: str = ""  # the comment right above FROM, for target descriptions
+    comments: tuple[str, ...] = ()  # comment lines right above FROM, for target descriptions
 
     @property
     def name(self) -> str:

@@ -278,7 +278,7 @@ def _arg(line: Line, src: ins.Source, rest: str, escape: str) -> ins.Instruction
         if not key:
             raise line.error("ARG names can not be blank", word)
         decls.append(ins.ArgDecl(key, value if eq else None))
-    return ins.Arg(src, tuple(decls), " ".join(line.comments))
+    return ins.Arg(src, tuple(decls), line.comments)
 
 
 def _volume(line: Line, src: ins.Source, rest: str, escape: str) -> ins.Instruction:
@@ -324,7 +324,7 @@ def parse_dockerfile(text: str, filename: str = "Dockerfile") -> ins.Dockerfile:
     escape = lexed.directives.escape
     global_args: list[ins.Arg] = []
     stages: list[ins.Stage] = []
-    current: tuple[ins.From, list[ins.Instruction], str] | None = None
+    current: tuple[ins.From, list[ins.Instruction], tuple[str, ...]] | None = None
     every: list[ins.Instruction] = []
     for line in lexed.lines:
         inst = parse_line(line, escape)
@@ -332,7 +332,7 @@ def parse_dockerfile(text: str, filename: str = "Dockerfile") -> ins.Dockerfile:
         if isinstance(inst, ins.From):
             if current is not None:
                 stages.append(ins.Stage(len(stages), current[0], tuple(current[1]), current[2]))
-            current = (inst, [], " ".join(line.comments))
+            current = (inst, [], line.comments)
         elif current is None:
             if not isinstance(inst, ins.Arg):
                 raise line.error(f"no build stage in current context: {line.name} must come after a FROM",
