@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from polyarch.digest import Digest
-from polyarch.errors import InvalidLayer, LimitExceeded, NotFound, PolyarchError, StoreError
-from polyarch.oci.spec import Descriptor, History, ImageConfig, Index, Manifest, MediaType
+from polyarch.errors import InvalidLayer, LimitExceeded, NotFound, PolyarchError
+from polyarch.oci.spec import Descriptor, History, ImageConfig, Index
 from polyarch.platform import Platform
 
 from .compression import LayerResult, LayerWriter, decompressed
@@ -95,6 +94,10 @@ def _rewrite(src: Path, writer: LayerWriter, epoch: int | None) -> int:
         raise InvalidLayer(f"{src}: not a valid tar archive ({exc})") from None
     except EOFError:
         raise InvalidLayer(f"{src}: truncated tar archive") from None
+    except InvalidLayer as exc:
+        if str(src) in exc.message:
+            raise
+        raise InvalidLayer(f"{src}: {exc.message}", hint=exc.hint) from None
     except FileNotFoundError:
         raise NotFound(f"{src}: no such file") from None
     except IsADirectoryError:
@@ -118,9 +121,7 @@ def import_rootfs(
     ``base``, the platforms of that index which no source replaces)."""
     store = images.store
     epoch = source_date_epoch()
-    existed = {d for d, _ in store.list()}
-    created: list[Digest] = []
-    try:
+    with store.transaction():
         manifests: list[Descriptor] = []
         for source in sources:
             if on_progress:
@@ -128,7 +129,6 @@ def import_rootfs(
             with LayerWriter(store, compression, level=level, oci=oci) as writer:
                 newest = _rewrite(source.path, writer, epoch)
                 layer: LayerResult = writer.close_layer()
-            created.append(layer.descriptor.digest)
             when = iso_time(epoch if epoch is not None else newest)
             p = source.platform
             config = ImageConfig(
@@ -136,29 +136,11 @@ def import_rootfs(
                 diff_ids=(layer.diff_id,),
                 history=(History(created=when, created_by=f"polyarch import --platform {p}", comment="imported"),),
             )
-            desc = images.put_image(config, [layer.descriptor], oci=oci)
-            created.append(desc.digest)
-            manifests.append(desc)
+            manifests.append(images.put_image(config, [layer.descriptor], oci=oci))
         if base is not None:
             old = images.read_document(base).document
             olds = old.manifests if isinstance(old, Index) else (base,)
             replaced = {m.platform.normalized() for m in manifests if m.platform}
             kept = [m for m in olds if m.platform is None or m.platform.normalized() not in replaced]
             manifests = kept + manifests
-        index = images.put_index(manifests, oci=oci)
-        return index
-    except BaseException:
-        for manifest_digest in list(created):
-            try:
-                doc = images.read_document(Descriptor(MediaType.OCI_MANIFEST, manifest_digest, 0)).document
-            except PolyarchError:
-                continue
-            if isinstance(doc, Manifest):
-                created.append(doc.config.digest)
-        for digest in created:
-            if digest not in existed:
-                try:
-                    store.delete(digest)
-                except StoreError:
-                    pass
-        raise
+        return images.put_index(manifests, oci=oci)

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from polyarch.content.compression import sniff
 from polyarch.digest import Digest
-from polyarch.errors import InvalidLayer, InvalidManifest, NotFound, PolyarchError
+from polyarch.errors import InvalidLayer, InvalidManifest, NotFound
 from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType, parse_config, parse_document
 
 from .images import REF_NAME, ImageStore
@@ -67,6 +67,21 @@ class _Archive:
 def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str], None] | None = None) -> list[str]:
     """Load the archive at ``path``; returns the names it created."""
     archive = _Archive(path)
+    with images.store.transaction():
+        pending = _load(images, archive)
+    names = []
+    for name, desc in pending:  # only now that every blob is in: names never point at missing content
+        if name:
+            images.set_name(name, desc)
+            names.append(name)
+        else:
+            images.update(lambda entries, d=desc: [*entries, d])
+            names.append(f"@{desc.digest}")
+    return names
+
+
+def _load(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descriptor]]:
+    path = archive.path
     try:
         if "index.json" in archive.members and "oci-layout" in archive.members:
             return _load_oci(images, archive)
@@ -106,31 +121,24 @@ def _load_tree(images: ImageStore, archive: _Archive, desc: Descriptor) -> None:
     _ingest_blob(images, archive, desc)
 
 
-def _load_oci(images: ImageStore, archive: _Archive) -> list[str]:
+def _load_oci(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descriptor]]:
     doc = archive.read_json("index.json")
     if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
         raise InvalidManifest(f"{archive.path}: index.json has no manifests list")
-    names = []
+    pending: list[tuple[str | None, Descriptor]] = []
     for i, raw in enumerate(doc["manifests"]):
         desc = Descriptor.from_dict(raw, f"index.json manifests[{i}]")
         _load_tree(images, archive, desc)
         name = desc.annotations.get(REF_NAME) or desc.annotations.get("io.containerd.image.name")
-        if name:
-            images.set_name(name, desc.with_annotations({}))
-            names.append(name)
-    if not names:
-        for raw in doc["manifests"]:
-            desc = Descriptor.from_dict(raw)
-            images.update(lambda entries, d=desc: [*entries, d.with_annotations({})])
-            names.append(f"@{desc.digest}")
-    return names
+        pending.append((name, desc.with_annotations({})))
+    return pending
 
 
-def _load_docker(images: ImageStore, archive: _Archive) -> list[str]:
+def _load_docker(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descriptor]]:
     entries = archive.read_json("manifest.json")
     if not isinstance(entries, list) or not entries:
         raise InvalidManifest(f"{archive.path}: manifest.json must be a non-empty list")
-    names: list[str] = []
+    pending: list[tuple[str | None, Descriptor]] = []
     for n, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) or \
                 not isinstance(entry.get("Layers"), list):
@@ -148,13 +156,10 @@ def _load_docker(images: ImageStore, archive: _Archive) -> list[str]:
         manifest = Manifest(Descriptor(MediaType.DOCKER_CONFIG, cfg_digest, cfg_size), tuple(layers),
                             MediaType.DOCKER_MANIFEST)
         desc = images.put_document(manifest, config.platform)
-        for tag in entry.get("RepoTags") or []:
-            images.set_name(str(tag), desc)
-            names.append(str(tag))
+        pending.extend((str(tag), desc) for tag in entry.get("RepoTags") or [])
         if not entry.get("RepoTags"):
-            images.update(lambda es, d=desc: [*es, d])
-            names.append(f"@{desc.digest}")
-    return names
+            pending.append((None, desc))
+    return pending
 
 
 def _ingest_docker_layer(images: ImageStore, archive: _Archive, name: str, diff_id: Digest) -> Descriptor:
@@ -165,18 +170,8 @@ def _ingest_docker_layer(images: ImageStore, archive: _Archive, name: str, diff_
         digest, size = images.store.ingest(f)  # type: ignore[arg-type]
     if kind == "none":
         if digest != diff_id:
-            images.store.delete(digest) if not _referenced(images, digest) else None
             raise InvalidLayer(f"{archive.path}: layer {name} hashes to {digest}, config says {diff_id}")
         return Descriptor(MediaType.DOCKER_LAYER, digest, size)
     if kind == "zstd":
         return Descriptor(MediaType.OCI_LAYER_ZSTD, digest, size)
     return Descriptor(MediaType.DOCKER_LAYER_GZIP, digest, size)
-
-
-def _referenced(images: ImageStore, digest: Digest) -> bool:
-    try:
-        return any(d.digest == digest for _, root in images.names() for d in images.walk(root))
-    except PolyarchError:
-        return True
-
-

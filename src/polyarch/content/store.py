@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -131,7 +132,10 @@ class BlobWriter:
                 target = self._store.blob_path(got)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(self._tmp, 0o644)
+                is_new = not target.exists()
                 os.replace(self._tmp, target)
+                if is_new:
+                    self._store._created(got)
                 fsync_dir(target.parent)
             except OSError as exc:
                 raise _store_error(exc, self._store.root, "commit a blob") from exc
@@ -166,6 +170,7 @@ class ContentStore:
     def __init__(self, root: Path | str | None = None, *, create: bool = True) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.ingest_dir = self.root / INGEST_DIR
+        self._transactions: list[list[Digest]] = []
         if create:
             self._init_layout()
         elif not (self.root / "oci-layout").exists():
@@ -276,6 +281,28 @@ class ContentStore:
         with self.writer(digest.algorithm) as w:
             w.write(data)
             return w.commit(digest, len(data))
+
+    def _created(self, digest: Digest) -> None:
+        for created in self._transactions:
+            created.append(digest)
+
+    @contextmanager
+    def transaction(self) -> Iterator[list[Digest]]:
+        """Blobs this store object newly creates inside the block are deleted again if the block fails, so a
+        failed import, load or build leaves the store as it was. Yields the list of created digests."""
+        created: list[Digest] = []
+        self._transactions.append(created)
+        try:
+            yield created
+        except BaseException:
+            for digest in created:
+                try:
+                    self.delete(digest)
+                except StoreError:
+                    pass
+            raise
+        finally:
+            self._transactions.remove(created)
 
     def delete(self, digest: Digest) -> bool:
         try:

@@ -1,0 +1,82 @@
+"""Shared fixtures: multi-platform busybox base images made from Debian packages, and a CLI runner.
+
+The rootfs tarballs and a store holding ``base/busybox:1`` (linux/amd64, linux/arm64, linux/arm/v7) are built
+once and cached in ``$POLYARCH_TEST_CACHE`` (default ``~/.cache/polyarch-tests``) between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("POLYARCH_TEST_CACHE", Path.home() / ".cache" / "polyarch-tests"))
+PLATFORM_DEBARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "armhf"}
+BASE_NAME = "base/busybox:1"
+
+
+def run_cli(*args: str, root: Path | str | None = None, check: bool = True, input: bytes | None = None,
+            env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m polyarch ARGS`` as a user would; returns the completed process (text mode)."""
+    full_env = {**os.environ, **(env or {})}
+    if root is not None:
+        full_env["POLYARCH_ROOT"] = str(root)
+    proc = subprocess.run([sys.executable, "-m", "polyarch", *args], capture_output=True, env=full_env,
+                          input=input.decode() if input is not None else None, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"polyarch {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(name="run_cli")
+def run_cli_fixture() -> object:
+    """The ``run_cli`` function, as a fixture."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def busybox_tars() -> dict[str, Path]:
+    """platform → rootfs tar built from Debian's busybox-static for that architecture."""
+    out = CACHE / "busybox"
+    debarches = list(PLATFORM_DEBARCH.values())
+    if not all((out / f"rootfs-{a}.tar").exists() for a in debarches):
+        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "busybox_rootfs.py"), "--out", str(out),
+                               *debarches], capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot make busybox rootfs from Debian packages: {proc.stderr.strip()[-300:]}")
+    return {p: out / f"rootfs-{a}.tar" for p, a in PLATFORM_DEBARCH.items()}
+
+
+@pytest.fixture(scope="session")
+def base_root(busybox_tars: dict[str, Path]) -> Path:
+    """A store root holding base/busybox:1 (three platforms). Treat it as read-only."""
+    root = CACHE / "base-store"
+    marker = root / ".complete"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        args = ["import", "-t", BASE_NAME]
+        for p, tar in busybox_tars.items():
+            args += ["--platform", f"{p}={tar}"]
+        run_cli(*args, root=root, env={"SOURCE_DATE_EPOCH": "1700000000"})
+        marker.write_text("ok\n")
+    return root
+
+
+@pytest.fixture
+def store_root(base_root: Path, tmp_path: Path) -> Iterator[Path]:
+    """A fresh writable store root pre-populated with base/busybox:1."""
+    root = tmp_path / "store"
+    shutil.copytree(base_root, root, ignore=shutil.ignore_patterns(".complete", "ingest"))
+    (root / "ingest").mkdir(exist_ok=True)
+    yield root
+
+
+@pytest.fixture
+def empty_root(tmp_path: Path) -> Path:
+    return tmp_path / "empty-store"

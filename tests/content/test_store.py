@@ -1,0 +1,137 @@
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
+from polyarch.errors import DigestMismatch, LimitExceeded, NotFound, StoreError
+
+
+def test_layout_files(tmp_path: Path) -> None:
+    s = ContentStore(tmp_path / "r")
+    assert (s.root / "oci-layout").read_bytes() == b'{"imageLayoutVersion":"1.0.0"}'
+    assert b'"manifests":[]' in (s.root / "index.json").read_bytes()
+
+
+def test_ingest_and_read(tmp_path: Path) -> None:
+    s = ContentStore(tmp_path)
+    data = os.urandom(3 << 20)
+    d, n = s.ingest(io.BytesIO(data))
+    assert d == Digest.of(data) and n == len(data)
+    assert s.read(d) == data
+    assert (d, n) in list(s.list())
+    assert s.delete(d) and not s.has(d)
+
+
+def test_mismatch_leaves_nothing(tmp_path: Path) -> None:
+    s = ContentStore(tmp_path)
+    wrong = Digest.of(b"other")
+    with pytest.raises(DigestMismatch):
+        s.ingest(io.BytesIO(b"data"), expected=wrong)
+    with pytest.raises(DigestMismatch):
+        s.ingest(io.BytesIO(b"data"), expected=Digest.of(b"data"), size=3)
+    assert list(s.list()) == []
+    assert list((s.root / "ingest").iterdir()) == []
+
+
+def test_limit(tmp_path: Path) -> None:
+    s = ContentStore(tmp_path)
+    with pytest.raises(LimitExceeded):
+        s.ingest(io.BytesIO(b"x" * 1000), limit=100)
+    assert list(s.list()) == []
+
+
+def test_sha512(tmp_path: Path) -> None:
+    s = ContentStore(tmp_path)
+    d = Digest.of(b"hello", "sha512")
+    assert s.ingest(io.BytesIO(b"hello"), expected=d) == (d, 5)
+    assert s.blob_path(d).parent.name == "sha512"
+
+
+def test_missing_blob(tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        ContentStore(tmp_path).open(Digest.of(b"nope"))
+
+
+def test_concurrent_ingest_same_blob(tmp_path: Path) -> None:
+    s = ContentStore(tmp_path)
+    data = os.urandom(1 << 20)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: s.ingest(io.BytesIO(data)), range(16)))
+    assert len(set(results)) == 1
+    assert s.read(results[0][0]) == data
+
+
+def test_concurrent_processes_ingest_same_blob(tmp_path: Path) -> None:
+    src = tmp_path / "blob"
+    src.write_bytes(os.urandom(8 << 20))
+    code = ("import sys; from polyarch.content.store import ContentStore; "
+            "s = ContentStore(sys.argv[1]); print(s.ingest(open(sys.argv[2], 'rb'))[0])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "r"), str(src)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outs = {p.communicate()[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert outs == {str(Digest.of(src.read_bytes()))}
+    assert ContentStore(tmp_path / "r").read(Digest.of(src.read_bytes()), limit=1 << 30) == src.read_bytes()
+
+
+def test_unwritable_root(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError) as info:
+        ContentStore(tmp_path / "file" / "store")
+    assert "cannot initialise" in info.value.message
+
+
+def test_sigkill_mid_ingest_leaves_no_blob(tmp_path: Path) -> None:
+    """A writer killed while ingesting a large blob leaves nothing under the digest; a retry succeeds."""
+    root = tmp_path / "r"
+    size = 256 << 20
+    # The child streams pseudo-random bytes slowly so we can kill it mid-way; the digest is known up front.
+    code = (
+        "import sys, hashlib, time\n"
+        "from polyarch.content.store import ContentStore\n"
+        "s = ContentStore(sys.argv[1])\n"
+        "class Slow:\n"
+        "    def __init__(self): self.n = 0\n"
+        "    def read(self, k=-1):\n"
+        "        if self.n >= %d: return b''\n"
+        "        self.n += 1 << 20\n"
+        "        if self.n == 16 << 20: print('midway', flush=True); time.sleep(30)\n"
+        "        return bytes([self.n >> 20 & 255]) * (1 << 20)\n"
+        "s.ingest(Slow())\n" % size
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "midway"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = ContentStore(root)
+    assert list(store.list()) == []
+    leftovers = list(store.ingest_dir.iterdir())
+    assert leftovers, "the killed ingest leaves only a temp file"
+
+    class Gen(io.RawIOBase):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, k: int = -1) -> bytes:
+            if self.n >= size:
+                return b""
+            self.n += 1 << 20
+            return bytes([self.n >> 20 & 255]) * (1 << 20)
+
+    digest, n = store.ingest(Gen())  # type: ignore[arg-type]
+    assert n == size and store.stat(digest) == size
+    assert store.clean_ingest(older_than=0) >= 1
+    assert list(store.ingest_dir.iterdir()) == []
