@@ -1,0 +1,159 @@
+"""``polyarch login``, ``logout``, ``pull``, ``push``, and the registry-client options other commands share."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from polyarch.cli.context import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from polyarch.registry.client import RegistryClient
+
+__all__ = ["client_options", "login", "logout", "make_client", "pull", "push"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def client_options(f: F) -> F:
+    """``--insecure-registry HOST`` (repeatable) and ``--tls-ca FILE``."""
+    f = click.option("--tls-ca", "tls_ca", type=click.Path(dir_okay=False, exists=True), default=None,
+                     help="Extra CA certificate (PEM) to trust for registries (SSL_CERT_FILE is honoured too).")(f)
+    f = click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
+                     help="Allow plain http or unverified https for HOST (also POLYARCH_INSECURE_REGISTRIES). "
+                          "Loopback registries use http by default.")(f)
+    return f
+
+
+def make_client(insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> RegistryClient:
+    from polyarch.registry.client import ClientOptions, RegistryClient
+
+    return RegistryClient(ClientOptions.from_env(insecure=insecure, ca_file=tls_ca or ""))
+
+
+def _registry_host(text: str) -> str:
+    from polyarch.errors import UsageError
+    from polyarch.oci.reference import DEFAULT_DOMAIN
+
+    host = text.strip()
+    for prefix in ("https://", "http://"):
+        host = host.removeprefix(prefix)
+    host = host.split("/", 1)[0].lower()
+    if not host or any(c.isspace() for c in host):
+        raise UsageError(f"invalid registry {text!r}: expected a host[:port]")
+    if host in ("index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"):
+        return DEFAULT_DOMAIN
+    return host
+
+
+@click.command("login")
+@click.argument("registry", required=False, default="docker.io")
+@click.option("-u", "--username", default=None, help="User name.")
+@click.option("-p", "--password", default=None, help="Password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@client_options
+def login(registry: str, username: str | None, password: str | None, password_stdin: bool,
+          insecure: tuple[str, ...], tls_ca: str | None) -> None:
+    """Log in to a registry; credentials go to Docker's config.json (or its credential helper)."""
+    from polyarch.errors import UsageError
+    from polyarch.registry.credentials import Credential, CredentialStore
+
+    host = _registry_host(registry)
+    if password_stdin:
+        if password is not None:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        if not username:
+            raise UsageError("--password-stdin needs --username")
+        password = sys.stdin.read().rstrip("\r\n")
+    elif password is not None:
+        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True)
+    if not username:
+        username = click.prompt("Username")
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
+    if not username or not password:
+        raise UsageError("user name and password must not be empty")
+    cred = Credential(username, password)
+    with make_client(insecure, tls_ca) as client:
+        client.ping(host, cred)
+    where = CredentialStore().store(host, cred)
+    click.echo(f"Login Succeeded (credentials saved in {where})")
+
+
+@click.command("logout")
+@click.argument("registry", required=False, default="docker.io")
+def logout(registry: str) -> None:
+    """Forget the credentials of a registry."""
+    from polyarch.registry.credentials import CredentialStore
+
+    host = _registry_host(registry)
+    if CredentialStore().erase(host):
+        click.echo(f"Removing login credentials for {host}")
+    else:
+        click.echo(f"Not logged in to {host}")
+
+
+@click.command("pull")
+@click.argument("ref")
+@click.option("--platform", "platforms", multiple=True, metavar="P[,P…]",
+              help="Platform(s) to fetch (default: this host's), containerd matching.")
+@click.option("--all-platforms", is_flag=True, help="Fetch every manifest of the index.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
+@client_options
+@pass_app
+def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: bool, quiet: bool,
+         insecure: tuple[str, ...], tls_ca: str | None) -> None:
+    """Fetch an image from a registry into the local store.
+
+    A single-platform pull of a multi-platform image names a partial index holding only the fetched platforms
+    (annotated io.polyarch.pulled-from with the remote index digest); pulling every platform stores the
+    original index unchanged.
+    """
+    from polyarch import platform as plat
+    from polyarch.errors import UsageError
+    from polyarch.oci import reference
+    from polyarch.registry.transfer import pull_image
+
+    if platforms and all_platforms:
+        raise UsageError("--platform and --all-platforms are mutually exclusive")
+    wanted = plat.parse_list(platforms)
+    parsed = reference.parse(ref).defaulted()
+    with make_client(insecure, tls_ca) as client:
+        result = pull_image(client, parsed, app.images, name=ref, platforms=wanted, all_platforms=all_platforms)
+    if quiet:
+        click.echo(str(result.descriptor.digest))
+        return
+    what = ", ".join(map(str, result.platforms)) or "all platforms"
+    extra = " (partial index)" if result.partial else ""
+    click.echo(f"{ref}: pulled {what}{extra}, {result.fetched_blobs} blobs fetched")
+    click.echo(f"Digest: {result.descriptor.digest}")
+
+
+@click.command("push")
+@click.argument("ref")
+@click.argument("dest", required=False)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
+@client_options
+@pass_app
+def push(app: AppContext, ref: str, dest: str | None, quiet: bool, insecure: tuple[str, ...],
+         tls_ca: str | None) -> None:
+    """Upload a local image (every platform it has) to a registry, as REF or DEST."""
+    from polyarch.oci import reference
+    from polyarch.registry.transfer import push_image
+
+    images = app.images
+    desc = images.lookup(ref)
+    target = reference.parse(dest or ref)
+    if not target.tag and target.digest is None:
+        target = target.defaulted()
+    with make_client(insecure, tls_ca) as client:
+        result = push_image(images, desc, target, client=client)
+    if quiet:
+        click.echo(str(result.descriptor.digest))
+        return
+    click.echo(f"{target}: pushed ({result.uploaded} uploaded, {result.mounted} mounted, "
+               f"{result.existed} already present)")
+    click.echo(f"Digest: {result.descriptor.digest}")

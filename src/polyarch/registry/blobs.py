@@ -1,0 +1,256 @@
+"""Blob download (resumable, verified) and upload (skip, mount, monolithic or chunked) for ``RegistryClient``.
+
+Download: GET streams into a fresh sink (the content store's ``BlobWriter``); after a mid-body failure the next
+attempt asks for ``Range: bytes=N-`` and keeps the N bytes already written; a server that ignores the range (200)
+restarts the sink. The sink verifies digest and size on commit, so nothing partial is ever published.
+
+Upload: HEAD skips a blob the repository has; a blob seen in another repository of the same registry is mounted
+(``POST ?mount=&from=``); otherwise a session is opened (POST) and the blob sent either in one ``PUT ?digest=``
+(blobs up to ``chunk_threshold``) or as ``PATCH`` chunks with ``Content-Range`` and a final empty PUT. A failed
+chunk resumes from the offset the registry reports (GET on the session); a lost session starts over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from polyarch.errors import DigestMismatch, RegistryError
+from polyarch.oci.reference import Reference
+from polyarch.oci.spec import Descriptor
+
+from .auth import scope_for
+from .httperrors import transport_error
+
+if TYPE_CHECKING:
+    from .client import BlobSink, Endpoint, RegistryClient
+
+__all__ = ["fetch_blob", "push_blob"]
+
+OCTET = "application/octet-stream"
+
+
+def _retryable(exc: RegistryError) -> bool:
+    return isinstance(exc.__cause__, httpx.TransportError) or (exc.status or 0) in (408, 429, 500, 502, 503, 504)
+
+
+def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor,
+               sink_factory: Callable[[], BlobSink]) -> None:
+    reg = client.endpoint(ref.domain)
+    scopes = [scope_for(ref.path, "pull")]
+    url = f"{reg.base}/v2/{ref.path}/blobs/{desc.digest}"
+    sink = sink_factory()
+    offset = 0
+    failures = 0
+    try:
+        while True:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            resp = client.call(reg, "GET", url, scopes=scopes, headers=headers, stream=True)
+            try:
+                if resp.status_code == 404 and desc.urls:
+                    resp.close()
+                    sink.abort()
+                    sink = sink_factory()
+                    _fetch_foreign(client, desc, sink)
+                    offset = desc.size
+                    break
+                if resp.status_code not in (200, 206):
+                    raise client.fail(reg, resp, f"blob {desc.digest} of {ref.name}", scopes)
+                start = _range_start(resp) if resp.status_code == 206 else 0
+                if start != offset:
+                    sink.abort()
+                    sink = sink_factory()
+                    offset = 0
+                    if start != 0:
+                        resp.close()
+                        continue
+                for chunk in resp.iter_raw():
+                    if offset + len(chunk) > desc.size:
+                        raise DigestMismatch(f"blob {desc.digest} from {ref.name}: more than the expected "
+                                             f"{desc.size} bytes")
+                    sink.write(chunk)
+                    offset += len(chunk)
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > client.options.retries:
+                    raise transport_error(reg.name, exc, attempts=failures) from exc
+                client.backoff(failures)
+                continue
+            finally:
+                resp.close()
+            if offset < desc.size:
+                failures += 1
+                if failures > client.options.retries:
+                    raise RegistryError(f"blob {desc.digest} from {reg.name}: stream ended after {offset} of "
+                                        f"{desc.size} bytes, {failures} times")
+                client.backoff(failures)
+                continue
+            break
+        sink.commit(desc.digest, desc.size)
+        client.note_seen(ref, desc.digest)
+    except BaseException:
+        sink.abort()
+        raise
+
+
+def _range_start(resp: httpx.Response) -> int:
+    value = resp.headers.get("content-range", "")
+    try:
+        return int(value.split()[-1].split("-")[0])
+    except (ValueError, IndexError):
+        return -1
+
+
+def _fetch_foreign(client: RegistryClient, desc: Descriptor, sink: BlobSink) -> None:
+    """A non-distributable layer from its ``urls``: no credentials are sent (another origin)."""
+    last: Exception | None = None
+    for url in desc.urls:
+        if not url.startswith(("https://", "http://")):
+            continue
+        try:
+            with client.plain_http.stream("GET", url, follow_redirects=True) as resp:
+                if resp.status_code != 200:
+                    last = RegistryError(f"foreign layer {desc.digest}: {url} answered {resp.status_code}")
+                    continue
+                for chunk in resp.iter_raw():
+                    sink.write(chunk)
+            return
+        except httpx.HTTPError as exc:
+            last = exc
+    raise RegistryError(f"foreign layer {desc.digest} could not be fetched from its urls: {last}")
+
+
+# --- upload ----------------------------------------------------------------------------------------------------
+
+def push_blob(client: RegistryClient, ref: Reference, desc: Descriptor,
+              opener: Callable[[], AbstractContextManager[Path]], *, mount_from: Sequence[str] = ()) -> str:
+    reg = client.endpoint(ref.domain, push=True)
+    scopes = [scope_for(ref.path, "pull,push")]
+    if client.blob_size(ref, desc.digest, push=True) == desc.size:
+        return "exists"
+    uploads = f"{reg.base}/v2/{ref.path}/blobs/uploads/"
+    location: httpx.URL | None = None
+    candidates = [r for r in dict.fromkeys([*mount_from, *client.seen_in(ref.domain, desc.digest)]) if r != ref.path]
+    for repo in candidates[:3]:
+        url = httpx.URL(uploads, params={"mount": str(desc.digest), "from": repo})
+        resp = client.call(reg, "POST", url, scopes=[*scopes, scope_for(repo, "pull")], body=lambda: b"")
+        resp.close()
+        if resp.status_code == 201:
+            client.note_seen(ref, desc.digest)
+            return "mounted"
+        if resp.status_code == 202 and resp.headers.get("location"):
+            location = resp.url.join(resp.headers["location"])
+            break
+    with opener() as path:
+        _upload(client, reg, scopes, uploads, location, desc, path)
+    client.note_seen(ref, desc.digest)
+    return "uploaded"
+
+
+def _upload(client: RegistryClient, reg: Endpoint, scopes: list[str], uploads: str, location: httpx.URL | None,
+            desc: Descriptor, path: Path) -> None:
+    failures = 0
+    while True:
+        try:
+            if location is None:
+                location = _start(client, reg, uploads, scopes)
+            if desc.size <= client.options.chunk_threshold:
+                _monolithic(client, reg, scopes, location, desc, path)
+            else:
+                _chunked(client, reg, scopes, location, desc, path)
+            return
+        except RegistryError as exc:
+            failures += 1
+            if not _retryable(exc) or failures > client.options.retries:
+                raise
+            client.backoff(failures)
+            location = None
+
+
+def _start(client: RegistryClient, reg: Endpoint, uploads: str, scopes: list[str]) -> httpx.URL:
+    resp = client.call(reg, "POST", uploads, scopes=scopes, body=lambda: b"")
+    resp.close()
+    if resp.status_code != 202 or not resp.headers.get("location"):
+        raise client.fail(reg, resp, "start blob upload", scopes)
+    return resp.url.join(resp.headers["location"])
+
+
+def _finish_url(location: httpx.URL, desc: Descriptor) -> httpx.URL:
+    return location.copy_merge_params({"digest": str(desc.digest)})
+
+
+def _check_created(client: RegistryClient, reg: Endpoint, resp: httpx.Response, desc: Descriptor,
+                   scopes: list[str]) -> None:
+    if resp.status_code not in (201, 204):
+        raise client.fail(reg, resp, f"upload of blob {desc.digest}", scopes)
+    header = resp.headers.get("docker-content-digest")
+    if header and header != str(desc.digest):
+        raise DigestMismatch(f"registry {reg.name} stored blob {desc.digest} as {header}")
+
+
+def _monolithic(client: RegistryClient, reg: Endpoint, scopes: list[str], location: httpx.URL,
+                desc: Descriptor, path: Path) -> None:
+    from .client import _FileSlice
+
+    resp = client.call(reg, "PUT", _finish_url(location, desc), scopes=scopes, headers={"Content-Type": OCTET},
+                       body=lambda: _FileSlice(path, 0, desc.size), retry=False)
+    resp.close()
+    _check_created(client, reg, resp, desc, scopes)
+
+
+def _chunked(client: RegistryClient, reg: Endpoint, scopes: list[str], location: httpx.URL,
+             desc: Descriptor, path: Path) -> None:
+    from .client import _FileSlice
+
+    offset = 0
+    failures = 0
+    chunk = max(1 << 20, client.options.chunk_size)
+    while offset < desc.size:
+        n = min(chunk, desc.size - offset)
+        start = offset
+        try:
+            resp = client.call(reg, "PATCH", location, scopes=scopes, retry=False,
+                               headers={"Content-Type": OCTET, "Content-Range": f"{start}-{start + n - 1}"},
+                               body=lambda s=start, k=n: _FileSlice(path, s, k))  # type: ignore[misc]
+            resp.close()
+            if resp.status_code != 202:
+                raise client.fail(reg, resp, f"upload of blob {desc.digest}", scopes)
+            location = resp.url.join(resp.headers.get("location") or str(location))
+            offset = start + n
+        except RegistryError as exc:
+            failures += 1
+            if not _retryable(exc) or failures > client.options.retries:
+                raise
+            client.backoff(failures)
+            resumed = _upload_offset(client, reg, scopes, location)
+            if resumed is None:
+                raise
+            location, offset = resumed
+    resp = client.call(reg, "PUT", _finish_url(location, desc), scopes=scopes, body=lambda: b"",
+                       headers={"Content-Type": OCTET})
+    resp.close()
+    _check_created(client, reg, resp, desc, scopes)
+
+
+def _upload_offset(client: RegistryClient, reg: Endpoint, scopes: list[str],
+                   location: httpx.URL) -> tuple[httpx.URL, int] | None:
+    """Where an upload session stands (``Range: 0-N`` → N+1), or None when it is gone."""
+    try:
+        resp = client.call(reg, "GET", location, scopes=scopes)
+    except RegistryError:
+        return None
+    resp.close()
+    if resp.status_code not in (200, 204):
+        return None
+    rng = resp.headers.get("range", "")
+    if rng in ("", "0-0"):  # distribution reports 0-0 for both 0 and 1 byte: start over
+        return None
+    try:
+        end = int(rng.rsplit("-", 1)[1]) + 1 if rng else 0
+    except (ValueError, IndexError):
+        return None
+    return resp.url.join(resp.headers.get("location") or str(location)), end

@@ -1,0 +1,452 @@
+"""OCI distribution client on httpx: one synchronous ``httpx.Client`` shared by the threads of a pool.
+
+- **Endpoints**: ``docker.io`` is ``registry-1.docker.io`` (or the mirror in ``POLYARCH_DOCKERHUB_MIRROR``, for pulls);
+  loopback registries (127.0.0.0/8, ::1, localhost) speak plain http; other hosts https with verification, unless
+  listed as insecure (``--insecure-registry``, ``POLYARCH_INSECURE_REGISTRIES``): https without verification,
+  falling back to http. ``SSL_CERT_FILE`` and ``--tls-ca`` add trusted CAs.
+- **Auth**: anonymous first; a 401 teaches the challenge, then basic or bearer (see ``auth``) is sent proactively.
+- **Redirects** are followed here, not by httpx: the Authorization header goes only to the registry's own origin,
+  so a blob GET redirected to S3 never carries credentials.
+- **Retries**: connection errors, 429 (``Retry-After``) and 5xx are retried with jittered exponential backoff, a
+  bounded number of times; blob downloads resume with ``Range`` after a mid-body failure; chunked uploads resume
+  from the upload status the registry reports, else restart in a new session.
+- **Errors** are one-line ``RegistryError`` values (status, distribution code) translated at this boundary.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from polyarch.digest import Digest
+from polyarch.errors import DigestMismatch, InvalidManifest, RegistryError
+from polyarch.oci.reference import Reference
+from polyarch.oci.spec import MANIFEST_ACCEPT, Descriptor
+
+from . import auth
+from .credentials import Credential, CredentialStore
+from .httperrors import status_error, transport_error
+
+__all__ = ["BlobSink", "ClientOptions", "Endpoint", "FetchedManifest", "RegistryClient", "is_loopback"]
+
+MAX_MANIFEST = 4 << 20
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+READ_CHUNK = 1 << 20
+HUB_REGISTRY = "https://registry-1.docker.io"
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_env(name: str) -> frozenset[str]:
+    return frozenset(h.strip().lower() for h in os.environ.get(name, "").replace(",", " ").split() if h.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    insecure: frozenset[str] = frozenset()
+    mirror: str = ""
+    ca_file: str = ""
+    retries: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 10.0
+    timeout: float = 60.0
+    chunk_threshold: int = 32 << 20
+    chunk_size: int = 64 << 20
+    parallel: int = 4
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ClientOptions:
+        """Defaults plus ``POLYARCH_INSECURE_REGISTRIES``, ``POLYARCH_DOCKERHUB_MIRROR``,
+        ``POLYARCH_REGISTRY_RETRIES``, ``POLYARCH_REGISTRY_TIMEOUT``; explicit overrides win (insecure ones add)."""
+        opts = cls(insecure=_split_env("POLYARCH_INSECURE_REGISTRIES"),
+                   mirror=os.environ.get("POLYARCH_DOCKERHUB_MIRROR", "").strip())
+        env_num = {"retries": ("POLYARCH_REGISTRY_RETRIES", int), "timeout": ("POLYARCH_REGISTRY_TIMEOUT", float),
+                   "backoff": ("POLYARCH_REGISTRY_BACKOFF", float)}
+        for key, (var, conv) in env_num.items():
+            if os.environ.get(var):
+                try:
+                    opts = replace(opts, **{key: conv(os.environ[var])})
+                except ValueError:
+                    raise RegistryError(f"invalid {var}={os.environ[var]!r}: expected a number") from None
+        extra = overrides.pop("insecure", ())
+        opts = replace(opts, insecure=opts.insecure | frozenset(h.lower() for h in extra),
+                       **{k: v for k, v in overrides.items() if v not in (None, "")})
+        return opts
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    raw: bytes
+    media_type: str
+    digest: Digest
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.raw))
+
+
+class BlobSink(Protocol):
+    """Where a downloaded blob goes: the content store's BlobWriter fits."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]: ...
+    def abort(self) -> None: ...
+
+
+class _FileSlice:
+    """A re-iterable request body: ``length`` bytes of a file from ``offset``, read in large chunks.
+
+    ``tell``/``seek`` let httpx compute Content-Length without reading it.
+    """
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self.path, self.offset, self.length = path, offset, length
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.length if whence == os.SEEK_END else 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            pos, end = self.offset, self.offset + self.length
+            while pos < end:
+                data = os.pread(fd, min(4 * READ_CHUNK, end - pos), pos)
+                if not data:
+                    raise RegistryError(f"{self.path} shrank while uploading")
+                pos += len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class Endpoint:
+    """Connection facts for one registry host."""
+
+    name: str
+    base: str
+    verify: bool
+    authenticator: auth.Authenticator
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+class RegistryClient:
+    """Talks to any number of registries; thread-safe. Close it (or use ``with``) to release connections."""
+
+    def __init__(self, options: ClientOptions | None = None, credentials: CredentialStore | None = None) -> None:
+        self.options = options or ClientOptions.from_env()
+        self.credentials = credentials if credentials is not None else CredentialStore()
+        limits = httpx.Limits(max_connections=max(8, self.options.parallel * 2),
+                              max_keepalive_connections=max(8, self.options.parallel * 2))
+        timeout = httpx.Timeout(self.options.timeout, connect=min(self.options.timeout, 15.0))
+        ctx = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
+        if self.options.ca_file:
+            try:
+                ctx.load_verify_locations(self.options.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise RegistryError(f"cannot load CA file {self.options.ca_file}: {exc}") from exc
+        headers = {"User-Agent": "polyarch"}
+        self._http = httpx.Client(verify=ctx, timeout=timeout, limits=limits, follow_redirects=False,
+                                  headers=headers, trust_env=False)
+        self._http_noverify = httpx.Client(verify=False, timeout=timeout, limits=limits, follow_redirects=False,
+                                           headers=headers, trust_env=False)
+        self._registries: dict[str, Endpoint] = {}
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, Digest], set[str]] = {}
+        self.sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def plain_http(self) -> httpx.Client:
+        """The verifying client without registry credentials (foreign layer URLs)."""
+        return self._http
+
+    def close(self) -> None:
+        self._http.close()
+        self._http_noverify.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- endpoints ---------------------------------------------------------------------------------------
+
+    def _base_for(self, domain: str, *, push: bool) -> tuple[str, bool, str]:
+        """(base URL, verify TLS, credential host)."""
+        if domain == "docker.io":
+            if self.options.mirror and not push:
+                mirror = self.options.mirror.rstrip("/")
+                host = mirror.split("://", 1)[-1]
+                if "://" not in mirror:
+                    mirror = ("http://" if is_loopback(host) else "https://") + mirror
+                return mirror, host.lower() not in self.options.insecure, host
+            return HUB_REGISTRY, True, "docker.io"
+        if is_loopback(domain):
+            return f"http://{domain}", True, domain
+        if domain.lower() in self.options.insecure:
+            return f"https://{domain}", False, domain
+        return f"https://{domain}", True, domain
+
+    def endpoint(self, domain: str, *, push: bool = False) -> Endpoint:
+        base, verify, cred_host = self._base_for(domain, push=push)
+        with self._lock:
+            reg = self._registries.get(base)
+            if reg is None:
+                cred = self.credentials.get(cred_host)
+                fetcher = self._token_fetcher(cred_host)
+                reg = Endpoint(cred_host, base, verify, auth.Authenticator(cred_host, cred, fetcher))
+                self._registries[base] = reg
+            return reg
+
+    def _token_fetcher(self, name: str) -> auth.TokenFetcher:
+        def fetch(ch: auth.Challenge, scopes: Sequence[str], cred: Credential | None) -> tuple[str, float]:
+            return auth.fetch_token(self._http, name, ch, scopes, cred)
+
+        return fetch
+
+    # --- the one request path ------------------------------------------------------------------------------
+
+    def backoff(self, attempt: int, retry_after: str | None = None) -> None:
+        delay = min(self.options.max_backoff, self.options.backoff * (2 ** (attempt - 1)))
+        delay *= 0.5 + random.random() / 2
+        if retry_after:
+            try:
+                delay = min(max(float(retry_after), 0.0), self.options.max_backoff * 3)
+            except ValueError:
+                pass
+        self.sleep(delay)
+
+    def _send(self, reg: Endpoint, method: str, url: str | httpx.URL, headers: dict[str, str],
+              authorization: str | None, body: Any, stream: bool) -> httpx.Response:
+        """One logical request, following redirects and dropping credentials when the origin changes."""
+        base_origin = _origin(httpx.URL(reg.base))
+        target = httpx.URL(url)
+        for _ in range(10):
+            same = _origin(target) == base_origin
+            hdrs = dict(headers)
+            if authorization and same:
+                hdrs["Authorization"] = authorization
+            http = self._http_noverify if (same and not reg.verify) else self._http
+            request = http.build_request(method, target, headers=hdrs, content=body)
+            resp = http.send(request, stream=stream)
+            location = resp.headers.get("location")
+            if resp.status_code in (301, 302, 303, 307, 308) and location and method in ("GET", "HEAD"):
+                resp.close()
+                target = resp.url.join(location)
+                if target.scheme not in ("http", "https"):
+                    raise RegistryError(f"{reg.name}: redirect to unsupported URL scheme {target.scheme!r}")
+                continue
+            return resp
+        raise RegistryError(f"{reg.name}: too many redirects for {url}")
+
+    def call(self, reg: Endpoint, method: str, url: str | httpx.URL, *, scopes: Sequence[str],
+             headers: dict[str, str] | None = None, body: Callable[[], Any] | None = None,
+             stream: bool = False, retry: bool = True) -> httpx.Response:
+        """Send with auth and retries; returns the final response (any status) for the caller to judge."""
+        attempt = 0
+        reauthed = False
+        while True:
+            authorization = reg.authenticator.header(scopes)
+            try:
+                resp = self._send(reg, method, url, headers or {}, authorization, body() if body else None, stream)
+            except httpx.TransportError as exc:
+                if retry and attempt < self.options.retries:
+                    attempt += 1
+                    self.backoff(attempt)
+                    continue
+                raise transport_error(reg.name, exc, attempts=attempt + 1) from exc
+            if resp.status_code == 401 and not reauthed:
+                challenge = resp.headers.get("www-authenticate", "")
+                resp.close()
+                reauthed = True
+                had = reg.authenticator.challenge is not None
+                if reg.authenticator.learn(challenge) is None:
+                    raise status_error(reg.name, resp, f"{method} {httpx.URL(url).path}", scopes)
+                if had:
+                    reg.authenticator.invalidate(scopes)
+                continue
+            if retry and resp.status_code in RETRY_STATUSES and attempt < self.options.retries:
+                retry_after = resp.headers.get("retry-after")
+                resp.close()
+                attempt += 1
+                self.backoff(attempt, retry_after)
+                continue
+            return resp
+
+    def fail(self, reg: Endpoint, resp: httpx.Response, what: str, scopes: Sequence[str]) -> RegistryError:
+        try:
+            resp.read()
+        except httpx.HTTPError:
+            pass
+        finally:
+            resp.close()
+        return status_error(reg.name, resp, what, scopes)
+
+    # --- registry-level ------------------------------------------------------------------------------------
+
+    def ping(self, domain: str, credential: Credential | None = None) -> None:
+        """Check the registry answers ``/v2/``; with ``credential``, check that it accepts it.
+
+        :raises RegistryError: unreachable, TLS failure, or credentials refused (401).
+        """
+        reg = self.endpoint(domain, push=True)
+        if credential is not None:
+            reg = Endpoint(reg.name, reg.base, reg.verify,
+                            auth.Authenticator(reg.name, credential, self._token_fetcher(reg.name)))
+        resp = self.call(reg, "GET", f"{reg.base}/v2/", scopes=())
+        if resp.status_code != 200:
+            raise self.fail(reg, resp, "login", ())
+        if credential is not None:
+            with self._lock:
+                self._registries[reg.base] = reg
+
+    # --- manifests -----------------------------------------------------------------------------------------
+
+    def get_manifest(self, ref: Reference, *, accept: str = MANIFEST_ACCEPT) -> FetchedManifest:
+        """Fetch a manifest or index by tag or digest; verifies the digest when pinned.
+
+        :raises RegistryError: not found (404 MANIFEST_UNKNOWN) and other failures.
+        """
+        reg = self.endpoint(ref.domain)
+        scopes = [auth.scope_for(ref.path, "pull")]
+        url = f"{reg.base}/v2/{ref.path}/manifests/{ref.identifier}"
+        resp = self.call(reg, "GET", url, scopes=scopes, headers={"Accept": accept}, stream=True)
+        try:
+            if resp.status_code != 200:
+                raise self.fail(reg, resp, f"manifest {ref}", scopes)
+            raw = bytearray()
+            for chunk in resp.iter_raw():
+                raw += chunk
+                if len(raw) > MAX_MANIFEST:
+                    raise RegistryError(f"manifest {ref} is larger than {MAX_MANIFEST} bytes")
+        except httpx.HTTPError as exc:
+            raise transport_error(reg.name, exc) from exc
+        finally:
+            resp.close()
+        data = bytes(raw)
+        media_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        algorithm = ref.digest.algorithm if ref.digest else "sha256"
+        digest = Digest.of(data, algorithm)
+        if ref.digest is not None and digest != ref.digest:
+            raise DigestMismatch(f"{ref}: registry sent a manifest hashing to {digest}")
+        header = resp.headers.get("docker-content-digest")
+        if ref.digest is None and header and header.startswith(f"{algorithm}:") and header != str(digest):
+            raise DigestMismatch(f"{ref}: manifest hashes to {digest}, registry says {header}")
+        if not media_type or media_type in ("application/json", "text/plain", "application/octet-stream"):
+            import json
+
+            try:
+                media_type = json.loads(data).get("mediaType") or ""
+            except (ValueError, AttributeError):
+                media_type = ""
+            if not media_type:
+                raise InvalidManifest(f"{ref}: manifest has no media type")
+        self.note_seen(ref, digest)
+        return FetchedManifest(data, media_type, digest)
+
+    def head_manifest(self, ref: Reference, *, push: bool = False) -> Descriptor | None:
+        reg = self.endpoint(ref.domain, push=push)
+        scopes = [auth.scope_for(ref.path, "pull,push" if push else "pull")]
+        url = f"{reg.base}/v2/{ref.path}/manifests/{ref.identifier}"
+        resp = self.call(reg, "HEAD", url, scopes=scopes, headers={"Accept": MANIFEST_ACCEPT})
+        resp.close()
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self.fail(reg, resp, f"manifest {ref}", scopes)
+        header = resp.headers.get("docker-content-digest", "")
+        if not Digest.is_valid(header):
+            return None
+        return Descriptor(resp.headers.get("content-type", "").split(";")[0],
+                          Digest.parse(header), int(resp.headers.get("content-length") or 0))
+
+    def put_manifest(self, ref: Reference, raw: bytes, media_type: str) -> Digest:
+        """PUT exact bytes under ``ref.identifier`` (tag or digest); checks the digest the registry reports."""
+        reg = self.endpoint(ref.domain, push=True)
+        scopes = [auth.scope_for(ref.path, "pull,push")]
+        url = f"{reg.base}/v2/{ref.path}/manifests/{ref.identifier}"
+        resp = self.call(reg, "PUT", url, scopes=scopes, headers={"Content-Type": media_type}, body=lambda: raw)
+        if resp.status_code not in (200, 201, 202):
+            raise self.fail(reg, resp, f"push manifest {ref}", scopes)
+        digest = Digest.of(raw, ref.digest.algorithm if ref.digest else "sha256")
+        header = resp.headers.get("docker-content-digest")
+        if header and header.startswith(f"{digest.algorithm}:") and header != str(digest):
+            raise DigestMismatch(f"{ref}: registry stored the manifest as {header}, expected {digest}")
+        self.note_seen(ref, digest)
+        return digest
+
+    # --- blobs ---------------------------------------------------------------------------------------------
+
+    def note_seen(self, ref: Reference, digest: Digest) -> None:
+        """Remember that ``digest`` exists in ``ref``'s repository (for cross-repo mounts)."""
+        with self._lock:
+            self._seen.setdefault((ref.domain, digest), set()).add(ref.path)
+
+    def seen_in(self, domain: str, digest: Digest) -> list[str]:
+        with self._lock:
+            return sorted(self._seen.get((domain, digest), ()))
+
+    def blob_size(self, ref: Reference, digest: Digest, *, push: bool = False) -> int | None:
+        """HEAD a blob: its size, or None when the repository does not have it."""
+        reg = self.endpoint(ref.domain, push=push)
+        scopes = [auth.scope_for(ref.path, "pull,push" if push else "pull")]
+        resp = self.call(reg, "HEAD", f"{reg.base}/v2/{ref.path}/blobs/{digest}", scopes=scopes)
+        resp.close()
+        if resp.status_code in (404, 401, 403) and push:
+            return None
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self.fail(reg, resp, f"blob {digest}", scopes)
+        self.note_seen(ref, digest)
+        try:
+            return int(resp.headers.get("content-length") or -1)
+        except ValueError:
+            return -1
+
+    def fetch_blob(self, ref: Reference, desc: Descriptor, sink_factory: Callable[[], BlobSink]) -> None:
+        """Stream a blob into a fresh sink, verifying digest and size; resumes with Range after a failure.
+
+        Falls back to the descriptor's ``urls`` (without credentials) when the registry does not have the blob.
+        """
+        from .blobs import fetch_blob
+
+        fetch_blob(self, ref, desc, sink_factory)
+
+    def push_blob(self, ref: Reference, desc: Descriptor, opener: Callable[[], AbstractContextManager[Path]], *,
+                  mount_from: Sequence[str] = ()) -> str:
+        """Make ``desc`` exist in ``ref``'s repository: ``exists``, ``mounted`` or ``uploaded``.
+
+        ``opener`` gives a local file with the blob; it is called only when an upload is needed.
+        """
+        from .blobs import push_blob
+
+        return push_blob(self, ref, desc, opener, mount_from=mount_from)

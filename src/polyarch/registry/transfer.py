@@ -1,0 +1,293 @@
+"""Pull from a registry into the local store, and push (or copy) image trees from any source to a registry.
+
+**Push order** (``push_image``): every layer and config blob first (in parallel, bounded; existing ones skipped by
+HEAD, blobs known in another repository of the same registry mounted), then the image manifests by digest, then
+nested indexes by digest, children before parents, and last the root under its tag(s). A registry never sees a
+manifest whose blobs it lacks, and a tag only moves when everything under it is in place. An image manifest the
+registry already has (HEAD by digest) is not re-sent, nor are its blobs.
+
+**Single-platform pulls** (``pull_image`` with platforms): the selected manifests, configs and layers are fetched;
+when the remote index has more image manifests than were fetched, the name points to a *local partial index*: an
+OCI index holding only the fetched children (their descriptors unchanged), with the annotation
+``io.polyarch.pulled-from`` = the remote index digest. A later pull of another platform of the same remote index
+merges into it, and once every child is present the original index bytes are stored instead (digest unchanged).
+So every name always reaches complete images; ``--all-platforms`` stores the original index as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TypeVar
+
+from polyarch import platform as plat
+from polyarch.content.images import ImageStore, select_platform
+from polyarch.content.store import ContentStore
+from polyarch.errors import InvalidManifest, NotFound
+from polyarch.oci.reference import Reference
+from polyarch.oci.spec import (
+    Descriptor,
+    Index,
+    Manifest,
+    MediaType,
+    is_index,
+    is_manifest,
+    parse_config,
+    parse_document,
+)
+from polyarch.platform import Platform
+
+from .client import RegistryClient
+from .sources import RegistrySource, Source, StoreSource
+
+__all__ = ["PULLED_FROM", "PullResult", "PushResult", "pull_image", "push_image", "run_parallel"]
+
+PULLED_FROM = "io.polyarch.pulled-from"
+T = TypeVar("T")
+
+
+def run_parallel(fn: Callable[[T], object], items: Iterable[T], parallel: int) -> None:
+    """Run ``fn`` over items on a bounded pool; the first error cancels what has not started and is raised."""
+    items = list(items)
+    if not items:
+        return
+    if parallel <= 1 or len(items) == 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in pending:
+            f.cancel()
+        for f in futures:
+            if f.done() and not f.cancelled() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
+
+
+# --- push ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    descriptor: Descriptor
+    uploaded: int
+    mounted: int
+    existed: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    blobs: dict[str, tuple[Descriptor, Source]]
+    manifests: list[tuple[Descriptor, bytes, Source]]  # image manifests
+    indexes: list[tuple[Descriptor, bytes]]  # post-order; root last
+    root_raw: bytes = b""
+
+
+def _plan(client: RegistryClient, dest: Reference, source: Source, root: Descriptor, parallel: int) -> _Plan:
+    plan = _Plan({}, [], [])
+    seen: set[str] = set()
+
+    def visit(desc: Descriptor, src: Source) -> None:
+        if str(desc.digest) in seen:
+            return
+        seen.add(str(desc.digest))
+        raw = src.read_document(desc)
+        if desc.digest == root.digest:
+            plan.root_raw = raw
+        doc = parse_document(raw, desc.media_type)
+        if isinstance(doc, Index):
+            for child in doc.manifests:
+                if is_index(child.media_type) or is_manifest(child.media_type):
+                    visit(child, src.route(child))
+            plan.indexes.append((desc, raw))
+        else:
+            plan.manifests.append((desc, raw, src))
+
+    visit(root, source)
+
+    present: set[str] = set()
+
+    def check(item: tuple[Descriptor, bytes, Source]) -> None:
+        if client.head_manifest(dest.with_digest(item[0].digest), push=True) is not None:
+            present.add(str(item[0].digest))
+
+    run_parallel(check, plan.manifests, parallel)
+    plan.manifests = [m for m in plan.manifests if str(m[0].digest) not in present]
+    for desc, raw, src in plan.manifests:
+        manifest = parse_document(raw, desc.media_type)
+        assert isinstance(manifest, Manifest)
+        for blob in (*manifest.layers, manifest.config):
+            if blob.urls and not src.has_blob(blob):
+                continue  # non-distributable layer: stays at its URLs, as docker push does
+            plan.blobs.setdefault(str(blob.digest), (blob, src))
+    return plan
+
+
+def push_image(source: ContentStore | ImageStore | Source, root: Descriptor, dest: Reference, *,
+               client: RegistryClient, parallel: int | None = None, tags: Sequence[str] = ()) -> PushResult:
+    """Push the tree under ``root`` to ``dest``'s repository; the root goes to ``dest.tag`` and ``tags`` (by
+    digest only when there is no tag). Returns the root descriptor (digest unchanged) and counts.
+
+    This is the API exporters use (``type=registry``): ``push_image(store, desc, ref, client=client)``.
+    """
+    if isinstance(source, ImageStore):
+        source = StoreSource(source.store)
+    elif isinstance(source, ContentStore):
+        source = StoreSource(source)
+    workers = parallel or client.options.parallel
+    plan = _plan(client, dest, source, root, workers)
+    counts = {"uploaded": 0, "mounted": 0, "exists": 0}
+    mount_from = [loc.path for loc in [source.location] if loc is not None and loc.domain == dest.domain]
+
+    def blob(item: tuple[Descriptor, Source]) -> None:
+        desc, src = item
+        loc = src.location
+        mounts = [loc.path] if loc is not None and loc.domain == dest.domain else mount_from
+        outcome = client.push_blob(dest, desc, lambda: src.blob_file(desc), mount_from=mounts)
+        counts[outcome] += 1
+
+    layers_first = sorted(plan.blobs.values(), key=lambda item: -item[0].size)
+    run_parallel(blob, layers_first, workers)
+    children = [m for m in plan.manifests if m[0].digest != root.digest]
+    run_parallel(lambda m: client.put_manifest(dest.with_digest(m[0].digest), m[1], m[0].media_type),
+                 children, workers)
+    for desc, raw in plan.indexes:
+        if desc.digest != root.digest:
+            client.put_manifest(dest.with_digest(desc.digest), raw, desc.media_type)
+    root_raw = plan.root_raw
+    names = [t for t in dict.fromkeys([dest.tag, *tags]) if t]
+    if not names:
+        client.put_manifest(dest.with_digest(root.digest), root_raw, root.media_type)
+    for tag in names:
+        client.put_manifest(dest.with_tag(tag), root_raw, root.media_type)
+    return PushResult(root, counts["uploaded"], counts["mounted"], counts["exists"])
+
+
+# --- pull ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    descriptor: Descriptor
+    name: str
+    platforms: tuple[Platform, ...]
+    fetched_blobs: int
+    partial: bool
+
+
+def _image_children(index: Index) -> list[Descriptor]:
+    return [m for m in index.manifests if is_manifest(m.media_type) and m.platform is not None
+            and m.platform.os != "unknown"]
+
+
+def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, name: str | None = None,
+               platforms: Sequence[Platform] = (), all_platforms: bool = False,
+               parallel: int | None = None) -> PullResult:
+    """Fetch ``ref`` into the store and point ``name`` (default: ``str(ref)``) at it.
+
+    Without ``platforms`` and ``all_platforms`` the host platform is pulled.
+
+    :raises NotFound: no manifest for a requested platform (listing what the index has).
+    :raises RegistryError: from the registry; nothing is named until everything is stored and verified.
+    """
+    store = images.store
+    workers = parallel or client.options.parallel
+    wanted = tuple(platforms) or ((plat.host(),) if not all_platforms else ())
+    fetched = client.get_manifest(ref)
+    doc = parse_document(fetched.raw, fetched.media_type)
+    root = fetched.descriptor
+    src = RegistrySource(client, ref)
+    manifests: list[tuple[Descriptor, bytes]] = []
+    partial = False
+    if isinstance(doc, Manifest):
+        manifests.append((root, fetched.raw))
+        chosen: list[Descriptor] = [root]
+    else:
+        children = [m for m in doc.manifests if is_manifest(m.media_type) or is_index(m.media_type)]
+        if all_platforms:
+            chosen = children
+        else:
+            chosen = []
+            for p in wanted:
+                best = select_platform(_image_children(doc), p)
+                if best is None:
+                    have = ", ".join(str(m.platform) for m in _image_children(doc)) or "none"
+                    raise NotFound(f"{ref} has no image for {p} (it has: {have})",
+                                   hint="pick one with --platform, or use --all-platforms")
+                if best not in chosen:
+                    chosen.append(best)
+        for child in chosen:
+            manifests.extend(_collect(src, child))
+    blobs: dict[str, Descriptor] = {}
+    for desc, raw in manifests:
+        mdoc = parse_document(raw, desc.media_type)
+        if isinstance(mdoc, Manifest):
+            for blob in (mdoc.config, *mdoc.layers):
+                if store.stat(blob.digest) != blob.size:
+                    blobs.setdefault(str(blob.digest), blob)
+    run_parallel(lambda b: client.fetch_blob(ref, b, lambda: store.writer(b.digest.algorithm)),
+                 sorted(blobs.values(), key=lambda b: -b.size), workers)
+    for desc, raw in manifests:
+        _check_platform(images, desc, raw, tuple(platforms) if isinstance(doc, Manifest) else ())
+        store.write(raw, desc.digest)
+    if isinstance(doc, Index):
+        root, partial = _store_index(images, doc, fetched.raw, root, chosen, name or str(ref))
+    else:
+        store.write(fetched.raw, root.digest)
+        img = images.image(root)
+        root = root.with_platform(img.platform)
+    images.set_name(name or str(ref), root)
+    pulled = tuple(c.platform for c in chosen if c.platform is not None)
+    return PullResult(root, name or str(ref), pulled, len(blobs), partial)
+
+
+def _collect(src: Source, desc: Descriptor) -> list[tuple[Descriptor, bytes]]:
+    raw = src.read_document(desc)
+    doc = parse_document(raw, desc.media_type)
+    out: list[tuple[Descriptor, bytes]] = []
+    if isinstance(doc, Index):
+        for child in doc.manifests:
+            if is_index(child.media_type) or is_manifest(child.media_type):
+                out.extend(_collect(src, child))
+    out.append((desc, raw))
+    return out
+
+
+def _check_platform(images: ImageStore, desc: Descriptor, raw: bytes, wanted: Sequence[Platform]) -> None:
+    """The config's os/architecture must agree with the platform the index claims (and with ``wanted``)."""
+    doc = parse_document(raw, desc.media_type)
+    if not isinstance(doc, Manifest) or doc.config.media_type not in (MediaType.OCI_CONFIG,
+                                                                      MediaType.DOCKER_CONFIG):
+        return
+    config = parse_config(images.store.read(doc.config.digest, limit=16 << 20))
+    got = config.platform.normalized()
+    if desc.platform is not None:
+        claimed = desc.platform.normalized()
+        if (got.os, got.architecture) != (claimed.os, claimed.architecture) or (
+                got.variant and claimed.variant and got.variant != claimed.variant):
+            raise InvalidManifest(f"manifest {desc.digest.short} is listed as {desc.platform} but its config "
+                                  f"says {config.platform}")
+    if wanted and not any(plat.rank(config.platform, p) is not None for p in wanted):
+        raise NotFound(f"image {desc.digest.short} is {config.platform}, not "
+                       f"{', '.join(map(str, wanted))}", hint="it is a single-platform image; drop --platform")
+
+
+def _store_index(images: ImageStore, doc: Index, raw: bytes, root: Descriptor, chosen: list[Descriptor],
+                 name: str) -> tuple[Descriptor, bool]:
+    """Store the original index when every child is local, else a partial index (see module docstring)."""
+    store = images.store
+    have = {str(c.digest) for c in chosen}
+    try:
+        current = images.resolve(name)
+        if isinstance(current.document, Index) and \
+                current.document.annotations.get(PULLED_FROM) == str(root.digest):
+            have |= {str(c.digest) for c in current.document.manifests}
+    except NotFound:
+        pass
+    children = [m for m in doc.manifests if is_manifest(m.media_type) or is_index(m.media_type)]
+    if all(str(c.digest) in have and store.has(c.digest) for c in children):
+        store.write(raw, root.digest)
+        return root, False
+    kept = tuple(m for m in doc.manifests if str(m.digest) in have and store.has(m.digest))
+    partial = Index(kept, MediaType.OCI_INDEX, {**doc.annotations, PULLED_FROM: str(root.digest)})
+    return images.put_document(partial), True

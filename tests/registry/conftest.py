@@ -1,0 +1,70 @@
+"""Registry test fixtures.
+
+Client side (issue 3): ``ref_registry`` (Debian's docker-registry, anonymous, one per session: tests use their own
+repository names), ``auth_registry`` (htpasswd user/pass), ``fault_proxy`` (a loopback HTTP proxy in front of
+``ref_registry`` that injects 503s, resets and stalls), ``docker_config`` (an empty DOCKER_CONFIG dir) and
+``make_image`` (a store with a generated multi-platform image).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.registry.faultproxy import FaultProxy
+from tests.registry.imagegen import make_test_image
+from tests.registry.refregistry import RefRegistry, start_registry
+
+
+def _need(binary: str) -> None:
+    if shutil.which(binary) is None:
+        pytest.skip(f"{binary} is not installed")
+
+
+@pytest.fixture(scope="session")
+def ref_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefRegistry]:
+    _need("docker-registry")
+    reg = start_registry(tmp_path_factory.mktemp("ref-registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefRegistry]:
+    _need("docker-registry")
+    _need("htpasswd")
+    reg = start_registry(tmp_path_factory.mktemp("auth-registry"), user="polyuser", password="s3cret-pass")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def fault_proxy(ref_registry: RefRegistry) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(ref_registry.host)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "docker-config"
+    folder.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    return folder
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> Callable[..., tuple[Path, str]]:
+    """make_image(name, platforms=..., layer_sizes=...) → (store root, name): a generated image in a fresh store."""
+    counter = iter(range(1000))
+
+    def make(name: str = "gen/app:1", *, platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64", "linux/arm/v7"),
+             layer_sizes: tuple[int, ...] = (4096, 70000), seed: int = 0) -> tuple[Path, str]:
+        root = tmp_path / f"store-{next(counter)}"
+        make_test_image(root, name, platforms=platforms, layer_sizes=layer_sizes, seed=seed)
+        return root, name
+
+    return make
