@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from polyarch.errors import ParseError
 
-__all__ = ["Expansion", "WordsExpansion", "expand_word", "expand_words", "split_raw_words"]
+__all__ = ["Expansion", "WordsExpansion", "expand_heredoc", "expand_word", "expand_words", "split_raw_words"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,3 +380,26 @@ def split_raw_words(text: str, *, escape: str = "\\") -> list[str]:
     if cur:
         words.append("".join(cur))
     return words
+
+
+def expand_heredoc(text: str, env: Mapping[str, str], *, escape: str = "\\") -> Expansion:
+    """Expand variables in a heredoc body, keeping quotes and escapes as written (``$`` after the escape
+    character stays literal, with the escape character).
+
+    :raises ParseError: on a bad substitution.
+    """
+    if "$" not in text:
+        return Expansion(text)
+    out: list[str] = []
+    sc = _Scanner(text, env, escape)
+    while sc.pos < sc.n:
+        ch = text[sc.pos]
+        if ch == escape and sc.pos + 1 < sc.n:
+            out.append(text[sc.pos:sc.pos + 2])
+            sc.pos += 2
+        elif ch == "$":
+            out.append(sc._dollar())
+        else:
+            out.append(ch)
+            sc.pos += 1
+    return Expansion("".join(out), frozenset(sc.used), frozenset(sc.missing))
