@@ -28,11 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("polyarch.cli.archive:save", "Write an image to an OCI or docker archive"),
     "load": ("polyarch.cli.archive:load", "Load an OCI or docker archive into the local store"),
     "import": ("polyarch.cli.importer:import_", "Make a multi-platform image from rootfs tarballs"),
+    "registry": ("polyarch.cli.registry_server:registry", "Run the embedded OCI registry"),
     "login": ("polyarch.cli.registry_cmds:login", "Log in to a registry"),
     "logout": ("polyarch.cli.registry_cmds:logout", "Log out from a registry"),
     "pull": ("polyarch.cli.registry_cmds:pull", "Fetch an image from a registry into the local store"),
     "push": ("polyarch.cli.registry_cmds:push", "Upload a local image to a registry"),
     "imagetools": ("polyarch.cli.imagetools:imagetools", "Inspect, create and copy images in registries"),
+    "verify": ("polyarch.cli.verify:verify", "Check that every platform of an image is built for it"),
+    "audit": ("polyarch.cli.audit:audit", "Show which image runs native, emulated or not at all on which host"),
 }
 
 
