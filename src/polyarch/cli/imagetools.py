@@ -1,0 +1,134 @@
+"""``polyarch imagetools inspect|create|copy`` (buildx's flags).
+
+Locations: registry references, ``local:NAME`` (the local store), ``oci-layout://PATH[:TAG|@DIGEST]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from polyarch.cli.context import AppContext, pass_app
+from polyarch.cli.registry_cmds import client_options, make_client
+
+__all__ = ["imagetools"]
+
+
+@click.group("imagetools")
+def imagetools() -> None:
+    """Inspect, create and copy images and indexes in registries (and local: / oci-layout:// locations)."""
+
+
+@imagetools.command("inspect")
+@click.argument("ref")
+@click.option("--raw", is_flag=True, help="Print the manifest or index bytes exactly as stored.")
+@click.option("--format", "fmt", default=None,
+              help="'json' (or '{{json .}}') for a JSON document; '{{json .Manifest}}' for the parsed manifest.")
+@client_options
+@pass_app
+def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tuple[str, ...],
+            tls_ca: str | None) -> None:
+    """Show an image or index: name, media type, digest, and each manifest's platform and annotations."""
+    from polyarch.errors import UsageError
+    from polyarch.imagetools import format_inspect, inspect_json, resolve
+
+    if raw and fmt:
+        raise UsageError("--raw and --format are mutually exclusive")
+    with make_client(insecure, tls_ca) as client:
+        resolved = resolve(ref, client=client, images=app.images if ref.startswith("local:") else None)
+    if raw:
+        sys.stdout.buffer.write(resolved.raw)
+        if not resolved.raw.endswith(b"\n"):
+            sys.stdout.buffer.write(b"\n")
+        return
+    if fmt is None:
+        click.echo(format_inspect(resolved))
+        return
+    compact = fmt.replace(" ", "")
+    if compact in ("json", "{{json.}}"):
+        click.echo(json.dumps(inspect_json(resolved), indent=2))
+    elif compact == "{{json.Manifest}}":
+        click.echo(json.dumps(json.loads(resolved.raw), indent=2))
+    else:
+        raise UsageError(f"unsupported --format {fmt!r}", hint="use json, '{{json .}}' or '{{json .Manifest}}'")
+
+
+@imagetools.command("create")
+@click.argument("sources", nargs=-1)
+@click.option("-t", "--tag", "tags", multiple=True, metavar="REF", help="Where to push the new index (repeatable).")
+@click.option("--append", is_flag=True, help="Add the sources to the index the first tag points to.")
+@click.option("--annotation", "annotations", multiple=True, metavar="[TYPE[PLATFORM]:]K=V",
+              help="Annotation for the index (index:, default) or its descriptors (manifest-descriptor:).")
+@click.option("--dry-run", is_flag=True, help="Print the new index instead of pushing it.")
+@click.option("-f", "--file", "files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Read source descriptors (JSON) from a file; their manifests must be in the first tag's repo.")
+@click.option("--progress", default="auto", hidden=True)
+@client_options
+@pass_app
+def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], append: bool,
+           annotations: tuple[str, ...], dry_run: bool, files: tuple[str, ...], progress: str,
+           insecure: tuple[str, ...], tls_ca: str | None) -> None:
+    """Merge images, indexes and digests into one index and push it to every -t."""
+    from polyarch.errors import UsageError
+    from polyarch.imagetools import (
+        create_index,
+        load_descriptor_files,
+        parse_annotation,
+        push_index,
+        resolve,
+    )
+    from polyarch.oci import reference
+    from polyarch.registry.sources import RegistrySource
+
+    if not tags and not dry_run:
+        raise UsageError("imagetools create needs -t REF (or --dry-run)")
+    if append and not tags:
+        raise UsageError("--append needs -t REF")
+    targets = [reference.parse(t).defaulted() for t in tags]
+    parsed = [parse_annotation(a) for a in annotations]
+    images = app.images if any(s.startswith("local:") for s in sources) else None
+    with make_client(insecure, tls_ca) as client:
+        resolved = []
+        if append:
+            resolved.append(resolve(str(targets[0]), client=client))
+        resolved += [resolve(s, client=client, images=images) for s in sources]
+        descs = []
+        if files:
+            if not targets:
+                raise UsageError("-f needs -t REF: the descriptors' manifests are looked up in its repository")
+            repo_src = RegistrySource(client, targets[0])
+            descs = [(d, repo_src) for d in load_descriptor_files(files)]
+        root, raw, source = create_index(resolved, parsed, descs)
+        if dry_run:
+            click.echo(json.dumps(json.loads(raw), indent=2))
+            return
+        push_index(source, root, targets, client=client)
+    for t in targets:
+        click.echo(f"{t}: pushed index {root.digest}")
+
+
+@imagetools.command("copy")
+@click.argument("src")
+@click.argument("dest")
+@click.option("--platform", "platforms", multiple=True, metavar="P[,P…]",
+              help="Copy only these platforms (default: all, digest unchanged).")
+@client_options
+@pass_app
+def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], insecure: tuple[str, ...],
+         tls_ca: str | None) -> None:
+    """Copy an image or index to a registry repository, blobs mounted or streamed."""
+    from polyarch import platform as plat
+    from polyarch.imagetools import copy_image, resolve
+    from polyarch.oci import reference
+
+    wanted = plat.parse_list(platforms)
+    target = reference.parse(dest)
+    if not target.tag and target.digest is None:
+        target = target.defaulted()
+    with make_client(insecure, tls_ca) as client:
+        resolved = resolve(src, client=client, images=app.images if src.startswith("local:") else None)
+        result = copy_image(resolved, target, client=client, platforms=wanted)
+    click.echo(f"{target}: copied {result.descriptor.digest} ({result.uploaded} uploaded, {result.mounted} mounted, "
+               f"{result.existed} already present)")

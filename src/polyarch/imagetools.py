@@ -1,0 +1,316 @@
+"""imagetools: read and assemble images and indexes across registries, OCI layouts and the local store.
+
+Image locations (``resolve``):
+- ``REF`` — a registry reference (``registry.lan/app:1``, ``app@sha256:…``);
+- ``local:NAME`` — a name in polyarch's local store (explicit, never a silent fallback);
+- ``oci-layout://PATH[:TAG]`` or ``oci-layout://PATH@DIGEST`` — an OCI image layout directory; without a tag the
+  layout's only entry is used.
+
+``create`` merges sources (digests, tags, whole indexes) into one index and pushes it to every ``-t``; blobs are
+mounted when a source lives in another repository of the same registry, streamed otherwise. ``copy`` copies an
+image (all platforms by default, digest unchanged; with platforms, only those: one platform gives its manifest,
+several a new index of the selected children).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyarch import platform as plat
+from polyarch.content.images import REF_NAME, ImageStore, select_platform
+from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
+from polyarch.errors import InvalidManifest, NotFound, UsageError
+from polyarch.oci import reference
+from polyarch.oci.reference import Reference
+from polyarch.oci.spec import (
+    Descriptor,
+    Index,
+    Manifest,
+    MediaType,
+    is_index,
+    is_manifest,
+    parse_config,
+    parse_document,
+)
+from polyarch.platform import Platform
+from polyarch.registry.client import RegistryClient
+from polyarch.registry.sources import CompositeSource, RegistrySource, Source, StoreSource
+from polyarch.registry.transfer import PushResult, push_image
+
+__all__ = [
+    "Annotation",
+    "Resolved",
+    "copy_image",
+    "create_index",
+    "format_inspect",
+    "inspect_json",
+    "parse_annotation",
+    "push_index",
+    "resolve",
+]
+
+LAYOUT_PREFIX = "oci-layout://"
+LOCAL_PREFIX = "local:"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    name: str
+    descriptor: Descriptor
+    raw: bytes
+    source: Source
+    ref: Reference | None = None  # set for registry locations
+
+    @property
+    def document(self) -> Manifest | Index:
+        return parse_document(self.raw, self.descriptor.media_type)
+
+
+def _layout(text: str) -> tuple[ContentStore, str, Digest | None]:
+    body = text[len(LAYOUT_PREFIX):]
+    digest = None
+    if "@" in body:
+        body, _, dtext = body.rpartition("@")
+        digest = Digest.parse(dtext)
+    tag = ""
+    path = body
+    m = re.match(r"^(.*?):([A-Za-z0-9_][A-Za-z0-9_./:-]*)$", body)
+    if m and not Path(body).exists():
+        path, tag = m.group(1), m.group(2)
+    return ContentStore(Path(path), create=False), tag, digest
+
+
+def resolve(text: str, *, client: RegistryClient, images: ImageStore | None = None) -> Resolved:
+    """Find the root document of an image location (see module docstring).
+
+    :raises NotFound: the name, tag or digest does not exist there.
+    """
+    if text.startswith(LOCAL_PREFIX):
+        if images is None:
+            raise UsageError("local: references need the local store")
+        name = text[len(LOCAL_PREFIX):]
+        desc = images.lookup(name)
+        desc = Descriptor(desc.media_type, desc.digest, desc.size, desc.platform,
+                          {k: v for k, v in desc.annotations.items() if k != REF_NAME})
+        src = StoreSource(images.store)
+        return Resolved(text, desc, src.read_document(desc), src)
+    if text.startswith(LAYOUT_PREFIX):
+        store, tag, digest = _layout(text)
+        layout_images = ImageStore(store)
+        src = StoreSource(store)
+        if digest is not None:
+            entries = [d for d in layout_images.entries() if d.digest == digest]
+            size = store.stat(digest)
+            if size is None:
+                raise NotFound(f"{text}: no blob {digest} in the layout")
+            raw = store.read(digest, limit=4 << 20)
+            mt = entries[0].media_type if entries else (json.loads(raw).get("mediaType") or MediaType.OCI_MANIFEST)
+            desc = Descriptor(mt, digest, size)
+        elif tag:
+            desc = layout_images.lookup(tag)
+        else:
+            entries = layout_images.entries()
+            if len(entries) != 1:
+                raise NotFound(f"{text}: the layout has {len(entries)} entries; name one with :TAG or @DIGEST")
+            desc = entries[0]
+        desc = Descriptor(desc.media_type, desc.digest, desc.size, desc.platform,
+                          {k: v for k, v in desc.annotations.items() if k != REF_NAME})
+        return Resolved(text, desc, src.read_document(desc), src)
+    ref = reference.parse(text).defaulted()
+    fetched = client.get_manifest(ref)
+    return Resolved(str(ref), fetched.descriptor, fetched.raw, RegistrySource(client, ref), ref)
+
+
+# --- inspect ---------------------------------------------------------------------------------------------------
+
+def _child_name(resolved: Resolved, digest: Digest) -> str:
+    if resolved.ref is not None:
+        return f"{resolved.ref.name}@{digest}"
+    return f"{resolved.name.split('@')[0]}@{digest}"
+
+
+def format_inspect(resolved: Resolved) -> str:
+    """The human view, as buildx prints it."""
+    lines = [f"Name:      {resolved.name}", f"MediaType: {resolved.descriptor.media_type}",
+             f"Digest:    {resolved.descriptor.digest}"]
+    doc = resolved.document
+    if isinstance(doc, Index):
+        if doc.annotations:
+            lines.append("Annotations:")
+            lines += [f"  {k}: {v}" for k, v in sorted(doc.annotations.items())]
+        lines += ["", "Manifests:"]
+        for i, m in enumerate(doc.manifests):
+            if i:
+                lines.append("")
+            lines.append(f"  Name:        {_child_name(resolved, m.digest)}")
+            lines.append(f"  MediaType:   {m.media_type}")
+            if m.platform is not None:
+                lines.append(f"  Platform:    {m.platform}")
+            if m.annotations:
+                lines.append("  Annotations:")
+                lines += [f"    {k}: {v}" for k, v in sorted(m.annotations.items())]
+    elif doc.annotations:
+        lines.append("Annotations:")
+        lines += [f"  {k}: {v}" for k, v in sorted(doc.annotations.items())]
+    return "\n".join(lines)
+
+
+def inspect_json(resolved: Resolved) -> dict[str, Any]:
+    return {"name": resolved.name, "mediaType": resolved.descriptor.media_type,
+            "digest": str(resolved.descriptor.digest), "size": resolved.descriptor.size,
+            "manifest": json.loads(resolved.raw)}
+
+
+# --- annotations -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    kind: str  # "index" or "manifest-descriptor"
+    key: str
+    value: str
+    platform: Platform | None = None
+
+
+_ANNOTATION_RE = re.compile(r"^(?:([a-z-]+)(?:\[([^\]]+)\])?:)?([^=:\s][^=]*)=(.*)$", re.S)
+
+
+def parse_annotation(text: str) -> Annotation:
+    """buildx syntax: ``[TYPE[PLATFORM]:]KEY=VALUE``; TYPE ``index`` (default) or ``manifest-descriptor``."""
+    m = _ANNOTATION_RE.match(text)
+    if not m:
+        raise UsageError(f"invalid annotation {text!r}: expected [TYPE[PLATFORM]:]KEY=VALUE")
+    kind, ptext, key, value = m.group(1) or "", m.group(2), m.group(3), m.group(4)
+    if kind and kind not in ("index", "manifest-descriptor"):
+        # a prefix-less key with a colon (org.example:x=1) is not a kind
+        if kind in ("manifest", "index-descriptor"):
+            raise UsageError(f"annotation {text!r}: {kind} annotations cannot be set by imagetools create "
+                             "(they would change manifest digests)", hint="use index: or manifest-descriptor:")
+        raise UsageError(f"invalid annotation type {kind!r} in {text!r}",
+                         hint="use index: or manifest-descriptor:")
+    return Annotation(kind or "index", key.strip(), value, plat.parse(ptext) if ptext else None)
+
+
+# --- create ----------------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Merge:
+    children: list[Descriptor] = field(default_factory=list)
+    routes: dict[str, Source] = field(default_factory=dict)
+    oci: bool = False
+
+
+def _platform_of(src: Source, desc: Descriptor, raw: bytes) -> Platform | None:
+    manifest = parse_document(raw, desc.media_type)
+    if not isinstance(manifest, Manifest) or manifest.config.media_type not in (MediaType.OCI_CONFIG,
+                                                                                MediaType.DOCKER_CONFIG):
+        return None
+    with src.blob_file(manifest.config) as path:
+        data = path.read_bytes()
+    return parse_config(data).platform
+
+
+def _add(merge: _Merge, resolved: Resolved, desc: Descriptor, raw: bytes | None) -> None:
+    if any(c.digest == desc.digest for c in merge.children):
+        return
+    if desc.platform is None and is_manifest(desc.media_type):
+        raw = raw if raw is not None else resolved.source.read_document(desc)
+        desc = desc.with_platform(_platform_of(resolved.source, desc, raw))
+    merge.children.append(desc)
+    merge.routes[str(desc.digest)] = resolved.source.route(desc)
+    if desc.media_type.startswith("application/vnd.oci."):
+        merge.oci = True
+
+
+def create_index(sources: Sequence[Resolved], annotations: Sequence[Annotation] = (),
+                 descriptors: Sequence[tuple[Descriptor, Source]] = ()) -> tuple[Descriptor, bytes, CompositeSource]:
+    """Merge sources (indexes contribute their children, manifests themselves) into one new index."""
+    if not sources and not descriptors:
+        raise UsageError("imagetools create needs at least one source")
+    merge = _Merge()
+    index_annotations: dict[str, str] = {}
+    for res in sources:
+        doc = res.document
+        if isinstance(doc, Index):
+            merge.oci |= doc.media_type == MediaType.OCI_INDEX
+            for child in doc.manifests:
+                _add(merge, res, child, None)
+        else:
+            _add(merge, res, res.descriptor, res.raw)
+    for desc, src in descriptors:
+        _add(merge, Resolved("file", desc, b"", src), desc, None)
+    for a in annotations:
+        if a.kind == "index":
+            index_annotations[a.key] = a.value
+    children = []
+    for child in merge.children:
+        extra = {a.key: a.value for a in annotations if a.kind == "manifest-descriptor"
+                 and (a.platform is None or (child.platform is not None and child.platform.same(a.platform)))}
+        children.append(child.with_annotations({**child.annotations, **extra}) if extra else child)
+    oci = merge.oci or bool(index_annotations) or any(c.annotations for c in children)
+    index = Index(tuple(children), MediaType.OCI_INDEX if oci else MediaType.DOCKER_MANIFEST_LIST,
+                  index_annotations)
+    raw = index.to_json()
+    desc = Descriptor(index.media_type, Digest.of(raw), len(raw))
+    default = sources[0].source if sources else descriptors[0][1]
+    return desc, raw, CompositeSource({str(desc.digest): raw}, merge.routes, default)
+
+
+def push_index(source: Source, root: Descriptor, tags: Sequence[Reference], *,
+               client: RegistryClient) -> list[PushResult]:
+    """Push ``root`` to every tag; one tree copy per repository, further tags there are manifest PUTs only."""
+    by_repo: dict[str, list[Reference]] = {}
+    for t in tags:
+        by_repo.setdefault(t.name, []).append(t)
+    results = []
+    for refs in by_repo.values():
+        first = refs[0]
+        results.append(push_image(source, root, first, client=client,
+                                  tags=[r.tag for r in refs if r.tag]))
+    return results
+
+
+def load_descriptor_files(paths: Sequence[str]) -> list[Descriptor]:
+    """``-f FILE``: a JSON descriptor, or a list of them (their manifests must already be in the target repo)."""
+    out: list[Descriptor] = []
+    for p in paths:
+        try:
+            doc = json.loads(Path(p).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read descriptor file {p}: {exc}") from exc
+        for i, item in enumerate(doc if isinstance(doc, list) else [doc]):
+            desc = Descriptor.from_dict(item, f"{p}[{i}]")
+            if not (is_manifest(desc.media_type) or is_index(desc.media_type)):
+                raise InvalidManifest(f"{p}[{i}]: {desc.media_type} is not a manifest or index")
+            out.append(desc)
+    return out
+
+
+# --- copy ------------------------------------------------------------------------------------------------------
+
+def copy_image(src: Resolved, dest: Reference, *, client: RegistryClient,
+               platforms: Sequence[Platform] = ()) -> PushResult:
+    doc = src.document
+    if not platforms or isinstance(doc, Manifest):
+        return push_image(src.source, src.descriptor, dest, client=client)
+    children = [m for m in doc.manifests if is_manifest(m.media_type)]
+    chosen: list[Descriptor] = []
+    for p in platforms:
+        best = select_platform(children, p)
+        if best is None:
+            have = ", ".join(str(m.platform) for m in children if m.platform) or "none"
+            raise NotFound(f"{src.name} has no image for {p} (it has: {have})")
+        if best not in chosen:
+            chosen.append(best)
+    if len(chosen) == 1:
+        return push_image(src.source, chosen[0], dest, client=client)
+    index = Index(tuple(chosen), doc.media_type, doc.annotations)
+    raw = index.to_json()
+    desc = Descriptor(index.media_type, Digest.of(raw), len(raw))
+    composite = CompositeSource({str(desc.digest): raw}, {}, src.source)
+    return push_image(composite, desc, dest, client=client)
