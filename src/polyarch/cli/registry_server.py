@@ -1,0 +1,117 @@
+"""``polyarch registry serve`` and ``polyarch registry gc``: the embedded OCI registry over the local store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from polyarch.cli.context import AppContext, pass_app
+from polyarch.errors import UsageError
+
+__all__ = ["parse_duration", "registry"]
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``30s``, ``10m``, ``1h``, ``2d`` → seconds. :raises UsageError:"""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(f"invalid duration {text!r}", hint="use e.g. 30s, 10m, 1h or 2d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+@click.group("registry")
+def registry() -> None:
+    """Run the embedded OCI registry over the local content store."""
+
+
+@registry.command("serve")
+@click.option("--addr", default="127.0.0.1:5000", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="TLS private key (PEM).")
+@click.option("--tls-client-ca", type=click.Path(dir_okay=False, path_type=Path),
+              help="Require client certificates signed by this CA (mTLS).")
+@click.option("--htpasswd", type=click.Path(dir_okay=False, path_type=Path),
+              help="Require Basic auth from this htpasswd file (bcrypt hashes only).")
+@click.option("--token-auth", is_flag=True, help="Require bearer tokens from the built-in /token endpoint.")
+@click.option("--token-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="HS256 signing key file (>= 32 bytes); default: a key generated at start.")
+@click.option("--read-only", is_flag=True, help="Refuse pushes and deletes.")
+@click.option("--delete-enabled", is_flag=True, help="Allow DELETE of manifests, tags and blob links.")
+@click.option("--upload-ttl", default="1h", show_default=True, help="Expire idle upload sessions after this.")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@pass_app
+def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None,
+          htpasswd: Path | None, token_auth: bool, token_key: Path | None, read_only: bool, delete_enabled: bool,
+          upload_ttl: str, log_level: str) -> None:
+    """Serve the local store as an OCI distribution registry.
+
+    Local names are served at once: 'base/busybox:1' as repository base/busybox tag 1, and a leading registry
+    host is dropped ('localhost:5000/app:1' is app:1). Pushed images are served back from the same store.
+    """
+    from polyarch.registry.server import Authorizer, Htpasswd, Registry, RegistryConfig, TokenIssuer
+    from polyarch.registry.server import serve as srv
+
+    host, port = srv.parse_addr(addr)
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = srv.tls_context(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    users = Htpasswd.load(htpasswd) if htpasswd is not None else None
+    tokens = None
+    if token_auth:
+        key = None
+        if token_key is not None:
+            try:
+                key = token_key.read_bytes().strip()
+            except OSError as exc:
+                raise UsageError(f"cannot read --token-key {token_key}: {exc.strerror}") from exc
+        tokens = TokenIssuer(key)
+    elif token_key is not None:
+        raise UsageError("--token-key needs --token-auth")
+    authorizer = Authorizer(users, tokens)
+    config = RegistryConfig(read_only=read_only, delete_enabled=delete_enabled,
+                            upload_ttl=parse_duration(upload_ttl))
+    store = app.store
+    with srv.single_instance(store.root):
+        reg = Registry(store, config, authorizer)
+        try:
+            purged = reg.recover()
+            if not srv.is_loopback(host) and not authorizer.enabled:
+                click.echo(f"warning: serving {host}:{port} beyond loopback without authentication; "
+                           "anyone who can reach it can push", err=True)
+            scheme = "https" if tls else "http"
+            note = f" (purged {purged} upload sessions of a previous run)" if purged else ""
+            click.echo(f"polyarch registry serving {store.root} on {scheme}://{addr}{note}", err=True)
+            srv.run(reg, host, port, tls=tls, log_level=log_level)
+        finally:
+            reg.close()
+
+
+@registry.command("gc")
+@click.option("--dry-run", is_flag=True, help="Report what would be deleted.")
+@click.option("--grace", default="1h", show_default=True,
+              help="Keep unreferenced blobs and upload sessions younger than this.")
+@click.option("--scrub", "do_scrub", is_flag=True, help="Also re-hash every blob and delete corrupt ones.")
+@pass_app
+def gc(app: AppContext, dry_run: bool, grace: str, do_scrub: bool) -> None:
+    """Delete blobs no registry manifest and no local name reaches (safe beside a running registry)."""
+    from polyarch.registry.server import collect_garbage, scrub
+
+    grace_s = parse_duration(grace)
+    store = app.store
+    if do_scrub:
+        bad = scrub(store, repair=not dry_run)
+        for d in bad:
+            click.echo(f"corrupt blob {d}{' (would delete)' if dry_run else ' deleted'}")
+    report = collect_garbage(store, grace=grace_s, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for d in report.deleted:
+        click.echo(f"{verb} {d}")
+    click.echo(f"{verb} {len(report.deleted)} blobs ({report.bytes_freed} bytes), purged {report.uploads_purged} "
+               f"upload sessions; {report.kept_recent} unreferenced blobs kept within the grace period")

@@ -1,0 +1,304 @@
+"""Authentication and authorization: none, htpasswd (bcrypt only) Basic, or bearer tokens from ``/token``.
+
+Tokens are HS256 JWTs signed with a key given at start or generated then; a token carries the Docker
+``access`` claim (``[{"type": "repository", "name": "app", "actions": ["pull", "push"]}]``) and is checked
+strictly: only ``alg: HS256`` with our ``kid``, no embedded key material (``jwk``/``jku``/``x5c``/``x5u``,
+CVE-2025-24976), ``exp``/``nbf`` with 30 s leeway, our audience and issuer, and a scope naming the repository
+and action of the request. Insufficient scope answers 401 with ``error="insufficient_scope"`` so clients fetch
+a token for the new scope.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import bcrypt
+
+from polyarch.errors import UsageError
+
+from .errors import ApiError
+
+__all__ = ["Access", "Authorizer", "Htpasswd", "TokenIssuer", "parse_scope"]
+
+LEEWAY = 30.0
+_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+_KEY_HEADERS = ("jwk", "jku", "x5c", "x5u")
+ACTIONS = frozenset({"pull", "push", "delete", "*"})
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    type: str
+    name: str
+    actions: frozenset[str]
+
+    def to_claim(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "actions": sorted(self.actions)}
+
+    def scope(self) -> str:
+        return f"{self.type}:{self.name}:{','.join(sorted(self.actions))}"
+
+
+def parse_scope(text: str) -> Access | None:
+    """``repository:app/x:pull,push`` → Access; None for anything malformed."""
+    kind, _, rest = text.partition(":")
+    name, _, actions = rest.rpartition(":")
+    if kind not in ("repository", "registry") or not name or not actions or len(text) > 600:
+        return None
+    acts = frozenset(a for a in actions.split(",") if a)
+    if not acts:
+        return None
+    return Access(kind, name, acts)
+
+
+class Htpasswd:
+    """Users from an htpasswd file with bcrypt hashes; loaded once. Verified passwords are cached (keyed by a
+    salted hash, never the password) so only the first request of a user pays bcrypt's cost."""
+
+    def __init__(self, users: Mapping[str, bytes]) -> None:
+        self._users = dict(users)
+        self._salt = secrets.token_bytes(16)
+        self._ok: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path) -> Htpasswd:
+        """:raises UsageError: missing or unreadable file, a line that is not ``user:bcrypt-hash``, no users."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"htpasswd file {path} does not exist: refusing to start",
+                             hint="create it with 'htpasswd -cB FILE USER'") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read htpasswd file {path}: {getattr(exc, 'strerror', None) or exc}: "
+                             "refusing to start") from exc
+        users: dict[str, bytes] = {}
+        for lineno, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, hashed = line.partition(":")
+            if not sep or not user:
+                raise UsageError(f"{path}:{lineno}: expected user:hash")
+            if not hashed.startswith(_BCRYPT_PREFIXES) or len(hashed) != 60:
+                raise UsageError(f"{path}:{lineno}: user {user!r} has a non-bcrypt hash: refusing to start",
+                                 hint="only bcrypt is accepted: 'htpasswd -B FILE USER'")
+            users[user] = hashed.encode()
+        if not users:
+            raise UsageError(f"htpasswd file {path} has no users: refusing to start")
+        return cls(users)
+
+    def _key(self, user: str, password: str) -> bytes:
+        return hashlib.sha256(self._salt + user.encode() + b"\0" + password.encode()).digest()
+
+    def check(self, user: str, password: str) -> bool:
+        hashed = self._users.get(user)
+        if hashed is None:
+            return False
+        key = self._key(user, password)
+        with self._lock:
+            if key in self._ok:
+                return True
+        try:
+            ok = bcrypt.checkpw(password.encode(), hashed)
+        except ValueError:
+            ok = False
+        if ok:
+            with self._lock:
+                if len(self._ok) > 4096:
+                    self._ok.clear()
+                self._ok.add(key)
+        return ok
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenError(Exception):
+    pass
+
+
+class TokenIssuer:
+    """Issues and verifies HS256 bearer tokens."""
+
+    def __init__(self, key: bytes | None = None, *, service: str = "polyarch-registry",
+                 issuer: str = "polyarch-registry", ttl: int = 300) -> None:
+        self.key = key if key is not None else secrets.token_bytes(32)
+        if len(self.key) < 32:
+            raise UsageError("token signing key must have at least 32 bytes")
+        self.kid = hashlib.sha256(b"polyarch-kid" + self.key).hexdigest()[:16]
+        self.service = service
+        self.issuer = issuer
+        self.ttl = ttl
+
+    def issue(self, subject: str, access: Sequence[Access], *, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        header = {"alg": "HS256", "typ": "JWT", "kid": self.kid}
+        claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "iat": int(now), "nbf": int(now),
+                  "exp": int(now) + self.ttl, "jti": secrets.token_hex(8), "access": [a.to_claim() for a in access]}
+        return self.sign(header, claims)
+
+    def sign(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+        sig = hmac.new(self.key, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{_b64(sig)}"
+
+    def verify(self, token: str, *, now: float | None = None) -> list[Access]:
+        """The access list of a valid token. :raises TokenError: with the reason."""
+        now = time.time() if now is None else now
+        parts = token.split(".")
+        if len(parts) != 3 or len(token) > 16384:
+            raise TokenError("malformed token")
+        try:
+            header = json.loads(_unb64(parts[0]))
+            claims = json.loads(_unb64(parts[1]))
+            sig = _unb64(parts[2])
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise TokenError("malformed token") from None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise TokenError("malformed token")
+        if header.get("alg") != "HS256":
+            raise TokenError(f"unsupported token algorithm {str(header.get('alg'))[:20]!r}")
+        if any(k in header for k in _KEY_HEADERS):
+            raise TokenError("embedded token keys are not trusted")
+        if header.get("kid") != self.kid:
+            raise TokenError("unknown token key id")
+        expected = hmac.new(self.key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(sig, expected):
+            raise TokenError("bad token signature")
+        exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
+        if not isinstance(exp, int | float) or isinstance(exp, bool) or now > exp + LEEWAY:
+            raise TokenError("token expired")
+        if nbf is not None and (not isinstance(nbf, int | float) or now + LEEWAY < nbf):
+            raise TokenError("token not yet valid")
+        aud = claims.get("aud")
+        if not (aud == self.service or (isinstance(aud, list) and self.service in aud)):
+            raise TokenError("token audience mismatch")
+        if claims.get("iss") != self.issuer:
+            raise TokenError("token issuer mismatch")
+        out = []
+        for entry in claims.get("access") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("type"), str) \
+                    and isinstance(entry.get("actions"), list):
+                out.append(Access(entry["type"], entry["name"],
+                                  frozenset(a for a in entry["actions"] if isinstance(a, str))))
+        return out
+
+
+def _basic(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    value = headers.get("authorization", "")
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+class Authorizer:
+    """Decides whether a request may do what it asks; raises ApiError 401 with ``WWW-Authenticate`` if not."""
+
+    def __init__(self, htpasswd: Htpasswd | None = None, tokens: TokenIssuer | None = None) -> None:
+        if tokens is not None and htpasswd is None:
+            raise UsageError("--token-auth needs --htpasswd: the token endpoint authenticates users with it")
+        self.htpasswd = htpasswd
+        self.tokens = tokens
+
+    @property
+    def enabled(self) -> bool:
+        return self.htpasswd is not None
+
+    async def check_basic(self, headers: Mapping[str, str]) -> str | None:
+        """The user name of valid Basic credentials, else None."""
+        if self.htpasswd is None:
+            return None
+        creds = _basic(headers)
+        if creds is None:
+            return None
+        ok = await anyio.to_thread.run_sync(self.htpasswd.check, *creds)
+        return creds[0] if ok else None
+
+    async def authorize(self, headers: Mapping[str, str], needed: Sequence[Access], base_url: str) -> None:
+        if self.htpasswd is None:
+            return
+        if self.tokens is None:
+            if await self.check_basic(headers) is None:
+                raise ApiError("UNAUTHORIZED", "authentication required",
+                               headers={"WWW-Authenticate": 'Basic realm="polyarch-registry"'})
+            return
+        scope = " ".join(a.scope() for a in needed)
+        challenge = f'Bearer realm="{base_url}token",service="{self.tokens.service}"'
+        if scope:
+            challenge += f',scope="{scope}"'
+        value = headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError("UNAUTHORIZED", "authentication required", headers={"WWW-Authenticate": challenge})
+        try:
+            granted = self.tokens.verify(token.strip())
+        except TokenError as exc:
+            raise ApiError("UNAUTHORIZED", str(exc),
+                           headers={"WWW-Authenticate": challenge + ',error="invalid_token"'}) from None
+        for need in needed:
+            if not any(g.type == need.type and g.name == need.name and (need.actions <= g.actions or "*" in g.actions)
+                       for g in granted):
+                raise ApiError("UNAUTHORIZED", f"token does not grant {need.scope()}",
+                               headers={"WWW-Authenticate": challenge + ',error="insufficient_scope"'})
+
+    def can(self, headers: Mapping[str, str], need: Access) -> bool:
+        """Whether an already-authenticated request also holds ``need`` (for cross-repo mounts)."""
+        if self.tokens is None:
+            return True
+        _, _, token = headers.get("authorization", "").partition(" ")
+        try:
+            granted = self.tokens.verify(token.strip())
+        except TokenError:
+            return False
+        return any(g.type == need.type and g.name == need.name and (need.actions <= g.actions or "*" in g.actions)
+                   for g in granted)
+
+    async def issue_token(self, headers: Mapping[str, str], scopes: Sequence[str], service: str,
+                          *, read_only: bool) -> dict[str, Any]:
+        if self.tokens is None:
+            raise ApiError("UNSUPPORTED", "token authentication is not enabled", status=404)
+        user = await self.check_basic(headers)
+        if user is None:
+            raise ApiError("UNAUTHORIZED", "bad or missing credentials",
+                           headers={"WWW-Authenticate": 'Basic realm="polyarch-registry"'})
+        if service and service != self.tokens.service:
+            raise ApiError("DENIED", f"unknown service {service[:100]!r}", status=400)
+        access = []
+        for text in scopes:
+            for part in text.split(" "):
+                a = parse_scope(part)
+                if a is None:
+                    continue
+                allowed = ACTIONS - {"push", "delete", "*"} if read_only else ACTIONS
+                acts = a.actions & allowed
+                if a.type == "registry":
+                    acts = a.actions & {"*"} if a.name == "catalog" else frozenset()
+                if acts:
+                    access.append(Access(a.type, a.name, acts))
+        token = self.tokens.issue(user, access)
+        now = int(time.time())
+        return {"token": token, "access_token": token, "expires_in": self.tokens.ttl,
+                "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}

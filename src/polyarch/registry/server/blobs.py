@@ -1,0 +1,105 @@
+"""Blob reads (GET/HEAD with ``Range``) and deletes.
+
+Ranges: one ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` gives 206 with ``Content-Range``; a range past the end
+or inverted (``bytes=500-0``) gives 416 with ``Content-Range: bytes */<size>``; a multi-range or any other
+unit is ignored and the whole blob is sent with 200 (RFC 9110 allows ignoring Range).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+from starlette.responses import Response, StreamingResponse
+
+from polyarch.digest import Digest
+
+from .body import run_io
+from .errors import ApiError
+from .state import Registry
+
+__all__ = ["delete_blob", "get_blob", "parse_range"]
+
+_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
+READ_CHUNK = 1 << 20
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """Inclusive (start, end) to send, or None for the whole blob. :raises ApiError: 416."""
+    if not value:
+        return None
+    value = value.strip()
+    if "," in value or not value.startswith("bytes="):
+        return None
+    m = _RANGE.match(value)
+    unsatisfiable = ApiError("RANGE_INVALID", "requested range not satisfiable", status=416,
+                             headers={"Content-Range": f"bytes */{size}"})
+    if not m or (not m.group(1) and not m.group(2)):
+        raise unsatisfiable
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix: the last n bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise unsatisfiable
+        return max(size - n, 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start or start >= size:
+        raise unsatisfiable
+    return start, min(end, size - 1)
+
+
+async def _stream(path: str, start: int, length: int) -> AsyncIterator[bytes]:
+    f = await run_io(open, path, "rb", 0)
+    try:
+        if start:
+            f.seek(start)  # type: ignore[attr-defined]
+        remaining = length
+        while remaining > 0:
+            chunk: bytes = await run_io(f.read, min(READ_CHUNK, remaining))  # type: ignore[attr-defined,assignment]
+            if not chunk:
+                break  # the file shrank under us (deleted and replaced): stop; the length is then short
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        f.close()  # type: ignore[attr-defined]
+
+
+def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str | None, *, head: bool) -> Response:
+    size = reg.blob_size(repo, digest)
+    if size is None:
+        raise ApiError("BLOB_UNKNOWN", "blob unknown to registry", detail={"digest": str(digest)})
+    headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "Content-Length": str(size),
+               "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
+    rng = parse_range(range_header, size)
+    status, start, length = 200, 0, size
+    if rng is not None:
+        start, end = rng
+        length = end - start + 1
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(length)
+    if head:
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    path = str(reg.store.blob_path(digest))
+    return StreamingResponse(_stream(path, start, length), status_code=status, headers=headers,
+                             media_type="application/octet-stream")
+
+
+async def delete_blob(reg: Registry, repo: str, digest: Digest) -> Response:
+    """Unlink ``digest`` from ``repo`` (the bytes go at the next GC). Refused while a manifest of the
+    repository references it, or when it comes from a local store name."""
+    if not reg.config.delete_enabled:
+        raise ApiError("UNSUPPORTED", "deletes are disabled on this registry", status=405)
+    text = str(digest)
+    users = reg.meta.referenced_in_repo(repo, text)
+    if users:
+        raise ApiError("DENIED", "blob is referenced by manifests of this repository", status=409,
+                       detail={"manifests": users})
+    if not reg.meta.has_link(repo, text):
+        if text in reg.local.reachable(repo):
+            raise ApiError("DENIED", "blob belongs to a local store image; remove it with 'polyarch rm'",
+                           status=409)
+        raise ApiError("BLOB_UNKNOWN", "blob unknown to registry", detail={"digest": text})
+    await run_io(reg.meta.unlink, repo, text)
+    return Response(status_code=202, headers={"Docker-Content-Digest": text, "Content-Length": "0"})

@@ -1,0 +1,87 @@
+"""Request bodies read in bounded memory: a capped read for manifests, and a pump that streams blob bodies
+to a blocking sink on a worker thread (hash + write of one buffer overlaps receiving the next).
+
+A client that sends nothing for ``idle_timeout`` seconds gets 408; a disconnect aborts the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from starlette.types import Receive
+
+from .errors import ApiError
+
+__all__ = ["BUFFER", "ClientGone", "pump", "read_capped"]
+
+BUFFER = 4 << 20
+_IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="registry-io")
+
+
+class ClientGone(Exception):
+    """The client disconnected before the body was complete."""
+
+
+async def _next(receive: Receive, idle_timeout: float) -> tuple[bytes, bool]:
+    try:
+        message = await asyncio.wait_for(receive(), idle_timeout)
+    except TimeoutError:
+        raise ApiError("BLOB_UPLOAD_INVALID", f"no request data for {idle_timeout:g} seconds", status=408,
+                       headers={"Connection": "close"}) from None
+    if message["type"] == "http.disconnect":
+        raise ClientGone()
+    return message.get("body", b""), bool(message.get("more_body", False))
+
+
+async def read_capped(receive: Receive, limit: int, idle_timeout: float) -> bytes:
+    """The whole body, at most ``limit`` bytes; :raises ApiError: 413 as soon as the body passes the limit."""
+    buf = bytearray()
+    more = True
+    while more:
+        chunk, more = await _next(receive, idle_timeout)
+        if len(buf) + len(chunk) > limit:
+            raise ApiError("SIZE_INVALID", f"request body larger than {limit} bytes", status=413,
+                           headers={"Connection": "close"})
+        buf += chunk
+    return bytes(buf)
+
+
+async def pump(receive: Receive, sink: Callable[[bytes], object], idle_timeout: float,
+               limit: int | None = None) -> int:
+    """Stream the body into ``sink`` (called on a worker thread, in order); returns the byte count."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[object] | None = None
+    buf = bytearray()
+    total = 0
+    more = True
+    try:
+        while more:
+            chunk, more = await _next(receive, idle_timeout)
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise ApiError("SIZE_INVALID", f"blob larger than {limit} bytes", status=413,
+                               headers={"Connection": "close"})
+            buf += chunk
+            if len(buf) >= BUFFER or (not more and buf):
+                data = bytes(buf)
+                buf.clear()
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(_IO, sink, data)
+        if pending is not None:
+            await pending
+            pending = None
+    finally:
+        if pending is not None:
+            try:
+                await pending
+            except Exception:
+                pass
+    return total
+
+
+async def run_io(func: Callable[..., object], *args: object) -> object:
+    """Run blocking file work on the I/O pool."""
+    return await asyncio.get_running_loop().run_in_executor(_IO, func, *args)

@@ -1,0 +1,276 @@
+"""Registry metadata in SQLite beside the content store (``<root>/registry.db``, WAL mode).
+
+Blobs themselves live once in the content store; this database holds what the store cannot: repositories,
+repo→blob links (who may read a blob), manifests per repository with what they reference (for GC and the
+referrers API), tags, and upload sessions. One writer at a time (``BEGIN IMMEDIATE`` under a process lock);
+every write is one transaction, so a crash leaves either the old or the new state. Readers use one connection
+per thread and never block writers (WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polyarch.errors import StoreError
+
+__all__ = ["DB_NAME", "ManifestRow", "Metadata", "UploadRow"]
+
+DB_NAME = "registry.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY, created REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links (
+  repo TEXT NOT NULL, digest TEXT NOT NULL, touched REAL NOT NULL, PRIMARY KEY (repo, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_digest ON links (digest);
+CREATE TABLE IF NOT EXISTS manifests (
+  repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL, size INTEGER NOT NULL,
+  artifact_type TEXT NOT NULL DEFAULT '', subject TEXT, annotations TEXT NOT NULL DEFAULT '{}',
+  created REAL NOT NULL, PRIMARY KEY (repo, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests (repo, subject);
+CREATE INDEX IF NOT EXISTS manifests_digest ON manifests (digest);
+CREATE TABLE IF NOT EXISTS refs (
+  repo TEXT NOT NULL, manifest TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (repo, manifest, target))
+  WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_target ON refs (target);
+CREATE TABLE IF NOT EXISTS tags (
+  repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (repo, tag))
+  WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_digest ON tags (repo, digest);
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY, repo TEXT NOT NULL, algorithm TEXT NOT NULL, offset INTEGER NOT NULL,
+  created REAL NOT NULL, updated REAL NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRow:
+    repo: str
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str
+    subject: str | None
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRow:
+    id: str
+    repo: str
+    algorithm: str
+    offset: int
+    created: float
+    updated: float
+
+
+class Metadata:
+    """The registry database; thread-safe. Close with ``close()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        try:
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open registry database {path}: {exc}") from exc
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    # --- transactions --------------------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write transaction; other writers (this process or ``registry gc``) wait."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+        return self._conn().execute(sql, args).fetchone()  # type: ignore[no-any-return]
+
+    def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._conn().execute(sql, args).fetchall()
+
+    # --- reads ----------------------------------------------------------------------------------------------
+
+    def tag(self, repo: str, tag: str) -> str | None:
+        row = self._one("SELECT digest FROM tags WHERE repo=? AND tag=?", (repo, tag))
+        return row[0] if row else None
+
+    def manifest(self, repo: str, digest: str) -> ManifestRow | None:
+        row = self._one("SELECT repo, digest, media_type, size, artifact_type, subject, annotations FROM manifests"
+                        " WHERE repo=? AND digest=?", (repo, digest))
+        return _manifest_row(row) if row else None
+
+    def has_link(self, repo: str, digest: str) -> bool:
+        return self._one("SELECT 1 FROM links WHERE repo=? AND digest=?", (repo, digest)) is not None
+
+    def repos_with_blob(self, digest: str) -> list[str]:
+        return [r[0] for r in self._all("SELECT repo FROM links WHERE digest=? LIMIT 1000", (digest,))]
+
+    def referenced_in_repo(self, repo: str, digest: str) -> list[str]:
+        """Manifests of ``repo`` that reference ``digest``."""
+        return [r[0] for r in self._all("SELECT manifest FROM refs WHERE repo=? AND target=? LIMIT 20",
+                                        (repo, digest))]
+
+    def tags(self, repo: str, *, last: str = "", limit: int = 1000) -> list[str]:
+        return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=? AND tag>? ORDER BY tag LIMIT ?",
+                                        (repo, last, limit))]
+
+    def tags_of(self, repo: str, digest: str) -> list[str]:
+        return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=? AND digest=?", (repo, digest))]
+
+    def repo_exists(self, repo: str) -> bool:
+        return self._one("SELECT 1 FROM repos WHERE name=?", (repo,)) is not None
+
+    def repos(self, *, last: str = "", limit: int = 1000) -> list[str]:
+        return [r[0] for r in self._all("SELECT name FROM repos WHERE name>? ORDER BY name LIMIT ?",
+                                        (last, limit))]
+
+    def referrers(self, repo: str, subject: str) -> list[ManifestRow]:
+        rows = self._all("SELECT repo, digest, media_type, size, artifact_type, subject, annotations FROM manifests"
+                         " WHERE repo=? AND subject=? ORDER BY created, digest LIMIT 10000", (repo, subject))
+        return [_manifest_row(r) for r in rows]
+
+    def upload(self, upload_id: str) -> UploadRow | None:
+        row = self._one("SELECT id, repo, algorithm, offset, created, updated FROM uploads WHERE id=?",
+                        (upload_id,))
+        return UploadRow(*row) if row else None
+
+    def uploads(self) -> list[UploadRow]:
+        return [UploadRow(*r) for r in self._all(
+            "SELECT id, repo, algorithm, offset, created, updated FROM uploads", ())]
+
+    def referenced_digests(self) -> set[str]:
+        """Every digest a registry manifest is, or references (config, layers, children)."""
+        out = {r[0] for r in self._all("SELECT DISTINCT digest FROM manifests", ())}
+        out.update(r[0] for r in self._all("SELECT DISTINCT target FROM refs", ()))
+        return out
+
+    def last_link_touch(self, digest: str) -> float:
+        row = self._one("SELECT MAX(touched) FROM links WHERE digest=?", (digest,))
+        return float(row[0]) if row and row[0] is not None else 0.0
+
+    def is_referenced(self, conn: sqlite3.Connection, digest: str) -> bool:
+        return (conn.execute("SELECT 1 FROM refs WHERE target=? LIMIT 1", (digest,)).fetchone() is not None
+                or conn.execute("SELECT 1 FROM manifests WHERE digest=? LIMIT 1", (digest,)).fetchone() is not None)
+
+    # --- writes ---------------------------------------------------------------------------------------------
+
+    def link(self, repo: str, digest: str) -> None:
+        now = time.time()
+        with self.write() as c:
+            _ensure_repo(c, repo, now)
+            c.execute("INSERT INTO links VALUES (?,?,?) ON CONFLICT(repo, digest) DO UPDATE SET touched=excluded.touched",
+                      (repo, digest, now))
+
+    def unlink(self, repo: str, digest: str) -> None:
+        with self.write() as c:
+            c.execute("DELETE FROM links WHERE repo=? AND digest=?", (repo, digest))
+
+    def put_manifest(self, row: ManifestRow, refs: Sequence[str], tag: str | None,
+                     check: Callable[[], None]) -> None:
+        """Record a manifest (and move ``tag`` to it) atomically; ``check`` runs inside the transaction, so a
+        concurrent GC cannot delete a referenced blob between the check and the commit."""
+        now = time.time()
+        with self.write() as c:
+            check()
+            _ensure_repo(c, row.repo, now)
+            c.execute("INSERT INTO manifests VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(repo, digest) DO UPDATE SET "
+                      "media_type=excluded.media_type, size=excluded.size", (
+                          row.repo, row.digest, row.media_type, row.size, row.artifact_type, row.subject,
+                          json.dumps(row.annotations), now))
+            c.executemany("INSERT OR IGNORE INTO refs VALUES (?,?,?)", [(row.repo, row.digest, t) for t in refs])
+            c.execute("INSERT INTO links VALUES (?,?,?) ON CONFLICT(repo, digest) DO UPDATE SET "
+                      "touched=excluded.touched", (row.repo, row.digest, now))
+            if tag is not None:
+                c.execute("INSERT INTO tags VALUES (?,?,?,?) ON CONFLICT(repo, tag) DO UPDATE SET "
+                          "digest=excluded.digest, updated=excluded.updated", (row.repo, tag, row.digest, now))
+
+    def delete_manifest(self, repo: str, digest: str) -> bool:
+        with self.write() as c:
+            cur = c.execute("DELETE FROM manifests WHERE repo=? AND digest=?", (repo, digest))
+            c.execute("DELETE FROM refs WHERE repo=? AND manifest=?", (repo, digest))
+            c.execute("DELETE FROM tags WHERE repo=? AND digest=?", (repo, digest))
+            c.execute("DELETE FROM links WHERE repo=? AND digest=?", (repo, digest))
+            return cur.rowcount > 0
+
+    def delete_tag(self, repo: str, tag: str) -> bool:
+        with self.write() as c:
+            return c.execute("DELETE FROM tags WHERE repo=? AND tag=?", (repo, tag)).rowcount > 0
+
+    def create_upload(self, upload_id: str, repo: str, algorithm: str) -> None:
+        now = time.time()
+        with self.write() as c:
+            c.execute("INSERT INTO uploads VALUES (?,?,?,?,?,?)", (upload_id, repo, algorithm, 0, now, now))
+
+    def advance_upload(self, upload_id: str, offset: int) -> bool:
+        with self.write() as c:
+            return c.execute("UPDATE uploads SET offset=?, updated=? WHERE id=?",
+                             (offset, time.time(), upload_id)).rowcount > 0
+
+    def finish_upload(self, upload_id: str, repo: str | None = None, digest: str | None = None) -> bool:
+        """Delete the session row; with ``digest``, link the blob to ``repo`` in the same transaction."""
+        now = time.time()
+        with self.write() as c:
+            gone = c.execute("DELETE FROM uploads WHERE id=?", (upload_id,)).rowcount > 0
+            if gone and repo is not None and digest is not None:
+                _ensure_repo(c, repo, now)
+                c.execute("INSERT INTO links VALUES (?,?,?) ON CONFLICT(repo, digest) DO UPDATE SET "
+                          "touched=excluded.touched", (repo, digest, now))
+            return gone
+
+    def clear_uploads(self) -> list[str]:
+        with self.write() as c:
+            ids = [r[0] for r in c.execute("SELECT id FROM uploads").fetchall()]
+            c.execute("DELETE FROM uploads")
+            return ids
+
+
+def _ensure_repo(c: sqlite3.Connection, repo: str, now: float) -> None:
+    c.execute("INSERT OR IGNORE INTO repos VALUES (?,?)", (repo, now))
+
+
+def _manifest_row(row: tuple[Any, ...]) -> ManifestRow:
+    try:
+        annotations = json.loads(row[6]) if row[6] else {}
+    except ValueError:
+        annotations = {}
+    return ManifestRow(row[0], row[1], row[2], int(row[3]), row[4] or "", row[5], annotations)

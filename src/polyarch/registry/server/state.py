@@ -1,0 +1,66 @@
+"""The registry's shared state: configuration, content store, metadata, local names, sessions, auth.
+
+``blob_size`` is the one access rule for blobs: a repository may serve a digest when it holds a link to it
+(pushed, mounted, or a manifest of it) or when a local store name served as that repository reaches it, and
+the store really has the file (checked on every request: no existence cache to go stale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from polyarch.content.images import ImageStore
+from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
+
+from .auth import Authorizer
+from .localstore import LocalNames
+from .metadata import DB_NAME, Metadata
+from .uploads import Uploads
+
+__all__ = ["Registry", "RegistryConfig"]
+
+MAX_MANIFEST = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    read_only: bool = False
+    delete_enabled: bool = False
+    max_manifest: int = MAX_MANIFEST
+    max_blob: int | None = None
+    upload_ttl: float = 3600.0
+    idle_timeout: float = 60.0
+    page_max: int = 1000
+
+
+class Registry:
+    """Owns the database and the live upload sessions; close with ``close()``."""
+
+    def __init__(self, root: Path | ContentStore, config: RegistryConfig | None = None,
+                 authorizer: Authorizer | None = None) -> None:
+        self.store = root if isinstance(root, ContentStore) else ContentStore(root)
+        self.images = ImageStore(self.store)
+        self.config = config or RegistryConfig()
+        self.meta = Metadata(self.store.root / DB_NAME)
+        self.local = LocalNames(self.images)
+        self.uploads = Uploads(self.store, self.meta, self.config.upload_ttl)
+        self.auth = authorizer or Authorizer()
+
+    def recover(self) -> int:
+        return self.uploads.recover()
+
+    def blob_size(self, repo: str, digest: Digest) -> int | None:
+        """Size of ``digest`` as served by ``repo``, or None when the repository may not serve it."""
+        text = str(digest)
+        if not (self.meta.has_link(repo, text) or text in self.local.reachable(repo)):
+            return None
+        return self.store.stat(digest)
+
+    def repo_known(self, repo: str) -> bool:
+        return self.meta.repo_exists(repo) or repo in self.local.view().repos
+
+    def close(self) -> None:
+        self.uploads.close()
+        self.meta.close()
