@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("polyarch.cli.archive:save", "Write an image to an OCI or docker archive"),
     "load": ("polyarch.cli.archive:load", "Load an OCI or docker archive into the local store"),
     "import": ("polyarch.cli.importer:import_", "Make a multi-platform image from rootfs tarballs"),
+    "build": ("polyarch.cli.build_call:build", "Build an image from a Dockerfile"),
     "registry": ("polyarch.cli.registry_server:registry", "Run the embedded OCI registry"),
     "login": ("polyarch.cli.registry_cmds:login", "Log in to a registry"),
     "logout": ("polyarch.cli.registry_cmds:logout", "Log out from a registry"),

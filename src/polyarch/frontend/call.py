@@ -1,0 +1,183 @@
+"""``polyarch build --call outline|targets|plan|check``: text reports over a parsed and planned Dockerfile.
+
+``outline`` and ``targets`` print like buildx; ``plan`` is polyarch's own: per target platform, every step of
+every dispatched stage, where it runs (native or emulated) and which vertices are shared between platforms;
+``check`` runs the build checks (``polyarch.frontend.checks``). Pure: text in, text out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from polyarch import ops
+from polyarch.errors import UsageError
+from polyarch.frontend.checks import format_report, run_checks
+from polyarch.frontend.dockerfile.parse import parse_dockerfile
+from polyarch.frontend.plan import BuildPlan, ResolveImage, plan_build, plan_to_json
+from polyarch.frontend.scope import PLATFORM_ARGS, describe
+from polyarch.platform import Platform
+
+__all__ = ["CALLS", "CallResult", "call", "run_call", "tabulate"]
+
+CALLS = ("outline", "targets", "plan", "check")
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    text: str
+    exit_code: int = 0
+
+
+def tabulate(rows: Sequence[Sequence[str]], padding: int = 3) -> list[str]:
+    """Go tabwriter-style columns (the last column is not padded); trailing blanks stripped."""
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(len(r) for r in rows))]
+    out = []
+    for r in rows:
+        cells = [c.ljust(widths[i] + padding) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        out.append("".join(cells).rstrip())
+    return out
+
+
+def _outline(plan: BuildPlan) -> str:
+    cap = plan.capture
+    df = plan.dockerfile
+    target = next(s for s in df.stages if s.display_name == plan.target)
+    lines: list[str] = []
+    description = describe(target.comments, target.name) if target.name else ""
+    head = [["TARGET:", target.name or "default"]]
+    if description:
+        head.append(["DESCRIPTION:", description])
+    lines += tabulate(head, padding=1) + [""]
+    if cap is not None:
+        args = sorted((a for a in cap.args.values() if a.name in cap.used and a.name not in PLATFORM_ARGS),
+                      key=lambda a: a.line)
+        if args:
+            lines += tabulate([["BUILD ARG", "VALUE", "DESCRIPTION"],
+                               *([a.name, a.value or "", a.description] for a in args)]) + [""]
+        if cap.secrets:
+            rows = sorted(cap.secrets.items(), key=lambda kv: kv[1][1])
+            lines += tabulate([["SECRET", "REQUIRED", "DESCRIPTION"],
+                               *([k, "true" if req else "", ""] for k, (req, _) in rows)]) + [""]
+        if cap.ssh:
+            rows = sorted(cap.ssh.items(), key=lambda kv: kv[1][1])
+            lines += tabulate([["SSH", "REQUIRED", "DESCRIPTION"],
+                               *([k, "true" if req else "", ""] for k, (req, _) in rows)]) + [""]
+    return "\n".join(lines)
+
+
+def _targets(text: str, filename: str) -> str:
+    df = parse_dockerfile(text, filename)
+    rows = [["TARGET", "DESCRIPTION"]]
+    last = len(df.stages) - 1
+    for stage in df.stages:
+        if not stage.name and stage.index != last:
+            continue
+        name = stage.name
+        if stage.index == last:
+            name = f"{name} (default)" if name else "(default)"
+        rows.append([name, describe(stage.comments, stage.name) if stage.name else ""])
+    return "\n".join(tabulate(rows)) + "\n"
+
+
+def _mode(v: ops.Vertex | None) -> str:
+    if v is None:
+        return "config"
+    if isinstance(v, ops.Exec):
+        return "emulated" if v.emulated else "native"
+    if isinstance(v, ops.ImageSource | ops.Scratch):
+        return "source"
+    return "file"
+
+
+def _plan_text(plan: BuildPlan) -> str:
+    shared = plan.shared()
+    n = len(plan.platforms)
+    lines = [f"target: {plan.target}    build platform: {plan.build_platform}    "
+             f"platforms: {', '.join(str(p.platform) for p in plan.platforms)}", ""]
+    for p in plan.platforms:
+        lines.append(f"{p.platform}")
+        rows = [["  STEP", "RUNS AS", "MODE", "DIGEST", "SHARED"]]
+        for stage in p.stages:
+            for step in stage.steps:
+                v = step.vertex
+                label = f"  [{stage.name} {step.number}/{len(stage.steps)}] {_short(step.instruction)}"
+                runs = str(v.platform) if isinstance(v, ops.Exec | ops.ImageSource) else \
+                    ("any" if getattr(v, "platform_independent", False) else str(stage.platform))
+                if v is None:
+                    runs = ""
+                share = ""
+                if v is not None and v.digest in shared:
+                    share = "all platforms" if n > 1 and _used_by_all(plan, v.digest) else "shared"
+                rows.append([label, runs, _mode(v), v.digest[7:19] if v is not None else "", share])
+        lines += tabulate(rows, padding=2) + [""]
+    every = plan.vertices()
+    emulated = sum(1 for v in every if isinstance(v, ops.Exec) and v.emulated)
+    runs = sum(1 for v in every if isinstance(v, ops.Exec))
+    lines.append(f"{len(every)} vertices ({len(shared)} shared between platforms); "
+                 f"{runs} RUN steps, {emulated} emulated")
+    if plan.unused_build_args:
+        lines.append(f"[Warning] One or more build-args [{' '.join(plan.unused_build_args)}] were not consumed")
+    return "\n".join(lines) + "\n"
+
+
+def _used_by_all(plan: BuildPlan, digest: str) -> bool:
+    return all(any(v.digest == digest for v in ops.walk([p.result])) for p in plan.platforms)
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def call(
+    what: str,
+    dockerfile_text: str,
+    filename: str = "Dockerfile",
+    platforms: Sequence[Platform] = (),
+    target: str = "",
+    build_args: Mapping[str, str] | None = None,
+    *,
+    resolve_image: ResolveImage | None = None,
+    build_platform: Platform | None = None,
+    is_native: Callable[[Platform], bool] | None = None,
+    context_excludes: Sequence[str] = (),
+    fmt: str = "text",
+) -> CallResult:
+    """Run one ``--call`` and return its text and exit status.
+
+    :raises UsageError: unknown call or target; :raises ParseError: Dockerfile errors.
+    """
+    if what not in CALLS:
+        raise UsageError(f"unknown --call {what!r}", hint="available: " + ", ".join(CALLS))
+    if what == "targets":
+        return CallResult(_targets(dockerfile_text, filename))
+    plan = plan_build(dockerfile_text, platforms=platforms, target=target, build_args=build_args,
+                      resolve_image=resolve_image, build_platform=build_platform, is_native=is_native,
+                      context_excludes=context_excludes, filename=filename)
+    if what == "check":
+        report = run_checks(plan, build_args=build_args)
+        if fmt == "json":
+            doc = [{"rule": f.rule, "line": f.start_line, "message": f.message, "url": f.url}
+                   for f in report.findings]
+            return CallResult(json.dumps(doc, indent=2) + "\n", report.exit_code)
+        return CallResult(format_report(report, plan.dockerfile.source_lines), report.exit_code)
+    if what == "plan":
+        if fmt == "json":
+            return CallResult(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
+        return CallResult(_plan_text(plan))
+    return CallResult(_outline(plan))
+
+
+def run_call(
+    call_name: str,
+    dockerfile_text: str,
+    filename: str = "Dockerfile",
+    platforms: Sequence[Platform] = (),
+    target: str = "",
+    build_args: Mapping[str, str] | None = None,
+    **options: object,
+) -> str:
+    """The text of ``call(...)`` (see there for options)."""
+    return call(call_name, dockerfile_text, filename, platforms, target, build_args, **options).text  # type: ignore[arg-type]
