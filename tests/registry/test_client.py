@@ -103,7 +103,7 @@ esac
 
 def test_corrupt_config_is_one_line_error(docker_config: Path) -> None:
     (docker_config / "config.json").write_text("{not json")
-    with pytest.raises(RegistryError, match="config.json is not valid JSON"):
+    with pytest.raises(RegistryError, match=r"config\.json is not valid JSON"):
         CredentialStore().get("x.lan")
 
 
