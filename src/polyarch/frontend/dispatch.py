@@ -110,13 +110,13 @@ class PlatformDispatcher:
             raise ParseError(exc.message, source_span(self.ctx.df, src, word)) from None
         return r.value, r.used, r.missing
 
-    def stage(self, index: int, via: ins.Source | None = None) -> Built:
+    def stage(self, index: int, via: ins.Source | None = None, needle: str = "") -> Built:
         done = self.built.get(index)
         if done is not None:
             return done
         if index in self._active:
             names = [self.ctx.df.stages[i].display_name for i in self._active[self._active.index(index):]]
-            span = source_span(self.ctx.df, via) if via else None
+            span = source_span(self.ctx.df, via, needle) if via else None
             raise ParseError(f"circular dependency detected on stage: {' -> '.join([*names, names[0]])}", span)
         self._active.append(index)
         try:
@@ -198,7 +198,7 @@ class StageDispatch:
             if index >= len(self.ctx.df.stages):
                 raise self.error(inst, f"invalid from flag value {name}: no stage with index {index}", name)
         if index is not None:
-            built = self.pd.stage(index, inst.src)
+            built = self.pd.stage(index, inst.src, name)
             return built.plan.result, built.tainted
         if name in self.ctx.build_contexts:
             return self.named_context(name), False
