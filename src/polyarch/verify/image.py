@@ -42,6 +42,18 @@ from .source import BlobSource, StoreSource
 __all__ = ["verify_image"]
 
 MAX_NESTING = 4
+
+
+def _codec_errors() -> tuple[type[Exception], ...]:
+    """isal's IsalError escapes content.compression's gzip reader (it is not an OSError): caught here."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover
+        return ()
+    return (isal_zlib.error,)
+
+
+_CODEC_ERRORS = _codec_errors()
 _Outcome = tuple[PlatformResult, list[Issue], Platform | None]
 
 
@@ -187,6 +199,11 @@ def _verify_platform(src: BlobSource, entry: Descriptor, raw: bytes | None, igno
                 stats = _apply_layer(view, blob, layer, diff_id, i, limit)
         except (NotFound, DigestMismatch, InvalidLayer, LimitExceeded) as exc:
             issues.append(_blob_issue(label, exc, layer.digest, path=f"layer {i + 1}"))
+            complete = False
+            break
+        except _CODEC_ERRORS as exc:
+            issues.append(Issue(label, "invalid-layer", f"corrupt compressed stream: {exc}", path=f"layer {i + 1}",
+                                digest=str(layer.digest)))
             complete = False
             break
         totals["entries"] += stats.entries
