@@ -1,0 +1,251 @@
+"""RUN steps in runc: an OCI runtime bundle generated from the step, ``runc run``, output streamed line by line.
+The only module that spawns the container runtime.
+
+API (for the solver)::
+
+    runner = Runner(store_root)                       # runtime: $POLYARCH_RUNTIME or runc
+    runner.run(rootfs, StepSpec(...), on_output, secrets={"id": b"..."}, ssh={"default": "/path/sock"})
+    run_step(rootfs, spec, on_output, store_root=..., ...)   # the same, one call
+
+``StepSpec`` holds what defines a step (argv, env, user, workdir, network, mounts, platform, ``StepContext``);
+secret values and ssh sockets are passed beside it so they can never end up in a cache key. Emulation is
+checked first (``emulation.ensure_runnable``). A non-zero exit raises BuildError naming platform, stage,
+instruction and exit code. The container is always deleted (``runc delete --force``), also on Ctrl-C.
+
+Container: own mount/pid/ipc/uts namespaces; ``network="default"``/``"host"`` shares the host network
+namespace (so package managers work), ``"none"`` gives an empty one with loopback. Mounts: /proc, /dev (tmpfs
+with the usual devices, /dev/pts, /dev/shm, /dev/mqueue), /sys read-only, the host's /etc/resolv.conf and a
+generated /etc/hosts read-only, then the step's ``--mount``s. Docker's default capabilities, masked and
+read-only /proc paths; no seccomp profile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyarch.errors import BuildError, PolyarchError
+from polyarch.platform import Platform
+
+from .emulation import ensure_runnable
+from .mounts import Mount, MountSetup
+from .securepath import secure_join
+from .users import resolve_user
+
+__all__ = ["DEFAULT_PATH", "Runner", "StepContext", "StepSpec", "run_step", "runtime_binary"]
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+NETWORKS = ("default", "host", "none")
+
+OutputFn = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Where a step comes from, for error messages and progress."""
+
+    platform: Platform
+    stage: str = ""
+    instruction: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    args: tuple[str, ...]
+    context: StepContext
+    env: tuple[str, ...] = ()
+    user: str = ""
+    workdir: str = "/"
+    hostname: str = "buildkitsandbox"
+    network: str = "default"
+    mounts: tuple[Mount, ...] = ()
+    extra_hosts: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def platform(self) -> Platform:
+        return self.context.platform
+
+
+def runtime_binary() -> str:
+    name = os.environ.get("POLYARCH_RUNTIME", "").strip() or "runc"
+    path = shutil.which(name)
+    if path is None:
+        raise BuildError(f"container runtime {name!r} not found",
+                         hint="install runc (apt-get install runc) or set POLYARCH_RUNTIME")
+    return path
+
+
+def _hosts(hostname: str, extra: tuple[tuple[str, str], ...]) -> str:
+    lines = [f"127.0.0.1\tlocalhost {hostname}", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{ip}\t{name}" for name, ip in extra]
+    return "\n".join(lines) + "\n"
+
+
+def _base_mounts() -> list[dict[str, Any]]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    ]
+
+
+def _env(spec: StepSpec, extra: Mapping[str, str], home: str) -> list[str]:
+    env: dict[str, str] = {}
+    for item in spec.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env.setdefault("PATH", DEFAULT_PATH.partition("=")[2])
+    env.setdefault("HOME", home)
+    env.update(extra)
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+class Runner:
+    """Runs steps with runc; state and bundles live under the store root."""
+
+    def __init__(self, store_root: Path | str, *, runtime: str | None = None) -> None:
+        self.store_root = Path(store_root)
+        self.runtime = runtime or runtime_binary()
+        self.state = self.store_root / "runc-state"
+        self.bundles = self.store_root / "bundles"
+        for d in (self.state, self.bundles):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+
+    def run(self, rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *,
+            secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None) -> None:
+        """Run ``spec`` in ``rootfs`` (the mounted, writable rootfs of an active snapshot).
+
+        :raises BuildError: the step failed (non-zero exit), or could not be set up.
+        """
+        if spec.network not in NETWORKS:
+            raise BuildError(f"unknown network mode {spec.network!r}", hint="use default, host or none")
+        ensure_runnable(spec.platform)
+        rootfs = Path(rootfs)
+        cid = f"polyarch-{uuid.uuid4().hex[:16]}"
+        bundle = self.bundles / cid
+        bundle.mkdir(mode=0o700)
+        try:
+            with MountSetup(self.store_root, rootfs, bundle / "scratch", spec.platform, secrets or {},
+                            ssh or {}) as setup:
+                config = self._config(rootfs, spec, setup, bundle)
+                (bundle / "config.json").write_text(json.dumps(config, indent=1))
+                code = self._exec(cid, bundle, on_output)
+            if code != 0:
+                ctx = spec.context
+                where = f"[{ctx.platform}{' ' + ctx.stage if ctx.stage else ''}]"
+                what = ctx.instruction or "RUN " + " ".join(spec.args)
+                err = BuildError(f"{where} {what}: process did not complete successfully: exit code: {code}")
+                err.step_exit_code = code  # type: ignore[attr-defined]
+                raise err
+        finally:
+            shutil.rmtree(bundle, ignore_errors=True)
+
+    def _config(self, rootfs: Path, spec: StepSpec, setup: MountSetup, bundle: Path) -> dict[str, Any]:
+        user = resolve_user(rootfs, spec.user)
+        workdir = spec.workdir or "/"
+        if not workdir.startswith("/"):
+            workdir = "/" + workdir
+        host_wd = secure_join(rootfs, workdir)
+        if not os.path.isdir(host_wd):
+            try:
+                os.makedirs(host_wd, 0o755, exist_ok=True)
+            except OSError as exc:
+                raise BuildError(f"cannot create working directory {workdir}: {exc.strerror}") from exc
+        mounts = _base_mounts()
+        for d in ("/proc", "/dev", "/sys"):
+            setup.stub(d, is_dir=True)
+        (bundle / "hosts").write_text(_hosts(spec.hostname, spec.extra_hosts))
+        files = {"/etc/hosts": bundle / "hosts"}
+        if Path("/etc/resolv.conf").exists():
+            files["/etc/resolv.conf"] = Path(os.path.realpath("/etc/resolv.conf"))
+        for dest, src in files.items():
+            setup.stub(dest, is_dir=False)
+            mounts.append({"destination": dest, "type": "bind", "source": os.fspath(src),
+                           "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
+        for m in spec.mounts:
+            setup.add(m)
+        mounts.extend(setup.oci_mounts)
+        namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+        if spec.network == "none":
+            namespaces.append({"type": "network"})
+        caps = list(CAPABILITIES)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nofile = 1048576 if nofile == resource.RLIM_INFINITY else min(nofile, 1048576)
+        return {
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": False,
+                "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
+                "args": list(spec.args),
+                "env": _env(spec, setup.env, user.home),
+                "cwd": workdir,
+                "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+                "noNewPrivileges": False,
+            },
+            "root": {"path": os.fspath(rootfs), "readonly": False},
+            "hostname": spec.hostname,
+            "mounts": mounts,
+            "linux": {
+                "namespaces": namespaces,
+                "maskedPaths": MASKED,
+                "readonlyPaths": READONLY,
+                "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            },
+        }
+
+    def _exec(self, cid: str, bundle: Path, on_output: OutputFn) -> int:
+        base = [self.runtime, "--root", os.fspath(self.state)]
+        proc = subprocess.Popen([*base, "run", "--bundle", os.fspath(bundle), cid], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=bundle)
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                on_output(raw.decode("utf-8", "replace").rstrip("\n"))
+            return proc.wait()
+        except BaseException:
+            subprocess.run([*base, "kill", cid, "KILL"], capture_output=True, timeout=30, check=False)
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            raise
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=60, check=False)
+
+
+def run_step(rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *, store_root: Path | str,
+             secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None) -> None:
+    """One step with a fresh Runner (see Runner.run)."""
+    try:
+        Runner(store_root).run(rootfs, spec, on_output, secrets=secrets, ssh=ssh)
+    except PolyarchError:
+        raise
+    except OSError as exc:
+        raise BuildError(f"cannot run step: {exc}") from exc
