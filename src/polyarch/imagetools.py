@@ -228,12 +228,18 @@ def _add(merge: _Merge, resolved: Resolved, desc: Descriptor, raw: bytes | None)
 
 
 def create_index(sources: Sequence[Resolved], annotations: Sequence[Annotation] = (),
-                 descriptors: Sequence[tuple[Descriptor, Source]] = ()) -> tuple[Descriptor, bytes, CompositeSource]:
-    """Merge sources (indexes contribute their children, manifests themselves) into one new index."""
+                 descriptors: Sequence[tuple[Descriptor, Source]] = (), *,
+                 append: bool = False) -> tuple[Descriptor, bytes, CompositeSource]:
+    """Merge sources (indexes contribute their children, manifests themselves) into one new index.
+
+    With ``append`` the first source is the existing target: its index annotations are kept.
+    """
     if not sources and not descriptors:
         raise UsageError("imagetools create needs at least one source")
     merge = _Merge()
     index_annotations: dict[str, str] = {}
+    if append and sources and isinstance(sources[0].document, Index):
+        index_annotations.update(sources[0].document.annotations)
     for res in sources:
         doc = res.document
         if isinstance(doc, Index):

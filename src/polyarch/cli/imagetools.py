@@ -100,7 +100,7 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
                 raise UsageError("-f needs -t REF: the descriptors' manifests are looked up in its repository")
             repo_src = RegistrySource(client, targets[0])
             descs = [(d, repo_src) for d in load_descriptor_files(files)]
-        root, raw, source = create_index(resolved, parsed, descs)
+        root, raw, source = create_index(resolved, parsed, descs, append=append)
         if dry_run:
             click.echo(json.dumps(json.loads(raw), indent=2))
             return
