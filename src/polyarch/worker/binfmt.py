@@ -19,8 +19,9 @@ Decisions:
   one applet runs another), O and C (credentials of setuid binaries, like tonistiigi/binfmt). With P the
   interpreter is Debian's ``/usr/libexec/qemu-binfmt/<arch>-binfmt-P`` wrapper when installed (qemu also
   detects P through AT_FLAGS on newer kernels), else ``qemu-<arch>-static``.
-- The kernel tries the newest entry first, so after ``install`` ours wins even when an older entry with another
-  name matches the same magic; ``duplicates`` lists such shadowed entries for ``doctor``.
+- The kernel tries the newest entry first and binfmt_misc does not tell the order, so when another enabled
+  entry matches the same magic, ``install`` re-registers ours (making it the newest, so it wins), and
+  ``emulation.check`` refuses an unfit rival it cannot rule out; ``duplicates`` lists them for ``doctor``.
 - Architectures the host runs natively (its own, and 386 on amd64, arm on arm64) are never registered.
 - Magic and mask values come from Debian's qemu-user-static definitions (/usr/share/binfmts/qemu-*), with
   x86_64 and i386 from qemu's scripts/qemu-binfmt-conf.sh (Debian does not ship those on amd64).
@@ -261,8 +262,9 @@ def install(arches: list[BinfmtArch]) -> list[str]:
             raise StoreError(f"no QEMU interpreter for {a.arch} (qemu-{a.qemu}-static)",
                              hint="apt-get install qemu-user-static")
         existing = current.get(a.entry)
+        rivals = [h for h in current.values() if h.enabled and h.matches(a) and h.name != a.entry]
         if existing is not None:
-            if existing.usable() and set(FLAGS) <= set(existing.flags) and existing.matches(a):
+            if existing.usable() and set(FLAGS) <= set(existing.flags) and existing.matches(a) and not rivals:
                 report.append(f"{a.arch}: {a.entry} already registered ({existing.flags})")
                 continue
             _write(BINFMT_DIR / a.entry, "-1")

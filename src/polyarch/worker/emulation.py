@@ -60,6 +60,10 @@ def check(platform: Platform) -> Emulation:
     if not handler.usable():
         return Emulation(p, False, handler, f"{p} needs QEMU: the interpreter {handler.interpreter} of binfmt "
                                             f"entry {handler.name} is missing: {fix}")
+    rivals = [h.name for h in binfmt.duplicates(arch) if h.enabled and h.name != handler.name and not h.usable()]
+    if rivals:
+        return Emulation(p, False, handler, f"{p} needs QEMU: binfmt entries {', '.join(rivals)} also match "
+                                            f"{arch.arch} binaries and lack F or P (the newest wins): {fix}")
     return Emulation(p, False, handler)
 
 

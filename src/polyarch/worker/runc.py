@@ -42,7 +42,7 @@ from .mounts import Mount, MountSetup
 from .securepath import secure_join
 from .users import resolve_user
 
-__all__ = ["DEFAULT_PATH", "Runner", "StepContext", "StepSpec", "run_step", "runtime_binary"]
+__all__ = ["DEFAULT_PATH", "Runner", "StepContext", "StepSpec", "run_step", "runtime_binary", "runtime_version"]
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAPABILITIES = [
@@ -238,6 +238,19 @@ class Runner:
             if proc.stdout is not None:
                 proc.stdout.close()
             subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=60, check=False)
+
+
+def runtime_version(binary: str | None = None) -> str:
+    """First line of ``runc --version`` ("runc version 1.1.5+ds1").
+
+    :raises BuildError: the runtime is missing or does not run.
+    """
+    binary = binary or runtime_binary()
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BuildError(f"container runtime {binary} does not run: {exc}") from exc
+    return out.splitlines()[0].strip() if out else binary
 
 
 def run_step(rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *, store_root: Path | str,
