@@ -250,14 +250,15 @@ def _onbuild(line: Line, src: ins.Source, rest: str, escape: str) -> ins.Instruc
     if not rest:
         raise line.error("ONBUILD requires at least one argument")
     keyword, _, more = rest.partition(" ")
+    span = line.span(keyword, occurrence_from=len(line.keyword))
     if keyword.upper() == "ONBUILD":
-        raise line.error("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed", keyword)
+        raise ParseError("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed", span)
     if keyword.upper() in ("FROM", "MAINTAINER"):
-        raise line.error(f"{keyword.upper()} isn't allowed as an ONBUILD trigger", keyword)
+        raise ParseError(f"{keyword.upper()} isn't allowed as an ONBUILD trigger", span)
     inner = Line(keyword, more.strip(), line.start_line, line.end_line, line.physical, line.heredocs, (),
                  line.filename)
     if inner.name not in _KNOWN:
-        raise line.error(f"unknown instruction in ONBUILD: {keyword}", keyword)
+        raise ParseError(f"unknown instruction in ONBUILD: {keyword}", span)
     return ins.Onbuild(src, parse_line(inner, escape), rest)
 
 
