@@ -21,7 +21,7 @@ from .state import Registry
 __all__ = ["delete_blob", "get_blob", "parse_range"]
 
 _RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
-READ_CHUNK = 1 << 20
+READ_CHUNK = 4 << 20
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:

@@ -7,6 +7,7 @@ A client that sends nothing for ``idle_timeout`` seconds gets 408; a disconnect 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +15,7 @@ from starlette.types import Receive
 
 from .errors import ApiError
 
-__all__ = ["BUFFER", "ClientGone", "pump", "read_capped"]
+__all__ = ["BUFFER", "ClientGone", "pump", "read_capped", "run_io", "write_chunks"]
 
 BUFFER = 4 << 20
 _IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="registry-io")
@@ -48,12 +49,14 @@ async def read_capped(receive: Receive, limit: int, idle_timeout: float) -> byte
     return bytes(buf)
 
 
-async def pump(receive: Receive, sink: Callable[[bytes], object], idle_timeout: float,
+async def pump(receive: Receive, sink: Callable[[list[bytes]], object], idle_timeout: float,
                limit: int | None = None) -> int:
-    """Stream the body into ``sink`` (called on a worker thread, in order); returns the byte count."""
+    """Stream the body into ``sink`` (called on a worker thread, in order, with a list of chunks of about
+    ``BUFFER`` bytes in all); returns the byte count. Chunks are handed over as received: no copying here."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[object] | None = None
-    buf = bytearray()
+    chunks: list[bytes] = []
+    buffered = 0
     total = 0
     more = True
     try:
@@ -63,13 +66,14 @@ async def pump(receive: Receive, sink: Callable[[bytes], object], idle_timeout: 
             if limit is not None and total > limit:
                 raise ApiError("SIZE_INVALID", f"blob larger than {limit} bytes", status=413,
                                headers={"Connection": "close"})
-            buf += chunk
-            if len(buf) >= BUFFER or (not more and buf):
-                data = bytes(buf)
-                buf.clear()
+            if chunk:
+                chunks.append(chunk)
+                buffered += len(chunk)
+            if buffered >= BUFFER or (not more and chunks):
                 if pending is not None:
                     await pending
-                pending = loop.run_in_executor(_IO, sink, data)
+                pending = loop.run_in_executor(_IO, sink, chunks)
+                chunks, buffered = [], 0
         if pending is not None:
             await pending
             pending = None
@@ -80,6 +84,20 @@ async def pump(receive: Receive, sink: Callable[[bytes], object], idle_timeout: 
             except Exception:
                 pass
     return total
+
+
+def write_chunks(fd: int, chunks: list[bytes]) -> None:
+    """Write every chunk to ``fd`` (``os.writev`` in batches, resuming after short writes)."""
+    views = [memoryview(c) for c in chunks]
+    while views:
+        n = os.writev(fd, views[:512])
+        while n and views:
+            if n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][n:]
+                n = 0
 
 
 async def run_io(func: Callable[..., object], *args: object) -> object:

@@ -75,22 +75,22 @@ def single_instance(root: Path) -> Iterator[None]:
         fd.close()
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus a deadline for receiving a complete request head."""
+class _HeadDeadline:
+    """Mixin for uvicorn's protocols: a deadline for receiving a complete request head (slowloris)."""
 
     header_timeout = 30.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._head_timer: Any = None
+    loop: Any
+    transport: Any
+    cycle: Any
 
     def _arm(self) -> None:
         self._disarm()
         self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
 
     def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
+        timer = getattr(self, "_head_timer", None)
+        if timer is not None:
+            timer.cancel()
             self._head_timer = None
 
     def _head_expired(self) -> None:
@@ -98,29 +98,46 @@ class TimedH11Protocol(H11Protocol):
         if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
             self.transport.close()
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm()
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._disarm()
-
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing():
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class TimedH11Protocol(_HeadDeadline, H11Protocol):
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()
+
+
+def _protocol(header_timeout: float) -> type:
+    """httptools (C parser, much faster bodies) when installed, else h11; both with the head deadline."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return type("RegistryH11Protocol", (TimedH11Protocol,), {"header_timeout": header_timeout})
+
+    class TimedHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._disarm()
+
+    return type("RegistryHttpToolsProtocol", (TimedHttpToolsProtocol,), {"header_timeout": header_timeout})
 
 
 def run(reg: Registry, host: str, port: int, *, tls: ssl.SSLContext | None = None, header_timeout: float = 30.0,
         keep_alive: float = 30.0, log_level: str = "warning") -> None:
     """Serve until interrupted (SIGINT/SIGTERM)."""
-    protocol = type("RegistryH11Protocol", (TimedH11Protocol,), {"header_timeout": header_timeout})
+    protocol = _protocol(header_timeout)
     config = uvicorn.Config(create_app(reg), host=host, port=port, http=protocol, lifespan="on",  # type: ignore[arg-type]
                             log_level=log_level, access_log=log_level in ("debug", "info", "trace"),
                             timeout_keep_alive=int(keep_alive), server_header=False, date_header=True)

@@ -63,7 +63,11 @@ async def _monolithic(reg: Registry, repo: str, digest: Digest, request: Request
     writer = await run_io(reg.store.writer, digest.algorithm)
     committed = False
     try:
-        await pump(request.receive, writer.write, reg.config.idle_timeout, reg.config.max_blob)  # type: ignore[attr-defined]
+        def sink(chunks: list[bytes]) -> None:
+            for chunk in chunks:
+                writer.write(chunk)  # type: ignore[attr-defined]
+
+        await pump(request.receive, sink, reg.config.idle_timeout, reg.config.max_blob)
         await run_io(writer.commit, digest)  # type: ignore[attr-defined]
         committed = True
     except DigestMismatch:

@@ -26,6 +26,7 @@ from typing import Any
 from polyarch.content.store import ContentStore, fsync_dir
 from polyarch.digest import CHUNK, Digest
 
+from .body import write_chunks
 from .errors import ApiError
 from .metadata import Metadata
 
@@ -61,14 +62,12 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
 
-    def append(self, data: bytes) -> None:
-        """Blocking: write and hash one buffer."""
-        view = memoryview(data)
-        while view:
-            n = self.file.write(view)
-            view = view[n:]
-        self.hasher.update(data)
-        self.offset += len(data)
+    def append(self, chunks: list[bytes]) -> None:
+        """Blocking: write and hash one batch of chunks."""
+        write_chunks(self.file.fileno(), chunks)
+        for chunk in chunks:
+            self.hasher.update(chunk)
+            self.offset += len(chunk)
 
     def checkpoint(self) -> tuple[int, Any]:
         return self.offset, self.hasher.copy()
