@@ -155,7 +155,7 @@ def call(
         return CallResult(_targets(dockerfile_text, filename))
     plan = plan_build(dockerfile_text, platforms=platforms, target=target, build_args=build_args,
                       resolve_image=resolve_image, build_platform=build_platform, is_native=is_native,
-                      context_excludes=context_excludes, filename=filename)
+                      context_excludes=context_excludes, filename=filename, strict=what != "check")
     if what == "check":
         report = run_checks(plan, build_args=build_args)
         if fmt == "json":

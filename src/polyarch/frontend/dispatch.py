@@ -53,6 +53,7 @@ class PlanContext:
     stage_by_name: dict[str, int]
     capture: Capture = field(default_factory=Capture)
     findings: dict[tuple[int, str, str], Finding] = field(default_factory=dict)
+    strict: bool = True  # False for --check: an invalid base reference is a finding's business, not an error
 
     def find(self, rule: str, message: str, src: ins.Source, *, url: bool = True) -> None:
         key = (src.start_line, rule, message)
@@ -288,7 +289,8 @@ class StageDispatch:
                 try:
                     reference.parse(ref)
                 except InvalidReference as exc:
-                    raise self.error(f, f"invalid base image {ref!r}: {exc.message}", f.image) from None
+                    if self.ctx.strict:
+                        raise self.error(f, f"invalid base image {ref!r}: {exc.message}", f.image) from None
                 self.root = ops.ImageSource(ref=ref, platform=self.platform, description=self.desc(1, f))
             self.vertex = self.root
             resolved = self.ctx.resolve_image(ref, self.platform) if self.ctx.resolve_image else None

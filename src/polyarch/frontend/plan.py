@@ -126,12 +126,14 @@ def plan_build(
     context_excludes: Sequence[str] = (),
     build_contexts: Mapping[str, str] | None = None,
     filename: str = "Dockerfile",
+    strict: bool = True,
 ) -> BuildPlan:
     """Plan a build for each of ``platforms`` (default: the build platform).
 
     ``build_platform`` defaults to ``platform.host()`` and ``is_native`` to ``platform.runs_natively``; pass both
     for host-independent results. ``context_excludes`` are the ``.dockerignore`` patterns (as written) of the
     build context. ``build_contexts`` maps ``--build-context`` names to ``docker-image://REF`` or a local path.
+    ``strict=False`` (for ``--check``) lets an invalid base-image reference through; the checks report it.
 
     :raises ParseError: syntax or semantic error, with file, line and column.
     :raises UsageError: unknown ``--target``.
@@ -147,7 +149,7 @@ def plan_build(
     ctx = PlanContext(df=df, build_args=dict(build_args or {}), resolve_image=resolve_image, build_platform=build,
                       is_native=is_native or runs_natively,
                       context=ops.LocalContext(name="context", exclude=tuple(context_excludes)),
-                      build_contexts=dict(build_contexts or {}), stage_by_name=by_name)
+                      build_contexts=dict(build_contexts or {}), stage_by_name=by_name, strict=strict)
     results = []
     for p in targets:
         pd = PlatformDispatcher(ctx, p)

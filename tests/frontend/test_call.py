@@ -1,0 +1,90 @@
+"""``--call outline|targets|plan`` texts and the provisional ``polyarch build`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from polyarch.cli.build_call import build
+from polyarch.frontend.call import call, tabulate
+from tests.frontend.fakes import AMD64, ARM64, is_native, resolve_image
+
+DOCKERFILE = """\
+# GO_VERSION picks the toolchain
+ARG GO_VERSION=1.22
+ARG UNUSED_GLOBAL=x
+
+# builder compiles the binary
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS builder
+# LDFLAGS extra linker flags
+ARG LDFLAGS=-s
+RUN --mount=type=secret,id=netrc,required --mount=type=ssh go build -ldflags "$LDFLAGS" -o /app
+
+FROM alpine:3.20 AS test
+RUN echo test
+
+# release is the shipped image
+FROM alpine:3.20 AS release
+COPY --from=builder /app /app
+ENTRYPOINT ["/app"]
+"""
+
+
+def test_targets() -> None:
+    assert call("targets", DOCKERFILE).text == (
+        "TARGET              DESCRIPTION\n"
+        "builder             compiles the binary\n"
+        "test\n"
+        "release (default)   is the shipped image\n")
+
+
+def test_outline_lists_used_args_secrets_and_ssh() -> None:
+    text = call("outline", DOCKERFILE, platforms=[AMD64], build_platform=AMD64, is_native=is_native).text
+    assert text.splitlines() == [
+        "TARGET:      release",
+        "DESCRIPTION: is the shipped image",
+        "",
+        "BUILD ARG    VALUE   DESCRIPTION",
+        "GO_VERSION   1.22    picks the toolchain",
+        "LDFLAGS      -s      extra linker flags",
+        "",
+        "SECRET   REQUIRED   DESCRIPTION",
+        "netrc    true",
+        "",
+        "SSH       REQUIRED   DESCRIPTION",
+        "default",
+    ]
+
+
+def test_plan_text_marks_shared_and_emulated() -> None:
+    text = call("plan", DOCKERFILE, platforms=[AMD64, ARM64], build_platform=AMD64, is_native=is_native,
+                resolve_image=resolve_image, build_args={"NOPE": "1"}).text
+    lines = text.splitlines()
+    assert lines[0] == "target: release    build platform: linux/amd64    platforms: linux/amd64, linux/arm64"
+    builder_run = [ln for ln in lines if "[builder 3/3] RUN" in ln]
+    assert len(builder_run) == 2 and all("native" in ln and "all platforms" in ln for ln in builder_run)
+    assert "[test" not in text  # unreachable from the target: not planned
+    assert "[Warning] One or more build-args [NOPE] were not consumed" in text
+
+
+def test_tabulate() -> None:
+    assert tabulate([["a", "bb", "c"], ["ccc", "d", ""]]) == ["a     bb   c", "ccc   d"]
+
+
+def test_cli(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM alpine as x\nCOPY . /src\n")
+    (tmp_path / ".dockerignore").write_text("*.log\n")
+    runner = CliRunner()
+    result = runner.invoke(build, ["--call", "targets", str(tmp_path)])
+    assert result.exit_code == 0 and "x (default)" in result.output
+    result = runner.invoke(build, ["--check", str(tmp_path)])
+    assert result.exit_code == 0 and "FromAsCasing" in result.output
+    result = runner.invoke(build, ["--call", "plan", "--format", "json", "--platform", "linux/amd64",
+                                   str(tmp_path)])
+    assert result.exit_code == 0 and '"*.log"' in result.output  # .dockerignore reached the context vertex
+    result = runner.invoke(build, [str(tmp_path)])
+    assert result.exit_code == 2 and "only --call and --check are available yet" in result.output
+    (tmp_path / "Dockerfile").write_text("# check=error=true\nFROM alpine as x\n")
+    result = runner.invoke(build, ["--check", str(tmp_path)])
+    assert result.exit_code == 1
