@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("polyarch.cli.importer:import_", "Make a multi-platform image from rootfs tarballs"),
     "binfmt": ("polyarch.cli.binfmt:binfmt", "Install or show QEMU emulators for foreign platforms"),
     "doctor": ("polyarch.cli.doctor:doctor", "Check runtime, overlayfs, emulators and store"),
-    "build": ("polyarch.cli.build_call:build", "Build an image from a Dockerfile"),
+    "build": ("polyarch.cli.build:build", "Build an image from a Dockerfile"),
     "registry": ("polyarch.cli.registry_server:registry", "Run the embedded OCI registry"),
     "login": ("polyarch.cli.registry_cmds:login", "Log in to a registry"),
     "logout": ("polyarch.cli.registry_cmds:logout", "Log out from a registry"),

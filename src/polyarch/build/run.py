@@ -1,0 +1,136 @@
+"""One build, as a library call: plan (frontend) → solve (solver) → images (``assemble``), nothing exported.
+
+``plan_request`` reads nothing: the CLI (or bake) gives the Dockerfile text, the ``.dockerignore`` patterns and
+the context directories. ``solve_plans`` runs the vertices of several platform plans (several targets, for bake)
+in one solve, so identical work runs once; a failure is re-raised as one ``BuildError`` that names the
+platform, stage, instruction and Dockerfile line. Blobs written by a failed build are removed again (store
+transaction), so a failed build leaves the store as it was; the cache keeps only entries whose blobs exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from polyarch import ops
+from polyarch.content.images import ImageStore
+from polyarch.content.store import ContentStore
+from polyarch.errors import BuildError, NotFound, PolyarchError
+from polyarch.frontend.plan import BuildPlan, PlatformPlan, plan_build
+from polyarch.oci.spec import ImageConfig
+from polyarch.platform import Platform
+from polyarch.progress import Progress
+from polyarch.solver.cache import BuildCache
+from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions
+from polyarch.solver.scheduler import Solver
+from polyarch.solver.state import State
+
+from .image import BuildResult, assemble
+
+__all__ = ["BuildRequest", "build_image", "local_resolver", "plan_request", "solve_plans", "step_labels"]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRequest:
+    dockerfile: str  # the text
+    filename: str = "Dockerfile"
+    context: Path = Path(".")
+    platforms: tuple[Platform, ...] = ()
+    target: str = ""
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    excludes: tuple[str, ...] = ()  # .dockerignore patterns of the context
+    build_contexts: Mapping[str, str] = field(default_factory=dict)  # name -> local path or docker-image://REF
+    no_cache: bool = False
+    epoch: int | None = None  # SOURCE_DATE_EPOCH
+
+
+def local_resolver(images: ImageStore) -> Callable[[str, Platform], ImageConfig | None]:
+    """The frontend's ``resolve_image`` over the local store (None when the store lacks the image)."""
+
+    def resolve(ref: str, platform: Platform) -> ImageConfig | None:
+        try:
+            desc = images.lookup(ref)
+            return images.images(desc, [platform])[0].config
+        except (NotFound, PolyarchError):
+            return None
+
+    return resolve
+
+
+def plan_request(store: ContentStore, req: BuildRequest) -> BuildPlan:
+    return plan_build(req.dockerfile, platforms=req.platforms, target=req.target, build_args=req.build_args,
+                      resolve_image=local_resolver(ImageStore(store)), context_excludes=req.excludes,
+                      build_contexts=req.build_contexts, filename=req.filename)
+
+
+def step_labels(plans: Sequence[PlatformPlan]) -> dict[str, str]:
+    """Vertex digest → platform shown in progress names (only when several platforms are built)."""
+    if len({str(p.platform) for p in plans}) < 2:
+        return {}
+    labels: dict[str, str] = {}
+    for pp in plans:
+        for stage in pp.stages:
+            for step in stage.steps:
+                if step.vertex is not None:
+                    labels.setdefault(step.vertex.digest, str(stage.platform))
+    return labels
+
+
+def _where(plans: Sequence[PlatformPlan], vertex: ops.Vertex, filename: str) -> str:
+    for pp in plans:
+        for stage in pp.stages:
+            for step in stage.steps:
+                if step.vertex is not None and step.vertex.digest == vertex.digest:
+                    total = len(stage.steps)
+                    return (f"{stage.platform} [{stage.name} {step.number}/{total}] {step.instruction} "
+                            f"({filename}:{step.line})")
+    return getattr(vertex, "description", "") or vertex.kind
+
+
+def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts: Mapping[str, Path],
+                progress: Progress, no_cache: bool = False, epoch: int | None = None,
+                run_exec: ExecRunner | None = None, filename: str = "Dockerfile") -> dict[str, State]:
+    """Solve every platform plan in one run; returns vertex digest → State.
+
+    :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
+    """
+    cache = BuildCache(store.root / "buildcache.db", enabled=not no_cache)
+    executor = Executor(store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch),
+                        run_exec=run_exec if run_exec is not None else default_exec_runner())
+    solver = Solver(executor, progress=progress, labels=step_labels(plans))
+    try:
+        return solver.solve([pp.result for pp in plans])
+    except PolyarchError as exc:
+        if solver.failed is None:
+            raise
+        where = _where(plans, solver.failed, filename)
+        raise BuildError(f"{where}: {exc.message}", hint=exc.hint) from exc
+    finally:
+        executor.close()
+        cache.close()
+
+
+def default_exec_runner() -> ExecRunner | None:
+    """The worker's RUN executor, when this tree has it (see ``polyarch.build.runexec``)."""
+    try:
+        from .runexec import make_runner
+    except ImportError:
+        return None
+    return make_runner()
+
+
+def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
+                run_exec: ExecRunner | None = None) -> tuple[BuildPlan, BuildResult]:
+    """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
+    plan = plan_request(store, req)
+    contexts = {"context": req.context}
+    for name, value in req.build_contexts.items():
+        if not value.startswith("docker-image://"):
+            contexts[name] = Path(value)
+    with store.transaction():
+        states = solve_plans(store, plan.platforms, contexts=contexts, progress=progress, no_cache=req.no_cache,
+                             epoch=req.epoch, run_exec=run_exec, filename=req.filename)
+        result = assemble(ImageStore(store), plan.platforms, states, epoch=req.epoch, labels=req.labels)
+    return plan, result

@@ -1,0 +1,162 @@
+"""``polyarch build``: Dockerfile → one image per platform → one index; buildx's flags.
+
+``--call outline|targets|plan|check`` and ``--check`` run the frontend's reports (``polyarch.frontend.call``)
+without building. Otherwise: plan, solve (progress on stderr), assemble, then export to every output given
+(``--load``, ``--push``, ``-o``), then ``--metadata-file`` and ``--iidfile``. Nothing is exported when any
+platform fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from polyarch.cli.context import AppContext, pass_app
+from polyarch.errors import UsageError
+
+__all__ = ["build"]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _pairs(items: tuple[str, ...], what: str, *, from_env: bool = False) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        if not eq:
+            if not from_env:
+                raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def _excludes(ctx_dir: Path, df_path: Path) -> list[str]:
+    from polyarch.frontend.dockerignore import ignore_file_candidates, parse_dockerignore
+
+    for candidate in ignore_file_candidates(str(df_path)):
+        path = Path(candidate) if candidate != ".dockerignore" else ctx_dir / candidate
+        if path.is_file():
+            return [str(p) for p in parse_dockerignore(_read(path))]
+    return []
+
+
+@click.command("build")
+@click.argument("context", default=".", type=click.Path(file_okay=False))
+@click.option("-f", "--file", "dockerfile", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile).")
+@click.option("--platform", "platforms", multiple=True, help="Target platforms (comma-separated or repeated).")
+@click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (name:tag).")
+@click.option("--load", is_flag=True, help="Store every platform and the index in the local store.")
+@click.option("--push", is_flag=True, help="Push to the registry of each -t name (= -o type=registry).")
+@click.option("-o", "--output", "outputs", multiple=True,
+              help="type=oci|docker|local|tar|registry|image,dest=…,name=… (repeatable).")
+@click.option("--target", default="", help="Target build stage.")
+@click.option("--build-arg", "build_args", multiple=True, help="Build-time variable KEY=VALUE (or KEY from the env).")
+@click.option("--build-context", "build_contexts", multiple=True, help="Extra named context NAME=PATH|docker-image://REF.")
+@click.option("--label", "labels", multiple=True, help="Image label KEY=VALUE.")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--progress", "progress_mode", default="auto",
+              type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
+@click.option("--metadata-file", default=None, type=click.Path(dir_okay=False), help="Write build metadata as JSON.")
+@click.option("--iidfile", default=None, type=click.Path(dir_okay=False), help="Write the image (index) digest.")
+@click.option("--call", "call_name", default="build", help="build, outline, targets, plan or check.")
+@click.option("--check", is_flag=True, help="Shorthand for --call=check.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format of --call.")
+@pass_app
+def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
+          load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
+          build_contexts: tuple[str, ...], labels: tuple[str, ...], no_cache: bool, progress_mode: str, quiet: bool,
+          metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str) -> None:
+    """Build an image for one or more platforms from a Dockerfile."""
+    from polyarch.oci import reference
+    from polyarch.platform import parse_list
+
+    ctx_dir = Path(context)
+    if not ctx_dir.is_dir():
+        raise UsageError(f"build context {context!r} is not a directory")
+    df_path = Path(dockerfile) if dockerfile else ctx_dir / "Dockerfile"
+    if dockerfile == "-":
+        text, df_path = sys.stdin.read(), Path("Dockerfile")
+    else:
+        text = _read(df_path)
+    args = _pairs(build_args, "--build-arg", from_env=True)
+    excludes = _excludes(ctx_dir, df_path)
+    wanted = parse_list(platforms)
+    what = "check" if check else call_name
+    if what != "build":
+        from polyarch.frontend.call import CALLS, call
+
+        if what not in CALLS:
+            raise UsageError(f"unknown --call {what!r}", hint="available: build, " + ", ".join(CALLS))
+        result = call(what, text, df_path.name, wanted, target, args, context_excludes=excludes, fmt=fmt)
+        click.echo(result.text, nl=False)
+        if result.exit_code:
+            sys.exit(result.exit_code)
+        return
+
+    from polyarch.build.outputs import OutputSpec, export, parse_output
+    from polyarch.build.run import BuildRequest, build_image
+    from polyarch.progress import Progress, make_renderer
+    from polyarch.worker.diff import source_date_epoch
+
+    for tag in tags:
+        reference.parse(tag)
+    specs = [parse_output(o) for o in outputs]
+    if load:
+        specs.append(OutputSpec("image"))
+    if push:
+        specs.append(OutputSpec("registry"))
+    if any(s.type in ("image", "registry") for s in specs) and not tags \
+            and not all(s.attrs.get("name") for s in specs if s.type in ("image", "registry")):
+        raise UsageError("--load and --push need a name", hint="add -t NAME")
+    contexts = _pairs(build_contexts, "--build-context")
+    epoch = source_date_epoch()
+    req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
+                       tuple(excludes), contexts, no_cache, epoch)
+    progress = Progress(make_renderer("quiet" if quiet else progress_mode))
+    try:
+        plan, result = build_image(app.store, req, progress=progress)
+        if not specs:
+            progress.message("no output specified: the build result stays in the build cache only "
+                             "(use --load, --push or -o)")
+        images = app.images
+        with progress.vertex("exporting to image") as handle:
+            report = export(images, result, specs, tags=tags)
+            for name in report.names:
+                handle.log(f"naming to {name}")
+    finally:
+        progress.close()
+    final = report.result or result
+    digest = str(final.index.digest)
+    if iidfile:
+        Path(iidfile).write_text(digest)
+    if metadata_file:
+        meta: dict[str, object] = {
+            "containerimage.digest": digest,
+            "containerimage.descriptor": final.index.to_dict(),
+            "buildx.build.ref": "",
+        }
+        if len(final.images) == 1:
+            meta["containerimage.config.digest"] = str(final.images[0].config_descriptor.digest)
+        names = list(dict.fromkeys([*tags, *report.names]))
+        if names:
+            meta["image.name"] = ",".join(names)
+        meta.pop("buildx.build.ref")
+        Path(metadata_file).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if quiet:
+        click.echo(digest)
+    del plan

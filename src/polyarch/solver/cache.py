@@ -1,0 +1,75 @@
+"""The persistent build cache: SQLite beside the content store (``<root>/buildcache.db``).
+
+One table maps a cache key to the layer the step produced (descriptor + diff_id) or to "no layer" (a step that
+changed nothing); a second keeps content hashes of files keyed by (path, size, mtime, inode) so a no-change
+rebuild does not re-read the build context. An entry is only trusted when its blob is still in the store
+(``polyarch prune`` may have removed it). Safe for threads: each call opens a short transaction under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from polyarch.errors import StoreError
+
+from .state import Layer
+
+__all__ = ["NO_LAYER", "BuildCache"]
+
+NO_LAYER = "none"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, sig TEXT NOT NULL, digest TEXT NOT NULL);
+"""
+
+
+class BuildCache:
+    """Key → layer results; ``enabled=False`` (``--no-cache``) makes every lookup miss but still records."""
+
+    def __init__(self, path: Path | str, *, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the build cache {self.path}: {exc}") from exc
+
+    def get(self, key: str) -> Layer | str | None:
+        """The layer for ``key``, ``None`` for a step recorded as adding no layer, or ``""`` on a miss."""
+        if not self.enabled:
+            return ""
+        with self._lock:
+            row = self._db.execute("SELECT layer FROM results WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return ""
+        if row[0] == NO_LAYER:
+            return None
+        return Layer.from_json(json.loads(row[0]))
+
+    def put(self, key: str, layer: Layer | None) -> None:
+        value = NO_LAYER if layer is None else json.dumps(layer.to_json(), sort_keys=True)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO results (key, layer, created) VALUES (?, ?, ?)",
+                             (key, value, time.time()))
+
+    def file_hash(self, path: str, sig: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT sig, digest FROM filehash WHERE path = ?", (path,)).fetchone()
+        return row[1] if row is not None and row[0] == sig else None
+
+    def put_file_hash(self, path: str, sig: str, digest: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO filehash (path, sig, digest) VALUES (?, ?, ?)",
+                             (path, sig, digest))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

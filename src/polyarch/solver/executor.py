@@ -1,0 +1,291 @@
+"""Each ops vertex kind → worker and content-store calls, with the persistent cache in front.
+
+``Executor.run(vertex, inputs, handle)`` is called by the scheduler once per vertex digest with the ``State`` of
+each input (in ``vertex.inputs`` order); it returns the vertex's ``State``. Steps that add a layer (Copy, Mkdir,
+Exec) first compute their cache key and return the cached layer when the cache has it (``State.cached``).
+COPY layers are computed from the source tree alone (``copylayer``), so a platform-independent COPY gives the
+same blob for every platform and, inside one build, is written once (``_layer_once``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from polyarch import ops
+from polyarch.content.images import ImageStore
+from polyarch.content.store import ContentStore
+from polyarch.errors import BuildError, NotFound, PolyarchError, UsageError
+from polyarch.frontend.dockerignore import matcher, parse_dockerignore
+from polyarch.oci.spec import canonical_json
+from polyarch.platform import Platform
+from polyarch.progress import VertexHandle
+
+from . import cachekey
+from .cache import BuildCache
+from .copylayer import Entry, content_key, mkdir_entries, parse_chmod, plan_copy, write_layer
+from .rootview import RootView, resolve_chown
+from .state import Layer, State
+
+__all__ = ["ExecRunner", "Executor", "ExecutorOptions", "resolve_local_image"]
+
+
+class ExecRunner(Protocol):
+    """Runs one RUN step in ``rootfs`` (the worker's executor, adapted); raises BuildError on failure."""
+
+    def __call__(self, vertex: ops.Exec, rootfs: Path, mounts: Mapping[str, Path],
+                 on_output: Callable[[bytes, str], None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorOptions:
+    contexts: Mapping[str, Path] = field(default_factory=dict)  # LocalContext name -> directory
+    epoch: int | None = None  # SOURCE_DATE_EPOCH
+    compression: str = "gzip"
+
+
+def resolve_local_image(images: ImageStore, ref: str, platform: Platform):  # type: ignore[no-untyped-def]
+    """The local store's image for ``ref`` and ``platform`` (an ``Image``).
+
+    :raises BuildError: the store has no such image or platform.
+    """
+    try:
+        desc = images.lookup(ref)
+        return images.images(desc, [platform])[0]
+    except NotFound as exc:
+        raise BuildError(f"base image {ref!r} for {platform}: {exc.message}",
+                         hint=f"run 'polyarch pull --platform {platform} {ref}' or 'polyarch import' first") from exc
+
+
+class Executor:
+    def __init__(self, store: ContentStore, cache: BuildCache, options: ExecutorOptions,
+                 run_exec: ExecRunner | None = None) -> None:
+        self.store = store
+        self.images = ImageStore(store)
+        self.cache = cache
+        self.options = options
+        self.run_exec = run_exec
+        self._tmp = Path(tempfile.mkdtemp(prefix="polyarch-build-"))
+        self._layer_lock = threading.Lock()
+        self._layer_futures: dict[str, tuple[threading.Event, list[Layer | BaseException | None]]] = {}
+        self._snapshots = None
+        self._snap_lock = threading.Lock()
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    @property
+    def snapshots(self):  # type: ignore[no-untyped-def]
+        with self._snap_lock:
+            if self._snapshots is None:
+                from polyarch.worker.snapshot import SnapshotStore
+
+                self._snapshots = SnapshotStore(self.store.root, self.store)
+            return self._snapshots
+
+    def _hash_file(self, path: str, st: os.stat_result) -> str:
+        sig = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+        found = self.cache.file_hash(path, sig)
+        if found is not None:
+            return found
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        digest = "sha256:" + h.hexdigest()
+        self.cache.put_file_hash(path, sig, digest)
+        return digest
+
+    def _cached(self, key: str) -> tuple[bool, Layer | None]:
+        found = self.cache.get(key)
+        if found == "":
+            return False, None
+        if found is None:
+            return True, None
+        assert isinstance(found, Layer)
+        if not self.store.has(found.descriptor.digest):
+            return False, None
+        return True, found
+
+    def _layer_once(self, entries: Sequence[Entry], produce: Callable[[], Layer | None]) -> Layer | None:
+        """Write a layer at most once per build for identical entries (platforms share COPY layers)."""
+        rows = [[e.rel, e.kind, e.mode, e.uid, e.gid, e.host, e.linkname, e.size, e.mtime] for e in entries]
+        key = hashlib.sha256(canonical_json({"e": rows, "epoch": self.options.epoch,
+                                             "c": self.options.compression})).hexdigest()
+        with self._layer_lock:
+            slot = self._layer_futures.get(key)
+            owner = slot is None
+            if owner:
+                slot = (threading.Event(), [])
+                self._layer_futures[key] = slot
+        assert slot is not None
+        event, box = slot
+        if owner:
+            try:
+                box.append(produce())
+            except BaseException as exc:
+                box.append(exc)
+                raise
+            finally:
+                event.set()
+        event.wait()
+        result = box[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _stack(self, root: State, layer: Layer | None, key: str, cached: bool) -> State:
+        layers = root.layers + ((layer,) if layer is not None else ())
+        return State(key=key, layers=layers, added=layer, cached=cached)
+
+    # --- dispatch --------------------------------------------------------------------------------------------
+
+    def cache_key(self, vertex: ops.Vertex, inputs: Sequence[State]) -> str:
+        """The persistent key of a layer step (Copy, Mkdir, Exec); "" for sources (never 'cached' steps)."""
+        if isinstance(vertex, ops.Copy):
+            return self._copy_key(vertex, inputs[0], inputs[1])
+        if isinstance(vertex, ops.Mkdir | ops.Exec):
+            return cachekey.vertex_key(vertex, [s.key for s in inputs])
+        return ""
+
+    def lookup(self, key: str, inputs: Sequence[State]) -> State | None:
+        """The cached result for ``key`` stacked on the root input, or None on a miss."""
+        hit, layer = self._cached(key)
+        return self._stack(inputs[0], layer, key, True) if hit else None
+
+    def run(self, vertex: ops.Vertex, inputs: Sequence[State], handle: VertexHandle | None, key: str = "") -> State:
+        if isinstance(vertex, ops.Scratch):
+            return State(key=cachekey.scratch_key())
+        if isinstance(vertex, ops.ImageSource):
+            img = resolve_local_image(self.images, vertex.ref, vertex.platform)
+            layers = tuple(Layer(d, diff) for d, diff in zip(img.manifest.layers, img.config.diff_ids, strict=True))
+            return State(key=cachekey.image_key(str(img.descriptor.digest)), layers=layers, config=img.config,
+                         manifest=img.descriptor)
+        if isinstance(vertex, ops.LocalContext):
+            directory = self.options.contexts.get(vertex.name)
+            if directory is None:
+                raise UsageError(f"build context {vertex.name!r} was not given",
+                                 hint=f"pass --build-context {vertex.name}=PATH")
+            return State(key=cachekey.key_of({"local": vertex.name, "path": str(directory)}),
+                         directory=directory, exclude=vertex.exclude)
+        if isinstance(vertex, ops.InlineFiles):
+            return self._inline(vertex)
+        if isinstance(vertex, ops.Copy):
+            return self._copy(vertex, inputs[0], inputs[1], key or self.cache_key(vertex, inputs))
+        if isinstance(vertex, ops.Mkdir):
+            return self._mkdir(vertex, inputs[0], key or self.cache_key(vertex, inputs))
+        if isinstance(vertex, ops.Exec):
+            return self._exec(vertex, inputs, handle, key or self.cache_key(vertex, inputs))
+        raise BuildError(f"{vertex.kind} sources are not supported yet")
+
+    def _inline(self, vertex: ops.InlineFiles) -> State:
+        directory = self._tmp / ("inline-" + vertex.digest.split(":")[1][:16])
+        if not directory.exists():
+            work = Path(tempfile.mkdtemp(dir=self._tmp))
+            for f in vertex.files:
+                path = work / f.path.lstrip("/")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(f.content)
+                os.chmod(path, f.mode)
+                os.utime(path, (0, 0))
+            os.rename(work, directory)
+        return State(key=cachekey.key_of({"inline": vertex.digest}), directory=directory)
+
+    # --- COPY ------------------------------------------------------------------------------------------------
+
+    def _excluded(self, source: State, vertex: ops.Copy) -> Callable[[str], bool]:
+        patterns = parse_dockerignore("\n".join((*source.exclude, *vertex.exclude)))
+        return matcher(patterns) if patterns else (lambda _path: False)
+
+    def _copy_key(self, vertex: ops.Copy, root: State, source: State) -> str:
+        if source.directory is not None:
+            entries = plan_copy(str(source.directory), vertex.paths, vertex.dest,
+                                excluded=self._excluded(source, vertex), view=None, owner=None,
+                                chmod=parse_chmod(vertex.chmod))
+            source_key = content_key(entries, self._hash_file)
+        else:
+            source_key = source.key
+        return cachekey.copy_key(vertex, root.key, source_key)
+
+    def _copy(self, vertex: ops.Copy, root: State, source: State, key: str) -> State:
+        view = RootView(self.store, root.layers) if root.layers else None
+        owner = resolve_chown(vertex.chown, view)
+        chmod = parse_chmod(vertex.chmod)
+        with ExitStack() as stack:
+            if source.directory is not None:
+                tree, what = str(source.directory), "build context"
+            else:
+                from polyarch.worker.snapshot import LayerRef
+
+                active = stack.enter_context(self.snapshots.prepare(
+                    [LayerRef(layer.diff_id, layer.descriptor) for layer in source.layers]))
+                tree, what = str(active.rootfs), "source stage"
+            entries = plan_copy(tree, vertex.paths, vertex.dest, excluded=self._excluded(source, vertex),
+                                view=view, owner=owner, chmod=chmod, what=what)
+            layer = self._layer_once(entries, lambda: write_layer(self.store, entries, epoch=self.options.epoch,
+                                                                  compression=self.options.compression))
+        self.cache.put(key, layer)
+        return self._stack(root, layer, key, False)
+
+    def _mkdir(self, vertex: ops.Mkdir, root: State, key: str) -> State:
+        view = RootView(self.store, root.layers) if root.layers else None
+        try:
+            owner = resolve_chown(vertex.chown, view)
+        except PolyarchError:
+            owner = None
+        entries = mkdir_entries(vertex.path, view, owner)
+        layer = self._layer_once(entries, lambda: write_layer(self.store, entries, epoch=self.options.epoch,
+                                                              compression=self.options.compression))
+        self.cache.put(key, layer)
+        return self._stack(root, layer, key, False)
+
+    # --- RUN -------------------------------------------------------------------------------------------------
+
+    def _exec(self, vertex: ops.Exec, inputs: Sequence[State], handle: VertexHandle | None, key: str) -> State:
+        if self.run_exec is None:
+            raise BuildError("RUN is not available: the worker's executor is not installed",
+                             hint="this build of polyarch lacks polyarch.worker.runc")
+        from polyarch.worker.diff import LayerOptions
+        from polyarch.worker.snapshot import LayerRef
+
+        root = inputs[0]
+        on_output = (lambda data, stream: handle.output(data, stream)) if handle else (lambda d, s: None)
+        with ExitStack() as stack:
+            mounts: dict[str, Path] = {}
+            for m, state in zip([m for m in vertex.mounts if m.source is not None], inputs[1:], strict=True):
+                if state.directory is not None:
+                    mounts[m.target] = state.directory / m.selector.lstrip("/") if m.selector else state.directory
+                else:
+                    act = stack.enter_context(self.snapshots.prepare(
+                        [LayerRef(x.diff_id, x.descriptor) for x in state.layers]))
+                    mounts[m.target] = act.rootfs / m.selector.lstrip("/") if m.selector else act.rootfs
+            active = stack.enter_context(self.snapshots.prepare(
+                [LayerRef(x.diff_id, x.descriptor) for x in root.layers]))
+            self.run_exec(vertex, Path(active.rootfs), mounts, on_output)
+            committed = active.commit(LayerOptions(compression=self.options.compression, epoch=self.options.epoch))
+        res = committed.layer
+        layer = None if res.uncompressed_size <= 1024 and _empty_tar(self.store, res) else \
+            Layer(res.descriptor, res.diff_id, res.uncompressed_size)
+        self.cache.put(key, layer)
+        return self._stack(root, layer, key, False)
+
+
+def _empty_tar(store: ContentStore, res: object) -> bool:
+    """A layer whose tar holds no entry (RUN changed nothing)."""
+    import tarfile
+
+    from polyarch.content.compression import decompressed
+
+    desc = res.descriptor  # type: ignore[attr-defined]
+    with store.open(desc.digest) as raw, tarfile.open(fileobj=decompressed(raw), mode="r|") as tf:
+        return next(iter(tf), None) is None

@@ -1,0 +1,120 @@
+"""The scheduler: run a DAG of ops vertices in topological order, one future per vertex digest.
+
+Identical work (same definition digest, e.g. a builder stage on ``$BUILDPLATFORM`` used by every target
+platform) runs once and every user shares its ``State``. At most ``parallelism`` vertices run at a time (default:
+CPU count). A vertex runs when all its inputs are done; the first failure stops new work, lets running vertices
+finish, and is raised (a ``BuildError`` naming the step). Progress: steps that add a layer are shown with their
+description (``[linux/arm64 builder 3/5] RUN …``) as started/done, or as ``CACHED`` when the cache had them.
+
+API (for ``polyarch build`` and bake, which merges several targets' vertices into one solve)::
+
+    solver = Solver(executor, progress=progress, labels={digest: "linux/arm64"})
+    states = solver.solve([plan.result for plan in platform_plans])   # digest -> State
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from polyarch import ops
+from polyarch.errors import BuildError, PolyarchError
+from polyarch.progress import Progress
+
+from .executor import Executor
+from .state import State
+
+__all__ = ["Solver", "step_name"]
+
+_SHOWN = (ops.Copy, ops.Mkdir, ops.Exec, ops.ImageSource, ops.LocalContext)
+
+
+def step_name(vertex: ops.Vertex, label: str = "") -> str:
+    """The progress name: the vertex description with the platform label inserted (BuildKit's style)."""
+    desc = getattr(vertex, "description", "") or ""
+    if isinstance(vertex, ops.LocalContext):
+        return f"[internal] load build context {vertex.name}" if vertex.name != "context" else \
+            "[internal] load build context"
+    if isinstance(vertex, ops.ImageSource) and not desc:
+        desc = f"[internal] load {vertex.ref}"
+    if not desc:
+        desc = f"[{vertex.kind}]"
+    if label and desc.startswith("["):
+        return f"[{label} {desc[1:]}" if not desc.startswith("[internal]") else desc
+    return desc
+
+
+class Solver:
+    def __init__(self, executor: Executor, *, progress: Progress | None = None,
+                 labels: Mapping[str, str] | None = None, parallelism: int | None = None) -> None:
+        self.executor = executor
+        self.progress = progress or Progress()
+        self.labels = dict(labels or {})
+        self.parallelism = max(1, parallelism or os.cpu_count() or 1)
+        self.states: dict[str, State] = {}
+        self.failed: ops.Vertex | None = None  # the vertex whose error ``solve`` raised
+        self._lock = threading.Lock()
+
+    def solve(self, roots: Sequence[ops.Vertex]) -> dict[str, State]:
+        """Run everything ``roots`` need; returns the state of every vertex by digest.
+
+        :raises PolyarchError: the first step that failed (other running steps finish first).
+        """
+        order = ops.walk(roots)
+        waiting: dict[str, set[str]] = {}
+        users: dict[str, list[ops.Vertex]] = {}
+        for v in order:
+            deps = {i.digest for i in v.inputs if i.digest not in self.states}
+            waiting[v.digest] = deps
+            for d in deps:
+                users.setdefault(d, []).append(v)
+        ready = [v for v in order if not waiting[v.digest] and v.digest not in self.states]
+        running: dict[Future[State], ops.Vertex] = {}
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="solve") as pool:
+            while ready or running:
+                while ready and failure is None and len(running) < self.parallelism:
+                    v = ready.pop(0)
+                    running[pool.submit(self._run, v)] = v
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    v = running.pop(fut)
+                    exc = fut.exception()
+                    if exc is not None:
+                        if failure is None:
+                            failure, self.failed = exc, v
+                        continue
+                    self.states[v.digest] = fut.result()
+                    for user in users.get(v.digest, ()):
+                        pending = waiting[user.digest]
+                        pending.discard(v.digest)
+                        if not pending and user.digest not in self.states:
+                            ready.append(user)
+                if failure is not None:
+                    ready.clear()
+        if failure is not None:
+            raise failure
+        return self.states
+
+    def _run(self, v: ops.Vertex) -> State:
+        inputs = [self.states[i.digest] for i in v.inputs]
+        name = step_name(v, self.labels.get(v.digest, ""))
+        key = self.executor.cache_key(v, inputs)
+        if key:
+            hit = self.executor.lookup(key, inputs)
+            if hit is not None:
+                self.progress.cached(name)
+                return hit
+        if not isinstance(v, _SHOWN):
+            return self.executor.run(v, inputs, None, key)
+        with self.progress.vertex(name) as handle:
+            try:
+                return self.executor.run(v, inputs, handle, key)
+            except PolyarchError:
+                raise
+            except OSError as exc:
+                raise BuildError(f"{name}: {exc}") from exc
