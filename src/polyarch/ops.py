@@ -52,11 +52,11 @@ Helpers: ``walk(roots)`` lists every vertex once, inputs first; ``vertex_to_json
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from polyarch.oci.spec import canonical_json
 from polyarch.platform import Platform
 
 __all__ = [
@@ -77,8 +77,12 @@ __all__ = [
 ]
 
 
+# the same bytes as polyarch.oci.spec.canonical_json, with one encoder made once (vertices are hashed a lot)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _sha256(obj: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(obj)).hexdigest()
+    return "sha256:" + hashlib.sha256(_CANONICAL.encode(obj).encode()).hexdigest()
 
 
 def _platform(p: Platform) -> str:

@@ -49,21 +49,18 @@ def _outline(plan: BuildPlan) -> str:
     head = [["TARGET:", target.name or "default"]]
     if description:
         head.append(["DESCRIPTION:", description])
-    lines += tabulate(head, padding=1) + [""]
+    lines += [*tabulate(head, padding=1), ""]
     if cap is not None:
         args = sorted((a for a in cap.args.values() if a.name in cap.used and a.name not in PLATFORM_ARGS),
                       key=lambda a: a.line)
         if args:
-            lines += tabulate([["BUILD ARG", "VALUE", "DESCRIPTION"],
-                               *([a.name, a.value or "", a.description] for a in args)]) + [""]
+            lines += [*tabulate([["BUILD ARG", "VALUE", "DESCRIPTION"], *([a.name, a.value or "", a.description] for a in args)]), ""]
         if cap.secrets:
             rows = sorted(cap.secrets.items(), key=lambda kv: kv[1][1])
-            lines += tabulate([["SECRET", "REQUIRED", "DESCRIPTION"],
-                               *([k, "true" if req else "", ""] for k, (req, _) in rows)]) + [""]
+            lines += [*tabulate([["SECRET", "REQUIRED", "DESCRIPTION"], *([k, "true" if req else "", ""] for k, (req, _) in rows)]), ""]
         if cap.ssh:
             rows = sorted(cap.ssh.items(), key=lambda kv: kv[1][1])
-            lines += tabulate([["SSH", "REQUIRED", "DESCRIPTION"],
-                               *([k, "true" if req else "", ""] for k, (req, _) in rows)]) + [""]
+            lines += [*tabulate([["SSH", "REQUIRED", "DESCRIPTION"], *([k, "true" if req else "", ""] for k, (req, _) in rows)]), ""]
     return "\n".join(lines)
 
 
@@ -111,7 +108,7 @@ def _plan_text(plan: BuildPlan) -> str:
                 if v is not None and v.digest in shared:
                     share = "all platforms" if n > 1 and _used_by_all(plan, v.digest) else "shared"
                 rows.append([label, runs, _mode(v), v.digest[7:19] if v is not None else "", share])
-        lines += tabulate(rows, padding=2) + [""]
+        lines += [*tabulate(rows, padding=2), ""]
     every = plan.vertices()
     emulated = sum(1 for v in every if isinstance(v, ops.Exec) and v.emulated)
     runs = sum(1 for v in every if isinstance(v, ops.Exec))

@@ -321,16 +321,11 @@ class StageDispatch:
 
     # --- instructions -------------------------------------------------------------------------------------
     def dispatch(self, inst: ins.Instruction, number: int) -> None:
-        from polyarch.frontend.dispatch_copy import dispatch_copy
-
         self.inst_tainted = False
-        handler = getattr(self, "_" + type(inst).__name__.lower(), None)
         if isinstance(inst, ins.Copy):
             vertex, history = dispatch_copy(self, inst, number)
-        elif handler is None:  # pragma: no cover - every instruction type has a handler
-            raise self.error(inst, f"unsupported instruction {inst.name}")
         else:
-            vertex, history = handler(inst, number)
+            vertex, history = getattr(self, _HANDLER_NAMES[type(inst)])(inst, number)
         self.steps.append((inst, vertex, history))
 
     def _config(self, text: str) -> tuple[None, object]:
@@ -351,8 +346,6 @@ class StageDispatch:
         return tuple(env), shown
 
     def _run(self, inst: ins.Run, number: int) -> tuple[ops.Vertex, object]:
-        from polyarch.frontend.dispatch_copy import run_args
-
         self.ctx.capture.used.update(k for k, v in self.args.items() if v is not None)
         args, mounts = run_args(self, inst)
         for i, raw in enumerate(inst.mounts):
@@ -522,5 +515,15 @@ class StageDispatch:
         return self._config("MAINTAINER " + inst.maintainer)
 
 
+_HANDLER_NAMES: dict[type, str] = {
+    cls: "_" + cls.__name__.lower()
+    for cls in (ins.Run, ins.Env, ins.Arg, ins.Label, ins.Workdir, ins.User, ins.Expose, ins.Volume,
+                ins.StopSignal, ins.Cmd, ins.Entrypoint, ins.Shell, ins.Healthcheck, ins.Onbuild, ins.Maintainer)
+}
+
+
 def _numeric_user(user: str) -> bool:
     return all(part.isdigit() for part in user.split(":"))
+
+
+from polyarch.frontend.dispatch_copy import dispatch_copy, run_args  # noqa: E402  (the two modules use each other)

@@ -15,7 +15,7 @@ from polyarch.errors import ParseError
 from polyarch.frontend.dockerfile import instructions as ins
 from polyarch.frontend.dockerfile.lexer import Line, lex
 from polyarch.frontend.dockerfile.mounts import parse_mount
-from polyarch.frontend.dockerfile.shell import split_raw_words
+from polyarch.frontend.dockerfile.shell import first_raw_word, split_raw_words
 
 __all__ = ["parse_dockerfile", "parse_duration", "parse_line"]
 
@@ -75,8 +75,7 @@ def _take_flags(line: Line, rest: str) -> tuple[dict[str, list[str]], str]:
             pos += 1
         if not rest.startswith("--", pos):
             break
-        words = split_raw_words(rest[pos:], escape="\x00")
-        word = words[0] if words else ""
+        word = first_raw_word(rest[pos:], escape="\x00")
         pos += len(word)
         if word == "--":
             break

@@ -17,10 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from polyarch.errors import ParseError
 
-__all__ = ["Expansion", "WordsExpansion", "expand_heredoc", "expand_word", "expand_words", "split_raw_words"]
+__all__ = [
+    "Expansion", "WordsExpansion", "expand_heredoc", "expand_word", "expand_words", "first_raw_word",
+    "split_raw_words",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,18 @@ class WordsExpansion:
     missing: frozenset[str] = frozenset()
 
 
+_NAME_RE = re.compile(r"[A-Za-z0-9_]*")
+_DIGITS_RE = re.compile(r"[0-9]+")
+
+
+@lru_cache(maxsize=32)
+def _plain_run(specials: str) -> re.Pattern[str]:
+    """Matches a run of characters with no special meaning (none of ``specials``)."""
+    return re.compile("[^" + re.escape(specials) + "]+")
+
+
 def _is_name_start(ch: str) -> bool:
     return ch.isascii() and (ch.isalpha() or ch == "_")
-
-
-def _is_name_char(ch: str) -> bool:
-    return ch.isascii() and (ch.isalnum() or ch == "_")
 
 
 class _Scanner:
@@ -63,7 +73,13 @@ class _Scanner:
         parts (quoted or escaped) come out backslash-escaped for ``_glob_regex``."""
         out: list[str] = []
         text, esc = self.text, self.escape
+        plain = _plain_run("'\"$" + esc + stop)
         while self.pos < self.n:
+            m = plain.match(text, self.pos)
+            if m:
+                out.append(m.group())
+                self.pos = m.end()
+                continue
             ch = text[self.pos]
             if stop and ch in stop:
                 break
@@ -165,15 +181,12 @@ class _Scanner:
         raise ParseError("unexpected end of statement while looking for matching double-quote")
 
     def _name(self) -> str:
-        start = self.pos
-        text = self.text
-        if self.pos < self.n and text[self.pos].isdigit():
-            while self.pos < self.n and text[self.pos].isdigit():
-                self.pos += 1
-            return text[start:self.pos]
-        while self.pos < self.n and _is_name_char(text[self.pos]):
-            self.pos += 1
-        return text[start:self.pos]
+        rx = _DIGITS_RE if self.pos < self.n and self.text[self.pos].isdigit() else _NAME_RE
+        m = rx.match(self.text, self.pos)
+        if m is None:
+            return ""
+        self.pos = m.end()
+        return m.group()
 
     def _lookup(self, name: str, *, report_missing: bool = True) -> str | None:
         value = self.env.get(name)
@@ -343,6 +356,18 @@ def expand_words(text: str, env: Mapping[str, str], *, escape: str = "\\") -> Wo
     sc = _Scanner(text, env, escape)
     words = sc.words()
     return WordsExpansion(tuple(words), frozenset(sc.used), frozenset(sc.missing))
+
+
+def first_raw_word(text: str, *, escape: str = "\\") -> str:
+    """The first word ``split_raw_words`` would give, without splitting the rest."""
+    m = _SIMPLE_WORD_RE.match(text)
+    if m and (m.end() == len(text) or text[m.end()] in " \t\r\n"):
+        return m.group()
+    words = split_raw_words(text, escape=escape)
+    return words[0] if words else ""
+
+
+_SIMPLE_WORD_RE = re.compile(r"[^\s'\"\\`]+")
 
 
 def split_raw_words(text: str, *, escape: str = "\\") -> list[str]:
