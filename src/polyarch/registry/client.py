@@ -46,6 +46,18 @@ READ_CHUNK = 1 << 20
 HUB_REGISTRY = "https://registry-1.docker.io"
 
 
+def _tune_httpcore() -> None:
+    """Read sockets in 1 MiB pieces instead of httpcore's 64 KiB: a quarter less CPU per blob byte, which is what
+    bounds download speed on loopback and fast LANs. A class constant, so it is safe to raise."""
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+
+        if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < READ_CHUNK:
+            HTTP11Connection.READ_NUM_BYTES = READ_CHUNK
+    except (ImportError, AttributeError):  # pragma: no cover - other httpcore versions keep their default
+        pass
+
+
 def is_loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
     name = name.strip("[]").lower()
@@ -162,6 +174,7 @@ class RegistryClient:
 
     def __init__(self, options: ClientOptions | None = None, credentials: CredentialStore | None = None) -> None:
         self.options = options or ClientOptions.from_env()
+        _tune_httpcore()
         self.credentials = credentials if credentials is not None else CredentialStore()
         limits = httpx.Limits(max_connections=max(8, self.options.parallel * 2),
                               max_keepalive_connections=max(8, self.options.parallel * 2))
@@ -273,11 +286,19 @@ class RegistryClient:
         """Send with auth and retries; returns the final response (any status) for the caller to judge."""
         attempt = 0
         reauthed = False
+        if not reg.verify and reg.base.startswith("http://"):  # downgraded insecure registry: keep URLs in step
+            host = reg.base.removeprefix("http://")
+            url = str(url).replace(f"https://{host}/", f"http://{host}/", 1)
         while True:
             authorization = reg.authenticator.header(scopes)
             try:
                 resp = self._send(reg, method, url, headers or {}, authorization, body() if body else None, stream)
             except httpx.TransportError as exc:
+                if not reg.verify and reg.base.startswith("https://") and isinstance(exc, httpx.ConnectError):
+                    # an --insecure-registry without TLS: fall back to plain http, as docker does
+                    old, reg.base = reg.base, "http://" + reg.base.removeprefix("https://")
+                    url = str(url).replace(old, reg.base, 1)
+                    continue
                 if retry and attempt < self.options.retries:
                     attempt += 1
                     self.backoff(attempt)
