@@ -29,10 +29,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
+from tests.registry.refregistry import start_registry  # noqa: E402
+
 from polyarch.content.images import ImageStore  # noqa: E402
 from polyarch.content.store import ContentStore  # noqa: E402
 from polyarch.oci.spec import ContainerConfig, Descriptor, ImageConfig, MediaType  # noqa: E402
-from tests.registry.refregistry import start_registry  # noqa: E402
 
 NAME = "bench/img:1"
 
