@@ -13,7 +13,7 @@ import pytest
 from polyarch import platform as plat
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
-from polyarch.errors import BuildError
+from polyarch.errors import BuildError, PolyarchError
 from polyarch.worker import binfmt
 from polyarch.worker.diff import LayerOptions
 from polyarch.worker.mounts import BindMount, CacheMount, SecretMount, TmpfsMount
@@ -33,7 +33,7 @@ def emulators() -> None:
     """Register QEMU (what CI's `polyarch binfmt --install all` does); skip only when that is impossible."""
     try:
         binfmt.install(binfmt.parse_arches("all"))
-    except Exception as exc:  # noqa: BLE001 - a missing facility, reported as a skip reason
+    except PolyarchError as exc:  # a missing facility, reported as a skip reason
         pytest.skip(f"cannot register QEMU in binfmt_misc: {exc}")
 
 

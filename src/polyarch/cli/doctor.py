@@ -148,4 +148,5 @@ def doctor(app: AppContext, platforms: str, fmt: str) -> None:
             if c.fix and c.status != "ok":
                 click.echo(f"      fix: {c.fix}")
         click.echo("everything needed is in place" if not failed else "some checks failed", err=True)
-    click.get_current_context().exit(1 if failed else 0)
+    if failed:
+        raise SystemExit(1)  # click returns (not raises) ctx.exit codes under standalone_mode=False
