@@ -98,7 +98,7 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
     """
     cache = BuildCache(store.root / "buildcache.db", enabled=not no_cache)
     executor = Executor(store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch),
-                        run_exec=run_exec if run_exec is not None else default_exec_runner())
+                        run_exec=run_exec if run_exec is not None else default_exec_runner(store.root))
     solver = Solver(executor, progress=progress, labels=step_labels(plans))
     try:
         return solver.solve([pp.result for pp in plans])
@@ -112,13 +112,11 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
         cache.close()
 
 
-def default_exec_runner() -> ExecRunner | None:
-    """The worker's RUN executor, when this tree has it (see ``polyarch.build.runexec``)."""
-    try:
-        from .runexec import make_runner
-    except ImportError:
-        return None
-    return make_runner()
+def default_exec_runner(store_root: Path) -> ExecRunner:
+    """The worker's RUN executor (runc), adapted in ``polyarch.build.runexec``."""
+    from .runexec import make_runner
+
+    return make_runner(store_root)
 
 
 def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,

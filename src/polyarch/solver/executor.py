@@ -28,6 +28,7 @@ from polyarch.frontend.dockerignore import matcher, parse_dockerignore
 from polyarch.oci.spec import canonical_json
 from polyarch.platform import Platform
 from polyarch.progress import VertexHandle
+from polyarch.worker.securepath import secure_join
 
 from . import cachekey
 from .cache import BuildCache
@@ -41,8 +42,8 @@ __all__ = ["ExecRunner", "Executor", "ExecutorOptions", "resolve_local_image"]
 class ExecRunner(Protocol):
     """Runs one RUN step in ``rootfs`` (the worker's executor, adapted); raises BuildError on failure."""
 
-    def __call__(self, vertex: ops.Exec, rootfs: Path, mounts: Mapping[str, Path],
-                 on_output: Callable[[bytes, str], None]) -> None: ...
+    def __call__(self, vertex: ops.Exec, rootfs: Path, sources: Mapping[int, Path],
+                 on_output: Callable[[str], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,19 +260,24 @@ class Executor:
         from polyarch.worker.snapshot import LayerRef
 
         root = inputs[0]
-        on_output = (lambda data, stream: handle.output(data, stream)) if handle else (lambda d, s: None)
+        on_output: Callable[[str], None] = handle.log if handle is not None else (lambda _line: None)
         with ExitStack() as stack:
-            mounts: dict[str, Path] = {}
-            for m, state in zip([m for m in vertex.mounts if m.source is not None], inputs[1:], strict=True):
+            sources: dict[int, Path] = {}
+            states = iter(inputs[1:])
+            for i, m in enumerate(vertex.mounts):
+                if m.source is None:
+                    continue
+                state = next(states)
                 if state.directory is not None:
-                    mounts[m.target] = state.directory / m.selector.lstrip("/") if m.selector else state.directory
+                    base = state.directory
                 else:
                     act = stack.enter_context(self.snapshots.prepare(
                         [LayerRef(x.diff_id, x.descriptor) for x in state.layers]))
-                    mounts[m.target] = act.rootfs / m.selector.lstrip("/") if m.selector else act.rootfs
+                    base = Path(act.rootfs)
+                sources[i] = Path(secure_join(base, m.selector)) if m.selector else base
             active = stack.enter_context(self.snapshots.prepare(
                 [LayerRef(x.diff_id, x.descriptor) for x in root.layers]))
-            self.run_exec(vertex, Path(active.rootfs), mounts, on_output)
+            self.run_exec(vertex, Path(active.rootfs), sources, on_output)
             committed = active.commit(LayerOptions(compression=self.options.compression, epoch=self.options.epoch))
         res = committed.layer
         layer = None if res.uncompressed_size <= 1024 and _empty_tar(self.store, res) else \
