@@ -89,7 +89,7 @@ def _platform(p: Platform) -> str:
     return str(p)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class Vertex:
     """Base of every vertex. Equality and hashing go by ``digest``."""
 
@@ -115,24 +115,24 @@ class Vertex:
         return hash(self.digest)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class Scratch(Vertex):
     kind: ClassVar[str] = "scratch"
     description: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class ImageSource(Vertex):
     kind: ClassVar[str] = "image"
-    ref: str = ""
-    platform: Platform = field(default_factory=lambda: Platform("linux", "amd64"))
+    ref: str
+    platform: Platform
     description: str = field(default="", compare=False)
 
     def fields(self) -> dict[str, Any]:
         return {"ref": self.ref, "platform": _platform(self.platform)}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class LocalContext(Vertex):
     kind: ClassVar[str] = "local"
     name: str = "context"
@@ -144,10 +144,10 @@ class LocalContext(Vertex):
         return {"name": self.name, "exclude": list(self.exclude), "include": list(self.include)}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class HttpSource(Vertex):
     kind: ClassVar[str] = "http"
-    url: str = ""
+    url: str
     checksum: str = ""
     filename: str = ""
     description: str = field(default="", compare=False)
@@ -156,10 +156,10 @@ class HttpSource(Vertex):
         return {"url": self.url, "checksum": self.checksum, "filename": self.filename}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class GitSource(Vertex):
     kind: ClassVar[str] = "git"
-    url: str = ""
+    url: str
     ref: str = ""
     subdir: str = ""
     keep_git_dir: bool = False
@@ -178,7 +178,7 @@ class InlineFile:
     mode: int = 0o644
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class InlineFiles(Vertex):
     kind: ClassVar[str] = "inline"
     files: tuple[InlineFile, ...] = ()
@@ -224,18 +224,18 @@ class ExecMount:
         return out
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class Exec(Vertex):
     kind: ClassVar[str] = "exec"
-    root: Vertex = field(default_factory=Scratch)
-    args: tuple[str, ...] = ()
+    root: Vertex
+    args: tuple[str, ...]
     env: tuple[str, ...] = ()
     cwd: str = "/"
     user: str = ""
     network: str = "default"
     security: str = "sandbox"
     mounts: tuple[ExecMount, ...] = ()
-    platform: Platform = field(default_factory=lambda: Platform("linux", "amd64"))
+    platform: Platform
     emulated: bool = field(default=False, compare=False)
     description: str = field(default="", compare=False)
 
@@ -254,13 +254,13 @@ class Exec(Vertex):
                 "platform": _platform(self.platform)}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class Copy(Vertex):
     kind: ClassVar[str] = "copy"
-    root: Vertex = field(default_factory=Scratch)
-    source: Vertex = field(default_factory=Scratch)
-    paths: tuple[str, ...] = ()
-    dest: str = "/"
+    root: Vertex
+    source: Vertex
+    paths: tuple[str, ...]
+    dest: str
     chown: str = ""
     chmod: str = ""
     link: bool = False
@@ -288,11 +288,11 @@ class Copy(Vertex):
         return _sha256({"kind": "copy-layer", "fields": self.fields(), "inputs": [self.source.digest]})
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class Mkdir(Vertex):
     kind: ClassVar[str] = "mkdir"
-    root: Vertex = field(default_factory=Scratch)
-    path: str = "/"
+    root: Vertex
+    path: str
     mode: int = 0o755
     chown: str = ""
     platform_independent: bool = field(default=False, compare=False)
