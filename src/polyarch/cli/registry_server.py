@@ -42,12 +42,16 @@ def registry() -> None:
 @click.option("--read-only", is_flag=True, help="Refuse pushes and deletes.")
 @click.option("--delete-enabled", is_flag=True, help="Allow DELETE of manifests, tags and blob links.")
 @click.option("--upload-ttl", default="1h", show_default=True, help="Expire idle upload sessions after this.")
+@click.option("--header-timeout", default="30s", show_default=True, help="Close connections whose request head "
+              "is not complete within this.")
+@click.option("--body-timeout", default="60s", show_default=True, help="Answer 408 when a request body stalls "
+              "this long.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @pass_app
 def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None,
           htpasswd: Path | None, token_auth: bool, token_key: Path | None, read_only: bool, delete_enabled: bool,
-          upload_ttl: str, log_level: str) -> None:
+          upload_ttl: str, header_timeout: str, body_timeout: str, log_level: str) -> None:
     """Serve the local store as an OCI distribution registry.
 
     Local names are served at once: 'base/busybox:1' as repository base/busybox tag 1, and a leading registry
@@ -76,19 +80,19 @@ def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | Non
         raise UsageError("--token-key needs --token-auth")
     authorizer = Authorizer(users, tokens)
     config = RegistryConfig(read_only=read_only, delete_enabled=delete_enabled,
-                            upload_ttl=parse_duration(upload_ttl))
+                            upload_ttl=parse_duration(upload_ttl), idle_timeout=parse_duration(body_timeout))
     store = app.store
     with srv.single_instance(store.root):
         reg = Registry(store, config, authorizer)
         try:
             purged = reg.recover()
-            if not srv.is_loopback(host) and not authorizer.enabled:
-                click.echo(f"warning: serving {host}:{port} beyond loopback without authentication; "
-                           "anyone who can reach it can push", err=True)
+            warning = srv.exposure_warning(host, authorizer.enabled)
+            if warning:
+                click.echo(f"warning: {warning}", err=True)
             scheme = "https" if tls else "http"
             note = f" (purged {purged} upload sessions of a previous run)" if purged else ""
             click.echo(f"polyarch registry serving {store.root} on {scheme}://{addr}{note}", err=True)
-            srv.run(reg, host, port, tls=tls, log_level=log_level)
+            srv.run(reg, host, port, tls=tls, log_level=log_level, header_timeout=parse_duration(header_timeout))
         finally:
             reg.close()
 

@@ -83,7 +83,7 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
         digest = parse_digest(route.ref)
         if method == "DELETE":
             return await blobs.delete_blob(reg, name, digest)
-        return blobs.get_blob(reg, name, digest, request.headers.get("range"), head=head)
+        return await blobs.get_blob(reg, name, digest, request.headers.get("range"), head=head)
     if kind == "uploads":
         return await upload_api.start_upload(reg, name, request)
     if method == "PATCH":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 from starlette.responses import Response, StreamingResponse
 
@@ -49,23 +50,23 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-async def _stream(path: str, start: int, length: int) -> AsyncIterator[bytes]:
-    f = await run_io(open, path, "rb", 0)
+async def _stream(f: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
     try:
         if start:
-            f.seek(start)  # type: ignore[attr-defined]
+            f.seek(start)
         remaining = length
         while remaining > 0:
-            chunk: bytes = await run_io(f.read, min(READ_CHUNK, remaining))  # type: ignore[attr-defined,assignment]
+            chunk: bytes = await run_io(f.read, min(READ_CHUNK, remaining))  # type: ignore[assignment]
             if not chunk:
                 break  # the file shrank under us (deleted and replaced): stop; the length is then short
             remaining -= len(chunk)
             yield chunk
     finally:
-        f.close()  # type: ignore[attr-defined]
+        f.close()
 
 
-def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str | None, *, head: bool) -> Response:
+async def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str | None, *,
+                   head: bool) -> Response:
     size = reg.blob_size(repo, digest)
     if size is None:
         raise ApiError("BLOB_UNKNOWN", "blob unknown to registry", detail={"digest": str(digest)})
@@ -81,8 +82,9 @@ def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str | None,
         headers["Content-Length"] = str(length)
     if head:
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
-    path = str(reg.store.blob_path(digest))
-    return StreamingResponse(_stream(path, start, length), status_code=status, headers=headers,
+    # opened before answering, so a storage failure is a clean 500, not a torn 200
+    f: BinaryIO = await run_io(open, reg.store.blob_path(digest), "rb", 0)  # type: ignore[assignment]
+    return StreamingResponse(_stream(f, start, length), status_code=status, headers=headers,
                              media_type="application/octet-stream")
 
 

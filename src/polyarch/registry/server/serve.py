@@ -22,7 +22,7 @@ from polyarch.errors import UsageError
 from .app import create_app
 from .state import Registry
 
-__all__ = ["is_loopback", "parse_addr", "run", "single_instance", "tls_context"]
+__all__ = ["exposure_warning", "is_loopback", "parse_addr", "run", "single_instance", "tls_context"]
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -43,6 +43,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def exposure_warning(host: str, auth_enabled: bool) -> str | None:
+    """The warning to print when the registry listens beyond loopback with no authentication."""
+    if is_loopback(host) or auth_enabled:
+        return None
+    return (f"listening on {host} beyond loopback without authentication: anyone who can reach it can push "
+            "and delete; use --htpasswd (and --tls-cert/--tls-key)")
 
 
 def tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
@@ -138,7 +146,8 @@ def run(reg: Registry, host: str, port: int, *, tls: ssl.SSLContext | None = Non
         keep_alive: float = 30.0, log_level: str = "warning") -> None:
     """Serve until interrupted (SIGINT/SIGTERM)."""
     protocol = _protocol(header_timeout)
-    config = uvicorn.Config(create_app(reg), host=host, port=port, http=protocol, lifespan="on",  # type: ignore[arg-type]
+    purge = min(60.0, max(reg.config.upload_ttl / 2, 0.5))
+    config = uvicorn.Config(create_app(reg, purge_interval=purge), host=host, port=port, http=protocol, lifespan="on",  # type: ignore[arg-type]
                             log_level=log_level, access_log=log_level in ("debug", "info", "trace"),
                             timeout_keep_alive=int(keep_alive), server_header=False, date_header=True)
     config.load()
