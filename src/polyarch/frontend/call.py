@@ -111,9 +111,9 @@ def _plan_text(plan: BuildPlan) -> str:
         lines += [*tabulate(rows, padding=2), ""]
     every = plan.vertices()
     emulated = sum(1 for v in every if isinstance(v, ops.Exec) and v.emulated)
-    runs = sum(1 for v in every if isinstance(v, ops.Exec))
+    n_exec = sum(1 for v in every if isinstance(v, ops.Exec))
     lines.append(f"{len(every)} vertices ({len(shared)} shared between platforms); "
-                 f"{runs} RUN steps, {emulated} emulated")
+                 f"{n_exec} RUN steps, {emulated} emulated")
     if plan.unused_build_args:
         lines.append(f"[Warning] One or more build-args [{' '.join(plan.unused_build_args)}] were not consumed")
     return "\n".join(lines) + "\n"

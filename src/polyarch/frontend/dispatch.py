@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from polyarch import ops
 from polyarch.errors import InvalidPlatform, InvalidReference, ParseError
 from polyarch.frontend.diagnostics import DOCS_URL, Finding
-from polyarch.frontend.dispatch_config import ConfigHandlers
+from polyarch.frontend.dispatch_config import CONFIG_HANDLERS
 from polyarch.frontend.dockerfile import instructions as ins
 from polyarch.frontend.dockerfile.lexer import Line
 from polyarch.frontend.dockerfile.mounts import parse_mount
@@ -131,7 +131,7 @@ def _uses(word: str, names: frozenset[str] | set[str]) -> bool:
     return any(f"${n}" in word or f"${{{n}" in word for n in names)
 
 
-class StageDispatch(ConfigHandlers):
+class StageDispatch:
     def __init__(self, pd: PlatformDispatcher, stage: ins.Stage) -> None:
         self.pd = pd
         self.ctx = pd.ctx
@@ -148,6 +148,14 @@ class StageDispatch(ConfigHandlers):
         self.tainted_args: set[str] = set()  # args whose value comes from the target platform
         self.workdir_tainted = False
         self.user_tainted = False
+        # set by _from:
+        self.platform: Platform = pd.target
+        self.platform_tainted = True
+        self.root: ops.Vertex = ops.Scratch()
+        self.vertex: ops.Vertex = self.root
+        self.cfg: ConfigState = ConfigState(None, pd.target)
+        self.tainted = False
+        self.base = ""
 
     # --- helpers ------------------------------------------------------------------------------------------
     def scope(self) -> dict[str, str]:
@@ -320,10 +328,13 @@ class StageDispatch(ConfigHandlers):
     # --- instructions -------------------------------------------------------------------------------------
     def dispatch(self, inst: ins.Instruction, number: int) -> None:
         self.inst_tainted = False
+        vertex: ops.Vertex | None
         if isinstance(inst, ins.Copy):
             vertex, history = dispatch_copy(self, inst, number)
+        elif isinstance(inst, ins.Run):
+            vertex, history = self._run(inst, number)
         else:
-            vertex, history = getattr(self, _HANDLER_NAMES[type(inst)])(inst, number)
+            vertex, history = CONFIG_HANDLERS[type(inst)](self, inst, number)
         self.steps.append((inst, vertex, history))
 
     def _config(self, text: str) -> tuple[None, object]:
@@ -376,13 +387,5 @@ class StageDispatch(ConfigHandlers):
         return ops.ExecMount(type=m.type, target=m.target, source=source, selector=m.source, readonly=m.readonly,
                              id=m.id, sharing=m.sharing, mode=m.mode, uid=m.uid, gid=m.gid, required=m.required,
                              env=m.env, size=m.size)
-
-_HANDLER_NAMES: dict[type, str] = {
-    cls: "_" + cls.__name__.lower()
-    for cls in (ins.Run, ins.Env, ins.Arg, ins.Label, ins.Workdir, ins.User, ins.Expose, ins.Volume,
-                ins.StopSignal, ins.Cmd, ins.Entrypoint, ins.Shell, ins.Healthcheck, ins.Onbuild, ins.Maintainer)
-}
-
-
 
 from polyarch.frontend.dispatch_copy import dispatch_copy, run_args  # noqa: E402  (the two modules use each other)

@@ -121,8 +121,8 @@ def parse_mount(spec: str, *, ssh_index: int = 0) -> Mount:
     extra = sorted(set(values) - _ALLOWED[kind])
     if extra:
         raise ParseError(f"unexpected key {extra[0]!r} for a {kind} mount")
-    for key, value in values.items():
-        if value is None and key not in ("readonly", "required"):
+    for key, given in values.items():
+        if given is None and key not in ("readonly", "required"):
             raise ParseError(f"mount option {key} needs a value")
     target = values.get("target") or ""
     mount_id = values.get("id") or ""
