@@ -29,9 +29,11 @@ LAYOUT_SCHEME = "oci-layout://"
               help="Do not check ELF files whose absolute path matches (e.g. '/usr/aarch64-linux-gnu/*' for a "
                    "cross sysroot); repeatable. Firmware dirs are always ignored.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 64), default=None, envvar="POLYARCH_VERIFY_JOBS",
+              help="Platforms verified at once (default: up to 4, at most the CPU count).")
 @pass_app
 def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tuple[str, ...],
-           ignores: tuple[str, ...], fmt: str) -> None:
+           ignores: tuple[str, ...], fmt: str, jobs: int | None) -> None:
     """Check every platform of REF: present when required, config matching the index, and every ELF file of
     its merged filesystem built for it (an amd64 binary in an arm64 image, an ARMv7 one in arm/v6).
 
@@ -47,7 +49,7 @@ def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tupl
     source, descriptor, subject = resolve_target(app, ref)
     try:
         report = verify_image(source, descriptor, platforms=selected, require=require,
-                              ignore=(*DEFAULT_IGNORE, *ignores), subject=subject)
+                              ignore=(*DEFAULT_IGNORE, *ignores), subject=subject, jobs=jobs)
     finally:
         close = getattr(source, "close", None)
         if close is not None:
