@@ -280,7 +280,7 @@ class Executor:
             self.run_exec(vertex, Path(active.rootfs), sources, on_output)
             committed = active.commit(LayerOptions(compression=self.options.compression, epoch=self.options.epoch))
         res = committed.layer
-        layer = None if res.uncompressed_size <= 1024 and _empty_tar(self.store, res) else \
+        layer = None if res.uncompressed_size <= 10240 and _empty_tar(self.store, res) else \
             Layer(res.descriptor, res.diff_id, res.uncompressed_size)
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)

@@ -1,0 +1,132 @@
+"""Outputs: OCI archive and directory, docker archive, local and tar rootfs, registry push, metadata files."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from polyarch.build.outputs import parse_output
+from polyarch.content.images import ImageStore
+from polyarch.content.store import ContentStore
+from polyarch.errors import UsageError
+
+from .conftest import build, write_tree
+
+TWO = "linux/amd64,linux/arm64"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Path:
+    return write_tree(tmp_path / "ctx", {"Dockerfile": "FROM base/busybox:1\nWORKDIR /srv\nCOPY app.sh ./\n",
+                                         "app.sh": "echo hi\n"})
+
+
+@pytest.mark.parametrize("text,kind,dest", [
+    ("type=oci,dest=a.tar", "oci", "a.tar"),
+    ("type=docker,dest=d.tar", "docker", "d.tar"),
+    ("type=local,dest=out", "local", "out"),
+    ("out", "local", "out"),
+    ("-", "tar", "-"),
+    ("type=registry,name=r/x:1,push-by-digest=true", "registry", ""),
+    ("type=image,name=r/x:1,push=true", "registry", ""),
+])
+def test_parse_output(text: str, kind: str, dest: str) -> None:
+    spec = parse_output(text)
+    assert (spec.type, spec.dest) == (kind, dest)
+
+
+@pytest.mark.parametrize("text", ["type=nope,dest=x", "type=oci", "dest=x", "type=oci,dest", "",
+                                  "type=registry,name=x,compression=lz4", "type=oci,dest=x,tar=maybe"])
+def test_parse_output_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        spec = parse_output(text)
+        spec.flag("tar", True)
+
+
+def test_oci_docker_local_tar_outputs(store_root: Path, ctx: Path, tmp_path: Path) -> None:
+    oci, ocidir, local, tar = tmp_path / "img.tar", tmp_path / "layout", tmp_path / "local", tmp_path / "fs.tar"
+    meta = tmp_path / "meta.json"
+    build(store_root, ctx, "--platform", TWO, "-t", "app:1", "-o", f"type=oci,dest={oci}",
+          "-o", f"type=oci,dest={ocidir},tar=false", "-o", f"type=local,dest={local}", "-o", f"type=tar,dest={tar}",
+          "--metadata-file", str(meta), "--iidfile", str(tmp_path / "iid"))
+    digest = (tmp_path / "iid").read_text()
+    assert json.loads(meta.read_text())["containerimage.digest"] == digest
+    with tarfile.open(oci) as tf:
+        index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+        assert index["manifests"][0]["digest"] == digest
+        assert f"blobs/sha256/{digest.split(':')[1]}" in tf.getnames()
+    layout = ImageStore(ContentStore(ocidir))
+    assert [str(i.platform) for i in layout.images(layout.lookup("app:1"))] == TWO.split(",")
+    assert (local / "linux_amd64" / "srv" / "app.sh").read_text() == "echo hi\n"
+    assert (local / "linux_arm64" / "bin" / "busybox").exists()
+    with tarfile.open(tar) as tf:
+        assert "linux_arm64/srv/app.sh" in tf.getnames()
+    assert ImageStore(ContentStore(store_root)).names() == [n for n in ImageStore(ContentStore(store_root)).names()
+                                                           if "app" not in n[0]]  # no --load: not named
+
+
+def test_docker_output_is_single_platform(store_root: Path, ctx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.tar"
+    meta = tmp_path / "m.json"
+    build(store_root, ctx, "--platform", "linux/arm64", "-t", "app:1", "-o", f"type=docker,dest={out}",
+          "--metadata-file", str(meta))
+    with tarfile.open(out) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest[0]["RepoTags"] == ["app:1"]
+    assert json.loads(meta.read_text())["containerimage.config.digest"].startswith("sha256:")
+    proc = build(store_root, ctx, "--platform", TWO, "-t", "app:1", "-o", f"type=docker,dest={out}", check=False)
+    assert proc.returncode == 2 and "one platform" in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(tmp_path / "reg"), "registry", "serve",
+                             "--addr", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"registry did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_push_tags_and_by_digest(store_root: Path, ctx: Path, tmp_path: Path, registry: str) -> None:
+    from tests.conftest import run_cli
+
+    meta = tmp_path / "meta.json"
+    build(store_root, ctx, "--platform", TWO, "-t", f"{registry}/app:1", "--push", "--metadata-file", str(meta))
+    digest = json.loads(meta.read_text())["containerimage.digest"]
+    raw = run_cli("imagetools", "inspect", f"{registry}/app:1", "--raw", root=store_root).stdout
+    assert json.loads(raw)["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert len(json.loads(raw)["manifests"]) == 2
+    build(store_root, ctx, "--platform", "linux/amd64", "--metadata-file", str(meta),
+          "-o", f"type=registry,name={registry}/app,push-by-digest=true,compression=zstd,oci-mediatypes=true")
+    pushed = json.loads(meta.read_text())
+    raw = run_cli("imagetools", "inspect", f"{registry}/app@{pushed['containerimage.digest']}", "--raw",
+                  root=store_root).stdout
+    doc = json.loads(raw)
+    assert doc["manifests"][0]["platform"]["architecture"] == "amd64"
+    assert pushed["containerimage.digest"] != digest
