@@ -256,3 +256,56 @@ def test_blob_digest_mismatch_is_rejected(scripted: _Scripted, docker_config: Pa
     with RegistryClient(ClientOptions(backoff=0.01)) as c, pytest.raises(DigestMismatch):
         c.fetch_blob(ref, wrong, lambda: store.writer())
     assert not store.has(wrong.digest) and list((tmp_path / "s" / "ingest").iterdir()) == []
+
+
+# --- TLS -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An https server on 127.0.0.1 with a self-signed certificate for 'localhost'; yields (host:port, cert)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+
+    class V2(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), V2)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"localhost:{srv.server_address[1]}", cert
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_tls_failure_is_named_and_tls_ca_fixes_it(tls_server: tuple[str, Path], tmp_path: Path) -> None:
+    import httpx
+
+    from polyarch.registry.httperrors import transport_error
+
+    host, cert = tls_server
+    with RegistryClient(ClientOptions(), CredentialStore(tmp_path / "x.json")) as c:
+        with pytest.raises(httpx.ConnectError) as info:
+            c.plain_http.get(f"https://{host}/v2/")
+        err = transport_error(host, info.value)
+        assert err.message.startswith(f"TLS failure talking to {host}: ")
+        assert "CERTIFICATE_VERIFY_FAILED" in err.message and "--tls-ca" in (err.hint or "")
+    with RegistryClient(ClientOptions(ca_file=str(cert)), CredentialStore(tmp_path / "x.json")) as c:
+        assert c.plain_http.get(f"https://{host}/v2/").status_code == 200

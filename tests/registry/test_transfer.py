@@ -140,3 +140,18 @@ def test_unreachable_registry_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"error: cannot reach registry 127.0.0.1:{port} after 2 attempts")
     assert "Traceback" not in proc.stderr
+
+
+def test_busybox_base_roundtrip_all_platforms(ref_registry, store_root: Path, tmp_path: Path) -> None:
+    """The project's 3-platform busybox (gzip layers) goes up and comes back with every digest unchanged."""
+    from tests.conftest import BASE_NAME
+
+    dest = f"{ref_registry.host}/base/busybox:1"
+    run_cli("push", BASE_NAME, dest, root=store_root)
+    back = tmp_path / "back"
+    run_cli("pull", "--all-platforms", dest, root=back)
+    images = ImageStore(ContentStore(back))
+    assert images.lookup(dest).digest == ImageStore(ContentStore(store_root)).lookup(BASE_NAME).digest
+    assert tree_digests(back, dest) == tree_digests(store_root, BASE_NAME)
+    listing = json.loads(run_cli("images", "--format", "json", root=back).stdout)
+    assert listing[0]["platforms"] == ["linux/amd64", "linux/arm64", "linux/arm/v7"]
