@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -22,7 +23,7 @@ from polyarch.errors import LimitExceeded, NotFound, StoreError
 
 from . import blobs, manifests, upload_api
 from .auth import Access
-from .body import ClientGone
+from .body import ClientGone, read_capped
 from .errors import ApiError, error_response
 from .names import Route, parse_digest, parse_reference, parse_route
 from .state import Registry
@@ -135,13 +136,16 @@ def create_app(reg: Registry, *, purge_interval: float = 60.0) -> Starlette:
         try:
             scopes = request.query_params.getlist("scope")
             service = request.query_params.get("service", "")
-            if request.method == "POST":
-                form = await request.form(max_files=0, max_fields=50)
-                scopes = [str(s) for s in form.getlist("scope")] or scopes
-                service = str(form.get("service") or service)
+            if request.method == "POST":  # OAuth2 style: application/x-www-form-urlencoded
+                body = await read_capped(request.receive, 64 << 10, reg.config.idle_timeout)
+                form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=50)
+                scopes = form.get("scope") or scopes
+                service = (form.get("service") or [service])[0]
             data = await reg.auth.issue_token(request.headers, scopes, service, read_only=reg.config.read_only)
         except ApiError as exc:
             return exc.response()
+        except (ClientGone, ValueError):
+            return error_response(400, "UNSUPPORTED", "bad token request")
         return JSONResponse(data)
 
     @contextlib.asynccontextmanager

@@ -77,8 +77,9 @@ def _mtime(path: Path) -> float | None:
 def _purge_uploads(store: ContentStore, meta: Metadata, cutoff: float, dry_run: bool) -> int:
     purged = 0
     folder = store.root / "registry" / "uploads"
-    live = set()
+    known = set()
     for row in meta.uploads():
+        known.add(row.id)
         if row.updated < cutoff:
             purged += 1
             if not dry_run:
@@ -87,11 +88,9 @@ def _purge_uploads(store: ContentStore, meta: Metadata, cutoff: float, dry_run: 
                     os.unlink(folder / row.id)
                 except OSError:
                     pass
-        else:
-            live.add(row.id)
     if folder.is_dir():
         for entry in os.scandir(folder):
-            if entry.name in live:
+            if entry.name in known:
                 continue
             try:
                 if entry.stat(follow_symlinks=False).st_mtime < cutoff:
