@@ -1,0 +1,3 @@
+#!/bin/sh
+. "${APP_HOME:-/app}/lib.sh"
+say "version ${APP_VERSION:-dev} on $(uname -m)"

@@ -1,0 +1,2 @@
+# shared helpers of shell-app
+say() { printf 'shell-app: %s\n' "$*"; }
