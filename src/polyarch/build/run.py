@@ -44,6 +44,8 @@ class BuildRequest:
     build_contexts: Mapping[str, str] = field(default_factory=dict)  # name -> local path or docker-image://REF
     no_cache: bool = False
     epoch: int | None = None  # SOURCE_DATE_EPOCH
+    secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # --secret values (never hashed)
+    ssh: Mapping[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
 
 
 def local_resolver(images: ImageStore) -> Callable[[str, Platform], ImageConfig | None]:
@@ -91,14 +93,16 @@ def _where(plans: Sequence[PlatformPlan], vertex: ops.Vertex, filename: str) -> 
 
 def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts: Mapping[str, Path],
                 progress: Progress, no_cache: bool = False, epoch: int | None = None,
-                run_exec: ExecRunner | None = None, filename: str = "Dockerfile") -> dict[str, State]:
+                run_exec: ExecRunner | None = None, filename: str = "Dockerfile",
+                secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None
+                ) -> dict[str, State]:
     """Solve every platform plan in one run; returns vertex digest → State.
 
     :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
     """
     cache = BuildCache(store.root / "buildcache.db", enabled=not no_cache)
     executor = Executor(store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch),
-                        run_exec=run_exec if run_exec is not None else default_exec_runner(store.root))
+                        run_exec=run_exec if run_exec is not None else default_exec_runner(store.root, secrets, ssh))
     solver = Solver(executor, progress=progress, labels=step_labels(plans))
     try:
         return solver.solve([pp.result for pp in plans])
@@ -112,11 +116,12 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
         cache.close()
 
 
-def default_exec_runner(store_root: Path) -> ExecRunner:
+def default_exec_runner(store_root: Path, secrets: Mapping[str, bytes] | None = None,
+                        ssh: Mapping[str, str] | None = None) -> ExecRunner:
     """The worker's RUN executor (runc), adapted in ``polyarch.build.runexec``."""
     from .runexec import make_runner
 
-    return make_runner(store_root)
+    return make_runner(store_root, secrets=secrets, ssh=ssh)
 
 
 def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
@@ -129,6 +134,7 @@ def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
             contexts[name] = Path(value)
     with store.transaction():
         states = solve_plans(store, plan.platforms, contexts=contexts, progress=progress, no_cache=req.no_cache,
-                             epoch=req.epoch, run_exec=run_exec, filename=req.filename)
+                             epoch=req.epoch, run_exec=run_exec, filename=req.filename, secrets=req.secrets,
+                             ssh=req.ssh)
         result = assemble(ImageStore(store), plan.platforms, states, epoch=req.epoch, labels=req.labels)
     return plan, result

@@ -54,6 +54,51 @@ def _excludes(ctx_dir: Path, df_path: Path) -> list[str]:
     return []
 
 
+def _secrets(items: tuple[str, ...]) -> dict[str, bytes]:
+    """``--secret id=ID[,src=PATH|,source=PATH|,env=VAR][,type=file|env]`` → id → value (read now)."""
+    out: dict[str, bytes] = {}
+    for item in items:
+        attrs: dict[str, str] = {}
+        for part in item.split(","):
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise UsageError(f"invalid --secret {item!r}: expected key=value pairs")
+            attrs[key.strip().lower()] = value
+        sid = attrs.get("id", "")
+        src = attrs.get("src") or attrs.get("source") or ""
+        env = attrs.get("env", "")
+        if attrs.get("type") == "env" and not env:
+            env, src = src or sid, ""
+        if not sid:
+            sid = Path(src).name if src else env
+        if not sid:
+            raise UsageError(f"invalid --secret {item!r}: id= is required")
+        if env:
+            if env not in os.environ:
+                raise UsageError(f"--secret {sid}: environment variable {env} is not set")
+            out[sid] = os.environ[env].encode()
+        else:
+            path = Path(src or sid)
+            try:
+                out[sid] = path.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"--secret {sid}: cannot read {path}: {exc.strerror or exc}") from None
+    return out
+
+
+def _ssh(items: tuple[str, ...]) -> dict[str, str]:
+    """``--ssh default`` ($SSH_AUTH_SOCK) or ``--ssh ID=SOCKET``."""
+    out: dict[str, str] = {}
+    for item in items:
+        sid, eq, sock = item.partition("=")
+        if not eq:
+            sock = os.environ.get("SSH_AUTH_SOCK", "")
+            if not sock:
+                raise UsageError(f"--ssh {sid}: SSH_AUTH_SOCK is not set", hint=f"use --ssh {sid}=/path/to/agent.sock")
+        out[sid or "default"] = sock
+    return out
+
+
 @click.command("build")
 @click.argument("context", default=".", type=click.Path(file_okay=False))
 @click.option("-f", "--file", "dockerfile", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile).")
@@ -67,6 +112,8 @@ def _excludes(ctx_dir: Path, df_path: Path) -> list[str]:
 @click.option("--build-arg", "build_args", multiple=True, help="Build-time variable KEY=VALUE (or KEY from the env).")
 @click.option("--build-context", "build_contexts", multiple=True, help="Extra named context NAME=PATH|docker-image://REF.")
 @click.option("--label", "labels", multiple=True, help="Image label KEY=VALUE.")
+@click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR].")
+@click.option("--ssh", "ssh", multiple=True, help="SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET].")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option("--progress", "progress_mode", default="auto",
               type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
@@ -79,7 +126,8 @@ def _excludes(ctx_dir: Path, df_path: Path) -> list[str]:
 @pass_app
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
-          build_contexts: tuple[str, ...], labels: tuple[str, ...], no_cache: bool, progress_mode: str, quiet: bool,
+          build_contexts: tuple[str, ...], labels: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
+          no_cache: bool, progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.oci import reference
@@ -126,7 +174,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     contexts = _pairs(build_contexts, "--build-context")
     epoch = source_date_epoch()
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
-                       tuple(excludes), contexts, no_cache, epoch)
+                       tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh))
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
         plan, result = build_image(app.store, req, progress=progress)
