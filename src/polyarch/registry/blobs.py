@@ -12,7 +12,8 @@ chunk resumes from the offset the registry reports (GET on the session); a lost 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,12 +25,13 @@ from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor
 
 from .auth import scope_for
+from .client import READ_CHUNK
 from .httperrors import transport_error
 
 if TYPE_CHECKING:
     from .client import BlobSink, Endpoint, RegistryClient
 
-__all__ = ["fetch_blob", "push_blob"]
+__all__ = ["FileSlice", "fetch_blob", "push_blob"]
 
 OCTET = "application/octet-stream"
 
@@ -124,6 +126,35 @@ def _fetch_foreign(client: RegistryClient, desc: Descriptor, sink: BlobSink) -> 
     raise RegistryError(f"foreign layer {desc.digest} could not be fetched from its urls: {last}")
 
 
+class FileSlice:
+    """A re-iterable request body: ``length`` bytes of a file from ``offset``, read in large chunks.
+
+    ``tell``/``seek`` let httpx compute Content-Length without reading it.
+    """
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self.path, self.offset, self.length = path, offset, length
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.length if whence == os.SEEK_END else 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            pos, end = self.offset, self.offset + self.length
+            while pos < end:
+                data = os.pread(fd, min(4 * READ_CHUNK, end - pos), pos)
+                if not data:
+                    raise RegistryError(f"{self.path} shrank while uploading")
+                pos += len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+
 # --- upload ----------------------------------------------------------------------------------------------------
 
 def push_blob(client: RegistryClient, ref: Reference, desc: Descriptor,
@@ -194,18 +225,14 @@ def _check_created(client: RegistryClient, reg: Endpoint, resp: httpx.Response, 
 
 def _monolithic(client: RegistryClient, reg: Endpoint, scopes: list[str], location: httpx.URL,
                 desc: Descriptor, path: Path) -> None:
-    from .client import _FileSlice
-
     resp = client.call(reg, "PUT", _finish_url(location, desc), scopes=scopes, headers={"Content-Type": OCTET},
-                       body=lambda: _FileSlice(path, 0, desc.size), retry=False)
+                       body=lambda: FileSlice(path, 0, desc.size), retry=False)
     resp.close()
     _check_created(client, reg, resp, desc, scopes)
 
 
 def _chunked(client: RegistryClient, reg: Endpoint, scopes: list[str], location: httpx.URL,
              desc: Descriptor, path: Path) -> None:
-    from .client import _FileSlice
-
     offset = 0
     failures = 0
     chunk = max(1 << 20, client.options.chunk_size)
@@ -215,7 +242,7 @@ def _chunked(client: RegistryClient, reg: Endpoint, scopes: list[str], location:
         try:
             resp = client.call(reg, "PATCH", location, scopes=scopes, retry=False,
                                headers={"Content-Type": OCTET, "Content-Range": f"{start}-{start + n - 1}"},
-                               body=lambda s=start, k=n: _FileSlice(path, s, k))  # type: ignore[misc]
+                               body=lambda s=start, k=n: FileSlice(path, s, k))  # type: ignore[misc]
             resp.close()
             if resp.status_code != 202:
                 raise client.fail(reg, resp, f"upload of blob {desc.digest}", scopes)

@@ -21,7 +21,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,35 +123,6 @@ class BlobSink(Protocol):
     def write(self, data: bytes, /) -> int: ...
     def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]: ...
     def abort(self) -> None: ...
-
-
-class _FileSlice:
-    """A re-iterable request body: ``length`` bytes of a file from ``offset``, read in large chunks.
-
-    ``tell``/``seek`` let httpx compute Content-Length without reading it.
-    """
-
-    def __init__(self, path: Path, offset: int, length: int) -> None:
-        self.path, self.offset, self.length = path, offset, length
-
-    def tell(self) -> int:
-        return 0
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        return self.length if whence == os.SEEK_END else 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            pos, end = self.offset, self.offset + self.length
-            while pos < end:
-                data = os.pread(fd, min(4 * READ_CHUNK, end - pos), pos)
-                if not data:
-                    raise RegistryError(f"{self.path} shrank while uploading")
-                pos += len(data)
-                yield data
-        finally:
-            os.close(fd)
 
 
 @dataclass
