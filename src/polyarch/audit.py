@@ -34,6 +34,7 @@ __all__ = [
     "Host",
     "ImageResolver",
     "ImageUse",
+    "RegistryResolver",
     "StoreResolver",
     "Verdict",
     "audit",
@@ -101,6 +102,7 @@ class AuditReport:
     hosts: tuple[Host, ...]
     rows: tuple[AuditRow, ...]
     skipped: tuple[str, ...] = field(default=())  # services with no image to audit, and why
+    errors: tuple[str, ...] = field(default=())  # images that could not be resolved, and why
 
     @property
     def ok(self) -> bool:
@@ -139,15 +141,27 @@ def decide(available: Sequence[Platform] | None, host: Platform | None, pinned: 
 
 def audit(uses: Sequence[ImageUse], hosts: Sequence[Host], resolver: ImageResolver,
           skipped: Sequence[str] = ()) -> AuditReport:
+    """The table. An image the resolver fails on (registry unreachable) is missing everywhere, with the error
+    as the note, and listed in ``errors``."""
+    from polyarch.errors import PolyarchError
+
     rows = []
     cache: dict[str, list[Platform] | None] = {}
+    errors: dict[str, str] = {}
     for use in uses:
         if use.ref not in cache:
-            cache[use.ref] = resolver.platforms(use.ref)
+            try:
+                cache[use.ref] = resolver.platforms(use.ref)
+            except PolyarchError as exc:
+                cache[use.ref] = None
+                errors[use.ref] = exc.message
         available = cache[use.ref]
         cells = tuple(decide(available, h.platform, use.pinned) for h in hosts)
+        if use.ref in errors:
+            cells = tuple(Verdict("missing", note=f"cannot resolve: {errors[use.ref]}") if c.status == "missing"
+                          else c for c in cells)
         rows.append(AuditRow(use, tuple(available) if available is not None else None, cells))
-    return AuditReport(tuple(hosts), tuple(rows), tuple(skipped))
+    return AuditReport(tuple(hosts), tuple(rows), tuple(skipped), tuple(f"{r}: {e}" for r, e in errors.items()))
 
 
 # --- resolvers ----------------------------------------------------------------------------------------------
@@ -171,6 +185,36 @@ class StoreResolver:
             return [m.platform for m in doc.manifests if m.platform is not None and is_manifest(m.media_type)
                     and m.platform.os != "unknown" and m.platform.architecture != "unknown"]
         return [self._images.image(desc).platform]
+
+
+class RegistryResolver:
+    """Images of registries, through the registry client (the user's credentials; a 404 is "not found")."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def platforms(self, ref: str) -> list[Platform] | None:
+        from polyarch.errors import InvalidReference, RegistryError
+        from polyarch.oci import reference
+        from polyarch.oci.spec import Index, is_manifest, parse_config, parse_document
+        from polyarch.registry.sources import RegistrySource
+
+        try:
+            parsed = reference.parse(ref).defaulted()
+        except InvalidReference:
+            return None
+        try:
+            fetched = self._client.get_manifest(parsed)
+        except RegistryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        doc = parse_document(fetched.raw, fetched.media_type)
+        if isinstance(doc, Index):
+            return [m.platform for m in doc.manifests if m.platform is not None and is_manifest(m.media_type)
+                    and m.platform.os != "unknown" and m.platform.architecture != "unknown"]
+        with RegistrySource(self._client, parsed).blob_file(doc.config) as path:
+            return [parse_config(path.read_bytes()).platform]
 
 
 class ChainResolver:
@@ -214,6 +258,7 @@ def to_dict(report: AuditReport) -> dict[str, Any]:
                     "hosts": {h.name: c.to_dict() for h, c in zip(report.hosts, row.cells, strict=True)}}
                    for row in report.rows],
         "skipped": list(report.skipped),
+        "errors": list(report.errors),
     }
 
 

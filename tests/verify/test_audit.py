@@ -65,7 +65,7 @@ def fleet(images: ImageStore, tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_compose_table(fleet: tuple[Path, Path, Path], run_cli: Run) -> None:
     root, hosts, compose = fleet
-    proc = run_cli("audit", "--hosts", str(hosts), str(compose), root=root, check=False)
+    proc = run_cli("audit", "--hosts", str(hosts), str(compose), "--local-only", root=root, check=False)
     assert proc.returncode == 1, proc.stderr
     rows = [line.split("  ") for line in proc.stdout.splitlines()]
     table = [[cell.strip() for cell in row if cell.strip()] for row in rows]
@@ -82,7 +82,8 @@ def test_compose_table(fleet: tuple[Path, Path, Path], run_cli: Run) -> None:
 def test_compose_json_and_exit_zero_when_all_native(fleet: tuple[Path, Path, Path], tmp_path: Path,
                                                     run_cli: Run) -> None:
     root, hosts, compose = fleet
-    proc = run_cli("audit", "--hosts", str(hosts), str(compose), "--format", "json", root=root, check=False)
+    proc = run_cli("audit", "--hosts", str(hosts), str(compose), "--format", "json", "--local-only", root=root,
+                   check=False)
     doc = json.loads(proc.stdout)
     assert doc["ok"] is False
     assert [h["name"] for h in doc["hosts"]] == ["server", "pi4", "pi3"]

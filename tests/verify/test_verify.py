@@ -243,13 +243,15 @@ def test_ignore_patterns(images: ImageStore, elves: dict[str, bytes], run_cli: R
 
 
 @pytest.mark.parametrize(("args", "code", "needle"), [
-    (("verify", "nope:1"), 1, "no image named 'nope:1'"),
+    (("verify", "localhost:1/nope:1"), 1, "no image named 'localhost:1/nope:1' in the local store, and localhost:1 "
+                                          "cannot be asked"),
+    (("verify", "Not A Ref"), 1, "no image named 'Not A Ref' in the local store"),
     (("verify", "oci-layout:///does/not/exist"), 1, "not an OCI layout"),
     (("verify", "x", "--platform", "linux/armv99x"), 1, "invalid platform"),
     (("verify",), 2, "Missing argument"),
 ])
 def test_bad_input(args: tuple[str, ...], code: int, needle: str, tmp_path: Path, run_cli: Run) -> None:
-    proc = run_cli(*args, root=tmp_path / "root", check=False)
+    proc = run_cli(*args, root=tmp_path / "root", check=False, env={"POLYARCH_REGISTRY_RETRIES": "0"})
     assert proc.returncode == code
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from polyarch.cli.context import AppContext, pass_app
+from polyarch.cli.registry_cmds import client_options
 
 if TYPE_CHECKING:
     from polyarch.oci.spec import Descriptor
@@ -31,9 +32,11 @@ LAYOUT_SCHEME = "oci-layout://"
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=None, envvar="POLYARCH_VERIFY_JOBS",
               help="Platforms verified at once (default: up to 4, at most the CPU count).")
+@client_options
 @pass_app
 def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tuple[str, ...],
-           ignores: tuple[str, ...], fmt: str, jobs: int | None) -> None:
+           ignores: tuple[str, ...], fmt: str, jobs: int | None, insecure: tuple[str, ...],
+           tls_ca: str | None) -> None:
     """Check every platform of REF: present when required, config matching the index, and every ELF file of
     its merged filesystem built for it (an amd64 binary in an arm64 image, an ARMv7 one in arm/v6).
 
@@ -46,7 +49,7 @@ def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tupl
 
     selected = plat.parse_list(platforms)
     require = plat.parse_list(required)
-    source, descriptor, subject = resolve_target(app, ref)
+    source, descriptor, subject = resolve_target(app, ref, insecure=insecure, tls_ca=tls_ca)
     try:
         report = verify_image(source, descriptor, platforms=selected, require=require,
                               ignore=(*DEFAULT_IGNORE, *ignores), subject=subject, jobs=jobs)
@@ -85,8 +88,10 @@ def _layout_parts(ref: str) -> tuple[Path, str] | None:
     return None
 
 
-def resolve_target(app: AppContext, ref: str) -> tuple[BlobSource | object, Descriptor, str]:
-    """What ``ref`` names: (blob source, descriptor, how to call it in messages)."""
+def resolve_target(app: AppContext, ref: str, *, insecure: tuple[str, ...] = (),
+                   tls_ca: str | None = None) -> tuple[BlobSource | object, Descriptor, str]:
+    """What ``ref`` names: (blob source, descriptor, how to call it in messages): an OCI layout, else a name of
+    the local store, else a registry reference."""
     from polyarch.errors import NotFound
 
     layout = _layout_parts(ref)
@@ -96,7 +101,7 @@ def resolve_target(app: AppContext, ref: str) -> tuple[BlobSource | object, Desc
     try:
         return images, images.lookup(ref), ref
     except NotFound as exc:
-        remote = _from_registry(ref)
+        remote = _from_registry(ref, insecure, tls_ca)
         if remote is None:
             raise NotFound(f"no image named {ref!r} in the local store, and {ref!r} is not an OCI layout "
                            "directory", hint=exc.hint) from None
@@ -145,6 +150,29 @@ class _WithDocument:
         return self._inner.open(desc)
 
 
-def _from_registry(ref: str) -> tuple[BlobSource | object, Descriptor, str] | None:
-    """A registry reference, when the registry client is available; None when ``ref`` is not one."""
-    return None
+def _from_registry(ref: str, insecure: tuple[str, ...], tls_ca: str | None
+                   ) -> tuple[BlobSource | object, Descriptor, str] | None:
+    """A registry reference, resolved with the user's credentials; None when ``ref`` is not a reference."""
+    from polyarch.cli.registry_cmds import make_client
+    from polyarch.errors import InvalidReference, NotFound, RegistryError
+    from polyarch.oci import reference
+    from polyarch.verify.source import RegistryBlobSource
+
+    try:
+        parsed = reference.parse(ref).defaulted()
+    except InvalidReference:
+        return None
+    client = make_client(insecure, tls_ca)
+    try:
+        fetched = client.get_manifest(parsed)
+    except RegistryError as exc:
+        client.close()
+        if exc.status == 404:
+            raise NotFound(f"no image named {ref!r} in the local store nor at {parsed.domain}") from exc
+        raise RegistryError(f"no image named {ref!r} in the local store, and {parsed.domain} cannot be asked: "
+                            f"{exc.message}", hint=exc.hint, status=exc.status, code=exc.code) from exc
+    except BaseException:
+        client.close()
+        raise
+    source = RegistryBlobSource(client, parsed, {str(fetched.digest): fetched.raw}, owns_client=True)
+    return source, fetched.descriptor, ref

@@ -23,7 +23,14 @@ from polyarch.content.compression import DEFAULT_DECOMPRESS_LIMIT, decompressed
 from polyarch.content.images import MAX_CONFIG, MAX_MANIFEST, ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest, Hasher, VerifyingReader
-from polyarch.errors import DigestMismatch, InvalidLayer, InvalidManifest, LimitExceeded, NotFound
+from polyarch.errors import (
+    DigestMismatch,
+    InvalidLayer,
+    InvalidManifest,
+    LimitExceeded,
+    NotFound,
+    RegistryError,
+)
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_index, is_layer, parse_config, parse_document
 from polyarch.platform import Platform
 
@@ -160,6 +167,13 @@ def _flatten(src: BlobSource, index: Index, issues: list[Issue], depth: int) -> 
     return out
 
 
+def _missing_remote(exc: RegistryError) -> Exception:
+    """A registry's 404 for a blob or manifest is a missing blob; other registry errors stop the run."""
+    if exc.status == 404:
+        return NotFound(exc.message)
+    raise exc
+
+
 def _blob_issue(platform: str, exc: Exception, digest: Digest, path: str = "") -> Issue:
     kind = {NotFound: "missing-blob", DigestMismatch: "integrity", InvalidManifest: "invalid-image",
             LimitExceeded: "invalid-layer", InvalidLayer: "invalid-layer"}.get(type(exc), "invalid-layer")
@@ -177,8 +191,9 @@ def _verify_platform(src: BlobSource, entry: Descriptor, raw: bytes | None, igno
         if not isinstance(manifest, Manifest):
             raise InvalidManifest(f"{entry.digest} is an index where an image manifest was expected")
         config = parse_config(src.read(manifest.config, limit=MAX_CONFIG))
-    except (NotFound, DigestMismatch, InvalidManifest, LimitExceeded) as exc:
-        return PlatformResult(label, str(entry.digest), issues=1), [_blob_issue(label, exc, entry.digest)], \
+    except (NotFound, DigestMismatch, InvalidManifest, LimitExceeded, RegistryError) as exc:
+        err = _missing_remote(exc) if isinstance(exc, RegistryError) else exc
+        return PlatformResult(label, str(entry.digest), issues=1), [_blob_issue(label, err, entry.digest)], \
             entry.platform
     platform = entry.platform if entry.platform is not None else config.platform
     label = str(platform.normalized())
@@ -198,8 +213,9 @@ def _verify_platform(src: BlobSource, entry: Descriptor, raw: bytes | None, igno
                 raise InvalidLayer(f"layer {i + 1} has media type {layer.media_type!r}, not a layer")
             with src.open(layer) as blob:
                 stats = _apply_layer(view, blob, layer, diff_id, i, limit)
-        except (NotFound, DigestMismatch, InvalidLayer, LimitExceeded) as exc:
-            issues.append(_blob_issue(label, exc, layer.digest, path=f"layer {i + 1}"))
+        except (NotFound, DigestMismatch, InvalidLayer, LimitExceeded, RegistryError) as exc:
+            err = _missing_remote(exc) if isinstance(exc, RegistryError) else exc
+            issues.append(_blob_issue(label, err, layer.digest, path=f"layer {i + 1}"))
             complete = False
             break
         except _CODEC_ERRORS as exc:
