@@ -255,3 +255,9 @@ def test_bad_input(args: tuple[str, ...], code: int, needle: str, tmp_path: Path
     assert proc.returncode == code
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_imported_base_image_is_clean(base_root: Path, run_cli: Run) -> None:
+    """``polyarch import`` of Debian's busybox-static for three platforms gives an image verify accepts."""
+    proc = run_cli("verify", "base/busybox:1", "--require", "linux/amd64,linux/arm64,linux/arm/v7", root=base_root)
+    assert "linux/arm/v7 (1 ELF)" in proc.stderr
