@@ -68,15 +68,26 @@ def plan_request(store: ContentStore, req: BuildRequest) -> BuildPlan:
 
 
 def step_labels(plans: Sequence[PlatformPlan]) -> dict[str, str]:
-    """Vertex digest → platform shown in progress names (only when several platforms are built)."""
+    """Vertex digest → platform shown in progress names (only when several platforms are built): the stage's
+    platform, and ``build->target`` (BuildKit's ``linux/amd64->arm64``) for a step that runs on another
+    platform than the one target it serves."""
     if len({str(p.platform) for p in plans}) < 2:
         return {}
+    users: dict[str, int] = {}
+    for pp in plans:
+        for v in ops.walk([pp.result]):
+            users[v.digest] = users.get(v.digest, 0) + 1
     labels: dict[str, str] = {}
     for pp in plans:
+        target = pp.platform.architecture + (f"/{pp.platform.variant}" if pp.platform.variant else "")
         for stage in pp.stages:
             for step in stage.steps:
-                if step.vertex is not None:
-                    labels.setdefault(step.vertex.digest, str(stage.platform))
+                if step.vertex is None or step.vertex.digest in labels:
+                    continue
+                label = str(stage.platform)
+                if stage.platform != pp.platform and users.get(step.vertex.digest, 0) == 1:
+                    label += "->" + target
+                labels[step.vertex.digest] = label
     return labels
 
 
