@@ -72,7 +72,7 @@ def test_basic_auth(make_api, htpasswd_file: Path) -> None:  # type: ignore[no-u
     assert api.c.get("/v2/", headers=basic("alice", "s3cret")).status_code == 200
     assert api.c.get("/v2/", headers=basic("alice", "s3cret" + "x" * 100)).status_code == 401  # > 72 bytes
     api.c.headers.update(basic("bob", "hunter2"))
-    raw, d = api.push_image("app", "1")
+    raw, _ = api.push_image("app", "1")
     assert api.c.get("/v2/app/manifests/1").content == raw
 
 

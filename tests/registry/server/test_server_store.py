@@ -104,7 +104,7 @@ def test_f1_gc_during_inflight_push_keeps_it(api: Api) -> None:
 
 
 def test_gc_grace_orphans_dry_run_and_stale_sessions(api: Api) -> None:
-    raw, d = api.push_image("app", "1")
+    raw, _ = api.push_image("app", "1")
     orphan = api.push_blob("app", os.urandom(3000))
     loc = api.c.post("/v2/app/blobs/uploads/").headers["location"]
     api.c.patch(loc, content=b"abandoned")
@@ -172,7 +172,7 @@ def test_urls_layer_accepted_as_data_never_fetched(api: Api) -> None:
 
 # --- hypothesis ---------------------------------------------------------------------------------------------------
 
-NAME_CHARS = st.sampled_from(list("abz09._-/:%AZ ") + ["..", "//", "__", "\x00", "é"])
+NAME_CHARS = st.sampled_from([*"abz09._-/:%AZ ", "..", "//", "__", "\x00", "é"])
 names = st.lists(NAME_CHARS, min_size=0, max_size=40).map("".join)
 tags = st.one_of(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", fullmatch=True),
                  st.text(alphabet="aZ0._-/:%é", max_size=140))

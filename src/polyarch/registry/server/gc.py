@@ -8,7 +8,8 @@ re-pushed, or mounted) during the grace period survives until its manifest arriv
 The delete phase runs inside one registry write transaction while holding the ``index.json`` lock, and
 re-checks each candidate there: a manifest PUT validates its blobs in a write transaction too, so it either
 sees the blob gone (400 ``MANIFEST_BLOB_UNKNOWN``) or GC sees the new reference — never "201 then 404".
-Upload sessions idle longer than the grace period are purged with their data, as are abandoned ingest temps.
+Upload sessions idle longer than the grace period are purged with their data, as are abandoned ingest temps
+(those of the content store only after at least an hour, whatever the grace: builds write there too).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from .localstore import LocalNames
 from .metadata import DB_NAME, Metadata
 
 __all__ = ["GcReport", "collect_garbage", "registry_roots", "scrub"]
+
+
+INGEST_MIN_AGE = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +103,8 @@ def _purge_uploads(store: ContentStore, meta: Metadata, cutoff: float, dry_run: 
                         os.unlink(entry.path)
             except OSError:
                 continue
-    if not dry_run:
-        store.clean_ingest(older_than=max(time.time() - cutoff, 0.0))
+    if not dry_run:  # other polyarch processes ingest here too: never touch a temp younger than an hour
+        store.clean_ingest(older_than=max(time.time() - cutoff, INGEST_MIN_AGE))
     return purged
 
 
