@@ -231,12 +231,32 @@ class Executor:
                 active = stack.enter_context(self.snapshots.prepare(
                     [LayerRef(layer.diff_id, layer.descriptor) for layer in source.layers]))
                 tree, what = str(active.rootfs), "source stage"
-            entries = plan_copy(tree, vertex.paths, vertex.dest, excluded=self._excluded(source, vertex),
-                                view=view, owner=owner, chmod=chmod, what=what)
+            excluded = self._excluded(source, vertex)
+            paths, archives = list(vertex.paths), []
+            if vertex.add and vertex.unpack is not False and source.directory is not None:
+                archives = [p for p in paths if _is_archive(tree, p)]
+                paths = [p for p in paths if p not in archives]
+            entries = plan_copy(tree, paths, vertex.dest, excluded=excluded, view=view, owner=owner, chmod=chmod,
+                                what=what) if paths else []
+            for i, archive in enumerate(archives):
+                entries = _merge(entries, self._unpack(tree, archive, i, vertex.dest, view, owner, chmod, stack))
             layer = self._layer_once(entries, lambda: write_layer(self.store, entries, epoch=self.options.epoch,
                                                                   compression=self.options.compression))
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)
+
+    def _unpack(self, tree: str, archive: str, n: int, dest: str, view: RootView | None,
+                owner: tuple[int, int] | None, chmod: int | None, stack: ExitStack) -> list[Entry]:
+        """ADD of a local tar archive (plain, gzip, zstd): its entries, unpacked safely, into ``dest``."""
+        from polyarch.worker.archive import apply_layer
+
+        work = Path(tempfile.mkdtemp(prefix=f"unpack{n}-", dir=self._tmp))
+        stack.callback(shutil.rmtree, work, True)
+        with open(secure_join(tree, archive), "rb") as f:
+            apply_layer(f, work)
+        into = dest if dest.endswith("/") else dest + "/"
+        return plan_copy(str(work), ["."], into, excluded=lambda _p: False, view=view, owner=owner, chmod=chmod,
+                         what=f"archive {archive}")
 
     def _mkdir(self, vertex: ops.Mkdir, root: State, key: str) -> State:
         view = RootView(self.store, root.layers) if root.layers else None
@@ -284,6 +304,26 @@ class Executor:
             Layer(res.descriptor, res.diff_id, res.uncompressed_size)
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)
+
+
+def _is_archive(tree: str, path: str) -> bool:
+    """A local ADD source that is a tar archive (plain, gzip or zstd), by its magic bytes."""
+    if any(c in path for c in "*?["):
+        return False
+    host = secure_join(tree, path.lstrip("/"))
+    if not os.path.isfile(host):
+        return False
+    with open(host, "rb") as f:
+        head = f.read(512)
+    if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd":
+        return True
+    return len(head) == 512 and head[257:262] == b"ustar"
+
+
+def _merge(first: Sequence[Entry], second: Sequence[Entry]) -> list[Entry]:
+    out = {e.rel: e for e in first}
+    out.update({e.rel: e for e in second})
+    return [out[k] for k in sorted(out, key=lambda p: p.encode("utf-8", "surrogateescape"))]
 
 
 def _empty_tar(store: ContentStore, res: object) -> bool:
