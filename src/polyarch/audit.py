@@ -130,13 +130,22 @@ def decide(available: Sequence[Platform] | None, host: Platform | None, pinned: 
         return Verdict("emulated", match, note="pinned by the service")
     best = plat.best_match(linux, host)
     if best is not None:
-        return Verdict("native", best)
+        return Verdict("native", best, note=_compat_note(best, host))
     if not linux:
         have = ", ".join(str(p) for p in available) or "no platform"
         return Verdict("missing", note=f"no {host.os} entry (has {have})")
     order = {k: i for i, k in enumerate(EMULATION_ORDER)}
     chosen = min(enumerate(linux), key=lambda ip: (order.get(str(ip[1]), len(order)), ip[0]))[1]
     return Verdict("emulated", chosen, note=f"no entry runs natively on {host.normalized()}")
+
+
+def _compat_note(chosen: Platform, host: Platform) -> str:
+    h = host.normalized()
+    if chosen.architecture == "arm" and h.architecture == "arm64":
+        return "32-bit ARM on a 64-bit host: needs a CPU with AArch32 (Pi 3/4/5 yes; some ARM servers no)"
+    if chosen.architecture == "386" and h.architecture == "amd64":
+        return "32-bit x86 userland on a 64-bit host"
+    return ""
 
 
 def audit(uses: Sequence[ImageUse], hosts: Sequence[Host], resolver: ImageResolver,

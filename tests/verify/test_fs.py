@@ -80,8 +80,13 @@ def test_parents_resolve_through_symlinks() -> None:
     assert merged([("foo", "sym", "../../.."), ("foo/tmp/pwn", "file", X86)]) == {"/tmp/pwn": "x86-64"}
     assert merged([("etc/passwd", "file", X86), ("localetc", "sym", "/etc")], [("localetc/.wh.passwd", "file", b"")]) \
         == {}
-    # a symlink loop is not followed forever
-    assert merged([("a", "sym", "b"), ("b", "sym", "a")], [("a/.wh.x", "file", b"")]) == {}
+    # a real ``bin/`` replaces a ``bin -> usr/bin`` symlink
+    assert merged([("usr/bin", "dir", b""), ("bin", "sym", "usr/bin")], [("bin", "dir", b""), ("bin/a", "file", X86)]) \
+        == {"/bin/a": "x86-64"}
+    # a symlink loop is not followed forever (ELOOP)
+    for entry in (("a/.wh.x", "file", b""), ("a/x", "file", X86), ("a/x", "dir", b"")):
+        with pytest.raises(InvalidLayer, match="symbolic links"):
+            merged([("a", "sym", "b"), ("b", "sym", "a")], [entry])
 
 
 @pytest.mark.parametrize("name", ["../../x", "/abs/x", "a/../../x"])
@@ -125,6 +130,22 @@ def test_oversized_pax_header_is_refused_before_reading() -> None:
         merged(header + bytes(4096))
 
 
-def test_many_entries_stay_cheap() -> None:
-    entries: list[Entry] = [(f"d{i % 100}/f{i}", "file", b"") for i in range(5_000)]
-    assert merged(entries) == {}
+def test_plain_files_and_dirs_cost_no_memory() -> None:
+    view = MergedView()
+    entries: list[Entry] = [(f"d{i}/", "dir", b"") for i in range(2000)]
+    entries += [(f"d{i % 100}/f{i}", "file", b"") for i in range(3000)]
+    view.apply(io.BytesIO(tar_bytes(entries)), 0)
+    assert view._nodes == 0 and not view._root.children
+
+
+def test_entry_and_node_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from polyarch.errors import LimitExceeded
+    from polyarch.verify import fs
+
+    monkeypatch.setattr(fs, "MAX_ENTRIES", 100)
+    with pytest.raises(LimitExceeded, match="more than 100 entries"):
+        merged([(f"f{i}", "file", b"") for i in range(101)])
+    monkeypatch.setattr(fs, "MAX_ENTRIES", 10_000)
+    monkeypatch.setattr(fs, "MAX_NODES", 50)
+    with pytest.raises(LimitExceeded, match="more than 50"):
+        merged([(f"l{i}", "sym", "x") for i in range(51)])

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from polyarch.errors import InvalidLayer
+from polyarch.errors import InvalidLayer, LimitExceeded
 
 from .elf import HEADER_SIZE, ElfInfo, ElfProbe, parse_header
 
@@ -37,6 +37,8 @@ __all__ = ["ElfFile", "LayerStats", "MergedView"]
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_DEPTH = 1024
+MAX_ENTRIES = 2_000_000  # per layer (entry bombs, T9); the largest real layers have a few hundred thousand
+MAX_NODES = 1_000_000  # ELF files + symlinks + their directories kept for the merged view
 MAX_META_HEADER = 1 << 20  # PAX / GNU long-name headers are read whole by tarfile: bound them
 _READ = 1 << 20
 _SYMLINK_HOPS = 40
@@ -113,12 +115,16 @@ class MergedView:
     def __init__(self) -> None:
         self._root = _Dir(-1)
         self._interned: dict[ElfInfo, ElfInfo] = {}
+        self._nodes = 0
 
     # --- resolution ---------------------------------------------------------------------------------------
 
     def _resolve_dir(self, parts: list[str], layer: int, *, create: bool) -> _Dir | None:
         """The directory ``parts`` names, following symlinks rooted at the image root; created (stamped
-        ``layer``) when missing and ``create``; None when missing otherwise or when links loop."""
+        ``layer``) when missing and ``create``, else None when missing.
+
+        :raises InvalidLayer: when symlinks loop (ELOOP for a real apply).
+        """
         todo = list(parts)
         stack: list[_Dir] = [self._root]
         hops = 0
@@ -137,11 +143,12 @@ class MergedView:
             elif isinstance(node, _Link):
                 hops += 1
                 if hops > _SYMLINK_HOPS:
-                    return None
+                    raise InvalidLayer(f"too many levels of symbolic links in {'/'.join(parts)!r}")
                 if node.target.startswith("/"):
                     stack = [self._root]
                 todo = node.target.split("/") + todo
             elif create:
+                self._grow()
                 new = _Dir(layer)
                 here.children[part] = new
                 stack.append(new)
@@ -165,6 +172,8 @@ class MergedView:
             tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
             for member in tar:
                 stats.entries += 1
+                if stats.entries > MAX_ENTRIES:
+                    raise LimitExceeded(f"layer has more than {MAX_ENTRIES} entries")
                 self._apply_member(tar, member, layer, stats)
         except (tarfile.TarError, EOFError) as exc:
             raise InvalidLayer(f"corrupt tar stream: {exc}") from exc
@@ -178,35 +187,51 @@ class MergedView:
         if name.startswith(WHITEOUT):
             self._whiteout(parts, layer, member.name)
             return
-        parent = self._resolve_dir(parts[:-1], layer, create=True)
-        assert parent is not None  # create=True never gives None except for a symlink loop
-        kids = parent.children
         if member.isdir():
-            node = kids.get(name)
-            if isinstance(node, _Dir):
-                node.layer = layer
-            else:
-                kids[name] = _Dir(layer)
-        elif member.isreg():
+            self._mkdir(parts, layer)
+            return
+        new: _Node | None = None
+        if member.isreg():
             stats.files += 1
             info = self._probe(tar, member)
-            if info is None:
-                kids.pop(name, None)
-            else:
+            if info is not None:
                 stats.elf_files += 1
-                kids[name] = _Elf(info, layer)
+                new = _Elf(info, layer)
         elif member.issym():
-            kids[name] = _Link(member.linkname, layer)
+            new = _Link(member.linkname, layer)
         elif member.islnk():
             target = self._lookup(_components(member.linkname, "hardlink target"), layer)
             if isinstance(target, _Elf):
-                kids[name] = _Elf(target.info, layer)
+                new = _Elf(target.info, layer)
             elif isinstance(target, _Link):
-                kids[name] = _Link(target.target, layer)
-            else:
-                kids.pop(name, None)
+                new = _Link(target.target, layer)
+        # Only what verify keeps (ELF files, symlinks) creates directories; anything else just removes what
+        # was at its path, so a layer of a million plain files or directories costs no memory.
+        parent = self._resolve_dir(parts[:-1], layer, create=new is not None)
+        if parent is None:
+            return
+        if new is None:
+            parent.children.pop(name, None)
         else:
-            kids.pop(name, None)
+            self._grow()
+            parent.children[name] = new
+
+    def _mkdir(self, parts: list[str], layer: int) -> None:
+        """A directory entry: merges with a directory, replaces anything else (a symlink ``bin -> usr/bin``
+        replaced by a real ``bin/``); creates nothing when nothing was there."""
+        parent = self._resolve_dir(parts[:-1], layer, create=False)
+        if parent is None:
+            return
+        node = parent.children.get(parts[-1])
+        if isinstance(node, _Dir):
+            node.layer = layer
+        elif node is not None:
+            parent.children[parts[-1]] = _Dir(layer)
+
+    def _grow(self) -> None:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise LimitExceeded(f"more than {MAX_NODES} ELF files, symlinks and their directories")
 
     def _whiteout(self, parts: list[str], layer: int, raw: str) -> None:
         name = parts[-1]
