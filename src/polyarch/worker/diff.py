@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -30,6 +29,8 @@ from typing import IO, Any
 from polyarch.content.compression import LayerResult, LayerWriter
 from polyarch.content.store import ContentStore
 from polyarch.errors import StoreError, UsageError
+
+from .tarwriter import TarWriter
 
 __all__ = [
     "LayerOptions",
@@ -42,7 +43,6 @@ __all__ = [
     "write_upper",
 ]
 
-_COPY_BUF = 1 << 20
 _XATTR_KEEP = ("user.", "security.capability", "trusted.")
 
 
@@ -102,62 +102,46 @@ def _is_overlay_whiteout(st: os.stat_result) -> bool:
 class _Writer:
     """Writes tar entries for host paths, reproducibly."""
 
-    def __init__(self, out: IO[bytes], epoch: int | None) -> None:
-        self.tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
-                               bufsize=_COPY_BUF, errors="surrogateescape")
-        self.tf.copybufsize = _COPY_BUF
+    def __init__(self, out: IO[bytes], epoch: int | None, *, threaded: bool = False) -> None:
+        self.tw = TarWriter(out, threaded=threaded)
         self.epoch = epoch
         self.links: dict[tuple[int, int], str] = {}
 
-    def _info(self, rel: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
-        ti = tarfile.TarInfo(rel)
-        ti.mode = stat.S_IMODE(st.st_mode)
-        ti.uid, ti.gid = st.st_uid, st.st_gid
-        ti.uname = ti.gname = ""
-        mtime = int(st.st_mtime)
-        ti.mtime = min(mtime, self.epoch) if self.epoch is not None else mtime
-        pax = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in _xattrs(path).items()}
-        ti.pax_headers = pax
-        return ti
-
     def add(self, rel: str, path: str, st: os.stat_result) -> None:
         mode = st.st_mode
-        ti = self._info(rel, st, path)
+        mtime = int(st.st_mtime)
+        if self.epoch is not None and mtime > self.epoch:
+            mtime = self.epoch
+        meta = {"mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid, "mtime": mtime}
         if stat.S_ISREG(mode):
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 first = self.links.get(key)
                 if first is not None:
-                    ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, first, 0
-                    ti.pax_headers = {}
-                    self.tf.addfile(ti)
+                    self.tw.entry(rel, "link", linkname=first, **meta)
                     return
                 self.links[key] = rel
-            ti.size = st.st_size
-            with open(path, "rb", buffering=0) as f:
-                self.tf.addfile(ti, f)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                self.tw.entry(rel, "file", size=st.st_size, xattrs=_xattrs(path), fd=fd, **meta)
+            finally:
+                os.close(fd)
         elif stat.S_ISDIR(mode):
-            ti.type = tarfile.DIRTYPE
-            self.tf.addfile(ti)
+            self.tw.entry(rel, "dir", xattrs=_xattrs(path), **meta)
         elif stat.S_ISLNK(mode):
-            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
-            self.tf.addfile(ti)
+            self.tw.entry(rel, "symlink", linkname=os.readlink(path), xattrs=_xattrs(path), **meta)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            self.tf.addfile(ti)
+            self.tw.entry(rel, "chr" if stat.S_ISCHR(mode) else "blk", dev=(os.major(st.st_rdev),
+                          os.minor(st.st_rdev)), xattrs=_xattrs(path), **meta)
         elif stat.S_ISFIFO(mode):
-            ti.type = tarfile.FIFOTYPE
-            self.tf.addfile(ti)
+            self.tw.entry(rel, "fifo", xattrs=_xattrs(path), **meta)
         # sockets and anything else: skipped
 
     def whiteout(self, rel: str) -> None:
-        ti = tarfile.TarInfo(rel)
-        ti.mode, ti.mtime, ti.uname, ti.gname = 0o644, 0, "", ""
-        self.tf.addfile(ti)
+        self.tw.entry(rel, "file", mode=0o644, mtime=0)
 
     def close(self) -> None:
-        self.tf.close()
+        self.tw.close()
 
 
 def _children(path: str) -> list[tuple[str, str, os.stat_result]]:
@@ -188,17 +172,17 @@ def _walk(writer: _Writer, root: str, rel: str, *, overlay: bool, exclude: froze
 
 
 def write_tree(directory: str | os.PathLike[str], out: IO[bytes], *, epoch: int | None = None,
-               exclude: frozenset[str] = frozenset()) -> None:
+               exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
     """Every entry under ``directory`` (not the directory itself) as a tar."""
-    w = _Writer(out, epoch)
+    w = _Writer(out, epoch, threaded=threaded)
     _walk(w, os.fspath(directory), "", overlay=False, exclude=exclude)
     w.close()
 
 
 def write_upper(upper: str | os.PathLike[str], out: IO[bytes], *, epoch: int | None = None,
-                exclude: frozenset[str] = frozenset()) -> None:
+                exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
     """An overlayfs upper directory as an OCI layer (overlay whiteouts and opaque dirs converted)."""
-    w = _Writer(out, epoch)
+    w = _Writer(out, epoch, threaded=threaded)
     _walk(w, os.fspath(upper), "", overlay=True, exclude=exclude)
     w.close()
 
@@ -262,9 +246,9 @@ def _diff(w: _Writer, lower: str, upper: str, rel: str, pending: list[tuple[str,
 
 
 def write_diff(lower: str | os.PathLike[str], upper: str | os.PathLike[str], out: IO[bytes], *,
-               epoch: int | None = None, exclude: frozenset[str] = frozenset()) -> None:
+               epoch: int | None = None, exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
     """The changes that turn tree ``lower`` into tree ``upper``, as an OCI layer tar."""
-    w = _Writer(out, epoch)
+    w = _Writer(out, epoch, threaded=threaded)
     _diff(w, os.fspath(lower), os.fspath(upper), "", [], exclude)
     w.close()
 
@@ -283,16 +267,16 @@ def _to_store(store: ContentStore, options: LayerOptions, produce: Callable[[IO[
 def layer_from_dir(store: ContentStore, directory: str | os.PathLike[str],
                    options: LayerOptions = LayerOptions()) -> LayerResult:
     return _to_store(store, options, lambda out, epoch: write_tree(directory, out, epoch=epoch,
-                                                                    exclude=options.exclude))
+                                                                    exclude=options.exclude, threaded=True))
 
 
 def layer_from_upper(store: ContentStore, upper: str | os.PathLike[str],
                      options: LayerOptions = LayerOptions()) -> LayerResult:
     return _to_store(store, options, lambda out, epoch: write_upper(upper, out, epoch=epoch,
-                                                                     exclude=options.exclude))
+                                                                     exclude=options.exclude, threaded=True))
 
 
 def layer_from_diff(store: ContentStore, lower: str | os.PathLike[str], upper: str | os.PathLike[str],
                     options: LayerOptions = LayerOptions()) -> LayerResult:
     return _to_store(store, options, lambda out, epoch: write_diff(lower, upper, out, epoch=epoch,
-                                                                    exclude=options.exclude))
+                                                                    exclude=options.exclude, threaded=True))
