@@ -261,3 +261,25 @@ def test_imported_base_image_is_clean(base_root: Path, run_cli: Run) -> None:
     """``polyarch import`` of Debian's busybox-static for three platforms gives an image verify accepts."""
     proc = run_cli("verify", "base/busybox:1", "--require", "linux/amd64,linux/arm64,linux/arm/v7", root=base_root)
     assert "linux/arm/v7 (1 ELF)" in proc.stderr
+
+
+def test_docker_media_types(images: ImageStore, elves: dict[str, bytes]) -> None:
+    """Docker v2 schema 2 manifest lists and manifests are read the same way."""
+    from polyarch import platform as plat
+    from polyarch.oci.spec import ImageConfig
+
+    from .build import tar_bytes, write_layer
+
+    descs = []
+    for p in ("linux/amd64", "linux/arm64"):
+        layer = write_layer(images.store, tar_bytes([("bin/app", "file", elves["linux/amd64"])]))
+        pp = plat.parse(p)
+        config = ImageConfig(architecture=pp.architecture, os=pp.os, diff_ids=(layer.diff_id,))
+        layer_desc = layer.descriptor
+        docker_layer = type(layer_desc)("application/vnd.docker.image.rootfs.diff.tar.gzip", layer_desc.digest,
+                                        layer_desc.size)
+        descs.append(images.put_image(config, [docker_layer], oci=False).with_platform(pp))
+    index = images.put_index(descs, oci=False)
+    report = verify_image(images, index)
+    assert report.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+    assert [i.line() for i in report.issues] == ["linux/arm64: /bin/app: expected arm64 (aarch64), found x86-64"]
