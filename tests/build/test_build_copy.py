@@ -131,7 +131,8 @@ def test_scratch_multistage_and_target(store_root: Path, tmp_path: Path) -> None
 def test_missing_base_and_missing_source_are_one_line_errors(store_root: Path, tmp_path: Path) -> None:
     before = (store_root / "index.json").read_bytes()
     ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM nothere/img:1\nCOPY a /a\n", "a": "a"})
-    proc = build(store_root, ctx, "-t", "x:1", "--load", check=False)
+    proc = build(store_root, ctx, "-t", "x:1", "--load", check=False,
+                 env={"POLYARCH_REGISTRY_RETRIES": "0", "POLYARCH_REGISTRY_TIMEOUT": "3"})
     assert proc.returncode == 1
     assert "nothere/img:1" in proc.stderr and "Traceback" not in proc.stderr
     (ctx / "Dockerfile").write_text("FROM base/busybox:1\nCOPY missing.txt /m\n")
@@ -140,3 +141,17 @@ def test_missing_base_and_missing_source_are_one_line_errors(store_root: Path, t
     assert "(Dockerfile:2)" in proc.stderr
     assert (store_root / "index.json").read_bytes() == before
     assert ImageStore(ContentStore(store_root)).names()
+
+
+def test_add_unpacks_local_archives(store_root: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    ctx = write_tree(tmp_path / "ctx", {"pkg/a.txt": "a\n", "pkg/sub/b.txt": "b\n",
+                                        "Dockerfile": "FROM base/busybox:1\nADD pkg.tar.gz /opt/\n"
+                                                      "ADD --unpack=false pkg.tar.gz /raw/\n"})
+    with tarfile.open(ctx / "pkg.tar.gz", "w:gz") as tf:
+        tf.add(ctx / "pkg", "pkg")
+    out = tmp_path / "out"
+    build(store_root, ctx, "--platform", "linux/arm64", "-o", f"type=local,dest={out}")
+    assert (out / "opt" / "pkg" / "sub" / "b.txt").read_text() == "b\n"
+    assert (out / "raw" / "pkg.tar.gz").is_file()

@@ -130,3 +130,14 @@ def test_push_tags_and_by_digest(store_root: Path, ctx: Path, tmp_path: Path, re
     doc = json.loads(raw)
     assert doc["manifests"][0]["platform"]["architecture"] == "amd64"
     assert pushed["containerimage.digest"] != digest
+
+
+def test_from_image_is_pulled_when_the_store_lacks_it(store_root: Path, tmp_path: Path, registry: str) -> None:
+    from tests.conftest import run_cli
+
+    run_cli("push", "base/busybox:1", f"{registry}/base/busybox:1", root=store_root)
+    empty = tmp_path / "empty"
+    ctx = write_tree(tmp_path / "pctx", {"Dockerfile": f"FROM {registry}/base/busybox:1\nCOPY f /f\n", "f": "f"})
+    build(empty, ctx, "--platform", TWO, "-t", "pulled:1", "--load")
+    images = ImageStore(ContentStore(empty))
+    assert [str(i.platform) for i in images.images(images.lookup("pulled:1"))] == TWO.split(",")

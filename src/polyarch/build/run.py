@@ -9,26 +9,28 @@ transaction), so a failed build leaves the store as it was; the cache keeps only
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from polyarch import ops
-from polyarch.content.images import ImageStore
+from polyarch.content.images import Image, ImageStore
 from polyarch.content.store import ContentStore
-from polyarch.errors import BuildError, NotFound, PolyarchError
+from polyarch.errors import BuildError, PolyarchError
 from polyarch.frontend.plan import BuildPlan, PlatformPlan, plan_build
 from polyarch.oci.spec import ImageConfig
 from polyarch.platform import Platform
 from polyarch.progress import Progress
 from polyarch.solver.cache import BuildCache
-from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions
+from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions, resolve_local_image
 from polyarch.solver.scheduler import Solver
 from polyarch.solver.state import State
 
 from .image import BuildResult, assemble
 
-__all__ = ["BuildRequest", "build_image", "local_resolver", "plan_request", "solve_plans", "step_labels"]
+__all__ = ["BaseImages", "BuildRequest", "build_image", "local_resolver", "plan_request", "solve_plans", "step_labels"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,24 +48,79 @@ class BuildRequest:
     epoch: int | None = None  # SOURCE_DATE_EPOCH
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # --secret values (never hashed)
     ssh: Mapping[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
+    pull: bool = False  # --pull: fetch FROM images even when the store has them
+
+
+class BaseImages:
+    """FROM images: the local store's, pulled from their registry when missing (or always with ``--pull``),
+    once per (ref, platform) and build. The frontend asks for configs (``config``), the solver for images."""
+
+    def __init__(self, images: ImageStore, *, pull: bool = False,
+                 client_factory: Callable[[], Any] | None = None) -> None:
+        self.images = images
+        self.pull = pull
+        self.client_factory = client_factory
+        self._lock = threading.Lock()
+        self._pulled: set[tuple[str, str]] = set()
+        self._failed: dict[tuple[str, str], PolyarchError] = {}
+
+    def _pull(self, ref: str, platform: Platform) -> None:
+        from polyarch.oci import reference
+        from polyarch.registry.client import ClientOptions, RegistryClient
+        from polyarch.registry.transfer import pull_image
+
+        parsed = reference.parse(ref).defaulted()
+        factory = self.client_factory or (lambda: RegistryClient(ClientOptions.from_env()))
+        with factory() as client:
+            pull_image(client, parsed, self.images, name=ref, platforms=[platform])
+
+    def image(self, ref: str, platform: Platform) -> Image:
+        """:raises BuildError: neither the store nor the registry has ``ref`` for ``platform``."""
+        key = (ref, str(platform))
+        with self._lock:
+            if key in self._failed:
+                raise self._failed[key]
+            if key not in self._pulled:
+                want_pull = self.pull
+                if not want_pull:
+                    try:
+                        return resolve_local_image(self.images, ref, platform)
+                    except BuildError:
+                        want_pull = True
+                try:
+                    self._pull(ref, platform)
+                except PolyarchError as exc:
+                    err = BuildError(f"base image {ref!r} for {platform}: not in the local store, and pulling "
+                                     f"it failed: {exc.message}",
+                                     hint=f"import or pull it first ('polyarch pull --platform {platform} {ref}')")
+                    self._failed[key] = err
+                    raise err from exc
+                self._pulled.add(key)
+        return resolve_local_image(self.images, ref, platform)
+
+    def config(self, ref: str, platform: Platform) -> ImageConfig | None:
+        try:
+            return self.image(ref, platform).config
+        except PolyarchError:
+            return None
 
 
 def local_resolver(images: ImageStore) -> Callable[[str, Platform], ImageConfig | None]:
-    """The frontend's ``resolve_image`` over the local store (None when the store lacks the image)."""
+    """The frontend's ``resolve_image`` over the local store only (None when the store lacks the image)."""
 
     def resolve(ref: str, platform: Platform) -> ImageConfig | None:
         try:
-            desc = images.lookup(ref)
-            return images.images(desc, [platform])[0].config
-        except (NotFound, PolyarchError):
+            return resolve_local_image(images, ref, platform).config
+        except PolyarchError:
             return None
 
     return resolve
 
 
-def plan_request(store: ContentStore, req: BuildRequest) -> BuildPlan:
+def plan_request(store: ContentStore, req: BuildRequest, bases: BaseImages | None = None) -> BuildPlan:
+    resolve = bases.config if bases is not None else local_resolver(ImageStore(store))
     return plan_build(req.dockerfile, platforms=req.platforms, target=req.target, build_args=req.build_args,
-                      resolve_image=local_resolver(ImageStore(store)), context_excludes=req.excludes,
+                      resolve_image=resolve, context_excludes=req.excludes,
                       build_contexts=req.build_contexts, filename=req.filename)
 
 
@@ -105,15 +162,16 @@ def _where(plans: Sequence[PlatformPlan], vertex: ops.Vertex, filename: str) -> 
 def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts: Mapping[str, Path],
                 progress: Progress, no_cache: bool = False, epoch: int | None = None,
                 run_exec: ExecRunner | None = None, filename: str = "Dockerfile",
-                secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None
-                ) -> dict[str, State]:
+                secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None,
+                bases: BaseImages | None = None) -> dict[str, State]:
     """Solve every platform plan in one run; returns vertex digest → State.
 
     :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
     """
     cache = BuildCache(store.root / "buildcache.db", enabled=not no_cache)
     executor = Executor(store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch),
-                        run_exec=run_exec if run_exec is not None else default_exec_runner(store.root, secrets, ssh))
+                        run_exec=run_exec if run_exec is not None else default_exec_runner(store.root, secrets, ssh),
+                        resolve_image=(bases or BaseImages(ImageStore(store))).image)
     solver = Solver(executor, progress=progress, labels=step_labels(plans))
     try:
         return solver.solve([pp.result for pp in plans])
@@ -138,7 +196,8 @@ def default_exec_runner(store_root: Path, secrets: Mapping[str, bytes] | None = 
 def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
                 run_exec: ExecRunner | None = None) -> tuple[BuildPlan, BuildResult]:
     """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
-    plan = plan_request(store, req)
+    bases = BaseImages(ImageStore(store), pull=req.pull)
+    plan = plan_request(store, req, bases)
     contexts = {"context": req.context}
     for name, value in req.build_contexts.items():
         if not value.startswith("docker-image://"):
@@ -146,6 +205,6 @@ def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
     with store.transaction():
         states = solve_plans(store, plan.platforms, contexts=contexts, progress=progress, no_cache=req.no_cache,
                              epoch=req.epoch, run_exec=run_exec, filename=req.filename, secrets=req.secrets,
-                             ssh=req.ssh)
+                             ssh=req.ssh, bases=bases)
         result = assemble(ImageStore(store), plan.platforms, states, epoch=req.epoch, labels=req.labels)
     return plan, result

@@ -115,6 +115,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR].")
 @click.option("--ssh", "ssh", multiple=True, help="SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET].")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--pull", is_flag=True, help="Always pull FROM images (default: only when the store lacks them).")
 @click.option("--progress", "progress_mode", default="auto",
               type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
@@ -127,7 +128,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
           build_contexts: tuple[str, ...], labels: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
-          no_cache: bool, progress_mode: str, quiet: bool,
+          no_cache: bool, pull: bool, progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.oci import reference
@@ -174,7 +175,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     contexts = _pairs(build_contexts, "--build-context")
     epoch = source_date_epoch()
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
-                       tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh))
+                       tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
         plan, result = build_image(app.store, req, progress=progress)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from polyarch import ops
-from polyarch.content.images import ImageStore
+from polyarch.content.images import Image, ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.errors import BuildError, NotFound, PolyarchError, UsageError
 from polyarch.frontend.dockerignore import matcher, parse_dockerignore
@@ -53,7 +53,7 @@ class ExecutorOptions:
     compression: str = "gzip"
 
 
-def resolve_local_image(images: ImageStore, ref: str, platform: Platform):  # type: ignore[no-untyped-def]
+def resolve_local_image(images: ImageStore, ref: str, platform: Platform) -> Image:
     """The local store's image for ``ref`` and ``platform`` (an ``Image``).
 
     :raises BuildError: the store has no such image or platform.
@@ -68,9 +68,11 @@ def resolve_local_image(images: ImageStore, ref: str, platform: Platform):  # ty
 
 class Executor:
     def __init__(self, store: ContentStore, cache: BuildCache, options: ExecutorOptions,
-                 run_exec: ExecRunner | None = None) -> None:
+                 run_exec: ExecRunner | None = None,
+                 resolve_image: Callable[[str, Platform], Image] | None = None) -> None:
         self.store = store
         self.images = ImageStore(store)
+        self.resolve_image = resolve_image or (lambda ref, p: resolve_local_image(self.images, ref, p))
         self.cache = cache
         self.options = options
         self.run_exec = run_exec
@@ -168,7 +170,7 @@ class Executor:
         if isinstance(vertex, ops.Scratch):
             return State(key=cachekey.scratch_key())
         if isinstance(vertex, ops.ImageSource):
-            img = resolve_local_image(self.images, vertex.ref, vertex.platform)
+            img = self.resolve_image(vertex.ref, vertex.platform)
             layers = tuple(Layer(d, diff) for d, diff in zip(img.manifest.layers, img.config.diff_ids, strict=True))
             return State(key=cachekey.image_key(str(img.descriptor.digest)), layers=layers, config=img.config,
                          manifest=img.descriptor)
