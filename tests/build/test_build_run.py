@@ -51,3 +51,18 @@ def test_failing_run_on_one_platform_exports_nothing(store_root: Path, tmp_path:
     assert (store_root / "index.json").read_bytes() == index
     assert sorted(p.name for p in (store_root / "blobs" / "sha256").iterdir()) == blobs
     assert not out.exists()
+
+
+@needs_run("linux/amd64")
+def test_bind_mounted_context_is_keyed_by_content(store_root: Path, tmp_path: Path) -> None:
+    ctx = write_tree(tmp_path / "ctx", {
+        "Dockerfile": "FROM base/busybox:1\nRUN --mount=type=bind,target=/ctx cat /ctx/data.txt > /copied\n",
+        "data.txt": "v1\n",
+    })
+    build(store_root, ctx, "--platform", "linux/amd64", "-t", "b:1", "--load")
+    assert by_name(build(store_root, ctx, "--platform", "linux/amd64").stderr, "RUN --mount") == ["CACHED"]
+    (ctx / "data.txt").write_text("v2\n")
+    proc = build(store_root, ctx, "--platform", "linux/amd64", "-t", "b:2", "--load")
+    assert by_name(proc.stderr, "RUN --mount") == ["DONE"]
+    img = images_of(store_root, "b:2")[0]
+    assert layer_file(store_root, img, -1, "copied") == b"v2\n"

@@ -198,10 +198,10 @@ def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
     """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
     bases = BaseImages(ImageStore(store), pull=req.pull)
     plan = plan_request(store, req, bases)
-    contexts = {"context": req.context}
+    contexts = {"context": req.context.absolute()}
     for name, value in req.build_contexts.items():
         if not value.startswith("docker-image://"):
-            contexts[name] = Path(value)
+            contexts[name] = Path(value).absolute()
     with store.transaction():
         states = solve_plans(store, plan.platforms, contexts=contexts, progress=progress, no_cache=req.no_cache,
                              epoch=req.epoch, run_exec=run_exec, filename=req.filename, secrets=req.secrets,

@@ -157,9 +157,25 @@ class Executor:
         """The persistent key of a layer step (Copy, Mkdir, Exec); "" for sources (never 'cached' steps)."""
         if isinstance(vertex, ops.Copy):
             return self._copy_key(vertex, inputs[0], inputs[1])
-        if isinstance(vertex, ops.Mkdir | ops.Exec):
+        if isinstance(vertex, ops.Mkdir):
             return cachekey.vertex_key(vertex, [s.key for s in inputs])
+        if isinstance(vertex, ops.Exec):
+            return cachekey.vertex_key(vertex, [inputs[0].key, *self._mount_keys(vertex, inputs[1:])])
         return ""
+
+    def _mount_keys(self, vertex: ops.Exec, states: Sequence[State]) -> list[str]:
+        """Keys of an Exec's mounted inputs: a host directory (the context) by the content of what is mounted."""
+        keys = []
+        for m, state in zip([m for m in vertex.mounts if m.source is not None], states, strict=True):
+            if state.directory is None:
+                keys.append(state.key)
+                continue
+            patterns = parse_dockerignore("\n".join(state.exclude))
+            entries = plan_copy(str(state.directory), [m.selector or "."], "/mnt/",
+                                excluded=matcher(patterns) if patterns else (lambda _p: False), view=None,
+                                owner=None, chmod=None)
+            keys.append(content_key(entries, self._hash_file))
+        return keys
 
     def lookup(self, key: str, inputs: Sequence[State]) -> State | None:
         """The cached result for ``key`` stacked on the root input, or None on a miss."""
