@@ -7,6 +7,7 @@ unit is ignored and the whole blob is sent with 200 (RFC 9110 allows ignoring Ra
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import BinaryIO
@@ -15,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from polyarch.digest import Digest
 
-from .body import run_io
+from .body import _IO, run_io
 from .errors import ApiError
 from .state import Registry
 
@@ -51,17 +52,28 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def _stream(f: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
+    """Read ahead: the next chunk is read on a worker thread while the current one is being sent."""
+    loop = asyncio.get_running_loop()
+    ahead: asyncio.Future[bytes] | None = None
     try:
         if start:
             f.seek(start)
         remaining = length
-        while remaining > 0:
-            chunk: bytes = await run_io(f.read, min(READ_CHUNK, remaining))  # type: ignore[assignment]
+        ahead = loop.run_in_executor(_IO, f.read, min(READ_CHUNK, remaining)) if remaining > 0 else None
+        while ahead is not None:
+            chunk: bytes = await ahead  # type: ignore[assignment]
+            remaining -= len(chunk)
+            ahead = loop.run_in_executor(_IO, f.read, min(READ_CHUNK, remaining)) if chunk and remaining > 0 \
+                else None
             if not chunk:
                 break  # the file shrank under us (deleted and replaced): stop; the length is then short
-            remaining -= len(chunk)
             yield chunk
     finally:
+        if ahead is not None:
+            try:
+                await ahead
+            except OSError:
+                pass
         f.close()
 
 

@@ -51,8 +51,9 @@ async def read_capped(receive: Receive, limit: int, idle_timeout: float) -> byte
 
 async def pump(receive: Receive, sink: Callable[[list[bytes]], object], idle_timeout: float,
                limit: int | None = None) -> int:
-    """Stream the body into ``sink`` (called on a worker thread, in order, with a list of chunks of about
-    ``BUFFER`` bytes in all); returns the byte count. Chunks are handed over as received: no copying here."""
+    """Stream the body into ``sink`` (called on a worker thread, one call at a time, in order, with a list of
+    chunks of at least ``BUFFER`` bytes); returns the byte count. Receiving goes on while the sink works, up
+    to ``4 * BUFFER`` bytes ahead; chunks are handed over as received, never copied here."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[object] | None = None
     chunks: list[bytes] = []
@@ -69,14 +70,21 @@ async def pump(receive: Receive, sink: Callable[[list[bytes]], object], idle_tim
             if chunk:
                 chunks.append(chunk)
                 buffered += len(chunk)
-            if buffered >= BUFFER or (not more and chunks):
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(_IO, sink, chunks)
-                chunks, buffered = [], 0
+            if not chunks or (more and buffered < BUFFER):
+                continue
+            if pending is not None and not pending.done():
+                if more and buffered < 4 * BUFFER:
+                    continue  # keep receiving while the sink is busy
+                await pending
+            if pending is not None:
+                pending.result()
+            pending = loop.run_in_executor(_IO, sink, chunks)
+            chunks, buffered = [], 0
         if pending is not None:
             await pending
             pending = None
+        if chunks:
+            await loop.run_in_executor(_IO, sink, chunks)
     finally:
         if pending is not None:
             try:
