@@ -330,6 +330,19 @@ def test_f4_header_and_body_timeouts(live: Callable[..., Server]) -> None:
     assert httpx.get(f"{server.url}/v2/").status_code == 200
 
 
+def test_f4_abandoned_session_expires(live: Callable[..., Server]) -> None:
+    server = live(None, "--upload-ttl", "1s")
+    with httpx.Client(base_url=server.url) as c:
+        loc = c.post("/v2/app/blobs/uploads/").headers["location"]
+        assert c.patch(loc, content=b"abandoned").status_code == 202
+        deadline = time.monotonic() + 10
+        while c.get(loc).status_code != 404:
+            assert time.monotonic() < deadline, "session never expired"
+            time.sleep(0.2)
+        assert c.patch(loc, content=b"more").status_code == 404
+    assert not list((server.root / "registry" / "uploads").iterdir())
+
+
 def test_f4_huge_manifest_stream_is_cut_off(live: Callable[..., Server]) -> None:
     server = live()
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .app import create_app
 from .auth import Authorizer, Htpasswd, TokenIssuer
-from .gc import GcReport, collect_garbage, scrub
+from .gc import GcReport, collect_garbage, registry_roots, scrub
 from .state import Registry, RegistryConfig
 
 __all__ = ["Authorizer", "GcReport", "Htpasswd", "Registry", "RegistryConfig", "TokenIssuer", "collect_garbage",
-           "create_app", "scrub"]
+           "create_app", "registry_roots", "scrub"]

@@ -10,6 +10,11 @@ path component looks like a registry host (contains ``.`` or ``:``, or is ``loca
 rest is the repository as written, and the tag defaults to ``latest``. So ``base/busybox:1`` is repository
 ``base/busybox`` tag ``1``; ``localhost:5000/app:1`` and ``app:1`` are both repository ``app`` tag ``1``;
 ``docker.io/library/busybox:1`` is ``library/busybox`` tag ``1``. Digest-only names are not served as tags.
+When a pushed tag and a local name map to the same repository:tag, the pushed tag wins.
+
+Pushes do **not** add names to ``index.json``: the pushed blobs land in the same store (so ``polyarch pull
+localhost:5000/app:1`` transfers nothing new), but the local names stay under the user's control and a CI
+registry does not flood ``polyarch images`` or contend for the ``index.json`` lock on every push.
 """
 
 from __future__ import annotations
