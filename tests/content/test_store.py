@@ -135,3 +135,16 @@ def test_sigkill_mid_ingest_leaves_no_blob(tmp_path: Path) -> None:
     assert n == size and store.stat(digest) == size
     assert store.clean_ingest(older_than=0) >= 1
     assert list(store.ingest_dir.iterdir()) == []
+
+
+def test_corrupt_gzip_is_an_invalid_layer() -> None:
+    import gzip
+
+    from polyarch.content.compression import decompressed
+    from polyarch.errors import InvalidLayer
+
+    data = bytearray(gzip.compress(os.urandom(1000) + b"hello world" * 10000))
+    for i in range(20, 60):
+        data[i] ^= 0xFF
+    with pytest.raises(InvalidLayer):
+        decompressed(io.BytesIO(bytes(data))).read()

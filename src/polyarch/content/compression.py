@@ -167,7 +167,7 @@ class _Gunzip(io.RawIOBase):
                     break
             try:
                 out = self._d.decompress(self._in, len(b))
-            except (zlib.error, OSError, ValueError, EOFError) as exc:
+            except (*_GZIP_ERRORS, OSError, ValueError, EOFError) as exc:
                 raise InvalidLayer(f"corrupt gzip stream: {exc}") from exc
             self._in = self._d.unconsumed_tail
             if self._d.eof:
@@ -266,6 +266,18 @@ class _Prefixed(io.RawIOBase):
         data = self._raw.read(len(b))
         b[: len(data)] = data
         return len(data)
+
+
+def _gzip_errors() -> tuple[type[Exception], ...]:
+    try:
+        from isal import isal_zlib
+
+        return (zlib.error, isal_zlib.error)
+    except ImportError:  # pragma: no cover
+        return (zlib.error,)
+
+
+_GZIP_ERRORS = _gzip_errors()
 
 
 def _gzip_decompressor() -> Any:
