@@ -155,3 +155,33 @@ def test_add_unpacks_local_archives(store_root: Path, tmp_path: Path) -> None:
     build(store_root, ctx, "--platform", "linux/arm64", "-o", f"type=local,dest={out}")
     assert (out / "opt" / "pkg" / "sub" / "b.txt").read_text() == "b\n"
     assert (out / "raw" / "pkg.tar.gz").is_file()
+
+
+def test_add_from_url_with_checksum(store_root: Path, tmp_path: Path) -> None:
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "tool.sh").write_text("echo tool\n")
+    good = "sha256:" + hashlib.sha256(b"echo tool\n").hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/tool.sh"
+    try:
+        ctx = write_tree(tmp_path / "ctx", {"Dockerfile": f"FROM base/busybox:1\nADD --checksum={good} {url} /opt/\n"})
+        out = tmp_path / "out"
+        build(store_root, ctx, "--platform", "linux/amd64,linux/arm64", "-o", f"type=local,dest={out}")
+        assert (out / "linux_arm64" / "opt" / "tool.sh").read_text() == "echo tool\n"
+        bad = "sha256:" + "0" * 64
+        (ctx / "Dockerfile").write_text(f"FROM base/busybox:1\nADD --checksum={bad} {url} /opt/\n")
+        proc = build(store_root, ctx, check=False)
+        assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
+        (ctx / "Dockerfile").write_text(f"FROM base/busybox:1\nADD {url}.missing /opt/\n")
+        proc = build(store_root, ctx, check=False)
+        assert proc.returncode == 1 and "HTTP 404" in proc.stderr
+    finally:
+        server.shutdown()

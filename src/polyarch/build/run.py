@@ -149,14 +149,23 @@ def step_labels(plans: Sequence[PlatformPlan]) -> dict[str, str]:
 
 
 def _where(plans: Sequence[PlatformPlan], vertex: ops.Vertex, filename: str) -> str:
+    """The step that failed, or (for a source such as ``ADD URL``) the first step reading it."""
+    for match in (lambda v: v.digest == vertex.digest, lambda v: any(i.digest == vertex.digest for i in v.inputs)):
+        found = _find_step(plans, match, filename)
+        if found:
+            return found
+    return getattr(vertex, "description", "") or vertex.kind
+
+
+def _find_step(plans: Sequence[PlatformPlan], match: Callable[[ops.Vertex], bool], filename: str) -> str:
     for pp in plans:
         for stage in pp.stages:
             for step in stage.steps:
-                if step.vertex is not None and step.vertex.digest == vertex.digest:
+                if step.vertex is not None and match(step.vertex):
                     total = len(stage.steps)
                     return (f"{stage.platform} [{stage.name} {step.number}/{total}] {step.instruction} "
                             f"({filename}:{step.line})")
-    return getattr(vertex, "description", "") or vertex.kind
+    return ""
 
 
 def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts: Mapping[str, Path],

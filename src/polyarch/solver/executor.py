@@ -199,6 +199,12 @@ class Executor:
                          directory=directory, exclude=vertex.exclude)
         if isinstance(vertex, ops.InlineFiles):
             return self._inline(vertex)
+        if isinstance(vertex, ops.HttpSource):
+            from .http import download
+
+            directory = Path(tempfile.mkdtemp(prefix="http-", dir=self._tmp))
+            digest = download(vertex.url, directory / (vertex.filename or "index.html"), checksum=vertex.checksum)
+            return State(key=cachekey.key_of({"http": digest}), directory=directory)
         if isinstance(vertex, ops.Copy):
             return self._copy(vertex, inputs[0], inputs[1], key or self.cache_key(vertex, inputs))
         if isinstance(vertex, ops.Mkdir):
