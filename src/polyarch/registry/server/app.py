@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator
 
@@ -99,9 +100,11 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
 def _storage_error(exc: BaseException) -> Response:
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+            (isinstance(cause, sqlite3.OperationalError) and "full" in str(cause))
+        if full:
             return error_response(507, "UNKNOWN", "insufficient storage on the registry")
-        cause = cause.__cause__
+        cause = cause.__cause__ or cause.__context__
     log.error("storage error: %s", exc)
     return error_response(500, "UNKNOWN", "storage error")
 

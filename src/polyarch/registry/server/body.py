@@ -10,12 +10,13 @@ import asyncio
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from starlette.types import Receive
 
 from .errors import ApiError
 
-__all__ = ["BUFFER", "ClientGone", "pump", "read_capped", "run_io", "write_chunks"]
+__all__ = ["BUFFER", "ClientGone", "pump", "read_capped", "run_io", "write_and_hash", "write_chunks"]
 
 BUFFER = 4 << 20
 _IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="registry-io")
@@ -92,6 +93,22 @@ async def pump(receive: Receive, sink: Callable[[list[bytes]], object], idle_tim
             except Exception:
                 pass
     return total
+
+
+_HASH = ThreadPoolExecutor(max_workers=4, thread_name_prefix="registry-hash")
+
+
+def write_and_hash(fd: int, chunks: list[bytes], hasher: Any) -> None:
+    """Write ``chunks`` to ``fd`` while ``hasher`` digests them on another thread (both release the GIL)."""
+    def digest() -> None:
+        for chunk in chunks:
+            hasher.update(chunk)
+
+    done = _HASH.submit(digest)
+    try:
+        write_chunks(fd, chunks)
+    finally:
+        done.result()
 
 
 def write_chunks(fd: int, chunks: list[bytes]) -> None:

@@ -9,7 +9,8 @@ The delete phase runs inside one registry write transaction while holding the ``
 re-checks each candidate there: a manifest PUT validates its blobs in a write transaction too, so it either
 sees the blob gone (400 ``MANIFEST_BLOB_UNKNOWN``) or GC sees the new reference — never "201 then 404".
 Upload sessions idle longer than the grace period are purged with their data, as are abandoned ingest temps
-(those of the content store only after at least an hour, whatever the grace: builds write there too).
+(those of the content store only after at least an hour, whatever the grace: builds write there too), and a
+session is never purged within two minutes of its last write.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = ["GcReport", "collect_garbage", "registry_roots", "scrub"]
 
 
 INGEST_MIN_AGE = 3600.0
+SESSION_MIN_AGE = 120.0  # twice the server's default body timeout: a session touched since is still in use
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +80,15 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _purge_uploads(store: ContentStore, meta: Metadata, cutoff: float, dry_run: bool) -> int:
+def _purge_uploads(store: ContentStore, meta: Metadata, cutoff: float, now: float, dry_run: bool) -> int:
     purged = 0
     folder = store.root / "registry" / "uploads"
+    cutoff = min(cutoff, now - SESSION_MIN_AGE)
     known = set()
     for row in meta.uploads():
         known.add(row.id)
-        if row.updated < cutoff:
+        written = _mtime(folder / row.id) or 0.0  # a long streaming PATCH updates the file, not the row
+        if row.updated < cutoff and written < cutoff:
             purged += 1
             if not dry_run:
                 meta.finish_upload(row.id)
@@ -104,7 +108,7 @@ def _purge_uploads(store: ContentStore, meta: Metadata, cutoff: float, dry_run: 
             except OSError:
                 continue
     if not dry_run:  # other polyarch processes ingest here too: never touch a temp younger than an hour
-        store.clean_ingest(older_than=max(time.time() - cutoff, INGEST_MIN_AGE))
+        store.clean_ingest(older_than=INGEST_MIN_AGE)
     return purged
 
 
@@ -115,7 +119,7 @@ def collect_garbage(store: ContentStore, *, grace: float = 3600.0, dry_run: bool
     meta = Metadata(store.root / DB_NAME)
     local = LocalNames(ImageStore(store))
     try:
-        uploads = _purge_uploads(store, meta, cutoff, dry_run)
+        uploads = _purge_uploads(store, meta, cutoff, now, dry_run)
         roots = meta.referenced_digests() | local.all_reachable()
         candidates: list[tuple[Digest, int]] = []
         recent = 0

@@ -114,13 +114,21 @@ class Metadata:
         """One atomic write transaction; other writers (this process or ``registry gc``) wait."""
         conn = self._conn()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise StoreError(f"registry database write failed: {exc}") from exc
 
     def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
         return self._conn().execute(sql, args).fetchone()  # type: ignore[no-any-return]

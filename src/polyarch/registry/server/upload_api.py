@@ -8,7 +8,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from polyarch.digest import ALGORITHMS, Digest
-from polyarch.errors import DigestMismatch, LimitExceeded
 
 from .auth import Access
 from .body import pump, run_io
@@ -60,26 +59,16 @@ async def _try_mount(reg: Registry, repo: str, digest: Digest, source: str | Non
 
 
 async def _monolithic(reg: Registry, repo: str, digest: Digest, request: Request) -> None:
-    writer = await run_io(reg.store.writer, digest.algorithm)
-    committed = False
+    """``POST ?digest=``: the body goes through a one-shot session (same verify → fsync → rename path)."""
+    session: Session = await run_io(reg.uploads.start, repo, digest.algorithm)  # type: ignore[assignment]
     try:
-        def sink(chunks: list[bytes]) -> None:
-            for chunk in chunks:
-                writer.write(chunk)  # type: ignore[attr-defined]
-
-        await pump(request.receive, sink, reg.config.idle_timeout, reg.config.max_blob)
-        await run_io(writer.commit, digest)  # type: ignore[attr-defined]
-        committed = True
-    except DigestMismatch:
-        committed = True  # commit already removed its temp file
-        raise ApiError("DIGEST_INVALID", "uploaded content does not match the digest",
-                       detail={"digest": str(digest)}) from None
-    except LimitExceeded as exc:
-        raise ApiError("SIZE_INVALID", exc.message, status=413) from None
-    finally:
-        if not committed:
-            writer.abort()  # type: ignore[attr-defined]
-    await run_io(reg.meta.link, repo, str(digest))
+        await pump(request.receive, session.append, reg.config.idle_timeout, reg.config.max_blob)
+        await run_io(reg.uploads.commit, session, digest)
+    except BaseException:
+        if not session.closed:
+            await run_io(reg.uploads.cancel, session)
+        raise
+    await run_io(reg.meta.finish_upload, session.id, repo, str(digest))
 
 
 async def start_upload(reg: Registry, repo: str, request: Request) -> Response:

@@ -25,8 +25,9 @@ from typing import Any
 
 from polyarch.content.store import ContentStore, fsync_dir
 from polyarch.digest import CHUNK, Digest
+from polyarch.errors import StoreError
 
-from .body import write_chunks
+from .body import write_and_hash
 from .errors import ApiError
 from .metadata import Metadata
 
@@ -64,10 +65,8 @@ class Session:
 
     def append(self, chunks: list[bytes]) -> None:
         """Blocking: write and hash one batch of chunks."""
-        write_chunks(self.file.fileno(), chunks)
-        for chunk in chunks:
-            self.hasher.update(chunk)
-            self.offset += len(chunk)
+        write_and_hash(self.file.fileno(), chunks, self.hasher)
+        self.offset += sum(len(c) for c in chunks)
 
     def checkpoint(self) -> tuple[int, Any]:
         return self.offset, self.hasher.copy()
@@ -136,8 +135,13 @@ class Uploads:
             pass
 
     def cancel(self, session: Session) -> None:
-        self.meta.finish_upload(session.id)
+        """Close the session: data first (frees space when the disk is full), then the row (left for the
+        TTL purge and ``registry gc`` if the database cannot be written)."""
         self._drop(session)
+        try:
+            self.meta.finish_upload(session.id)
+        except StoreError:
+            pass
 
     def save_offset(self, session: Session) -> None:
         self.meta.advance_upload(session.id, session.offset)
@@ -167,6 +171,9 @@ class Uploads:
             os.chmod(session.path, 0o644)
             os.replace(session.path, target)
             fsync_dir(target.parent)
+        except FileNotFoundError:
+            self.cancel(session)
+            raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session was purged") from None
         except OSError:
             self.cancel(session)
             raise
