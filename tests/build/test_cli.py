@@ -111,3 +111,22 @@ def test_build_cache_roundtrip_and_no_cache(tmp_path: Path) -> None:
     assert cache.file_hash("/x", "sig") == "sha256:1" and cache.file_hash("/x", "other") is None
     cache.close()
     assert BuildCache(tmp_path / "c.db", enabled=False).get("k") == ""
+
+
+def test_annotations_on_manifests_index_and_descriptors(store_root: Path, ctx: Path) -> None:
+    from polyarch.content.images import ImageStore
+    from polyarch.content.store import ContentStore
+
+    build(store_root, ctx, "--platform", "linux/amd64,linux/arm64", "-t", "ann:1", "--load",
+          "--annotation", "org.opencontainers.image.source=https://example.com/app",
+          "--annotation", "index:org.example.index=yes",
+          "--annotation", "manifest-descriptor[linux/arm64]:org.example.arch=arm")
+    images = ImageStore(ContentStore(store_root))
+    index = images.read_document(images.lookup("ann:1")).document
+    assert index.annotations == {"org.example.index": "yes"}
+    by_arch = {d.platform.architecture: d for d in index.manifests}  # type: ignore[union-attr]
+    assert by_arch["arm64"].annotations == {"org.example.arch": "arm"} and not by_arch["amd64"].annotations
+    for img in images.images(images.lookup("ann:1")):
+        assert img.manifest.annotations == {"org.opencontainers.image.source": "https://example.com/app"}
+    bad = build(store_root, ctx, "--annotation", "index-descriptor:x=y", check=False)
+    assert bad.returncode == 2 and "unsupported --annotation" in bad.stderr

@@ -20,7 +20,7 @@ from polyarch.oci.spec import Descriptor, ImageConfig
 from polyarch.platform import Platform
 from polyarch.solver.state import Layer, State
 
-__all__ = ["BuildResult", "PlatformImage", "assemble", "created_time", "image_config"]
+__all__ = ["Annotations", "BuildResult", "PlatformImage", "assemble", "created_time", "image_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +71,65 @@ def image_config(pp: PlatformPlan, states: Mapping[str, State], *, created: str,
     return config, layers
 
 
+@dataclass(frozen=True, slots=True)
+class Annotations:
+    """``--annotation``: ``KEY=V`` and ``manifest:KEY=V`` go on each image manifest, ``index:KEY=V`` on the
+    index, ``manifest-descriptor:KEY=V`` on the index's entries; ``TYPE[PLATFORM]:`` narrows to a platform."""
+
+    manifest: tuple[tuple[str, str, str], ...] = ()  # (platform or "", key, value)
+    index: tuple[tuple[str, str], ...] = ()
+    descriptor: tuple[tuple[str, str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, items: Sequence[str]) -> Annotations:
+        from polyarch.errors import UsageError
+        from polyarch.platform import parse as parse_platform
+
+        manifest, index, descriptor = [], [], []
+        for item in items:
+            head, eq, value = item.partition("=")
+            kind, colon, key = head.partition(":")
+            if not colon:
+                kind, key = "manifest", head
+            where = ""
+            if kind.endswith("]") and "[" in kind:
+                kind, _, plat = kind[:-1].partition("[")
+                where = str(parse_platform(plat))
+            if not eq or not key:
+                raise UsageError(f"invalid --annotation {item!r}: expected [TYPE:]KEY=VALUE")
+            if kind == "manifest":
+                manifest.append((where, key, value))
+            elif kind == "index" and not where:
+                index.append((key, value))
+            elif kind == "manifest-descriptor":
+                descriptor.append((where, key, value))
+            else:
+                raise UsageError(f"unsupported --annotation type {kind!r}",
+                                 hint="use manifest:, index: or manifest-descriptor:")
+        return cls(tuple(manifest), tuple(index), tuple(descriptor))
+
+    @staticmethod
+    def pick(items: Sequence[tuple[str, str, str]], platform: Platform) -> dict[str, str]:
+        return {k: v for where, k, v in items if not where or where == str(platform)}
+
+
 def assemble(images: ImageStore, plans: Sequence[PlatformPlan], states: Mapping[str, State], *,
-             epoch: int | None = None, labels: Mapping[str, str] | None = None, oci: bool = True) -> BuildResult:
+             epoch: int | None = None, labels: Mapping[str, str] | None = None, oci: bool = True,
+             annotations: Annotations | None = None) -> BuildResult:
     """Write config, manifest per platform and the index into the store (blobs only, no names)."""
     created = created_time(epoch)
+    notes = annotations or Annotations()
     out: list[PlatformImage] = []
     for pp in plans:
         config, layers = image_config(pp, states, created=created, labels=labels)
         config_desc = images.put_config(config, oci=oci)
-        desc = images.put_image(config, [x.descriptor for x in layers], oci=oci)
+        desc = images.put_image(config, [x.descriptor for x in layers], oci=oci,
+                                annotations=notes.pick(notes.manifest, config.platform) or None)
+        extra = notes.pick(notes.descriptor, config.platform)
+        if extra:
+            desc = desc.with_annotations({**desc.annotations, **extra})
         out.append(PlatformImage(config.platform, desc, config, config_desc, layers))
-    index = images.put_index([p.descriptor for p in out], oci=oci)
+    index = images.put_index([p.descriptor for p in out], oci=oci, annotations=dict(notes.index) or None)
     return BuildResult(index, tuple(out))
 
 

@@ -123,10 +123,15 @@ def convert(images: ImageStore, result: BuildResult, *, compression: str = "gzip
                         res = lw.close_layer()
                     done[key] = replace(layer, descriptor=res.descriptor)
             layers.append(done[key])
-        desc = images.put_image(img.config, [x.descriptor for x in layers], oci=oci)  # type: ignore[attr-defined]
+        notes = dict(images.image(img.descriptor).manifest.annotations)
+        desc = images.put_image(img.config, [x.descriptor for x in layers], oci=oci,  # type: ignore[attr-defined]
+                                annotations=notes or None)
+        if img.descriptor.annotations:
+            desc = desc.with_annotations(img.descriptor.annotations)
         cfg = images.put_config(img.config, oci=oci)
         out.append(_PI(img.platform, desc, img.config, cfg, tuple(layers)))  # type: ignore[arg-type]
-    index = images.put_index([p.descriptor for p in out], oci=oci)
+    index_notes = dict(images.read_document(result.index).document.annotations)
+    index = images.put_index([p.descriptor for p in out], oci=oci, annotations=index_notes or None)
     return BuildResult(index, tuple(out))
 
 

@@ -28,7 +28,7 @@ from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions, reso
 from polyarch.solver.scheduler import Solver
 from polyarch.solver.state import State
 
-from .image import BuildResult, assemble
+from .image import Annotations, BuildResult, assemble
 
 __all__ = ["BaseImages", "BuildRequest", "build_image", "local_resolver", "plan_request", "solve_plans", "step_labels"]
 
@@ -49,6 +49,7 @@ class BuildRequest:
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # --secret values (never hashed)
     ssh: Mapping[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
     pull: bool = False  # --pull: fetch FROM images even when the store has them
+    annotations: tuple[str, ...] = ()  # --annotation values as written
 
 
 class BaseImages:
@@ -215,5 +216,6 @@ def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
         states = solve_plans(store, plan.platforms, contexts=contexts, progress=progress, no_cache=req.no_cache,
                              epoch=req.epoch, run_exec=run_exec, filename=req.filename, secrets=req.secrets,
                              ssh=req.ssh, bases=bases)
-        result = assemble(ImageStore(store), plan.platforms, states, epoch=req.epoch, labels=req.labels)
+        result = assemble(ImageStore(store), plan.platforms, states, epoch=req.epoch, labels=req.labels,
+                          annotations=Annotations.parse(req.annotations))
     return plan, result

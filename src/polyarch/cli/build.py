@@ -112,6 +112,8 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--build-arg", "build_args", multiple=True, help="Build-time variable KEY=VALUE (or KEY from the env).")
 @click.option("--build-context", "build_contexts", multiple=True, help="Extra named context NAME=PATH|docker-image://REF.")
 @click.option("--label", "labels", multiple=True, help="Image label KEY=VALUE.")
+@click.option("--annotation", "annotations", multiple=True,
+              help="Annotation [manifest:|index:|manifest-descriptor:][TYPE[PLATFORM]:]KEY=VALUE.")
 @click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR].")
 @click.option("--ssh", "ssh", multiple=True, help="SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET].")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
@@ -127,7 +129,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @pass_app
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
-          build_contexts: tuple[str, ...], labels: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
+          build_contexts: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
           no_cache: bool, pull: bool, progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
@@ -173,9 +175,12 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             and not all(s.attrs.get("name") for s in specs if s.type in ("image", "registry")):
         raise UsageError("--load and --push need a name", hint="add -t NAME")
     contexts = _pairs(build_contexts, "--build-context")
+    from polyarch.build.image import Annotations
+
+    Annotations.parse(annotations)  # flag errors before any work
     epoch = source_date_epoch()
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
-                       tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull)
+                       tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
         plan, result = build_image(app.store, req, progress=progress)
