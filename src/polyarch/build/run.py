@@ -30,7 +30,8 @@ from polyarch.solver.state import State
 
 from .image import Annotations, BuildResult, assemble
 
-__all__ = ["BaseImages", "BuildRequest", "build_image", "local_resolver", "plan_request", "solve_plans", "step_labels"]
+__all__ = ["BaseImages", "BuildRequest", "build_image", "build_many", "local_resolver", "plan_request", "solve_plans",
+           "step_labels"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,19 +204,57 @@ def default_exec_runner(store_root: Path, secrets: Mapping[str, bytes] | None = 
     return make_runner(store_root, secrets=secrets, ssh=ssh)
 
 
-def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
-                run_exec: ExecRunner | None = None) -> tuple[BuildPlan, BuildResult]:
-    """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
-    bases = BaseImages(ImageStore(store), pull=req.pull)
-    plan = plan_request(store, req, bases)
+def _contexts(req: BuildRequest) -> dict[str, Path]:
     contexts = {"context": req.context.absolute()}
     for name, value in req.build_contexts.items():
         if not value.startswith("docker-image://"):
             contexts[name] = Path(value).absolute()
+    return contexts
+
+
+def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
+                run_exec: ExecRunner | None = None) -> tuple[BuildPlan, BuildResult]:
+    """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
+    return build_many(store, [req], progress=progress, run_exec=run_exec)[0]
+
+
+def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: Progress,
+               run_exec: ExecRunner | None = None) -> list[tuple[BuildPlan, BuildResult]]:
+    """Several builds (bake targets) as one: every request is planned first, then the requests that share the
+    same context directories (and cache and secret settings) are solved together, so identical steps across
+    targets and platforms run once; groups run in parallel. All or nothing: if any step of any target fails,
+    the first failure is raised and no blob written by these builds stays in the store.
+
+    :raises BuildError: a step failed (named: platform, stage, instruction, file:line).
+    """
+    import concurrent.futures
+
+    bases = BaseImages(ImageStore(store), pull=any(r.pull for r in reqs))
+    plans = [plan_request(store, req, bases) for req in reqs]
+    groups: dict[str, list[int]] = {}
+    for i, req in enumerate(reqs):
+        ident = repr((sorted((k, str(v)) for k, v in _contexts(req).items()), req.no_cache, req.epoch,
+                      sorted(req.secrets.items()), sorted(req.ssh.items())))
+        groups.setdefault(ident, []).append(i)
+    states: dict[str, State] = {}
     with store.transaction():
-        states = solve_plans(store, plan.platforms, contexts=contexts, progress=progress, no_cache=req.no_cache,
-                             epoch=req.epoch, run_exec=run_exec, filename=req.filename, secrets=req.secrets,
-                             ssh=req.ssh, bases=bases)
-        result = assemble(ImageStore(store), plan.platforms, states, epoch=req.epoch, labels=req.labels,
-                          annotations=Annotations.parse(req.annotations))
-    return plan, result
+        def solve(members: list[int]) -> dict[str, State]:
+            first = reqs[members[0]]
+            platform_plans = [pp for i in members for pp in plans[i].platforms]
+            return solve_plans(store, platform_plans, contexts=_contexts(first), progress=progress,
+                               no_cache=first.no_cache, epoch=first.epoch, run_exec=run_exec,
+                               filename=first.filename, secrets=first.secrets, ssh=first.ssh, bases=bases)
+
+        if len(groups) == 1:
+            states.update(solve(next(iter(groups.values()))))
+            by_group = [states]
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(groups)) as pool:
+                by_group = list(pool.map(solve, groups.values()))
+        results: list[tuple[BuildPlan, BuildResult]] = []
+        owner = {i: g for g, members in zip(by_group, groups.values(), strict=True) for i in members}
+        for i, req in enumerate(reqs):
+            result = assemble(ImageStore(store), plans[i].platforms, owner[i], epoch=req.epoch, labels=req.labels,
+                              annotations=Annotations.parse(req.annotations))
+            results.append((plans[i], result))
+    return results
