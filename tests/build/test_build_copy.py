@@ -185,3 +185,22 @@ def test_add_from_url_with_checksum(store_root: Path, tmp_path: Path) -> None:
         assert proc.returncode == 1 and "HTTP 404" in proc.stderr
     finally:
         server.shutdown()
+
+
+def test_copy_parents_and_symbolic_chmod(store_root: Path, tmp_path: Path) -> None:
+    ctx = write_tree(tmp_path / "ctx", {"x/y/a.txt": "a\n", "src/pkg/m.go": "package m\n",
+                                        "Dockerfile": "FROM base/busybox:1\n"
+                                                      "COPY --parents x/y/a.txt ./src/./pkg /out/\n"
+                                                      "COPY --chmod=u+x,go-r x/y/a.txt /sym\n"
+                                                      "COPY --chmod=a=rX x /dirs/\n"})
+    (ctx / "x" / "y" / "a.txt").chmod(0o644)
+    out = tmp_path / "out"
+    build(store_root, ctx, "--platform", "linux/amd64", "-o", f"type=local,dest={out}")
+    assert (out / "out" / "x" / "y" / "a.txt").read_text() == "a\n"
+    assert (out / "out" / "pkg" / "m.go").is_file() and not (out / "out" / "src").exists()
+    assert (out / "sym").stat().st_mode & 0o7777 == 0o700
+    assert (out / "dirs" / "y").stat().st_mode & 0o777 == 0o555
+    assert (out / "dirs" / "y" / "a.txt").stat().st_mode & 0o777 == 0o444
+    (ctx / "Dockerfile").write_text("FROM base/busybox:1\nCOPY --chmod=u+q x /x\n")
+    proc = build(store_root, ctx, check=False)
+    assert proc.returncode != 0 and "chmod" in proc.stderr

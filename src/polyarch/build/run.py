@@ -185,6 +185,12 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
                         resolve_image=(bases or BaseImages(ImageStore(store))).image)
     solver = Solver(executor, progress=progress, labels=step_labels(plans))
     try:
+        if run_exec is None:  # the real runtime: every emulated platform must work before any step runs
+            from polyarch.worker.emulation import ensure_runnable
+
+            for platform in {str(v.platform): v.platform for v in ops.walk([pp.result for pp in plans])
+                             if isinstance(v, ops.Exec)}.values():
+                ensure_runnable(platform)
         return solver.solve([pp.result for pp in plans])
     except PolyarchError as exc:
         if solver.failed is None:

@@ -29,7 +29,7 @@ from polyarch.worker.securepath import secure_join
 from .rootview import RootView
 from .state import Layer
 
-__all__ = ["Entry", "content_key", "mkdir_entries", "parse_chmod", "plan_copy", "write_layer"]
+__all__ = ["Chmod", "Entry", "content_key", "mkdir_entries", "parse_chmod", "plan_copy", "write_layer"]
 
 _GLOB = set("*?[")
 FileHasher = Callable[[str, os.stat_result], str]
@@ -48,12 +48,54 @@ class Entry:
     mtime: int | None = None  # None: a created directory
 
 
-def parse_chmod(chmod: str) -> int | None:
+Chmod = Callable[[int, bool], int]  # (current mode, is a directory) -> new mode
+
+_WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007, "a": 0o7777}
+_PERM = {"r": 0o444, "w": 0o222, "x": 0o111, "s": 0o6000, "t": 0o1000}
+
+
+def parse_chmod(chmod: str) -> Chmod | None:
+    """``--chmod``: octal (``0755``) or symbolic (``u+x,go-w``, ``a=rX``) → a function of the current mode.
+
+    :raises BuildError: anything else.
+    """
     if not chmod:
         return None
     if chmod.isdigit():
-        return int(chmod, 8) & 0o7777
-    raise BuildError(f"--chmod={chmod}: symbolic modes are not supported yet", hint="use an octal mode")
+        fixed = int(chmod, 8) & 0o7777
+        return lambda _mode, _is_dir: fixed
+    clauses = []
+    for clause in chmod.split(","):
+        i = 0
+        while i < len(clause) and clause[i] in _WHO:
+            i += 1
+        who, rest = clause[:i] or "a", clause[i:]
+        if not rest or rest[0] not in "+-=" or any(c not in "rwxXst" for c in rest[1:]):
+            raise BuildError(f"invalid --chmod={chmod}: want an octal mode or [ugoa][+-=][rwxXst]")
+        clauses.append((who, rest[0], rest[1:]))
+
+    def apply(mode: int, is_dir: bool) -> int:
+        mode &= 0o7777
+        for who, op, perms in clauses:
+            mask = 0
+            for w in who:
+                mask |= _WHO[w]
+            bits = 0
+            for p in perms:
+                if p == "X":
+                    bits |= 0o111 if is_dir or mode & 0o111 else 0
+                else:
+                    bits |= _PERM[p]
+            bits &= mask
+            if op == "+":
+                mode |= bits
+            elif op == "-":
+                mode &= ~bits
+            else:
+                mode = (mode & ~(mask & 0o777 if who != "a" else 0o7777)) | bits
+        return mode & 0o7777
+
+    return apply
 
 
 def _match(tree: str, pattern: str, excluded: Callable[[str], bool]) -> list[str]:
@@ -88,14 +130,19 @@ def _mtime(st: os.stat_result) -> int:
 
 
 def plan_copy(tree: str, paths: Sequence[str], dest: str, *, excluded: Callable[[str], bool],
-              view: RootView | None, owner: tuple[int, int] | None, chmod: int | None,
-              what: str = "build context") -> list[Entry]:
-    """The entries a COPY of ``paths`` (relative to ``tree``) to ``dest`` adds, sorted by path."""
+              view: RootView | None, owner: tuple[int, int] | None, chmod: Chmod | None,
+              what: str = "build context", parents: bool = False) -> list[Entry]:
+    """The entries a COPY of ``paths`` (relative to ``tree``) to ``dest`` adds, sorted by path.
+
+    ``parents`` (``COPY --parents``): each source keeps its path (from the ``/./`` marker when there is one)
+    under ``dest``."""
     uid, gid = owner or (0, 0)
     sources: list[str] = []
+    keep: dict[str, str] = {}  # source -> the part of its path kept under dest (--parents)
     any_glob = False
     for raw in paths:
         clean = posixpath.normpath("/" + raw).lstrip("/")
+        pivot = posixpath.normpath("/" + raw.split("/./", 1)[0]).lstrip("/") if "/./" in raw else ""
         if any(c in _GLOB for c in clean):
             any_glob = True
             hits = _match(tree, clean, excluded)
@@ -108,8 +155,11 @@ def plan_copy(tree: str, paths: Sequence[str], dest: str, *, excluded: Callable[
             host = secure_join(tree, clean)
             if not os.path.lexists(host):
                 raise BuildError(f"{raw!r} not found in the {what}")
+            hits = [clean]
             sources.append(clean)
-    into_dir = dest.endswith("/") or len(sources) > 1 or any_glob
+        for hit in hits:
+            keep[hit] = posixpath.relpath(hit, pivot) if pivot and hit.startswith(pivot + "/") else hit
+    into_dir = dest.endswith("/") or len(sources) > 1 or any_glob or parents
     dest_abs = posixpath.normpath("/" + dest)
     if not into_dir and len(sources) == 1:
         st0 = os.stat(secure_join(tree, sources[0]))
@@ -118,7 +168,9 @@ def plan_copy(tree: str, paths: Sequence[str], dest: str, *, excluded: Callable[
     out: dict[str, Entry] = {}
 
     def add_file(rel: str, host: str, st: os.stat_result) -> None:
-        mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
+        mode = stat.S_IMODE(st.st_mode)
+        if chmod is not None:
+            mode = chmod(mode, stat.S_ISDIR(st.st_mode))
         if stat.S_ISLNK(st.st_mode):
             out[rel] = Entry(rel, "symlink", 0o777, uid, gid, linkname=os.readlink(host), mtime=_mtime(st))
         elif stat.S_ISDIR(st.st_mode):
@@ -143,10 +195,13 @@ def plan_copy(tree: str, paths: Sequence[str], dest: str, *, excluded: Callable[
     for src in sources:
         host = secure_join(tree, src) if src else tree
         st = os.stat(host)  # a named source's final symlink is followed
+        if parents and keep.get(src):
+            _parents(out, posixpath.join(base, keep[src]) if stat.S_ISDIR(st.st_mode) else
+                     posixpath.dirname(posixpath.join(base, keep[src])), None, uid, gid)
         if stat.S_ISDIR(st.st_mode):
-            add_tree(src, host, base)
+            add_tree(src, host, posixpath.join(base, keep[src]) if parents and keep.get(src) else base)
         else:
-            target = posixpath.join(base, posixpath.basename(src)) if into_dir else base
+            target = posixpath.join(base, keep[src] if parents else posixpath.basename(src)) if into_dir else base
             if not target:
                 raise BuildError(f"cannot copy file {src!r} onto /")
             add_file(target, host, st)

@@ -32,7 +32,7 @@ from polyarch.worker.securepath import secure_join
 
 from . import cachekey
 from .cache import BuildCache
-from .copylayer import Entry, content_key, mkdir_entries, parse_chmod, plan_copy, write_layer
+from .copylayer import Chmod, Entry, content_key, mkdir_entries, parse_chmod, plan_copy, write_layer
 from .rootview import RootView, resolve_chown
 from .state import Layer, State
 
@@ -236,7 +236,7 @@ class Executor:
         if source.directory is not None:
             entries = plan_copy(str(source.directory), vertex.paths, vertex.dest,
                                 excluded=self._excluded(source, vertex), view=None, owner=None,
-                                chmod=parse_chmod(vertex.chmod))
+                                chmod=parse_chmod(vertex.chmod), parents=vertex.parents)
             source_key = content_key(entries, self._hash_file)
         else:
             source_key = source.key
@@ -261,7 +261,7 @@ class Executor:
                 archives = [p for p in paths if _is_archive(tree, p)]
                 paths = [p for p in paths if p not in archives]
             entries = plan_copy(tree, paths, vertex.dest, excluded=excluded, view=view, owner=owner, chmod=chmod,
-                                what=what) if paths else []
+                                what=what, parents=vertex.parents) if paths else []
             for i, archive in enumerate(archives):
                 entries = _merge(entries, self._unpack(tree, archive, i, vertex.dest, view, owner, chmod, stack))
             layer = self._layer_once(entries, lambda: write_layer(self.store, entries, epoch=self.options.epoch,
@@ -270,7 +270,7 @@ class Executor:
         return self._stack(root, layer, key, False)
 
     def _unpack(self, tree: str, archive: str, n: int, dest: str, view: RootView | None,
-                owner: tuple[int, int] | None, chmod: int | None, stack: ExitStack) -> list[Entry]:
+                owner: tuple[int, int] | None, chmod: Chmod | None, stack: ExitStack) -> list[Entry]:
         """ADD of a local tar archive (plain, gzip, zstd): its entries, unpacked safely, into ``dest``."""
         from polyarch.worker.archive import apply_layer
 
