@@ -141,3 +141,20 @@ def test_from_image_is_pulled_when_the_store_lacks_it(store_root: Path, tmp_path
     build(empty, ctx, "--platform", TWO, "-t", "pulled:1", "--load")
     images = ImageStore(ContentStore(empty))
     assert [str(i.platform) for i in images.images(images.lookup("pulled:1"))] == TWO.split(",")
+
+
+@pytest.mark.skopeo
+@pytest.mark.skipif(__import__("shutil").which("skopeo") is None, reason="needs skopeo")
+def test_skopeo_reads_the_oci_output(store_root: Path, ctx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "img.tar"
+    build(store_root, ctx, "--platform", TWO, "-t", "app:1", "-o", f"type=oci,dest={out}")
+    proc = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["manifests"]) == 2
+    for arch in ("amd64", "arm64"):
+        proc = subprocess.run(["skopeo", "--override-arch", arch, "copy", f"oci-archive:{out}",
+                               f"dir:{tmp_path / arch}"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        cfg = json.loads(subprocess.run(["skopeo", "--override-arch", arch, "inspect", "--config",
+                                         f"oci-archive:{out}"], capture_output=True, text=True).stdout)
+        assert cfg["architecture"] == arch and cfg["config"]["WorkingDir"] == "/srv"
