@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -76,27 +78,80 @@ def _ns(seconds: float) -> int:
 
 
 class _HashingReader:
-    """Hashes everything read through it (the diff_id) and keeps the last chunks for the end-of-archive check."""
+    """Reads the decompressed stream ahead on a second thread (decompression and hashing release the GIL, so they
+    overlap file creation), hashes everything (the diff_id), and keeps the last chunks for the end check."""
+
+    _END = object()
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self.hasher = Hasher("sha256")
         self._tail: list[bytes] = []
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=16)
+        self._stop = threading.Event()
+        self._buf = memoryview(b"")
+        self._eof = False
+        self._fetched = 0
+        self._thread = threading.Thread(target=self._pump, name="layer-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                data = self._raw.read(_CHUNK)
+                if not data:
+                    self._put(self._END)
+                    return
+                self.hasher.update(data)
+                if not self._put(data):
+                    return
+        except BaseException as exc:  # handed to the reading thread
+            self._put(exc)
+
+    def _next(self) -> bool:
+        if self._eof:
+            return False
+        item = self._queue.get()
+        if item is self._END:
+            self._eof = True
+            return False
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        self._fetched += len(item)
+        self._tail.append(item)
+        if len(self._tail) > 3:
+            del self._tail[0]
+        self._buf = memoryview(item)
+        return True
 
     def read(self, n: int = -1) -> bytes:
-        data: bytes = self._raw.read(n)
-        if data:
-            self.hasher.update(data)
-            self._tail.append(data)
-            if len(self._tail) > 3:
-                del self._tail[0]
-        return data
+        if not self._buf and not self._next():
+            return b""
+        if n < 0 or n >= len(self._buf):
+            out, self._buf = bytes(self._buf), memoryview(b"")
+            return out
+        out, self._buf = bytes(self._buf[:n]), self._buf[n:]
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
     def clean_end(self, offset: int) -> bool:
         """Read to EOF; True when everything from ``offset`` (where tarfile stopped) is zero padding, at least
         one 512-byte block of it: the archive ended with a proper end-of-archive marker."""
         buffered = b"".join(self._tail)
-        start = self.hasher.size - len(buffered)
+        start = self._fetched - len(buffered)
         if offset < start:
             return False
         zeros = 0
@@ -105,10 +160,11 @@ class _HashingReader:
             if rest.count(0) != len(rest):
                 return False
             zeros += len(rest)
-            rest = self._raw.read(_CHUNK)
-            if not rest:
+            if not self._next():
                 return zeros >= 512
-            self.hasher.update(rest)
+            rest = bytes(self._buf)
+            self._buf = memoryview(b"")
+
 
 
 def remove_all(path: str) -> None:
@@ -338,6 +394,14 @@ def apply_layer(stream: BinaryIO, root: str | os.PathLike[str], *, expected_diff
     """
     reader = _HashingReader(decompressed(stream, limit=limits.max_bytes))
     applier = _Applier(os.fspath(root), limits)
+    try:
+        return _apply(reader, applier, root, expected_diff_id)
+    finally:
+        reader.close()
+
+
+def _apply(reader: _HashingReader, applier: _Applier, root: str | os.PathLike[str],
+           expected_diff_id: Digest | None) -> ApplyResult:
     try:
         with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFSIZE,  # type: ignore[call-overload]
                           errors="surrogateescape") as tf:

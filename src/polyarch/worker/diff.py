@@ -72,17 +72,20 @@ class LayerOptions:
         return self.epoch if self.epoch is not None else source_date_epoch()
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
+def _xattrs(path: str | int) -> dict[str, bytes]:
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=False) if isinstance(path, str) else os.listxattr(path)
     except OSError:
+        return {}
+    if not names:
         return {}
     out: dict[str, bytes] = {}
     for name in sorted(names):
         if not name.startswith(_XATTR_KEEP) or name.startswith("trusted.overlay."):
             continue
         try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
+            out[name] = os.getxattr(path, name, follow_symlinks=False) if isinstance(path, str) else \
+                os.getxattr(path, name)
         except OSError:
             continue
     return out
@@ -123,7 +126,7 @@ class _Writer:
                 self.links[key] = rel
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                self.tw.entry(rel, "file", size=st.st_size, xattrs=_xattrs(path), fd=fd, **meta)
+                self.tw.entry(rel, "file", size=st.st_size, xattrs=_xattrs(fd), fd=fd, **meta)
             finally:
                 os.close(fd)
         elif stat.S_ISDIR(mode):

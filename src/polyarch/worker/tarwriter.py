@@ -17,6 +17,7 @@ the writes run on a second thread so hashing/compressing in ``out`` overlaps rea
 from __future__ import annotations
 
 import os
+import struct
 from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["BLOCK", "TarWriter"]
@@ -25,6 +26,7 @@ BLOCK = 512
 _BATCH = 1 << 20
 _TYPES = {"file": b"0", "link": b"1", "symlink": b"2", "chr": b"3", "blk": b"4", "dir": b"5", "fifo": b"6"}
 _ZERO = bytes(BLOCK)
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s64s8s8s167s")
 
 
 def _octal(value: int, width: int) -> bytes | None:
@@ -81,13 +83,10 @@ class TarWriter:
         header = b""
         if pax:
             header = self._pax_header(pax, mtime if mtime >= 0 else 0)
-        block = b"".join((
-            name.ljust(100, b"\0"), _octal(mode & 0o7777, 8) or b"0000000\0", fields["uid"], fields["gid"],
-            fields["size"], fields["mtime"], b"        ", typeflag, linkname.ljust(100, b"\0"), b"ustar\x0000",
-            bytes(64), _octal(dev[0], 8) or bytes(8), _octal(dev[1], 8) or bytes(8), bytes(167),
-        ))
-        chk = b"%06o\0 " % sum(block)
-        return header + block[:148] + chk + block[156:]
+        block = _USTAR.pack(name, b"%07o\0" % (mode & 0o7777), fields["uid"], fields["gid"], fields["size"],
+                            fields["mtime"], b"        ", typeflag, linkname, b"ustar\x0000", b"",
+                            _octal(dev[0], 8) or b"", _octal(dev[1], 8) or b"", b"")
+        return header + block[:148] + b"%06o\0 " % sum(block) + block[156:]
 
     def _pax_header(self, pax: dict[str, bytes], mtime: int) -> bytes:
         # Values are raw bytes, as Go's archive/tar writes them; no hdrcharset (GNU tar warns about it, and
