@@ -99,3 +99,20 @@ def can_run(platform: str) -> bool:
 needs_run: Callable[[str], pytest.MarkDecorator] = lambda platforms: pytest.mark.skipif(  # noqa: E731
     not all(can_run(p) for p in platforms.split(",")),
     reason=f"needs root, runc and qemu binfmt handlers for {platforms} (polyarch binfmt --install all)")
+
+
+def serve_directory(directory: Path):  # type: ignore[no-untyped-def]
+    """A loopback HTTP server over ``directory`` (quiet); returns (server, base URL). Call ``server.shutdown()``."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

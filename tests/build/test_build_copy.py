@@ -8,7 +8,16 @@ from pathlib import Path
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 
-from .conftest import PLATFORMS, build, by_name, images_of, layer_file, layer_members, write_tree
+from .conftest import (
+    PLATFORMS,
+    build,
+    by_name,
+    images_of,
+    layer_file,
+    layer_members,
+    serve_directory,
+    write_tree,
+)
 
 DOCKERFILE = """\
 FROM base/busybox:1
@@ -158,19 +167,14 @@ def test_add_unpacks_local_archives(store_root: Path, tmp_path: Path) -> None:
 
 
 def test_add_from_url_with_checksum(store_root: Path, tmp_path: Path) -> None:
-    import functools
     import hashlib
-    import http.server
-    import threading
 
     web = tmp_path / "web"
     web.mkdir()
     (web / "tool.sh").write_text("echo tool\n")
     good = "sha256:" + hashlib.sha256(b"echo tool\n").hexdigest()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/tool.sh"
+    server, base_url = serve_directory(web)
+    url = f"{base_url}/tool.sh"
     try:
         ctx = write_tree(tmp_path / "ctx", {"Dockerfile": f"FROM base/busybox:1\nADD --checksum={good} {url} /opt/\n"})
         out = tmp_path / "out"
@@ -204,3 +208,44 @@ def test_copy_parents_and_symbolic_chmod(store_root: Path, tmp_path: Path) -> No
     (ctx / "Dockerfile").write_text("FROM base/busybox:1\nCOPY --chmod=u+q x /x\n")
     proc = build(store_root, ctx, check=False)
     assert proc.returncode != 0 and "chmod" in proc.stderr
+
+
+def test_add_from_git_repository(store_root: Path, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        import pytest
+
+        pytest.skip("needs git")
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "GIT_AUTHOR_DATE": "2023-01-01T00:00:00Z",
+           "GIT_COMMITTER_DATE": "2023-01-01T00:00:00Z", "PATH": "/usr/bin:/bin"}
+    work = write_tree(tmp_path / "work", {"sub/tool.sh": "echo tool\n", "README": "r\n"})
+
+    def git(*args: str, cwd: Path) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q", "-b", "main", cwd=work)
+    git("add", ".", cwd=work)
+    git("commit", "-q", "-m", "one", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work).strip()
+    web = tmp_path / "web"
+    web.mkdir()
+    git("clone", "-q", "--bare", str(work), str(web / "repo.git"), cwd=tmp_path)
+    git("update-server-info", cwd=web / "repo.git")
+    server, base_url = serve_directory(web)
+    url = f"{base_url}/repo.git"
+    try:
+        ctx = write_tree(tmp_path / "ctx", {"Dockerfile": f"FROM base/busybox:1\nADD {url}#main:sub /opt/\n"
+                                                          f"ADD --checksum={commit[:12]} {url} /full/\n"})
+        out = tmp_path / "out"
+        build(store_root, ctx, "--platform", "linux/amd64", "-o", f"type=local,dest={out}")
+        assert (out / "opt" / "tool.sh").read_text() == "echo tool\n"
+        assert (out / "full" / "README").is_file() and not (out / "full" / ".git").exists()
+        assert int((out / "opt" / "tool.sh").stat().st_mtime) == 1672531200
+        (ctx / "Dockerfile").write_text(f"FROM base/busybox:1\nADD --checksum={'0' * 12} {url} /full/\n")
+        proc = build(store_root, ctx, check=False)
+        assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
+    finally:
+        server.shutdown()

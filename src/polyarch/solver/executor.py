@@ -205,6 +205,14 @@ class Executor:
             directory = Path(tempfile.mkdtemp(prefix="http-", dir=self._tmp))
             digest = download(vertex.url, directory / (vertex.filename or "index.html"), checksum=vertex.checksum)
             return State(key=cachekey.key_of({"http": digest}), directory=directory)
+        if isinstance(vertex, ops.GitSource):
+            from .git import checkout
+
+            work = Path(tempfile.mkdtemp(prefix="git-", dir=self._tmp))
+            directory, commit = checkout(vertex.url, vertex.ref, work / "repo", subdir=vertex.subdir,
+                                         keep_git_dir=vertex.keep_git_dir, checksum=vertex.checksum)
+            return State(key=cachekey.key_of({"git": commit, "subdir": vertex.subdir, "keep": vertex.keep_git_dir}),
+                         directory=directory)
         if isinstance(vertex, ops.Copy):
             return self._copy(vertex, inputs[0], inputs[1], key or self.cache_key(vertex, inputs))
         if isinstance(vertex, ops.Mkdir):
