@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from polyarch.digest import Digest
+
 from .conftest import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Api, raw_request, sha256, sha512
 
 
@@ -40,7 +42,7 @@ def test_monolithic_post_and_blob_get(api: Api) -> None:
     h = api.c.head(f"/v2/app/blobs/{d}")
     assert h.status_code == 200 and h.headers["content-length"] == "3000" and h.content == b""
     # the bytes live once, in the content store, under their digest
-    assert (api.reg.store.blob_path(api.reg.store and __import__("polyarch.digest").digest.Digest.parse(d))).read_bytes() == data
+    assert api.reg.store.blob_path(Digest.parse(d)).read_bytes() == data
 
 
 def test_post_then_put(api: Api) -> None:
@@ -252,7 +254,7 @@ def test_r5_stale_sessions(api: Api) -> None:
     data = os.urandom(500)
     loc = api.c.post("/v2/app/blobs/uploads/").headers["location"]
     assert api.c.put(f"{loc}?digest={sha256(data)}", content=data).status_code == 201
-    blob = api.reg.store.blob_path(__import__("polyarch.digest").digest.Digest.parse(sha256(data)))
+    blob = api.reg.store.blob_path(Digest.parse(sha256(data)))
     for r in (api.c.patch(loc, content=b"evil"), api.c.put(f"{loc}?digest={sha256(b'evil')}", content=b"evil"),
               api.c.get(loc), api.c.delete(loc)):
         assert r.status_code == 404 and errors(r) == ["BLOB_UPLOAD_UNKNOWN"]
@@ -460,7 +462,7 @@ def test_r11_ranges(api: Api, header: str, status: int, body: tuple[int, int] | 
 def test_r12_storage_error_is_500_without_paths(api: Api) -> None:
     data = os.urandom(100)
     d = api.push_blob("app", data)
-    path = api.reg.store.blob_path(__import__("polyarch.digest").digest.Digest.parse(d))
+    path = api.reg.store.blob_path(Digest.parse(d))
     path.unlink()
     path.mkdir()  # the store is broken under the registry: open() fails with EISDIR
     r = api.c.get(f"/v2/app/blobs/{d}")
