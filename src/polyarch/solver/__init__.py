@@ -1,0 +1,26 @@
+"""The solver: runs the ops graph the frontend plans, with a persistent cache, and hands back layer stacks.
+
+Modules, bottom up:
+
+- ``state``: ``Layer`` (blob descriptor + diff_id) and ``State`` (a vertex's result: a layer stack, or a host
+  directory for the build context / inline files / downloads; its persistent cache ``key``; ``added`` = the layer
+  the step put on its root, None when it changed nothing).
+- ``cachekey``: pure key functions (vertex kind + identity fields + input keys + resolved facts: the image
+  manifest digest a ref resolved to, content hashes of COPY sources — never mtimes, never descriptions).
+- ``cache``: ``BuildCache`` (SQLite ``<root>/buildcache.db``): key → layer (or "no layer"), and file content
+  hashes keyed by stat signature; ``enabled=False`` for ``--no-cache``.
+- ``rootview``: the paths of a layer stack without extracting it (COPY destination checks, chown names).
+- ``copylayer``: COPY/ADD/WORKDIR layers written from the source tree alone (reproducible tar; platform
+  independent when the sources are, so every platform gets the same blob).
+- ``http``, ``git``: ``ADD URL`` and ``ADD git-repo`` sources.
+- ``executor``: ``Executor`` maps each vertex kind to worker/content calls (RUN through an ``ExecRunner``, the
+  adapter to ``polyarch.worker.runc`` lives in ``polyarch.build.runexec``).
+- ``scheduler``: ``Solver.solve(roots)`` — topological, one future per vertex digest (identical work across
+  platforms and targets runs once), at most CPU-count steps at a time, progress events, first error wins.
+
+Entry points for commands (``polyarch.build.run``): ``build_image(store, BuildRequest, progress=…)`` for one
+Dockerfile, ``build_many(store, [BuildRequest…], progress=…)`` for bake (all targets planned, then solved
+together per context directory, all or nothing), ``solve_plans(store, platform_plans, contexts=…, …)`` to solve
+plans made elsewhere. ``polyarch.build.image.assemble`` turns states into images + index;
+``polyarch.build.outputs.export`` writes them out.
+"""
