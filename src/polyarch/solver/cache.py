@@ -2,7 +2,8 @@
 
 One table maps a cache key to the layer the step produced (descriptor + diff_id) or to "no layer" (a step that
 changed nothing); a second keeps content hashes of files keyed by (path, size, mtime, inode) so a no-change
-rebuild does not re-read the build context. An entry is only trusted when its blob is still in the store
+rebuild does not re-read the build context; a third keeps the path index of layer blobs (``rootview``) so a
+large base image is read once, not on every build. An entry is only trusted when its blob is still in the store
 (``polyarch prune`` may have removed it). Safe for threads: each call opens a short transaction under a lock.
 """
 
@@ -24,6 +25,7 @@ NO_LAYER = "none"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, sig TEXT NOT NULL, digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layerindex (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
@@ -69,6 +71,16 @@ class BuildCache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO filehash (path, sig, digest) VALUES (?, ?, ?)",
                              (path, sig, digest))
+
+    def layer_index(self, digest: str) -> bytes | None:
+        """The stored path index of a layer blob (see ``rootview``), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT data FROM layerindex WHERE digest = ?", (digest,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def put_layer_index(self, digest: str, data: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO layerindex (digest, data) VALUES (?, ?)", (digest, data))
 
     def close(self) -> None:
         with self._lock:

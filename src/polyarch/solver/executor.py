@@ -251,7 +251,7 @@ class Executor:
         return cachekey.copy_key(vertex, root.key, source_key)
 
     def _copy(self, vertex: ops.Copy, root: State, source: State, key: str) -> State:
-        view = RootView(self.store, root.layers) if root.layers else None
+        view = RootView(self.store, root.layers, self.cache) if root.layers else None
         owner = resolve_chown(vertex.chown, view)
         chmod = parse_chmod(vertex.chmod)
         with ExitStack() as stack:
@@ -291,7 +291,7 @@ class Executor:
                          what=f"archive {archive}")
 
     def _mkdir(self, vertex: ops.Mkdir, root: State, key: str) -> State:
-        view = RootView(self.store, root.layers) if root.layers else None
+        view = RootView(self.store, root.layers, self.cache) if root.layers else None
         try:
             owner = resolve_chown(vertex.chown, view)
         except PolyarchError:

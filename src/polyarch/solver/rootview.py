@@ -3,16 +3,20 @@
 COPY and WORKDIR need a few facts about the tree they land on: does the destination exist (and is it a
 directory), which parents must be created, and the ids of user and group names (``/etc/passwd``,
 ``/etc/group``). Reading the layer tars' headers answers that; the entries of a layer are kept in memory per
-blob digest for the process, because several platforms and steps share base layers.
+blob digest for the process, and persisted (``IndexStore``, the build cache) so a large base is read once.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import posixpath
 import tarfile
 import threading
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from polyarch.content.compression import decompressed
 from polyarch.content.store import ContentStore
@@ -20,7 +24,7 @@ from polyarch.errors import BuildError, InvalidLayer
 
 from .state import Layer
 
-__all__ = ["PathInfo", "RootView", "resolve_chown"]
+__all__ = ["IndexStore", "PathInfo", "RootView", "resolve_chown"]
 
 _SMALL_FILES = ("etc/passwd", "etc/group")
 _MAX_LINKS = 40
@@ -55,12 +59,42 @@ def _kind(m: tarfile.TarInfo) -> str:
     return "other"
 
 
-def _index(content: ContentStore, layer: Layer) -> _LayerIndex:
+class IndexStore(Protocol):
+    """Persistent layer indexes by blob digest (``BuildCache`` implements it)."""
+
+    def layer_index(self, digest: str) -> bytes | None: ...
+    def put_layer_index(self, digest: str, data: bytes) -> None: ...
+
+
+def _dump(index: _LayerIndex) -> bytes:
+    doc = {"e": [[p, None if i is None else [i.kind, i.mode, i.uid, i.gid, i.linkname], o]
+                 for p, i, o in index.entries],
+           "s": {k: base64.b64encode(v).decode() for k, v in index.small.items()}}
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+
+
+def _load(data: bytes) -> _LayerIndex | None:
+    try:
+        doc = json.loads(zlib.decompress(data))
+        entries = tuple((p, None if i is None else PathInfo(*i), bool(o)) for p, i, o in doc["e"])
+        return _LayerIndex(entries, {k: base64.b64decode(v) for k, v in doc["s"].items()})
+    except (ValueError, KeyError, TypeError, zlib.error):
+        return None
+
+
+def _index(content: ContentStore, layer: Layer, persist: IndexStore | None = None) -> _LayerIndex:
     key = str(layer.descriptor.digest)
     with _cache_lock:
         found = _cache.get(key)
     if found is not None:
         return found
+    if persist is not None:
+        data = persist.layer_index(key)
+        loaded = _load(data) if data is not None else None
+        if loaded is not None:
+            with _cache_lock:
+                _cache[key] = loaded
+            return loaded
     entries: list[tuple[str, PathInfo | None, bool]] = []
     small: dict[str, bytes] = {}
     try:
@@ -86,17 +120,19 @@ def _index(content: ContentStore, layer: Layer) -> _LayerIndex:
     index = _LayerIndex(tuple(entries), small)
     with _cache_lock:
         _cache[key] = index
+    if persist is not None:
+        persist.put_layer_index(key, _dump(index))
     return index
 
 
 class RootView:
     """Paths of the merged tree of ``layers`` (base first)."""
 
-    def __init__(self, content: ContentStore, layers: Sequence[Layer]) -> None:
+    def __init__(self, content: ContentStore, layers: Sequence[Layer], persist: IndexStore | None = None) -> None:
         self._paths: dict[str, PathInfo] = {}
         self._small: dict[str, bytes] = {}
         for layer in layers:
-            idx = _index(content, layer)
+            idx = _index(content, layer, persist)
             for path, info, opaque in idx.entries:
                 if opaque:
                     prefix = path + "/"
