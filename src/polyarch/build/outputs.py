@@ -25,7 +25,7 @@ from polyarch.oci.spec import layer_compression, layer_media_type
 
 from .image import BuildResult, PlatformImage
 
-__all__ = ["ExportReport", "OutputSpec", "convert", "export", "parse_output", "platform_dirname"]
+__all__ = ["ExportReport", "OutputSpec", "build_metadata", "convert", "export", "parse_output", "platform_dirname"]
 
 _TYPES = ("oci", "docker", "local", "tar", "registry", "image", "cacheonly")
 
@@ -93,6 +93,20 @@ class ExportReport:
     names: list[str] = field(default_factory=list)  # names written (store, registry)
     pushed: dict[str, str] = field(default_factory=dict)  # name -> root digest pushed
     result: BuildResult | None = None  # the result as exported last (after any conversion)
+
+
+def build_metadata(result: BuildResult, names: Sequence[str]) -> dict[str, object]:
+    """``--metadata-file`` content with buildx's keys: ``containerimage.digest`` (the index, or what was pushed),
+    ``containerimage.descriptor``, ``containerimage.config.digest`` (single platform) and ``image.name``."""
+    meta: dict[str, object] = {
+        "containerimage.digest": str(result.index.digest),
+        "containerimage.descriptor": result.index.to_dict(),
+    }
+    if len(result.images) == 1:
+        meta["containerimage.config.digest"] = str(result.images[0].config_descriptor.digest)
+    if names:
+        meta["image.name"] = ",".join(names)
+    return meta
 
 
 def convert(images: ImageStore, result: BuildResult, *, compression: str = "gzip", level: int | None = None,

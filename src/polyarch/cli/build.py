@@ -159,7 +159,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             sys.exit(result.exit_code)
         return
 
-    from polyarch.build.outputs import OutputSpec, export, parse_output
+    from polyarch.build.outputs import ExportReport, OutputSpec, build_metadata, export, parse_output
     from polyarch.build.run import BuildRequest, build_image
     from polyarch.progress import Progress, make_renderer
     from polyarch.worker.diff import source_date_epoch
@@ -183,15 +183,17 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                        tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
-        plan, result = build_image(app.store, req, progress=progress)
+        _, result = build_image(app.store, req, progress=progress)
+        report = ExportReport(result=result)
         if not specs:
             progress.message("no output specified: the build result stays in the build cache only "
                              "(use --load, --push or -o)")
-        images = app.images
-        with progress.vertex("exporting to image") as handle:
-            report = export(images, result, specs, tags=tags)
-            for name in report.names:
-                handle.log(f"naming to {name}")
+        else:
+            with progress.vertex("exporting to image") as handle:
+                report = export(app.images, result, specs, tags=tags)
+                for name in report.names:
+                    handle.log(f"naming to {name}" if name not in report.pushed else
+                               f"pushed {name}@{report.pushed[name]}")
     finally:
         progress.close()
     final = report.result or result
@@ -199,18 +201,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     if iidfile:
         Path(iidfile).write_text(digest)
     if metadata_file:
-        meta: dict[str, object] = {
-            "containerimage.digest": digest,
-            "containerimage.descriptor": final.index.to_dict(),
-            "buildx.build.ref": "",
-        }
-        if len(final.images) == 1:
-            meta["containerimage.config.digest"] = str(final.images[0].config_descriptor.digest)
-        names = list(dict.fromkeys([*tags, *report.names]))
-        if names:
-            meta["image.name"] = ",".join(names)
-        meta.pop("buildx.build.ref")
+        meta = build_metadata(final, list(dict.fromkeys([*tags, *report.names])))
         Path(metadata_file).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if quiet:
         click.echo(digest)
-    del plan
