@@ -83,17 +83,18 @@ class BaseImages:
             if key in self._failed:
                 raise self._failed[key]
             if key not in self._pulled:
-                want_pull = self.pull
-                if not want_pull:
+                local = "--pull was given"
+                if not self.pull:
                     try:
                         return resolve_local_image(self.images, ref, platform)
-                    except BuildError:
-                        want_pull = True
+                    except BuildError as exc:
+                        cause = exc.__cause__
+                        local = cause.message if isinstance(cause, PolyarchError) else exc.message
                 try:
                     self._pull(ref, platform)
                 except PolyarchError as exc:
-                    err = BuildError(f"base image {ref!r} for {platform}: not in the local store, and pulling "
-                                     f"it failed: {exc.message}",
+                    err = BuildError(f"base image {ref!r} for {platform}: {local}; pulling it failed: "
+                                     f"{exc.message}",
                                      hint=f"import or pull it first ('polyarch pull --platform {platform} {ref}')")
                     self._failed[key] = err
                     raise err from exc
