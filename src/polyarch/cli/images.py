@@ -88,7 +88,14 @@ def rm(app: AppContext, refs: tuple[str, ...]) -> None:
 def prune(app: AppContext, dry_run: bool, grace: float) -> None:
     """Delete blobs that no name reaches (and abandoned temp files)."""
     from polyarch.content.gc import prune as do_prune
+    from polyarch.digest import Digest
 
-    result = do_prune(app.images, dry_run=dry_run, grace=grace)
+    keep: set[Digest] = set()
+    if (app.store.root / "registry.db").exists():
+        # The embedded registry serves from this store: what it references is not garbage.
+        from polyarch.registry.server import registry_roots
+
+        keep = {Digest.parse(d) for d in registry_roots(app.store)}
+    result = do_prune(app.images, dry_run=dry_run, grace=grace, extra_keep=keep)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {result.blobs} blobs, {_human(result.bytes)}; {result.temp_files} temp files")
