@@ -153,7 +153,10 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
 
         if what not in CALLS:
             raise UsageError(f"unknown --call {what!r}", hint="available: build, " + ", ".join(CALLS))
-        result = call(what, text, df_path.name, wanted, target, args, context_excludes=excludes, fmt=fmt)
+        from polyarch.build.run import local_resolver
+
+        result = call(what, text, df_path.name, wanted, target, args, context_excludes=excludes, fmt=fmt,
+                      resolve_image=local_resolver(app.images))
         click.echo(result.text, nl=False)
         if result.exit_code:
             sys.exit(result.exit_code)
