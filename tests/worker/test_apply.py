@@ -272,7 +272,7 @@ def test_t9_entry_bomb(sandbox) -> None:
             return n
 
     with pytest.raises(LimitExceeded, match="entries"):
-        apply_layer(io.BufferedReader(Headers()), root, limits=ApplyLimits(max_entries=20_000))
+        apply_layer(io.BufferedReader(Headers()), root, limits=ApplyLimits(max_entries=5_000))
 
 
 # --- T10 integrity ---------------------------------------------------------------------------------------
