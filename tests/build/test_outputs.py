@@ -158,3 +158,29 @@ def test_skopeo_reads_the_oci_output(store_root: Path, ctx: Path, tmp_path: Path
         cfg = json.loads(subprocess.run(["skopeo", "--override-arch", arch, "inspect", "--config",
                                          f"oci-archive:{out}"], capture_output=True, text=True).stdout)
         assert cfg["architecture"] == arch and cfg["config"]["WorkingDir"] == "/srv"
+
+
+def test_cache_export_and_import_local_and_registry(base_root: Path, store_root: Path, ctx: Path, tmp_path: Path,
+                                                    registry: str) -> None:
+    import shutil
+
+    from .conftest import by_name
+
+    (ctx / "Dockerfile").write_text("FROM base/busybox:1 AS tools\nCOPY app.sh /tools/\n"
+                                    "FROM base/busybox:1\nWORKDIR /srv\nCOPY --from=tools /tools/app.sh ./\n")
+    cache_dir = tmp_path / "cache"
+    first = build(store_root, ctx, "--platform", TWO, "--iidfile", str(tmp_path / "iid1"),
+                  "--cache-to", f"type=local,dest={cache_dir},mode=max",
+                  "--cache-to", f"type=registry,ref={registry}/cache/app:buildcache")
+    assert by_name(first.stderr, "COPY --from=tools") == ["DONE"] * 2
+    for n, source in enumerate([f"type=local,src={cache_dir}", f"{registry}/cache/app:buildcache"]):
+        fresh = tmp_path / f"fresh{n}"
+        shutil.copytree(base_root, fresh, ignore=shutil.ignore_patterns(".complete", "ingest", "buildcache.db*"))
+        again = build(fresh, ctx, "--platform", TWO, "--cache-from", source, "--iidfile", str(tmp_path / "iid2"))
+        for needle in ("COPY app.sh", "WORKDIR /srv", "COPY --from=tools"):
+            assert by_name(again.stderr, needle) == ["CACHED"] * 2, again.stderr
+        assert (tmp_path / "iid1").read_text() == (tmp_path / "iid2").read_text()
+    # a cache source that does not exist yet is not an error (the first CI run)
+    build(store_root, ctx, "--cache-from", f"type=local,src={tmp_path / 'none'}")
+    bad = build(store_root, ctx, "--cache-to", "type=gha", check=False)
+    assert bad.returncode == 2 and "unsupported --cache-to type" in bad.stderr

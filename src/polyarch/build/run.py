@@ -26,11 +26,12 @@ from polyarch.progress import Progress
 from polyarch.solver.cache import BuildCache
 from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions, resolve_local_image
 from polyarch.solver.scheduler import Solver
-from polyarch.solver.state import State
+from polyarch.solver.state import Layer, State
 
+from .cacheio import CacheSpec, export_cache, import_cache
 from .image import Annotations, BuildResult, assemble
 
-__all__ = ["BaseImages", "BuildRequest", "build_image", "build_many", "local_resolver", "plan_request", "solve_plans",
+__all__ = ["BaseImages", "BuildRequest", "build_image", "build_many", "cache_entries", "local_resolver", "plan_request", "solve_plans",
            "step_labels"]
 
 
@@ -51,6 +52,8 @@ class BuildRequest:
     ssh: Mapping[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
     pull: bool = False  # --pull: fetch FROM images even when the store has them
     annotations: tuple[str, ...] = ()  # --annotation values as written
+    cache_from: tuple[CacheSpec, ...] = ()
+    cache_to: tuple[CacheSpec, ...] = ()
 
 
 class BaseImages:
@@ -245,6 +248,15 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
         groups.setdefault(ident, []).append(i)
     states: dict[str, State] = {}
     with store.transaction():
+        cache_from = [spec for req in reqs for spec in req.cache_from]
+        if cache_from and not all(r.no_cache for r in reqs):
+            cache = BuildCache(store.root / "buildcache.db")
+            try:
+                imported = import_cache(store, cache, cache_from)
+            finally:
+                cache.close()
+            progress.message(f"imported {imported} cache entries", level="info")
+
         def solve(members: list[int]) -> dict[str, State]:
             first = reqs[members[0]]
             platform_plans = [pp for i in members for pp in plans[i].platforms]
@@ -264,4 +276,21 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
             result = assemble(ImageStore(store), plans[i].platforms, owner[i], epoch=req.epoch, labels=req.labels,
                               annotations=Annotations.parse(req.annotations))
             results.append((plans[i], result))
+            if req.cache_to:
+                export_cache(ImageStore(store), cache_entries(plans[i], owner[i], req.cache_to), req.cache_to)
     return results
+
+
+def cache_entries(plan: BuildPlan, states: Mapping[str, State], specs: Sequence[CacheSpec]
+                  ) -> list[tuple[str, Layer | None]]:
+    """The cache entries of a build's layer steps: the final images' (``mode=min``) or every stage's (``max``)."""
+    if any(s.mode == "max" for s in specs):
+        vertices: Sequence[ops.Vertex] = plan.vertices()
+    else:
+        vertices = [v for pp in plan.platforms for v in pp.layers]
+    out: dict[str, Layer | None] = {}
+    for v in vertices:
+        if isinstance(v, ops.Copy | ops.Mkdir | ops.Exec) and v.digest in states:
+            st = states[v.digest]
+            out[st.key] = st.added
+    return list(out.items())

@@ -117,6 +117,10 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR].")
 @click.option("--ssh", "ssh", multiple=True, help="SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET].")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--cache-from", "cache_from", multiple=True,
+              help="Import build cache: type=local,src=DIR | type=registry,ref=REF | REF.")
+@click.option("--cache-to", "cache_to", multiple=True,
+              help="Export build cache: type=local,dest=DIR | type=registry,ref=REF [,mode=min|max].")
 @click.option("--pull", is_flag=True, help="Always pull FROM images (default: only when the store lacks them).")
 @click.option("--progress", "progress_mode", default="auto",
               type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
@@ -130,7 +134,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
           build_contexts: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
-          no_cache: bool, pull: bool, progress_mode: str, quiet: bool,
+          no_cache: bool, cache_from: tuple[str, ...], cache_to: tuple[str, ...], pull: bool, progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.oci import reference
@@ -162,6 +166,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             sys.exit(result.exit_code)
         return
 
+    from polyarch.build.cacheio import parse_cache_spec
     from polyarch.build.outputs import ExportReport, OutputSpec, build_metadata, export, parse_output
     from polyarch.build.run import BuildRequest, build_image
     from polyarch.progress import Progress, make_renderer
@@ -183,7 +188,9 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     Annotations.parse(annotations)  # flag errors before any work
     epoch = source_date_epoch()
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
-                       tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations)
+                       tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations,
+                       tuple(parse_cache_spec(c, export=False) for c in cache_from),
+                       tuple(parse_cache_spec(c, export=True) for c in cache_to))
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
         _, result = build_image(app.store, req, progress=progress)
