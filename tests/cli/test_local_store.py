@@ -228,3 +228,22 @@ def test_version_and_help_fast() -> None:
     assert run_cli("--version").stdout.startswith("polyarch, version")
     out = run_cli("--help").stdout
     assert "import" in out and "images" in out
+
+
+def test_ctx_exit_code_is_kept() -> None:
+    import click
+
+    from polyarch.cli import main as cli_main
+
+    @click.command()
+    @click.pass_context
+    def failing(ctx: click.Context) -> None:
+        ctx.exit(3)
+
+    cli_main.cli.add_command(failing, "failing-for-test")
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli_main.main(["failing-for-test"])
+        assert info.value.code == 3
+    finally:
+        cli_main.cli.commands.pop("failing-for-test", None)

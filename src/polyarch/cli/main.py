@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> Any:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     try:
-        cli.main(args=args, prog_name="polyarch", standalone_mode=False)
+        # Without standalone mode, click returns the code given to ctx.exit(n) instead of raising.
+        rc = cli.main(args=args, prog_name="polyarch", standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
