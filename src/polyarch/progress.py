@@ -158,9 +158,11 @@ class TtyRenderer:
                 elapsed = time.monotonic() - start
             style = {"done": "blue", "cached": "blue", "error": "red", "running": ""}[state]
             suffix = "CACHED" if state == "cached" else f"{elapsed:.1f}s"
-            text.append(f" => {name}  {suffix}\n", style=style)
+            width = max(20, self.console.width - len(suffix) - 6)
+            shown = name if len(name) <= width else name[: width - 1] + "…"
+            text.append(f" => {shown.ljust(width)}  {suffix}\n", style=style)
             if state in ("running", "error") and last:
-                text.append(f" => => # {last}\n", style="dim")
+                text.append(f" => => # {last[: self.console.width - 10]}\n", style="dim")
         return text
 
     def emit(self, event: Event) -> None:
