@@ -159,9 +159,10 @@ def import_cache(store: ContentStore, cache: BuildCache, specs: Sequence[CacheSp
                     with src.store.open(blob.digest) as f:
                         store.ingest(f, expected=blob.digest, size=blob.size)
         elif spec.type == "registry":
-            entries = _import_registry(store, spec, client_factory)
-            if entries is None:
+            fetched = _import_registry(store, spec, client_factory)
+            if fetched is None:
                 continue
+            entries = fetched
         else:
             continue
         for key, layer in entries:

@@ -159,11 +159,11 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             raise UsageError(f"unknown --call {what!r}", hint="available: build, " + ", ".join(CALLS))
         from polyarch.build.run import local_resolver
 
-        result = call(what, text, df_path.name, wanted, target, args, context_excludes=excludes, fmt=fmt,
-                      resolve_image=local_resolver(app.images))
-        click.echo(result.text, nl=False)
-        if result.exit_code:
-            sys.exit(result.exit_code)
+        report_text = call(what, text, df_path.name, wanted, target, args, context_excludes=excludes, fmt=fmt,
+                           resolve_image=local_resolver(app.images))
+        click.echo(report_text.text, nl=False)
+        if report_text.exit_code:
+            sys.exit(report_text.exit_code)
         return
 
     from polyarch.build.cacheio import parse_cache_spec

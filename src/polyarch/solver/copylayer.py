@@ -246,7 +246,7 @@ def write_layer(store: ContentStore, entries: Sequence[Entry], *, epoch: int | N
         return None
     try:
         with LayerWriter(store, compression, level=level, oci=oci) as lw:
-            with tarfile.open(fileobj=lw, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=lw, mode="w|", format=tarfile.PAX_FORMAT) as tf:
                 for e in entries:
                     info = tarfile.TarInfo(e.rel)
                     info.mode = e.mode

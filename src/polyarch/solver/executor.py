@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from polyarch import ops
 from polyarch.content.images import Image, ImageStore
@@ -35,6 +35,9 @@ from .cache import BuildCache
 from .copylayer import Chmod, Entry, content_key, mkdir_entries, parse_chmod, plan_copy, write_layer
 from .rootview import RootView, resolve_chown
 from .state import Layer, State
+
+if TYPE_CHECKING:
+    from polyarch.worker.snapshot import SnapshotStore
 
 __all__ = ["ExecRunner", "Executor", "ExecutorOptions", "resolve_local_image"]
 
@@ -79,7 +82,7 @@ class Executor:
         self._tmp = Path(tempfile.mkdtemp(prefix="polyarch-build-"))
         self._layer_lock = threading.Lock()
         self._layer_futures: dict[str, tuple[threading.Event, list[Layer | BaseException | None]]] = {}
-        self._snapshots = None
+        self._snapshots: SnapshotStore | None = None
         self._snap_lock = threading.Lock()
 
     def close(self) -> None:
@@ -88,7 +91,7 @@ class Executor:
     # --- helpers -----------------------------------------------------------------------------------------------
 
     @property
-    def snapshots(self):  # type: ignore[no-untyped-def]
+    def snapshots(self) -> SnapshotStore:
         with self._snap_lock:
             if self._snapshots is None:
                 from polyarch.worker.snapshot import SnapshotStore
