@@ -249,3 +249,25 @@ def test_add_from_git_repository(store_root: Path, tmp_path: Path) -> None:
         assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
     finally:
         server.shutdown()
+
+
+def test_context_symlinks_never_reach_the_host(store_root: Path, tmp_path: Path) -> None:
+    import os
+
+    ctx = write_tree(tmp_path / "ctx", {"app/real.txt": "real\n"})
+    os.symlink("/etc", ctx / "evil")  # resolves inside the context, where there is no etc/
+    os.symlink("../../../../../../etc/passwd", ctx / "app" / "up")
+    os.symlink("/nix/store/abc-passwd", ctx / "app" / "abs")
+    (ctx / "Dockerfile").write_text("FROM base/busybox:1\nCOPY evil/passwd /x\n")
+    proc = build(store_root, ctx, check=False)
+    assert proc.returncode == 1 and "not found" in proc.stderr
+    (ctx / "Dockerfile").write_text("FROM base/busybox:1\nCOPY app/up /up\n")
+    proc = build(store_root, ctx, check=False)
+    assert proc.returncode == 1 and "not found" in proc.stderr
+    (ctx / "Dockerfile").write_text("FROM base/busybox:1\nCOPY app /app/\n")
+    build(store_root, ctx, "--platform", "linux/amd64", "-t", "links:1", "--load")
+    img = images_of(store_root, "links:1")[0]
+    members = layer_members(store_root, img, -1)
+    assert members["app/abs"].issym() and members["app/abs"].linkname == "/nix/store/abc-passwd"
+    assert members["app/up"].issym() and members["app/up"].linkname == "../../../../../../etc/passwd"
+    assert members["app/real.txt"].isfile()
