@@ -7,7 +7,8 @@ Workloads (base: the three-platform busybox image the tests make, ``~/.cache/pol
 
 - ``copy``: examples/shell-app (WORKDIR + 2 COPY + config), linux/amd64: a cold build (empty build cache) and a
   no-change rebuild; peer: buildah bud --layers (overlay storage when it works here, else vfs);
-- ``run``: the same app plus ``RUN`` steps (native amd64), cold and rebuild, vs buildah;
+- ``run``: the same app plus ``RUN`` steps (native amd64), cold and rebuild, vs buildah; and the same for
+  linux/arm64, emulated through qemu-user-static (binfmt) on an x86 host;
 - ``copy x3``: the copy app for linux/amd64,linux/arm64,linux/arm/v7 with polyarch alone (buildah needs a local
   manifest list per base; polyarch's shared COPY layers are the point here), cold and rebuild.
 
@@ -62,6 +63,7 @@ class Buildah:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.driver = "overlay"
+        self.platform = "linux/amd64"
 
     def cmd(self) -> list[str]:
         return ["buildah", "--root", str(self.work / "broot"), "--runroot", str(self.work / "brun"),
@@ -75,8 +77,8 @@ class Buildah:
         layout = self.work / "layout"
         shutil.rmtree(layout, ignore_errors=True)
         shutil.copytree(BASE, layout, ignore=shutil.ignore_patterns(".complete", "buildcache.db*", "snapshots"))
-        proc = subprocess.run([*self.cmd(), "pull", "-q", f"oci:{layout}:base/busybox:1"], capture_output=True,
-                              text=True)
+        proc = subprocess.run([*self.cmd(), "pull", "-q", "--platform", self.platform,
+                               f"oci:{layout}:base/busybox:1"], capture_output=True, text=True)
         if proc.returncode != 0 and self.driver == "overlay":
             self.driver = "vfs"
             return self.fresh()
@@ -91,6 +93,8 @@ class Buildah:
 
 
 def measure(tool: Polyarch | Buildah, ctx: Path, dockerfile: Path, platforms: str, runs: int) -> tuple[float, float]:
+    if isinstance(tool, Buildah):
+        tool.platform = platforms
     cold, warm = [], []
     for _ in range(runs):
         tool.fresh()
@@ -121,6 +125,10 @@ def main() -> None:
         b = measure(bh, APP, dockerfile, "linux/amd64", args.runs)
         rows.append((f"{name} cold", p[0], b[0]))
         rows.append((f"{name} rebuild", p[1], b[1]))
+    p = measure(pa, APP, run_df, "linux/arm64", args.runs)
+    b = measure(bh, APP, run_df, "linux/arm64", args.runs)
+    rows.append(("run arm64 (qemu)", p[0], b[0]))
+    rows.append(("  rebuild", p[1], b[1]))
     p3 = measure(pa, APP, APP / "Dockerfile", "linux/amd64,linux/arm64,linux/arm/v7", args.runs)
     rows.append(("copy x3 cold", p3[0], None))
     rows.append(("copy x3 rebuild", p3[1], None))
