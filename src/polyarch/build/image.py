@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from polyarch.content.images import ImageStore
 from polyarch.errors import BuildError
 from polyarch.frontend.plan import PlatformPlan
-from polyarch.oci.spec import Descriptor, ImageConfig
+from polyarch.oci.spec import Descriptor, ImageConfig, MediaType
 from polyarch.platform import Platform
 from polyarch.solver.state import Layer, State
 
@@ -43,6 +43,15 @@ def created_time(epoch: int | None) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_DOCKER_TO_OCI = {MediaType.DOCKER_LAYER_GZIP: MediaType.OCI_LAYER_GZIP, MediaType.DOCKER_LAYER: MediaType.OCI_LAYER}
+
+
+def _oci_layer(layer: Layer) -> Layer:
+    """A base layer with a Docker media type relabelled with the OCI one (same bytes, as BuildKit does)."""
+    oci = _DOCKER_TO_OCI.get(layer.descriptor.media_type)  # type: ignore[call-overload]
+    return layer if oci is None else replace(layer, descriptor=replace(layer.descriptor, media_type=oci))
+
+
 def image_config(pp: PlatformPlan, states: Mapping[str, State], *, created: str,
                  labels: Mapping[str, str] | None = None) -> tuple[ImageConfig, tuple[Layer, ...]]:
     """The final config and layer stack of one platform's plan."""
@@ -62,6 +71,7 @@ def image_config(pp: PlatformPlan, states: Mapping[str, State], *, created: str,
     layers = result.layers
     if [x.diff_id for x in layers[: len(root.layers)]] != [x.diff_id for x in root.layers]:
         raise BuildError(f"internal: the layers of {pp.platform} do not start with the base image's")
+    layers = tuple(_oci_layer(x) for x in layers)
     config = pp.image
     cc = config.config
     if labels:
