@@ -130,3 +130,16 @@ def test_annotations_on_manifests_index_and_descriptors(store_root: Path, ctx: P
         assert img.manifest.annotations == {"org.opencontainers.image.source": "https://example.com/app"}
     bad = build(store_root, ctx, "--annotation", "index-descriptor:x=y", check=False)
     assert bad.returncode == 2 and "unsupported --annotation" in bad.stderr
+
+
+def test_tty_renderer_draws_steps_and_closes() -> None:
+    out = io.StringIO()
+    p = Progress(make_renderer("tty", out))
+    with p.vertex("[linux/arm64 2/3] RUN make") as h:
+        h.log("building")
+    p.cached("[linux/amd64 2/3] RUN make")
+    p.close()
+    text = out.getvalue()
+    assert "[linux/arm64 2/3] RUN make" in text and "CACHED" in text
+    with pytest.raises(Exception, match="unknown progress mode"):
+        make_renderer("fancy", out)
