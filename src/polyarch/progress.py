@@ -206,11 +206,12 @@ class Progress:
         self.renderer: Renderer = renderer or QuietRenderer()
         self._lock = threading.Lock()
         self._next = 0
-        self.events: list[Event] = []  # kept for callers that report (tests, metadata)
+        self.events: list[Event] = []  # every event but output lines, for callers that report (tests, bake)
 
     def _emit(self, event: Event) -> None:
         with self._lock:
-            self.events.append(event)
+            if not isinstance(event, VertexLog):  # output lines are rendered, not kept (they can be many)
+                self.events.append(event)
             self.renderer.emit(event)
 
     def new_id(self) -> int:
