@@ -27,7 +27,6 @@ from polyarch.errors import BuildError, NotFound, PolyarchError, UsageError
 from polyarch.frontend.dockerignore import matcher, parse_dockerignore
 from polyarch.oci.spec import canonical_json
 from polyarch.platform import Platform
-from polyarch.progress import VertexHandle
 from polyarch.worker.securepath import secure_join
 
 from . import cachekey
@@ -39,7 +38,13 @@ from .state import Layer, State
 if TYPE_CHECKING:
     from polyarch.worker.snapshot import SnapshotStore
 
-__all__ = ["ExecRunner", "Executor", "ExecutorOptions", "resolve_local_image"]
+__all__ = ["ExecRunner", "Executor", "ExecutorOptions", "StepLog", "resolve_local_image"]
+
+
+class StepLog(Protocol):
+    """Where a running step's output lines go (``polyarch.progress.VertexHandle`` is one)."""
+
+    def log(self, line: str, stream: str = "stdout") -> None: ...
 
 
 class ExecRunner(Protocol):
@@ -185,7 +190,7 @@ class Executor:
         hit, layer = self._cached(key)
         return self._stack(inputs[0], layer, key, True) if hit else None
 
-    def run(self, vertex: ops.Vertex, inputs: Sequence[State], handle: VertexHandle | None, key: str = "") -> State:
+    def run(self, vertex: ops.Vertex, inputs: Sequence[State], handle: StepLog | None, key: str = "") -> State:
         if isinstance(vertex, ops.Scratch):
             return State(key=cachekey.scratch_key())
         if isinstance(vertex, ops.ImageSource):
@@ -307,7 +312,7 @@ class Executor:
 
     # --- RUN -------------------------------------------------------------------------------------------------
 
-    def _exec(self, vertex: ops.Exec, inputs: Sequence[State], handle: VertexHandle | None, key: str) -> State:
+    def _exec(self, vertex: ops.Exec, inputs: Sequence[State], handle: StepLog | None, key: str) -> State:
         if self.run_exec is None:
             raise BuildError("RUN is not available: the worker's executor is not installed",
                              hint="this build of polyarch lacks polyarch.worker.runc")

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 from polyarch import ops
 from polyarch.errors import BuildError, PolyarchError
-from polyarch.progress import Progress
 
-from .executor import Executor
+from .executor import Executor, StepLog
 from .state import State
 
-__all__ = ["Solver", "step_name"]
+__all__ = ["NullProgress", "ProgressSink", "Solver", "step_name"]
 
 _SHOWN = (ops.Copy, ops.Mkdir, ops.Exec, ops.ImageSource, ops.LocalContext)
 
@@ -46,11 +47,33 @@ def step_name(vertex: ops.Vertex, label: str = "") -> str:
     return desc
 
 
+class ProgressSink(Protocol):
+    """What the solver reports to (``polyarch.progress.Progress`` is one): a step served from the cache, and a
+    step that runs (a context manager giving its output log; an exception leaving it marks the step failed)."""
+
+    def cached(self, name: str) -> None: ...
+    def vertex(self, name: str) -> AbstractContextManager[StepLog]: ...
+
+
+class _Silent:
+    def log(self, line: str, stream: str = "stdout") -> None:
+        return None
+
+
+class NullProgress:
+    def cached(self, name: str) -> None:
+        return None
+
+    @contextmanager
+    def vertex(self, name: str) -> Iterator[StepLog]:
+        yield _Silent()
+
+
 class Solver:
-    def __init__(self, executor: Executor, *, progress: Progress | None = None,
+    def __init__(self, executor: Executor, *, progress: ProgressSink | None = None,
                  labels: Mapping[str, str] | None = None, parallelism: int | None = None) -> None:
         self.executor = executor
-        self.progress = progress or Progress()
+        self.progress: ProgressSink = progress or NullProgress()
         self.labels = dict(labels or {})
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
         self.states: dict[str, State] = {}
