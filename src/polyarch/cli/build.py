@@ -113,7 +113,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--build-context", "build_contexts", multiple=True, help="Extra named context NAME=PATH|docker-image://REF.")
 @click.option("--label", "labels", multiple=True, help="Image label KEY=VALUE.")
 @click.option("--annotation", "annotations", multiple=True,
-              help="Annotation [manifest:|index:|manifest-descriptor:][TYPE[PLATFORM]:]KEY=VALUE.")
+              help="Annotation [TYPE[PLATFORM]:]KEY=VALUE; TYPE: manifest (default), index, manifest-descriptor.")
 @click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR].")
 @click.option("--ssh", "ssh", multiple=True, help="SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET].")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
