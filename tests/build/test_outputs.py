@@ -184,3 +184,20 @@ def test_cache_export_and_import_local_and_registry(base_root: Path, store_root:
     build(store_root, ctx, "--cache-from", f"type=local,src={tmp_path / 'none'}")
     bad = build(store_root, ctx, "--cache-to", "type=gha", check=False)
     assert bad.returncode == 2 and "unsupported --cache-to type" in bad.stderr
+
+
+def test_store_and_oci_outputs_convert_compression_and_media_types(store_root: Path, ctx: Path,
+                                                                   tmp_path: Path) -> None:
+    build(store_root, ctx, "--platform", TWO, "-o", "type=image,name=z:1,compression=zstd",
+          "-o", "type=image,name=d:1,oci-mediatypes=false", "-o", f"type=oci,dest={tmp_path / 'u.tar'},"
+          "compression=uncompressed")
+    images = ImageStore(ContentStore(store_root))
+    for img in images.images(images.lookup("z:1")):
+        assert {d.media_type for d in img.manifest.layers} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    docker = images.read_document(images.lookup("d:1"))
+    assert docker.descriptor.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+    for img in images.images(images.lookup("d:1")):
+        assert {d.media_type for d in img.manifest.layers} == {"application/vnd.docker.image.rootfs.diff.tar.gzip"}
+        assert img.descriptor.media_type == "application/vnd.docker.distribution.manifest.v2+json"
+    proc = build(store_root, ctx, "-o", "type=image,name=x:1,compression=zstd,oci-mediatypes=false", check=False)
+    assert proc.returncode != 0 and "zstd" in proc.stderr and "Traceback" not in proc.stderr

@@ -75,7 +75,7 @@ def parse_output(text: str) -> OutputSpec:
     if kind == "image" and attrs.get("push", "false").lower() in ("true", "1"):
         kind = "registry"
     spec = OutputSpec(kind, dest, attrs)
-    if kind == "registry":
+    if kind in ("registry", "image", "oci", "docker"):
         compression = attrs.get("compression", "gzip")
         if compression not in ("gzip", "zstd", "uncompressed", "none"):
             raise UsageError(f"unknown compression {compression!r}", hint="use gzip, zstd or uncompressed")
@@ -187,8 +187,12 @@ def export(images: ImageStore, result: BuildResult, outputs: Sequence[OutputSpec
     from polyarch.exporters.archive import write_docker_archive, write_oci_archive, write_oci_dir
 
     report = ExportReport(result=result)
+    original = result
     for spec in outputs:
         names = [n for n in spec.attrs.get("name", "").split(",") if n] or list(tags)
+        result = original
+        if spec.type in ("image", "oci", "docker") and _converts(spec):
+            result = report.result = _converted(images, original, spec)
         if spec.type == "image" or spec.type == "store":
             for name in names:
                 images.set_name(name, result.index)
@@ -213,10 +217,23 @@ def export(images: ImageStore, result: BuildResult, outputs: Sequence[OutputSpec
         elif spec.type == "tar":
             _tar(images, result, spec.dest)
         elif spec.type == "registry":
-            _push(images, result, spec, names, report, push_client_factory)
+            _push(images, original, spec, names, report, push_client_factory)
         elif spec.type == "cacheonly":
             continue
     return report
+
+
+def _converts(spec: OutputSpec) -> bool:
+    return any(k in spec.attrs for k in ("compression", "compression-level", "force-compression", "oci-mediatypes"))
+
+
+def _converted(images: ImageStore, result: BuildResult, spec: OutputSpec) -> BuildResult:
+    level = spec.attrs.get("compression-level")
+    if level is not None and not level.isdigit():
+        raise UsageError(f"compression-level={level!r} is not a number")
+    return convert(images, result, compression=spec.attrs.get("compression", "gzip"),
+                   level=int(level) if level else None, oci=spec.flag("oci-mediatypes", True),
+                   force=spec.flag("force-compression", False))
 
 
 def _push(images: ImageStore, result: BuildResult, spec: OutputSpec, names: Sequence[str], report: ExportReport,
@@ -227,10 +244,7 @@ def _push(images: ImageStore, result: BuildResult, spec: OutputSpec, names: Sequ
 
     if not names:
         raise UsageError("nothing to push to: give -t NAME or -o type=registry,name=NAME")
-    level = spec.attrs.get("compression-level")
-    converted = convert(images, result, compression=spec.attrs.get("compression", "gzip"),
-                        level=int(level) if level and level.isdigit() else None,
-                        oci=spec.flag("oci-mediatypes", True), force=spec.flag("force-compression", False))
+    converted = _converted(images, result, spec)
     report.result = converted
     by_digest = spec.flag("push-by-digest", False)
     insecure = spec.flag("registry.insecure", False)
