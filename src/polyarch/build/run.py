@@ -18,6 +18,7 @@ from typing import Any
 from polyarch import ops
 from polyarch.content.images import Image, ImageStore
 from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.frontend.plan import BuildPlan, PlatformPlan, plan_build
 from polyarch.oci.spec import ImageConfig
@@ -233,7 +234,8 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
     """Several builds (bake targets) as one: every request is planned first, then the requests that share the
     same context directories (and cache and secret settings) are solved together, so identical steps across
     targets and platforms run once; groups run in parallel. All or nothing: if any step of any target fails,
-    the first failure is raised and no blob written by these builds stays in the store.
+    the first failure is raised and the blobs these builds wrote are deleted again (except any that an image
+    name reaches by then: a concurrent build into the same store may share them).
 
     :raises BuildError: a step failed (named: platform, stage, instruction, file:line).
     """
@@ -246,8 +248,9 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
         ident = repr((sorted((k, str(v)) for k, v in _contexts(req).items()), req.no_cache, req.epoch,
                       sorted(req.secrets.items()), sorted(req.ssh.items())))
         groups.setdefault(ident, []).append(i)
-    states: dict[str, State] = {}
-    with store.transaction():
+
+    def work() -> list[tuple[BuildPlan, BuildResult]]:
+        states: dict[str, State] = {}
         cache_from = [spec for req in reqs for spec in req.cache_from]
         if cache_from and not all(r.no_cache for r in reqs):
             cache = BuildCache(store.root / "buildcache.db")
@@ -278,7 +281,37 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
             results.append((plans[i], result))
             if req.cache_to:
                 export_cache(ImageStore(store), cache_entries(plans[i], owner[i], req.cache_to), req.cache_to)
-    return results
+        return results
+
+    failure: BaseException | None = None
+    doomed: list[Digest] = []
+    with store.transaction() as created:
+        try:
+            return work()
+        except BaseException as exc:  # roll back below, carefully, instead of in the transaction
+            failure, doomed = exc, list(created)
+            created.clear()
+    _rollback(store, doomed)
+    assert failure is not None
+    raise failure
+
+
+def _rollback(store: ContentStore, created: Sequence[Digest]) -> None:
+    """Delete the blobs a failed build wrote, except those a name reaches by now (another build running at the
+    same time may have produced the same blob and named an image that uses it): fail cleanly, never corrupt."""
+    images = ImageStore(store)
+    reachable: set[str] = set()
+    try:
+        for _, desc in images.names():
+            reachable.update(str(d.digest) for d in images.walk(desc))
+    except PolyarchError:
+        return  # an unreadable store: keep everything rather than guess
+    for digest in created:
+        if str(digest) not in reachable:
+            try:
+                store.delete(digest)
+            except PolyarchError:
+                pass
 
 
 def cache_entries(plan: BuildPlan, states: Mapping[str, State], specs: Sequence[CacheSpec]
