@@ -24,14 +24,17 @@ def _debian(path: Path) -> dict[str, bytes]:
     return out
 
 
-@pytest.mark.parametrize("arch", sorted(binfmt.ARCHES))
-def test_magic_matches_debian(arch: str) -> None:
-    a = binfmt.ARCHES[arch]
-    path = Path(f"/usr/share/binfmts/qemu-{a.qemu}")
-    if not path.exists():
-        pytest.skip(f"{path} not shipped for this host (its own architecture)")
-    deb = _debian(path)
-    assert (a.magic, a.mask) == (deb["magic"], deb["mask"])
+def test_magic_matches_debian() -> None:
+    """Every architecture Debian ships a definition for (all but the host's own) has the same magic and mask."""
+    compared = []
+    for arch, a in sorted(binfmt.ARCHES.items()):
+        path = Path(f"/usr/share/binfmts/qemu-{a.qemu}")
+        if not path.exists():
+            continue  # qemu-user-static ships no handler for the host's own architecture
+        deb = _debian(path)
+        assert (a.magic, a.mask) == (deb["magic"], deb["mask"]), arch
+        compared.append(arch)
+    assert len(compared) >= len(binfmt.ARCHES) - 2, compared
 
 
 def test_each_magic_matches_only_its_arch() -> None:
