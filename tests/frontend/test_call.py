@@ -1,13 +1,11 @@
-"""``--call outline|targets|plan`` texts and the provisional ``polyarch build`` command."""
+"""``--call outline|targets|plan`` texts, and ``polyarch build --call/--check`` as a user runs it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from polyarch.cli.build_call import build
 from polyarch.frontend.call import call, tabulate
+from tests.conftest import run_cli
 from tests.frontend.fakes import AMD64, ARM64, is_native, resolve_image
 
 DOCKERFILE = """\
@@ -75,16 +73,14 @@ def test_tabulate() -> None:
 def test_cli(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM alpine as x\nCOPY . /src\n")
     (tmp_path / ".dockerignore").write_text("*.log\n")
-    runner = CliRunner()
-    result = runner.invoke(build, ["--call", "targets", str(tmp_path)])
-    assert result.exit_code == 0 and "x (default)" in result.output
-    result = runner.invoke(build, ["--check", str(tmp_path)])
-    assert result.exit_code == 0 and "FromAsCasing" in result.output
-    result = runner.invoke(build, ["--call", "plan", "--format", "json", "--platform", "linux/amd64",
-                                   str(tmp_path)])
-    assert result.exit_code == 0 and '"*.log"' in result.output  # .dockerignore reached the context vertex
-    result = runner.invoke(build, [str(tmp_path)])
-    assert result.exit_code == 2 and "only --call and --check are available yet" in result.output
+    root = tmp_path / "store"
+    result = run_cli("build", "--call", "targets", str(tmp_path), root=root)
+    assert "x (default)" in result.stdout
+    result = run_cli("build", "--check", str(tmp_path), root=root)
+    assert "FromAsCasing" in result.stdout + result.stderr
+    result = run_cli("build", "--call", "plan", "--format", "json", "--platform", "linux/amd64", str(tmp_path),
+                     root=root)
+    assert '"*.log"' in result.stdout  # .dockerignore reached the context vertex
     (tmp_path / "Dockerfile").write_text("# check=error=true\nFROM alpine as x\n")
-    result = runner.invoke(build, ["--check", str(tmp_path)])
-    assert result.exit_code == 1
+    result = run_cli("build", "--check", str(tmp_path), root=root, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
