@@ -193,7 +193,11 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                        tuple(parse_cache_spec(c, export=True) for c in cache_to))
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
-        _, result = build_image(app.store, req, progress=progress)
+        plan, result = build_image(app.store, req, progress=progress)
+        for finding in plan.findings:
+            progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
+        for name in plan.unused_build_args:
+            progress.message(f"build-arg {name} was not consumed by any instruction")
         report = ExportReport(result=result)
         if not specs:
             progress.message("no output specified: the build result stays in the build cache only "
