@@ -10,8 +10,9 @@ from __future__ import annotations
 import fcntl
 import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from polyarch import platform as plat
 from polyarch.digest import Digest
@@ -33,11 +34,26 @@ from polyarch.platform import Platform
 
 from .store import ContentStore, atomic_write
 
-__all__ = ["REF_NAME", "Image", "ImageStore", "ResolvedDocument", "normalize_name"]
+__all__ = ["REF_NAME", "Image", "ImageStore", "ResolvedDocument", "index_lock", "normalize_name"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 MAX_MANIFEST = 4 << 20
 MAX_CONFIG = 16 << 20
+
+
+@contextmanager
+def index_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock on ``root/index.json`` (held by every writer of names, and by garbage collectors)."""
+    try:
+        fd = open(root / "index.json.lock", "a+b")
+    except OSError as exc:
+        raise StoreError(f"cannot lock {root / 'index.json'}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        fd.close()
 
 
 def normalize_name(name: str) -> str:
@@ -78,22 +94,11 @@ class ImageStore:
     def __init__(self, store: ContentStore) -> None:
         self.store = store
         self._index_path = store.root / "index.json"
-        self._lock_path = store.root / "index.json.lock"
 
     # --- index.json ----------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        try:
-            fd = open(self._lock_path, "a+b")
-        except OSError as exc:
-            raise StoreError(f"cannot lock {self._index_path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            fd.close()
+    def _locked(self) -> AbstractContextManager[None]:
+        return index_lock(self.store.root)
 
     def _read_index(self) -> list[Descriptor]:
         try:

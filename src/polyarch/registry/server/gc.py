@@ -15,18 +15,14 @@ session is never purged within two minutes of its last write.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from polyarch.content.images import ImageStore
+from polyarch.content.images import ImageStore, index_lock
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest, hash_file
-from polyarch.errors import StoreError
 
 from .localstore import LocalNames
 from .metadata import DB_NAME, Metadata
@@ -47,18 +43,7 @@ class GcReport:
     dry_run: bool
 
 
-@contextmanager
-def _index_lock(root: Path) -> Iterator[None]:
-    try:
-        fd = open(root / "index.json.lock", "a+b")
-    except OSError as exc:
-        raise StoreError(f"cannot lock {root / 'index.json'}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        fd.close()
+
 
 
 def registry_roots(store: ContentStore) -> set[str]:
@@ -139,7 +124,7 @@ def collect_garbage(store: ContentStore, *, grace: float = 3600.0, dry_run: bool
                             dry_run)
         deleted: list[str] = []
         freed = 0
-        with _index_lock(store.root), meta.write() as conn:
+        with index_lock(store.root), meta.write() as conn:
             roots = local.all_reachable()  # re-read under the lock: a name may have just been set
             for digest, size in candidates:
                 text = str(digest)
