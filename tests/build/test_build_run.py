@@ -66,3 +66,17 @@ def test_bind_mounted_context_is_keyed_by_content(store_root: Path, tmp_path: Pa
     assert by_name(proc.stderr, "RUN --mount") == ["DONE"]
     img = images_of(store_root, "b:2")[0]
     assert layer_file(store_root, img, -1, "copied") == b"v2\n"
+
+
+@needs_run(PLATFORMS)
+def test_run_layers_are_reproducible(base_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM base/busybox:1\nRUN mkdir -p /out && uname -m > /out/m\n"})
+    digests = []
+    for i in range(2):
+        root = tmp_path / f"s{i}"
+        shutil.copytree(base_root, root, ignore=shutil.ignore_patterns(".complete", "ingest", "buildcache.db*"))
+        build(root, ctx, "--platform", PLATFORMS, "--iidfile", str(tmp_path / "iid"))
+        digests.append((tmp_path / "iid").read_text())
+    assert digests[0] == digests[1]
