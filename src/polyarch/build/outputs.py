@@ -1,8 +1,8 @@
 """``-o/--output``, ``--load`` and ``--push``: parsed once into typed values, then exported.
 
 Forms (buildx's): ``type=oci,dest=F[,tar=false][,name=N]``, ``type=docker,dest=F[,name=N]`` (one platform),
-``type=local,dest=DIR`` (one ``linux_arm64/`` folder per platform with the merged rootfs; the rootfs itself for
-a single platform), ``type=tar,dest=F`` (the same as a tar), ``type=registry,name=REF[,push-by-digest=true]
+``type=local,dest=DIR[,platform-split=false]`` (one ``linux_arm64/`` folder per platform with the merged
+rootfs; the rootfs itself for a single platform or with ``platform-split=false``), ``type=tar,dest=F`` (the same as a tar), ``type=registry,name=REF[,push-by-digest=true]
 [,compression=gzip|zstd|uncompressed][,compression-level=N][,oci-mediatypes=false]``, ``type=image``
 (= registry when ``push=true``, else the local store), a bare path (= ``type=local,dest=PATH``) and ``-`` (a tar
 on stdout). ``--load`` stores every platform and the index under each ``-t`` name in the local store (unlike
@@ -158,19 +158,22 @@ def _rootfs(images: ImageStore, img: PlatformImage, dest: Path) -> None:
             apply_layer(f, dest, expected_diff_id=layer.diff_id)
 
 
-def _local(images: ImageStore, result: BuildResult, dest: Path) -> None:
-    if len(result.images) == 1:
-        _rootfs(images, result.images[0], dest)
+def _local(images: ImageStore, result: BuildResult, dest: Path, *, split: bool = True) -> None:
+    """Each platform's merged rootfs under ``dest/linux_arm64/`` (``dest`` itself for one platform, or for all
+    of them, one over the other, with ``platform-split=false``)."""
+    if len(result.images) == 1 or not split:
+        for img in result.images:
+            _rootfs(images, img, dest)
         return
     for img in result.images:
         _rootfs(images, img, dest / platform_dirname(img.platform))
 
 
-def _tar(images: ImageStore, result: BuildResult, dest: str) -> None:
+def _tar(images: ImageStore, result: BuildResult, dest: str, *, split: bool = True) -> None:
     from polyarch.worker.diff import write_tree
 
     with tempfile.TemporaryDirectory(prefix="polyarch-tar-") as tmp:
-        _local(images, result, Path(tmp) / "root")
+        _local(images, result, Path(tmp) / "root", split=split)
         if dest == "-":
             write_tree(Path(tmp) / "root", sys.stdout.buffer)
             sys.stdout.buffer.flush()
@@ -213,9 +216,9 @@ def export(images: ImageStore, result: BuildResult, outputs: Sequence[OutputSpec
             dest = Path(spec.dest)
             if dest.exists() and not dest.is_dir():
                 raise UsageError(f"type=local dest {dest} exists and is not a directory")
-            _local(images, result, dest)
+            _local(images, result, dest, split=spec.flag("platform-split", True))
         elif spec.type == "tar":
-            _tar(images, result, spec.dest)
+            _tar(images, result, spec.dest, split=spec.flag("platform-split", True))
         elif spec.type == "registry":
             _push(images, original, spec, names, report, push_client_factory)
         elif spec.type == "cacheonly":
