@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from polyarch.content.store import ContentStore  # noqa: E402
+from polyarch.content.store import ContentStore
 
 
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
