@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("polyarch.cli.archive:save", "Write an image to an OCI or docker archive"),
     "load": ("polyarch.cli.archive:load", "Load an OCI or docker archive into the local store"),
     "import": ("polyarch.cli.importer:import_", "Make a multi-platform image from rootfs tarballs"),
+    "run": ("polyarch.cli.run:run", "Run a local image's entrypoint once (native or under QEMU)"),
     "binfmt": ("polyarch.cli.binfmt:binfmt", "Install or show QEMU emulators for foreign platforms"),
     "doctor": ("polyarch.cli.doctor:doctor", "Check runtime, overlayfs, emulators and store"),
     "build": ("polyarch.cli.build:build", "Build an image from a Dockerfile"),
