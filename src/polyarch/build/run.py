@@ -62,9 +62,10 @@ class BaseImages:
     once per (ref, platform) and build. The frontend asks for configs (``config``), the solver for images."""
 
     def __init__(self, images: ImageStore, *, pull: bool = False,
-                 client_factory: Callable[[], Any] | None = None) -> None:
+                 client_factory: Callable[[], Any] | None = None, progress: Progress | None = None) -> None:
         self.images = images
         self.pull = pull
+        self.progress = progress
         self.client_factory = client_factory
         self._lock = threading.Lock()
         self._pulled: set[tuple[str, str]] = set()
@@ -95,7 +96,11 @@ class BaseImages:
                         cause = exc.__cause__
                         local = cause.message if isinstance(cause, PolyarchError) else exc.message
                 try:
-                    self._pull(ref, platform)
+                    if self.progress is not None:
+                        with self.progress.vertex(f"[internal] pull {ref} ({platform})"):
+                            self._pull(ref, platform)
+                    else:
+                        self._pull(ref, platform)
                 except PolyarchError as exc:
                     err = BuildError(f"base image {ref!r} for {platform}: {local}; pulling it failed: "
                                      f"{exc.message}",
@@ -241,7 +246,7 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
     """
     import concurrent.futures
 
-    bases = BaseImages(ImageStore(store), pull=any(r.pull for r in reqs))
+    bases = BaseImages(ImageStore(store), pull=any(r.pull for r in reqs), progress=progress)
     plans = [plan_request(store, req, bases) for req in reqs]
     groups: dict[str, list[int]] = {}
     for i, req in enumerate(reqs):
