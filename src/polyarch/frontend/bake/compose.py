@@ -1,0 +1,116 @@
+"""Compose files → bake targets (one per service with ``build:``), and a ``default`` group of them all.
+
+Read: ``build`` (a context string, or ``context``, ``dockerfile``, ``dockerfile_inline``, ``args`` (map or
+``KEY=VALUE`` list), ``target``, ``labels``, ``tags``, ``cache_from``, ``cache_to``, ``platforms``, ``secrets``,
+``ssh``, ``network``, ``pull``, ``no_cache``, ``additional_contexts``, ``shm_size``), ``image`` (the first tag),
+and ``build.x-bake`` (bake attribute names: ``platforms``, ``tags``, ``output``, ``cache-from``…, added last).
+``${VAR}`` / ``${VAR:-default}`` in values are interpolated from the environment, as compose does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from polyarch.errors import ParseError, SourceSpan
+
+from .hcl import Attribute, Block, Body, Lit, Pos, TupleExpr
+
+__all__ = ["parse_compose"]
+
+_KEYS = {"context": "context", "dockerfile": "dockerfile", "dockerfile_inline": "dockerfile-inline",
+         "args": "args", "target": "target", "labels": "labels", "tags": "tags", "cache_from": "cache-from",
+         "cache_to": "cache-to", "platforms": "platforms", "secrets": "secret", "ssh": "ssh",
+         "network": "network", "pull": "pull", "no_cache": "no-cache", "additional_contexts": "contexts",
+         "shm_size": "shm-size"}
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _interp(value: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name = m.group(1) or m.group(4)
+            op, arg = m.group(2), m.group(3) or ""
+            have = env.get(name)
+            if op in (":-", "-") and (have is None or (op == ":-" and have == "")):
+                return arg
+            return have or ""
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_interp(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _interp(v, env) for k, v in value.items()}
+    return value
+
+
+def _kv(value: Any) -> Any:
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for item in value:
+            k, eq, v = str(item).partition("=")
+            out[k] = v if eq else None
+        return out
+    return value
+
+
+def _lit(value: Any, pos: Pos) -> Any:
+    from .hcl import ObjectExpr
+
+    if isinstance(value, list):
+        return TupleExpr(tuple(_lit(v, pos) for v in value), pos)
+    if isinstance(value, dict):
+        return ObjectExpr(tuple((Lit(str(k), pos), _lit(v, pos)) for k, v in value.items()), pos)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Lit(str(value), pos)
+    return Lit(value, pos)
+
+
+def parse_compose(text: str, filename: str, env: Mapping[str, str]) -> Body:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        raise ParseError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
+                         SourceSpan(filename, line, col)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("services", {}), dict):
+        raise ParseError("a compose file must be a mapping with 'services'", SourceSpan(filename, 1, 1))
+    blocks: list[Block] = []
+    names: list[str] = []
+    for name, service in (doc.get("services") or {}).items():
+        if not isinstance(service, dict) or "build" not in service:
+            continue
+        pos = Pos(filename, _line(text, str(name)), 3)
+        build = service["build"]
+        if isinstance(build, str):
+            build = {"context": build}
+        if not isinstance(build, dict):
+            raise ParseError(f"service {name!r}: build must be a path or a mapping", SourceSpan(filename, pos.line, 1))
+        build = _interp(build, env)
+        attrs: dict[str, Any] = {}
+        for key, value in build.items():
+            if key in _KEYS:
+                attrs[_KEYS[key]] = _kv(value) if key in ("args", "labels", "additional_contexts") else value
+        image = _interp(service.get("image"), env)
+        if image:
+            attrs["tags"] = [image, *attrs.get("tags", [])]
+        for key, value in (build.get("x-bake") or {}).items():
+            key = {"platform": "platforms", "outputs": "output", "secrets": "secret"}.get(key, key)
+            attrs[key] = value
+        blocks.append(Block("target", (str(name),), Body(tuple(Attribute(k, _lit(v, pos), pos)
+                                                               for k, v in attrs.items()), ()), pos))
+        names.append(str(name))
+    group = Block("group", ("default",), Body((Attribute("targets", _lit(names, Pos(filename, 1, 1)),
+                                                          Pos(filename, 1, 1)),), ()), Pos(filename, 1, 1))
+    return Body((), (*blocks, group) if names else tuple(blocks))
+
+
+def _line(text: str, name: str) -> int:
+    m = re.search(rf"^\s+{re.escape(name)}\s*:", text, re.MULTILINE)
+    return text.count("\n", 0, m.start()) + 2 if m else 1

@@ -1,0 +1,428 @@
+"""Bake semantics over parsed files: variables, functions, matrix, inherits, groups → a ``Definition``.
+
+Files are merged in order: same-named ``variable`` blocks (last default wins, validations add up), ``function``
+blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secret``, ``ssh``, ``annotations``,
+``attest`` add up; every other attribute: last wins — buildx's rules) and ``group`` blocks (targets add up).
+
+* variables: ``variable "X" { default = …  validation { condition = …  error_message = … } }`` or a top-level
+  ``X = …``; the environment overrides a variable block (``X=1 polyarch bake``), converted to the default's type
+  (bool, number); defaults may use other variables (cycles are errors); every validation of every variable is
+  checked. Built in: ``BAKE_CMD_CONTEXT``, ``BAKE_LOCAL_PLATFORM``.
+* ``function "f" { params = [a]  variadic_params = rest  result = … }``.
+* ``matrix = { k = [..] }`` + ``name = "app-${k}"``: one target per combination; the block's label selects them all.
+* ``inherits = ["a", "b"]``: parents merged in order, then the target itself (later wins); cycles are errors.
+* groups may contain groups; a group wins over a target of the same name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polyarch.errors import ParseError, UsageError
+
+from .expr import Scope, UserFunction, evaluate, located, product
+from .functions import FuncError, to_str, type_name
+from .hcl import Block, Body, Pos, Var
+from .model import ALIASES, ATTRIBUTES, LIST_ATTRS, MAP_ATTRS, Definition, Group, Target
+
+__all__ = ["Evaluator", "Override", "SourceFile", "parse_overrides"]
+
+_ADDITIVE = frozenset({"cache-from", "secret", "ssh", "annotations", "attest"})
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_META = ("inherits", "matrix", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    filename: str
+    text: str
+    body: Body
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """One ``--set PATTERN.KEY[.SUB]=VALUE`` (``+=`` appends)."""
+
+    pattern: str
+    key: str
+    sub: str
+    value: str
+    append: bool
+
+
+def parse_overrides(items: Sequence[str]) -> list[Override]:
+    out = []
+    for item in items:
+        lhs, eq, value = item.partition("=")
+        append = lhs.endswith("+")
+        lhs = lhs.removesuffix("+")
+        parts = lhs.split(".")
+        if not eq or len(parts) < 2 or not parts[0] or not parts[1]:
+            raise UsageError(f"invalid --set {item!r}", hint="expected PATTERN.KEY=VALUE, e.g. *.platform=linux/arm64")
+        key = ALIASES.get(parts[1], parts[1])
+        if key not in ATTRIBUTES:
+            close = difflib.get_close_matches(key, list(ATTRIBUTES) + list(ALIASES), n=1)
+            raise UsageError(f"--set {item!r}: unknown key {parts[1]!r}",
+                             hint=f"did you mean {close[0]!r}?" if close else None)
+        sub = ".".join(parts[2:])
+        if key in MAP_ATTRS and not sub:
+            raise UsageError(f"--set {item!r}: {key} needs a name ({parts[0]}.{key}.NAME=VALUE)")
+        out.append(Override(parts[0], key, sub, value, append))
+    return out
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if key in MAP_ATTRS and isinstance(value, dict) and isinstance(into.get(key), dict):
+            merged = dict(into[key])
+            for k, v in value.items():
+                if v is not None or k not in merged:
+                    merged[k] = v
+            into[key] = merged
+        elif key in _ADDITIVE and isinstance(value, list) and isinstance(into.get(key), list):
+            into[key] = into[key] + [v for v in value if v not in into[key]]
+        else:
+            into[key] = value
+
+
+class Evaluator:
+    def __init__(self, files: Sequence[SourceFile], env: Mapping[str, str] | None = None,
+                 cmd_context: str = ".") -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.sources = {f.filename: f.text for f in files}
+        self.var_blocks: dict[str, list[Block]] = {}
+        self.var_attrs: dict[str, Any] = {}  # top-level NAME = expr
+        self.functions: dict[str, UserFunction] = {}
+        self.target_blocks: dict[str, list[Block]] = {}
+        self.group_blocks: dict[str, list[Block]] = {}
+        self.builtins = {"BAKE_CMD_CONTEXT": cmd_context, "BAKE_LOCAL_PLATFORM": _local_platform()}
+        for f in files:
+            for attr in f.body.attributes:
+                self.var_attrs[attr.name] = attr
+            for block in f.body.blocks:
+                self._collect(block)
+        self._values: dict[str, Any] = {}
+        self._resolving: list[str] = []
+        self.scope = Scope(self._lookup, self.functions, {}, self.sources)
+        self._raw: dict[str, dict[str, Any]] | None = None
+        self._expanded: dict[str, list[str]] = {}
+        self._pos: dict[str, Pos] = {}
+
+    def _collect(self, block: Block) -> None:
+        kind = block.type
+        if kind not in ("variable", "function", "target", "group"):
+            raise located(f"unknown block type {kind!r}", block.pos, self.sources,
+                          hint="bake files hold variable, function, target and group blocks")
+        if len(block.labels) != 1:
+            raise located(f"{kind} block needs exactly one name", block.pos, self.sources)
+        name = block.labels[0]
+        if kind == "function":
+            self.functions[name] = self._function(name, block)
+        elif kind == "variable":
+            self.var_blocks.setdefault(name, []).append(block)
+        elif kind == "target":
+            if not _NAME.match(name):
+                raise located(f"invalid target name {name!r}", block.pos, self.sources,
+                              hint="names may use letters, digits, '_' and '-'")
+            self.target_blocks.setdefault(name, []).append(block)
+        else:
+            self.group_blocks.setdefault(name, []).append(block)
+
+    def _function(self, name: str, block: Block) -> UserFunction:
+        body = block.body
+        params = body.attr("params")
+        result = body.attr("result")
+        if result is None:
+            raise located(f"function {name!r} has no result", block.pos, self.sources)
+        names: list[str] = []
+        if params is not None:
+            items = getattr(params.expr, "items", None)
+            if items is None or not all(isinstance(i, Var) for i in items):
+                raise located(f"function {name!r}: params must be a list of names", params.pos, self.sources)
+            names = [i.name for i in items]
+        variadic = body.attr("variadic_params")
+        vname = variadic.expr.name if variadic is not None and isinstance(variadic.expr, Var) else None
+        return UserFunction(name, tuple(names), vname, result.expr, block.pos)
+
+    # ---- variables ---------------------------------------------------------------------------------------
+    def _lookup(self, name: str, pos: Pos) -> Any:
+        if name in self._values:
+            return self._values[name]
+        if name in self._resolving:
+            chain = " -> ".join([*self._resolving[self._resolving.index(name):], name])
+            raise located(f"variable cycle: {chain}", pos, self.sources)
+        if name not in self.var_blocks and name not in self.var_attrs:
+            if name in self.builtins:
+                return self.builtins[name]
+            known = list(self.var_blocks) + list(self.var_attrs) + list(self.builtins)
+            close = difflib.get_close_matches(name, known, n=1)
+            raise located(f"unknown variable {name!r}", pos, self.sources,
+                          hint=f"did you mean {close[0]!r}?" if close else None)
+        self._resolving.append(name)
+        try:
+            value = self._variable(name)
+        finally:
+            self._resolving.pop()
+        self._values[name] = value
+        return value
+
+    def _variable(self, name: str) -> Any:
+        if name not in self.var_blocks:
+            return evaluate(self.var_attrs[name].expr, self.scope)
+        default: Any = None
+        for block in self.var_blocks[name]:
+            attr = block.body.attr("default")
+            if attr is not None:
+                default = evaluate(attr.expr, self.scope)
+        if name in self.env:
+            return _from_env(name, self.env[name], default)
+        return default
+
+    def variables(self) -> list[tuple[str, Any, str]]:
+        """(name, value, description) of every declared variable, for ``--list variables``."""
+        out = []
+        for name, blocks in self.var_blocks.items():
+            desc = ""
+            for b in blocks:
+                d = b.body.attr("description")
+                if d is not None:
+                    desc = to_str(evaluate(d.expr, self.scope))
+            out.append((name, self._lookup(name, blocks[0].pos), desc))
+        return out
+
+    def validate(self) -> None:
+        """Every ``validation`` block of every variable. :raises ParseError: the first one failing."""
+        for name, blocks in self.var_blocks.items():
+            value = self._lookup(name, blocks[0].pos)
+            for block in blocks:
+                for v in block.body.blocks:
+                    if v.type != "validation":
+                        continue
+                    cond = v.body.attr("condition")
+                    if cond is None:
+                        raise located(f"variable {name!r}: validation needs a condition", v.pos, self.sources)
+                    ok = evaluate(cond.expr, self.scope)
+                    if not isinstance(ok, bool):
+                        raise located(f"variable {name!r}: validation condition is a {type_name(ok)}, not a bool",
+                                      cond.pos, self.sources)
+                    if not ok:
+                        msg_attr = v.body.attr("error_message")
+                        msg = to_str(evaluate(msg_attr.expr, self.scope)) if msg_attr else "validation failed"
+                        raise located(f"variable {name!r} ({value!r}): {msg}", cond.pos, self.sources)
+
+    # ---- targets -----------------------------------------------------------------------------------------
+    def _block_attrs(self, block: Block, scope: Scope) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for attr in block.body.attributes:
+            if attr.name in ("matrix", "name"):
+                continue
+            key = attr.name
+            if key not in ATTRIBUTES and key != "inherits":
+                close = difflib.get_close_matches(key, list(ATTRIBUTES), n=1)
+                raise located(f"target {block.labels[0]!r}: unsupported attribute {key!r}", attr.pos, self.sources,
+                              hint=f"did you mean {close[0]!r}?" if close else None)
+            value = evaluate(attr.expr, scope)
+            if key == "inherits" and isinstance(value, str):
+                value = [value]
+            out[key] = value
+        return out
+
+    def _expand(self) -> dict[str, dict[str, Any]]:
+        if self._raw is not None:
+            return self._raw
+        raw: dict[str, dict[str, Any]] = {}
+        for label, blocks in self.target_blocks.items():
+            for block in blocks:
+                for name, attrs in self._expand_block(label, block):
+                    if name in raw and label != name and name not in self._expanded.get(label, []):
+                        raise located(f"matrix name {name!r} is already a target", block.pos, self.sources)
+                    _merge(raw.setdefault(name, {}), attrs)
+                    self._pos.setdefault(name, block.pos)
+                    if name != label:
+                        names = self._expanded.setdefault(label, [])
+                        if name not in names:
+                            names.append(name)
+        self._raw = raw
+        return raw
+
+    def _expand_block(self, label: str, block: Block) -> list[tuple[str, dict[str, Any]]]:
+        matrix_attr = block.body.attr("matrix")
+        if matrix_attr is None:
+            return [(label, self._block_attrs(block, self.scope))]
+        matrix = evaluate(matrix_attr.expr, self.scope)
+        if not isinstance(matrix, dict) or not all(isinstance(v, list) for v in matrix.values()):
+            raise located(f"target {label!r}: matrix must be a map of lists", matrix_attr.pos, self.sources)
+        name_attr = block.body.attr("name")
+        combos = product(matrix)
+        if name_attr is None and len(combos) > 1:
+            raise located(f"target {label!r}: a matrix needs a name template", matrix_attr.pos, self.sources,
+                          hint='add e.g. name = "' + label + '-${' + next(iter(matrix)) + '}"')
+        out = []
+        for combo in combos:
+            scope = self.scope.child(combo)
+            name = to_str(evaluate(name_attr.expr, scope)) if name_attr is not None else label
+            if not _NAME.match(name):
+                raise located(f"target {label!r}: matrix name {name!r} is not a valid target name",
+                              name_attr.pos if name_attr else block.pos, self.sources,
+                              hint="wrap it in sanitize(…)")
+            out.append((name, self._block_attrs(block, scope)))
+        return out
+
+    def target_names(self) -> list[str]:
+        raw = self._expand()
+        return [n for n in raw if n not in self._expanded]
+
+    def _resolve(self, name: str, chain: tuple[str, ...], pos: Pos | None) -> dict[str, Any]:
+        raw = self._expand()
+        if name in chain:
+            raise located("inherits cycle: " + " -> ".join([*chain[chain.index(name):], name]),
+                          self._pos.get(chain[-1]), self.sources)
+        if name not in raw:
+            if name in self._expanded:
+                raise located(f"cannot inherit from matrix target {name!r}; name one of "
+                              + ", ".join(self._expanded[name]), pos, self.sources)
+            close = difflib.get_close_matches(name, list(raw), n=1)
+            raise located(f"{chain[-1]!r} inherits from unknown target {name!r}", pos, self.sources,
+                          hint=f"did you mean {close[0]!r}?" if close else None)
+        own = raw[name]
+        parents = own.get("inherits") or []
+        if not isinstance(parents, list):
+            raise located(f"target {name!r}: inherits must be a list", self._pos.get(name), self.sources)
+        out: dict[str, Any] = {}
+        for parent in parents:
+            _merge(out, self._resolve(to_str(parent), (*chain, name), self._pos.get(name)))
+        _merge(out, {k: v for k, v in own.items() if k != "inherits"})
+        return out
+
+    def target(self, name: str) -> Target:
+        attrs = self._resolve(name, (), None)
+        try:
+            return Target.from_attrs(name, attrs)
+        except FuncError as exc:
+            raise located(f"target {name!r}: {exc}", self._pos.get(name), self.sources) from None
+
+    # ---- groups and selection ----------------------------------------------------------------------------
+    def group(self, name: str) -> Group | None:
+        blocks = self.group_blocks.get(name)
+        if not blocks:
+            return None
+        targets: list[str] = []
+        desc = ""
+        for b in blocks:
+            for attr in b.body.attributes:
+                if attr.name not in ("targets", "description"):
+                    raise located(f"group {name!r}: unsupported attribute {attr.name!r}", attr.pos, self.sources)
+            t = b.body.attr("targets")
+            if t is not None:
+                value = evaluate(t.expr, self.scope)
+                if not isinstance(value, list):
+                    raise located(f"group {name!r}: targets must be a list", t.pos, self.sources)
+                targets += [to_str(v) for v in value if to_str(v) not in targets]
+            d = b.body.attr("description")
+            if d is not None:
+                desc = to_str(evaluate(d.expr, self.scope))
+        return Group(name, tuple(targets), desc)
+
+    def select(self, names: Sequence[str]) -> tuple[list[Group], list[str]]:
+        """Requested names → (groups reached, target names in order). :raises: unknown names, group cycles."""
+        raw = self._expand()
+        groups: list[Group] = []
+        targets: list[str] = []
+
+        def visit(name: str, chain: tuple[str, ...]) -> None:
+            group = self.group(name)
+            if group is not None:
+                if name in chain:
+                    raise ParseError("group cycle: " + " -> ".join([*chain[chain.index(name):], name]))
+                if group not in groups:
+                    groups.append(group)
+                for member in group.targets:
+                    visit(member, (*chain, name))
+                return
+            members = self._expanded.get(name) or ([name] if name in raw else [])
+            if not members:
+                known = list(raw) + list(self._expanded) + list(self.group_blocks)
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else (
+                    "targets: " + ", ".join(self.target_names()) if raw else "the bake files define no targets")
+                where = f" (in group {chain[-1]!r})" if chain else ""
+                pos = self.group_blocks[chain[-1]][0].pos if chain else None
+                if pos is not None:
+                    raise located(f"unknown target {name!r}{where}", pos, self.sources, hint=hint)
+                raise UsageError(f"unknown target {name!r}", hint=hint)
+            for m in members:
+                if m not in targets:
+                    targets.append(m)
+
+        for n in names:
+            visit(n, ())
+        return groups, targets
+
+    def definition(self, names: Sequence[str], overrides: Sequence[Override] = ()) -> Definition:
+        self.validate()
+        groups, selected = self.select(names)
+        targets = {n: self.target(n) for n in selected}
+        for ov in overrides:
+            matched = [n for n in targets if fnmatch.fnmatchcase(n, ov.pattern)]
+            if not matched:
+                raise UsageError(f"--set: no target matches {ov.pattern!r}", hint="targets: " + ", ".join(targets))
+        for name in list(targets):
+            targets[name] = apply_overrides(targets[name], [o for o in overrides
+                                                            if fnmatch.fnmatchcase(name, o.pattern)])
+        if list(names) != ["default"] or self.group("default") is None:
+            groups = [Group("default", tuple(names)), *[g for g in groups if g.name != "default"]]
+        return Definition(tuple(groups), tuple(targets.values()))
+
+
+def apply_overrides(target: Target, overrides: Sequence[Override]) -> Target:
+    attrs = dict(target.attrs)
+    replaced: set[str] = set()
+    for ov in overrides:
+        key = ov.key
+        if key in MAP_ATTRS:
+            attrs[key] = {**attrs.get(key, {}), ov.sub: ov.value}
+        elif key in LIST_ATTRS:
+            values = [v for v in ov.value.split(",") if v] if key == "platforms" else [ov.value]
+            if ov.append or key in replaced:
+                attrs[key] = tuple(attrs.get(key, ())) + tuple(values)
+            else:
+                attrs[key] = tuple(values)
+            replaced.add(key)
+        elif ATTRIBUTES[key] == "bool":
+            if ov.value.lower() not in ("true", "false", "1", "0", ""):
+                raise UsageError(f"--set {ov.pattern}.{key}: {ov.value!r} is not a bool")
+            attrs[key] = ov.value.lower() in ("true", "1", "")
+        else:
+            attrs[key] = ov.value
+    return Target(target.name, attrs)
+
+
+def _from_env(name: str, value: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if value.lower() in ("true", "1", "t"):
+            return True
+        if value.lower() in ("false", "0", "f"):
+            return False
+        raise ParseError(f"variable {name!r}: environment value {value!r} is not a bool")
+    if isinstance(default, int | float):
+        try:
+            f = float(value)
+        except ValueError:
+            raise ParseError(f"variable {name!r}: environment value {value!r} is not a number") from None
+        return int(f) if f.is_integer() else f
+    return value
+
+
+def _local_platform() -> str:
+    try:
+        from polyarch.platform import host
+
+        return str(host())
+    except Exception:  # only a default for a variable
+        return "linux/amd64"
