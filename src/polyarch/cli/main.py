@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "binfmt": ("polyarch.cli.binfmt:binfmt", "Install or show QEMU emulators for foreign platforms"),
     "doctor": ("polyarch.cli.doctor:doctor", "Check runtime, overlayfs, emulators and store"),
     "build": ("polyarch.cli.build:build", "Build an image from a Dockerfile"),
+    "bake": ("polyarch.cli.bake:bake", "Build several targets from a bake or compose file"),
     "registry": ("polyarch.cli.registry_server:registry", "Run the embedded OCI registry"),
     "login": ("polyarch.cli.registry_cmds:login", "Log in to a registry"),
     "logout": ("polyarch.cli.registry_cmds:logout", "Log out from a registry"),

@@ -67,7 +67,7 @@ class Scope:
         return Scope(self.lookup, self.functions, {**self.locals, **more}, self.sources, self.depth)
 
 
-def evaluate(expr: Expr, scope: Scope) -> Any:  # noqa: C901 - one dispatch over node kinds
+def evaluate(expr: Expr, scope: Scope) -> Any:
     err = lambda msg: located(msg, expr.pos, scope.sources)  # noqa: E731
     if isinstance(expr, Lit):
         return expr.value

@@ -338,7 +338,7 @@ class _Conv:
                 merged.append(p)
         return Template(tuple(merged), pos)
 
-    def expr(self, node: Any) -> Expr:  # noqa: C901 - one dispatch over the grammar's rules
+    def expr(self, node: Any) -> Expr:
         from lark import Token
 
         pos = self.pos(node)

@@ -1,0 +1,133 @@
+"""``polyarch bake``: build every selected target of HCL / JSON / compose files in one solve.
+
+``--print`` shows the resolved definition in buildx's JSON shape; ``--list targets|variables`` lists them.
+Otherwise each target becomes a ``BuildRequest`` and all of them go to ``build_many`` together, so a step two
+targets share (same vertex digest) runs once and independent targets run in parallel; then each target exports
+like ``polyarch build`` (its ``tags``, its ``output`` list, ``--load``, ``--push``). A target used as a named
+context of another (``contexts = { src = "target:base" }``) is built in an earlier round and handed over as a
+local image. Nothing is exported when any target fails.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from polyarch.cli.context import AppContext, pass_app
+from polyarch.errors import UsageError
+
+__all__ = ["bake"]
+
+
+@click.command("bake")
+@click.argument("names", nargs=-1)
+@click.option("-f", "--file", "files", multiple=True, help="Build definition file (repeatable; default: buildx's lookup).")
+@click.option("--set", "overrides", multiple=True, help="Override a target attribute: PATTERN.KEY[.NAME]=VALUE.")
+@click.option("--print", "print_", is_flag=True, help="Print the resolved definition as JSON, without building.")
+@click.option("--list", "list_", default=None, type=click.Choice(["targets", "variables"]), help="List targets or variables.")
+@click.option("--load", is_flag=True, help="Store every target's images in the local store (= --set *.output=type=image).")
+@click.option("--push", is_flag=True, help="Push every target's tags (= --set *.output=type=registry).")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--pull", is_flag=True, help="Always pull FROM images.")
+@click.option("--progress", "progress_mode", default="auto",
+              type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
+@click.option("--metadata-file", default=None, type=click.Path(dir_okay=False), help="Write per-target build metadata as JSON.")
+@pass_app
+def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], print_: bool,
+         list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
+         metadata_file: str | None) -> None:
+    """Build several targets from a bake or compose file."""
+    from polyarch.frontend.bake import Evaluator, load_files, parse_overrides
+
+    sources = load_files(files)
+    ev = Evaluator(sources)
+    if list_ == "variables":
+        ev.validate()
+        for name, value, desc in ev.variables():
+            shown = value if isinstance(value, str) else json.dumps(value)
+            click.echo(f"{name}\t{shown}" + (f"\t{desc}" if desc else ""))
+        return
+    if list_ == "targets":
+        for name in ev.target_names():
+            click.echo(name)
+        for name in ev.group_blocks:
+            group = ev.group(name)
+            click.echo(f"{name}\t(group: {', '.join(group.targets) if group else ''})")
+        return
+    definition = ev.definition(list(names) or ["default"], parse_overrides(overrides))
+    if print_:
+        click.echo(json.dumps(definition.to_print_json(), indent=2))
+        return
+    _build(app, ev, definition.targets, load=load, push=push, no_cache=no_cache, pull=pull,
+           progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides)
+
+
+def _build(app: AppContext, ev: Any, targets: Any, *, load: bool, push: bool, no_cache: bool, pull: bool,
+           progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...]) -> None:
+    from polyarch.build.outputs import ExportReport, build_metadata, export
+    from polyarch.frontend.bake import Target
+    from polyarch.frontend.bake.evaluate import apply_overrides, parse_overrides
+    from polyarch.progress import Progress, make_renderer
+
+    from .bake_request import output_specs, plan_rounds, to_request
+
+    chosen: dict[str, Target] = {t.name: t for t in targets}
+    # targets used as named contexts (target:NAME) are built too, in an earlier round
+    pending = list(chosen.values())
+    parsed = parse_overrides(overrides)
+    import fnmatch
+
+    while pending:
+        t = pending.pop()
+        for value in t.get("contexts", {}).values():
+            if value and value.startswith("target:") and value[7:] not in chosen:
+                dep = ev.target(value[7:])
+                dep = apply_overrides(dep, [o for o in parsed if fnmatch.fnmatchcase(dep.name, o.pattern)])
+                chosen[dep.name] = dep
+                pending.append(dep)
+    rounds = plan_rounds(list(chosen.values()))
+    specs = {name: output_specs(t, load=load, push=push) for name, t in chosen.items()}
+    for name, t in chosen.items():
+        if any(s.type in ("image", "registry") for s in specs[name]) and not t.get("tags") \
+                and not all(s.attrs.get("name") for s in specs[name] if s.type in ("image", "registry")):
+            raise UsageError(f"target {name!r}: --load and --push need a name", hint=f"add tags to {name!r} "
+                             f"or --set {name}.tags=NAME")
+    from polyarch.build.run import build_many
+    from polyarch.worker.diff import source_date_epoch
+
+    epoch = source_date_epoch()
+    progress = Progress(make_renderer(progress_mode))
+    handed: dict[str, str] = {}  # target -> local image name given to later rounds
+    metadata: dict[str, Any] = {}
+    try:
+        for names in rounds:
+            reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch) for n in names]
+            results = build_many(app.store, reqs, progress=progress)
+            for name, (_, result) in zip(names, results, strict=True):
+                handed[name] = f"polyarch.bake/{name}:{str(result.index.digest)[7:19]}"
+                app.images.set_name(handed[name], result.index)
+                report = ExportReport(result=result)
+                tags = list(chosen[name].get("tags", ()))
+                if specs[name]:
+                    with progress.vertex(f"[{name}] exporting to image") as handle:
+                        report = export(app.images, result, specs[name], tags=tags)
+                        for ref in report.names:
+                            handle.log(f"naming to {ref}" if ref not in report.pushed else
+                                       f"pushed {ref}@{report.pushed[ref]}")
+                final = report.result or result
+                metadata[name] = build_metadata(final, list(dict.fromkeys([*tags, *report.names])))
+        if not any(specs.values()):
+            progress.message("no output specified: the build results stay in the build cache only "
+                             "(use --load, --push or output = [...])")
+    finally:
+        progress.close()
+        for ref in handed.values():
+            try:
+                app.images.remove_name(ref)
+            except Exception:  # a temporary name; never fail the bake for it
+                pass
+    if metadata_file:
+        Path(metadata_file).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
