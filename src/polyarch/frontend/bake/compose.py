@@ -47,13 +47,16 @@ def _interp(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
-def _kv(value: Any) -> Any:
+def _kv(value: Any, env: Mapping[str, str]) -> Any:
+    """A map, or a ``KEY=VALUE`` list where a bare ``KEY`` takes its value from the environment (or is unset)."""
     if isinstance(value, list):
         out: dict[str, Any] = {}
         for item in value:
             k, eq, v = str(item).partition("=")
-            out[k] = v if eq else None
+            out[k] = v if eq else env.get(k)
         return out
+    if isinstance(value, dict):
+        return {k: (env.get(k) if v is None else v) for k, v in value.items()}
     return value
 
 
@@ -96,12 +99,14 @@ def parse_compose(text: str, filename: str, env: Mapping[str, str]) -> Body:
         attrs: dict[str, Any] = {}
         for key, value in build.items():
             if key in _KEYS:
-                attrs[_KEYS[key]] = _kv(value) if key in ("args", "labels", "additional_contexts") else value
+                attrs[_KEYS[key]] = _kv(value, env) if key in ("args", "labels", "additional_contexts") else value
         image = _interp(service.get("image"), env)
         if image:
             attrs["tags"] = [image, *attrs.get("tags", [])]
         for key, value in (build.get("x-bake") or {}).items():
             key = {"platform": "platforms", "outputs": "output", "secrets": "secret"}.get(key, key)
+            if key == "tags" and isinstance(value, list):  # added to the image name and build.tags
+                value = [*attrs.get("tags", []), *[v for v in value if v not in attrs.get("tags", [])]]
             attrs[key] = value
         blocks.append(Block("target", (str(name),), Body(tuple(Attribute(k, _lit(v, pos), pos)
                                                                for k, v in attrs.items()), ()), pos))

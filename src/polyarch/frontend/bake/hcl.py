@@ -404,7 +404,7 @@ class _Conv:
         if kind in ("for_tuple_expr", "for_object_expr"):
             intro = kids[0]
             idents = [str(k.children[0]) for k in self.trees(intro) if k.data == "identifier"]
-            coll = self.expr([k for k in self.trees(intro) if k.data != "identifier"][0])
+            coll = self.expr(next(k for k in self.trees(intro) if k.data != "identifier"))
             key_var, value_var = (idents[0], idents[1]) if len(idents) == 2 else (None, idents[0])
             rest = kids[1:]
             cond = None

@@ -1,0 +1,9 @@
+target "a" {
+  inherits = ["b"]
+}
+target "b" {
+  inherits = ["c"]
+}
+target "c" {
+  inherits = ["a"]
+}

@@ -1,0 +1,8 @@
+target "app" {
+  matrix = {
+    tgt = ["alpine", "debian"]
+  }
+  name   = "app-${tgt}"
+  target = tgt
+  tags   = ["acme/app:${tgt}"]
+}

@@ -1,0 +1,4 @@
+target "default" {
+  matrix = { v = ["1", "2"] }
+  args   = { V = v }
+}

@@ -1,0 +1,4 @@
+target "default" {
+  tags = ["acme/app:from-bake"]
+  args = { A = "bake" }
+}

@@ -1,0 +1,4 @@
+target "default" {
+  tags = ["acme/app:from-override"]
+  args = { B = "override" }
+}

@@ -1,0 +1,3 @@
+target "default" {
+  platfroms = ["linux/amd64"]
+}
