@@ -111,7 +111,8 @@ def test_persistent_503_push_fails_with_status(fault_proxy, make_image, tmp_path
     root, name = make_image("gen/dead503:1", platforms=("linux/amd64",), layer_sizes=(1000, 2000), seed=13)
     images = ImageStore(ContentStore(root))
     fault_proxy.add("*", r"/v2/", "status", status=503, times=1000)
-    with client(tmp_path, retries=2) as c, pytest.raises(RegistryError) as info:
+    # a generous timeout: under load a slow answer must not turn the expected 503 into a timeout
+    with client(tmp_path, retries=2, timeout=10.0) as c, pytest.raises(RegistryError) as info:
         push_image(images, images.lookup(name), reference.parse(f"{fault_proxy.host}/gen/dead503:1"), client=c)
     assert info.value.status == 503
     assert "\n" not in info.value.message
