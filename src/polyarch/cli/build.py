@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -130,12 +132,15 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--call", "call_name", default="build", help="build, outline, targets, plan or check.")
 @click.option("--check", is_flag=True, help="Shorthand for --call=check.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format of --call.")
+@click.option("--verify", "verify", is_flag=True,
+              help="Before any output: check every platform holds binaries of its own architecture (polyarch verify).")
 @pass_app
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
           build_contexts: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
           no_cache: bool, cache_from: tuple[str, ...], cache_to: tuple[str, ...], pull: bool, progress_mode: str, quiet: bool,
-          metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str) -> None:
+          metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str,
+          verify: bool = False) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.oci import reference
     from polyarch.platform import parse_list
@@ -198,6 +203,8 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
         for name in plan.unused_build_args:
             progress.message(f"build-arg {name} was not consumed by any instruction")
+        if verify:
+            _verify_result(app, result.index, wanted, progress)
         report = ExportReport(result=result)
         if not specs:
             progress.message("no output specified: the build result stays in the build cache only "
@@ -219,3 +226,23 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
         Path(metadata_file).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if quiet:
         click.echo(digest)
+
+
+def _verify_result(app: AppContext, index: Any, wanted: Sequence[Any], progress: Any) -> None:
+    """``--verify``: run polyarch verify on the built index before anything is exported or pushed.
+
+    :raises BuildError: naming the first offending file; every problem is logged to the progress output.
+    """
+    from polyarch.errors import BuildError
+    from polyarch.verify import verify_image
+
+    with progress.vertex("verifying every platform's binaries") as handle:
+        report = verify_image(app.images, index, require=wanted)
+        for line in report.lines():
+            handle.log(line)
+    if not report.ok:
+        lines = report.lines()
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise BuildError(f"verify failed, nothing was exported: {lines[0]}{more}",
+                         hint="a stage probably builds for the build machine: pass GOARCH=$TARGETARCH (or the "
+                              "equivalent) in the $BUILDPLATFORM stage")
