@@ -89,7 +89,9 @@ def _build(app: AppContext, ev: Any, targets: Any, *, load: bool, push: bool, no
                 chosen[dep.name] = dep
                 pending.append(dep)
     rounds = plan_rounds(list(chosen.values()))
-    specs = {name: output_specs(t, load=load, push=push) for name, t in chosen.items()}
+    selected = {t.name for t in targets}  # dependencies pulled in by target: contexts get no --load/--push
+    specs = {name: output_specs(t, load=load and name in selected, push=push and name in selected)
+             for name, t in chosen.items()}
     for name, t in chosen.items():
         if any(s.type in ("image", "registry") for s in specs[name]) and not t.get("tags") \
                 and not all(s.attrs.get("name") for s in specs[name] if s.type in ("image", "registry")):
