@@ -55,6 +55,7 @@ class BuildRequest:
     annotations: tuple[str, ...] = ()  # --annotation values as written
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
+    network: str = "default"  # --network: default, none or host (RUN --network= overrides)
 
 
 class BaseImages:
@@ -184,13 +185,13 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
                 progress: Progress, no_cache: bool = False, epoch: int | None = None,
                 run_exec: ExecRunner | None = None, filename: str = "Dockerfile",
                 secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None,
-                bases: BaseImages | None = None) -> dict[str, State]:
+                bases: BaseImages | None = None, network: str = "default") -> dict[str, State]:
     """Solve every platform plan in one run; returns vertex digest → State.
 
     :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
     """
     cache = BuildCache(store.root / "buildcache.db", enabled=not no_cache)
-    executor = Executor(store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch),
+    executor = Executor(store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network),
                         run_exec=run_exec if run_exec is not None else default_exec_runner(store.root, secrets, ssh),
                         resolve_image=(bases or BaseImages(ImageStore(store))).image)
     solver = Solver(executor, progress=progress, labels=step_labels(plans))
@@ -251,7 +252,7 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
     groups: dict[str, list[int]] = {}
     for i, req in enumerate(reqs):
         ident = repr((sorted((k, str(v)) for k, v in _contexts(req).items()), req.no_cache, req.epoch,
-                      sorted(req.secrets.items()), sorted(req.ssh.items())))
+                      sorted(req.secrets.items()), sorted(req.ssh.items()), req.network))
         groups.setdefault(ident, []).append(i)
 
     def work() -> list[tuple[BuildPlan, BuildResult]]:
@@ -270,7 +271,8 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
             platform_plans = [pp for i in members for pp in plans[i].platforms]
             return solve_plans(store, platform_plans, contexts=_contexts(first), progress=progress,
                                no_cache=first.no_cache, epoch=first.epoch, run_exec=run_exec,
-                               filename=first.filename, secrets=first.secrets, ssh=first.ssh, bases=bases)
+                               filename=first.filename, secrets=first.secrets, ssh=first.ssh, bases=bases,
+                               network=first.network)
 
         if len(groups) == 1:
             states.update(solve(next(iter(groups.values()))))

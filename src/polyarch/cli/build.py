@@ -124,6 +124,8 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--cache-to", "cache_to", multiple=True,
               help="Export build cache: type=local,dest=DIR | type=registry,ref=REF [,mode=min|max].")
 @click.option("--pull", is_flag=True, help="Always pull FROM images (default: only when the store lacks them).")
+@click.option("--network", "network", default="default", type=click.Choice(["default", "none", "host"]),
+              help="Network of RUN steps (RUN --network= overrides): default (the host's), none, host.")
 @click.option("--progress", "progress_mode", default="auto",
               type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
@@ -138,7 +140,8 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
           build_contexts: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
-          no_cache: bool, cache_from: tuple[str, ...], cache_to: tuple[str, ...], pull: bool, progress_mode: str, quiet: bool,
+          no_cache: bool, cache_from: tuple[str, ...], cache_to: tuple[str, ...], pull: bool, network: str,
+          progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str,
           verify: bool = False) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
@@ -195,7 +198,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
                        tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations,
                        tuple(parse_cache_spec(c, export=False) for c in cache_from),
-                       tuple(parse_cache_spec(c, export=True) for c in cache_to))
+                       tuple(parse_cache_spec(c, export=True) for c in cache_to), network=network)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
         plan, result = build_image(app.store, req, progress=progress)

@@ -9,6 +9,7 @@ same blob for every platform and, inside one build, is written once (``_layer_on
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -59,6 +60,7 @@ class ExecutorOptions:
     contexts: Mapping[str, Path] = field(default_factory=dict)  # LocalContext name -> directory
     epoch: int | None = None  # SOURCE_DATE_EPOCH
     compression: str = "gzip"
+    network: str = "default"  # the build's --network: what a RUN without --network= (or with =default) gets
 
 
 def resolve_local_image(images: ImageStore, ref: str, platform: Platform) -> Image:
@@ -168,8 +170,14 @@ class Executor:
         if isinstance(vertex, ops.Mkdir):
             return cachekey.vertex_key(vertex, [s.key for s in inputs])
         if isinstance(vertex, ops.Exec):
-            return cachekey.vertex_key(vertex, [inputs[0].key, *self._mount_keys(vertex, inputs[1:])])
+            keys = [inputs[0].key, *self._mount_keys(vertex, inputs[1:])]
+            network = self.network_of(vertex)
+            return cachekey.vertex_key(vertex, keys, {"network": network} if network != vertex.network else None)
         return ""
+
+    def network_of(self, vertex: ops.Exec) -> str:
+        """A RUN's network: its own ``--network=`` unless that is ``default``, which is the build's ``--network``."""
+        return self.options.network if vertex.network == "default" else vertex.network
 
     def _mount_keys(self, vertex: ops.Exec, states: Sequence[State]) -> list[str]:
         """Keys of an Exec's mounted inputs: a host directory (the context) by the content of what is mounted."""
@@ -337,7 +345,9 @@ class Executor:
                 sources[i] = Path(secure_join(base, m.selector)) if m.selector else base
             active = stack.enter_context(self.snapshots.prepare(
                 [LayerRef(x.diff_id, x.descriptor) for x in root.layers]))
-            self.run_exec(vertex, Path(active.rootfs), sources, on_output)
+            network = self.network_of(vertex)
+            run = vertex if network == vertex.network else dataclasses.replace(vertex, network=network)
+            self.run_exec(run, Path(active.rootfs), sources, on_output)
             committed = active.commit(LayerOptions(compression=self.options.compression, epoch=self.options.epoch))
         res = committed.layer
         layer = None if res.uncompressed_size <= 10240 and _empty_tar(self.store, res) else \
