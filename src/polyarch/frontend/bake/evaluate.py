@@ -35,7 +35,7 @@ __all__ = ["Evaluator", "Override", "SourceFile", "parse_overrides"]
 
 _ADDITIVE = frozenset({"cache-from", "secret", "ssh", "annotations", "attest"})
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_META = ("inherits", "matrix", "name")
+MAX_MATRIX = 1000  # combinations of one matrix
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,10 @@ class Evaluator:
             if attr is not None:
                 default = evaluate(attr.expr, self.scope)
         if name in self.env:
-            return _from_env(name, self.env[name], default)
+            try:
+                return _from_env(name, self.env[name], default)
+            except ParseError as exc:
+                raise located(exc.message, self.var_blocks[name][-1].pos, self.sources) from None
         return default
 
     def variables(self) -> list[tuple[str, Any, str]]:
@@ -259,6 +262,12 @@ class Evaluator:
         if not isinstance(matrix, dict) or not all(isinstance(v, list) for v in matrix.values()):
             raise located(f"target {label!r}: matrix must be a map of lists", matrix_attr.pos, self.sources)
         name_attr = block.body.attr("name")
+        size = 1
+        for values in matrix.values():
+            size *= len(values)
+        if size > MAX_MATRIX:
+            raise located(f"target {label!r}: matrix has {size} combinations (limit {MAX_MATRIX})",
+                          matrix_attr.pos, self.sources)
         combos = product(matrix)
         if name_attr is None and len(combos) > 1:
             raise located(f"target {label!r}: a matrix needs a name template", matrix_attr.pos, self.sources,

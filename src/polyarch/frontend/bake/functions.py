@@ -285,6 +285,13 @@ def _minmax(pick: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _range(*args: Any) -> list[int]:
+    r = range(*[int(to_num(x)) for x in args])
+    if len(r) > 1 << 16:
+        raise FuncError(f"range of {len(r)} elements is too long (limit {1 << 16})")
+    return list(r)
+
+
 def _timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -352,7 +359,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "not": lambda a: not to_bool(a),
     "notequal": lambda a, b: a != b,
     "or": _or,
-    "range": lambda *a: list(range(*[int(to_num(x)) for x in a])),
+    "range": _range,
     "regex": _regex,
     "regex_replace": _regex_replace,
     "regexall": lambda p, s: [m.group(0) for m in re.finditer(to_str(p), to_str(s))],

@@ -178,7 +178,16 @@ def parse_hcl(text: str, filename: str) -> Body:
         raise ParseError(f"syntax error: {what}", SourceSpan(filename, line, col, 1, src)) from None
     except LarkError as exc:
         raise ParseError(f"syntax error: {str(exc).splitlines()[0]}", SourceSpan(filename, 1, 1)) from None
-    return _Conv(filename).body(tree.children[0])
+    try:
+        return _Conv(filename).body(tree.children[0])
+    except ParseError as exc:
+        if exc.span is not None and not exc.span.source_line:
+            lines = text.splitlines()
+            line = exc.span.line
+            src = lines[line - 1] if 0 < line <= len(lines) else ""
+            raise ParseError(exc.message, SourceSpan(exc.span.filename, line, exc.span.column, 1, src),
+                             hint=exc.hint) from None
+        raise
 
 
 def parse_template(text: str, pos: Pos) -> Template:
