@@ -1,69 +1,163 @@
 #!/usr/bin/env python3
-"""Build benchmark: ``polyarch build`` beside ``buildah bud`` on the same Dockerfiles, same machine, same run.
+"""Build benchmark: ``polyarch build`` beside BuildKit (Docker's engine) and buildah, same machine, same run.
 
-    python bench/bench_build.py [--runs 3] [--workdir DIR]
+    python bench/bench_build.py [--runs 1] [--workdir DIR] [--only copy,cross,qemu] [--peers docker,buildah]
 
-Workloads (base: the three-platform busybox image the tests make, ``~/.cache/polyarch-tests/base-store``):
+Every builder builds linux/amd64 and linux/arm64 from the same Dockerfiles, whose FROM lines name one local
+registry (``polyarch registry serve`` on 127.0.0.1, plain http) serving ``base/busybox:1`` (amd64, arm64, arm/v7;
+the test suite's base, ``~/.cache/polyarch-tests/base-store``) and ``base/golang:1.19`` (amd64, made from
+Debian's golang-1.19 packages by examples/go-app/make_base.py). A cold build starts with no base image and no
+build cache (every builder pulls the bases from that registry); a rebuild runs the same build again unchanged.
 
-- ``copy``: examples/shell-app (WORKDIR + 2 COPY + config), linux/amd64: a cold build (empty build cache) and a
-  no-change rebuild; peer: buildah bud --layers (overlay storage when it works here, else vfs);
-- ``run``: the same app plus ``RUN`` steps (native amd64), cold and rebuild, vs buildah; and the same for
-  linux/arm64, emulated through qemu-user-static (binfmt) on an x86 host;
-- ``copy x3``: the copy app for linux/amd64,linux/arm64,linux/arm/v7 with polyarch alone (buildah needs a local
-  manifest list per base; polyarch's shared COPY layers are the point here), cold and rebuild.
+Peers:
+- **BuildKit**: the one embedded in Debian's docker.io engine (dockerd 20.10, started here on a private socket
+  with ``--iptables=false --bridge=none --insecure-registry 127.0.0.0/8``), driven as the issue does:
+  ``DOCKER_BUILDKIT=1 docker build --platform P`` once per platform, run concurrently. Cold: ``docker builder
+  prune -af`` and ``docker image prune -af`` first.
+- **buildah** (Debian's 1.28): ``buildah bud --layers --jobs 2 --platform linux/amd64,linux/arm64 --manifest``,
+  ``--tls-verify=false``; cold: a fresh ``--root``.
 
-Prints the median wall time of ``--runs`` runs (each a fresh process, as a user runs it) and polyarch/buildah.
-Needs root, runc and buildah.
+Workloads:
+- ``copy``: examples/shell-app (WORKDIR + 2 COPY + config) on the multi-platform base;
+- ``cross``: examples/go-app (a ``$BUILDPLATFORM`` builder stage, Go cross-compiling for each target, then the
+  binary copied onto busybox and run once per platform: under QEMU for arm64);
+- ``qemu``: a CPU-bound busybox awk RUN (several seconds under QEMU for arm64; there is no Python base for arm64
+  here: no Docker Hub, and mmdebstrap for arm64 would need the network and minutes).
+
+Prints seconds (median of ``--runs``), the ratio polyarch / best peer, and polyarch's peak RSS (``ru_maxrss`` of
+the ``polyarch build`` process tree, from ``wait4``). Needs root, runc, qemu binfmt handlers with the F flag
+(``polyarch binfmt --install all``), dockerd and buildah (a missing peer is reported and skipped).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BASE = Path(os.environ.get("POLYARCH_TEST_CACHE", Path.home() / ".cache" / "polyarch-tests")) / "base-store"
-APP = REPO / "examples" / "shell-app"
-RUN_DOCKERFILE = (APP / "Dockerfile").read_text().replace(
-    "ENV APP_HOME", "RUN mkdir -p /var/lib/app && echo ready > /var/lib/app/state\nRUN sh /app/cmd-info.sh\nENV APP_HOME")
+CACHE = Path(os.environ.get("POLYARCH_TEST_CACHE", Path.home() / ".cache" / "polyarch-tests"))
+BASE = CACHE / "base-store"
+PLATFORMS = ("linux/amd64", "linux/arm64")
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+QEMU_DOCKERFILE = """FROM {reg}/base/busybox:1
+COPY job.awk /job.awk
+RUN awk -f /job.awk > /result && cat /result
+CMD ["cat", "/result"]
+"""
+QEMU_JOB = "BEGIN { s = 0; for (i = 0; i < {n}; i++) s = (s + i * i) % 1000003; print s }\n"
+TARGETS = {"copy": "cold <= 0.3x", "cross": "<= 0.9x", "qemu": "<= 1.0x", "rebuild": "<= 1.0x"}
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def sh(cmd: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True,
+       timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def timed_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of ``cmd``; raises on failure."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return elapsed
+        raise RuntimeError(f"failed: {' '.join(cmd)}\n{out[-4000:].decode(errors='replace')}")
+    return elapsed, usage.ru_maxrss
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not start in {seconds:.0f} s")
+
+
+class Registry:
+    """``polyarch registry serve`` over a store holding the bases, on a loopback port."""
+
+    def __init__(self, work: Path) -> None:
+        self.root = work / "registry"
+        shutil.copytree(BASE, self.root, ignore=shutil.ignore_patterns(".complete", "buildcache.db*", "snapshots"))
+        sh([sys.executable, str(REPO / "examples" / "go-app" / "make_base.py"), "--root", str(self.root),
+            "--debs", str(CACHE / "go-debs")])
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(self.root), "registry",
+                                      "serve", "--addr", self.addr], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def up() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(up, "polyarch registry serve")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
 
 
 class Polyarch:
+    name = "polyarch"
+
     def __init__(self, work: Path) -> None:
-        self.work = work
+        self.root = work / "pstore"
+        self.rss = 0
 
     def fresh(self) -> None:
-        root = self.work / "pstore"
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.copytree(BASE, root, ignore=shutil.ignore_patterns(".complete", "buildcache.db*", "snapshots"))
+        if self.root.exists():
+            subprocess.run(["umount", "-R", str(self.root / "snapshots")], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
-    def build(self, ctx: Path, dockerfile: Path, platforms: str) -> float:
-        return timed([sys.executable, "-m", "polyarch", "--root", str(self.work / "pstore"), "build", str(ctx),
-                      "-f", str(dockerfile), "--platform", platforms, "-t", "bench:1", "--load", "--progress",
-                      "quiet"], {"SOURCE_DATE_EPOCH": "1700000000"})
+    def build(self, ctx: Path, dockerfile: Path) -> float:
+        elapsed, rss = timed_rss([sys.executable, "-m", "polyarch", "--root", str(self.root), "build", str(ctx),
+                                  "-f", str(dockerfile), "--platform", ",".join(PLATFORMS), "-t", "bench:1",
+                                  "--load", "--progress", "plain"], EPOCH)
+        self.rss = max(self.rss, rss)
+        return elapsed
+
+    def close(self) -> None:
+        self.fresh()
 
 
 class Buildah:
+    name = "buildah"
+
     def __init__(self, work: Path) -> None:
         self.work = work
         self.driver = "overlay"
-        self.platform = "linux/amd64"
+        if shutil.which("buildah") is None:
+            raise RuntimeError("buildah is not installed")
 
     def cmd(self) -> list[str]:
         return ["buildah", "--root", str(self.work / "broot"), "--runroot", str(self.work / "brun"),
@@ -74,72 +168,169 @@ class Buildah:
             if (self.work / d).exists():
                 subprocess.run(["umount", "-R", str(self.work / d)], capture_output=True)
                 shutil.rmtree(self.work / d, ignore_errors=True)
-        layout = self.work / "layout"
-        shutil.rmtree(layout, ignore_errors=True)
-        shutil.copytree(BASE, layout, ignore=shutil.ignore_patterns(".complete", "buildcache.db*", "snapshots"))
-        proc = subprocess.run([*self.cmd(), "pull", "-q", "--platform", self.platform,
-                               f"oci:{layout}:base/busybox:1"], capture_output=True, text=True)
-        if proc.returncode != 0 and self.driver == "overlay":
-            self.driver = "vfs"
-            return self.fresh()
-        if proc.returncode != 0:
-            sys.exit(f"buildah pull failed: {proc.stderr}")
-        image = proc.stdout.strip().splitlines()[-1]
-        subprocess.run([*self.cmd(), "tag", image, "localhost/base/busybox:1"], check=True, capture_output=True)
 
-    def build(self, ctx: Path, dockerfile: Path, platforms: str) -> float:
-        return timed([*self.cmd(), "bud", "-q", "--layers", "--platform", platforms, "-t", "bench:1", "-f",
-                      str(dockerfile), str(ctx)], {"SOURCE_DATE_EPOCH": "1700000000"})
+    def build(self, ctx: Path, dockerfile: Path) -> float:
+        return timed_rss([*self.cmd(), "bud", "-q", "--layers", "--jobs", "2", "--tls-verify=false",
+                          "--platform", ",".join(PLATFORMS), "--manifest", "bench:1", "-f", str(dockerfile),
+                          str(ctx)], EPOCH)[0]
+
+    def close(self) -> None:
+        self.fresh()
 
 
-def measure(tool: Polyarch | Buildah, ctx: Path, dockerfile: Path, platforms: str, runs: int) -> tuple[float, float]:
-    if isinstance(tool, Buildah):
-        tool.platform = platforms
+class BuildKit:
+    """BuildKit embedded in a private dockerd (Debian's docker.io); one ``docker build`` per platform, at once."""
+
+    name = "buildkit"
+
+    def __init__(self, work: Path) -> None:
+        dockerd = shutil.which("dockerd")
+        if dockerd is None or (not Path(DOCKER).exists() and shutil.which(DOCKER) is None):
+            raise RuntimeError("dockerd or the docker client is not installed (Debian's docker.io)")
+        self.base = work / "dockerd"
+        self.base.mkdir()
+        self.sock = self.base / "docker.sock"
+        self.log = open(self.base / "log", "wb")
+        self.proc = subprocess.Popen([dockerd, "--iptables=false", "--bridge=none", "--host",
+                                      f"unix://{self.sock}", "--data-root", str(self.base / "data"),
+                                      "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "pid"),
+                                      "--insecure-registry", "127.0.0.0/8"], stdout=self.log, stderr=self.log)
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {(self.base / 'log').read_text()[-2000:]}")
+            return self.sock.exists() and self.docker("version", check=False).returncode == 0
+
+        wait_for(up, "dockerd")
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh([DOCKER, "-H", f"unix://{self.sock}", *args], check=check)
+
+    def fresh(self) -> None:
+        self.docker("builder", "prune", "-af")
+        self.docker("image", "prune", "-af")
+        images = self.docker("images", "-aq").stdout.split()
+        if images:
+            self.docker("rmi", "-f", *images)
+
+    def build(self, ctx: Path, dockerfile: Path) -> float:
+        def one(platform: str) -> float:
+            tag = "bench:" + platform.replace("/", "-")
+            return timed_rss([DOCKER, "-H", f"unix://{self.sock}", "build", "--platform", platform, "-t", tag,
+                              "-f", str(dockerfile), str(ctx)], {"DOCKER_BUILDKIT": "1", **EPOCH})[0]
+
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(len(PLATFORMS)) as pool:
+            list(pool.map(one, PLATFORMS))
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        subprocess.run(["umount", "-R", str(self.base / "exec")], capture_output=True)
+        subprocess.run(["umount", "-R", str(self.base / "data")], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+Tool = Polyarch | Buildah | BuildKit
+
+
+def workloads(work: Path, reg: str, qemu_n: int) -> dict[str, tuple[Path, Path]]:
+    """name → (context, Dockerfile) with every FROM naming the local registry."""
+    out = {}
+    for name, example in (("copy", "shell-app"), ("cross", "go-app")):
+        ctx = work / name
+        shutil.copytree(REPO / "examples" / example, ctx)
+        text = (ctx / "Dockerfile").read_text().replace("FROM base/", f"FROM {reg}/base/") \
+            .replace("FROM --platform=$BUILDPLATFORM base/", f"FROM --platform=$BUILDPLATFORM {reg}/base/")
+        (ctx / "Dockerfile").write_text(text)
+        out[name] = (ctx, ctx / "Dockerfile")
+    ctx = work / "qemu"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(QEMU_DOCKERFILE.format(reg=reg))
+    (ctx / "job.awk").write_text(QEMU_JOB.replace("{n}", str(qemu_n)))
+    out["qemu"] = (ctx, ctx / "Dockerfile")
+    return out
+
+
+def measure(tool: Tool, ctx: Path, dockerfile: Path, runs: int) -> tuple[float, float]:
     cold, warm = [], []
     for _ in range(runs):
         tool.fresh()
-        cold.append(tool.build(ctx, dockerfile, platforms))
-        warm.append(tool.build(ctx, dockerfile, platforms))
+        cold.append(tool.build(ctx, dockerfile))
+        warm.append(tool.build(ctx, dockerfile))
     return statistics.median(cold), statistics.median(warm)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--only", default="copy,cross,qemu")
+    ap.add_argument("--peers", default="buildkit,buildah")
+    ap.add_argument("--qemu-iterations", type=int, default=1_000_000,
+                    help="awk loop length of the qemu workload")
     args = ap.parse_args()
     if not BASE.is_dir():
         sys.exit(f"no base store at {BASE}: run the test suite once (tests/conftest.py makes it)")
-    if shutil.which("buildah") is None:
-        sys.exit("buildah is not installed")
+    if os.geteuid() != 0:
+        sys.exit("needs root (runc, overlayfs, dockerd)")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-build-"))
-    run_df = work / "Dockerfile.run"
-    run_df.write_text(RUN_DOCKERFILE)
-    rows = []
-    pa, bh = Polyarch(work), Buildah(work)
-    for tool in (pa, bh):  # warm-up: page cache, bytecode, runtime binaries
-        tool.fresh()
-        tool.build(APP, run_df, "linux/amd64")
-    for name, dockerfile in (("copy", APP / "Dockerfile"), ("run", run_df)):
-        p = measure(pa, APP, dockerfile, "linux/amd64", args.runs)
-        b = measure(bh, APP, dockerfile, "linux/amd64", args.runs)
-        rows.append((f"{name} cold", p[0], b[0]))
-        rows.append((f"{name} rebuild", p[1], b[1]))
-    p = measure(pa, APP, run_df, "linux/arm64", args.runs)
-    b = measure(bh, APP, run_df, "linux/arm64", args.runs)
-    rows.append(("run arm64 (qemu)", p[0], b[0]))
-    rows.append(("  rebuild", p[1], b[1]))
-    p3 = measure(pa, APP, APP / "Dockerfile", "linux/amd64,linux/arm64,linux/arm/v7", args.runs)
-    rows.append(("copy x3 cold", p3[0], None))
-    rows.append(("copy x3 rebuild", p3[1], None))
-    print(f"buildah storage driver: {bh.driver}; median of {args.runs} runs, seconds")
-    print(f"{'workload':<18}{'polyarch':>10}{'buildah':>10}{'ratio':>8}")
-    for label, p_s, b_s in rows:
-        ratio = f"{p_s / b_s:.2f}" if b_s else "-"
-        print(f"{label:<18}{p_s:>10.3f}{(f'{b_s:.3f}' if b_s else '-'):>10}{ratio:>8}")
-    if not args.workdir:
-        subprocess.run(["umount", "-R", str(work / "broot")], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+    registry = Registry(work)
+    tools: list[Tool] = [Polyarch(work)]
+    missing: list[str] = []
+    for peer, cls in (("buildkit", BuildKit), ("buildah", Buildah)):
+        if peer in args.peers.split(","):
+            try:
+                tools.append(cls(work))  # type: ignore[abstract]
+            except (RuntimeError, OSError) as exc:
+                missing.append(f"{peer}: {exc}")
+    try:
+        loads = workloads(work, registry.addr, args.qemu_iterations)
+        results: dict[str, dict[str, tuple[float, float]]] = {}
+        for name in args.only.split(","):
+            ctx, dockerfile = loads[name]
+            for tool in tools:
+                try:
+                    results.setdefault(name, {})[tool.name] = measure(tool, ctx, dockerfile, args.runs)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    missing.append(f"{tool.name} on {name}: {str(exc)[:1500]}")
+                print(f"  {name:<6} {tool.name:<9} {results.get(name, {}).get(tool.name)}", file=sys.stderr,
+                      flush=True)
+        report(results, [t.name for t in tools], args.runs, tools[0].rss)  # type: ignore[union-attr]
+        for line in missing:
+            print(f"not measured: {line}")
+    finally:
+        for tool in tools:
+            tool.close()
+        registry.stop()
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results: dict[str, dict[str, tuple[float, float]]], names: list[str], runs: int, rss_kib: int) -> None:
+    peers = [n for n in names if n != "polyarch"]
+    print(f"\nlinux/amd64 + linux/arm64 on {os.cpu_count()} cores; median of {runs} run(s); seconds; "
+          f"ratio = polyarch / best peer")
+    head = f"{'workload':<16}" + "".join(f"{n:>10}" for n in names) + f"{'ratio':>8}  target"
+    print(head)
+    for name, by_tool in results.items():
+        for i, phase in enumerate(("cold", "rebuild")):
+            row = f"{name + ' ' + phase:<16}"
+            for n in names:
+                row += f"{by_tool[n][i]:>10.2f}" if n in by_tool else f"{'-':>10}"
+            best = min((by_tool[p][i] for p in peers if p in by_tool), default=None)
+            ratio = by_tool["polyarch"][i] / best if best and "polyarch" in by_tool else None
+            target = TARGETS["rebuild"] if phase == "rebuild" else TARGETS[name]
+            if name == "copy" and phase == "cold":
+                target = "<= 0.3x"
+            row += f"{(f'{ratio:.2f}' if ratio is not None else '-'):>8}  {target}"
+            print(row)
+    print(f"polyarch peak RSS (ru_maxrss, largest single process of a build): {rss_kib / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
