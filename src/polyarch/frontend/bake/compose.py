@@ -73,7 +73,7 @@ def _lit(value: Any, pos: Pos) -> Any:
 
 
 def parse_compose(text: str, filename: str, env: Mapping[str, str]) -> Body:
-    import yaml
+    import yaml  # type: ignore[import-untyped,unused-ignore]
 
     try:
         doc = yaml.safe_load(text)

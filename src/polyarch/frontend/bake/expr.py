@@ -68,7 +68,9 @@ class Scope:
 
 
 def evaluate(expr: Expr, scope: Scope) -> Any:
-    err = lambda msg: located(msg, expr.pos, scope.sources)  # noqa: E731
+    def err(msg: str) -> ParseError:
+        return located(msg, expr.pos, scope.sources)
+
     if isinstance(expr, Lit):
         return expr.value
     if isinstance(expr, Template):
@@ -107,10 +109,12 @@ def evaluate(expr: Expr, scope: Scope) -> Any:
                 raise err(f"index {i} out of range for a list of {len(obj)}")
             return obj[i]
         if isinstance(obj, dict):
-            k = to_str(key) if not isinstance(key, list | dict) else key
-            if k not in obj:
-                raise err(f"key {k!r} not found")
-            return obj[k]
+            if isinstance(key, list | dict):
+                raise err(f"a {type_name(key)} cannot be a map key")
+            name = to_str(key)
+            if name not in obj:
+                raise err(f"key {name!r} not found")
+            return obj[name]
         raise err(f"cannot index a {type_name(obj)}")
     if isinstance(expr, Splat):
         obj = evaluate(expr.obj, scope)
@@ -127,12 +131,12 @@ def evaluate(expr: Expr, scope: Scope) -> Any:
         return [evaluate(i, scope) for i in expr.items]
     if isinstance(expr, ObjectExpr):
         obj_out: dict[str, Any] = {}
-        for k, v in expr.items:
-            key = evaluate(k, scope)
+        for key_expr, value_expr in expr.items:
+            key = evaluate(key_expr, scope)
             try:
-                obj_out[to_str(key)] = evaluate(v, scope)
+                obj_out[to_str(key)] = evaluate(value_expr, scope)
             except FuncError as exc:
-                raise located(f"invalid object key: {exc}", k.pos, scope.sources) from None
+                raise located(f"invalid object key: {exc}", key_expr.pos, scope.sources) from None
         return obj_out
     if isinstance(expr, Unary):
         value = evaluate(expr.operand, scope)

@@ -75,7 +75,7 @@ def to_bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
     if v in ("true", "false"):
-        return v == "true"
+        return bool(v == "true")
     raise FuncError(f"a bool is required, got {type_name(v)}")
 
 
