@@ -31,6 +31,7 @@ from polyarch.solver.state import Layer, State
 
 from .cacheio import CacheSpec, export_cache, import_cache
 from .image import Annotations, BuildResult, assemble
+from .prune import build_lock
 
 __all__ = ["BaseImages", "BuildRequest", "build_image", "build_many", "cache_entries", "local_resolver", "plan_request", "solve_plans",
            "step_labels"]
@@ -202,7 +203,8 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
             for platform in {str(v.platform): v.platform for v in ops.walk([pp.result for pp in plans])
                              if isinstance(v, ops.Exec)}.values():
                 ensure_runnable(platform)
-        return solver.solve([pp.result for pp in plans])
+        with build_lock(store.root):  # shared: 'polyarch prune' leaves snapshots alone while a build runs
+            return solver.solve([pp.result for pp in plans])
     except PolyarchError as exc:
         if solver.failed is None:
             raise

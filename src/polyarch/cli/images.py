@@ -86,7 +86,10 @@ def rm(app: AppContext, refs: tuple[str, ...]) -> None:
               help="Keep unreferenced blobs and temp files younger than this many seconds.")
 @pass_app
 def prune(app: AppContext, dry_run: bool, grace: float) -> None:
-    """Delete blobs that no name reaches (and abandoned temp files)."""
+    """Delete blobs that no name reaches (and abandoned temp files), then the build's own state nothing can
+    use any more: build cache entries whose layers are gone, and snapshots (extracted layers) of neither a named
+    image nor a remaining cache entry. Build cache layers are blobs no name reaches: they go too once older than
+    --grace (like 'docker buildx prune'). Snapshots a running build uses are never deleted."""
     from polyarch.content.gc import prune as do_prune
     from polyarch.digest import Digest
 
@@ -99,3 +102,22 @@ def prune(app: AppContext, dry_run: bool, grace: float) -> None:
     result = do_prune(app.images, dry_run=dry_run, grace=grace, extra_keep=keep)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {result.blobs} blobs, {_human(result.bytes)}; {result.temp_files} temp files")
+    from polyarch.build.prune import prune_build_state
+
+    doomed: frozenset[str] = frozenset()
+    if dry_run:  # nothing was deleted: the build state must be judged as if it had been
+        import time
+
+        from polyarch.content.gc import reachable
+
+        named = reachable(app.images, [*(d for _, d in app.images.names()), *app.images.entries()]) | keep
+        cutoff = time.time() - grace
+        doomed = frozenset(str(d) for d, _ in app.store.list() if d not in named
+                           and app.store.blob_path(d).stat().st_mtime <= cutoff)
+    built = prune_build_state(app.store.root, app.images, grace=grace, dry_run=dry_run, doomed=doomed)
+    line = f"{verb} {built.cache_entries} build cache entries"
+    if built.skipped_busy:
+        line += "; snapshots kept: a build is running"
+    else:
+        line += f", {built.snapshots} snapshots, {_human(built.snapshot_bytes)}"
+    click.echo(line)

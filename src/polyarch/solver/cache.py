@@ -4,7 +4,9 @@ One table maps a cache key to the layer the step produced (descriptor + diff_id)
 changed nothing); a second keeps content hashes of files keyed by (path, size, mtime, inode) so a no-change
 rebuild does not re-read the build context; a third keeps the path index of layer blobs (``rootview``) so a
 large base image is read once, not on every build. An entry is only trusted when its blob is still in the store
-(``polyarch prune`` may have removed it). Safe for threads: each call opens a short transaction under a lock.
+(``polyarch prune`` may have removed it); a fourth records which snapshot (chain id) stacks which layer on which
+parent and when a build last used it, so ``polyarch prune`` knows which snapshots can still serve a build
+(``polyarch.build.prune``). Safe for threads: each call opens a short transaction under a lock.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, sig TEXT NOT NULL, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS layerindex (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (chain TEXT PRIMARY KEY, parent TEXT NOT NULL, diff_id TEXT NOT NULL,
+                                      used REAL NOT NULL);
 """
 
 
@@ -81,6 +85,13 @@ class BuildCache:
     def put_layer_index(self, digest: str, data: bytes) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO layerindex (digest, data) VALUES (?, ?)", (digest, data))
+
+    def used_snapshots(self, chains: list[tuple[str, str, str]]) -> None:
+        """Record (chain, parent chain or "", diff_id) of snapshots a build uses now."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO snapshots (chain, parent, diff_id, used) VALUES (?, ?, ?, ?)",
+                                 [(c, p, d, now) for c, p, d in chains])
 
     def close(self) -> None:
         with self._lock:

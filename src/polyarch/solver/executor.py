@@ -37,7 +37,7 @@ from .rootview import RootView, resolve_chown
 from .state import Layer, State
 
 if TYPE_CHECKING:
-    from polyarch.worker.snapshot import SnapshotStore
+    from polyarch.worker.snapshot import ActiveSnapshot, SnapshotStore
 
 __all__ = ["ExecRunner", "Executor", "ExecutorOptions", "StepLog", "resolve_local_image"]
 
@@ -105,6 +105,16 @@ class Executor:
 
                 self._snapshots = SnapshotStore(self.store.root, self.store)
             return self._snapshots
+
+    def _prepare(self, layers: Sequence[Layer]) -> ActiveSnapshot:
+        """A writable rootfs over ``layers``; the snapshots it stacks are recorded as used (for prune)."""
+        from polyarch.worker.snapshot import LayerRef, chain_ids
+
+        refs = [LayerRef(x.diff_id, x.descriptor) for x in layers]
+        chains = [c.hex for c in chain_ids([x.diff_id for x in layers])]
+        self.cache.used_snapshots([(c, chains[i - 1] if i else "", str(x.diff_id))
+                                   for i, (c, x) in enumerate(zip(chains, layers, strict=True))])
+        return self.snapshots.prepare(refs)
 
     def _hash_file(self, path: str, st: os.stat_result) -> str:
         sig = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
@@ -274,10 +284,7 @@ class Executor:
             if source.directory is not None:
                 tree, what = str(source.directory), "build context"
             else:
-                from polyarch.worker.snapshot import LayerRef
-
-                active = stack.enter_context(self.snapshots.prepare(
-                    [LayerRef(layer.diff_id, layer.descriptor) for layer in source.layers]))
+                active = stack.enter_context(self._prepare(source.layers))
                 tree, what = str(active.rootfs), "source stage"
             excluded = self._excluded(source, vertex)
             paths, archives = list(vertex.paths), []
@@ -325,7 +332,7 @@ class Executor:
             raise BuildError("RUN is not available: the worker's executor is not installed",
                              hint="this build of polyarch lacks polyarch.worker.runc")
         from polyarch.worker.diff import LayerOptions
-        from polyarch.worker.snapshot import LayerRef
+        from polyarch.worker.snapshot import chain_ids
 
         root = inputs[0]
         on_output: Callable[[str], None] = handle.log if handle is not None else (lambda _line: None)
@@ -339,16 +346,16 @@ class Executor:
                 if state.directory is not None:
                     base = state.directory
                 else:
-                    act = stack.enter_context(self.snapshots.prepare(
-                        [LayerRef(x.diff_id, x.descriptor) for x in state.layers]))
+                    act = stack.enter_context(self._prepare(state.layers))
                     base = Path(act.rootfs)
                 sources[i] = Path(secure_join(base, m.selector)) if m.selector else base
-            active = stack.enter_context(self.snapshots.prepare(
-                [LayerRef(x.diff_id, x.descriptor) for x in root.layers]))
+            active = stack.enter_context(self._prepare(root.layers))
             network = self.network_of(vertex)
             run = vertex if network == vertex.network else dataclasses.replace(vertex, network=network)
             self.run_exec(run, Path(active.rootfs), sources, on_output)
             committed = active.commit(LayerOptions(compression=self.options.compression, epoch=self.options.epoch))
+            parent = chain_ids([x.diff_id for x in root.layers])[-1].hex if root.layers else ""
+            self.cache.used_snapshots([(committed.chain.hex, parent, str(committed.layer.diff_id))])
         res = committed.layer
         layer = None if res.uncompressed_size <= 10240 and _empty_tar(self.store, res) else \
             Layer(res.descriptor, res.diff_id, res.uncompressed_size)
