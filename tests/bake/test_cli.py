@@ -80,3 +80,32 @@ def test_no_file(tmp_path: Path) -> None:
     proc = bake(tmp_path, "--print")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no bake file found")
+
+
+def test_compose_and_inline_targets_build(store_root: Path, tmp_path: Path) -> None:
+    """COPY-only targets (no RUN: no root needed): a compose service and an HCL target with dockerfile-inline."""
+    proj = tmp_path / "proj"
+    (proj / "web").mkdir(parents=True)
+    (proj / "web" / "Dockerfile").write_text("FROM base/busybox:1\nARG GREETING=unset\nCOPY index.html /www/\n"
+                                             "LABEL greeting=$GREETING\n")
+    (proj / "web" / "index.html").write_text("<h1>hi</h1>\n")
+    (proj / "compose.yaml").write_text("services:\n  web:\n    image: acme/web:${TAG:-dev}\n    build:\n"
+                                       "      context: ./web\n      args:\n        GREETING: hello\n"
+                                       "      x-bake:\n        platforms: [linux/amd64, linux/arm64]\n")
+    (proj / "docker-bake.hcl").write_text('group "default" {\n  targets = ["web", "inline"]\n}\n'
+                                          'target "inline" {\n  context = "./web"\n'
+                                          '  dockerfile-inline = "FROM base/busybox:1\\nCOPY index.html /i.html\\n"\n'
+                                          '  tags = ["acme/inline:1"]\n}\n')
+    proc = subprocess.run([sys.executable, "-m", "polyarch", "bake", "--load", "--progress", "plain"], cwd=proj,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "POLYARCH_ROOT": str(store_root), "TAG": "7",
+                               "SOURCE_DATE_EPOCH": "1700000000"})
+    assert proc.returncode == 0, proc.stderr
+    from polyarch.content.images import ImageStore
+    from polyarch.content.store import ContentStore
+
+    images = ImageStore(ContentStore(store_root))
+    web = images.images(images.lookup("acme/web:7"))
+    assert [str(i.platform) for i in web] == ["linux/amd64", "linux/arm64"]
+    assert web[0].config.config.labels == {"greeting": "hello"}
+    assert len(images.images(images.lookup("acme/inline:1"))) == 1
