@@ -12,6 +12,7 @@ blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secr
 * ``matrix = { k = [..] }`` + ``name = "app-${k}"``: one target per combination; the block's label selects them all.
 * ``inherits = ["a", "b"]``: parents merged in order, then the target itself (later wins); cycles are errors.
 * groups may contain groups; a group wins over a target of the same name.
+* ``target.NAME.ATTR`` reads an attribute written in another target's blocks (reference cycles are errors).
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class Evaluator:
         self._resolving: list[str] = []
         self.scope = Scope(self._lookup, self.functions, {}, self.sources)
         self._raw: dict[str, dict[str, Any]] | None = None
+        self._labels: dict[str, list[tuple[str, dict[str, Any], Pos]]] = {}
+        self._label_stack: list[str] = []
         self._expanded: dict[str, list[str]] = {}
         self._pos: dict[str, Pos] = {}
 
@@ -160,6 +163,8 @@ class Evaluator:
         if name not in self.var_blocks and name not in self.var_attrs:
             if name in self.builtins:
                 return self.builtins[name]
+            if name == "target":
+                return _TargetRefs(self, pos)
             known = list(self.var_blocks) + list(self.var_attrs) + list(self.builtins)
             close = difflib.get_close_matches(name, known, n=1)
             raise located(f"unknown variable {name!r}", pos, self.sources,
@@ -236,21 +241,37 @@ class Evaluator:
             out[key] = value
         return out
 
+    def _label(self, label: str, pos: Pos | None) -> list[tuple[str, dict[str, Any], Pos]]:
+        """The targets of every block labelled ``label`` (several when it has a matrix), evaluated once."""
+        done = self._labels.get(label)
+        if done is not None:
+            return done
+        if label in self._label_stack:
+            chain = " -> ".join([*self._label_stack[self._label_stack.index(label):], label])
+            raise located(f"target reference cycle: {chain}", pos, self.sources)
+        self._label_stack.append(label)
+        try:
+            out = [(name, attrs, block.pos) for block in self.target_blocks[label]
+                   for name, attrs in self._expand_block(label, block)]
+        finally:
+            self._label_stack.pop()
+        self._labels[label] = out
+        return out
+
     def _expand(self) -> dict[str, dict[str, Any]]:
         if self._raw is not None:
             return self._raw
         raw: dict[str, dict[str, Any]] = {}
-        for label, blocks in self.target_blocks.items():
-            for block in blocks:
-                for name, attrs in self._expand_block(label, block):
-                    if name in raw and label != name and name not in self._expanded.get(label, []):
-                        raise located(f"matrix name {name!r} is already a target", block.pos, self.sources)
-                    _merge(raw.setdefault(name, {}), attrs)
-                    self._pos.setdefault(name, block.pos)
-                    if name != label:
-                        names = self._expanded.setdefault(label, [])
-                        if name not in names:
-                            names.append(name)
+        for label in self.target_blocks:
+            for name, attrs, pos in self._label(label, None):
+                if name in raw and label != name and name not in self._expanded.get(label, []):
+                    raise located(f"matrix name {name!r} is already a target", pos, self.sources)
+                _merge(raw.setdefault(name, {}), attrs)
+                self._pos.setdefault(name, pos)
+                if name != label:
+                    names = self._expanded.setdefault(label, [])
+                    if name not in names:
+                        names.append(name)
         self._raw = raw
         return raw
 
@@ -387,6 +408,25 @@ class Evaluator:
         if list(names) != ["default"] or self.group("default") is None:
             groups = [Group("default", tuple(names)), *[g for g in groups if g.name != "default"]]
         return Definition(tuple(groups), tuple(targets.values()))
+
+
+class _TargetRefs(dict[str, Any]):
+    """``target.NAME.ATTR``: the attributes written in NAME's own blocks (evaluated on demand; not inherited
+    ones, not matrix targets)."""
+
+    def __init__(self, ev: Evaluator, pos: Pos) -> None:
+        super().__init__()
+        self.ev = ev
+        self.pos = pos
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.ev.target_blocks
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        targets = self.ev._label(name, self.pos)
+        if len(targets) != 1 or targets[0][0] != name:
+            raise located(f"target.{name}: a matrix target cannot be referenced", self.pos, self.ev.sources)
+        return targets[0][1]
 
 
 def apply_overrides(target: Target, overrides: Sequence[Override]) -> Target:

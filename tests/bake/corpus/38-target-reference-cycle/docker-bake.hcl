@@ -1,0 +1,6 @@
+target "x" {
+  tags = target.y.tags
+}
+target "y" {
+  tags = target.x.tags
+}
