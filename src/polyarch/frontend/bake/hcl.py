@@ -171,8 +171,14 @@ def parse_hcl(text: str, filename: str) -> Body:
     except UnexpectedInput as exc:
         line, col = max(getattr(exc, "line", 1), 1), max(getattr(exc, "column", 1), 1)
         token = getattr(exc, "token", None)
-        what = f"unexpected {str(token).strip()[:20]!r}" if token is not None and str(token).strip() else \
-            "unexpected end of input" if token is not None else "unexpected character"
+        expected = set(getattr(exc, "expected", ()) or ())
+        if token is None:
+            what = f"unexpected character {getattr(exc, 'char', '?')!r}"
+        elif token.type == "$END":
+            what = "unterminated string" if "DBLQUOTE" in expected else "unexpected end of input"
+        else:
+            shown = (str(token).strip().splitlines() or [""])[0][:20]
+            what = f"unexpected {shown!r}" if shown else "unexpected line break"
         lines = text.splitlines()
         src = lines[line - 1] if 0 < line <= len(lines) else ""
         raise ParseError(f"syntax error: {what}", SourceSpan(filename, line, col, 1, src)) from None

@@ -45,10 +45,19 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
             value = [value]
         if not isinstance(value, list):
             raise FuncError(f"{name} must be a list of strings, got {type_name(value)}")
-        return tuple(to_str(v) for v in value if v is not None)
+        try:
+            return tuple(to_str(v) for v in value if v is not None)
+        except FuncError as exc:
+            raise FuncError(f"{name}: {exc}") from None
     if not isinstance(value, dict):
         raise FuncError(f"{name} must be a map, got {type_name(value)}")
-    return {str(k): (None if v is None else to_str(v)) for k, v in value.items()}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        try:
+            out[str(k)] = None if v is None else to_str(v)
+        except FuncError as exc:
+            raise FuncError(f"{name}.{k}: {exc}") from None
+    return out
 
 
 @dataclass(frozen=True, slots=True)
