@@ -87,7 +87,8 @@ class LayerWriter(io.RawIOBase):
     """A writable stream of uncompressed layer tar bytes that lands compressed in the content store.
 
     ``close_layer()`` commits the blob and returns its descriptor and diff_id. Use as a context manager: an
-    exception aborts the ingest and leaves nothing in the store.
+    exception aborts the ingest and leaves nothing in the store. ``write`` takes any bytes-like object and does
+    not keep it. Uncompressed layers are hashed once: their blob digest is the diff_id.
     """
 
     def __init__(self, store: ContentStore, compression: str = "gzip", *, level: int | None = None,
@@ -98,24 +99,29 @@ class LayerWriter(io.RawIOBase):
         self._compression = compression
         self._media_type = layer_media_type(compression, oci=oci)
         self._compressor = compressor(compression, level)
-        self._diff = Hasher("sha256")
+        self._plain = compression == "none"
+        self._diff = None if self._plain else Hasher("sha256")
         self._blob: BlobWriter = store.writer()
-        self._pending: list[bytes] = []
-        self._pending_size = 0
         self.result: LayerResult | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
+        if self._diff is None:
+            return self._blob.write(data)
         self._diff.update(data)
-        out = self._compressor.compress(bytes(data))
+        out = self._compressor.compress(data)
         if out:
             self._blob.write(out)
         return len(data)
 
     def close_layer(self) -> LayerResult:
         if self.result is None:
+            if self._diff is None:
+                digest, size = self._blob.commit()
+                self.result = LayerResult(Descriptor(self._media_type, digest, size), digest, size)
+                return self.result
             tail = self._compressor.flush()
             if tail:
                 self._blob.write(tail)

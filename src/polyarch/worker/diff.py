@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _XATTR_KEEP = ("user.", "security.capability", "trusted.")
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def source_date_epoch() -> int | None:
@@ -115,21 +116,25 @@ class _Writer:
         mtime = int(st.st_mtime)
         if self.epoch is not None and mtime > self.epoch:
             mtime = self.epoch
-        meta = {"mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid, "mtime": mtime}
         if stat.S_ISREG(mode):
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 first = self.links.get(key)
                 if first is not None:
-                    self.tw.entry(rel, "link", linkname=first, **meta)
+                    self.tw.entry(rel, "link", linkname=first, mode=stat.S_IMODE(mode), uid=st.st_uid,
+                                  gid=st.st_gid, mtime=mtime)
                     return
                 self.links[key] = rel
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, _OPEN_FLAGS)
             try:
-                self.tw.entry(rel, "file", size=st.st_size, xattrs=_xattrs(fd), fd=fd, **meta)
+                # Hot path: no dicts or keyword plumbing per file; the name is encoded once.
+                self.tw.file(os.fsencode(rel), stat.S_IMODE(mode), st.st_uid, st.st_gid,
+                             mtime, st.st_size, fd, _xattrs(fd), rel)
             finally:
                 os.close(fd)
-        elif stat.S_ISDIR(mode):
+            return
+        meta = {"mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid, "mtime": mtime}
+        if stat.S_ISDIR(mode):
             self.tw.entry(rel, "dir", xattrs=_xattrs(path), **meta)
         elif stat.S_ISLNK(mode):
             self.tw.entry(rel, "symlink", linkname=os.readlink(path), xattrs=_xattrs(path), **meta)
@@ -143,8 +148,14 @@ class _Writer:
     def whiteout(self, rel: str) -> None:
         self.tw.entry(rel, "file", mode=0o644, mtime=0)
 
-    def close(self) -> None:
-        self.tw.close()
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.tw.close()
+        else:
+            self.tw.discard()  # never leave a write in flight into a layer that is being aborted
 
 
 def _children(path: str) -> list[tuple[str, str, os.stat_result]]:
@@ -177,17 +188,15 @@ def _walk(writer: _Writer, root: str, rel: str, *, overlay: bool, exclude: froze
 def write_tree(directory: str | os.PathLike[str], out: IO[bytes], *, epoch: int | None = None,
                exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
     """Every entry under ``directory`` (not the directory itself) as a tar."""
-    w = _Writer(out, epoch, threaded=threaded)
-    _walk(w, os.fspath(directory), "", overlay=False, exclude=exclude)
-    w.close()
+    with _Writer(out, epoch, threaded=threaded) as w:
+        _walk(w, os.fspath(directory), "", overlay=False, exclude=exclude)
 
 
 def write_upper(upper: str | os.PathLike[str], out: IO[bytes], *, epoch: int | None = None,
                 exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
     """An overlayfs upper directory as an OCI layer (overlay whiteouts and opaque dirs converted)."""
-    w = _Writer(out, epoch, threaded=threaded)
-    _walk(w, os.fspath(upper), "", overlay=True, exclude=exclude)
-    w.close()
+    with _Writer(out, epoch, threaded=threaded) as w:
+        _walk(w, os.fspath(upper), "", overlay=True, exclude=exclude)
 
 
 def _signature(path: str, st: os.stat_result) -> tuple[Any, ...]:
@@ -251,9 +260,8 @@ def _diff(w: _Writer, lower: str, upper: str, rel: str, pending: list[tuple[str,
 def write_diff(lower: str | os.PathLike[str], upper: str | os.PathLike[str], out: IO[bytes], *,
                epoch: int | None = None, exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
     """The changes that turn tree ``lower`` into tree ``upper``, as an OCI layer tar."""
-    w = _Writer(out, epoch, threaded=threaded)
-    _diff(w, os.fspath(lower), os.fspath(upper), "", [], exclude)
-    w.close()
+    with _Writer(out, epoch, threaded=threaded) as w:
+        _diff(w, os.fspath(lower), os.fspath(upper), "", [], exclude)
 
 
 def _to_store(store: ContentStore, options: LayerOptions, produce: Callable[[IO[bytes], int | None], None]

@@ -4,18 +4,26 @@ API::
 
     w = TarWriter(out)            # out: anything with write(bytes)
     w.entry(name, kind, mode=…, uid=…, gid=…, mtime=…, size=…, linkname=…, dev=(maj, min), pax={…}, fd=…)
+    w.file(raw_name, mode, uid, gid, mtime, size, fd, xattrs)   # the hot path for regular files
     w.close()                     # two zero blocks; does not close ``out``
 
 Why not ``tarfile``: its stream writer re-copies its whole buffer on every small write (quadratic with a large
 buffer) and spends ~100 µs per header; layers of tens of thousands of small files need far less. Output is
 readable by tarfile, GNU tar and Go's archive/tar: names that do not fit ustar's 100-byte field, non-ASCII
 names or link targets, ids or sizes beyond octal range, and xattrs go into a PAX ``x`` header (keys sorted,
-values as raw bytes like Go writes them). Data is batched into ~1 MiB writes; with ``threaded=True``
-the writes run on a second thread so hashing/compressing in ``out`` overlaps reading files.
+values as raw bytes like Go writes them).
+
+Writes to ``out``: small entries are batched until at least 1 MiB is pending; a file over 1 MiB goes out in 4 MiB
+pieces. These boundaries are part of the output contract: gzip (igzip) output depends on how its input is split,
+so they never change (layer digests stay the same across versions). File data is read with ``readv`` straight
+into two preallocated buffers per kind (no per-file allocation); with ``threaded=True`` the writes run on a
+second thread (hashing/compressing in ``out`` overlaps reading files) while the other buffer fills. ``out`` gets
+memoryviews when it is an ``io`` object (they take any buffer), bytes otherwise; it must not keep them.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,10 +31,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 __all__ = ["BLOCK", "TarWriter"]
 
 BLOCK = 512
-_BATCH = 1 << 20
+_BATCH = 1 << 20  # flush pending small entries once this much is buffered; larger files are streamed
+_PIECE = 4 * _BATCH  # a large file's data goes out in pieces of this size
+_BUFSIZE = 2 * _BATCH + (64 << 10)  # a batch is < _BATCH + one entry of <= _BATCH data (+ headers)
 _TYPES = {"file": b"0", "link": b"1", "symlink": b"2", "chr": b"3", "blk": b"4", "dir": b"5", "fifo": b"6"}
 _ZERO = bytes(BLOCK)
 _USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s64s8s8s167s")
+_MAGIC = b"ustar\x0000"
+_DEV0 = b"0000000\0"
+_MAX7 = 8**7
+_MAX11 = 8**11
+# Header checksum of the constant fields of a plain header: the checksum field as spaces, magic, zero devices.
+_CONST_SUM = 8 * 32 + sum(_MAGIC) + 2 * sum(_DEV0)
 
 
 def _octal(value: int, width: int) -> bytes | None:
@@ -44,29 +60,81 @@ def _pax_record(key: str, value: bytes) -> bytes:
         n = len(rec)
 
 
+def _plain_header(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+                  linkname: bytes) -> bytes | None:
+    """The header when no PAX record is needed (the common case), byte-identical to the general path; else None."""
+    if (len(name) > 100 or not name.isascii() or len(linkname) > 100 or not linkname.isascii()
+            or not (0 <= uid < _MAX7 and 0 <= gid < _MAX7 and 0 <= size < _MAX11 and 0 <= mtime < _MAX11)):
+        return None
+    fields = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
+    check = _CONST_SUM + sum(name) + sum(fields) + typeflag[0] + sum(linkname)
+    return _USTAR.pack(name, fields[:8], fields[8:16], fields[16:24], fields[24:36], fields[36:48],
+                       b"%06o\0 " % check, typeflag, linkname, _MAGIC, b"", _DEV0, _DEV0, b"")
+
+
+def _read_full(fd: int, view: memoryview, name: str) -> None:
+    got, want = 0, len(view)
+    while got < want:
+        n = os.readv(fd, [view[got:]])
+        if not n:
+            raise OSError(f"{name} shrank while it was being archived")
+        got += n
+
+
 class TarWriter:
     def __init__(self, out: object, *, threaded: bool = False) -> None:
         self._out = out
-        self._buf = bytearray()
+        self._views_ok = isinstance(out, io.IOBase)
         self._pool = ThreadPoolExecutor(max_workers=1) if threaded else None
         self._pending: Future[object] | None = None
+        self._bufs = [bytearray(_BUFSIZE), bytearray(_BUFSIZE)]
+        self._idx = 0
+        self._buf = self._bufs[0]
+        self._pos = 0
+        self._pieces: list[bytearray] | None = None
+        self._piece_idx = 0
         self._pax_count = 0
 
-    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+    # --- output ----------------------------------------------------------------------------------------------
+
+    def _emit(self, data: memoryview) -> None:
+        payload: memoryview | bytes = data if self._views_ok else bytes(data)
         if self._pool is None:
-            self._out.write(data)  # type: ignore[attr-defined]
+            self._out.write(payload)  # type: ignore[attr-defined]
             return
         if self._pending is not None:
             self._pending.result()
-        self._pending = self._pool.submit(self._out.write, data)  # type: ignore[attr-defined]
+        self._pending = self._pool.submit(self._out.write, payload)  # type: ignore[attr-defined]
 
     def _flush(self) -> None:
-        if self._buf:
-            self._emit(bytes(self._buf))
-            self._buf = bytearray()
+        # The buffer handed out stays untouched until the next emit has waited for it: the other one fills.
+        if self._pos:
+            self._emit(memoryview(self._buf)[: self._pos])
+            self._idx ^= 1
+            self._buf = self._bufs[self._idx]
+            self._pos = 0
+
+    def _room(self, n: int) -> int:
+        end = self._pos + n
+        if end > len(self._buf):  # only with huge PAX headers: replace (never resize) the buffer
+            grown = bytearray(max(end, 2 * len(self._buf)))
+            grown[: self._pos] = self._buf[: self._pos]
+            self._bufs[self._idx] = self._buf = grown
+        return end
+
+    def _put(self, data: bytes) -> None:
+        end = self._room(len(data))
+        self._buf[self._pos:end] = data
+        self._pos = end
+
+    # --- headers ---------------------------------------------------------------------------------------------
 
     def _header(self, name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
                 linkname: bytes, dev: tuple[int, int], pax: dict[str, bytes]) -> bytes:
+        if not pax and dev == (0, 0):
+            plain = _plain_header(name, typeflag, mode, uid, gid, size, mtime, linkname)
+            if plain is not None:
+                return plain
         fields = {}
         for key, value, width in (("uid", uid, 8), ("gid", gid, 8), ("size", size, 12), ("mtime", mtime, 12)):
             enc = _octal(value, width)
@@ -82,9 +150,9 @@ class TarWriter:
             linkname = b""
         header = b""
         if pax:
-            header = self._pax_header(pax, mtime if mtime >= 0 else 0)
+            header = self._pax_header(pax, mtime)
         block = _USTAR.pack(name, b"%07o\0" % (mode & 0o7777), fields["uid"], fields["gid"], fields["size"],
-                            fields["mtime"], b"        ", typeflag, linkname, b"ustar\x0000", b"",
+                            fields["mtime"], b"        ", typeflag, linkname, _MAGIC, b"",
                             _octal(dev[0], 8) or b"", _octal(dev[1], 8) or b"", b"")
         return header + block[:148] + b"%06o\0 " % sum(block) + block[156:]
 
@@ -92,9 +160,12 @@ class TarWriter:
         # Values are raw bytes, as Go's archive/tar writes them; no hdrcharset (GNU tar warns about it, and
         # readers fall back to byte-preserving decoding for values that are not UTF-8).
         records = b"".join(_pax_record(k, pax[k]) for k in sorted(pax))
+        mtime = min(max(mtime, 0), _MAX11 - 1)  # the real value is in the records; never recurse
         head = self._header(b"././@PaxHeader", b"x", 0o644, 0, 0, len(records), mtime, b"", (0, 0), {})
         pad = -len(records) % BLOCK
         return head + records + bytes(pad)
+
+    # --- entries ---------------------------------------------------------------------------------------------
 
     def entry(self, name: str, kind: str, *, mode: int = 0o644, uid: int = 0, gid: int = 0, mtime: int = 0,
               size: int = 0, linkname: str = "", dev: tuple[int, int] = (0, 0),
@@ -103,41 +174,70 @@ class TarWriter:
         raw = os.fsencode(name)
         if kind == "dir" and not raw.endswith(b"/"):
             raw += b"/"
-        pax = {f"SCHILY.xattr.{k}": v for k, v in (xattrs or {}).items()}
-        self._buf += self._header(raw, _TYPES[kind], mode, uid, gid, size if kind == "file" else 0, mtime,
-                                  os.fsencode(linkname), dev, pax)
         if kind == "file" and size:
             assert fd is not None
-            self._copy(fd, size, name)
-        if len(self._buf) >= _BATCH:
+            self.file(raw, mode, uid, gid, mtime, size, fd, xattrs, name)
+            return
+        pax = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()} if xattrs else {}
+        self._put(self._header(raw, _TYPES[kind], mode, uid, gid, 0, mtime, os.fsencode(linkname), dev, pax))
+        if self._pos >= _BATCH:
             self._flush()
 
-    def _copy(self, fd: int, size: int, name: str) -> None:
-        remaining = size
-        if size <= _BATCH:
-            data = os.read(fd, size)
-            while len(data) < size:
-                more = os.read(fd, size - len(data))
-                if not more:
-                    raise OSError(f"{name} shrank while it was being archived")
-                data += more
-            self._buf += data
-        else:
+    def file(self, raw: bytes, mode: int, uid: int, gid: int, mtime: int, size: int, fd: int,
+             xattrs: dict[str, bytes] | None = None, name: str | None = None) -> None:
+        """A regular file named ``raw`` (bytes) whose ``size`` bytes are read from ``fd`` (the caller closes it)."""
+        header = None
+        if not xattrs:
+            header = _plain_header(raw, b"0", mode, uid, gid, size, mtime, b"")
+        if header is None:
+            pax = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()} if xattrs else {}
+            header = self._header(raw, b"0", mode, uid, gid, size, mtime, b"", (0, 0), pax)
+        self._put(header)
+        if size:
+            label = name if name is not None else os.fsdecode(raw)
+            if size <= _BATCH:
+                end = self._room(size)
+                _read_full(fd, memoryview(self._buf)[self._pos:end], label)
+                self._pos = end
+            else:
+                self._large(fd, size, label)
+            pad = -size % BLOCK
+            if pad:
+                self._put(_ZERO[:pad])
+        if self._pos >= _BATCH:
             self._flush()
-            while remaining:
-                chunk = os.read(fd, min(4 * _BATCH, remaining))
-                if not chunk:
-                    raise OSError(f"{name} shrank while it was being archived")
-                self._emit(chunk)
-                remaining -= len(chunk)
-        pad = -size % BLOCK
-        if pad:
-            self._buf += _ZERO[:pad]
+
+    def _large(self, fd: int, size: int, name: str) -> None:
+        self._flush()
+        if self._pieces is None:
+            self._pieces = [bytearray(_PIECE), bytearray(_PIECE)]
+        remaining = size
+        while remaining:
+            want = min(_PIECE, remaining)
+            view = memoryview(self._pieces[self._piece_idx])[:want]
+            self._piece_idx ^= 1  # the piece emitted last may still be in flight: fill the other one next
+            _read_full(fd, view, name)
+            self._emit(view)
+            remaining -= want
 
     def close(self) -> None:
-        self._buf += _ZERO + _ZERO
+        self._put(_ZERO + _ZERO)
         self._flush()
-        if self._pool is not None:
-            if self._pending is not None:
-                self._pending.result()
-            self._pool.shutdown()
+        self._finish(wait=True)
+
+    def discard(self) -> None:
+        """Stop after a failure: wait for the write in flight (its error is dropped) and release the thread."""
+        self._finish(wait=False)
+
+    def _finish(self, *, wait: bool) -> None:
+        pending, self._pending = self._pending, None
+        try:
+            if pending is not None:
+                if wait:
+                    pending.result()
+                else:
+                    pending.exception()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
