@@ -5,9 +5,10 @@ blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secr
 ``attest`` add up; every other attribute: last wins — buildx's rules) and ``group`` blocks (targets add up).
 
 * variables: ``variable "X" { default = …  validation { condition = …  error_message = … } }`` or a top-level
-  ``X = …``; the environment overrides a variable block (``X=1 polyarch bake``), converted to the default's type
-  (bool, number); defaults may use other variables (cycles are errors); every validation of every variable is
-  checked. Built in: ``BAKE_CMD_CONTEXT``, ``BAKE_LOCAL_PLATFORM``.
+  ``X = …`` (which, in any file, replaces a variable block's default); the environment overrides a variable
+  block (``X=1 polyarch bake``; off with ``BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP=1``), converted to the default's
+  type (bool, number); defaults may use other variables (cycles are errors); every validation of every variable
+  is checked. Built in: ``BAKE_CMD_CONTEXT``, ``BAKE_LOCAL_PLATFORM``.
 * ``function "f" { params = [a]  variadic_params = rest  result = … }``.
 * ``matrix = { k = [..] }`` + ``name = "app-${k}"``: one target per combination; the block's label selects them all.
 * ``inherits = ["a", "b"]``: parents merged in order, then the target itself (later wins); cycles are errors.
@@ -103,6 +104,7 @@ class Evaluator:
         self.target_blocks: dict[str, list[Block]] = {}
         self.group_blocks: dict[str, list[Block]] = {}
         self.builtins = {"BAKE_CMD_CONTEXT": cmd_context, "BAKE_LOCAL_PLATFORM": _local_platform()}
+        self.env_lookup = self.env.get("BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP", "") in ("", "0", "false")
         for f in files:
             for attr in f.body.attributes:
                 self.var_attrs[attr.name] = attr
@@ -178,14 +180,18 @@ class Evaluator:
         return value
 
     def _variable(self, name: str) -> Any:
-        if name not in self.var_blocks:
-            return evaluate(self.var_attrs[name].expr, self.scope)
-        default: Any = None
-        for block in self.var_blocks[name]:
-            attr = block.body.attr("default")
-            if attr is not None:
-                default = evaluate(attr.expr, self.scope)
-        if name in self.env:
+        if name in self.var_attrs:  # a top-level NAME = … (e.g. in an override file) sets the variable
+            value = evaluate(self.var_attrs[name].expr, self.scope)
+            if name not in self.var_blocks:
+                return value
+            default: Any = value
+        else:
+            default = None
+            for block in self.var_blocks[name]:
+                attr = block.body.attr("default")
+                if attr is not None:
+                    default = evaluate(attr.expr, self.scope)
+        if name in self.env and self.env_lookup:
             try:
                 return _from_env(name, self.env[name], default)
             except ParseError as exc:

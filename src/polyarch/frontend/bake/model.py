@@ -29,6 +29,11 @@ ALIASES = {"platform": "platforms", "outputs": "output", "secrets": "secret", "t
            "annotation": "annotations", "arg": "args"}
 
 
+def _csv(item: Mapping[str, Any]) -> str:
+    """The object form (``output = [{ type = "image", push = true }]``) as buildx's CSV string form."""
+    return ",".join(f"{k}={to_str(v)}" for k, v in item.items() if v is not None)
+
+
 def _coerce(name: str, kind: str, value: Any) -> Any:
     if value is None:
         return None
@@ -46,7 +51,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         if not isinstance(value, list):
             raise FuncError(f"{name} must be a list of strings, got {type_name(value)}")
         try:
-            return tuple(to_str(v) for v in value if v is not None)
+            return tuple(_csv(v) if isinstance(v, dict) else to_str(v) for v in value if v is not None)
         except FuncError as exc:
             raise FuncError(f"{name}: {exc}") from None
     if not isinstance(value, dict):

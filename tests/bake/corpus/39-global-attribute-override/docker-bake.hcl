@@ -1,0 +1,6 @@
+variable "FOO" {
+  default = "abc"
+}
+target "app" {
+  args = { v1 = "pre-${FOO}" }
+}

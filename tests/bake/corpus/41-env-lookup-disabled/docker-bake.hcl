@@ -1,0 +1,6 @@
+variable "TAG" {
+  default = "from-file"
+}
+target "default" {
+  tags = ["acme/app:${TAG}"]
+}
