@@ -69,7 +69,7 @@ def _build(app: AppContext, ev: Any, targets: Any, *, load: bool, push: bool, no
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...]) -> None:
     from polyarch.build.outputs import ExportReport, build_metadata, export
     from polyarch.frontend.bake import Target
-    from polyarch.frontend.bake.evaluate import apply_overrides, parse_overrides
+    from polyarch.frontend.bake.overrides import apply_overrides, parse_overrides
     from polyarch.progress import Progress, make_renderer
 
     from .bake_request import output_specs, plan_rounds, to_request

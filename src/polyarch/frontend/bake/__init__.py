@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .evaluate import Evaluator, Override, SourceFile, parse_overrides
+from .evaluate import Evaluator, SourceFile
 from .files import DEFAULT_FILES, load_files, parse_file
 from .model import Definition, Group, Target
+from .overrides import Override, parse_overrides
 
 __all__ = ["DEFAULT_FILES", "Definition", "Evaluator", "Group", "Override", "SourceFile", "Target", "load_definition",
            "load_files", "parse_file", "parse_overrides"]

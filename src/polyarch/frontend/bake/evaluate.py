@@ -31,9 +31,10 @@ from polyarch.errors import ParseError, UsageError
 from .expr import Scope, UserFunction, evaluate, located, product
 from .functions import FuncError, to_str, type_name
 from .hcl import Block, Body, Pos, Var
-from .model import ALIASES, ATTRIBUTES, LIST_ATTRS, MAP_ATTRS, Definition, Group, Target
+from .model import ATTRIBUTES, MAP_ATTRS, Definition, Group, Target
+from .overrides import Override, apply_overrides
 
-__all__ = ["Evaluator", "Override", "SourceFile", "parse_overrides"]
+__all__ = ["Evaluator", "SourceFile"]
 
 _ADDITIVE = frozenset({"cache-from", "secret", "ssh", "annotations", "attest"})
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -45,38 +46,6 @@ class SourceFile:
     filename: str
     text: str
     body: Body
-
-
-@dataclass(frozen=True, slots=True)
-class Override:
-    """One ``--set PATTERN.KEY[.SUB]=VALUE`` (``+=`` appends)."""
-
-    pattern: str
-    key: str
-    sub: str
-    value: str
-    append: bool
-
-
-def parse_overrides(items: Sequence[str]) -> list[Override]:
-    out = []
-    for item in items:
-        lhs, eq, value = item.partition("=")
-        append = lhs.endswith("+")
-        lhs = lhs.removesuffix("+")
-        parts = lhs.split(".")
-        if not eq or len(parts) < 2 or not parts[0] or not parts[1]:
-            raise UsageError(f"invalid --set {item!r}", hint="expected PATTERN.KEY=VALUE, e.g. *.platform=linux/arm64")
-        key = ALIASES.get(parts[1], parts[1])
-        if key not in ATTRIBUTES:
-            close = difflib.get_close_matches(key, list(ATTRIBUTES) + list(ALIASES), n=1)
-            raise UsageError(f"--set {item!r}: unknown key {parts[1]!r}",
-                             hint=f"did you mean {close[0]!r}?" if close else None)
-        sub = ".".join(parts[2:])
-        if key in MAP_ATTRS and not sub:
-            raise UsageError(f"--set {item!r}: {key} needs a name ({parts[0]}.{key}.NAME=VALUE)")
-        out.append(Override(parts[0], key, sub, value, append))
-    return out
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -433,29 +402,6 @@ class _TargetRefs(dict[str, Any]):
         if len(targets) != 1 or targets[0][0] != name:
             raise located(f"target.{name}: a matrix target cannot be referenced", self.pos, self.ev.sources)
         return targets[0][1]
-
-
-def apply_overrides(target: Target, overrides: Sequence[Override]) -> Target:
-    attrs = dict(target.attrs)
-    replaced: set[str] = set()
-    for ov in overrides:
-        key = ov.key
-        if key in MAP_ATTRS:
-            attrs[key] = {**attrs.get(key, {}), ov.sub: ov.value}
-        elif key in LIST_ATTRS:
-            values = [v for v in ov.value.split(",") if v] if key == "platforms" else [ov.value]
-            if ov.append or key in replaced:
-                attrs[key] = tuple(attrs.get(key, ())) + tuple(values)
-            else:
-                attrs[key] = tuple(values)
-            replaced.add(key)
-        elif ATTRIBUTES[key] == "bool":
-            if ov.value.lower() not in ("true", "false", "1", "0", ""):
-                raise UsageError(f"--set {ov.pattern}.{key}: {ov.value!r} is not a bool")
-            attrs[key] = ov.value.lower() in ("true", "1", "")
-        else:
-            attrs[key] = ov.value
-    return Target(target.name, attrs)
 
 
 def _from_env(name: str, value: str, default: Any) -> Any:

@@ -1,7 +1,7 @@
 """HCL text → a small expression AST with positions (python-hcl2's lark grammar parses; nothing is evaluated here).
 
 ``parse_hcl(text, filename)`` returns a ``Body``: attributes and blocks in file order. Expressions become the
-frozen nodes below, each with its ``Pos`` (1-based line and column), so evaluation errors can name
+frozen nodes of ``syntax.py``, each with its ``Pos`` (1-based line and column), so evaluation errors can name
 ``file:line:col``. Strings and heredocs become ``Template`` nodes; ``$${`` stays a literal ``${``. Template
 directives (``%{ if }``) are rejected with a located error. ``parse_template`` turns a JSON string into the same
 ``Template`` node, so JSON bake files evaluate like HCL ones.
@@ -10,21 +10,34 @@ directives (``%{ if }``) are rejected with a located error. ``parse_template`` t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from polyarch.errors import ParseError, SourceSpan
 
+from .syntax import (
+    Attribute,
+    Binary,
+    Block,
+    Body,
+    Call,
+    Cond,
+    Expr,
+    ForExpr,
+    GetAttr,
+    Index,
+    Lit,
+    ObjectExpr,
+    Pos,
+    Splat,
+    Template,
+    TupleExpr,
+    Unary,
+    Var,
+)
+
 __all__ = ["Attribute", "Binary", "Block", "Body", "Call", "Cond", "Expr", "ForExpr", "GetAttr", "Index", "Lit",
            "ObjectExpr", "Pos", "Splat", "Template", "TupleExpr", "Unary", "Var", "parse_hcl", "parse_template",
            "span"]
-
-
-@dataclass(frozen=True, slots=True)
-class Pos:
-    filename: str
-    line: int
-    column: int
 
 
 def span(pos: Pos | None, filename: str = "", source: str = "") -> SourceSpan | None:
@@ -33,132 +46,6 @@ def span(pos: Pos | None, filename: str = "", source: str = "") -> SourceSpan | 
     lines = source.splitlines()
     text = lines[pos.line - 1] if source and 0 < pos.line <= len(lines) else ""
     return SourceSpan(pos.filename, pos.line, pos.column, 1, text)
-
-
-class Expr:
-    __slots__ = ()
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Lit(Expr):
-    value: Any
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Template(Expr):
-    parts: tuple[str | Expr, ...]
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Var(Expr):
-    name: str
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class GetAttr(Expr):
-    obj: Expr
-    name: str
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Index(Expr):
-    obj: Expr
-    key: Expr
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Splat(Expr):
-    obj: Expr
-    attrs: tuple[str, ...]
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Call(Expr):
-    name: str
-    args: tuple[Expr, ...]
-    expand: bool  # f(list...)
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class TupleExpr(Expr):
-    items: tuple[Expr, ...]
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectExpr(Expr):
-    items: tuple[tuple[Expr, Expr], ...]
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Unary(Expr):
-    op: str
-    operand: Expr
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Binary(Expr):
-    op: str
-    left: Expr
-    right: Expr
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Cond(Expr):
-    cond: Expr
-    then: Expr
-    other: Expr
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class ForExpr(Expr):
-    key_var: str | None
-    value_var: str
-    collection: Expr
-    key: Expr | None  # None: a tuple comprehension
-    value: Expr
-    cond: Expr | None
-    group: bool
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Attribute:
-    name: str
-    expr: Expr
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    type: str
-    labels: tuple[str, ...]
-    body: Body
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Body:
-    attributes: tuple[Attribute, ...]
-    blocks: tuple[Block, ...]
-
-    def attr(self, name: str) -> Attribute | None:
-        for a in self.attributes:
-            if a.name == name:
-                return a
-        return None
 
 
 def parse_hcl(text: str, filename: str) -> Body:
