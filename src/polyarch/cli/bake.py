@@ -103,24 +103,29 @@ def _build(app: AppContext, ev: Any, targets: Any, *, load: bool, push: bool, no
     epoch = source_date_epoch()
     progress = Progress(make_renderer(progress_mode))
     handed: dict[str, str] = {}  # target -> local image name given to later rounds
+    needed = {v[7:] for t in chosen.values() for v in t.get("contexts", {}).values()
+              if v and v.startswith("target:")}
+    built: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     try:
         for names in rounds:
             reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch) for n in names]
-            results = build_many(app.store, reqs, progress=progress)
-            for name, (_, result) in zip(names, results, strict=True):
-                handed[name] = f"polyarch.bake/{name}:{str(result.index.digest)[7:19]}"
-                app.images.set_name(handed[name], result.index)
-                report = ExportReport(result=result)
-                tags = list(chosen[name].get("tags", ()))
-                if specs[name]:
-                    with progress.vertex(f"[{name}] exporting to image") as handle:
-                        report = export(app.images, result, specs[name], tags=tags)
-                        for ref in report.names:
-                            handle.log(f"naming to {ref}" if ref not in report.pushed else
-                                       f"pushed {ref}@{report.pushed[ref]}")
-                final = report.result or result
-                metadata[name] = build_metadata(final, list(dict.fromkeys([*tags, *report.names])))
+            for name, (_, result) in zip(names, build_many(app.store, reqs, progress=progress), strict=True):
+                built[name] = result
+                if name in needed:
+                    handed[name] = f"polyarch.bake/{name}:{str(result.index.digest)[7:19]}"
+                    app.images.set_name(handed[name], result.index)
+        for name, result in built.items():  # every target built: now export, like polyarch build
+            report = ExportReport(result=result)
+            tags = list(chosen[name].get("tags", ()))
+            if specs[name]:
+                with progress.vertex(f"[{name}] exporting to image") as handle:
+                    report = export(app.images, result, specs[name], tags=tags)
+                    for ref in report.names:
+                        handle.log(f"naming to {ref}" if ref not in report.pushed else
+                                   f"pushed {ref}@{report.pushed[ref]}")
+            final = report.result or result
+            metadata[name] = build_metadata(final, list(dict.fromkeys([*tags, *report.names])))
         if not any(specs.values()):
             progress.message("no output specified: the build results stay in the build cache only "
                              "(use --load, --push or output = [...])")
