@@ -162,3 +162,28 @@ def test_failing_target_exports_nothing(store_root: Path, tmp_path: Path) -> Non
     assert "app.sh" in proc.stderr.splitlines()[-1] or "app.sh" in proc.stderr
     images = ImageStore(ContentStore(store_root))
     assert [n for n, _ in images.names()] == ["base/busybox:1"]
+
+
+def test_failure_in_a_later_round_exports_nothing(store_root: Path, tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "dep.Dockerfile").write_text("FROM base/busybox:1\nRUN echo dep > /dep\n")
+    (project / "Dockerfile").write_text("FROM base/busybox:1\nCOPY --from=depctx /dep /dep\nCOPY missing /m\n")
+    (project / "docker-bake.hcl").write_text('''
+group "default" {
+  targets = ["dep", "app"]
+}
+target "dep" {
+  dockerfile = "dep.Dockerfile"
+  tags       = ["bake/dep:1"]
+}
+target "app" {
+  contexts = { depctx = "target:dep" }
+  tags     = ["bake/app:1"]
+}
+''')
+    proc = _run(store_root, project, ("--load",), False)
+    assert proc.returncode != 0
+    assert "missing" in proc.stderr
+    images = ImageStore(ContentStore(store_root))
+    assert [n for n, _ in images.names()] == ["base/busybox:1"]  # dep built, but not exported; no temp names
