@@ -15,7 +15,7 @@ from typing import Any
 from polyarch.errors import ParseError, SourceSpan
 
 from .functions import FUNCTIONS, FuncError, to_bool, to_num, to_str, type_name
-from .hcl import (
+from .syntax import (
     Binary,
     Call,
     Cond,
@@ -28,6 +28,8 @@ from .hcl import (
     Pos,
     Splat,
     Template,
+    TemplateFor,
+    TemplateIf,
     TupleExpr,
     Unary,
     Var,
@@ -154,9 +156,33 @@ def evaluate(expr: Expr, scope: Scope) -> Any:
         return evaluate(expr.then if cond else expr.other, scope)
     if isinstance(expr, ForExpr):
         return _for(expr, scope)
+    if isinstance(expr, TemplateIf):
+        try:
+            cond = to_bool(evaluate(expr.cond, scope))
+        except FuncError as exc:
+            raise located(f"invalid %{{ if }} condition: {exc}", expr.pos, scope.sources) from None
+        return _render(expr.then if cond else expr.other, scope)
+    if isinstance(expr, TemplateFor):
+        coll = evaluate(expr.collection, scope)
+        if not isinstance(coll, dict | list):
+            raise located(f"%{{ for }}: cannot iterate over a {type_name(coll)}", expr.pos, scope.sources)
+        pairs = list(coll.items()) if isinstance(coll, dict) else list(enumerate(coll))
+        out = []
+        for k, v in pairs:
+            names = {expr.value_var: v, **({expr.key_var: k} if expr.key_var else {})}
+            out.append(_render(expr.body, scope.child(names)))
+        return "".join(out)
     if isinstance(expr, Call):
         return _call(expr, scope)
     raise err(f"unsupported expression {type(expr).__name__}")
+
+
+def _render(template: Template, scope: Scope) -> str:
+    value = evaluate(template, scope)
+    try:
+        return to_str(value)
+    except FuncError as exc:
+        raise located(f"invalid template value: {exc}", template.pos, scope.sources) from None
 
 
 def _norm(n: int | float) -> int | float:

@@ -2,14 +2,16 @@
 
 ``parse_hcl(text, filename)`` returns a ``Body``: attributes and blocks in file order. Expressions become the
 frozen nodes of ``syntax.py``, each with its ``Pos`` (1-based line and column), so evaluation errors can name
-``file:line:col``. Strings and heredocs become ``Template`` nodes; ``$${`` stays a literal ``${``. Template
-directives (``%{ if }``) are rejected with a located error. ``parse_template`` turns a JSON string into the same
+``file:line:col``. Strings and heredocs become ``Template`` nodes; ``$${`` stays a literal ``${``; template
+directives (``%{ if c }…%{ else }…%{ endif }``, ``%{ for x in xs }…%{ endfor }``, ``~`` strip markers) nest into
+``TemplateIf``/``TemplateFor`` parts. ``parse_template`` turns a JSON string into the same
 ``Template`` node, so JSON bake files evaluate like HCL ones.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from polyarch.errors import ParseError, SourceSpan
@@ -21,6 +23,7 @@ from .syntax import (
     Body,
     Call,
     Cond,
+    Directive,
     Expr,
     ForExpr,
     GetAttr,
@@ -30,6 +33,8 @@ from .syntax import (
     Pos,
     Splat,
     Template,
+    TemplateFor,
+    TemplateIf,
     TupleExpr,
     Unary,
     Var,
@@ -85,7 +90,7 @@ def parse_hcl(text: str, filename: str) -> Body:
 
 def parse_template(text: str, pos: Pos) -> Template:
     """A JSON string (or heredoc body) as a template: ``${expr}`` interpolations, ``$${`` escapes."""
-    parts: list[str | Expr] = []
+    parts: list[str | Expr | Directive] = []
     i, buf = 0, []
     while i < len(text):
         if text.startswith("$${", i):
@@ -102,13 +107,91 @@ def parse_template(text: str, pos: Pos) -> Template:
             parts.append(_parse_expr(text[i + 2:end], pos))
             i = end + 1
         elif text.startswith("%{", i):
-            raise ParseError("template directives (%{ … }) are not supported", _sp(pos))
+            end = _closing(text, i + 2, pos)
+            if buf:
+                parts.append("".join(buf))
+                buf = []
+            parts.append(_directive(text[i + 2:end], pos))
+            i = end + 1
         else:
             buf.append(text[i])
             i += 1
     if buf:
         parts.append("".join(buf))
-    return Template(tuple(parts), pos)
+    return structure(parts, pos)
+
+
+_FOR = re.compile(r"for\s+([A-Za-z_][\w-]*)(?:\s*,\s*([A-Za-z_][\w-]*))?\s+in\s+(.+)$", re.DOTALL)
+
+
+def _directive(content: str, pos: Pos) -> Directive:
+    before, after = content.startswith("~"), content.rstrip().endswith("~")
+    inner = content.strip().strip("~").strip()
+    if inner in ("else", "endif", "endfor"):
+        return Directive(inner, pos, strip_before=before, strip_after=after)
+    if inner.startswith("if "):
+        return Directive("if", pos, _parse_expr(inner[3:], pos), strip_before=before, strip_after=after)
+    m = _FOR.match(inner)
+    if m:
+        names = (m.group(1), m.group(2)) if m.group(2) else (m.group(1),)
+        return Directive("for", pos, _parse_expr(m.group(3), pos), names, before, after)
+    raise ParseError(f"invalid template directive %{{{content}}}", _sp(pos))
+
+
+def structure(parts: Sequence[str | Expr | Directive], pos: Pos) -> Template:
+    """Flat template parts with directive tokens → nested ``TemplateIf``/``TemplateFor``; applies ``~`` strips.
+
+    :raises ParseError: an unclosed or unexpected directive.
+    """
+    items = list(parts)
+    for i, item in enumerate(items):
+        if isinstance(item, Directive):
+            if item.strip_before and i > 0 and isinstance(items[i - 1], str):
+                items[i - 1] = str(items[i - 1]).rstrip()
+            if item.strip_after and i + 1 < len(items) and isinstance(items[i + 1], str):
+                items[i + 1] = str(items[i + 1]).lstrip()
+
+    def nest(i: int, stop: frozenset[str]) -> tuple[list[str | Expr], int, Directive | None]:
+        out: list[str | Expr] = []
+        while i < len(items):
+            item = items[i]
+            if not isinstance(item, Directive):
+                out.append(item)
+                i += 1
+                continue
+            if item.kind in stop:
+                return out, i, item
+            if item.kind == "if" and item.expr is not None:
+                then, i, end = nest(i + 1, frozenset({"else", "endif"}))
+                other: list[str | Expr] = []
+                if end is not None and end.kind == "else":
+                    other, i, end = nest(i + 1, frozenset({"endif"}))
+                if end is None:
+                    raise ParseError("%{ if } without %{ endif }", _sp(item.pos))
+                out.append(TemplateIf(item.expr, _merged(then, item.pos), _merged(other, item.pos), item.pos))
+            elif item.kind == "for" and item.expr is not None:
+                body, i, end = nest(i + 1, frozenset({"endfor"}))
+                if end is None:
+                    raise ParseError("%{ for } without %{ endfor }", _sp(item.pos))
+                key, value = (item.names[0], item.names[1]) if len(item.names) == 2 else (None, item.names[0])
+                out.append(TemplateFor(key, value, item.expr, _merged(body, item.pos), item.pos))
+            else:
+                raise ParseError(f"unexpected %{{ {item.kind} }}", _sp(item.pos))
+            i += 1
+        return out, i, None
+
+    flat, _, _ = nest(0, frozenset())
+    return _merged(flat, pos)
+
+
+def _merged(parts: list[str | Expr], pos: Pos) -> Template:
+    out: list[str | Expr] = []
+    for p in parts:
+        if isinstance(p, str) and out and isinstance(out[-1], str):
+            out[-1] += p
+        elif not (isinstance(p, str) and not p):
+            out.append(p)
+    return Template(tuple(out), pos)
 
 
 def _sp(pos: Pos) -> SourceSpan:
@@ -214,31 +297,34 @@ class _Conv:
         return "".join(p for p in t.parts if isinstance(p, str))
 
     def template(self, node: Any) -> Template:
-        from lark import Tree
+        from lark import Token, Tree
 
         pos = self.pos(node)
-        parts: list[str | Expr] = []
+        parts: list[str | Expr | Directive] = []
         for sp in node.children:
             if not isinstance(sp, Tree):
                 continue
             inner = sp.children[0]
             if isinstance(inner, Tree):
-                if inner.data != "interpolation":
-                    raise ParseError("template directives (%{ … }) are not supported", _sp(self.pos(inner)))
-                parts.append(self.expr(self.trees(inner)[0]))
+                if inner.data == "interpolation":
+                    parts.append(self.expr(self.trees(inner)[0]))
+                    continue
+                kind = inner.data.removeprefix("template_").removesuffix("_start")
+                toks = [c for c in inner.children if isinstance(c, Token)]
+                kw = next((j for j, t in enumerate(toks) if t.type in ("IF", "ELSE", "ENDIF", "FOR", "ENDFOR")), 0)
+                marks = [j for j, t in enumerate(toks) if t.type == "STRIP_MARKER"]
+                trees = self.trees(inner)
+                names = tuple(str(t.children[0]) for t in trees if t.data == "identifier")
+                exprs = [t for t in trees if t.data != "identifier"]
+                parts.append(Directive(kind, self.pos(inner), self.expr(exprs[0]) if exprs else None, names,
+                                       any(j < kw for j in marks), any(j > kw for j in marks)))
             elif inner.type == "ESCAPED_INTERPOLATION":
                 parts.append("${" + str(inner)[3:])
             elif inner.type == "ESCAPED_DIRECTIVE":
                 parts.append("%{" + str(inner)[3:])
             else:
                 parts.append(_unescape(str(inner), self.pos(inner)))
-        merged: list[str | Expr] = []
-        for p in parts:
-            if isinstance(p, str) and merged and isinstance(merged[-1], str):
-                merged[-1] += p
-            else:
-                merged.append(p)
-        return Template(tuple(merged), pos)
+        return structure(parts, pos)
 
     def expr(self, node: Any) -> Expr:
         from lark import Token

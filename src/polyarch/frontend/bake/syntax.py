@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Attribute", "Binary", "Block", "Body", "Call", "Cond", "Expr", "ForExpr", "GetAttr", "Index", "Lit", "ObjectExpr", "Pos", "Splat", "Template", "TupleExpr", "Unary", "Var"]
+__all__ = ["Attribute", "Binary", "Block", "Body", "Call", "Cond", "Directive", "Expr", "ForExpr", "GetAttr", "Index", "Lit", "ObjectExpr", "Pos", "Splat", "Template", "TemplateFor", "TemplateIf", "TupleExpr", "Unary", "Var"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +139,36 @@ class Body:
             if a.name == name:
                 return a
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateIf(Expr):
+    """``%{ if cond }…%{ else }…%{ endif }`` inside a template."""
+
+    cond: Expr
+    then: Template
+    other: Template
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFor(Expr):
+    """``%{ for k, v in coll }…%{ endfor }`` inside a template."""
+
+    key_var: str | None
+    value_var: str
+    collection: Expr
+    body: Template
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    """A flat directive token before ``structure`` nests them: if/else/endif/for/endfor with strip markers."""
+
+    kind: str
+    pos: Pos
+    expr: Expr | None = None
+    names: tuple[str, ...] = ()
+    strip_before: bool = False
+    strip_after: bool = False

@@ -1,0 +1,5 @@
+target "default" {
+  args = {
+    A = "%{ if true }never closed"
+  }
+}
