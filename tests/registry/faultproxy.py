@@ -96,7 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":  # a HEAD answer has no body: writing one would corrupt the next response
+                self.wfile.write(payload)
             self.state.log.append((self.command, self.path, rule.status))
             return
         conn = http.client.HTTPConnection(self.state.upstream, timeout=60)
