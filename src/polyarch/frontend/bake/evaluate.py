@@ -7,7 +7,8 @@ blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secr
 * variables: ``variable "X" { default = …  validation { condition = …  error_message = … } }`` or a top-level
   ``X = …`` (which, in any file, replaces a variable block's default); the environment overrides a variable
   block (``X=1 polyarch bake``; off with ``BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP=1``), converted to the default's
-  type (bool, number); defaults may use other variables (cycles are errors); every validation of every variable
+  type or its declared ``type`` (bool, number, ``list(…)`` as JSON or CSV, ``map(…)`` as JSON); defaults may use
+  other variables (cycles are errors); every validation of every variable
   is checked. Built in: ``BAKE_CMD_CONTEXT``, ``BAKE_LOCAL_PLATFORM``.
 * ``function "f" { params = [a]  variadic_params = rest  result = … }``.
 * ``matrix = { k = [..] }`` + ``name = "app-${k}"``: one target per combination; the block's label selects them all.
@@ -30,7 +31,7 @@ from polyarch.errors import ParseError, UsageError
 
 from .expr import Scope, UserFunction, evaluate, located, product
 from .functions import FuncError, to_str, type_name
-from .hcl import Block, Body, Pos, Var
+from .hcl import Block, Body, Call, Pos, Var
 from .model import ATTRIBUTES, MAP_ATTRS, Definition, Group, Target
 from .overrides import Override, apply_overrides
 
@@ -162,7 +163,8 @@ class Evaluator:
                     default = evaluate(attr.expr, self.scope)
         if name in self.env and self.env_lookup:
             try:
-                return _from_env(name, self.env[name], default)
+                declared = next((b.body.attr("type") for b in self.var_blocks[name] if b.body.attr("type")), None)
+                return _from_env(name, self.env[name], default, _type_of(declared.expr) if declared else ("", ""))
             except ParseError as exc:
                 raise located(exc.message, self.var_blocks[name][-1].pos, self.sources) from None
         return default
@@ -404,20 +406,70 @@ class _TargetRefs(dict[str, Any]):
         return targets[0][1]
 
 
-def _from_env(name: str, value: str, default: Any) -> Any:
-    if isinstance(default, bool):
+def _type_of(block_type: Any) -> tuple[str, str]:
+    """A variable's ``type`` expression → (kind, element kind): ``string`` → ("string", ""), ``list(number)``
+    → ("list", "number"); anything else → ("", "")."""
+    if isinstance(block_type, Var):
+        return block_type.name, ""
+    if isinstance(block_type, Call) and block_type.name in ("list", "set", "tuple", "map") and block_type.args:
+        inner = block_type.args[0]
+        return block_type.name, inner.name if isinstance(inner, Var) else ""
+    return "", ""
+
+
+def _scalar(name: str, value: str, kind: str) -> Any:
+    if kind == "bool":
         if value.lower() in ("true", "1", "t"):
             return True
         if value.lower() in ("false", "0", "f"):
             return False
         raise ParseError(f"variable {name!r}: environment value {value!r} is not a bool")
-    if isinstance(default, int | float):
+    if kind == "number":
         try:
             f = float(value)
         except ValueError:
             raise ParseError(f"variable {name!r}: environment value {value!r} is not a number") from None
         return int(f) if f.is_integer() else f
     return value
+
+
+def _from_env(name: str, value: str, default: Any, declared: tuple[str, str] = ("", "")) -> Any:
+    """An environment value converted to the variable's declared type, else to its default's type: bool and
+    number parse; lists take JSON (``["a","b"]``) or comma-separated values; maps take JSON."""
+    kind, element = declared
+    if not kind:
+        if isinstance(default, bool):
+            kind = "bool"
+        elif isinstance(default, int | float):
+            kind = "number"
+        elif isinstance(default, list):
+            kind, element = "list", "string"
+        elif isinstance(default, dict):
+            kind = "map"
+    if kind in ("list", "set", "tuple"):
+        import json as _json
+
+        if value.lstrip().startswith("["):
+            try:
+                items = _json.loads(value)
+            except ValueError:
+                raise ParseError(f"variable {name!r}: environment value is not a JSON list") from None
+        else:
+            items = [v.strip() for v in value.split(",")] if value.strip() else []
+        if not isinstance(items, list):
+            raise ParseError(f"variable {name!r}: environment value is not a list")
+        return [_scalar(name, str(v), element) if element in ("bool", "number") else v for v in items]
+    if kind in ("map", "object"):
+        import json as _json
+
+        try:
+            mapping = _json.loads(value)
+        except ValueError:
+            mapping = None
+        if not isinstance(mapping, dict):
+            raise ParseError(f"variable {name!r}: environment value is not a JSON object")
+        return mapping
+    return _scalar(name, value, kind)
 
 
 def _local_platform() -> str:
