@@ -107,6 +107,14 @@ class Registry:
         shutil.copytree(BASE, self.root, ignore=shutil.ignore_patterns(".complete", "buildcache.db*", "snapshots"))
         sh([sys.executable, str(REPO / "examples" / "go-app" / "make_base.py"), "--root", str(self.root),
             "--debs", str(CACHE / "go-debs")])
+        # buildah 1.28 ignores FROM --platform=$BUILDPLATFORM and looks for an arm64 entry in the one-platform
+        # index: every builder gets the Go builder image as a plain (amd64) manifest instead, which all three
+        # run on the build machine
+        from polyarch.content.images import ImageStore
+        from polyarch.content.store import ContentStore
+
+        images = ImageStore(ContentStore(self.root))
+        images.set_name("base/golang-amd64:1.19", images.images(images.lookup("base/golang:1.19"))[0].descriptor)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(self.root), "registry",
@@ -164,15 +172,18 @@ class Buildah:
                 "--storage-driver", self.driver]
 
     def fresh(self) -> None:
-        for d in ("broot", "brun"):
+        for d in ("broot", "brun", "btmp"):
             if (self.work / d).exists():
                 subprocess.run(["umount", "-R", str(self.work / d)], capture_output=True)
                 shutil.rmtree(self.work / d, ignore_errors=True)
 
     def build(self, ctx: Path, dockerfile: Path) -> float:
+        # TMPDIR: buildah keeps RUN --mount=type=cache dirs in $TMPDIR/buildah-cache, outside --root
+        tmp = self.work / "btmp"
+        tmp.mkdir(exist_ok=True)
         return timed_rss([*self.cmd(), "bud", "-q", "--layers", "--jobs", "2", "--tls-verify=false",
                           "--platform", ",".join(PLATFORMS), "--manifest", "bench:1", "-f", str(dockerfile),
-                          str(ctx)], EPOCH)[0]
+                          str(ctx)], {**EPOCH, "TMPDIR": str(tmp)})[0]
 
     def close(self) -> None:
         self.fresh()
@@ -216,7 +227,10 @@ class BuildKit:
     def build(self, ctx: Path, dockerfile: Path) -> float:
         def one(platform: str) -> float:
             tag = "bench:" + platform.replace("/", "-")
-            return timed_rss([DOCKER, "-H", f"unix://{self.sock}", "build", "--platform", platform, "-t", tag,
+            # --network host: RUN's default network is a bridge, which --bridge=none leaves out (polyarch's
+            # default RUN network is the host's too)
+            return timed_rss([DOCKER, "-H", f"unix://{self.sock}", "build", "--network", "host", "--platform",
+                              platform, "-t", tag,
                               "-f", str(dockerfile), str(ctx)], {"DOCKER_BUILDKIT": "1", **EPOCH})[0]
 
         start = time.perf_counter()
@@ -246,7 +260,8 @@ def workloads(work: Path, reg: str, qemu_n: int) -> dict[str, tuple[Path, Path]]
         ctx = work / name
         shutil.copytree(REPO / "examples" / example, ctx)
         text = (ctx / "Dockerfile").read_text().replace("FROM base/", f"FROM {reg}/base/") \
-            .replace("FROM --platform=$BUILDPLATFORM base/", f"FROM --platform=$BUILDPLATFORM {reg}/base/")
+            .replace("FROM --platform=$BUILDPLATFORM base/golang:1.19",
+                     f"FROM --platform=$BUILDPLATFORM {reg}/base/golang-amd64:1.19")
         (ctx / "Dockerfile").write_text(text)
         out[name] = (ctx, ctx / "Dockerfile")
     ctx = work / "qemu"
@@ -298,7 +313,7 @@ def main() -> None:
                 try:
                     results.setdefault(name, {})[tool.name] = measure(tool, ctx, dockerfile, args.runs)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    missing.append(f"{tool.name} on {name}: {str(exc)[:1500]}")
+                    missing.append(f"{tool.name} on {name}: {str(exc)[-1500:]}")
                 print(f"  {name:<6} {tool.name:<9} {results.get(name, {}).get(tool.name)}", file=sys.stderr,
                       flush=True)
         report(results, [t.name for t in tools], args.runs, tools[0].rss)  # type: ignore[union-attr]

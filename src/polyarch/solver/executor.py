@@ -91,6 +91,7 @@ class Executor:
         self._layer_futures: dict[str, tuple[threading.Event, list[Layer | BaseException | None]]] = {}
         self._snapshots: SnapshotStore | None = None
         self._snap_lock = threading.Lock()
+        self._chain_locks: dict[str, threading.Lock] = {}
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -114,7 +115,16 @@ class Executor:
         chains = [c.hex for c in chain_ids([x.diff_id for x in layers])]
         self.cache.used_snapshots([(c, chains[i - 1] if i else "", str(x.diff_id))
                                    for i, (c, x) in enumerate(zip(chains, layers, strict=True))])
-        return self.snapshots.prepare(refs)
+        snapshots = self.snapshots
+        if not snapshots.has(refs):
+            for i, chain in enumerate(chains):  # extract each missing layer once, even when platforms ask at once
+                with self._snapshot_lock(chain):
+                    snapshots.ensure(refs[:i + 1])
+        return snapshots.prepare(refs)
+
+    def _snapshot_lock(self, chain: str) -> threading.Lock:
+        with self._snap_lock:
+            return self._chain_locks.setdefault(chain, threading.Lock())
 
     def _hash_file(self, path: str, st: os.stat_result) -> str:
         sig = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
