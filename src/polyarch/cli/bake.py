@@ -11,13 +11,17 @@ local image. Nothing is exported when any target fails.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from polyarch.cli.context import AppContext, pass_app
 from polyarch.errors import UsageError
+
+if TYPE_CHECKING:
+    from polyarch.frontend.bake import Evaluator, Target
 
 __all__ = ["bake"]
 
@@ -65,29 +69,15 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
            progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides)
 
 
-def _build(app: AppContext, ev: Any, targets: Any, *, load: bool, push: bool, no_cache: bool, pull: bool,
+def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...]) -> None:
     from polyarch.build.outputs import ExportReport, build_metadata, export
-    from polyarch.frontend.bake import Target
-    from polyarch.frontend.bake.overrides import apply_overrides, parse_overrides
+    from polyarch.frontend.bake.overrides import parse_overrides
     from polyarch.progress import Progress, make_renderer
 
-    from .bake_request import output_specs, plan_rounds, to_request
+    from .bake_request import output_specs, plan_rounds, to_request, with_dependencies
 
-    chosen: dict[str, Target] = {t.name: t for t in targets}
-    # targets used as named contexts (target:NAME) are built too, in an earlier round
-    pending = list(chosen.values())
-    parsed = parse_overrides(overrides)
-    import fnmatch
-
-    while pending:
-        t = pending.pop()
-        for value in t.get("contexts", {}).values():
-            if value and value.startswith("target:") and value[7:] not in chosen:
-                dep = ev.target(value[7:])
-                dep = apply_overrides(dep, [o for o in parsed if fnmatch.fnmatchcase(dep.name, o.pattern)])
-                chosen[dep.name] = dep
-                pending.append(dep)
+    chosen = with_dependencies(ev, targets, parse_overrides(overrides))
     rounds = plan_rounds(list(chosen.values()))
     selected = {t.name for t in targets}  # dependencies pulled in by target: contexts get no --load/--push
     specs = {name: output_specs(t, load=load and name in selected, push=push and name in selected)

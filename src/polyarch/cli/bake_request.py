@@ -14,9 +14,9 @@ from pathlib import Path
 from polyarch.build.outputs import OutputSpec, parse_output
 from polyarch.build.run import BuildRequest
 from polyarch.errors import UsageError
-from polyarch.frontend.bake import Target
+from polyarch.frontend.bake import Evaluator, Override, Target
 
-__all__ = ["output_specs", "plan_rounds", "to_request"]
+__all__ = ["output_specs", "plan_rounds", "to_request", "with_dependencies"]
 
 
 def _read(path: Path, target: str) -> str:
@@ -98,3 +98,23 @@ def plan_rounds(targets: Sequence[Target]) -> list[list[str]]:
         rounds.append(ready)
         done.update(ready)
     return rounds
+
+
+def with_dependencies(ev: Evaluator, targets: Sequence[Target], overrides: Sequence[Override]) -> dict[str, Target]:
+    """The selected targets plus every target they name as a ``target:`` context (recursively), with the
+    ``--set`` overrides whose pattern matches them."""
+    import fnmatch
+
+    from polyarch.frontend.bake.overrides import apply_overrides
+
+    chosen = {t.name: t for t in targets}
+    pending = list(chosen.values())
+    while pending:
+        t = pending.pop()
+        for value in t.get("contexts", {}).values():
+            if value and value.startswith("target:") and value[7:] not in chosen:
+                dep = ev.target(value[7:])
+                dep = apply_overrides(dep, [o for o in overrides if fnmatch.fnmatchcase(dep.name, o.pattern)])
+                chosen[dep.name] = dep
+                pending.append(dep)
+    return chosen

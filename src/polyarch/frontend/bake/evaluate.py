@@ -308,6 +308,11 @@ class Evaluator:
         return out
 
     def target(self, name: str) -> Target:
+        """The resolved target ``name`` (inherits merged). :raises UsageError: no such target."""
+        raw = self._expand()
+        if name not in raw:
+            close = difflib.get_close_matches(name, list(raw), n=1)
+            raise UsageError(f"unknown target {name!r}", hint=f"did you mean {close[0]!r}?" if close else None)
         attrs = self._resolve(name, (), None)
         try:
             return Target.from_attrs(name, attrs)
