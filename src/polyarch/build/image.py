@@ -30,6 +30,7 @@ class PlatformImage:
     config: ImageConfig
     config_descriptor: Descriptor
     layers: tuple[Layer, ...]
+    base_layers: int = 0  # how many of ``layers`` are the base image's (the rest the build added)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,8 @@ def assemble(images: ImageStore, plans: Sequence[PlatformPlan], states: Mapping[
         extra = notes.pick(notes.descriptor, config.platform)
         if extra:
             desc = desc.with_annotations({**desc.annotations, **extra})
-        out.append(PlatformImage(config.platform, desc, config, config_desc, layers))
+        out.append(PlatformImage(config.platform, desc, config, config_desc, layers,
+                                 len(states[pp.root.digest].layers)))
     index = images.put_index([p.descriptor for p in out], oci=oci, annotations=dict(notes.index) or None)
     return BuildResult(index, tuple(out))
 

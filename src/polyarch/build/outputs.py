@@ -3,7 +3,8 @@
 Forms (buildx's): ``type=oci,dest=F[,tar=false][,name=N]``, ``type=docker,dest=F[,name=N]`` (one platform),
 ``type=local,dest=DIR[,platform-split=false]`` (one ``linux_arm64/`` folder per platform with the merged
 rootfs; the rootfs itself for a single platform or with ``platform-split=false``), ``type=tar,dest=F`` (the same as a tar), ``type=registry,name=REF[,push-by-digest=true]
-[,compression=gzip|zstd|uncompressed][,compression-level=N][,oci-mediatypes=false]``, ``type=image``
+[,compression=gzip|zstd|uncompressed][,compression-level=N][,oci-mediatypes=false][,rewrite-timestamp=true]
+[,name-canonical=true]``, ``type=image``
 (= registry when ``push=true``, else the local store), a bare path (= ``type=local,dest=PATH``) and ``-`` (a tar
 on stdout). ``--load`` stores every platform and the index under each ``-t`` name in the local store (unlike
 buildx, which keeps one platform); ``--push`` is ``type=registry`` with the ``-t`` names.
@@ -81,6 +82,8 @@ def parse_output(text: str) -> OutputSpec:
             raise UsageError(f"unknown compression {compression!r}", hint="use gzip, zstd or uncompressed")
         spec.flag("push-by-digest", False)
         spec.flag("oci-mediatypes", True)
+        spec.flag("rewrite-timestamp", False)
+        spec.flag("name-canonical", False)
     return spec
 
 
@@ -143,7 +146,8 @@ def convert(images: ImageStore, result: BuildResult, *, compression: str = "gzip
         if img.descriptor.annotations:
             desc = desc.with_annotations(img.descriptor.annotations)
         cfg = images.put_config(img.config, oci=oci)
-        out.append(_PI(img.platform, desc, img.config, cfg, tuple(layers)))  # type: ignore[arg-type]
+        out.append(_PI(img.platform, desc, img.config, cfg, tuple(layers),  # type: ignore[arg-type]
+                       img.base_layers))
     index_notes = dict(images.read_document(result.index).document.annotations)
     index = images.put_index([p.descriptor for p in out], oci=oci, annotations=index_notes or None)
     return BuildResult(index, tuple(out))
@@ -194,10 +198,12 @@ def export(images: ImageStore, result: BuildResult, outputs: Sequence[OutputSpec
     for spec in outputs:
         names = [n for n in spec.attrs.get("name", "").split(",") if n] or list(tags)
         result = original
+        if spec.type in ("image", "oci", "docker", "registry") and spec.flag("rewrite-timestamp", False):
+            result = report.result = _rewritten(images, original)
         if spec.type in ("image", "oci", "docker") and _converts(spec):
-            result = report.result = _converted(images, original, spec)
+            result = report.result = _converted(images, result, spec)
         if spec.type == "image" or spec.type == "store":
-            for name in names:
+            for name in _with_canonical(names, result, spec):
                 images.set_name(name, result.index)
                 report.names.append(name)
         elif spec.type == "oci":
@@ -220,10 +226,40 @@ def export(images: ImageStore, result: BuildResult, outputs: Sequence[OutputSpec
         elif spec.type == "tar":
             _tar(images, result, spec.dest, split=spec.flag("platform-split", True))
         elif spec.type == "registry":
-            _push(images, original, spec, names, report, push_client_factory)
+            _push(images, result, spec, names, report, push_client_factory)
         elif spec.type == "cacheonly":
             continue
     return report
+
+
+def _rewritten(images: ImageStore, result: BuildResult) -> BuildResult:
+    from polyarch.worker.diff import source_date_epoch
+
+    from .timestamps import rewrite_timestamps
+
+    epoch = source_date_epoch()
+    if epoch is None:
+        raise UsageError("rewrite-timestamp=true needs SOURCE_DATE_EPOCH",
+                         hint="e.g. SOURCE_DATE_EPOCH=$(git log -1 --pretty=%ct) polyarch build …")
+    return rewrite_timestamps(images, result, epoch)
+
+
+def _canonical(name: str, digest: str) -> str:
+    """``repo:tag`` → ``repo@digest`` (buildx's ``name-canonical``)."""
+    from polyarch.oci import reference
+
+    ref = reference.parse(name)
+    return f"{ref.domain}/{ref.path}@{digest}" if ref.domain else f"{ref.path}@{digest}"
+
+
+def _with_canonical(names: Sequence[str], result: BuildResult, spec: OutputSpec) -> list[str]:
+    """The names, each followed by its canonical ``name@digest`` with ``name-canonical=true``."""
+    if not spec.flag("name-canonical", False):
+        return list(names)
+    out: list[str] = []
+    for name in names:
+        out += [name, _canonical(name, str(result.index.digest))]
+    return list(dict.fromkeys(out))
 
 
 def _converts(spec: OutputSpec) -> bool:
@@ -260,5 +296,7 @@ def _push(images: ImageStore, result: BuildResult, spec: OutputSpec, names: Sequ
             pushed = push_image(images, converted.index, dest, client=client)
             report.pushed[name] = str(pushed.descriptor.digest)
             report.names.append(name)
+            if spec.flag("name-canonical", False):  # the manifest is addressable by digest once pushed
+                report.names.append(_canonical(name, report.pushed[name]))
 
 
