@@ -38,7 +38,7 @@ def _rewrite(images: ImageStore, layer: Layer, epoch: int) -> Layer:
     with images.store.open(layer.descriptor.digest) as raw, \
             tarfile.open(fileobj=decompressed(raw), mode="r|") as src, \
             LayerWriter(images.store, compression, oci=oci) as lw:
-        with tarfile.open(fileobj=lw, mode="w|", format=tarfile.PAX_FORMAT) as out:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=lw, mode="w|", format=tarfile.PAX_FORMAT) as out:
             for member in src:
                 member.mtime = min(int(member.mtime), epoch)
                 member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in _TIME_KEYS}
