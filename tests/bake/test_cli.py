@@ -66,7 +66,13 @@ def test_compose_and_hcl_are_merged_in_lookup_order(tmp_path: Path) -> None:
     ('target "a" {}\n', ("a", "--set", "a.nope=1"), "error: --set 'a.nope=1': unknown key 'nope'", 2),
     ('target "a" {\n  matrix = { x = range(1000), y = range(2) }\n  name = "a-${x}-${y}"\n}\n', ("a",),
      "error: docker-bake.hcl:2:3: target 'a': matrix has 2000 combinations (limit 1000)", 1),
-])
+    ('target "a" {\n  tags = ' + "[" * 3000 + "]" * 3000 + "\n}\n", ("a",),
+     "error: docker-bake.hcl:1:1: expressions are nested too deeply", 1),
+    ("".join(f'variable "V{i}" {{\n  default = "${{V{i + 1}}}"\n}}\n' for i in range(3000)) +
+     'variable "V3000" {\n  default = "end"\n}\ntarget "a" {\n  tags = [V0]\n}\n', ("a",),
+     "error: expressions or function calls are nested too deeply", 1),
+], ids=["syntax", "unknown-function", "unknown-target", "inherits-cycle", "validation", "set-key", "matrix-limit",
+        "deep-expression", "deep-variables"])
 def test_bad_input_is_one_located_error(tmp_path: Path, text: str, args: tuple[str, ...], first_line: str,
                                         code: int) -> None:
     (tmp_path / "docker-bake.hcl").write_text(text)

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from polyarch.errors import ParseError, UsageError
 
@@ -61,6 +62,22 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
             into[key] = into[key] + [v for v in value if v not in into[key]]
         else:
             into[key] = value
+
+
+_T = TypeVar("_T")
+
+
+def _bounded(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Deep nesting (expressions, function calls) ends as a ParseError, not Python's RecursionError."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except RecursionError:
+            raise ParseError("expressions or function calls are nested too deeply") from None
+
+    return run
 
 
 class Evaluator:
@@ -169,6 +186,7 @@ class Evaluator:
                 raise located(exc.message, self.var_blocks[name][-1].pos, self.sources) from None
         return default
 
+    @_bounded
     def variables(self) -> list[tuple[str, Any, str]]:
         """(name, value, description) of every declared variable, for ``--list variables``."""
         out = []
@@ -181,6 +199,7 @@ class Evaluator:
             out.append((name, self._lookup(name, blocks[0].pos), desc))
         return out
 
+    @_bounded
     def validate(self) -> None:
         """Every ``validation`` block of every variable. :raises ParseError: the first one failing."""
         for name, blocks in self.var_blocks.items():
@@ -281,6 +300,7 @@ class Evaluator:
             out.append((name, self._block_attrs(block, scope)))
         return out
 
+    @_bounded
     def target_names(self) -> list[str]:
         raw = self._expand()
         return [n for n in raw if n not in self._expanded]
@@ -307,6 +327,7 @@ class Evaluator:
         _merge(out, {k: v for k, v in own.items() if k != "inherits"})
         return out
 
+    @_bounded
     def target(self, name: str) -> Target:
         """The resolved target ``name`` (inherits merged). :raises UsageError: no such target."""
         raw = self._expand()
@@ -320,6 +341,7 @@ class Evaluator:
             raise located(f"target {name!r}: {exc}", self._pos.get(name), self.sources) from None
 
     # ---- groups and selection ----------------------------------------------------------------------------
+    @_bounded
     def group(self, name: str) -> Group | None:
         blocks = self.group_blocks.get(name)
         if not blocks:
@@ -341,6 +363,7 @@ class Evaluator:
                 desc = to_str(evaluate(d.expr, self.scope))
         return Group(name, tuple(targets), desc)
 
+    @_bounded
     def select(self, names: Sequence[str]) -> tuple[list[Group], list[str]]:
         """Requested names → (groups reached, target names in order). :raises: unknown names, group cycles."""
         raw = self._expand()
@@ -376,6 +399,7 @@ class Evaluator:
             visit(n, ())
         return groups, targets
 
+    @_bounded
     def definition(self, names: Sequence[str], overrides: Sequence[Override] = ()) -> Definition:
         self.validate()
         groups, selected = self.select(names)

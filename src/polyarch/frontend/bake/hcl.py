@@ -60,6 +60,8 @@ def parse_hcl(text: str, filename: str) -> Body:
 
     try:
         tree = hcl2.parses_to_tree(text)
+    except RecursionError:
+        raise ParseError("expressions are nested too deeply", SourceSpan(filename, 1, 1)) from None
     except UnexpectedInput as exc:
         line, col = max(getattr(exc, "line", 1), 1), max(getattr(exc, "column", 1), 1)
         token = getattr(exc, "token", None)
@@ -78,6 +80,8 @@ def parse_hcl(text: str, filename: str) -> Body:
         raise ParseError(f"syntax error: {str(exc).splitlines()[0]}", SourceSpan(filename, 1, 1)) from None
     try:
         return _Conv(filename).body(tree.children[0])
+    except RecursionError:
+        raise ParseError("expressions are nested too deeply", SourceSpan(filename, 1, 1)) from None
     except ParseError as exc:
         if exc.span is not None and not exc.span.source_line:
             lines = text.splitlines()
