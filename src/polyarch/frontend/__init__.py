@@ -1,16 +1,26 @@
 """The Dockerfile frontend (pure: no I/O): parse → plan (``polyarch.ops`` graph + image config) → reports.
 
 Entry points: ``plan_build`` (the build engineer's), ``parse_dockerfile``, ``run_checks``, ``call``/``run_call``
-(``--call``), and the ``.dockerignore`` matcher for the context loader.
+(``--call``), and the ``.dockerignore`` matcher for the context loader. They are imported on first use, so
+importing a submodule (``polyarch.frontend.bake`` …) does not load the Dockerfile parser.
 """
 
-from polyarch.frontend.call import call, run_call
-from polyarch.frontend.checks import run_checks
-from polyarch.frontend.dockerfile.parse import parse_dockerfile
-from polyarch.frontend.dockerignore import ignore_file_candidates, is_excluded, matcher, parse_dockerignore
-from polyarch.frontend.plan import BuildPlan, PlatformPlan, StagePlan, Step, plan_build, plan_to_json
+from __future__ import annotations
 
-__all__ = [
-    "BuildPlan", "PlatformPlan", "StagePlan", "Step", "call", "ignore_file_candidates", "is_excluded", "matcher",
-    "parse_dockerfile", "parse_dockerignore", "plan_build", "plan_to_json", "run_call", "run_checks",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "call": "call", "run_call": "call", "run_checks": "checks", "parse_dockerfile": "dockerfile.parse",
+    "ignore_file_candidates": "dockerignore", "is_excluded": "dockerignore", "matcher": "dockerignore",
+    "parse_dockerignore": "dockerignore", "BuildPlan": "plan", "PlatformPlan": "plan", "StagePlan": "plan",
+    "Step": "plan", "plan_build": "plan", "plan_to_json": "plan",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'polyarch.frontend' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"polyarch.frontend.{module}"), name)
