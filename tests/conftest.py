@@ -22,13 +22,15 @@ BASE_NAME = "base/busybox:1"
 
 
 def run_cli(*args: str, root: Path | str | None = None, check: bool = True, input: bytes | None = None,
-            env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+            env: dict[str, str] | None = None, timeout: float = 300,
+            cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m polyarch ARGS`` as a user would; returns the completed process (text mode)."""
     full_env = {**os.environ, **(env or {})}
     if root is not None:
         full_env["POLYARCH_ROOT"] = str(root)
     proc = subprocess.run([sys.executable, "-m", "polyarch", *args], capture_output=True, env=full_env,
-                          input=input.decode() if input is not None else None, text=True, timeout=timeout)
+                          input=input.decode() if input is not None else None, text=True, timeout=timeout,
+                          cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"polyarch {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc

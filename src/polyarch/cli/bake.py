@@ -39,10 +39,12 @@ __all__ = ["bake"]
 @click.option("--progress", "progress_mode", default="auto",
               type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
 @click.option("--metadata-file", default=None, type=click.Path(dir_okay=False), help="Write per-target build metadata as JSON.")
+@click.option("--verify", is_flag=True,
+              help="Before any output: check every target's platforms hold binaries of their own architecture.")
 @pass_app
 def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], print_: bool,
          list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
-         metadata_file: str | None) -> None:
+         metadata_file: str | None, verify: bool = False) -> None:
     """Build several targets from a bake or compose file."""
     from polyarch.frontend.bake import Evaluator, load_files, parse_overrides
 
@@ -66,11 +68,11 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
         click.echo(json.dumps(definition.to_print_json(), indent=2))
         return
     _build(app, ev, definition.targets, load=load, push=push, no_cache=no_cache, pull=pull,
-           progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides)
+           progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify)
 
 
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
-           progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...]) -> None:
+           progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False) -> None:
     from polyarch.build.outputs import ExportReport, build_metadata, export
     from polyarch.frontend.bake.overrides import parse_overrides
     from polyarch.progress import Progress, make_renderer
@@ -105,6 +107,13 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 if name in needed:
                     handed[name] = f"polyarch.bake/{name}:{str(result.index.digest)[7:19]}"
                     app.images.set_name(handed[name], result.index)
+        if verify:  # every selected target verified before anything is exported
+            from polyarch.cli.build import verify_before_export
+            from polyarch.platform import parse_list
+
+            for name in sorted(selected & set(built)):
+                verify_before_export(app, built[name].index, parse_list(chosen[name].get("platforms") or ()), progress,
+                               label=f"[{name}] ")
         for name, result in built.items():  # every target built: now export, like polyarch build
             report = ExportReport(result=result)
             tags = list(chosen[name].get("tags", ()))

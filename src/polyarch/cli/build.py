@@ -207,7 +207,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
         for name in plan.unused_build_args:
             progress.message(f"build-arg {name} was not consumed by any instruction")
         if verify:
-            _verify_result(app, result.index, wanted, progress)
+            verify_before_export(app, result.index, wanted, progress)
         report = ExportReport(result=result)
         if not specs:
             progress.message("no output specified: the build result stays in the build cache only "
@@ -231,7 +231,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
         click.echo(digest)
 
 
-def _verify_result(app: AppContext, index: Any, wanted: Sequence[Any], progress: Any) -> None:
+def verify_before_export(app: AppContext, index: Any, wanted: Sequence[Any], progress: Any, *, label: str = "") -> None:
     """``--verify``: run polyarch verify on the built index before anything is exported or pushed.
 
     :raises BuildError: naming the first offending file; every problem is logged to the progress output.
@@ -239,13 +239,13 @@ def _verify_result(app: AppContext, index: Any, wanted: Sequence[Any], progress:
     from polyarch.errors import BuildError
     from polyarch.verify import verify_image
 
-    with progress.vertex("verifying every platform's binaries") as handle:
+    with progress.vertex(f"{label}verifying every platform's binaries") as handle:
         report = verify_image(app.images, index, require=wanted)
         for line in report.lines():
             handle.log(line)
     if not report.ok:
         lines = report.lines()
         more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-        raise BuildError(f"verify failed, nothing was exported: {lines[0]}{more}",
+        raise BuildError(f"{label}verify failed, nothing was exported: {lines[0]}{more}",
                          hint="a stage probably builds for the build machine: pass GOARCH=$TARGETARCH (or the "
                               "equivalent) in the $BUILDPLATFORM stage")
