@@ -33,16 +33,18 @@ The uncompressed stream is hashed while applying; a mismatch with ``expected_dif
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import queue
 import shutil
 import stat
 import tarfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from polyarch.content.compression import DEFAULT_DECOMPRESS_LIMIT, decompressed
+from polyarch.content.compression import DEFAULT_DECOMPRESS_LIMIT, decompressed, sniff
 from polyarch.digest import Digest, Hasher
 from polyarch.errors import DigestMismatch, InvalidLayer, LimitExceeded, PolyarchError, StoreError
 
@@ -56,7 +58,7 @@ WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE = ".wh..wh..opq"
 _XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
 _CHUNK = 1 << 20
-_TAR_BUFSIZE = 64 << 10
+_MAP_CHUNK = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +80,51 @@ def _ns(seconds: float) -> int:
 
 
 class _HashingReader:
-    """Reads the decompressed stream ahead on a second thread (decompression and hashing release the GIL, so they
-    overlap file creation), hashes everything (the diff_id), and keeps the last chunks for the end check."""
+    """The decompressed layer as a forward-only file for ``tarfile`` in ``r:`` mode (read, tell, forward seek).
+
+    A second thread reads ahead (decompression releases the GIL, so it overlaps file creation) and a third hashes
+    every chunk read (the diff_id) while this thread writes the same chunk out. An uncompressed layer in a regular
+    file (a store blob) is memory-mapped instead: no read-ahead thread and no copy, chunks are slices of the map.
+    Headers are read through ``read``; file data is handed out by ``views`` as slices of the chunks and written
+    straight to the target file, never copied in Python.
+    """
 
     _END = object()
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, mapped: tuple[mmap.mmap, int] | None = None) -> None:
         self._raw = raw
+        self._map = mapped[0] if mapped else None
+        self._map_view = memoryview(mapped[0]) if mapped else None
+        self._map_pos = mapped[1] if mapped else 0
+        self._hash_ended = False
         self.hasher = Hasher("sha256")
-        self._tail: list[bytes] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=16)
         self._stop = threading.Event()
         self._buf = memoryview(b"")
         self._eof = False
-        self._fetched = 0
-        self._thread = threading.Thread(target=self._pump, name="layer-reader", daemon=True)
-        self._thread.start()
+        self._pos = 0  # stream offset of the next byte handed out
+        self._last = (0, b"")  # (offset, data) of the last read(): the end-of-archive block for clean_end
+        self._hash_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._hash_slots = threading.BoundedSemaphore(32)  # chunks read but not yet hashed
+        self._hash_thread = threading.Thread(target=self._hash, name="layer-hasher", daemon=True)
+        self._hash_thread.start()
+        self._thread: threading.Thread | None = None
+        if self._map_view is None:
+            self._thread = threading.Thread(target=self._pump, name="layer-reader", daemon=True)
+            self._thread.start()
+
+    def _hash(self) -> None:
+        while True:
+            data = self._hash_queue.get()
+            if data is None:
+                return
+            self.hasher.update(data)
+            self._hash_slots.release()
+
+    def digest(self) -> tuple[Digest, int]:
+        """The digest and size of everything read ahead; call once the stream was read to its end."""
+        self._hash_thread.join()
+        return self.hasher.digest(), self.hasher.size
 
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():
@@ -106,20 +137,45 @@ class _HashingReader:
 
     def _pump(self) -> None:
         try:
+            read = getattr(self._raw, "read1", self._raw.read)
             while True:
-                data = self._raw.read(_CHUNK)
+                data = read(_CHUNK)
                 if not data:
                     self._put(self._END)
                     return
-                self.hasher.update(data)
+                while not self._hash_slots.acquire(timeout=0.1):
+                    if self._stop.is_set():
+                        return
+                self._hash_queue.put(data)
                 if not self._put(data):
                     return
         except BaseException as exc:  # handed to the reading thread
             self._put(exc)
+        finally:
+            self._end_hash()
+
+    def _next_mapped(self, view: memoryview) -> bool:
+        chunk = view[self._map_pos:self._map_pos + _MAP_CHUNK]
+        if not chunk:
+            self._eof = True
+            self._end_hash()
+            return False
+        self._map_pos += len(chunk)
+        self._hash_slots.acquire()
+        self._hash_queue.put(chunk)
+        self._buf = chunk
+        return True
+
+    def _end_hash(self) -> None:
+        if not self._hash_ended:
+            self._hash_ended = True
+            self._hash_queue.put(None)
 
     def _next(self) -> bool:
         if self._eof:
             return False
+        if self._map_view is not None:
+            return self._next_mapped(self._map_view)
         item = self._queue.get()
         if item is self._END:
             self._eof = True
@@ -127,44 +183,83 @@ class _HashingReader:
         if isinstance(item, BaseException):
             self._eof = True
             raise item
-        self._fetched += len(item)
-        self._tail.append(item)
-        if len(self._tail) > 3:
-            del self._tail[0]
         self._buf = memoryview(item)
         return True
 
+    def views(self, n: int) -> Iterator[memoryview]:
+        """The next ``n`` bytes as memoryviews (valid until the next call); fewer in total at the end."""
+        while n > 0:
+            if not self._buf and not self._next():
+                return
+            view = self._buf[:n]
+            self._buf = self._buf[len(view):]
+            self._pos += len(view)
+            n -= len(view)
+            yield view
+
     def read(self, n: int = -1) -> bytes:
-        if not self._buf and not self._next():
-            return b""
-        if n < 0 or n >= len(self._buf):
-            out, self._buf = bytes(self._buf), memoryview(b"")
-            return out
-        out, self._buf = bytes(self._buf[:n]), self._buf[n:]
-        return out
+        start = self._pos
+        if n < 0:
+            parts = [bytes(v) for v in self.views(1 << 62)]
+        elif self._buf and len(self._buf) >= n:  # headers: nearly always within one chunk
+            parts = [self._buf[:n].tobytes()]
+            self._buf = self._buf[n:]
+            self._pos += n
+        else:
+            parts = [bytes(v) for v in self.views(n)]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._last = (start, data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = offset if whence == os.SEEK_SET else self._pos + offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target < self._pos:
+            raise tarfile.ReadError("layer stream cannot seek backwards")
+        for _ in self.views(target - self._pos):
+            pass
+        return self._pos
+
+    def empty(self) -> bool:
+        """True when the stream holds no bytes at all."""
+        return self._pos == 0 and not self._buf and not self._next()
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            self._end_hash()
+        self._hash_thread.join()
+        if self._map is not None and self._map_view is not None:
+            self._buf = memoryview(b"")
+            self._map_view.release()
+            try:
+                self._map.close()
+            except BufferError:  # a view is still referenced somewhere: the map goes with it
+                pass
 
     def clean_end(self, offset: int) -> bool:
         """Read to EOF; True when everything from ``offset`` (where tarfile stopped) is zero padding, at least
         one 512-byte block of it: the archive ended with a proper end-of-archive marker."""
-        buffered = b"".join(self._tail)
-        start = self._fetched - len(buffered)
-        if offset < start:
+        start, data = self._last
+        if offset < start or offset > self._pos:
+            return False
+        rest = data[offset - start:] if offset < start + len(data) else b""
+        if self._pos > start + len(data):  # skipped bytes after the last header read: not an end marker
             return False
         zeros = 0
-        rest = buffered[offset - start:]
         while True:
             if rest.count(0) != len(rest):
                 return False
             zeros += len(rest)
-            if not self._next():
+            if not self._buf and not self._next():
                 return zeros >= 512
-            rest = bytes(self._buf)
+            rest = self._buf.tobytes()
+            self._pos += len(rest)
             self._buf = memoryview(b"")
-
 
 
 def remove_all(path: str) -> None:
@@ -180,8 +275,9 @@ def remove_all(path: str) -> None:
 
 
 class _Applier:
-    def __init__(self, root: str, limits: ApplyLimits) -> None:
+    def __init__(self, root: str, limits: ApplyLimits, reader: _HashingReader) -> None:
         self.root = os.path.abspath(root)
+        self.reader = reader
         self.limits = limits
         self.resolver = RootedResolver(self.root)
         self.same_owner = os.geteuid() == 0
@@ -281,17 +377,16 @@ class _Applier:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             if m.size:
-                src = tf.extractfile(m)
-                assert src is not None
-                remaining = m.size
-                while remaining:
-                    chunk = src.read(min(_CHUNK, remaining))
-                    if not chunk:
+                if m.sparse is None:  # plain data follows the header: write it straight from the read-ahead
+                    remaining = m.size
+                    for view in self.reader.views(m.size):
+                        remaining -= len(view)
+                        while view:
+                            view = view[os.write(fd, view):]
+                    if remaining:
                         raise InvalidLayer(f"layer entry {m.name!r} is truncated")
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    remaining -= len(chunk)
+                else:
+                    self._copy_sparse(tf, m, fd)
             if self.same_owner:
                 os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
@@ -299,6 +394,19 @@ class _Applier:
             os.utime(fd, ns=(_ns(m.mtime), _ns(m.mtime)))
         finally:
             os.close(fd)
+
+    def _copy_sparse(self, tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+        src = tf.extractfile(m)  # GNU sparse: tarfile maps the holes (reads forward only)
+        assert src is not None
+        remaining = m.size
+        while remaining:
+            chunk = src.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise InvalidLayer(f"layer entry {m.name!r} is truncated")
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            remaining -= len(chunk)
 
     def _hardlink(self, m: tarfile.TarInfo, target: str) -> None:
         link_parts = split_entry_name(m.linkname, what="hardlink target")
@@ -384,6 +492,21 @@ class _Applier:
                 pass  # removed later in the same layer
 
 
+def _map_plain(stream: BinaryIO, limit: int) -> tuple[mmap.mmap, int] | None:
+    """(map, offset) of ``stream`` when it is a regular file holding an uncompressed tar within ``limit``."""
+    try:
+        fd = stream.fileno()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        start = stream.tell()
+        if not 4 <= st.st_size - start <= limit or sniff(os.pread(fd, 4, start)) != "none":
+            return None
+        return mmap.mmap(fd, 0, prot=mmap.PROT_READ), start
+    except (AttributeError, OSError, ValueError):  # not a file (io.UnsupportedOperation is an OSError)
+        return None
+
+
 def apply_layer(stream: BinaryIO, root: str | os.PathLike[str], *, expected_diff_id: Digest | None = None,
                 limits: ApplyLimits = ApplyLimits()) -> ApplyResult:
     """Apply the layer read from ``stream`` (gzip, zstd or plain tar) onto ``root``.
@@ -392,8 +515,9 @@ def apply_layer(stream: BinaryIO, root: str | os.PathLike[str], *, expected_diff
     :raises LimitExceeded: too many bytes once decompressed, or too many entries.
     :raises DigestMismatch: the uncompressed stream does not hash to ``expected_diff_id``.
     """
-    reader = _HashingReader(decompressed(stream, limit=limits.max_bytes))
-    applier = _Applier(os.fspath(root), limits)
+    mapped = _map_plain(stream, limits.max_bytes)
+    reader = _HashingReader(None, mapped) if mapped else _HashingReader(decompressed(stream, limit=limits.max_bytes))
+    applier = _Applier(os.fspath(root), limits, reader)
     try:
         return _apply(reader, applier, root, expected_diff_id)
     finally:
@@ -403,8 +527,9 @@ def apply_layer(stream: BinaryIO, root: str | os.PathLike[str], *, expected_diff
 def _apply(reader: _HashingReader, applier: _Applier, root: str | os.PathLike[str],
            expected_diff_id: Digest | None) -> ApplyResult:
     try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFSIZE,  # type: ignore[call-overload]
-                          errors="surrogateescape") as tf:
+        # "r:" on a forward-only reader, not stream mode "r|": headers are read from the reader directly and file
+        # data never goes through tarfile's stream buffer (which copies every block several times).
+        with tarfile.open(fileobj=reader, mode="r:", errors="surrogateescape") as tf:  # type: ignore[call-overload]
             for member in tf:
                 applier.entry(tf, member)
             end_offset = tf.offset
@@ -413,8 +538,8 @@ def _apply(reader: _HashingReader, applier: _Applier, root: str | os.PathLike[st
     except PolyarchError:
         raise
     except tarfile.TarError as exc:
-        if reader.hasher.size == 0:
-            return ApplyResult(reader.hasher.digest(), 0, 0)
+        if reader.empty():
+            return ApplyResult(reader.digest()[0], 0, 0)
         raise InvalidLayer(f"layer is not a valid tar stream: {exc}") from exc
     except UnicodeError as exc:
         raise InvalidLayer(f"layer has an undecodable entry: {exc}") from exc
@@ -422,10 +547,9 @@ def _apply(reader: _HashingReader, applier: _Applier, root: str | os.PathLike[st
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise StoreError(f"cannot apply layer into {root}: {exc.strerror}") from exc
         raise InvalidLayer(f"cannot apply layer entry: {exc}") from exc
-    size = reader.hasher.size
-    if size and not ended:
+    if not ended:  # (the rest of the stream is left unread: no digest to wait for)
         raise InvalidLayer("layer tar stream is truncated or corrupt (no clean end-of-archive marker)")
-    diff_id = reader.hasher.digest()
+    diff_id, size = reader.digest()
     if expected_diff_id is not None and diff_id != expected_diff_id:
         raise DigestMismatch(f"layer content hashes to {diff_id}, but the image config says {expected_diff_id}")
     return ApplyResult(diff_id, size, applier.entries, applier.skipped_devices)
