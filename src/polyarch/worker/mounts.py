@@ -29,6 +29,7 @@ import hashlib
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,7 +266,8 @@ class MountSetup:
             if not data.is_dir():
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "id").write_text((mount.id or f"{mount.target} ({self.platform})") + "\n")
-                tmp = folder / f"data.tmp{os.getpid()}"
+                # unique per thread too: the platforms of one build set up the same cache mount at the same time
+                tmp = folder / f"data.tmp{os.getpid()}-{threading.get_ident()}"
                 tmp.mkdir(mode=0o700, exist_ok=True)
                 os.chmod(tmp, mount.mode & 0o7777)
                 if os.geteuid() == 0:
