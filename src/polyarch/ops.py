@@ -51,11 +51,12 @@ Helpers: ``walk(roots)`` lists every vertex once, inputs first; ``vertex_to_json
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from polyarch.platform import Platform
 
@@ -72,9 +73,12 @@ __all__ = [
     "Mkdir",
     "Scratch",
     "Vertex",
+    "replace_vertices",
     "vertex_to_json",
     "walk",
 ]
+
+_T = TypeVar("_T")
 
 
 # the same bytes as polyarch.oci.spec.canonical_json, with one encoder made once (vertices are hashed a lot)
@@ -308,6 +312,39 @@ class Mkdir(Vertex):
     @property
     def layer_digest(self) -> str:
         return _sha256({"kind": "mkdir-layer", "fields": self.fields(), "inputs": []})
+
+
+def replace_vertices(value: _T, fn: Callable[[Vertex], Vertex]) -> _T:
+    """``value`` (a vertex, or frozen dataclasses and tuples holding vertices, such as a plan) with every vertex
+    rebuilt bottom-up and passed through ``fn``; digests are recomputed, untouched parts are returned as they are.
+    Used to give vertices of separate builds distinct identities before they are solved together."""
+    memo: dict[str, Vertex] = {}
+
+    def rebuild(obj: Any) -> Any:
+        changes = {}
+        for f in dataclasses.fields(obj):
+            if not f.init:
+                continue
+            old = getattr(obj, f.name)
+            new = go(old)
+            if new is not old:
+                changes[f.name] = new
+        return dataclasses.replace(obj, **changes) if changes else obj
+
+    def go(x: Any) -> Any:
+        if isinstance(x, Vertex):
+            hit = memo.get(x.digest)
+            if hit is None:
+                hit = memo[x.digest] = fn(rebuild(x))
+            return hit
+        if isinstance(x, tuple):
+            items = tuple(go(i) for i in x)
+            return items if any(a is not b for a, b in zip(items, x, strict=True)) else x
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return rebuild(x)
+        return x
+
+    return go(value)  # type: ignore[no-any-return]
 
 
 def walk(roots: Iterable[Vertex]) -> tuple[Vertex, ...]:

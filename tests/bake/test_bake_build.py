@@ -187,3 +187,36 @@ target "app" {
     assert "missing" in proc.stderr
     images = ImageStore(ContentStore(store_root))
     assert [n for n, _ in images.names()] == ["base/busybox:1"]  # dep built, but not exported; no temp names
+
+
+def test_targets_with_different_contexts_share_a_stage(store_root: Path, tmp_path: Path) -> None:
+    """Two targets, each with its own context directory: the stage they share still runs once per platform, and
+    each target's COPY reads its own context."""
+    project = tmp_path / "proj"
+    for sub, text in (("svc-a", "a"), ("svc-b", "b")):
+        (project / sub).mkdir(parents=True)
+        (project / sub / "Dockerfile").write_text(
+            'FROM base/busybox:1 AS base\nRUN echo shared > /shared.txt\n\nFROM base\nCOPY msg.txt /msg.txt\n')
+        (project / sub / "msg.txt").write_text(f"from {text}\n")
+    (project / "docker-bake.hcl").write_text(
+        'group "default" { targets = ["a", "b"] }\n'
+        'target "a" {\n  context = "svc-a"\n  tags = ["ctx/a:1"]\n  platforms = ["linux/amd64", "linux/arm64"]\n}\n'
+        'target "b" {\n  context = "svc-b"\n  tags = ["ctx/b:1"]\n  platforms = ["linux/amd64", "linux/arm64"]\n}\n')
+    proc = _run(store_root, project, ("--load",), True)
+    started = names(events(proc.stderr), "VertexStarted")
+    assert sorted(n for n in started if "RUN echo shared" in n) == [
+        "[linux/amd64 base 2/2] RUN echo shared > /shared.txt",
+        "[linux/arm64 base 2/2] RUN echo shared > /shared.txt"]
+    images = ImageStore(ContentStore(store_root))
+    for name, text in (("ctx/a:1", b"from a\n"), ("ctx/b:1", b"from b\n")):
+        for image in images.images(images.lookup(name)):
+
+            import tarfile
+
+            from polyarch.content.compression import decompressed
+
+            with images.store.open(image.manifest.layers[-1].digest) as raw, \
+                    tarfile.open(fileobj=decompressed(raw), mode="r|") as tar:
+                files = {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+            assert files == {"msg.txt": text}, (name, image.platform)
+

@@ -9,6 +9,7 @@ transaction), so a failed build leaves the store as it was; the cache keeps only
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -231,6 +232,35 @@ def _contexts(req: BuildRequest) -> dict[str, Path]:
     return contexts
 
 
+def _distinct_contexts(reqs: Sequence[BuildRequest], plans: list[BuildPlan]
+                       ) -> tuple[list[BuildPlan], list[dict[str, Path]]]:
+    """Give every distinct context directory its own vertex name, so requests (bake targets) whose contexts
+    differ can be solved in one run: the first directory seen for a name keeps the name (``context``), the
+    next ones become ``context#1``…; steps that do not read a context stay identical and run once."""
+    assigned: dict[str, dict[Path, str]] = {}
+    out_plans: list[BuildPlan] = []
+    out_contexts: list[dict[str, Path]] = []
+    for req, plan in zip(reqs, plans, strict=True):
+        mapping: dict[str, str] = {}
+        contexts: dict[str, Path] = {}
+        for name, path in _contexts(req).items():
+            seen = assigned.setdefault(name, {})
+            if path not in seen:
+                seen[path] = name if not seen else f"{name}#{len(seen)}"
+            mapping[name] = seen[path]
+            contexts[seen[path]] = path
+        if any(k != v for k, v in mapping.items()):
+            def rename(v: ops.Vertex, mapping: dict[str, str] = mapping) -> ops.Vertex:
+                if isinstance(v, ops.LocalContext) and v.name in mapping:
+                    return dataclasses.replace(v, name=mapping[v.name])
+                return v
+
+            plan = dataclasses.replace(plan, platforms=ops.replace_vertices(plan.platforms, rename))
+        out_plans.append(plan)
+        out_contexts.append(contexts)
+    return out_plans, out_contexts
+
+
 def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
                 run_exec: ExecRunner | None = None) -> tuple[BuildPlan, BuildResult]:
     """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
@@ -251,10 +281,10 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
 
     bases = BaseImages(ImageStore(store), pull=any(r.pull for r in reqs), progress=progress)
     plans = [plan_request(store, req, bases) for req in reqs]
+    plans, contexts = _distinct_contexts(reqs, plans)
     groups: dict[str, list[int]] = {}
     for i, req in enumerate(reqs):
-        ident = repr((sorted((k, str(v)) for k, v in _contexts(req).items()), req.no_cache, req.epoch,
-                      sorted(req.secrets.items()), sorted(req.ssh.items()), req.network))
+        ident = repr((req.no_cache, req.epoch, sorted(req.secrets.items()), sorted(req.ssh.items()), req.network))
         groups.setdefault(ident, []).append(i)
 
     def work() -> list[tuple[BuildPlan, BuildResult]]:
@@ -271,7 +301,8 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
         def solve(members: list[int]) -> dict[str, State]:
             first = reqs[members[0]]
             platform_plans = [pp for i in members for pp in plans[i].platforms]
-            return solve_plans(store, platform_plans, contexts=_contexts(first), progress=progress,
+            merged = {name: path for i in members for name, path in contexts[i].items()}
+            return solve_plans(store, platform_plans, contexts=merged, progress=progress,
                                no_cache=first.no_cache, epoch=first.epoch, run_exec=run_exec,
                                filename=first.filename, secrets=first.secrets, ssh=first.ssh, bases=bases,
                                network=first.network)
