@@ -27,6 +27,7 @@ LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 EMPTY_INDEX = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
 INGEST_DIR = "ingest"
 _WRITEBACK = 8 << 20  # start writeback of a blob being written every this many bytes (fsync at commit is short)
+_PARALLEL_HASH = 1 << 20  # writes at least this large are hashed on a helper thread while they are written
 
 
 def default_root() -> Path:
@@ -120,6 +121,7 @@ class BlobWriter:
         self._closed = False
         self._written = 0
         self._synced = 0  # writeback started up to here
+        self._hash_pool: ThreadPoolExecutor | None = None
 
     @property
     def size(self) -> int:
@@ -128,9 +130,24 @@ class BlobWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._limit is not None and self._hasher.size + len(data) > self._limit:
             raise LimitExceeded(f"blob exceeds the limit of {self._limit} bytes")
-        self._hasher.update(data)
-        self._write_all(data)
+        if len(data) < _PARALLEL_HASH:
+            self._hasher.update(data)
+            self._write_all(data)
+            return len(data)
+        # Both release the GIL: hashing on a helper thread overlaps the copy into the page cache.
+        if self._hash_pool is None:
+            self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
+        hashed = self._hash_pool.submit(self._hasher.update, data)
+        try:
+            self._write_all(data)
+        finally:
+            hashed.result()  # the caller may reuse ``data`` once this returns
         return len(data)
+
+    def _stop_hashing(self) -> None:
+        if self._hash_pool is not None:
+            self._hash_pool.shutdown()
+            self._hash_pool = None
 
     def _write_all(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
@@ -151,6 +168,7 @@ class BlobWriter:
 
         :raises DigestMismatch: when ``expected`` or ``size`` differ; the temp file is removed.
         """
+        self._stop_hashing()
         got = self._hasher.digest()
         try:
             if size is not None and self._hasher.size != size:
@@ -177,6 +195,7 @@ class BlobWriter:
         return got, self._hasher.size
 
     def abort(self) -> None:
+        self._stop_hashing()
         if not self._closed:
             self._closed = True
             try:

@@ -192,18 +192,29 @@ class TarWriter:
         if header is None:
             pax = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()} if xattrs else {}
             header = self._header(raw, b"0", mode, uid, gid, size, mtime, b"", (0, 0), pax)
-        self._put(header)
-        if size:
-            label = name if name is not None else os.fsdecode(raw)
-            if size <= _BATCH:
-                end = self._room(size)
-                _read_full(fd, memoryview(self._buf)[self._pos:end], label)
-                self._pos = end
-            else:
-                self._large(fd, size, label)
+        if size > _BATCH:
+            self._put(header)
+            self._large(fd, size, name if name is not None else os.fsdecode(raw))
             pad = -size % BLOCK
             if pad:
                 self._put(_ZERO[:pad])
+        else:  # header, data and padding straight into the batch buffer
+            hlen = len(header)
+            pad = -size % BLOCK
+            self._room(hlen + size + pad)
+            buf, pos = self._buf, self._pos
+            buf[pos:pos + hlen] = header
+            pos += hlen
+            if size:
+                view = memoryview(buf)[pos:pos + size]
+                n = os.readv(fd, [view])
+                if n < size:
+                    _read_full(fd, view[n:], name if name is not None else os.fsdecode(raw))
+                pos += size
+                if pad:
+                    buf[pos:pos + pad] = _ZERO[:pad]
+                    pos += pad
+            self._pos = pos
         if self._pos >= _BATCH:
             self._flush()
 
