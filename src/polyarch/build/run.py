@@ -73,6 +73,7 @@ class BaseImages:
         self._lock = threading.Lock()
         self._pulled: set[tuple[str, str]] = set()
         self._failed: dict[tuple[str, str], PolyarchError] = {}
+        self._client: Any = None  # one registry client for every pull of the build (made on first use)
 
     def _pull(self, ref: str, platform: Platform) -> None:
         from polyarch.oci import reference
@@ -80,9 +81,16 @@ class BaseImages:
         from polyarch.registry.transfer import pull_image
 
         parsed = reference.parse(ref).defaulted()
-        factory = self.client_factory or (lambda: RegistryClient(ClientOptions.from_env()))
-        with factory() as client:
-            pull_image(client, parsed, self.images, name=ref, platforms=[platform])
+        if self._client is None:
+            factory = self.client_factory or (lambda: RegistryClient(ClientOptions.from_env()))
+            self._client = factory()
+        pull_image(self._client, parsed, self.images, name=ref, platforms=[platform])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def image(self, ref: str, platform: Platform) -> Image:
         """:raises BuildError: neither the store nor the registry has ``ref`` for ``platform``."""
@@ -280,7 +288,11 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
     import concurrent.futures
 
     bases = BaseImages(ImageStore(store), pull=any(r.pull for r in reqs), progress=progress)
-    plans = [plan_request(store, req, bases) for req in reqs]
+    try:
+        plans = [plan_request(store, req, bases) for req in reqs]
+    except BaseException:
+        bases.close()
+        raise
     plans, contexts = _distinct_contexts(reqs, plans)
     groups: dict[str, list[int]] = {}
     for i, req in enumerate(reqs):
@@ -331,6 +343,8 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
         except BaseException as exc:  # roll back below, carefully, instead of in the transaction
             failure, doomed = exc, list(created)
             created.clear()
+        finally:
+            bases.close()
     _rollback(store, doomed)
     assert failure is not None
     raise failure
