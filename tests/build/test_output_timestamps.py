@@ -48,6 +48,7 @@ def test_rewrite_timestamp_needs_source_date_epoch(store_root: Path, tmp_path: P
                  "type=image,name=x:1,rewrite-timestamp=true", check=False, env={"SOURCE_DATE_EPOCH": ""})
     assert proc.returncode != 0
     assert "rewrite-timestamp=true needs SOURCE_DATE_EPOCH" in proc.stderr and "Traceback" not in proc.stderr
+    assert "#1 " not in proc.stderr  # refused before any step ran
     bad = build(store_root, _ctx(tmp_path / "2"), "-o", "type=image,name=x:1,rewrite-timestamp=maybe", check=False)
     assert bad.returncode != 0 and "not a boolean" in bad.stderr
 

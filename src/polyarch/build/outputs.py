@@ -82,8 +82,9 @@ def parse_output(text: str) -> OutputSpec:
             raise UsageError(f"unknown compression {compression!r}", hint="use gzip, zstd or uncompressed")
         spec.flag("push-by-digest", False)
         spec.flag("oci-mediatypes", True)
-        spec.flag("rewrite-timestamp", False)
         spec.flag("name-canonical", False)
+        if spec.flag("rewrite-timestamp", False):
+            _epoch()  # flag a missing SOURCE_DATE_EPOCH before any work
     return spec
 
 
@@ -232,16 +233,20 @@ def export(images: ImageStore, result: BuildResult, outputs: Sequence[OutputSpec
     return report
 
 
-def _rewritten(images: ImageStore, result: BuildResult) -> BuildResult:
+def _epoch() -> int:
     from polyarch.worker.diff import source_date_epoch
-
-    from .timestamps import rewrite_timestamps
 
     epoch = source_date_epoch()
     if epoch is None:
         raise UsageError("rewrite-timestamp=true needs SOURCE_DATE_EPOCH",
                          hint="e.g. SOURCE_DATE_EPOCH=$(git log -1 --pretty=%ct) polyarch build …")
-    return rewrite_timestamps(images, result, epoch)
+    return epoch
+
+
+def _rewritten(images: ImageStore, result: BuildResult) -> BuildResult:
+    from .timestamps import rewrite_timestamps
+
+    return rewrite_timestamps(images, result, _epoch())
 
 
 def _canonical(name: str, digest: str) -> str:
