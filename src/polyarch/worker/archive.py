@@ -7,7 +7,8 @@ API::
 ``root`` is the merged view to change: a plain directory (first layer, copying snapshotter) or a mounted
 overlayfs (upper layers), so deletions turn into overlay whiteouts made by the kernel.
 
-Entries are read with ``tarfile`` in stream mode (``r|``), never extracted by it: names are validated
+Entries are read with ``tarfile`` (``r:`` on the forward-only ``layerreader.LayerReader``), never extracted
+by it: names are validated
 (no absolute names, no ``..``, no NUL), each parent is resolved with rooted resolution (symlinks resolved inside
 ``root``), the final component is never followed (``O_NOFOLLOW``, ``O_EXCL``, ``lstat``), and an existing entry
 is removed before being replaced (dir-on-dir keeps the directory). Policy per entry type (RELIABILITY T8):
@@ -33,21 +34,18 @@ The uncompressed stream is hashed while applying; a mismatch with ``expected_dif
 from __future__ import annotations
 
 import errno
-import mmap
 import os
-import queue
 import shutil
 import stat
 import tarfile
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from polyarch.content.compression import DEFAULT_DECOMPRESS_LIMIT, decompressed, sniff
-from polyarch.digest import Digest, Hasher
+from polyarch.content.compression import DEFAULT_DECOMPRESS_LIMIT
+from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, InvalidLayer, LimitExceeded, PolyarchError, StoreError
 
+from .layerreader import LayerReader, open_layer
 from .securepath import RootedResolver, split_entry_name
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "ApplyLimits", "ApplyResult", "apply_layer", "remove_all"]
@@ -58,7 +56,6 @@ WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE = ".wh..wh..opq"
 _XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
 _CHUNK = 1 << 20
-_MAP_CHUNK = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,189 +76,6 @@ def _ns(seconds: float) -> int:
     return int(seconds) * 10**9 if isinstance(seconds, int) else round(seconds * 1e9)
 
 
-class _HashingReader:
-    """The decompressed layer as a forward-only file for ``tarfile`` in ``r:`` mode (read, tell, forward seek).
-
-    A second thread reads ahead (decompression releases the GIL, so it overlaps file creation) and a third hashes
-    every chunk read (the diff_id) while this thread writes the same chunk out. An uncompressed layer in a regular
-    file (a store blob) is memory-mapped instead: no read-ahead thread and no copy, chunks are slices of the map.
-    Headers are read through ``read``; file data is handed out by ``views`` as slices of the chunks and written
-    straight to the target file, never copied in Python.
-    """
-
-    _END = object()
-
-    def __init__(self, raw: Any, mapped: tuple[mmap.mmap, int] | None = None) -> None:
-        self._raw = raw
-        self._map = mapped[0] if mapped else None
-        self._map_view = memoryview(mapped[0]) if mapped else None
-        self._map_pos = mapped[1] if mapped else 0
-        self._hash_ended = False
-        self.hasher = Hasher("sha256")
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=16)
-        self._stop = threading.Event()
-        self._buf = memoryview(b"")
-        self._eof = False
-        self._pos = 0  # stream offset of the next byte handed out
-        self._last = (0, b"")  # (offset, data) of the last read(): the end-of-archive block for clean_end
-        self._hash_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._hash_slots = threading.BoundedSemaphore(32)  # chunks read but not yet hashed
-        self._hash_thread = threading.Thread(target=self._hash, name="layer-hasher", daemon=True)
-        self._hash_thread.start()
-        self._thread: threading.Thread | None = None
-        if self._map_view is None:
-            self._thread = threading.Thread(target=self._pump, name="layer-reader", daemon=True)
-            self._thread.start()
-
-    def _hash(self) -> None:
-        while True:
-            data = self._hash_queue.get()
-            if data is None:
-                return
-            self.hasher.update(data)
-            self._hash_slots.release()
-
-    def digest(self) -> tuple[Digest, int]:
-        """The digest and size of everything read ahead; call once the stream was read to its end."""
-        self._hash_thread.join()
-        return self.hasher.digest(), self.hasher.size
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _pump(self) -> None:
-        try:
-            read = getattr(self._raw, "read1", self._raw.read)
-            while True:
-                data = read(_CHUNK)
-                if not data:
-                    self._put(self._END)
-                    return
-                while not self._hash_slots.acquire(timeout=0.1):
-                    if self._stop.is_set():
-                        return
-                self._hash_queue.put(data)
-                if not self._put(data):
-                    return
-        except BaseException as exc:  # handed to the reading thread
-            self._put(exc)
-        finally:
-            self._end_hash()
-
-    def _next_mapped(self, view: memoryview) -> bool:
-        chunk = view[self._map_pos:self._map_pos + _MAP_CHUNK]
-        if not chunk:
-            self._eof = True
-            self._end_hash()
-            return False
-        self._map_pos += len(chunk)
-        self._hash_slots.acquire()
-        self._hash_queue.put(chunk)
-        self._buf = chunk
-        return True
-
-    def _end_hash(self) -> None:
-        if not self._hash_ended:
-            self._hash_ended = True
-            self._hash_queue.put(None)
-
-    def _next(self) -> bool:
-        if self._eof:
-            return False
-        if self._map_view is not None:
-            return self._next_mapped(self._map_view)
-        item = self._queue.get()
-        if item is self._END:
-            self._eof = True
-            return False
-        if isinstance(item, BaseException):
-            self._eof = True
-            raise item
-        self._buf = memoryview(item)
-        return True
-
-    def views(self, n: int) -> Iterator[memoryview]:
-        """The next ``n`` bytes as memoryviews (valid until the next call); fewer in total at the end."""
-        while n > 0:
-            if not self._buf and not self._next():
-                return
-            view = self._buf[:n]
-            self._buf = self._buf[len(view):]
-            self._pos += len(view)
-            n -= len(view)
-            yield view
-
-    def read(self, n: int = -1) -> bytes:
-        start = self._pos
-        if n < 0:
-            parts = [bytes(v) for v in self.views(1 << 62)]
-        elif self._buf and len(self._buf) >= n:  # headers: nearly always within one chunk
-            parts = [self._buf[:n].tobytes()]
-            self._buf = self._buf[n:]
-            self._pos += n
-        else:
-            parts = [bytes(v) for v in self.views(n)]
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._last = (start, data)
-        return data
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        target = offset if whence == os.SEEK_SET else self._pos + offset
-        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target < self._pos:
-            raise tarfile.ReadError("layer stream cannot seek backwards")
-        for _ in self.views(target - self._pos):
-            pass
-        return self._pos
-
-    def empty(self) -> bool:
-        """True when the stream holds no bytes at all."""
-        return self._pos == 0 and not self._buf and not self._next()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        else:
-            self._end_hash()
-        self._hash_thread.join()
-        if self._map is not None and self._map_view is not None:
-            self._buf = memoryview(b"")
-            self._map_view.release()
-            try:
-                self._map.close()
-            except BufferError:  # a view is still referenced somewhere: the map goes with it
-                pass
-
-    def clean_end(self, offset: int) -> bool:
-        """Read to EOF; True when everything from ``offset`` (where tarfile stopped) is zero padding, at least
-        one 512-byte block of it: the archive ended with a proper end-of-archive marker."""
-        start, data = self._last
-        if offset < start or offset > self._pos:
-            return False
-        rest = data[offset - start:] if offset < start + len(data) else b""
-        if self._pos > start + len(data):  # skipped bytes after the last header read: not an end marker
-            return False
-        zeros = 0
-        while True:
-            if rest.count(0) != len(rest):
-                return False
-            zeros += len(rest)
-            if not self._buf and not self._next():
-                return zeros >= 512
-            rest = self._buf.tobytes()
-            self._pos += len(rest)
-            self._buf = memoryview(b"")
-
-
 def remove_all(path: str) -> None:
     """Remove ``path`` without following symlinks (a directory recursively)."""
     try:
@@ -275,7 +89,7 @@ def remove_all(path: str) -> None:
 
 
 class _Applier:
-    def __init__(self, root: str, limits: ApplyLimits, reader: _HashingReader) -> None:
+    def __init__(self, root: str, limits: ApplyLimits, reader: LayerReader) -> None:
         self.root = os.path.abspath(root)
         self.reader = reader
         self.limits = limits
@@ -492,21 +306,6 @@ class _Applier:
                 pass  # removed later in the same layer
 
 
-def _map_plain(stream: BinaryIO, limit: int) -> tuple[mmap.mmap, int] | None:
-    """(map, offset) of ``stream`` when it is a regular file holding an uncompressed tar within ``limit``."""
-    try:
-        fd = stream.fileno()
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        start = stream.tell()
-        if not 4 <= st.st_size - start <= limit or sniff(os.pread(fd, 4, start)) != "none":
-            return None
-        return mmap.mmap(fd, 0, prot=mmap.PROT_READ), start
-    except (AttributeError, OSError, ValueError):  # not a file (io.UnsupportedOperation is an OSError)
-        return None
-
-
 def apply_layer(stream: BinaryIO, root: str | os.PathLike[str], *, expected_diff_id: Digest | None = None,
                 limits: ApplyLimits = ApplyLimits()) -> ApplyResult:
     """Apply the layer read from ``stream`` (gzip, zstd or plain tar) onto ``root``.
@@ -515,8 +314,7 @@ def apply_layer(stream: BinaryIO, root: str | os.PathLike[str], *, expected_diff
     :raises LimitExceeded: too many bytes once decompressed, or too many entries.
     :raises DigestMismatch: the uncompressed stream does not hash to ``expected_diff_id``.
     """
-    mapped = _map_plain(stream, limits.max_bytes)
-    reader = _HashingReader(None, mapped) if mapped else _HashingReader(decompressed(stream, limit=limits.max_bytes))
+    reader = open_layer(stream, limits.max_bytes)
     applier = _Applier(os.fspath(root), limits, reader)
     try:
         return _apply(reader, applier, root, expected_diff_id)
@@ -524,7 +322,7 @@ def apply_layer(stream: BinaryIO, root: str | os.PathLike[str], *, expected_diff
         reader.close()
 
 
-def _apply(reader: _HashingReader, applier: _Applier, root: str | os.PathLike[str],
+def _apply(reader: LayerReader, applier: _Applier, root: str | os.PathLike[str],
            expected_diff_id: Digest | None) -> ApplyResult:
     try:
         # "r:" on a forward-only reader, not stream mode "r|": headers are read from the reader directly and file
