@@ -8,9 +8,8 @@ API::
 overlayfs (upper layers), so deletions turn into overlay whiteouts made by the kernel.
 
 Entries are read with ``tarfile`` (``r:`` on the forward-only ``layerreader.LayerReader``), never extracted
-by it: names are validated
-(no absolute names, no ``..``, no NUL), each parent is resolved with rooted resolution (symlinks resolved inside
-``root``), the final component is never followed (``O_NOFOLLOW``, ``O_EXCL``, ``lstat``), and an existing entry
+by it: names are validated (no absolute names, no ``..``, no NUL), each parent is resolved with rooted
+resolution (symlinks resolved inside ``root``), the final component is never followed (``O_NOFOLLOW``, ``O_EXCL``, ``lstat``), and an existing entry
 is removed before being replaced (dir-on-dir keeps the directory). Policy per entry type (RELIABILITY T8):
 
 - regular files, directories, symlinks (target kept byte-identical, never followed on the host): created;
