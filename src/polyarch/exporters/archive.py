@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from polyarch.content.images import REF_NAME, Image, ImageStore
-from polyarch.content.store import LAYOUT_VERSION
+from polyarch.content.store import LAYOUT_VERSION, atomic_file
 from polyarch.digest import Digest
 from polyarch.errors import NotFound, StoreError, UsageError
 from polyarch.oci import reference
@@ -40,23 +38,11 @@ def _atomic_output(dest: Path | str) -> Iterator[IO[bytes]]:
 
         yield sys.stdout.buffer
         return
-    path = Path(dest)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(Path(dest)) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    except OSError as exc:
+        raise StoreError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
