@@ -25,15 +25,15 @@ import argparse
 import concurrent.futures
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+from _peers import DOCKER, Dockerd, LocalRegistry, sh
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -42,16 +42,6 @@ BASE = CACHE / "base-store"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 TARGETS = ("app", "tool")
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
-DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
-
-
-def sh(cmd: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None,
-       timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=timeout, cwd=cwd)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def timed(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
@@ -60,45 +50,8 @@ def timed(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | 
     return time.perf_counter() - start
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not start in {seconds:.0f} s")
-
-
-class Registry:
-    """``polyarch registry serve`` over a copy of the base store, on a loopback port."""
-
-    def __init__(self, work: Path) -> None:
-        self.root = work / "registry"
-        shutil.copytree(BASE, self.root, ignore=shutil.ignore_patterns(".complete", "buildcache.db*", "snapshots"))
-        self.port = free_port()
-        self.addr = f"127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(self.root), "registry",
-                                      "serve", "--addr", self.addr], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def up() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(up, "polyarch registry serve")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+def Registry(work: Path) -> LocalRegistry:
+    return LocalRegistry(work, BASE)
 
 
 def project(work: Path, reg: str) -> Path:
@@ -131,38 +84,12 @@ class Polyarch:
         self.fresh()
 
 
-class BuildKit:
+class BuildKit(Dockerd):
     name = "buildkit"
 
     def __init__(self, work: Path, proj: Path) -> None:
-        dockerd = shutil.which("dockerd")
-        if dockerd is None or (not Path(DOCKER).exists() and shutil.which(DOCKER) is None):
-            raise RuntimeError("dockerd or the docker client is not installed (Debian's docker.io)")
+        super().__init__(work)
         self.proj = proj
-        self.base = work / "dockerd"
-        self.base.mkdir()
-        self.sock = self.base / "docker.sock"
-        self.log = open(self.base / "log", "wb")
-        self.proc = subprocess.Popen([dockerd, "--iptables=false", "--bridge=none", "--host",
-                                      f"unix://{self.sock}", "--data-root", str(self.base / "data"),
-                                      "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "pid"),
-                                      "--insecure-registry", "127.0.0.0/8"], stdout=self.log, stderr=self.log)
-
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited: {(self.base / 'log').read_text()[-2000:]}")
-            return self.sock.exists() and self.docker("version", check=False).returncode == 0
-
-        wait_for(up, "dockerd")
-
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return sh([DOCKER, "-H", f"unix://{self.sock}", *args], check=check)
-
-    def fresh(self) -> None:
-        self.docker("builder", "prune", "-af")
-        images = self.docker("images", "-aq").stdout.split()
-        if images:
-            self.docker("rmi", "-f", *images)
 
     def bake(self) -> float:
         def one(pair: tuple[str, str]) -> None:
@@ -176,17 +103,6 @@ class BuildKit:
         with concurrent.futures.ThreadPoolExecutor(len(pairs)) as pool:
             list(pool.map(one, pairs))
         return time.perf_counter() - start
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        subprocess.run(["umount", "-R", str(self.base / "exec")], capture_output=True)
-        subprocess.run(["umount", "-R", str(self.base / "data")], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def measure(tool: Polyarch | BuildKit, runs: int) -> tuple[float, float]:

@@ -35,22 +35,21 @@ import argparse
 import concurrent.futures
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+from _peers import DOCKER, Dockerd, LocalRegistry, sh
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("POLYARCH_TEST_CACHE", Path.home() / ".cache" / "polyarch-tests"))
 BASE = CACHE / "base-store"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
-DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 QEMU_DOCKERFILE = """FROM {reg}/base/busybox:1
 COPY job.awk /job.awk
 RUN awk -f /job.awk > /result && cat /result
@@ -58,15 +57,6 @@ CMD ["cat", "/result"]
 """
 QEMU_JOB = "BEGIN { s = 0; for (i = 0; i < {n}; i++) s = (s + i * i) % 1000003; print s }\n"
 TARGETS = {"copy": "cold <= 0.3x", "cross": "<= 0.9x", "qemu": "<= 1.0x", "rebuild": "<= 1.0x"}
-
-
-def sh(cmd: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True,
-       timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def timed_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int]:
@@ -84,55 +74,22 @@ def timed_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[fl
     return elapsed, usage.ru_maxrss
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _go_bases(root: Path) -> None:
+    sh([sys.executable, str(REPO / "examples" / "go-app" / "make_base.py"), "--root", str(root),
+        "--debs", str(CACHE / "go-debs")])
+    # buildah 1.28 ignores FROM --platform=$BUILDPLATFORM and looks for an arm64 entry in the one-platform
+    # index: every builder gets the Go builder image as a plain (amd64) manifest instead, which all three
+    # run on the build machine
+    from polyarch.content.images import ImageStore
+    from polyarch.content.store import ContentStore
+
+    images = ImageStore(ContentStore(root))
+    images.set_name("base/golang-amd64:1.19", images.images(images.lookup("base/golang:1.19"))[0].descriptor)
 
 
-def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not start in {seconds:.0f} s")
-
-
-class Registry:
-    """``polyarch registry serve`` over a store holding the bases, on a loopback port."""
-
-    def __init__(self, work: Path) -> None:
-        self.root = work / "registry"
-        shutil.copytree(BASE, self.root, ignore=shutil.ignore_patterns(".complete", "buildcache.db*", "snapshots"))
-        sh([sys.executable, str(REPO / "examples" / "go-app" / "make_base.py"), "--root", str(self.root),
-            "--debs", str(CACHE / "go-debs")])
-        # buildah 1.28 ignores FROM --platform=$BUILDPLATFORM and looks for an arm64 entry in the one-platform
-        # index: every builder gets the Go builder image as a plain (amd64) manifest instead, which all three
-        # run on the build machine
-        from polyarch.content.images import ImageStore
-        from polyarch.content.store import ContentStore
-
-        images = ImageStore(ContentStore(self.root))
-        images.set_name("base/golang-amd64:1.19", images.images(images.lookup("base/golang:1.19"))[0].descriptor)
-        self.port = free_port()
-        self.addr = f"127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(self.root), "registry",
-                                      "serve", "--addr", self.addr], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def up() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(up, "polyarch registry serve")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+def Registry(work: Path) -> LocalRegistry:
+    """The bases (busybox ×3, the Go builder) on a loopback ``polyarch registry serve``."""
+    return LocalRegistry(work, BASE, _go_bases)
 
 
 class Polyarch:
@@ -195,40 +152,10 @@ class Buildah:
         self.fresh()
 
 
-class BuildKit:
+class BuildKit(Dockerd):
     """BuildKit embedded in a private dockerd (Debian's docker.io); one ``docker build`` per platform, at once."""
 
     name = "buildkit"
-
-    def __init__(self, work: Path) -> None:
-        dockerd = shutil.which("dockerd")
-        if dockerd is None or (not Path(DOCKER).exists() and shutil.which(DOCKER) is None):
-            raise RuntimeError("dockerd or the docker client is not installed (Debian's docker.io)")
-        self.base = work / "dockerd"
-        self.base.mkdir()
-        self.sock = self.base / "docker.sock"
-        self.log = open(self.base / "log", "wb")
-        self.proc = subprocess.Popen([dockerd, "--iptables=false", "--bridge=none", "--host",
-                                      f"unix://{self.sock}", "--data-root", str(self.base / "data"),
-                                      "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "pid"),
-                                      "--insecure-registry", "127.0.0.0/8"], stdout=self.log, stderr=self.log)
-
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited: {(self.base / 'log').read_text()[-2000:]}")
-            return self.sock.exists() and self.docker("version", check=False).returncode == 0
-
-        wait_for(up, "dockerd")
-
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return sh([DOCKER, "-H", f"unix://{self.sock}", *args], check=check)
-
-    def fresh(self) -> None:
-        self.docker("builder", "prune", "-af")
-        self.docker("image", "prune", "-af")
-        images = self.docker("images", "-aq").stdout.split()
-        if images:
-            self.docker("rmi", "-f", *images)
 
     def build(self, ctx: Path, dockerfile: Path) -> float:
         def one(platform: str) -> float:
@@ -243,17 +170,6 @@ class BuildKit:
         with concurrent.futures.ThreadPoolExecutor(len(PLATFORMS)) as pool:
             list(pool.map(one, PLATFORMS))
         return time.perf_counter() - start
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        subprocess.run(["umount", "-R", str(self.base / "exec")], capture_output=True)
-        subprocess.run(["umount", "-R", str(self.base / "data")], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 Tool = Polyarch | Buildah | BuildKit
