@@ -82,6 +82,19 @@ def test_plain_header_matches_general_path() -> None:
     assert tarwriter._plain_header(b"a", b"0", 0, 8**7, 0, 0, 0, b"") is None
 
 
+def test_plain_header_cached_fields_match_general_path() -> None:
+    # entries sharing (mode, owner, mtime) reuse formatted fields: sizes and names still differ correctly
+    w = tarwriter.TarWriter(io.BytesIO())
+    for size in (0, 1, 511, 4096, 8**11 - 1, 7, 0):
+        for name in (b"a", b"b/c", b"zz" * 40):
+            fast = tarwriter._plain_header(name, b"0", 0o100644, 0, 0, size, 1_700_000_000, b"")
+            assert fast is not None
+            general = w._header(name, b"0", 0o100644, 0, 0, size, 1_700_000_000, b"", (0, 1), {})
+            assert (fast[:148], fast[156:337], fast[345:]) == (general[:148], general[156:337], general[345:])
+            info = tarfile.TarInfo.frombuf(fast, "utf-8", "surrogateescape")  # checks the checksum
+            assert (info.name.encode(), info.size, info.mode) == (name, size, 0o644)
+
+
 def test_far_future_mtime_goes_to_pax() -> None:
     out = io.BytesIO()
     w = tarwriter.TarWriter(out)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -45,6 +46,9 @@ __all__ = [
 
 _XATTR_KEEP = ("user.", "security.capability", "trusted.")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# os.fsencode without its Python-level wrapper (hot: once or twice per entry); the same bytes.
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 
 
 def source_date_epoch() -> int | None:
@@ -128,7 +132,7 @@ class _Writer:
             fd = os.open(path, _OPEN_FLAGS)
             try:
                 # Hot path: no dicts or keyword plumbing per file; the name is encoded once.
-                self.tw.file(os.fsencode(rel), stat.S_IMODE(mode), st.st_uid, st.st_gid,
+                self.tw.file(rel.encode(_FS_ENCODING, _FS_ERRORS), stat.S_IMODE(mode), st.st_uid, st.st_gid,
                              mtime, st.st_size, fd, _xattrs(fd), rel)
             finally:
                 os.close(fd)
@@ -162,7 +166,7 @@ def _children(path: str) -> list[tuple[str, str, os.stat_result]]:
     """(name, host path, lstat) of a directory's entries, sorted by name bytes."""
     with os.scandir(path) as it:
         items = [(e.name, e.path, e.stat(follow_symlinks=False)) for e in it]
-    items.sort(key=lambda t: os.fsencode(t[0]))
+    items.sort(key=lambda t: t[0].encode(_FS_ENCODING, _FS_ERRORS))
     return items
 
 

@@ -43,6 +43,8 @@ _MAX7 = 8**7
 _MAX11 = 8**11
 # Header checksum of the constant fields of a plain header: the checksum field as spaces, magic, zero devices.
 _CONST_SUM = 8 * 32 + sum(_MAGIC) + 2 * sum(_DEV0)
+# (mode, uid, gid, mtime) → their formatted header fields and the fields' byte sum (see _plain_header).
+_META_CACHE: dict[tuple[int, int, int, int], tuple[bytes, bytes, bytes, bytes, int]] = {}
 
 
 def _octal(value: int, width: int) -> bytes | None:
@@ -66,9 +68,16 @@ def _plain_header(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, s
     if (len(name) > 100 or not name.isascii() or len(linkname) > 100 or not linkname.isascii()
             or not (0 <= uid < _MAX7 and 0 <= gid < _MAX7 and 0 <= size < _MAX11 and 0 <= mtime < _MAX11)):
         return None
-    fields = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
-    check = _CONST_SUM + sum(name) + sum(fields) + typeflag[0] + sum(linkname)
-    return _USTAR.pack(name, fields[:8], fields[8:16], fields[16:24], fields[24:36], fields[36:48],
+    key = (mode & 0o7777, uid, gid, mtime)
+    meta = _META_CACHE.get(key)
+    if meta is None:  # entries of one tree share few (mode, owner, mtime) combinations: format them once
+        if len(_META_CACHE) >= 4096:
+            _META_CACHE.clear()
+        fields = b"%07o\0%07o\0%07o\0%011o\0" % key
+        meta = _META_CACHE[key] = (fields[:8], fields[8:16], fields[16:24], fields[24:36], sum(fields))
+    size_field = b"%011o\0" % size
+    check = _CONST_SUM + sum(name) + meta[4] + sum(size_field) + typeflag[0] + sum(linkname)
+    return _USTAR.pack(name, meta[0], meta[1], meta[2], size_field, meta[3],
                        b"%06o\0 " % check, typeflag, linkname, _MAGIC, b"", _DEV0, _DEV0, b"")
 
 
