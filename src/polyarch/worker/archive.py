@@ -94,7 +94,7 @@ class _Applier:
         self.limits = limits
         self.resolver = RootedResolver(self.root)
         self.same_owner = os.geteuid() == 0
-        self.dir_times: list[tuple[str, int]] = []
+        self.dir_times: list[tuple[str, int | float]] = []
         self.keep: set[str] = set()  # unpacked paths and their ancestors (for opaque directories)
         self.entries = 0
         self.skipped_devices = 0

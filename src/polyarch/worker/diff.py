@@ -20,9 +20,9 @@ directories along.
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -46,9 +46,10 @@ __all__ = [
 
 _XATTR_KEEP = ("user.", "security.capability", "trusted.")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-# os.fsencode without its Python-level wrapper (hot: once or twice per entry); the same bytes.
-_FS_ENCODING = sys.getfilesystemencoding()
-_FS_ERRORS = sys.getfilesystemencodeerrors()
+_OPEN_REGULAR = _OPEN_FLAGS | os.O_NONBLOCK  # a FIFO swapped in after the listing must not block the open
+_NAME = operator.attrgetter("name")
+_UNCOMPRESSED_CHUNK = 8 << 20
+_S_IFMT, _S_IFREG, _S_IFDIR, _S_IFCHR = 0o170000, stat.S_IFREG, stat.S_IFDIR, stat.S_IFCHR
 
 
 def source_date_epoch() -> int | None:
@@ -77,79 +78,105 @@ class LayerOptions:
         return self.epoch if self.epoch is not None else source_date_epoch()
 
 
-def _xattrs(path: str | int) -> dict[str, bytes]:
+def _xattrs(path: str | bytes | int) -> dict[str, bytes]:
     try:
-        names = os.listxattr(path, follow_symlinks=False) if isinstance(path, str) else os.listxattr(path)
+        names = os.listxattr(path) if isinstance(path, int) else os.listxattr(path, follow_symlinks=False)
     except OSError:
         return {}
-    if not names:
-        return {}
+    return _kept_xattrs(path, names) if names else {}
+
+
+def _kept_xattrs(path: str | bytes | int, names: list[str]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name in sorted(names):
         if not name.startswith(_XATTR_KEEP) or name.startswith("trusted.overlay."):
             continue
         try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False) if isinstance(path, str) else \
-                os.getxattr(path, name)
+            out[name] = os.getxattr(path, name) if isinstance(path, int) else \
+                os.getxattr(path, name, follow_symlinks=False)
         except OSError:
             continue
     return out
 
 
-def _is_opaque(path: str) -> bool:
+def _is_opaque(path: bytes) -> bool:
     try:
         return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
-def _is_overlay_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
 class _Writer:
-    """Writes tar entries for host paths, reproducibly."""
+    """Writes tar entries for host paths, reproducibly. Names and paths are bytes (as the kernel has them)."""
 
-    def __init__(self, out: IO[bytes], epoch: int | None, *, threaded: bool = False) -> None:
-        self.tw = TarWriter(out, threaded=threaded)
+    def __init__(self, out: IO[bytes], epoch: int | None, *, threaded: bool = False, chunk: int | None = None
+                 ) -> None:
+        self.tw = TarWriter(out, threaded=threaded, chunk=chunk)
         self.epoch = epoch
-        self.links: dict[tuple[int, int], str] = {}
+        self.links: dict[tuple[int, int], bytes] = {}
 
-    def add(self, rel: str, path: str, st: os.stat_result) -> None:
-        mode = st.st_mode
+    def regular(self, rel: bytes, path: bytes) -> bool:
+        """The hot path, for a name the directory listing says is a regular file: open, then fstat (one path
+        lookup, no lstat). False when it is not a regular file after all (the caller takes ``add``)."""
+        try:
+            fd = os.open(path, _OPEN_REGULAR)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if st.st_mode & _S_IFMT != _S_IFREG:
+                return False
+            self._file(rel, st, fd)
+            return True
+        finally:
+            os.close(fd)
+
+    def _file(self, rel: bytes, st: os.stat_result, fd: int) -> None:
         mtime = int(st.st_mtime)
         if self.epoch is not None and mtime > self.epoch:
             mtime = self.epoch
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            first = self.links.get(key)
+            if first is not None:
+                self.tw.entry(rel, "link", linkname=first, mode=st.st_mode & 0o7777, uid=st.st_uid,
+                              gid=st.st_gid, mtime=mtime)
+                return
+            self.links[key] = rel
+        try:
+            names = os.listxattr(fd)
+        except OSError:
+            names = None
+        self.tw.file(rel, st.st_mode & 0o7777, st.st_uid, st.st_gid, mtime, st.st_size, fd,
+                     _kept_xattrs(fd, names) if names else None)
+
+    def add(self, rel: bytes, path: bytes, st: os.stat_result) -> None:
+        mode = st.st_mode
         if stat.S_ISREG(mode):
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                first = self.links.get(key)
-                if first is not None:
-                    self.tw.entry(rel, "link", linkname=first, mode=stat.S_IMODE(mode), uid=st.st_uid,
-                                  gid=st.st_gid, mtime=mtime)
-                    return
-                self.links[key] = rel
             fd = os.open(path, _OPEN_FLAGS)
             try:
-                # Hot path: no dicts or keyword plumbing per file; the name is encoded once.
-                self.tw.file(rel.encode(_FS_ENCODING, _FS_ERRORS), stat.S_IMODE(mode), st.st_uid, st.st_gid,
-                             mtime, st.st_size, fd, _xattrs(fd), rel)
+                self._file(rel, os.fstat(fd), fd)
             finally:
                 os.close(fd)
             return
-        meta = {"mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid, "mtime": mtime}
+        mtime = int(st.st_mtime)
+        if self.epoch is not None and mtime > self.epoch:
+            mtime = self.epoch
         if stat.S_ISDIR(mode):
-            self.tw.entry(rel, "dir", xattrs=_xattrs(path), **meta)
+            kind, linkname, dev = "dir", b"", (0, 0)
         elif stat.S_ISLNK(mode):
-            self.tw.entry(rel, "symlink", linkname=os.readlink(path), xattrs=_xattrs(path), **meta)
+            kind, linkname, dev = "symlink", os.readlink(path), (0, 0)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            self.tw.entry(rel, "chr" if stat.S_ISCHR(mode) else "blk", dev=(os.major(st.st_rdev),
-                          os.minor(st.st_rdev)), xattrs=_xattrs(path), **meta)
+            kind, linkname = ("chr" if stat.S_ISCHR(mode) else "blk"), b""
+            dev = (os.major(st.st_rdev), os.minor(st.st_rdev))
         elif stat.S_ISFIFO(mode):
-            self.tw.entry(rel, "fifo", xattrs=_xattrs(path), **meta)
-        # sockets and anything else: skipped
+            kind, linkname, dev = "fifo", b"", (0, 0)
+        else:
+            return  # sockets and anything else: skipped
+        self.tw.entry(rel, kind, mode=stat.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid, mtime=mtime,
+                      linkname=linkname, dev=dev, xattrs=_xattrs(path))
 
-    def whiteout(self, rel: str) -> None:
+    def whiteout(self, rel: bytes) -> None:
         self.tw.entry(rel, "file", mode=0o644, mtime=0)
 
     def __enter__(self) -> _Writer:
@@ -162,48 +189,54 @@ class _Writer:
             self.tw.discard()  # never leave a write in flight into a layer that is being aborted
 
 
-def _children(path: str) -> list[tuple[str, str, os.stat_result]]:
-    """(name, host path, lstat) of a directory's entries, sorted by name bytes."""
+def _entries(path: bytes) -> list[os.DirEntry[bytes]]:
+    """A directory's entries sorted by name bytes (each caches its lstat once asked)."""
     with os.scandir(path) as it:
-        items = [(e.name, e.path, e.stat(follow_symlinks=False)) for e in it]
-    items.sort(key=lambda t: t[0].encode(_FS_ENCODING, _FS_ERRORS))
+        items = list(it)
+    items.sort(key=_NAME)
     return items
 
 
-def _join(rel: str, name: str) -> str:
-    return f"{rel}/{name}" if rel else name
+def _walk(writer: _Writer, root: bytes, rel: bytes, *, overlay: bool, exclude: frozenset[bytes]) -> None:
+    """Every entry under ``root``, named ``rel`` + its path (``rel`` is empty or ends with a slash)."""
+    regular = writer.regular
+    for entry in _entries(root):
+        child = rel + entry.name
+        if exclude and child in exclude:
+            continue
+        if entry.is_file(follow_symlinks=False) and regular(child, entry.path):  # the listing's d_type: no syscall
+            continue
+        st = entry.stat(follow_symlinks=False)
+        kind = st.st_mode & _S_IFMT
+        if overlay and kind == _S_IFCHR and st.st_rdev == 0:  # an overlay whiteout
+            writer.whiteout(rel + b".wh." + entry.name)
+            continue
+        writer.add(child, entry.path, st)
+        if kind == _S_IFDIR:
+            if overlay and _is_opaque(entry.path):
+                writer.whiteout(child + b"/.wh..wh..opq")
+            _walk(writer, entry.path, child + b"/", overlay=overlay, exclude=exclude)
 
 
-def _walk(writer: _Writer, root: str, rel: str, *, overlay: bool, exclude: frozenset[str]) -> None:
-    for name, path, st in _children(root):
-        child = _join(rel, name)
-        if child in exclude:
-            continue
-        if overlay and _is_overlay_whiteout(st):
-            writer.whiteout(_join(rel, ".wh." + name))
-            continue
-        writer.add(child, path, st)
-        if stat.S_ISDIR(st.st_mode):
-            if overlay and _is_opaque(path):
-                writer.whiteout(_join(child, ".wh..wh..opq"))
-            _walk(writer, path, child, overlay=overlay, exclude=exclude)
+def _encoded(exclude: frozenset[str]) -> frozenset[bytes]:
+    return frozenset(os.fsencode(path) for path in exclude)
 
 
 def write_tree(directory: str | os.PathLike[str], out: IO[bytes], *, epoch: int | None = None,
-               exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
+               exclude: frozenset[str] = frozenset(), threaded: bool = False, chunk: int | None = None) -> None:
     """Every entry under ``directory`` (not the directory itself) as a tar."""
-    with _Writer(out, epoch, threaded=threaded) as w:
-        _walk(w, os.fspath(directory), "", overlay=False, exclude=exclude)
+    with _Writer(out, epoch, threaded=threaded, chunk=chunk) as w:
+        _walk(w, os.fsencode(directory), b"", overlay=False, exclude=_encoded(exclude))
 
 
 def write_upper(upper: str | os.PathLike[str], out: IO[bytes], *, epoch: int | None = None,
-                exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
+                exclude: frozenset[str] = frozenset(), threaded: bool = False, chunk: int | None = None) -> None:
     """An overlayfs upper directory as an OCI layer (overlay whiteouts and opaque dirs converted)."""
-    with _Writer(out, epoch, threaded=threaded) as w:
-        _walk(w, os.fspath(upper), "", overlay=True, exclude=exclude)
+    with _Writer(out, epoch, threaded=threaded, chunk=chunk) as w:
+        _walk(w, os.fsencode(upper), b"", overlay=True, exclude=_encoded(exclude))
 
 
-def _signature(path: str, st: os.stat_result) -> tuple[Any, ...]:
+def _signature(path: bytes, st: os.stat_result) -> tuple[Any, ...]:
     mode = st.st_mode
     extra: Any = None
     if stat.S_ISLNK(mode):
@@ -215,45 +248,50 @@ def _signature(path: str, st: os.stat_result) -> tuple[Any, ...]:
     return (mode, st.st_uid, st.st_gid, size, mtime, extra, tuple(_xattrs(path).items()))
 
 
-def _dir_meta(path: str, st: os.stat_result) -> tuple[Any, ...]:
+def _dir_meta(path: bytes, st: os.stat_result) -> tuple[Any, ...]:
     return (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, tuple(_xattrs(path).items()))
 
 
-def _diff(w: _Writer, lower: str, upper: str, rel: str, pending: list[tuple[str, str, os.stat_result]],
-          exclude: frozenset[str]) -> None:
-    lows = {name: (path, st) for name, path, st in _children(lower)}
-    highs = {name: (path, st) for name, path, st in _children(upper)}
+def _by_name(path: bytes) -> dict[bytes, tuple[bytes, os.stat_result]]:
+    return {e.name: (e.path, e.stat(follow_symlinks=False)) for e in _entries(path)}
+
+
+def _diff(w: _Writer, lower: bytes, upper: bytes, rel: bytes, pending: list[tuple[bytes, bytes, os.stat_result]],
+          exclude: frozenset[bytes]) -> None:
+    """Entries of ``upper`` that differ from ``lower``, whiteouts for names only in ``lower``. ``pending`` holds
+    unchanged parent directories, written only once something below them changed."""
+    lows, highs = _by_name(lower), _by_name(upper)
 
     def flush() -> None:
         for prel, ppath, pst in pending:
             w.add(prel, ppath, pst)
         pending.clear()
 
-    for name in sorted(lows.keys() | highs.keys(), key=os.fsencode):
-        child = _join(rel, name)
+    for name in sorted(lows.keys() | highs.keys()):
+        child = rel + name
         if child in exclude:
             continue
         low, high = lows.get(name), highs.get(name)
         if high is None:
             flush()
-            w.whiteout(_join(rel, ".wh." + name))
+            w.whiteout(rel + b".wh." + name)
             continue
         hpath, hst = high
         if low is None or stat.S_IFMT(low[1].st_mode) != stat.S_IFMT(hst.st_mode):
             flush()
             w.add(child, hpath, hst)
             if stat.S_ISDIR(hst.st_mode):
-                _walk(w, hpath, child, overlay=False, exclude=exclude)
+                _walk(w, hpath, child + b"/", overlay=False, exclude=exclude)
             continue
         lpath, lst = low
         if stat.S_ISDIR(hst.st_mode):
             if _dir_meta(lpath, lst) != _dir_meta(hpath, hst):
                 flush()
                 w.add(child, hpath, hst)
-                _diff(w, lpath, hpath, child, pending, exclude)
+                _diff(w, lpath, hpath, child + b"/", pending, exclude)
             else:
                 pending.append((child, hpath, hst))
-                _diff(w, lpath, hpath, child, pending, exclude)
+                _diff(w, lpath, hpath, child + b"/", pending, exclude)
                 if pending and pending[-1][0] == child:
                     pending.pop()
         elif _signature(lpath, lst) != _signature(hpath, hst):
@@ -262,18 +300,22 @@ def _diff(w: _Writer, lower: str, upper: str, rel: str, pending: list[tuple[str,
 
 
 def write_diff(lower: str | os.PathLike[str], upper: str | os.PathLike[str], out: IO[bytes], *,
-               epoch: int | None = None, exclude: frozenset[str] = frozenset(), threaded: bool = False) -> None:
+               epoch: int | None = None, exclude: frozenset[str] = frozenset(), threaded: bool = False,
+               chunk: int | None = None) -> None:
     """The changes that turn tree ``lower`` into tree ``upper``, as an OCI layer tar."""
-    with _Writer(out, epoch, threaded=threaded) as w:
-        _diff(w, os.fspath(lower), os.fspath(upper), "", [], exclude)
+    with _Writer(out, epoch, threaded=threaded, chunk=chunk) as w:
+        _diff(w, os.fsencode(lower), os.fsencode(upper), b"", [], _encoded(exclude))
 
 
-def _to_store(store: ContentStore, options: LayerOptions, produce: Callable[[IO[bytes], int | None], None]
-              ) -> LayerResult:
+def _to_store(store: ContentStore, options: LayerOptions,
+              produce: Callable[[IO[bytes], int | None, int | None], None]) -> LayerResult:
+    """Run ``produce(out, epoch, chunk)`` into a new layer blob. Uncompressed layers take large writes (write
+    boundaries change nothing there; fewer hand-offs between the walking and the hashing/writing threads)."""
     epoch = options.clamp()
+    chunk = _UNCOMPRESSED_CHUNK if options.compression in ("none", "uncompressed") else None
     with LayerWriter(store, options.compression, level=options.level, oci=options.oci) as lw:
         try:
-            produce(lw, epoch)  # type: ignore[arg-type]
+            produce(lw, epoch, chunk)  # type: ignore[arg-type]
         except OSError as exc:
             raise StoreError(f"cannot write layer: {exc}") from exc
         return lw.close_layer()
@@ -281,17 +323,17 @@ def _to_store(store: ContentStore, options: LayerOptions, produce: Callable[[IO[
 
 def layer_from_dir(store: ContentStore, directory: str | os.PathLike[str],
                    options: LayerOptions = LayerOptions()) -> LayerResult:
-    return _to_store(store, options, lambda out, epoch: write_tree(directory, out, epoch=epoch,
-                                                                    exclude=options.exclude, threaded=True))
+    return _to_store(store, options, lambda out, epoch, chunk: write_tree(
+        directory, out, epoch=epoch, exclude=options.exclude, threaded=True, chunk=chunk))
 
 
 def layer_from_upper(store: ContentStore, upper: str | os.PathLike[str],
                      options: LayerOptions = LayerOptions()) -> LayerResult:
-    return _to_store(store, options, lambda out, epoch: write_upper(upper, out, epoch=epoch,
-                                                                     exclude=options.exclude, threaded=True))
+    return _to_store(store, options, lambda out, epoch, chunk: write_upper(
+        upper, out, epoch=epoch, exclude=options.exclude, threaded=True, chunk=chunk))
 
 
 def layer_from_diff(store: ContentStore, lower: str | os.PathLike[str], upper: str | os.PathLike[str],
                     options: LayerOptions = LayerOptions()) -> LayerResult:
-    return _to_store(store, options, lambda out, epoch: write_diff(lower, upper, out, epoch=epoch,
-                                                                    exclude=options.exclude, threaded=True))
+    return _to_store(store, options, lambda out, epoch, chunk: write_diff(
+        lower, upper, out, epoch=epoch, exclude=options.exclude, threaded=True, chunk=chunk))

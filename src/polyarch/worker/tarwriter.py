@@ -15,7 +15,10 @@ values as raw bytes like Go writes them).
 
 Writes to ``out``: small entries are batched until at least 1 MiB is pending; a file over 1 MiB goes out in 4 MiB
 pieces. These boundaries are part of the output contract: gzip (igzip) output depends on how its input is split,
-so they never change (layer digests stay the same across versions). File data is read with ``readv`` straight
+so they never change (layer digests stay the same across versions). ``TarWriter(out, chunk=N)`` batches and
+streams in N-byte writes instead, for outputs whose result does not depend on the split (uncompressed layers):
+fewer, larger hand-offs to the writing thread. A small file with a short ASCII name and no xattrs has its header
+filled in place from a per-(mode, owner, mtime) template. File data is read with ``readv`` straight
 into two preallocated buffers per kind (no per-file allocation); with ``threaded=True`` the writes run on a
 second thread (hashing/compressing in ``out`` overlaps reading files) while the other buffer fills. ``out`` gets
 memoryviews when it is an ``io`` object (they take any buffer), bytes otherwise; it must not keep them.
@@ -31,9 +34,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 __all__ = ["BLOCK", "TarWriter"]
 
 BLOCK = 512
-_BATCH = 1 << 20  # flush pending small entries once this much is buffered; larger files are streamed
-_PIECE = 4 * _BATCH  # a large file's data goes out in pieces of this size
-_BUFSIZE = 2 * _BATCH + (64 << 10)  # a batch is < _BATCH + one entry of <= _BATCH data (+ headers)
+_BATCH = 1 << 20  # flush pending small entries once this much is buffered (the default)
+_SMALL = 1 << 20  # files up to this size are copied into the batch; larger ones are streamed in pieces
+_PIECE = 4 * _BATCH  # a large file's data goes out in pieces of this size (the default)
 _TYPES = {"file": b"0", "link": b"1", "symlink": b"2", "chr": b"3", "blk": b"4", "dir": b"5", "fifo": b"6"}
 _ZERO = bytes(BLOCK)
 _USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s64s8s8s167s")
@@ -45,6 +48,9 @@ _MAX11 = 8**11
 _CONST_SUM = 8 * 32 + sum(_MAGIC) + 2 * sum(_DEV0)
 # (mode, uid, gid, mtime) → their formatted header fields and the fields' byte sum (see _plain_header).
 _META_CACHE: dict[tuple[int, int, int, int], tuple[bytes, bytes, bytes, bytes, int]] = {}
+# (mode, uid, gid, mtime) → a regular file's header with empty name, size and checksum, and the checksum of
+# that (see TarWriter.file): filled in place in the output buffer.
+_FILE_TEMPLATES: dict[tuple[int, int, int, int], tuple[bytes, int]] = {}
 
 
 def _octal(value: int, width: int) -> bytes | None:
@@ -81,6 +87,19 @@ def _plain_header(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, s
                        b"%06o\0 " % check, typeflag, linkname, _MAGIC, b"", _DEV0, _DEV0, b"")
 
 
+def _file_template(key: tuple[int, int, int, int]) -> tuple[bytes, int] | None:
+    """The cached header template of a regular file with these (mode, uid, gid, mtime); None if out of ustar range."""
+    mode, uid, gid, mtime = key
+    if not (0 <= uid < _MAX7 and 0 <= gid < _MAX7 and 0 <= mtime < _MAX11):
+        return None
+    if len(_FILE_TEMPLATES) >= 4096:
+        _FILE_TEMPLATES.clear()
+    block = _USTAR.pack(b"", b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid, bytes(12), b"%011o\0" % mtime,
+                        b"        ", b"0", b"", _MAGIC, b"", _DEV0, _DEV0, b"")
+    template = _FILE_TEMPLATES[key] = (block, sum(block))
+    return template
+
+
 def _read_full(fd: int, view: memoryview, name: str) -> None:
     got, want = 0, len(view)
     while got < want:
@@ -91,12 +110,17 @@ def _read_full(fd: int, view: memoryview, name: str) -> None:
 
 
 class TarWriter:
-    def __init__(self, out: object, *, threaded: bool = False) -> None:
+    def __init__(self, out: object, *, threaded: bool = False, chunk: int | None = None) -> None:
+        """``chunk`` (bytes) replaces both the batch and the piece size: for outputs where write boundaries do not
+        change the result (uncompressed layers), larger writes mean fewer thread hand-offs."""
         self._out = out
         self._views_ok = isinstance(out, io.IOBase)
         self._pool = ThreadPoolExecutor(max_workers=1) if threaded else None
         self._pending: Future[object] | None = None
-        self._bufs = [bytearray(_BUFSIZE), bytearray(_BUFSIZE)]
+        self._batch = chunk or _BATCH
+        self._piece = chunk or _PIECE
+        size = self._batch + _SMALL + (64 << 10)  # a batch is < batch + one entry of <= _SMALL data (+ headers)
+        self._bufs = [bytearray(size), bytearray(size)]
         self._idx = 0
         self._buf = self._bufs[0]
         self._pos = 0
@@ -176,8 +200,8 @@ class TarWriter:
 
     # --- entries ---------------------------------------------------------------------------------------------
 
-    def entry(self, name: str, kind: str, *, mode: int = 0o644, uid: int = 0, gid: int = 0, mtime: int = 0,
-              size: int = 0, linkname: str = "", dev: tuple[int, int] = (0, 0),
+    def entry(self, name: str | bytes, kind: str, *, mode: int = 0o644, uid: int = 0, gid: int = 0, mtime: int = 0,
+              size: int = 0, linkname: str | bytes = "", dev: tuple[int, int] = (0, 0),
               xattrs: dict[str, bytes] | None = None, fd: int | None = None) -> None:
         """One entry; a regular file's ``size`` bytes are read from ``fd`` (which the caller closes)."""
         raw = os.fsencode(name)
@@ -185,23 +209,53 @@ class TarWriter:
             raw += b"/"
         if kind == "file" and size:
             assert fd is not None
-            self.file(raw, mode, uid, gid, mtime, size, fd, xattrs, name)
+            self.file(raw, mode, uid, gid, mtime, size, fd, xattrs, name if isinstance(name, str) else None)
             return
         pax = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()} if xattrs else {}
         self._put(self._header(raw, _TYPES[kind], mode, uid, gid, 0, mtime, os.fsencode(linkname), dev, pax))
-        if self._pos >= _BATCH:
+        if self._pos >= self._batch:
             self._flush()
 
     def file(self, raw: bytes, mode: int, uid: int, gid: int, mtime: int, size: int, fd: int,
              xattrs: dict[str, bytes] | None = None, name: str | None = None) -> None:
-        """A regular file named ``raw`` (bytes) whose ``size`` bytes are read from ``fd`` (the caller closes it)."""
+        """A regular file named ``raw`` (bytes) whose ``size`` bytes are read from ``fd`` (the caller closes it).
+
+        The hot path (a small file with a short ASCII name and no xattrs, once per file of a layer) fills a cached
+        header template in place: the same bytes as ``_plain_header``, without building the header on its own."""
+        if size <= _SMALL and not xattrs and len(raw) <= 100 and raw.isascii():
+            key = (mode & 0o7777, uid, gid, mtime)
+            template = _FILE_TEMPLATES.get(key) or _file_template(key)
+            if template is not None:
+                pad = -size % BLOCK
+                pos = self._pos
+                end = pos + BLOCK + size + pad
+                buf = self._buf
+                if end > len(buf):
+                    self._room(BLOCK + size + pad)
+                    buf = self._buf
+                buf[pos:pos + BLOCK] = template[0]
+                buf[pos:pos + len(raw)] = raw
+                size_field = b"%011o\0" % size
+                buf[pos + 124:pos + 136] = size_field
+                buf[pos + 148:pos + 156] = b"%06o\0 " % (template[1] + sum(raw) + sum(size_field))
+                if size:
+                    view = memoryview(buf)[pos + BLOCK:pos + BLOCK + size]
+                    n = os.readv(fd, [view])
+                    if n < size:
+                        _read_full(fd, view[n:], name if name is not None else os.fsdecode(raw))
+                    if pad:
+                        buf[end - pad:end] = _ZERO[:pad]
+                self._pos = end
+                if end >= self._batch:
+                    self._flush()
+                return
         header = None
         if not xattrs:
             header = _plain_header(raw, b"0", mode, uid, gid, size, mtime, b"")
         if header is None:
             pax = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()} if xattrs else {}
             header = self._header(raw, b"0", mode, uid, gid, size, mtime, b"", (0, 0), pax)
-        if size > _BATCH:
+        if size > _SMALL:
             self._put(header)
             self._large(fd, size, name if name is not None else os.fsdecode(raw))
             pad = -size % BLOCK
@@ -224,16 +278,16 @@ class TarWriter:
                     buf[pos:pos + pad] = _ZERO[:pad]
                     pos += pad
             self._pos = pos
-        if self._pos >= _BATCH:
+        if self._pos >= self._batch:
             self._flush()
 
     def _large(self, fd: int, size: int, name: str) -> None:
         self._flush()
         if self._pieces is None:
-            self._pieces = [bytearray(_PIECE), bytearray(_PIECE)]
+            self._pieces = [bytearray(self._piece), bytearray(self._piece)]
         remaining = size
         while remaining:
-            want = min(_PIECE, remaining)
+            want = min(self._piece, remaining)
             view = memoryview(self._pieces[self._piece_idx])[:want]
             self._piece_idx ^= 1  # the piece emitted last may still be in flight: fill the other one next
             _read_full(fd, view, name)
