@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PLATFORMS, build, by_name, images_of, layer_file, needs_run, write_tree
+from tests.conftest import run_cli
+
+from .conftest import EPOCH, PLATFORMS, build, by_name, images_of, layer_file, needs_run, write_tree
 
 pytestmark = [pytest.mark.root, pytest.mark.binfmt]
 
@@ -80,3 +82,14 @@ def test_run_layers_are_reproducible(base_root: Path, tmp_path: Path) -> None:
         build(root, ctx, "--platform", PLATFORMS, "--iidfile", str(tmp_path / "iid"))
         digests.append((tmp_path / "iid").read_text())
     assert digests[0] == digests[1]
+
+
+@needs_run("linux/amd64")
+def test_relative_store_root(store_root: Path, tmp_path: Path) -> None:
+    """``--root store`` (relative to the working directory) works for RUN: runc runs in the bundle's directory."""
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM base/busybox:1\nRUN echo hi > /hi\n"})
+    proc = run_cli("--root", store_root.name, "build", str(ctx), "--platform", "linux/amd64", "-t", "rel:1",
+                   "--load", cwd=store_root.parent, env=EPOCH)
+    assert proc.returncode == 0
+    [image] = images_of(store_root, "rel:1")
+    assert layer_file(store_root, image, len(image.manifest.layers) - 1, "hi") == b"hi\n"

@@ -73,7 +73,8 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
     """polyarch: build, store, publish and verify multi-architecture OCI images, daemonless."""
-    ctx.obj = AppContext(debug=debug, root=root)
+    # absolute: the runtime and the snapshotter run with other working directories (runc chdirs into bundles)
+    ctx.obj = AppContext(debug=debug, root=os.path.abspath(root) if root else None)
 
 
 def _debug_requested(argv: list[str]) -> bool:
