@@ -22,7 +22,9 @@ Workloads:
 - ``cross``: examples/go-app (a ``$BUILDPLATFORM`` builder stage, Go cross-compiling for each target, then the
   binary copied onto busybox and run once per platform: under QEMU for arm64);
 - ``qemu``: a CPU-bound busybox awk RUN (several seconds under QEMU for arm64; there is no Python base for arm64
-  here: no Docker Hub, and mmdebstrap for arm64 would need the network and minutes).
+  here: no Docker Hub, and mmdebstrap for arm64 would need the network and minutes);
+- ``diff`` (not in the default ``--only``): one native RUN (linux/amd64 only) writing ~300 MB in 30150 files: the
+  step's layer (overlay upper dir -> layer -> store) in each builder; the rebuild is the cache hit.
 
 Prints seconds (median of ``--runs``), the ratio polyarch / best peer, and polyarch's peak RSS (``ru_maxrss`` of
 the ``polyarch build`` process tree, from ``wait4``). Needs root, runc, qemu binfmt handlers with the F flag
@@ -56,7 +58,18 @@ RUN awk -f /job.awk > /result && cat /result
 CMD ["cat", "/result"]
 """
 QEMU_JOB = "BEGIN { s = 0; for (i = 0; i < {n}; i++) s = (s + i * i) % 1000003; print s }\n"
-TARGETS = {"copy": "cold <= 0.3x", "cross": "<= 0.9x", "qemu": "<= 1.0x", "rebuild": "<= 1.0x"}
+# One RUN that writes ~300 MB (150 random 1 MiB files + 30000 files of 5 KiB): what the step's layer costs
+# (overlay upper dir -> layer tar -> image store) in each builder; linux/amd64 only, so that no QEMU is timed.
+DIFF_DOCKERFILE = """FROM {reg}/base/busybox:1
+RUN mkdir -p /out/big && i=0 && while [ $i -lt 150 ]; do head -c 1048576 /dev/urandom > /out/big/b$i; \\
+    i=$((i+1)); done && i=0 && while [ $i -lt 300 ]; do mkdir -p /out/small/$i; i=$((i+1)); done && \\
+    i=0 && while [ $i -lt 30000 ]; do printf '%05000d' $i > /out/small/$((i % 300))/f$i.txt; i=$((i+1)); done
+"""
+TARGETS = {"copy": "cold <= 0.3x", "cross": "<= 0.9x", "qemu": "<= 1.0x", "diff": "-", "rebuild": "<= 1.0x"}
+
+
+def platforms_for(workload: str) -> tuple[str, ...]:
+    return ("linux/amd64",) if workload == "diff" else PLATFORMS
 
 
 def timed_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int]:
@@ -109,9 +122,9 @@ class Polyarch:
             subprocess.run(["umount", "-R", str(self.root / "snapshots")], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def build(self, ctx: Path, dockerfile: Path) -> float:
+    def build(self, ctx: Path, dockerfile: Path, platforms: Sequence[str] = PLATFORMS) -> float:
         elapsed, rss = timed_rss([sys.executable, "-m", "polyarch", "--root", str(self.root), "build", str(ctx),
-                                  "-f", str(dockerfile), "--platform", ",".join(PLATFORMS), "-t", "bench:1",
+                                  "-f", str(dockerfile), "--platform", ",".join(platforms), "-t", "bench:1",
                                   "--load", "--progress", "plain"], {**EPOCH, **self.bytecode})
         self.rss = max(self.rss, rss)
         self.rss_by[self.workload] = max(self.rss_by.get(self.workload, 0), rss)
@@ -140,12 +153,12 @@ class Buildah:
                 subprocess.run(["umount", "-R", str(self.work / d)], capture_output=True)
                 shutil.rmtree(self.work / d, ignore_errors=True)
 
-    def build(self, ctx: Path, dockerfile: Path) -> float:
+    def build(self, ctx: Path, dockerfile: Path, platforms: Sequence[str] = PLATFORMS) -> float:
         # TMPDIR: buildah keeps RUN --mount=type=cache dirs in $TMPDIR/buildah-cache, outside --root
         tmp = self.work / "btmp"
         tmp.mkdir(exist_ok=True)
         return timed_rss([*self.cmd(), "bud", "-q", "--layers", "--jobs", "2", "--tls-verify=false",
-                          "--platform", ",".join(PLATFORMS), "--manifest", "bench:1", "-f", str(dockerfile),
+                          "--platform", ",".join(platforms), "--manifest", "bench:1", "-f", str(dockerfile),
                           str(ctx)], {**EPOCH, "TMPDIR": str(tmp)})[0]
 
     def close(self) -> None:
@@ -157,7 +170,7 @@ class BuildKit(Dockerd):
 
     name = "buildkit"
 
-    def build(self, ctx: Path, dockerfile: Path) -> float:
+    def build(self, ctx: Path, dockerfile: Path, platforms: Sequence[str] = PLATFORMS) -> float:
         def one(platform: str) -> float:
             tag = "bench:" + platform.replace("/", "-")
             # --network host: RUN's default network is a bridge, which --bridge=none leaves out (polyarch's
@@ -167,8 +180,8 @@ class BuildKit(Dockerd):
                               "-f", str(dockerfile), str(ctx)], {"DOCKER_BUILDKIT": "1", **EPOCH})[0]
 
         start = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(len(PLATFORMS)) as pool:
-            list(pool.map(one, PLATFORMS))
+        with concurrent.futures.ThreadPoolExecutor(len(platforms)) as pool:
+            list(pool.map(one, platforms))
         return time.perf_counter() - start
 
 
@@ -191,15 +204,20 @@ def workloads(work: Path, reg: str, qemu_n: int) -> dict[str, tuple[Path, Path]]
     (ctx / "Dockerfile").write_text(QEMU_DOCKERFILE.format(reg=reg))
     (ctx / "job.awk").write_text(QEMU_JOB.replace("{n}", str(qemu_n)))
     out["qemu"] = (ctx, ctx / "Dockerfile")
+    ctx = work / "diff"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DIFF_DOCKERFILE.format(reg=reg))
+    out["diff"] = (ctx, ctx / "Dockerfile")
     return out
 
 
-def measure(tool: Tool, ctx: Path, dockerfile: Path, runs: int) -> tuple[float, float]:
+def measure(tool: Tool, ctx: Path, dockerfile: Path, runs: int, platforms: Sequence[str] = PLATFORMS
+            ) -> tuple[float, float]:
     cold, warm = [], []
     for _ in range(runs):
         tool.fresh()
-        cold.append(tool.build(ctx, dockerfile))
-        warm.append(tool.build(ctx, dockerfile))
+        cold.append(tool.build(ctx, dockerfile, platforms))
+        warm.append(tool.build(ctx, dockerfile, platforms))
     return statistics.median(cold), statistics.median(warm)
 
 
@@ -238,7 +256,8 @@ def main() -> None:
             tools[0].workload = name  # type: ignore[union-attr]
             for tool in tools:
                 try:
-                    results.setdefault(name, {})[tool.name] = measure(tool, ctx, dockerfile, args.runs)
+                    results.setdefault(name, {})[tool.name] = measure(tool, ctx, dockerfile, args.runs,
+                                                                      platforms_for(name))
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     missing.append(f"{tool.name} on {name}: {str(exc)[-1500:]}")
                 print(f"  {name:<6} {tool.name:<9} {results.get(name, {}).get(tool.name)}", file=sys.stderr,
@@ -257,8 +276,8 @@ def main() -> None:
 def report(results: dict[str, dict[str, tuple[float, float]]], names: list[str], runs: int,
            rss_kib: dict[str, int]) -> None:
     peers = [n for n in names if n != "polyarch"]
-    print(f"\nlinux/amd64 + linux/arm64 on {os.cpu_count()} cores; median of {runs} run(s); seconds; "
-          f"ratio = polyarch / best peer")
+    print(f"\n{' + '.join(PLATFORMS)} (diff: linux/amd64 only) on {os.cpu_count()} cores; median of {runs} "
+          f"run(s); seconds; ratio = polyarch / best peer")
     head = f"{'workload':<16}" + "".join(f"{n:>10}" for n in names) + f"{'ratio':>8}  target"
     print(head)
     for name, by_tool in results.items():
