@@ -17,7 +17,7 @@ Writes to ``out``: small entries are batched until at least 1 MiB is pending; a 
 pieces. These boundaries are part of the output contract: gzip (igzip) output depends on how its input is split,
 so they never change (layer digests stay the same across versions). ``TarWriter(out, chunk=N)`` batches and
 streams in N-byte writes instead, for outputs whose result does not depend on the split (uncompressed layers):
-fewer, larger hand-offs to the writing thread. A small file with a short ASCII name and no xattrs has its header
+fewer hand-offs to the writing thread (diff uses 2 MiB). A small file with a short ASCII name and no xattrs has its header
 filled in place from a per-(mode, owner, mtime) template. File data is read with ``readv`` straight
 into two preallocated buffers per kind (no per-file allocation); with ``threaded=True`` the writes run on a
 second thread (hashing/compressing in ``out`` overlaps reading files) while the other buffer fills. ``out`` gets
