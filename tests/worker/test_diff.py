@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from polyarch.content.store import ContentStore
+from polyarch.errors import StoreError
+from polyarch.worker import diff
 from polyarch.worker.archive import apply_layer
 from polyarch.worker.diff import LayerOptions, layer_from_diff, layer_from_dir, write_diff, write_tree
 from tests.worker.conftest import E, is_root, make_tar, needs_root, tree
@@ -112,3 +116,47 @@ def test_layers_into_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert three.diff_id == one.diff_id
     if is_root():
         assert all(m.uid in (0, 7) for m in members(store.read(one.descriptor.digest, limit=1 << 24)))
+
+
+def test_fast_path_leaves_non_regular_files_to_the_general_path(tmp_path: Path) -> None:
+    """A name listed as a regular file that is something else when opened (a FIFO or symlink swapped in) is not
+    written by the fast path, and opening the FIFO does not block."""
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("fifo", tmp_path / "link")
+    out = io.BytesIO()
+    writer = diff._Writer(out, None)
+    result: list[bool] = []
+    opener = threading.Thread(target=lambda: result.extend(
+        writer.regular(name.encode(), os.fsencode(tmp_path / name)) for name in ("fifo", "link")), daemon=True)
+    opener.start()
+    opener.join(timeout=10)
+    assert not opener.is_alive(), "opening a FIFO blocked"
+    assert result == [False, False]
+    writer.tw.close()
+    assert members(out.getvalue()) == []
+    full = io.BytesIO()
+    write_tree(tmp_path, full)
+    assert {m.name: m.type for m in members(full.getvalue())} == {"fifo": tarfile.FIFOTYPE, "link": tarfile.SYMTYPE}
+
+
+@needs_root
+def test_file_shorter_than_its_size_fails_the_layer(tmp_path: Path) -> None:
+    """A file that yields fewer bytes than its size (here a sysfs file bind-mounted into the tree: 4096 bytes by
+    stat, a few dozen by read) fails the layer with one error and leaves no blob behind."""
+    source = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not source.exists():
+        pytest.skip("no sysfs file to bind-mount")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a")
+    (src / "short").touch()
+    subprocess.run(["mount", "--bind", str(source), str(src / "short")], check=True)
+    store = ContentStore(tmp_path / "store")
+    try:
+        for compression in ("none", "gzip"):
+            with pytest.raises(StoreError, match=r"cannot write layer: .*short shrank while it was being archived"):
+                layer_from_dir(store, src, LayerOptions(compression=compression, epoch=EPOCH))
+    finally:
+        subprocess.run(["umount", str(src / "short")], check=True)
+    assert not any((tmp_path / "store" / "blobs").rglob("sha256/*"))  # the aborted blobs left nothing
+    assert not any(store.ingest_dir.iterdir())
