@@ -131,10 +131,12 @@ class _Writer:
         finally:
             os.close(fd)
 
-    def _file(self, rel: bytes, st: os.stat_result, fd: int) -> None:
+    def _mtime(self, st: os.stat_result) -> int:
         mtime = int(st.st_mtime)
-        if self.epoch is not None and mtime > self.epoch:
-            mtime = self.epoch
+        return self.epoch if self.epoch is not None and mtime > self.epoch else mtime
+
+    def _file(self, rel: bytes, st: os.stat_result, fd: int) -> None:
+        mtime = self._mtime(st)
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = self.links.get(key)
@@ -159,9 +161,6 @@ class _Writer:
             finally:
                 os.close(fd)
             return
-        mtime = int(st.st_mtime)
-        if self.epoch is not None and mtime > self.epoch:
-            mtime = self.epoch
         if stat.S_ISDIR(mode):
             kind, linkname, dev = "dir", b"", (0, 0)
         elif stat.S_ISLNK(mode):
@@ -173,7 +172,7 @@ class _Writer:
             kind, linkname, dev = "fifo", b"", (0, 0)
         else:
             return  # sockets and anything else: skipped
-        self.tw.entry(rel, kind, mode=stat.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid, mtime=mtime,
+        self.tw.entry(rel, kind, mode=stat.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid, mtime=self._mtime(st),
                       linkname=linkname, dev=dev, xattrs=_xattrs(path))
 
     def whiteout(self, rel: bytes) -> None:
