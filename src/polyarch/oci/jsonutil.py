@@ -1,4 +1,8 @@
-"""JSON helpers shared by the OCI models: canonical encoding and strict decoding."""
+"""JSON helpers shared by the OCI models: canonical encoding and strict decoding.
+
+Decoding never lets ``RecursionError`` out: a document nested deeper than the interpreter can parse (a hostile
+manifest of 100,000 ``[``) is invalid JSON like any other.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from polyarch.errors import InvalidManifest
 
-__all__ = ["canonical_json", "load_object", "strmap"]
+__all__ = ["canonical_json", "load_object", "loads", "strmap"]
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -15,11 +19,22 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def loads(raw: bytes | str) -> Any:
+    """``json.loads`` that reports nesting too deep to parse as ``ValueError`` (not ``RecursionError``).
+
+    :raises ValueError: invalid JSON, undecodable bytes or too deep nesting.
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def load_object(raw: bytes, what: str) -> dict[str, Any]:
     """Parse ``raw`` as a JSON object. :raises InvalidManifest: naming ``what``."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = loads(raw)
+    except ValueError as exc:
         raise InvalidManifest(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidManifest(f"{what} must be a JSON object")

@@ -31,6 +31,7 @@ import httpx
 
 from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, InvalidManifest, RegistryError
+from polyarch.oci.jsonutil import loads
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import MANIFEST_ACCEPT, Descriptor
 
@@ -353,12 +354,11 @@ class RegistryClient:
         if ref.digest is None and header and header.startswith(f"{algorithm}:") and header != str(digest):
             raise DigestMismatch(f"{ref}: manifest hashes to {digest}, registry says {header}")
         if not media_type or media_type in ("application/json", "text/plain", "application/octet-stream"):
-            import json
-
             try:
-                media_type = json.loads(data).get("mediaType") or ""
+                sniffed = loads(data).get("mediaType")
             except (ValueError, AttributeError):
-                media_type = ""
+                sniffed = None
+            media_type = sniffed if isinstance(sniffed, str) else ""
             if not media_type:
                 raise InvalidManifest(f"{ref}: manifest has no media type")
         self.note_seen(ref, digest)

@@ -1,8 +1,9 @@
 """The Starlette application: one dispatcher for ``/v2/…`` (strict raw-path routing, see :mod:`.names`), the
 token endpoint, and the translation of every failure into a spec error answer.
 
-Client errors are 4xx with a spec code; a full disk is 507; any other failure is 500 ``UNKNOWN`` whose body
-names no internal path. Expired upload sessions are purged by a background task.
+A ``--read-only`` registry answers every POST, PUT, PATCH and DELETE with 405 ``UNSUPPORTED`` before anything
+else is looked at (distribution registers no write handler then: 405 too). Client errors are 4xx with a spec code;
+a full disk is 507; any other failure is 500 ``UNKNOWN`` whose body names no internal path. Expired upload sessions are purged by a background task.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ API_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 _READ = frozenset({"pull"})
 _WRITE = frozenset({"pull", "push"})
 _DELETE = frozenset({"delete"})
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # refused, on every route, by --read-only
 
 
 def _needs(route: Route, method: str) -> list[Access]:
@@ -64,6 +66,8 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
     if method not in _allowed(route):
         raise ApiError("UNSUPPORTED", f"method {method} not allowed here", status=405,
                        headers={"Allow": ", ".join(_allowed(route))})
+    if reg.config.read_only and method in _MUTATING:
+        raise ApiError("UNSUPPORTED", "registry is read-only", status=405)
     await reg.auth.authorize(request.headers, _needs(route, method), str(request.base_url))
     kind, name = route.kind, route.name
     if kind == "base":

@@ -27,6 +27,7 @@ import anyio.to_thread
 import bcrypt
 
 from polyarch.errors import UsageError
+from polyarch.oci.jsonutil import loads
 
 from .errors import ApiError
 
@@ -167,8 +168,8 @@ class TokenIssuer:
         if len(parts) != 3 or len(token) > 16384:
             raise TokenError("malformed token")
         try:
-            header = json.loads(_unb64(parts[0]))
-            claims = json.loads(_unb64(parts[1]))
+            header = loads(_unb64(parts[0]))
+            claims = loads(_unb64(parts[1]))
             sig = _unb64(parts[2])
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise TokenError("malformed token") from None

@@ -119,8 +119,6 @@ def _validate(reg: Registry, repo: str, doc: Manifest | Index) -> None:
 
 async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any,
                        headers: Any) -> Response:
-    if reg.config.read_only:
-        raise ApiError("UNSUPPORTED", "registry is read-only", status=405)
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > reg.config.max_manifest:
         raise ApiError("SIZE_INVALID", f"manifest larger than {reg.config.max_manifest} bytes", status=413,
@@ -157,7 +155,7 @@ async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any
 
 
 async def delete_manifest(reg: Registry, repo: str, ref: Digest | str) -> Response:
-    if not reg.config.delete_enabled or reg.config.read_only:
+    if not reg.config.delete_enabled:
         raise ApiError("UNSUPPORTED", "deletes are disabled on this registry", status=405)
     if isinstance(ref, str):
         done = await run_io(reg.meta.delete_tag, repo, ref)

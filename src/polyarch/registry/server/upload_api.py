@@ -30,11 +30,6 @@ def _progress(session: Session, status: int) -> Response:
         "Docker-Upload-UUID": session.id, "Content-Length": "0"})
 
 
-def _writable(reg: Registry) -> None:
-    if reg.config.read_only:
-        raise ApiError("UNSUPPORTED", "registry is read-only", status=405)
-
-
 async def _try_mount(reg: Registry, repo: str, digest: Digest, source: str | None, headers: Any) -> bool:
     text = str(digest)
     if source:
@@ -72,7 +67,6 @@ async def _monolithic(reg: Registry, repo: str, digest: Digest, request: Request
 
 
 async def start_upload(reg: Registry, repo: str, request: Request) -> Response:
-    _writable(reg)
     q = request.query_params
     mount = q.get("mount")
     if mount:
@@ -119,7 +113,6 @@ async def _append(reg: Registry, session: Session, request: Request, *, required
 
 
 async def patch_upload(reg: Registry, repo: str, upload_id: str, request: Request) -> Response:
-    _writable(reg)
     session = reg.uploads.get(upload_id, repo)
     async with session.lock:
         session = reg.uploads.get(upload_id, repo)  # finished or purged while we waited?
@@ -129,7 +122,6 @@ async def patch_upload(reg: Registry, repo: str, upload_id: str, request: Reques
 
 
 async def finish_upload(reg: Registry, repo: str, upload_id: str, request: Request) -> Response:
-    _writable(reg)
     text = request.query_params.get("digest")
     if not text:
         raise ApiError("DIGEST_INVALID", "digest query parameter is required")
