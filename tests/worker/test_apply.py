@@ -320,3 +320,81 @@ def test_whiteout_and_metadata(sandbox) -> None:
 def test_empty_stream_is_an_empty_layer(sandbox) -> None:
     root, _ = sandbox
     assert apply_layer(io.BytesIO(b""), root).entries == 0
+
+
+# --- issue 13 item 1: no stale resolution — a parent turned into a symlink later in the layer ---------------
+
+
+def _outside(path: Path) -> dict[str, tuple]:
+    """What must not change outside the root: tree, bytes, modes, owners, link counts and mtimes."""
+    out = {}
+    for p in [path, *sorted(path.rglob("*"))]:
+        st = os.lstat(p)
+        out[str(p)] = (st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime_ns,
+                       p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+    return out
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def resolution(request, monkeypatch) -> str:
+    """Run a test with openat2(RESOLVE_IN_ROOT) and again with the O_NOFOLLOW walk that replaces it (ENOSYS)."""
+    from polyarch.worker import rooted
+    if request.param == "walk":
+        monkeypatch.setattr(rooted._OPENAT2, "available", False)
+    else:
+        assert rooted._OPENAT2.available, "this kernel has openat2 (5.6+)"
+    return request.param
+
+
+STALE = {
+    # the issue's sequence: a whiteout of a missing path, the parent becomes a symlink, a write below it
+    "write": ["x/a/.wh.none", "x->SENTINEL", E("x/a/file", data=b"pwn")],
+    "write-relative-link": ["x/a/.wh.none", "x->../sentinel", E("x/a/file", data=b"pwn")],
+    "replace-file": ["x/etc/.wh.none", "x->SENTINEL", E("x/etc/shadow", data=b"pwn", mode=0o777)],
+    "hardlink-into-host": ["x/etc/.wh.none", "x->SENTINEL", E("f", data=b"f"), E("x/etc/h", kind="link", link="f")],
+    "hardlink-from-host": ["x/.wh.none", "x->SENTINEL", E("h", kind="link", link="x/passwd")],
+    "whiteout": ["x/.wh.none", "x->SENTINEL", E("x/.wh.passwd")],
+    "whiteout-dir": ["x/.wh.none", "x->SENTINEL", E("x/.wh.etc")],
+    "opaque": ["x/etc/.wh.none", "x->SENTINEL", E("x/etc/.wh..wh..opq")],
+    "chmod-chown-dir": ["x/etc/.wh.none", "x->SENTINEL", E("x/etc/ssl", kind="dir", mode=0o777, uid=1234, gid=1)],
+    "fifo-over-host": ["x/etc/.wh.none", "x->SENTINEL", E("x/etc/shadow", kind="fifo", mode=0o777)],
+    "dir-mtime": [E("d/etc", kind="dir", mtime=1), "d->SENTINEL"],
+}
+
+
+def _stale_entries(case: str, sentinel: Path) -> list[E]:
+    out = []
+    for item in STALE[case]:
+        if isinstance(item, E):
+            out.append(item)
+        elif "->" in item:
+            name, link = item.split("->")
+            out.append(E(name, kind="symlink", link=link.replace("SENTINEL", str(sentinel))))
+        else:
+            out.append(E(item))
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(STALE))
+def test_stale_parent_turned_symlink_stays_inside(sandbox, resolution: str, case: str) -> None:
+    root, sentinel = sandbox
+    (sentinel / "etc" / "old").write_bytes(b"o")  # something for an opaque marker to delete
+    (sentinel / "etc" / "ssl").mkdir(0o755)  # a directory a layer's directory entry would merge with
+    before = _outside(sentinel)
+    try:
+        try:
+            apply(root, *_stale_entries(case, sentinel))
+        except InvalidLayer:
+            pass  # rejecting the layer is fine; touching the host is not
+        assert _outside(sentinel) == before
+    finally:
+        (sentinel / "etc" / "old").unlink(missing_ok=True)
+        if (sentinel / "etc" / "ssl").is_dir():
+            (sentinel / "etc" / "ssl").rmdir()
+
+
+def test_stale_parent_write_lands_inside(sandbox, resolution: str) -> None:
+    root, sentinel = sandbox
+    apply(root, *_stale_entries("write", sentinel))
+    assert (root / str(sentinel).lstrip("/") / "a" / "file").read_bytes() == b"pwn"
+    assert os.readlink(root / "x") == str(sentinel)
