@@ -39,6 +39,7 @@ def env(sd: StageDispatch, inst: ins.Env, number: int) -> tuple[None, object]:
     return sd._config("ENV " + " ".join(f"{k}={v}" for k, v in pairs))
 
 def arg(sd: StageDispatch, inst: ins.Arg, number: int) -> tuple[None, object]:
+    """Declare build args for the stage; history gets ``ARG NAME[=default as written]``."""
     shown = []
     for decl in inst.args:
         if decl.name in sd.ctx.build_args:
@@ -59,9 +60,11 @@ def arg(sd: StageDispatch, inst: ins.Arg, number: int) -> tuple[None, object]:
         sd.args[decl.name] = value
         sd._scope = None
         sd.ctx.capture.declare(decl.name, value, inst.comments, inst.src.start_line)
-        shown.append(decl.name if value is None else f"{decl.name}={value}")
+        shown.append(decl.name if decl.default is None else f"{decl.name}={decl.default}")
     if any(d.name in sd.tainted_args for d in inst.args):
         sd.config_tainted = True
+    # the history line is the declaration as written (Docker's classic builder): a --build-arg value, or a default
+    # expanded from one, never reaches it (BuildKit writes the value here; RUN lines show it in both, see _run)
     return sd._config("ARG " + " ".join(shown))
 
 def label(sd: StageDispatch, inst: ins.Label, number: int) -> tuple[None, object]:

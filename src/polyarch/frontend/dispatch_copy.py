@@ -6,7 +6,7 @@ from __future__ import annotations
 import posixpath
 import re
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from polyarch import ops
 from polyarch.errors import ParseError
@@ -19,7 +19,7 @@ from polyarch.frontend.scope import source_span
 if TYPE_CHECKING:
     from polyarch.frontend.dispatch import StageDispatch
 
-__all__ = ["dispatch_copy", "is_git_url", "run_args"]
+__all__ = ["dispatch_copy", "heredoc_file_name", "is_git_url", "run_args", "url_file_name"]
 
 _CHMOD_RE = re.compile(r"^(?:[0-7]{3,4}|[ugoa]*[-+=][rwxXst]*(?:,[ugoa]*[-+=][rwxXst]*)*)$")
 
@@ -30,6 +30,34 @@ def is_git_url(url: str) -> bool:
     if url.startswith(("http://", "https://")):
         return urlsplit(url).path.endswith(".git")
     return False
+
+
+def heredoc_file_name(name: str) -> str | None:
+    """The file a heredoc named ``name`` becomes at the root of its own scratch tree, or None when it cannot.
+
+    As BuildKit (``llb.Scratch().File(llb.Mkfile(name, …))``): the name is resolved inside the empty scratch
+    tree, so ``../x`` and ``/x`` both name ``x``; a name that needs a directory (``a/b``) or names the root itself
+    (``.``, ``..``, ``/``) cannot be created there. NUL bytes never name a file."""
+    if "\x00" in name:
+        return None
+    rooted = posixpath.normpath("/" + name).lstrip("/")
+    return rooted if rooted and "/" not in rooted else None
+
+
+def _heredoc_file(sd: StageDispatch, inst: ins.Instruction, h: Heredoc) -> str:
+    """:raises ParseError: the heredoc's name cannot name a file in its scratch tree."""
+    name = heredoc_file_name(h.name)
+    if name is None:
+        raise sd.error(inst, f"heredoc name {h.name!r} does not name a file: a heredoc's file is created at the "
+                             "root of its own empty tree, so its name must be one path component", h.word)
+    return name
+
+
+def url_file_name(url: str) -> str:
+    """The file an ``ADD <url>`` writes, as BuildKit names it: the last element of the decoded URL path, or
+    ``__unnamed__`` when that is not a file name (empty, ``.``, ``..``, holding NUL)."""
+    base = posixpath.basename(unquote(urlsplit(url).path).rstrip("/"))
+    return base if base not in ("", ".", "..") and "\x00" not in base else "__unnamed__"
 
 
 def _heredoc_body(sd: StageDispatch, h: Heredoc, src: ins.Source) -> str:
@@ -47,8 +75,9 @@ def run_args(sd: StageDispatch, inst: ins.Run) -> tuple[tuple[str, ...], list[op
     """The argv of a RUN and the extra mounts a heredoc script needs.
 
     Shell form → ``SHELL + [script]``, not expanded (the shell does that). ``RUN <<EOF`` alone → the body is the
-    script (a body starting with ``#!`` is mounted at ``/dev/pipes/EOF`` and executed). A command with heredocs
-    → the shell gets the command line followed by the heredoc bodies, as a shell heredoc.
+    script (a body starting with ``#!`` is written, not expanded, to a file named by the heredoc in its own
+    scratch tree, mounted read-only at ``/dev/pipes/`` and executed). A command with heredocs → the shell gets
+    the command line followed by the heredoc bodies, as a shell heredoc.
     """
     cmd = inst.command
     if not cmd.shell_form:
@@ -60,10 +89,10 @@ def run_args(sd: StageDispatch, inst: ins.Run) -> tuple[tuple[str, ...], list[op
     if len(inst.heredocs) == 1 and script.strip() == inst.heredocs[0].word:
         h = inst.heredocs[0]
         if h.content.startswith("#!"):
-            body = _heredoc_body(sd, h, inst.src)
-            files = ops.InlineFiles(files=(ops.InlineFile(h.name, body, 0o755),))
-            target = f"/dev/pipes/{h.name}"
-            return (target,), [ops.ExecMount("bind", target=target, source=files, selector=h.name, readonly=True)]
+            name = _heredoc_file(sd, inst, h)
+            files = ops.InlineFiles(files=(ops.InlineFile(name, h.content, 0o755),))
+            target = f"/dev/pipes/{name}"
+            return (target,), [ops.ExecMount("bind", target=target, source=files, selector=name, readonly=True)]
         return (*shell, h.content), []
     body = script + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
     return (*shell, body.rstrip("\n")), []
@@ -100,7 +129,7 @@ def dispatch_copy(sd: StageDispatch, inst: ins.Copy, number: int) -> tuple[ops.V
         h = heredocs.get(raw)
         if h is not None:
             mode = int(chmod, 8) if chmod and chmod.isdigit() else 0o644
-            inline.append(ops.InlineFile(h.name, _heredoc_body(sd, h, src), mode))
+            inline.append(ops.InlineFile(_heredoc_file(sd, inst, h), _heredoc_body(sd, h, src), mode))
             inline_words.append(raw)
             continue
         path = sd.x(raw, src)
@@ -118,7 +147,7 @@ def dispatch_copy(sd: StageDispatch, inst: ins.Copy, number: int) -> tuple[ops.V
                                                    checksum=inst.checksum)
                 groups.append((vertex, False, ["/"], [path], ""))
             else:
-                name = posixpath.basename(urlsplit(path).path) or "index.html"
+                name = url_file_name(path)
                 vertex = ops.HttpSource(url=path, checksum=inst.checksum, filename=name)
                 groups.append((vertex, False, [name], [path], inst.checksum))
         else:

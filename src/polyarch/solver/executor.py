@@ -33,6 +33,7 @@ from polyarch.worker.securepath import secure_join
 from . import cachekey
 from .cache import BuildCache
 from .copylayer import Chmod, Entry, content_key, mkdir_entries, parse_chmod, plan_copy, write_layer
+from .inline import write_inline_files
 from .rootview import RootView, resolve_chown
 from .state import Layer, State
 
@@ -92,6 +93,7 @@ class Executor:
         self._snapshots: SnapshotStore | None = None
         self._snap_lock = threading.Lock()
         self._chain_locks: dict[str, threading.Lock] = {}
+        self._view_locks: dict[str, threading.Lock] = {}
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -238,8 +240,11 @@ class Executor:
         if isinstance(vertex, ops.HttpSource):
             from .http import download
 
+            name = vertex.filename or "__unnamed__"
+            if "/" in name or name in (".", "..") or "\x00" in name:
+                raise BuildError(f"ADD {vertex.url}: {name!r} is not a file name")
             directory = Path(tempfile.mkdtemp(prefix="http-", dir=self._tmp))
-            digest = download(vertex.url, directory / (vertex.filename or "index.html"), checksum=vertex.checksum)
+            digest = download(vertex.url, directory / name, checksum=vertex.checksum)
             return State(key=cachekey.key_of({"http": digest}), directory=directory)
         if isinstance(vertex, ops.GitSource):
             from .git import checkout
@@ -261,13 +266,12 @@ class Executor:
         directory = self._tmp / ("inline-" + vertex.digest.split(":")[1][:16])
         if not directory.exists():
             work = Path(tempfile.mkdtemp(dir=self._tmp))
-            for f in vertex.files:
-                path = work / f.path.lstrip("/")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(f.content)
-                os.chmod(path, f.mode)
-                os.utime(path, (0, 0))
-            os.rename(work, directory)
+            write_inline_files(work, [(f.path, f.content.encode("utf-8", "surrogateescape"), f.mode)
+                                      for f in vertex.files])
+            try:
+                os.rename(work, directory)
+            except OSError:  # another platform made it first
+                shutil.rmtree(work, ignore_errors=True)
         return State(key=cachekey.key_of({"inline": vertex.digest}), directory=directory)
 
     # --- COPY ------------------------------------------------------------------------------------------------
@@ -298,7 +302,7 @@ class Executor:
                 tree, what = str(active.rootfs), "source stage"
             excluded = self._excluded(source, vertex)
             paths, archives = list(vertex.paths), []
-            if vertex.add and vertex.unpack is not False and source.directory is not None:
+            if _unpacks(vertex) and source.directory is not None:
                 archives = [p for p in paths if _is_archive(tree, p)]
                 paths = [p for p in paths if p not in archives]
             entries = plan_copy(tree, paths, vertex.dest, excluded=excluded, view=view, owner=owner, chmod=chmod,
@@ -337,6 +341,25 @@ class Executor:
 
     # --- RUN -------------------------------------------------------------------------------------------------
 
+    def _context_view(self, state: State) -> Path:
+        """The context directory of ``state`` as a bind mount shows it: ``.dockerignore`` applied (made once per
+        build, shared by every RUN and platform)."""
+        from .ctxview import filtered_view
+
+        assert state.directory is not None
+        key = hashlib.sha256(canonical_json({"d": str(state.directory), "x": list(state.exclude)})).hexdigest()
+        with self._layer_lock:
+            lock = self._view_locks.setdefault(key, threading.Lock())
+        with lock:
+            view = self._tmp / f"context-{key[:16]}"
+            if not view.exists():
+                patterns = parse_dockerignore("\n".join(state.exclude))
+                work = Path(tempfile.mkdtemp(prefix="context-", dir=self._tmp))
+                filtered_view(state.directory, work / "tree", matcher(patterns),
+                              reincludes=any(p.exclusion for p in patterns))
+                os.rename(work / "tree", view)
+            return view
+
     def _exec(self, vertex: ops.Exec, inputs: Sequence[State], handle: StepLog | None, key: str) -> State:
         if self.run_exec is None:
             raise BuildError("RUN is not available: the worker's executor is not installed",
@@ -354,7 +377,7 @@ class Executor:
                     continue
                 state = next(states)
                 if state.directory is not None:
-                    base = state.directory
+                    base = self._context_view(state) if state.exclude else state.directory
                 else:
                     act = stack.enter_context(self._prepare(state.layers))
                     base = Path(act.rootfs)
@@ -371,6 +394,16 @@ class Executor:
             Layer(res.descriptor, res.diff_id, res.uncompressed_size)
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)
+
+
+def _unpacks(vertex: ops.Copy) -> bool:
+    """ADD unpacks local archives unless ``--unpack=false``; a downloaded file only with ``--unpack=true``
+    (Docker and BuildKit never extract remote archives by default)."""
+    if not vertex.add:
+        return False
+    if isinstance(vertex.source, ops.HttpSource | ops.GitSource):
+        return vertex.unpack is True
+    return vertex.unpack is not False
 
 
 def _is_archive(tree: str, path: str) -> bool:
