@@ -42,6 +42,10 @@ def registry() -> None:
 @click.option("--read-only", is_flag=True, help="Refuse pushes and deletes.")
 @click.option("--delete-enabled", is_flag=True, help="Allow DELETE of manifests, tags and blob links.")
 @click.option("--upload-ttl", default="1h", show_default=True, help="Expire idle upload sessions after this.")
+@click.option("--max-uploads-per-repo", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Open upload sessions a repository may have; more answer 429 TOOMANYREQUESTS.")
+@click.option("--max-uploads-per-client", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Open upload sessions one client address may have; more answer 429 TOOMANYREQUESTS.")
 @click.option("--header-timeout", default="30s", show_default=True, help="Close connections whose request head "
               "is not complete within this.")
 @click.option("--body-timeout", default="60s", show_default=True, help="Answer 408 when a request body stalls "
@@ -51,7 +55,8 @@ def registry() -> None:
 @pass_app
 def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None,
           htpasswd: Path | None, token_auth: bool, token_key: Path | None, read_only: bool, delete_enabled: bool,
-          upload_ttl: str, header_timeout: str, body_timeout: str, log_level: str) -> None:
+          upload_ttl: str, max_uploads_per_repo: int, max_uploads_per_client: int, header_timeout: str,
+          body_timeout: str, log_level: str) -> None:
     """Serve the local store as an OCI distribution registry.
 
     Local names are served at once: 'base/busybox:1' as repository base/busybox tag 1, and a leading registry
@@ -80,7 +85,8 @@ def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | Non
         raise UsageError("--token-key needs --token-auth")
     authorizer = Authorizer(users, tokens)
     config = RegistryConfig(read_only=read_only, delete_enabled=delete_enabled,
-                            upload_ttl=parse_duration(upload_ttl), idle_timeout=parse_duration(body_timeout))
+                            upload_ttl=parse_duration(upload_ttl), idle_timeout=parse_duration(body_timeout),
+                            max_uploads_per_repo=max_uploads_per_repo, max_uploads_per_client=max_uploads_per_client)
     store = app.store
     with srv.single_instance(store.root):
         reg = Registry(store, config, authorizer)

@@ -6,24 +6,30 @@ strictly: only ``alg: HS256`` with our ``kid``, no embedded key material (``jwk`
 CVE-2025-24976), ``exp``/``nbf`` with 30 s leeway, our audience and issuer, and a scope naming the repository
 and action of the request. Insufficient scope answers 401 with ``error="insufficient_scope"`` so clients fetch
 a token for the new scope.
+
+Basic logins (htpasswd, also at ``/token``) take as long for an unknown user as for a wrong password, and a
+verified login is cached so floods of bad logins, which queue for a few bcrypt threads, cannot make it wait
+(see :class:`Htpasswd`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import bcrypt
 
 from polyarch.errors import UsageError
@@ -64,15 +70,29 @@ def parse_scope(text: str) -> Access | None:
     return Access(kind, name, acts)
 
 
+BCRYPT_WORKERS = max(1, (os.cpu_count() or 2) // 2)
+MAX_PENDING_LOGINS = 256
+CACHE_TTL = 300.0
+_CACHE_MAX = 4096
+
+
 class Htpasswd:
-    """Users from an htpasswd file with bcrypt hashes; loaded once. Verified passwords are cached (keyed by a
-    salted hash, never the password) so only the first request of a user pays bcrypt's cost."""
+    """Users from an htpasswd file with bcrypt hashes; loaded once.
+
+    Timing reveals no user names: an unknown user is checked against a dummy hash of the highest cost in the
+    file, as slow as a wrong password. A success is cached for ``CACHE_TTL`` seconds, keyed by a salted SHA-256
+    of user and password (never the password), so a known login costs a hash lookup; :class:`Authorizer` answers
+    those on the event loop and sends only cache misses to bcrypt, on ``BCRYPT_WORKERS`` threads of its own: a
+    flood of bad logins queues among itself and never delays a cached valid one.
+    """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
         self._users = dict(users)
         self._salt = secrets.token_bytes(16)
-        self._ok: set[bytes] = set()
+        self._ok: dict[bytes, float] = {}
         self._lock = threading.Lock()
+        cost = max((_cost(h) for h in self._users.values()), default=12)
+        self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
 
     @classmethod
     def load(cls, path: Path) -> Htpasswd:
@@ -104,24 +124,42 @@ class Htpasswd:
     def _key(self, user: str, password: str) -> bytes:
         return hashlib.sha256(self._salt + user.encode() + b"\0" + password.encode()).digest()
 
-    def check(self, user: str, password: str) -> bool:
-        hashed = self._users.get(user)
-        if hashed is None:
-            return False
+    def cached(self, user: str, password: str) -> bool:
+        """Whether these credentials were verified within the TTL (cheap: no bcrypt)."""
         key = self._key(user, password)
         with self._lock:
-            if key in self._ok:
-                return True
+            expiry = self._ok.get(key)
+            return expiry is not None and expiry > time.monotonic()
+
+    def verify(self, user: str, password: str) -> bool:
+        """Blocking: bcrypt against the user's hash, or the dummy for an unknown user; caches a success."""
+        hashed = self._users.get(user)
         try:
-            ok = bcrypt.checkpw(password.encode(), hashed)
+            ok = bcrypt.checkpw(password.encode(), hashed if hashed is not None else self._dummy)
         except ValueError:
             ok = False
-        if ok:
+        if ok and hashed is not None:
+            now = time.monotonic()
             with self._lock:
-                if len(self._ok) > 4096:
-                    self._ok.clear()
-                self._ok.add(key)
-        return ok
+                if len(self._ok) >= _CACHE_MAX:
+                    self._ok = {k: t for k, t in self._ok.items() if t > now}
+                    if len(self._ok) >= _CACHE_MAX:
+                        self._ok.clear()
+                self._ok[self._key(user, password)] = now + CACHE_TTL
+            return True
+        return False
+
+    def check(self, user: str, password: str) -> bool:
+        """Blocking: the cache, else bcrypt."""
+        return self.cached(user, password) or self.verify(user, password)
+
+
+def _cost(hashed: bytes) -> int:
+    """The cost of a ``$2b$NN$…`` hash (bcrypt accepts 4–31)."""
+    try:
+        return min(max(int(hashed[4:6]), 4), 31)
+    except ValueError:
+        return 12
 
 
 def _b64(data: bytes) -> str:
@@ -223,6 +261,9 @@ class Authorizer:
             raise UsageError("--token-auth needs --htpasswd: the token endpoint authenticates users with it")
         self.htpasswd = htpasswd
         self.tokens = tokens
+        self._bcrypt = ThreadPoolExecutor(max_workers=BCRYPT_WORKERS, thread_name_prefix="registry-bcrypt")
+        self._pending = 0  # logins waiting for or in bcrypt; over MAX_PENDING_LOGINS new ones get 429
+        self._pending_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -235,7 +276,19 @@ class Authorizer:
         creds = _basic(headers)
         if creds is None:
             return None
-        ok = await anyio.to_thread.run_sync(self.htpasswd.check, *creds)
+        if self.htpasswd.cached(*creds):
+            return creds[0]
+        with self._pending_lock:
+            if self._pending >= MAX_PENDING_LOGINS:
+                raise ApiError("TOOMANYREQUESTS", "too many logins being checked; retry later", status=429,
+                               headers={"Retry-After": "5"})
+            self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(self._bcrypt, self.htpasswd.verify, *creds)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
         return creds[0] if ok else None
 
     async def authorize(self, headers: Mapping[str, str], needed: Sequence[Access], base_url: str) -> None:

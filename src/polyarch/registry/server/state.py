@@ -17,7 +17,7 @@ from polyarch.digest import Digest
 from .auth import Authorizer
 from .localstore import LocalNames
 from .metadata import DB_NAME, Metadata
-from .uploads import Uploads
+from .uploads import MAX_PER_CLIENT, MAX_PER_REPO, Uploads
 
 __all__ = ["Registry", "RegistryConfig"]
 
@@ -31,6 +31,8 @@ class RegistryConfig:
     max_manifest: int = MAX_MANIFEST
     max_blob: int | None = None
     upload_ttl: float = 3600.0
+    max_uploads_per_repo: int = MAX_PER_REPO
+    max_uploads_per_client: int = MAX_PER_CLIENT
     idle_timeout: float = 60.0
     page_max: int = 1000
 
@@ -45,7 +47,9 @@ class Registry:
         self.config = config or RegistryConfig()
         self.meta = Metadata(self.store.root / DB_NAME)
         self.local = LocalNames(self.images)
-        self.uploads = Uploads(self.store, self.meta, self.config.upload_ttl)
+        self.uploads = Uploads(self.store, self.meta, self.config.upload_ttl,
+                               max_per_repo=self.config.max_uploads_per_repo,
+                               max_per_client=self.config.max_uploads_per_client)
         self.auth = authorizer or Authorizer()
 
     def recover(self) -> int:

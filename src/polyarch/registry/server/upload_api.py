@@ -30,6 +30,11 @@ def _progress(session: Session, status: int) -> Response:
         "Docker-Upload-UUID": session.id, "Content-Length": "0"})
 
 
+def _client(request: Request) -> str:
+    """The address the session limits count against (the peer: behind a proxy, all clients are one)."""
+    return request.client.host if request.client is not None else ""
+
+
 async def _try_mount(reg: Registry, repo: str, digest: Digest, source: str | None, headers: Any) -> bool:
     text = str(digest)
     if source:
@@ -55,7 +60,8 @@ async def _try_mount(reg: Registry, repo: str, digest: Digest, source: str | Non
 
 async def _monolithic(reg: Registry, repo: str, digest: Digest, request: Request) -> None:
     """``POST ?digest=``: the body goes through a one-shot session (same verify → fsync → rename path)."""
-    session: Session = await run_io(reg.uploads.start, repo, digest.algorithm)  # type: ignore[assignment]
+    session: Session = await run_io(reg.uploads.start, repo, digest.algorithm,  # type: ignore[assignment]
+                                    _client(request))
     try:
         await pump(request.receive, session.append, reg.config.idle_timeout, reg.config.max_blob)
         await run_io(reg.uploads.commit, session, digest)
@@ -81,7 +87,7 @@ async def start_upload(reg: Registry, repo: str, request: Request) -> Response:
     if algorithm not in ALGORITHMS:
         raise ApiError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm[:20]!r}",
                        detail={"supported": sorted(ALGORITHMS)})
-    session: Session = await run_io(reg.uploads.start, repo, algorithm)  # type: ignore[assignment]
+    session: Session = await run_io(reg.uploads.start, repo, algorithm, _client(request))  # type: ignore[assignment]
     return _progress(session, 202)
 
 

@@ -1,23 +1,30 @@
 """Blob upload sessions: POST → PATCH… → PUT ``?digest=``, and the monolithic ``POST ?digest=``.
 
 A session is a row in the registry database (the authority: ``registry gc`` may purge it) plus, in this
-process, an open data file under ``<root>/registry/uploads/`` and a running hash. Chunks must arrive in order
-(``Content-Range`` start = current offset, else 416); a chunk that fails half-way is rolled back (file
-truncated, hash restored), so the session stays at its last good offset. Completion verifies digest and size,
-fsyncs and renames the file into the content store under its digest: the same temp → verify → fsync → rename
-protocol as ``ContentStore``; a wrong digest answers 400 ``DIGEST_INVALID`` and closes the session.
+process, a data file under ``<root>/registry/uploads/`` and a running hash kept in memory. No descriptor is held
+between requests: each append opens the file, writes at the session's offset and closes it, so idle sessions
+cost memory only. Chunks must arrive in order (``Content-Range`` start = current offset, else 416); a chunk that
+fails half-way is rolled back (file truncated, hash restored), so the session stays at its last good offset.
+Completion verifies digest and size, fsyncs and renames the file into the content store under its digest: the
+same temp → verify → fsync → rename protocol as ``ContentStore``; a wrong digest answers 400 ``DIGEST_INVALID``
+and closes the session.
 
-Sessions do not survive a restart: the server purges them on start (the clients restart those uploads).
+Open sessions are limited per repository (default 64) and per client address (default 256); a POST over either
+limit answers 429 ``TOOMANYREQUESTS``. A session counts until it completes, is cancelled (DELETE) or has been idle
+for the upload TTL. Sessions do not survive a restart: the server purges them on start (the clients restart those
+uploads).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,21 +58,37 @@ def parse_content_range(value: str) -> tuple[int, int]:
     return start, end
 
 
+MAX_PER_REPO = 64
+MAX_PER_CLIENT = 256
+RETRY_AFTER = "60"
+
+
+def _release(counts: collections.Counter[str], key: str) -> None:
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
+
+
 @dataclass(eq=False)
 class Session:
     id: str
     repo: str
     algorithm: str
     path: Path
-    file: Any
+    client: str
     hasher: Any
     offset: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
 
     def append(self, chunks: list[bytes]) -> None:
-        """Blocking: write and hash one batch of chunks."""
-        write_and_hash(self.file.fileno(), chunks, self.hasher)
+        """Blocking: write one batch of chunks at the session's offset and hash them; no descriptor is kept."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            write_and_hash(fd, chunks, self.hasher)
+        finally:
+            os.close(fd)
         self.offset += sum(len(c) for c in chunks)
 
     def checkpoint(self) -> tuple[int, Any]:
@@ -74,10 +97,8 @@ class Session:
     def rollback(self, state: tuple[int, Any]) -> None:
         self.offset, self.hasher = state[0], state[1]
         try:
-            self.file.flush()
-            self.file.truncate(self.offset)
-            self.file.seek(self.offset)
-        except (OSError, ValueError):
+            os.truncate(self.path, self.offset)
+        except OSError:
             pass
 
     def range_header(self) -> str:
@@ -85,14 +106,20 @@ class Session:
 
 
 class Uploads:
-    """Owner of the live sessions of this process."""
+    """Owner of the live sessions of this process and of their limits."""
 
-    def __init__(self, store: ContentStore, meta: Metadata, ttl: float = 3600.0) -> None:
+    def __init__(self, store: ContentStore, meta: Metadata, ttl: float = 3600.0, *,
+                 max_per_repo: int = MAX_PER_REPO, max_per_client: int = MAX_PER_CLIENT) -> None:
         self.store = store
         self.meta = meta
         self.ttl = ttl
+        self.max_per_repo = max_per_repo
+        self.max_per_client = max_per_client
         self.dir = store.root / "registry" / "uploads"
         self._live: dict[str, Session] = {}
+        self._per_repo: collections.Counter[str] = collections.Counter()
+        self._per_client: collections.Counter[str] = collections.Counter()
+        self._count_lock = threading.Lock()  # start() runs on I/O threads: check and count in one step
 
     def recover(self) -> int:
         """Startup: forget every session of a previous process and delete its data. Returns how many."""
@@ -102,14 +129,31 @@ class Uploads:
         self.dir.mkdir(parents=True, exist_ok=True)
         return len(ids)
 
-    def start(self, repo: str, algorithm: str = "sha256") -> Session:
+    def start(self, repo: str, algorithm: str = "sha256", client: str = "") -> Session:
+        """A new empty session of ``repo`` for the client at address ``client``.
+
+        :raises ApiError: 429 TOOMANYREQUESTS when the repository or the client has too many open sessions.
+        """
         upload_id = secrets.token_hex(16)
         path = self.dir / upload_id
-        self.dir.mkdir(parents=True, exist_ok=True)
-        f = open(path, "w+b", buffering=0)
-        session = Session(upload_id, repo, algorithm, path, f, hashlib.new(algorithm))
-        self.meta.create_upload(upload_id, repo, algorithm)
-        self._live[upload_id] = session
+        session = Session(upload_id, repo, algorithm, path, client, hashlib.new(algorithm))
+        with self._count_lock:
+            if self._per_repo[repo] >= self.max_per_repo:
+                raise ApiError("TOOMANYREQUESTS", f"repository {repo} has {self.max_per_repo} open upload sessions: "
+                               "finish or cancel some first", status=429, headers={"Retry-After": RETRY_AFTER})
+            if self._per_client[client] >= self.max_per_client:
+                raise ApiError("TOOMANYREQUESTS", f"this client has {self.max_per_client} open upload sessions: "
+                               "finish or cancel some first", status=429, headers={"Retry-After": RETRY_AFTER})
+            self._per_repo[repo] += 1
+            self._per_client[client] += 1
+            self._live[upload_id] = session
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            self.meta.create_upload(upload_id, repo, algorithm)
+        except BaseException:
+            self._drop(session)
+            raise
         return session
 
     def get(self, upload_id: str, repo: str) -> Session:
@@ -122,13 +166,15 @@ class Uploads:
             raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session not found")
         return session
 
-    def _drop(self, session: Session) -> None:
+    def _forget(self, session: Session) -> None:
         session.closed = True
-        self._live.pop(session.id, None)
-        try:
-            session.file.close()
-        except OSError:
-            pass
+        with self._count_lock:
+            if self._live.pop(session.id, None) is not None:
+                _release(self._per_repo, session.repo)
+                _release(self._per_client, session.client)
+
+    def _drop(self, session: Session) -> None:
+        self._forget(session)
         try:
             os.unlink(session.path)
         except OSError:
@@ -155,17 +201,20 @@ class Uploads:
             if expected.algorithm == session.algorithm:
                 got = session.hasher.hexdigest()
             else:
-                session.file.seek(0)
                 h = hashlib.new(expected.algorithm)
-                while chunk := session.file.read(CHUNK * 4):
-                    h.update(chunk)
+                with open(session.path, "rb", buffering=0) as f:
+                    while chunk := f.read(CHUNK * 4):
+                        h.update(chunk)
                 got = h.hexdigest()
             if got != expected.hex:
                 self.cancel(session)
                 raise ApiError("DIGEST_INVALID", "uploaded content does not match the digest",
                                detail={"digest": str(expected)})
-            os.fsync(session.file.fileno())
-            session.file.close()
+            fd = os.open(session.path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             target = self.store.blob_path(expected)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(session.path, 0o644)
@@ -177,8 +226,7 @@ class Uploads:
         except OSError:
             self.cancel(session)
             raise
-        session.closed = True
-        self._live.pop(session.id, None)
+        self._forget(session)
         return session.offset
 
     def expire(self, now: float | None = None) -> int:
@@ -196,9 +244,6 @@ class Uploads:
         return dropped
 
     def close(self) -> None:
+        """Forget the live sessions (their data goes at the next start's ``recover``)."""
         for session in list(self._live.values()):
-            try:
-                session.file.close()
-            except OSError:
-                pass
-        self._live.clear()
+            self._forget(session)
