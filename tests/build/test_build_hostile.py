@@ -215,6 +215,8 @@ def test_build_arg_values_stay_out_of_arg_history(store_root: Path, tmp_path: Pa
 
 @needs_run("linux/amd64")
 def test_mount_ids_and_targets_stay_inside(store_root: Path, tmp_path: Path, sentinel: Path) -> None:
+    """Cache ids and secret ids name no host path; mount targets, WORKDIR and ADD destinations through symlinks
+    planted by a step resolve inside the rootfs."""
     where = str(sentinel).lstrip("/")
     secret = tmp_path / "secret.txt"
     secret.write_text("value\n")
@@ -222,8 +224,14 @@ def test_mount_ids_and_targets_stay_inside(store_root: Path, tmp_path: Path, sen
                  f"RUN --mount=type=cache,id=/{where}/sub,target=/c touch /c/pwned",
                  f"RUN --mount=type=secret,id={ESCAPE}{where}/s,target=/s cat /s",
                  f"RUN --mount=type=tmpfs,target={ESCAPE}{where}/t true",
-                 f"RUN --mount=type=bind,source={ESCAPE}{where},target=/b ls /b"):
-        ctx = write_tree(tmp_path / "ctx", {"Dockerfile": f"FROM base/busybox:1\n{line}\n"})
+                 f"RUN --mount=type=bind,source={ESCAPE}{where},target=/b ls /b",
+                 f"RUN ln -s /{where} /w\nWORKDIR /w/new\nRUN touch here && ln -s /{where} /x\n"
+                 "RUN --mount=type=tmpfs,target=/x/t touch /x/t/y\nADD secret.txt /x/added\n",
+                 f"RUN ln -s / /up\nFROM base/busybox:1\n"
+                 f"RUN --mount=type=bind,from=0,source=/up/{where},target=/b cat /b/secret.txt\n"
+                 f"RUN --mount=type=bind,from=0,source=/up/{where},target=/b,rw touch /b/pwned\n"
+                 f"COPY --from=0 /up/{where}/secret.txt /copied\n"):
+        ctx = write_tree(tmp_path / "ctx", {"Dockerfile": f"FROM base/busybox:1\n{line}\n", "secret.txt": "x\n"})
         proc = build(store_root, ctx, "--platform", "linux/amd64", "-t", "i:1", "--load",
                      "--secret", f"id={ESCAPE}{where}/s,src={secret}", check=False)
         assert "Traceback" not in proc.stderr
