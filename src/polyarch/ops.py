@@ -23,10 +23,13 @@ Every vertex's output is a filesystem tree (a "state"):
                    for ``platform``.
 ``LocalContext``   a named local directory (``context`` = the build context; other names come from
                    ``--build-context``), minus the ``exclude`` patterns (Docker ``.dockerignore`` syntax,
-                   see ``polyarch.frontend.dockerignore.matcher``); ``include`` narrows it when not empty.
-``HttpSource``     one file downloaded from ``url`` (``checksum`` verified when given); ADD only.
+                   see ``polyarch.frontend.dockerignore.matcher``) for COPY and for bind mounts alike;
+                   ``include`` narrows it when not empty.
+``HttpSource``     one file downloaded from ``url`` (``checksum`` verified when given), named ``filename`` (one
+                   path component); ADD only. A Copy from it unpacks only with ``unpack`` True.
 ``GitSource``      a checkout of ``url`` at ``ref`` (``keep_git_dir`` keeps ``.git``); ADD only.
-``InlineFiles``    files with literal content (heredocs of ``COPY <<EOF``, scripts of ``RUN <<EOF``).
+``InlineFiles``    files with literal content (heredocs of ``COPY <<EOF``, scripts of ``RUN <<EOF``); each
+                   ``path`` is one path component (a file at the root of the vertex's own tree).
 ``Exec``           ``root`` with ``args`` run inside it (RUN): env, cwd, user, network (default = host
                    network, none, host), security (sandbox, insecure), extra ``mounts``. ``platform`` is the
                    platform the process runs as; ``emulated`` says the host cannot run it natively (qemu).

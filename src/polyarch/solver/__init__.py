@@ -13,6 +13,8 @@ Modules, bottom up:
 - ``copylayer``: COPY/ADD/WORKDIR layers written from the source tree alone (reproducible tar; platform
   independent when the sources are, so every platform gets the same blob).
 - ``http``, ``git``: ``ADD URL`` and ``ADD git-repo`` sources.
+- ``inline``: heredoc files written into a fresh scratch directory (one path component each, no-follow opens).
+- ``ctxview``: the context as a ``RUN --mount=type=bind`` sees it (``.dockerignore`` applied, hard links).
 - ``executor``: ``Executor`` maps each vertex kind to worker/content calls (RUN through an ``ExecRunner``, the
   adapter to ``polyarch.worker.runc`` lives in ``polyarch.build.runexec``).
 - ``scheduler``: ``Solver.solve(roots)`` — topological, one future per vertex digest (identical work across

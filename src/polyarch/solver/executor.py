@@ -4,7 +4,9 @@
 each input (in ``vertex.inputs`` order); it returns the vertex's ``State``. Steps that add a layer (Copy, Mkdir,
 Exec) first compute their cache key and return the cached layer when the cache has it (``State.cached``).
 COPY layers are computed from the source tree alone (``copylayer``), so a platform-independent COPY gives the
-same blob for every platform and, inside one build, is written once (``_layer_once``).
+same blob for every platform and, inside one build, is written once (``_layer_once``). A RUN bind mount of a
+local context shows the context minus its ``.dockerignore`` (``ctxview``, made once per build); ADD unpacks
+local archives only, a download only with ``--unpack=true``; heredoc files are written by ``inline``.
 """
 
 from __future__ import annotations
