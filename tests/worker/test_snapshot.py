@@ -114,3 +114,37 @@ def test_scratch_commit(tmp_path: Path, driver: str) -> None:
     with tarfile.open(fileobj=io.BytesIO(content.read(committed.layer.descriptor.digest))) as tf:
         assert [m.name for m in tf] == ["hello"]
     assert committed.chain == committed.layer.diff_id
+
+
+def test_commit_never_looks_through_a_lower_symlink(tmp_path: Path) -> None:
+    """A lower holds ``x -> <host dir>``; the step makes ``x/s`` a real, empty dir with the metadata of the host's
+    ``<host dir>/s``. Deciding whether ``x/s`` is a mere copy-up must not stat the host through the symlink:
+    the layer keeps ``x/s`` whatever the host holds."""
+    if not overlay_supported(tmp_path / "probe"):
+        pytest.skip("overlayfs cannot be mounted here (needs root)")
+    host = tmp_path / "host"
+    (host / "s").mkdir(parents=True)
+    content = ContentStore(tmp_path / "store")
+    snaps = SnapshotStore(tmp_path / "store", content, driver="overlay")
+    lower = put(content, E("x", kind="symlink", link=os.fspath(host)))
+    with snaps.prepare([lower]) as active:
+        os.unlink(active.rootfs / "x")
+        (active.rootfs / "x" / "s").mkdir(parents=True)
+        st = os.stat(host / "s")
+        os.chmod(active.rootfs / "x" / "s", st.st_mode & 0o7777)
+        os.utime(active.rootfs / "x" / "s", ns=(st.st_atime_ns, st.st_mtime_ns))
+        committed = active.commit(LayerOptions(epoch=1_700_000_000))
+    with tarfile.open(fileobj=io.BytesIO(content.read(committed.layer.descriptor.digest))) as tf:
+        assert "x/s" in [m.name for m in tf]
+
+
+def test_overlay_stacks_more_layers_than_a_mount_data_page(tmp_path: Path) -> None:
+    """Layers are handed to overlayfs one ``fsconfig`` call each, so a 240-layer image (whose lowerdir string
+    would not fit the 4 KiB of a legacy mount(2)) still mounts."""
+    if not overlay_supported(tmp_path / "probe"):
+        pytest.skip("overlayfs cannot be mounted here (needs root)")
+    content = ContentStore(tmp_path / "store")
+    snaps = SnapshotStore(tmp_path / "store", content, driver="overlay")
+    layers = [put(content, E(f"f{i}", data=b"%d" % i)) for i in range(240)]
+    with snaps.prepare(layers) as active:
+        assert (active.rootfs / "f0").read_bytes() == b"0" and (active.rootfs / "f239").read_bytes() == b"239"

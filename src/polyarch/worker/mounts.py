@@ -12,13 +12,17 @@ API::
         .add(mount) ; .oci_mounts ; .env ; on exit: stubs removed, locks released, temp mounts undone
 
 Policies: a bind is read-only unless ``readwrite``; then the step writes to a throw-away overlay (or copy) of
-the source and the changes are discarded. Cache dirs live under ``<root>/cache-mounts/<key>/data``;
-``shared`` takes a shared lock, ``locked`` waits for an exclusive one, ``private`` takes an exclusive one or
-uses another instance of the cache. Secrets are written to a 0400 (or ``mode``) file on a private tmpfs
-outside the rootfs and bind-mounted read-only, or passed as an environment variable (``env=``); they never
-enter a layer, an image config or a cache key (the values are not part of any spec). Mount points that had to
-be created in the rootfs (stubs) are removed after the step, and their parents' mtimes restored, so they do
-not show up in the layer.
+the source and the changes are discarded. That overlay is mounted by ``linux.mount_overlay``, which names the
+source to the kernel by file descriptor: a source path is never put in a mount option string, so a directory
+named ``d:/etc`` (or holding ``,`` ``\\`` ``=`` or a newline) is that one directory, not ``d`` over the host's
+``/etc``. Cache dirs live under ``<root>/cache-mounts/<key>/data``; ``shared`` takes a shared lock, ``locked``
+waits for an exclusive one, ``private`` takes an exclusive one or uses another instance of the cache. Secrets
+are written to a 0400 (or ``mode``) file on a private tmpfs outside the rootfs and bind-mounted read-only, or
+passed as an environment variable (``env=``); they never enter a layer, an image config or a cache key (the
+values are not part of any spec). Mount points that had to be created in the rootfs (stubs) are removed after
+the step, and their parents' mtimes restored, so they do not show up in the layer; creation and removal are
+fd-relative inside the rootfs (see ``_Stubs``), so a step that plants symlinks cannot turn the cleanup against
+the host.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from polyarch.platform import Platform
 
 from . import linux
 from .copytree import copy_tree
-from .securepath import secure_join
 
 __all__ = [
     "BindMount",
@@ -123,46 +126,98 @@ def _check_target(target: str) -> str:
     return "/" + "/".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Created:
+    """A stub: ``name`` in the directory open as ``parent``, with the identity it had when created."""
+
+    parent: int
+    name: str
+    dev: int
+    ino: int
+
+
 class _Stubs:
-    """Mount points created in the rootfs for a step; removed afterwards when still empty."""
+    """Mount points created in the rootfs for a step; removed afterwards when still empty.
+
+    Everything is fd-relative: a target is resolved inside the rootfs (``linux.open_in_root``, symlinks resolved
+    as runc resolves a mount destination), each stub is created with ``mkdirat``/``openat(O_EXCL|O_NOFOLLOW)``
+    in a directory held open until the cleanup, and removed from that same directory only while the name still
+    holds the very inode created (dev/ino). A step that renames a stub's parent away and plants a symlink to the
+    host in its place thus cannot steer the cleanup, nor the restore of the parents' mtimes (``futimens`` on
+    the held descriptor), outside the rootfs.
+    """
 
     def __init__(self, rootfs: Path) -> None:
         self.rootfs = rootfs
-        self.created: list[str] = []
-        self.parent_times: dict[str, tuple[int, int]] = {}
+        self.created: list[_Created] = []
+        self._times: dict[tuple[int, int], tuple[int, int, int]] = {}  # (dev, ino) -> (fd, atime, mtime)
+        self._fds: list[int] = []
+        self._root_fd = -1
+
+    def _keep(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
 
     def ensure(self, target: str, *, is_dir: bool) -> None:
-        host = secure_join(self.rootfs, target)
-        if os.path.lexists(host):
+        parts = [p for p in target.split("/") if p and p != "."]
+        if self._root_fd < 0:
+            self._root_fd = self._keep(os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        try:
+            os.close(linux.open_in_root(self._root_fd, target, os.O_PATH | os.O_NOFOLLOW))
             return
-        missing: list[str] = []
-        probe = host
-        while not os.path.lexists(probe):
-            missing.append(probe)
-            probe = os.path.dirname(probe)
-        if probe not in self.parent_times:
-            st = os.lstat(probe)
-            self.parent_times[probe] = (st.st_atime_ns, st.st_mtime_ns)
-        for path in reversed(missing):
-            if path == host and not is_dir:
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
-            else:
-                os.mkdir(path, 0o755)
-            self.created.append(path)
+        except FileNotFoundError:
+            pass
+        depth = len(parts) - 1
+        while True:
+            try:
+                cur = linux.open_in_root(self._root_fd, "/".join(parts[:depth]) or ".", os.O_RDONLY | os.O_DIRECTORY)
+                break
+            except FileNotFoundError:
+                depth -= 1
+        self._keep(cur)
+        st = os.fstat(cur)
+        self._times.setdefault((st.st_dev, st.st_ino), (cur, st.st_atime_ns, st.st_mtime_ns))
+        for i in range(depth, len(parts)):
+            name = parts[i]
+            if i == len(parts) - 1 and not is_dir:
+                fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=cur)
+                try:
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+                self.created.append(_Created(cur, name, st.st_dev, st.st_ino))
+                return
+            os.mkdir(name, 0o755, dir_fd=cur)
+            child = self._keep(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                       dir_fd=cur))
+            st = os.fstat(child)
+            self.created.append(_Created(cur, name, st.st_dev, st.st_ino))
+            cur = child
 
     def remove(self) -> None:
-        for path in reversed(self.created):
-            try:
-                st = os.lstat(path)
-                if stat.S_ISDIR(st.st_mode):
-                    os.rmdir(path)
-                elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                    os.unlink(path)
-            except OSError:
-                continue
-        for path, (atime, mtime) in self.parent_times.items():
-            with contextlib.suppress(OSError):
-                os.utime(path, ns=(atime, mtime), follow_symlinks=False)
+        try:
+            for c in reversed(self.created):
+                try:
+                    st = os.stat(c.name, dir_fd=c.parent, follow_symlinks=False)
+                    if (st.st_dev, st.st_ino) != (c.dev, c.ino):
+                        continue  # the step put something else there: it is part of the step's changes
+                    if stat.S_ISDIR(st.st_mode):
+                        os.rmdir(c.name, dir_fd=c.parent)
+                    elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                        os.unlink(c.name, dir_fd=c.parent)
+                except OSError:
+                    continue
+            for fd, atime, mtime in self._times.values():
+                with contextlib.suppress(OSError):
+                    os.utime(fd, ns=(atime, mtime))
+        finally:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds.clear()
+            self.created.clear()
+            self._times.clear()
+            self._root_fd = -1
 
 
 def _bind(dest: str, source: str, *, readonly: bool) -> dict[str, Any]:
@@ -242,8 +297,7 @@ class MountSetup:
             if is_dir and _overlay_ok(self.store_root):
                 for d in ("u", "w", "m"):
                     (work / d).mkdir()
-                linux.mount("overlay", work / "m", "overlay",
-                            f"lowerdir={source},upperdir={work / 'u'},workdir={work / 'w'}")
+                linux.mount_overlay([source], work / "u", work / "w", work / "m")
                 self._stack.callback(linux.umount, work / "m")
                 path = os.fspath(work / "m")
             elif is_dir:

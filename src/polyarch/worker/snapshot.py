@@ -15,8 +15,8 @@ diff_id was verified, so a partial or wrong snapshot is never visible.
 
 - ``overlay``: a chain dir holds only that layer's changes in overlayfs form (0:0 character-device whiteouts,
   ``trusted.overlay.opaque``). A layer is applied into an overlay mount of the chain below it; a RUN rootfs is
-  an overlay of all chain dirs (``lowerdir`` given as ``/proc/self/fd/N`` of O_PATH descriptors: short, and
-  thread-safe unlike chdir) with a fresh upper dir; ``commit`` turns the upper dir into the layer and moves it
+  an overlay of all chain dirs (mounted by ``linux.mount_overlay``: every layer named by an O_PATH descriptor,
+  one ``fsconfig`` call each, never in an option string built from paths) with a fresh upper dir; ``commit`` turns the upper dir into the layer and moves it
   into place as the new chain's dir. Mounted with ``redirect_dir=off,metacopy=off,index=off`` so an upper dir
   is self-contained.
 - ``copy`` (fallback; ``POLYARCH_SNAPSHOTTER=copy`` forces it): a chain dir holds the full tree; a RUN rootfs
@@ -52,8 +52,7 @@ from .diff import LayerOptions, layer_from_diff, layer_from_upper
 __all__ = ["ActiveSnapshot", "Committed", "LayerRef", "SnapshotStore", "chain_ids", "overlay_supported"]
 
 DRIVERS = ("overlay", "copy")
-_OVERLAY_OPTS = "redirect_dir=off,metacopy=off,index=off"
-_MAX_MOUNT_DATA = 4000
+_OVERLAY_OPTS = (("redirect_dir", "off"), ("metacopy", "off"), ("index", "off"))
 _DEFAULT_LIMITS = ApplyLimits()
 _DEFAULT_OPTIONS = LayerOptions()
 
@@ -99,8 +98,7 @@ def overlay_supported(base: Path) -> bool:
             try:
                 for d in ("l", "u", "w", "m"):
                     (probe / d).mkdir()
-                linux.mount("overlay", probe / "m", "overlay",
-                            f"lowerdir={probe / 'l'},upperdir={probe / 'u'},workdir={probe / 'w'},{_OVERLAY_OPTS}")
+                linux.mount_overlay([probe / "l"], probe / "u", probe / "w", probe / "m", _OVERLAY_OPTS)
                 linux.umount(probe / "m")
                 ok = True
             except PolyarchError:
@@ -229,25 +227,14 @@ class _OverlayMount:
         self.lowers, self.upper, self.workdir, self.target = lowers, upper, workdir, target
 
     def __enter__(self) -> Path:
-        fds: list[int] = []
-        try:
-            if not self.lowers:
-                empty = self.workdir.parent / "empty"
-                empty.mkdir(exist_ok=True)
-                lowers = [empty]
-            else:
-                lowers = self.lowers
-            for d in reversed(lowers):  # overlay wants the top-most lower first
-                fds.append(os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-            lowerdir = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
-            data = f"lowerdir={lowerdir},upperdir={self.upper},workdir={self.workdir},{_OVERLAY_OPTS}"
-            if len(data) > _MAX_MOUNT_DATA:
-                raise StoreError(f"too many layers ({len(lowers)}) to stack with overlayfs",
-                                 hint="set POLYARCH_SNAPSHOTTER=copy")
-            linux.mount("overlay", self.target, "overlay", data)
-        finally:
-            for fd in fds:
-                os.close(fd)
+        if not self.lowers:
+            empty = self.workdir.parent / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        else:
+            lowers = self.lowers
+        # overlay wants the top-most lower first
+        linux.mount_overlay(lowers[::-1], self.upper, self.workdir, self.target, _OVERLAY_OPTS)
         return self.target
 
     def __exit__(self, *exc: object) -> None:
@@ -313,11 +300,25 @@ class ActiveSnapshot:
 
 
 def _lower_lstat(lowers: list[Path], rel: str) -> os.stat_result | None:
+    """lstat of ``rel`` in the top-most lower holding it; no symlink in any lower is followed (overlayfs merges
+    by name, never through a lower's symlink, and a step may have planted one pointing at the host)."""
     for d in reversed(lowers):
         try:
-            return os.lstat(d / rel)
+            dfd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = linux.open_beneath(dfd, rel, os.O_PATH | os.O_NOFOLLOW)
+            finally:
+                os.close(dfd)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None  # a symlink on the way: nothing of that lower shows through at ``rel``
+            raise
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
     return None
 
 
