@@ -148,3 +148,29 @@ def test_corrupt_gzip_is_an_invalid_layer() -> None:
         data[i] ^= 0xFF
     with pytest.raises(InvalidLayer):
         decompressed(io.BytesIO(bytes(data))).read()
+
+
+def test_private_store_is_closed_and_tightened_once(tmp_path: Path) -> None:
+    """The store (``private=True``, what the CLI opens) is 0700 when new, an old 0755 one is closed on first use,
+    and a store already right costs no chmod (its ctime stays); any other layout keeps its mode."""
+    import stat
+
+    root = tmp_path / "store"
+    ContentStore(root, private=True)
+    assert [stat.S_IMODE(os.stat(p).st_mode) for p in (root, root / "ingest")] == [0o700, 0o700]
+    for p in (root, root / "ingest"):
+        os.chmod(p, 0o755)
+    ContentStore(root, create=False, private=True)
+    assert [stat.S_IMODE(os.stat(p).st_mode) for p in (root, root / "ingest")] == [0o700, 0o700]
+    before = os.stat(root).st_ctime_ns
+    ContentStore(root, private=True)
+    assert os.stat(root).st_ctime_ns == before
+    layout = tmp_path / "layout"
+    ContentStore(layout)
+    assert stat.S_IMODE(os.stat(layout).st_mode) == 0o755 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -26,7 +26,7 @@ class AppContext:
         if self._store is None:
             from polyarch.content.store import ContentStore, default_root
 
-            self._store = ContentStore(Path(self.root) if self.root else default_root())
+            self._store = ContentStore(Path(self.root) if self.root else default_root(), private=True)
         return self._store
 
     @property

@@ -4,6 +4,16 @@ Every write streams into a private temp file under ``ingest/`` while hashing, ch
 renames into place, so a blob is visible under its digest only when complete and correct. Several processes may
 ingest the same blob at once: each renames an identical file over the same name. A process killed mid-ingest
 leaves only a temp file, which ``clean_ingest`` removes after a grace period.
+
+Permissions: polyarch's own store (``ContentStore(root, private=True)``, what the CLI opens) has its root and
+``ingest/`` mode 0700, and so do the directories other modules keep under it through ``private_dir``:
+``snapshots/`` with each driver's dir, ``tmp/`` and ``active/`` (worker.snapshot), ``bundles/`` and ``runc-state/``
+(worker.runc), ``cache-mounts/`` (worker.mounts). Extracted image trees hold setuid-root binaries and device
+nodes; a local user who could reach one could run it and become root (the class of CVE-2021-41091). No other
+user needs to traverse the store (there is no rootless mode; runc and overlayfs act as root), so nothing is
+0711. A store made by an older polyarch is tightened on first use: one ``stat`` per such directory, a ``chmod``
+only when group or others have any access. Other OCI layouts (an ``-o type=oci,tar=false`` destination, a
+layout read with ``create=False``) keep the modes they have.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from typing import IO, BinaryIO
 from polyarch.digest import ALGORITHMS, CHUNK, Digest, Hasher
 from polyarch.errors import DigestMismatch, LimitExceeded, NotFound, StoreError
 
-__all__ = ["BlobWriter", "ContentStore", "default_root"]
+__all__ = ["BlobWriter", "ContentStore", "default_root", "private_dir"]
 
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 EMPTY_INDEX = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
@@ -39,6 +49,22 @@ def default_root() -> Path:
         return Path("/var/lib/polyarch")
     xdg = os.environ.get("XDG_DATA_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "polyarch"
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` (its missing parents with the default mode) a 0700 directory, or close an existing one:
+    one ``stat``, and a ``chmod`` only when group or others have any access (a directory of another owner that
+    this process may not chmod is left as it is)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(path)
+    if st.st_mode & 0o077:
+        try:
+            os.chmod(path, 0o700)
+        except PermissionError:
+            pass
 
 
 def _store_error(exc: OSError, root: Path, action: str) -> StoreError:
@@ -226,18 +252,30 @@ class BlobWriter:
 class ContentStore:
     """Blobs by digest under ``root``; the root is also a valid OCI image layout."""
 
-    def __init__(self, root: Path | str | None = None, *, create: bool = True) -> None:
+    def __init__(self, root: Path | str | None = None, *, create: bool = True, private: bool = False) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.ingest_dir = self.root / INGEST_DIR
         self._transactions: list[list[Digest]] = []
         if create:
-            self._init_layout()
+            self._init_layout(private)
         elif not (self.root / "oci-layout").exists():
             raise StoreError(f"{self.root} is not an OCI image layout (no oci-layout file)")
+        elif private:
+            try:
+                self._tighten()
+            except OSError as exc:
+                raise _store_error(exc, self.root, "restrict the permissions") from exc
 
-    def _init_layout(self) -> None:
+    def _tighten(self) -> None:
+        private_dir(self.root)
+        private_dir(self.ingest_dir)
+
+    def _init_layout(self, private: bool) -> None:
         try:
-            self.ingest_dir.mkdir(parents=True, exist_ok=True)
+            if private:
+                self._tighten()
+            else:
+                self.ingest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             if not (self.root / "oci-layout").exists():
                 atomic_write(self.root / "oci-layout", LAYOUT_VERSION)

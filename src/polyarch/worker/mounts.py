@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polyarch.content.store import private_dir
 from polyarch.errors import BuildError, PolyarchError, UsageError
 from polyarch.platform import Platform
 
@@ -313,6 +314,7 @@ class MountSetup:
         target = _check_target(mount.target)
         key = cache_key(mount, self.platform)
         base = self.store_root / "cache-mounts"
+        private_dir(base)  # the caches hold what steps wrote, setuid binaries included
         names = [key] if mount.sharing != "private" else [key] + [f"{key}-{i}" for i in range(1, _PRIVATE_INSTANCES)]
         for i, name in enumerate(names):
             folder = base / name

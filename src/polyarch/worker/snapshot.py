@@ -8,17 +8,18 @@ API (for the solver)::
         committed = active.commit(LayerOptions(...))            # -> Committed(layer: LayerResult, chain: Digest)
     # the committed layer is now a snapshot: prepare([... , LayerRef(committed.layer.diff_id, desc)]) reuses it
 
-Layout under ``<root>/snapshots/<driver>/``: one directory per *chain id* (OCI: chain(L1)=diff_id(L1),
-chain(Ln)=sha256(chain(Ln-1) + " " + diff_id(Ln))), because applying a layer depends on what lies below it
-(symlinked parents, whiteouts). Each is built in a temp dir and renamed into place when complete, after the
-diff_id was verified, so a partial or wrong snapshot is never visible.
+Layout under ``<root>/snapshots/<driver>/`` (``snapshots``, the driver's dir, ``tmp`` and ``active`` are 0700,
+and the store root is closed too: see ``content.store`` on permissions): one directory per *chain id* (OCI:
+chain(L1)=diff_id(L1), chain(Ln)=sha256(chain(Ln-1) + " " + diff_id(Ln))), because applying a layer depends on
+what lies below it (symlinked parents, whiteouts). Each is built in a temp dir and renamed into place when
+complete, after the diff_id was verified, so a partial or wrong snapshot is never visible.
 
 - ``overlay``: a chain dir holds only that layer's changes in overlayfs form (0:0 character-device whiteouts,
   ``trusted.overlay.opaque``). A layer is applied into an overlay mount of the chain below it; a RUN rootfs is
   an overlay of all chain dirs (mounted by ``linux.mount_overlay``: every layer named by an O_PATH descriptor,
-  one ``fsconfig`` call each, never in an option string built from paths) with a fresh upper dir; ``commit`` turns the upper dir into the layer and moves it
-  into place as the new chain's dir. Mounted with ``redirect_dir=off,metacopy=off,index=off`` so an upper dir
-  is self-contained.
+  one ``fsconfig`` call each, never in an option string built from paths) with a fresh upper dir; ``commit``
+  turns the upper dir into the layer and moves it into place as the new chain's dir. Mounted with
+  ``redirect_dir=off,metacopy=off,index=off`` so an upper dir is self-contained.
 - ``copy`` (fallback; ``POLYARCH_SNAPSHOTTER=copy`` forces it): a chain dir holds the full tree; a RUN rootfs
   is a copy of it; ``commit`` diffs the two trees.
 """
@@ -39,7 +40,7 @@ from pathlib import Path
 from types import TracebackType
 
 from polyarch.content.compression import LayerResult
-from polyarch.content.store import ContentStore
+from polyarch.content.store import ContentStore, private_dir
 from polyarch.digest import Digest
 from polyarch.errors import PolyarchError, StoreError, UsageError
 from polyarch.oci.spec import Descriptor
@@ -93,7 +94,7 @@ def overlay_supported(base: Path) -> bool:
             return _probe_cache[key]
         ok = False
         if os.geteuid() == 0:
-            base.mkdir(parents=True, exist_ok=True)
+            private_dir(base)
             probe = Path(tempfile.mkdtemp(prefix="probe-", dir=base))
             try:
                 for d in ("l", "u", "w", "m"):
@@ -131,6 +132,11 @@ class SnapshotStore:
         if wanted not in (*DRIVERS, "auto"):
             raise UsageError(f"unknown snapshotter {wanted!r}", hint="use overlay or copy")
         base = self.root / "snapshots"
+        try:
+            for d in (self.root, base):
+                private_dir(d)
+        except OSError as exc:
+            raise StoreError(f"cannot create snapshot directories under {base}: {exc.strerror}") from exc
         if wanted == "auto":
             wanted = "overlay" if overlay_supported(base / "overlay") else "copy"
         elif wanted == "overlay" and not overlay_supported(base / "overlay"):
@@ -142,8 +148,8 @@ class SnapshotStore:
         self._tmp = self.dir / "tmp"
         self._active = self.dir / "active"
         try:
-            self._tmp.mkdir(parents=True, exist_ok=True)
-            self._active.mkdir(parents=True, exist_ok=True)
+            for d in (self.dir, self._tmp, self._active):
+                private_dir(d)
         except OSError as exc:
             raise StoreError(f"cannot create snapshot directories under {base}: {exc.strerror}") from exc
 
