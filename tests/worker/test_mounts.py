@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from polyarch import platform as plat
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
+from polyarch.worker import linux
 from polyarch.worker.mounts import BindMount, MountSetup, SecretMount, TmpfsMount
 from polyarch.worker.runc import Runner, StepContext, StepSpec
 from polyarch.worker.snapshot import LayerRef, SnapshotStore
@@ -90,8 +91,19 @@ def _setup(tmp_path: Path, store: Path) -> MountSetup:
     return MountSetup(store, rootfs, tmp_path / "scratch", AMD64, {}, {})
 
 
+@pytest.fixture(params=["new", "legacy"])
+def kernel_api(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the new mount API and openat2 (this kernel), and as on a kernel without them (legacy
+    mount(2) data from fd paths only; the O_NOFOLLOW walk)."""
+    if request.param == "legacy":
+        monkeypatch.setattr(linux, "_new_overlay_api", lambda: False)
+        monkeypatch.setattr(linux, "_has_openat2", lambda: False)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("index", range(6))
-def test_rw_bind_of_a_hostile_name_shows_exactly_that_dir(tmp_path: Path, sentinel: Path, index: int) -> None:
+def test_rw_bind_of_a_hostile_name_shows_exactly_that_dir(tmp_path: Path, sentinel: Path, index: int,
+                                                          kernel_api: str) -> None:
     name, decoy = cases(sentinel)[index]
     src = hostile_source(tmp_path / "ctx", name, decoy)
     before = picture(src)
@@ -122,7 +134,7 @@ def test_rw_bind_names_property(tmp_path: Path, sentinel: Path, parts: list[str]
         shutil.rmtree(case)
 
 
-def test_stub_cleanup_after_parent_swapped_for_host_symlink(tmp_path: Path, sentinel: Path) -> None:
+def test_stub_cleanup_after_parent_swapped_for_host_symlink(tmp_path: Path, sentinel: Path, kernel_api: str) -> None:
     """The step renames the stubs' parent away and plants a symlink to the host in its place."""
     rootfs = tmp_path / "rootfs"
     (rootfs / "w" / "x").mkdir(parents=True)  # exists: the cleanup restores its mtime
@@ -140,7 +152,7 @@ def test_stub_cleanup_after_parent_swapped_for_host_symlink(tmp_path: Path, sent
     assert os.readlink(rootfs / "a") == os.fspath(sentinel)
 
 
-def test_stubs_removed_and_parent_mtime_restored(tmp_path: Path) -> None:
+def test_stubs_removed_and_parent_mtime_restored(tmp_path: Path, kernel_api: str) -> None:
     rootfs = tmp_path / "rootfs"
     (rootfs / "etc").mkdir(parents=True)
     os.utime(rootfs / "etc", ns=(5, 5))
