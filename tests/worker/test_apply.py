@@ -7,6 +7,8 @@ import gzip
 import io
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -398,3 +400,162 @@ def test_stale_parent_write_lands_inside(sandbox, resolution: str) -> None:
     apply(root, *_stale_entries("write", sentinel))
     assert (root / str(sentinel).lstrip("/") / "a" / "file").read_bytes() == b"pwn"
     assert os.readlink(root / "x") == str(sentinel)
+
+
+# --- issue 13 item 7: GNU sparse files are written as holes, and their holes count against the limit ----------
+
+
+def _sparse_tar(tmp: Path, size: int, chunks: dict[int, bytes], fmt: str) -> bytes:
+    """A tar of one sparse file made by GNU tar (``gnu``: old GNU 'S' headers; ``0.1``/``1.0``: PAX sparse)."""
+    work = tmp / f"sparse-src-{fmt}"
+    work.mkdir()
+    with open(work / "f", "wb") as f:
+        f.truncate(size)
+        for offset, data in chunks.items():
+            f.seek(offset)
+            f.write(data)
+    flags = ["--format=gnu"] if fmt == "gnu" else ["--format=posix", f"--sparse-version={fmt}"]
+    out = tmp / f"sparse-{fmt}.tar"
+    subprocess.run(["tar", "--sparse", *flags, "-cf", str(out), "-C", str(work), "f"], check=True)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "0.1", "1.0"])
+def test_sparse_terabyte_layer_rejected_by_the_limit(sandbox, tmp_path: Path, fmt: str) -> None:
+    root, _ = sandbox
+    blob = _sparse_tar(tmp_path, 1 << 40, {1 << 30: b"hello", (1 << 40) - 3: b"end"}, fmt)
+    assert len(blob) < 32 << 10
+    with pytest.raises(LimitExceeded, match="sparse"):
+        apply_layer(io.BytesIO(blob), root)  # the default limit (64 GiB) is far below 1 TiB
+    assert not (root / "f").exists() or os.lstat(root / "f").st_blocks * 512 < 4 << 20
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "0.1", "1.0"])
+def test_sparse_file_written_as_holes(sandbox, tmp_path: Path, fmt: str) -> None:
+    root, _ = sandbox
+    size = 3 << 30
+    chunks = {0: b"head", 1 << 30: os.urandom(70_000), size - 3: b"end"}
+    apply_layer(io.BytesIO(_sparse_tar(tmp_path, size, chunks, fmt)), root)
+    st = os.lstat(root / "f")
+    assert st.st_size == size and st.st_blocks * 512 < 4 << 20
+    with open(root / "f", "rb") as f:
+        for offset, data in chunks.items():
+            f.seek(offset)
+            assert f.read(len(data)) == data
+        f.seek((1 << 30) + 70_000)
+        assert f.read(1 << 16) == bytes(1 << 16)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "0.1", "1.0"])
+def test_sparse_file_round_trips(sandbox, tmp_path: Path, fmt: str) -> None:
+    root, _ = sandbox
+    size = 5 << 20
+    chunks = {4096 * 3: os.urandom(9000), 1 << 20: b"x" * 4096, size - 1: b"!"}
+    apply_layer(io.BytesIO(_sparse_tar(tmp_path, size, chunks, fmt)), root)
+    assert (root / "f").read_bytes() == (tmp_path / f"sparse-src-{fmt}" / "f").read_bytes()
+
+
+@pytest.mark.parametrize("extents", [[(100, 10), (50, 10)], [(0, 20), (10, 5)], [(95, 10)], [(-1, 4)]])
+def test_sparse_invalid_map_rejected(sandbox, extents: list[tuple[int, int]]) -> None:
+    root, _ = sandbox
+    ti = tarfile.TarInfo("f")
+    ti.size = sum(n for _, n in extents if n > 0)
+    header = bytearray(ti.tobuf(tarfile.GNU_FORMAT))
+    header[156:157] = tarfile.GNUTYPE_SPARSE
+    for i, (offset, length) in enumerate(extents):  # old GNU: 4 (offset, numbytes) pairs at 386, then realsize
+        header[386 + 24 * i:386 + 24 * i + 12] = tarfile.itn(offset, 12, tarfile.GNU_FORMAT)
+        header[398 + 24 * i:398 + 24 * i + 12] = tarfile.itn(length, 12, tarfile.GNU_FORMAT)
+    header[483:495] = tarfile.itn(100, 12, tarfile.GNU_FORMAT)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % (sum(header) & 0o777777)
+    data = b"d" * ti.size
+    blob = bytes(header) + data + bytes(-len(data) % 512) + bytes(1024)
+    with pytest.raises(InvalidLayer, match="sparse map"):
+        apply_layer(io.BytesIO(blob), root)
+
+
+# --- issue 13 item 6: tar metadata headers are bounded before they are read (apply and verify) ----------------
+
+_HOSTILE_HEADERS = r'''
+import io, resource, sys, tarfile, time
+resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))  # 1.5 GiB: reading a 1 GiB header fails
+kind, consumer, root = sys.argv[1:4]
+
+def block(name, type_, size, extra=b""):
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.size = type_, size
+    buf = bytearray(ti.tobuf(tarfile.GNU_FORMAT if type_ == tarfile.GNUTYPE_SPARSE else tarfile.USTAR_FORMAT))
+    if extra:  # old GNU sparse: isextended flag, then a fixed checksum
+        buf[482] = 1
+        buf[148:156] = b" " * 8
+        buf[148:156] = b"%06o\0 " % (sum(buf) & 0o777777)
+    return bytes(buf)
+
+def pax(records):
+    body = b"".join(b"%d %s=%s\n" % (len(k) + len(v) + 3 + len(str(len(k) + len(v) + 3)), k, v)
+                    for k, v in records)
+    return block("././@PaxHeader", tarfile.XHDTYPE, len(body)) + body + bytes(-len(body) % 512)
+
+extension = bytearray(512)
+extension[0:12], extension[12:24], extension[504] = b"00000000001\0", b"00000000001\0", 1
+first, filler = {
+    "pax": (block("././@PaxHeader", tarfile.XHDTYPE, 1 << 30), b"a" * 512),
+    "global": (block("././@PaxHeader", tarfile.XGLTYPE, 1 << 30), b"a" * 512),
+    "longname": (block("././@LongLink", tarfile.GNUTYPE_LONGNAME, 1 << 30), b"a" * 512),
+    "longlink": (block("././@LongLink", tarfile.GNUTYPE_LONGLINK, 1 << 30), b"a" * 512),
+    "pax-chain": (b"", pax([(b"comment", b"x")])),
+    "sparse-old": (block("f", tarfile.GNUTYPE_SPARSE, 0, b"ext"), bytes(extension)),
+    "sparse-10": (pax([(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"), (b"GNU.sparse.name", b"f"),
+                       (b"GNU.sparse.realsize", b"1")]) + block("f", tarfile.REGTYPE, 512)
+                  + b"1000000000000\n".ljust(512, b"1"), b"\n1" * 256),
+}[kind]
+
+class Lazy(io.RawIOBase):
+    """The first blocks, then the filler forever (up to 4 GiB): never materialised."""
+    def __init__(self):
+        self.pending, self.sent = first, 0
+    def readable(self):
+        return True
+    def readinto(self, b):
+        if self.sent > 4 << 30:
+            return 0
+        while len(self.pending) < len(b):
+            self.pending += filler * 2048
+        n = len(b)
+        b[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        self.sent += n
+        return n
+
+start = time.monotonic()
+try:
+    if consumer == "apply":
+        from polyarch.worker.archive import apply_layer
+        apply_layer(io.BufferedReader(Lazy(), 1 << 16), root)
+    else:
+        from polyarch.verify.fs import MergedView
+        MergedView().apply(io.BufferedReader(Lazy(), 1 << 16), 0)
+    outcome = "no error"
+except BaseException as exc:
+    outcome = type(exc).__name__ + ": " + str(exc)[:200]
+print(outcome)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.monotonic() - start)
+'''
+
+HOSTILE_HEADERS = ["pax", "global", "longname", "longlink", "pax-chain", "sparse-old", "sparse-10"]
+
+
+@pytest.mark.parametrize("consumer", ["apply", "verify"])
+@pytest.mark.parametrize("kind", HOSTILE_HEADERS)
+def test_huge_tar_metadata_refused_before_reading(tmp_path: Path, kind: str, consumer: str) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    run = subprocess.run([sys.executable, "-c", _HOSTILE_HEADERS, kind, consumer, str(root)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    outcome, usage = run.stdout.splitlines()
+    rss, seconds = usage.split()
+    assert outcome.startswith(("InvalidLayer", "LimitExceeded")), outcome
+    assert int(rss) < 200 << 20, f"peak RSS {int(rss) >> 20} MiB"
+    assert float(seconds) < 20
+    assert os.listdir(root) == []

@@ -14,7 +14,9 @@ Semantics, as containerd and BuildKit apply layers:
 * parents are resolved through symlinks of the merged view, rooted at the image root (``foo -> /`` then
   ``foo/bin/app`` lands on ``/bin/app``); a name that escapes (``..``, absolute, NUL) makes the layer invalid;
 * a hardlink is what its target is at that moment (an ELF target makes an ELF file);
-* ``.wh.`` names that are empty, ``.``, ``..`` or contain ``/`` make the layer invalid (T5).
+* ``.wh.`` names that are empty, ``.``, ``..`` or contain ``/`` make the layer invalid (T5);
+* tar members are read by ``worker.tarmembers`` (the reader layer apply uses): PAX/GNU long headers over 1 MiB,
+  oversized sparse maps and header chains make the layer invalid before tarfile reads them.
 
 Bottom-up rather than top-down because a hardlink may name a lower layer's file, and because every layer must
 be decompressed to the end anyway (a tar stream cannot be skipped); examining a file a later layer deletes
@@ -26,9 +28,10 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from polyarch.errors import InvalidLayer, LimitExceeded
+from polyarch.worker.tarmembers import open_members
 
 from .elf import HEADER_SIZE, ElfInfo, ElfProbe, parse_header
 
@@ -39,7 +42,6 @@ OPAQUE = ".wh..wh..opq"
 MAX_DEPTH = 1024
 MAX_ENTRIES = 1_000_000  # per layer (entry bombs, T9: ~25 s to reach); the largest real layers hold a few 100k
 MAX_NODES = 1_000_000  # ELF files + symlinks + their directories kept for the merged view
-MAX_META_HEADER = 1 << 20  # PAX / GNU long-name headers are read whole by tarfile: bound them
 _READ = 1 << 20
 _SYMLINK_HOPS = 40
 
@@ -79,17 +81,6 @@ class _Elf:
 
 
 _Node = _Dir | _Link | _Elf
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses oversized PAX and GNU long-name headers before tarfile reads them into memory."""
-
-    def _proc_member(self, tar: Any) -> Any:
-        meta = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
-                tarfile.GNUTYPE_LONGLINK)
-        if self.type in meta and self.size > MAX_META_HEADER:
-            raise InvalidLayer(f"tar metadata header of {self.size} bytes exceeds {MAX_META_HEADER}")
-        return super()._proc_member(tar)  # type: ignore[misc]
 
 
 def _components(name: str, what: str = "entry") -> list[str]:
@@ -169,7 +160,7 @@ class MergedView:
         """
         stats = LayerStats()
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
+            tar = open_members(stream, stream=True)
             for member in tar:
                 stats.entries += 1
                 if stats.entries > MAX_ENTRIES:

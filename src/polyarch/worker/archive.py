@@ -269,19 +269,20 @@ class _Applier:
     def _sparse(self, m: tarfile.TarInfo, fd: int) -> None:
         """Write only the data extents of a GNU sparse file; the rest stays a hole (counted against max_bytes)."""
         assert m.sparse is not None
+        extents = [(offset, length) for offset, length in m.sparse if length]  # GNU pads the map with (x, 0)
         end = 0
-        for offset, length in m.sparse:
+        for offset, length in extents:
             if offset < end or length < 0 or offset + length > m.size:
                 raise InvalidLayer(f"layer entry {m.name!r} has an invalid sparse map")
             end = offset + length
-        data = sum(length for _, length in m.sparse)
+        data = sum(length for _, length in extents)
         self.holes += m.size - data
         if self.reader.tell() + data + self.holes > self.limits.max_bytes:
             raise LimitExceeded(f"layer entry {m.name!r}: sparse file of {m.size} bytes takes the layer past "
                                 f"{self.limits.max_bytes} bytes")
         if self.reader.tell() != m.offset_data:
             self.reader.seek(m.offset_data)
-        for offset, length in m.sparse:
+        for offset, length in extents:
             position = offset
             for view in self.reader.views(length):
                 while view:
