@@ -303,9 +303,9 @@ def test_tls_failure_is_named_and_tls_ca_fixes_it(tls_server: tuple[str, Path], 
     host, cert = tls_server
     with RegistryClient(ClientOptions(), CredentialStore(tmp_path / "x.json")) as c:
         with pytest.raises(httpx.ConnectError) as info:
-            c.plain_http.get(f"https://{host}/v2/")
+            httpx.get(f"https://{host}/v2/", verify=c.ssl_context)
         err = transport_error(host, info.value)
         assert err.message.startswith(f"TLS failure talking to {host}: ")
         assert "CERTIFICATE_VERIFY_FAILED" in err.message and "--tls-ca" in (err.hint or "")
     with RegistryClient(ClientOptions(ca_file=str(cert)), CredentialStore(tmp_path / "x.json")) as c:
-        assert c.plain_http.get(f"https://{host}/v2/").status_code == 200
+        assert httpx.get(f"https://{host}/v2/", verify=c.ssl_context).status_code == 200

@@ -28,10 +28,13 @@ def client_options(f: F) -> F:
     return f
 
 
-def make_client(insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> RegistryClient:
+def make_client(insecure: tuple[str, ...] = (), tls_ca: str | None = None, *,
+                allow_nondistributable: bool = False) -> RegistryClient:
+    """A client from the environment and these options (``allow_nondistributable`` only ever turns it on)."""
     from polyarch.registry.client import ClientOptions, RegistryClient
 
-    return RegistryClient(ClientOptions.from_env(insecure=insecure, ca_file=tls_ca or ""))
+    return RegistryClient(ClientOptions.from_env(insecure=insecure, ca_file=tls_ca or "",
+                                                 allow_nondistributable=allow_nondistributable or None))
 
 
 def _registry_host(text: str) -> str:
@@ -102,10 +105,14 @@ def logout(registry: str) -> None:
               help="Platform(s) to fetch (default: this host's), containerd matching.")
 @click.option("--all-platforms", is_flag=True, help="Fetch every manifest of the index.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
+@click.option("--allow-nondistributable-artifacts", "allow_nondistributable", is_flag=True,
+              help="Fetch non-distributable (foreign) layers the registry lacks from the URLs the image names "
+                   "(public http(s) addresses only, at most the declared size). Also "
+                   "POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS=1.")
 @client_options
 @pass_app
 def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: bool, quiet: bool,
-         insecure: tuple[str, ...], tls_ca: str | None) -> None:
+         allow_nondistributable: bool, insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Fetch an image from a registry into the local store.
 
     A single-platform pull of a multi-platform image names a partial index holding only the fetched platforms
@@ -121,7 +128,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
         raise UsageError("--platform and --all-platforms are mutually exclusive")
     wanted = plat.parse_list(platforms)
     parsed = reference.parse(ref).defaulted()
-    with make_client(insecure, tls_ca) as client:
+    with make_client(insecure, tls_ca, allow_nondistributable=allow_nondistributable) as client:
         result = pull_image(client, parsed, app.images, name=ref, platforms=wanted, all_platforms=all_platforms)
     if quiet:
         click.echo(str(result.descriptor.digest))

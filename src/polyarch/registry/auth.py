@@ -4,7 +4,7 @@ A registry answers 401 with a challenge: ``Basic realm="…"`` or ``Bearer realm
 Bearer, a token is fetched from the realm (GET with basic credentials, or POST ``grant_type=refresh_token`` for an
 identity token) for the scopes a request needs, cached per (host, scopes) until shortly before it expires, and
 dropped when the registry rejects it. Credentials only ever go to the registry's own origin and to the realm it
-named; the client strips them on cross-origin redirects.
+named; the client strips them on cross-origin redirects. A token answer is read up to 1 MiB and no further.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from polyarch.errors import RegistryError
+from polyarch.oci.jsonutil import loads
 
+from .bodies import read_capped
 from .credentials import Credential
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
 
 _PARAM_RE = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 _DEFAULT_TTL = 60.0
+_MAX_TTL = 86400.0
 _MARGIN = 10.0
 MAX_TOKEN_RESPONSE = 1 << 20
 
@@ -156,18 +159,23 @@ def fetch_token(http: httpx.Client, registry: str, challenge: Challenge, scopes:
     if not realm.startswith(("https://", "http://")):
         raise RegistryError(f"{registry}: token realm {realm[:100]!r} is not an http(s) URL")
     scope_text = " ".join(scopes) or "(none)"
+    if credential is not None and credential.is_identity_token:
+        form = {"grant_type": "refresh_token", "refresh_token": credential.secret, "client_id": "polyarch",
+                "service": challenge.service, "scope": " ".join(scopes)}
+        request = http.build_request("POST", realm, data=form)
+    else:
+        params: list[tuple[str, str]] = [("service", challenge.service)] if challenge.service else []
+        params += [("scope", s) for s in scopes]
+        if credential is not None:
+            params.append(("account", credential.username))
+        headers = {"Authorization": basic_header(credential)} if credential is not None else {}
+        request = http.build_request("GET", realm, params=params, headers=headers)
     try:
-        if credential is not None and credential.is_identity_token:
-            form = {"grant_type": "refresh_token", "refresh_token": credential.secret, "client_id": "polyarch",
-                    "service": challenge.service, "scope": " ".join(scopes)}
-            resp = http.post(realm, data=form)
-        else:
-            params: list[tuple[str, str]] = [("service", challenge.service)] if challenge.service else []
-            params += [("scope", s) for s in scopes]
-            if credential is not None:
-                params.append(("account", credential.username))
-            headers = {"Authorization": basic_header(credential)} if credential is not None else {}
-            resp = http.get(realm, params=params, headers=headers)
+        resp = http.send(request, stream=True)
+        try:
+            body, more = read_capped(resp, MAX_TOKEN_RESPONSE) if resp.status_code == 200 else (b"", False)
+        finally:
+            resp.close()
     except httpx.HTTPError as exc:
         raise RegistryError(f"cannot get a token for {registry} from {realm}: {exc}") from exc
     if resp.status_code in (401, 403):
@@ -176,15 +184,17 @@ def fetch_token(http: httpx.Client, registry: str, challenge: Challenge, scopes:
             f"{registry}: authentication failed {who} for {scope_text} ({resp.status_code} from token server)",
             status=resp.status_code, code="UNAUTHORIZED" if resp.status_code == 401 else "DENIED",
             hint=f"check the password, or run 'polyarch login {registry}'")
-    if resp.status_code != 200 or len(resp.content) > MAX_TOKEN_RESPONSE:
+    if resp.status_code != 200:
         raise RegistryError(f"{registry}: token server {realm} answered {resp.status_code}",
                             status=resp.status_code)
+    if more:
+        raise RegistryError(f"{registry}: token server {realm} sent more than {MAX_TOKEN_RESPONSE} bytes")
     try:
-        doc = resp.json()
+        doc = loads(body)
         token = doc.get("token") or doc.get("access_token")
         ttl = float(doc.get("expires_in") or _DEFAULT_TTL)
-    except (ValueError, AttributeError, TypeError) as exc:
+    except (ValueError, AttributeError, TypeError, OverflowError) as exc:
         raise RegistryError(f"{registry}: token server {realm} sent invalid JSON") from exc
     if not isinstance(token, str) or not token:
         raise RegistryError(f"{registry}: token server {realm} sent no token")
-    return token, ttl
+    return token, min(ttl, _MAX_TTL) if ttl > 0 else _DEFAULT_TTL  # NaN, 0, negative: the default

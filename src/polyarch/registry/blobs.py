@@ -4,6 +4,9 @@ Download: GET streams into a fresh sink (the content store's ``BlobWriter``); af
 attempt asks for ``Range: bytes=N-`` and keeps the N bytes already written; a server that ignores the range (200)
 restarts the sink. The sink verifies digest and size on commit, so nothing partial is ever published.
 
+A layer the registry answers 404 for but whose descriptor has ``urls`` (non-distributable) is fetched from them
+only when the user allows it, under the rules of :mod:`.foreign`.
+
 Upload: HEAD skips a blob the repository has; a blob seen in another repository of the same registry is mounted
 (``POST ?mount=&from=``); otherwise a session is opened (POST) and the blob sent either in one ``PUT ?digest=``
 (blobs up to ``chunk_threshold``) or as ``PATCH`` chunks with ``Content-Range`` and a final empty PUT. A failed
@@ -26,6 +29,7 @@ from polyarch.oci.spec import Descriptor
 
 from .auth import scope_for
 from .client import READ_CHUNK
+from .foreign import ALLOW_ENV, fetch_foreign
 from .httperrors import transport_error
 
 if TYPE_CHECKING:
@@ -56,8 +60,7 @@ def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor,
                 if resp.status_code == 404 and desc.urls:
                     resp.close()
                     sink.abort()
-                    sink = sink_factory()
-                    _fetch_foreign(client, desc, sink)
+                    sink = _fetch_foreign(client, ref, desc, sink_factory)
                     offset = desc.size
                     break
                 if resp.status_code not in (200, 206):
@@ -107,23 +110,15 @@ def _range_start(resp: httpx.Response) -> int:
         return -1
 
 
-def _fetch_foreign(client: RegistryClient, desc: Descriptor, sink: BlobSink) -> None:
-    """A non-distributable layer from its ``urls``: no credentials are sent (another origin)."""
-    last: Exception | None = None
-    for url in desc.urls:
-        if not url.startswith(("https://", "http://")):
-            continue
-        try:
-            with client.plain_http.stream("GET", url, follow_redirects=True) as resp:
-                if resp.status_code != 200:
-                    last = RegistryError(f"foreign layer {desc.digest}: {url} answered {resp.status_code}")
-                    continue
-                for chunk in resp.iter_raw():
-                    sink.write(chunk)
-            return
-        except httpx.HTTPError as exc:
-            last = exc
-    raise RegistryError(f"foreign layer {desc.digest} could not be fetched from its urls: {last}")
+def _fetch_foreign(client: RegistryClient, ref: Reference, desc: Descriptor,
+                   sink_factory: Callable[[], BlobSink]) -> BlobSink:
+    """A non-distributable layer the registry does not have: from its ``urls`` when the user allows it."""
+    if not client.options.allow_nondistributable:
+        raise RegistryError(f"layer {desc.digest} of {ref.name} is non-distributable and not in the registry; "
+                            f"its urls ({desc.urls[0][:100]}…) are not fetched by default",
+                            hint="pass --allow-nondistributable-artifacts (or set "
+                                 f"{ALLOW_ENV}=1) to fetch it from there")
+    return fetch_foreign(desc, sink_factory, verify=client.ssl_context, timeout=client.options.timeout)
 
 
 class FileSlice:

@@ -10,7 +10,11 @@
 - **Retries**: connection errors, 429 (``Retry-After``) and 5xx are retried with jittered exponential backoff, a
   bounded number of times; blob downloads resume with ``Range`` after a mid-body failure; chunked uploads resume
   from the upload status the registry reports, else restart in a new session.
+- **Foreign layers** (``urls`` of a non-distributable layer the registry lacks) are fetched only with
+  ``allow_nondistributable`` (``--allow-nondistributable-artifacts``), under the rules of ``foreign``.
 - **Errors** are one-line ``RegistryError`` values (status, distribution code) translated at this boundary.
+- **Bodies** are read raw (``Accept-Encoding: identity``) and capped: manifests at 4 MiB, token answers at 1 MiB,
+  anything else read whole (errors, upload answers) at 64 KiB (see ``bodies``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from polyarch.oci.reference import Reference
 from polyarch.oci.spec import MANIFEST_ACCEPT, Descriptor
 
 from . import auth
+from .bodies import buffered, read_capped
 from .credentials import Credential, CredentialStore
 from .httperrors import status_error, transport_error
 
@@ -86,13 +91,18 @@ class ClientOptions:
     chunk_threshold: int = 32 << 20
     chunk_size: int = 64 << 20
     parallel: int = 4
+    allow_nondistributable: bool = False
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientOptions:
         """Defaults plus ``POLYARCH_INSECURE_REGISTRIES``, ``POLYARCH_DOCKERHUB_MIRROR``,
-        ``POLYARCH_REGISTRY_RETRIES``, ``POLYARCH_REGISTRY_TIMEOUT``; explicit overrides win (insecure ones add)."""
+        ``POLYARCH_REGISTRY_RETRIES``, ``POLYARCH_REGISTRY_TIMEOUT``, ``POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS``;
+        explicit overrides win (insecure ones add)."""
+        from .foreign import allowed_by_env
+
         opts = cls(insecure=_split_env("POLYARCH_INSECURE_REGISTRIES"),
-                   mirror=os.environ.get("POLYARCH_DOCKERHUB_MIRROR", "").strip())
+                   mirror=os.environ.get("POLYARCH_DOCKERHUB_MIRROR", "").strip(),
+                   allow_nondistributable=allowed_by_env())
         env_num = {"retries": ("POLYARCH_REGISTRY_RETRIES", int), "timeout": ("POLYARCH_REGISTRY_TIMEOUT", float),
                    "backoff": ("POLYARCH_REGISTRY_BACKOFF", float)}
         for key, (var, conv) in env_num.items():
@@ -157,7 +167,8 @@ class RegistryClient:
                 ctx.load_verify_locations(self.options.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise RegistryError(f"cannot load CA file {self.options.ca_file}: {exc}") from exc
-        headers = {"User-Agent": "polyarch"}
+        self._ssl = ctx
+        headers = {"User-Agent": "polyarch", "Accept-Encoding": "identity"}  # bodies are read raw and capped
         self._http = httpx.Client(verify=ctx, timeout=timeout, limits=limits, follow_redirects=False,
                                   headers=headers, trust_env=False)
         self._http_noverify = httpx.Client(verify=False, timeout=timeout, limits=limits, follow_redirects=False,
@@ -168,9 +179,9 @@ class RegistryClient:
         self.sleep: Callable[[float], None] = time.sleep
 
     @property
-    def plain_http(self) -> httpx.Client:
-        """The verifying client without registry credentials (foreign layer URLs)."""
-        return self._http
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS trust of this client (system CAs, ``SSL_CERT_FILE``, ``--tls-ca``)."""
+        return self._ssl
 
     def close(self) -> None:
         self._http.close()
@@ -231,7 +242,8 @@ class RegistryClient:
 
     def _send(self, reg: Endpoint, method: str, url: str | httpx.URL, headers: dict[str, str],
               authorization: str | None, body: Any, stream: bool) -> httpx.Response:
-        """One logical request, following redirects and dropping credentials when the origin changes."""
+        """One logical request, following redirects and dropping credentials when the origin changes. Unless
+        ``stream``, the answer holds at most 64 KiB of its body (see :mod:`.bodies`)."""
         base_origin = _origin(httpx.URL(reg.base))
         target = httpx.URL(url)
         for _ in range(10):
@@ -241,7 +253,7 @@ class RegistryClient:
                 hdrs["Authorization"] = authorization
             http = self._http_noverify if (same and not reg.verify) else self._http
             request = http.build_request(method, target, headers=hdrs, content=body)
-            resp = http.send(request, stream=stream)
+            resp = http.send(request, stream=True)
             location = resp.headers.get("location")
             if resp.status_code in (301, 302, 303, 307, 308) and location and method in ("GET", "HEAD"):
                 resp.close()
@@ -249,7 +261,7 @@ class RegistryClient:
                 if target.scheme not in ("http", "https"):
                     raise RegistryError(f"{reg.name}: redirect to unsupported URL scheme {target.scheme!r}")
                 continue
-            return resp
+            return resp if stream else buffered(resp)
         raise RegistryError(f"{reg.name}: too many redirects for {url}")
 
     def call(self, reg: Endpoint, method: str, url: str | httpx.URL, *, scopes: Sequence[str],
@@ -295,13 +307,11 @@ class RegistryClient:
             return resp
 
     def fail(self, reg: Endpoint, resp: httpx.Response, what: str, scopes: Sequence[str]) -> RegistryError:
+        """The error for a failed answer (reads at most 64 KiB of its body) and closes it."""
         try:
-            resp.read()
-        except httpx.HTTPError:
-            pass
+            return status_error(reg.name, resp, what, scopes)
         finally:
             resp.close()
-        return status_error(reg.name, resp, what, scopes)
 
     # --- registry-level ------------------------------------------------------------------------------------
 
@@ -335,16 +345,13 @@ class RegistryClient:
         try:
             if resp.status_code != 200:
                 raise self.fail(reg, resp, f"manifest {ref}", scopes)
-            raw = bytearray()
-            for chunk in resp.iter_raw():
-                raw += chunk
-                if len(raw) > MAX_MANIFEST:
-                    raise RegistryError(f"manifest {ref} is larger than {MAX_MANIFEST} bytes")
+            data, more = read_capped(resp, MAX_MANIFEST)
+            if more:
+                raise RegistryError(f"manifest {ref} is larger than {MAX_MANIFEST} bytes")
         except httpx.HTTPError as exc:
             raise transport_error(reg.name, exc) from exc
         finally:
             resp.close()
-        data = bytes(raw)
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         algorithm = ref.digest.algorithm if ref.digest else "sha256"
         digest = Digest.of(data, algorithm)

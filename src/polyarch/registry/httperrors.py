@@ -1,32 +1,43 @@
 """Translate httpx exceptions and registry error answers into one-line ``RegistryError`` values.
 
 Distribution error bodies look like ``{"errors":[{"code":"MANIFEST_UNKNOWN","message":"…","detail":…}]}``; the
-first code and message are kept. 401/403 name the registry and the scope that was refused.
+first code and message are kept; at most 64 KiB of an error body is read. 401/403 name the registry and the scope that was refused.
 """
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import Sequence
 
 import httpx
 
 from polyarch.errors import RegistryError
+from polyarch.oci.jsonutil import loads
+
+from .bodies import SMALL_BODY, read_capped
 
 __all__ = ["error_code", "status_error", "transport_error"]
 
-_MAX_ERROR_BODY = 64 << 10
+
+def _error_body(resp: httpx.Response) -> bytes:
+    """The error body, at most ``SMALL_BODY`` bytes: read now (capped) when ``resp`` is a streamed one."""
+    try:
+        return resp.content[:SMALL_BODY]
+    except httpx.ResponseNotRead:
+        pass
+    try:
+        return read_capped(resp, SMALL_BODY)[0]
+    except (httpx.HTTPError, httpx.StreamError):
+        return b""
+    finally:
+        resp.close()
 
 
 def error_code(resp: httpx.Response) -> tuple[str, str]:
     """(code, message) from a distribution error body, or ("", "")."""
+    body = _error_body(resp)
     try:
-        body = resp.content[:_MAX_ERROR_BODY]
-    except (httpx.HTTPError, RuntimeError):
-        return "", ""
-    try:
-        errors = json.loads(body).get("errors") or []
+        errors = loads(body).get("errors") or []
         first = errors[0]
         return str(first.get("code") or ""), str(first.get("message") or "")[:200]
     except (ValueError, AttributeError, IndexError, TypeError, KeyError):

@@ -238,7 +238,7 @@ def test_item14_property_json_bodies_never_500(make_api: Callable[..., Api]) -> 
     check()
 
 
-@pytest.mark.parametrize("body", DEEP)
+@pytest.mark.parametrize("body", DEEP, ids=["open-lists", "lists", "objects", "config"])
 def test_item14_parse_document_raises_typed_error(body: bytes) -> None:
     from polyarch.errors import InvalidManifest
     from polyarch.oci.config import parse_config
