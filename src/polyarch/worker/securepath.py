@@ -4,13 +4,13 @@ API::
 
     secure_join(root, path) -> str        # absolute host path under root; symlinks resolved inside root
     split_entry_name(name) -> tuple[str, ...]   # validated components of an archive entry name (no .., no /abs)
-    RootedResolver(root)                  # secure_join with a cache of resolved parent directories
 
 The guarantee (the same as cyphar/filepath-securejoin): the result lies under ``root``, each symlink component
 was resolved relative to ``root``, and the result has no ``..``. The final component is *not* followed when it
-is a symlink only if the caller asks for the parent (``resolve_parent``); operate on the last component with
-``O_NOFOLLOW``/``lstat``. It is safe only while nothing else changes the tree at the same time (TOCTOU): the
-worker owns the trees it applies into.
+is a symlink only with ``follow_final=False``; operate on the last component with
+``O_NOFOLLOW``/``lstat``. A host path is safe only while nothing changes the tree between the join and its use
+(TOCTOU), including the caller itself: code that changes the tree while resolving in it (layer apply) must use
+the descriptor-based ``rooted.RootDir`` instead, which resolves each name afresh and never by a host path.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import deque
 
 from polyarch.errors import InvalidLayer
 
-__all__ = ["MAX_SYMLINKS", "RootedResolver", "secure_join", "split_entry_name"]
+__all__ = ["MAX_SYMLINKS", "secure_join", "split_entry_name"]
 
 MAX_SYMLINKS = 255
 
@@ -86,37 +86,3 @@ def split_entry_name(name: str, *, what: str = "entry") -> tuple[str, ...]:
     if ".." in parts:
         raise InvalidLayer(f"layer {what} {name!r} climbs out with '..'")
     return parts
-
-
-class RootedResolver:
-    """Resolves parents of archive entries inside ``root``, caching directories already resolved.
-
-    Call ``invalidate()`` whenever a directory or symlink may have been removed or replaced: the cache maps
-    relative parent paths to resolved host paths and would be stale.
-    """
-
-    __slots__ = ("_cache", "root")
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = os.path.abspath(os.fspath(root))
-        self._cache: dict[tuple[str, ...], str] = {(): self.root}
-
-    def invalidate(self) -> None:
-        self._cache = {(): self.root}
-
-    def parent(self, parts: tuple[str, ...]) -> str:
-        """Host path of the directory that holds ``parts[-1]`` (symlinks resolved inside root)."""
-        key = parts[:-1]
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = secure_join(self.root, "/".join(key))
-            self._cache[key] = hit
-        return hit
-
-    def path(self, parts: tuple[str, ...]) -> str:
-        """Host path of ``parts`` itself: the parent resolved, the final component not followed."""
-        return self.parent(parts) + "/" + parts[-1] if parts else self.root
-
-    def remember(self, parts: tuple[str, ...], host_path: str) -> None:
-        """Record that directory ``parts`` is the real directory ``host_path`` (just created or checked)."""
-        self._cache[parts] = host_path
