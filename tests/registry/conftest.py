@@ -3,13 +3,16 @@
 Client side (issue 3): ``ref_registry`` (Debian's docker-registry, anonymous, one per session: tests use their own
 repository names), ``auth_registry`` (htpasswd user/pass), ``fault_proxy`` (a loopback HTTP proxy in front of
 ``ref_registry`` that injects 503s, resets and stalls), ``docker_config`` (an empty DOCKER_CONFIG dir) and
-``make_image`` (a store with a generated multi-platform image).
+``make_image`` (a store with a generated multi-platform image), ``tls_server`` (https on 127.0.0.1 with a
+certificate for 'localhost').
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,36 @@ def make_image(tmp_path: Path) -> Callable[..., tuple[Path, str]]:
         return root, name
 
     return make
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An https server on 127.0.0.1 with a self-signed certificate for 'localhost'; yields (host:port, cert)."""
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+
+    class V2(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), V2)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"localhost:{srv.server_address[1]}", cert
+    srv.shutdown()
+    srv.server_close()

@@ -261,40 +261,6 @@ def test_blob_digest_mismatch_is_rejected(scripted: _Scripted, docker_config: Pa
 # --- TLS -------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An https server on 127.0.0.1 with a self-signed certificate for 'localhost'; yields (host:port, cert)."""
-    import shutil
-    import ssl
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
-
-    class V2(BaseHTTPRequestHandler):
-        def log_message(self, *a: object) -> None:
-            return
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), V2)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"localhost:{srv.server_address[1]}", cert
-    srv.shutdown()
-    srv.server_close()
-
-
 def test_tls_failure_is_named_and_tls_ca_fixes_it(tls_server: tuple[str, Path], tmp_path: Path) -> None:
     import httpx
 

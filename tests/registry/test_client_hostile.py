@@ -227,3 +227,24 @@ def test_item9_size_cap_digest_and_redirects(tmp_path: Path) -> None:
         with pytest.raises(DigestMismatch):
             sink.commit(wrong.digest, wrong.size)
     assert not any((store.root / "ingest").glob("*")) if (store.root / "ingest").exists() else True
+
+
+def test_item9_https_goes_to_the_checked_address_with_the_url_host_name(
+        tls_server: tuple[str, Path], tmp_path: Path) -> None:
+    """The connection is made to the resolved address, yet TLS still verifies the certificate for the URL's host
+    (SNI and hostname check), so a valid certificate is needed for the name, not for the address."""
+    import ssl
+
+    host, cert = tls_server  # localhost:PORT, a certificate for 'localhost' only
+    store = ContentStore(tmp_path / "store")
+    body = b"{}"
+    desc = Descriptor(MediaType.OCI_LAYER_ND_GZIP, Digest.of(body), len(body), urls=(f"https://{host}/layer",))
+    ctx = ssl.create_default_context(cafile=str(cert))
+    sink = fetch_foreign(desc, store.writer, verify=ctx, allowed=_everywhere)
+    assert sink.commit(desc.digest, desc.size)[0] == desc.digest
+    with pytest.raises(RegistryError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+        fetch_foreign(desc, store.writer, verify=ssl.create_default_context(), allowed=_everywhere)
+    by_address = Descriptor(desc.media_type, desc.digest, desc.size,
+                            urls=(f"https://127.0.0.1:{host.split(':')[1]}/layer",))
+    with pytest.raises(RegistryError, match=r"IP address mismatch|certificate"):
+        fetch_foreign(by_address, store.writer, verify=ctx, allowed=_everywhere)
