@@ -83,7 +83,10 @@ class Session:
 
     def append(self, chunks: list[bytes]) -> None:
         """Blocking: write one batch of chunks at the session's offset and hash them; no descriptor is kept."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # purged by ``registry gc`` while this request was running
+            raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session was purged") from None
         try:
             os.lseek(fd, self.offset, os.SEEK_SET)
             write_and_hash(fd, chunks, self.hasher)
