@@ -105,6 +105,14 @@ def _cases() -> list[Case]:
         Case("T8-overlay-whiteout-device", "reject", lambda s: _one(Entry("w", "chr", dev=(0, 0)))),
         Case("T8-symlink-then-xattr-file", "contain",
              lambda s: _one(Sym("x", s + "/file"), File("x", pax=(("SCHILY.xattr.user.pwn", "1"),)))),
+        # --- the paths a RUN or run mounts over (hosts, resolv.conf, /dev, /proc): planted by the image ----------
+        Case("mounts-etc-is-a-file", "contain", lambda s: _one(File("etc", b"not a directory\n"))),
+        Case("mounts-etc-symlink", "contain", lambda s: [[Sym("etc", s + "/etc")]]),
+        Case("mounts-etc-files-symlinks", "contain",
+             lambda s: _one(Sym("etc/hosts", s + "/etc/passwd"), Sym("etc/resolv.conf", s + "/file"),
+                            Sym("etc/hostname", s + "/empty"))),
+        Case("mounts-dev-proc-sys-symlinks", "contain",
+             lambda s: _one(Sym("dev", s + "/emptydir"), Sym("proc", s + "/sub"), Sym("sys", s))),
         # --- issue 13 item 1: a cached parent made stale by a later symlink --------------------------------
         Case("item1-write", "contain",
              lambda s: _one(File("x/a/.wh.none"), Sym("x", s), File("x/a/file", b"pwned\n"), File("x/a/pwn"))),

@@ -64,6 +64,9 @@ class World:
     def __repr__(self) -> str:
         return f"World({self.tmp})"
 
+    def _repr_pretty_(self, p: object, cycle: bool) -> None:  # hypothesis prints falsifying examples with this
+        p.text(repr(self))  # type: ignore[attr-defined]
+
     # --- running the CLI ---------------------------------------------------------------------------------
 
     def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
