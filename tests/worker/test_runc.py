@@ -17,6 +17,7 @@ from polyarch.errors import BuildError, PolyarchError
 from polyarch.worker import binfmt
 from polyarch.worker.diff import LayerOptions
 from polyarch.worker.mounts import BindMount, CacheMount, SecretMount, TmpfsMount
+from polyarch.worker.network import StepNetwork
 from polyarch.worker.runc import Runner, StepContext, StepSpec
 from polyarch.worker.snapshot import LayerRef, SnapshotStore
 from tests.conftest import BASE_NAME
@@ -190,8 +191,9 @@ def test_bundle_config(env: Env) -> None:
     from polyarch.worker.mounts import MountSetup
 
     with env.snaps.prepare(env.base("linux/amd64")) as active, \
-            MountSetup(env.root, active.rootfs, env.root / "scratch", spec.platform, {}, {}) as setup:
-        config = env.runner._config(active.rootfs, spec, setup, env.root)
+            MountSetup(env.root, active.rootfs, env.root / "scratch", spec.platform, {}, {}) as setup, \
+            StepNetwork("none", env.root) as net:
+        config = env.runner._config(active.rootfs, spec, setup, env.root, net)
     json.dumps(config)
     assert {"type": "network"} in config["linux"]["namespaces"]
     assert config["process"]["terminal"] is False

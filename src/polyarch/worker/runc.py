@@ -12,11 +12,18 @@ secret values and ssh sockets are passed beside it so they can never end up in a
 checked first (``emulation.ensure_runnable``). A non-zero exit raises BuildError naming platform, stage,
 instruction and exit code. The container is always deleted (``runc delete --force``), also on Ctrl-C.
 
-Container: own mount/pid/ipc/uts namespaces; ``network="default"``/``"host"`` shares the host network
-namespace (so package managers work), ``"none"`` gives an empty one with loopback. Mounts: /proc, /dev (tmpfs
-with the usual devices, /dev/pts, /dev/shm, /dev/mqueue), /sys read-only, the host's /etc/resolv.conf and a
-generated /etc/hosts read-only, then the step's ``--mount``s. Docker's default capabilities, masked and
-read-only /proc paths; no seccomp profile.
+Container (BuildKit's sandbox): own mount/pid/ipc/uts namespaces and, with ``network="default"``, its own
+network namespace with outbound access through slirp4netns or pasta and no way to the host's loopback
+(``worker.network``); ``"none"``: an empty one with loopback; ``"host"``: the host's (the caller checks the
+``network.host`` entitlement). Mounts: /proc, /dev (tmpfs with the usual devices, /dev/pts, /dev/shm,
+/dev/mqueue), /sys read-only, a generated /etc/resolv.conf and /etc/hosts read-only, then the step's
+``--mount``s. Docker's default capabilities, no_new_privs, Docker's default seccomp policy
+(``worker.seccomp``), runc's masked and read-only /proc and /sys paths. ``security="insecure"`` (the caller
+checks the ``security.insecure`` entitlement) lifts all of that but the namespaces: every capability, no
+seccomp, nothing masked, /sys writable.
+
+Containers and bundles are named ``polyarch-<pid>-<hex>``; the process's watcher (``worker.reap``) kills its
+containers if it dies, and a new Runner first reaps what a dead builder left in the store.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from polyarch.platform import Platform
 
 from .emulation import ensure_runnable
 from .mounts import Mount, MountSetup
+from .network import StepNetwork
+from .reap import container_id, reap_crashed, watch
+from .seccomp import profile as seccomp_profile
 from .securepath import secure_join
 from .users import resolve_user
 
@@ -50,10 +60,19 @@ CAPABILITIES = [
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ]
+CAP_NAMES = (  # by number
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+)
 MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"]
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 NETWORKS = ("default", "host", "none")
+SECURITY = ("sandbox", "insecure")
 
 OutputFn = Callable[[str], None]
 
@@ -78,6 +97,7 @@ class StepSpec:
     network: str = "default"
     mounts: tuple[Mount, ...] = ()
     extra_hosts: tuple[tuple[str, str], ...] = field(default=())
+    security: str = "sandbox"
 
     @property
     def platform(self) -> Platform:
@@ -93,13 +113,23 @@ def runtime_binary() -> str:
     return path
 
 
+def _all_capabilities() -> list[str]:
+    """Every capability in this process's bounding set (``--security=insecure``: what runc can grant)."""
+    bound = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                bound = int(line.split()[1], 16)
+    return [f"CAP_{name}" for bit, name in enumerate(CAP_NAMES) if bound >> bit & 1]
+
+
 def _hosts(hostname: str, extra: tuple[tuple[str, str], ...]) -> str:
     lines = [f"127.0.0.1\tlocalhost {hostname}", "::1\tlocalhost ip6-localhost ip6-loopback"]
     lines += [f"{ip}\t{name}" for name, ip in extra]
     return "\n".join(lines) + "\n"
 
 
-def _base_mounts() -> list[dict[str, Any]]:
+def _base_mounts(insecure: bool = False) -> list[dict[str, Any]]:
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -109,7 +139,8 @@ def _base_mounts() -> list[dict[str, Any]]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev"] + ([] if insecure else ["ro"])},
     ]
 
 
@@ -135,6 +166,7 @@ class Runner:
         for d in (self.state, self.bundles):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o700)
+        reap_crashed(self.store_root)
 
     def run(self, rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *,
             secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None) -> None:
@@ -144,15 +176,18 @@ class Runner:
         """
         if spec.network not in NETWORKS:
             raise BuildError(f"unknown network mode {spec.network!r}", hint="use default, host or none")
+        if spec.security not in SECURITY:
+            raise BuildError(f"unknown security mode {spec.security!r}", hint="use sandbox or insecure")
         ensure_runnable(spec.platform)
         rootfs = Path(rootfs)
-        cid = f"polyarch-{uuid.uuid4().hex[:16]}"
+        watch(self.store_root, self.state, self.runtime)
+        cid = container_id(uuid.uuid4().hex[:12])
         bundle = self.bundles / cid
         bundle.mkdir(mode=0o700)
         try:
             with MountSetup(self.store_root, rootfs, bundle / "scratch", spec.platform, secrets or {},
-                            ssh or {}) as setup:
-                config = self._config(rootfs, spec, setup, bundle)
+                            ssh or {}) as setup, StepNetwork(spec.network, bundle) as net:
+                config = self._config(rootfs, spec, setup, bundle, net)
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
                 code = self._exec(cid, bundle, on_output)
             if code != 0:
@@ -165,7 +200,8 @@ class Runner:
         finally:
             shutil.rmtree(bundle, ignore_errors=True)
 
-    def _config(self, rootfs: Path, spec: StepSpec, setup: MountSetup, bundle: Path) -> dict[str, Any]:
+    def _config(self, rootfs: Path, spec: StepSpec, setup: MountSetup, bundle: Path,
+                net: StepNetwork) -> dict[str, Any]:
         user = resolve_user(rootfs, spec.user)
         workdir = spec.workdir or "/"
         if not workdir.startswith("/"):
@@ -176,13 +212,13 @@ class Runner:
                 os.makedirs(host_wd, 0o755, exist_ok=True)
             except OSError as exc:
                 raise BuildError(f"cannot create working directory {workdir}: {exc.strerror}") from exc
-        mounts = _base_mounts()
+        insecure = spec.security == "insecure"
+        mounts = _base_mounts(insecure)
         for d in ("/proc", "/dev", "/sys"):
             setup.stub(d, is_dir=True)
         (bundle / "hosts").write_text(_hosts(spec.hostname, spec.extra_hosts))
-        files = {"/etc/hosts": bundle / "hosts"}
-        if Path("/etc/resolv.conf").exists():
-            files["/etc/resolv.conf"] = Path(os.path.realpath("/etc/resolv.conf"))
+        (bundle / "resolv.conf").write_text(net.resolv_conf)
+        files = {"/etc/hosts": bundle / "hosts", "/etc/resolv.conf": bundle / "resolv.conf"}
         for dest, src in files.items():
             setup.stub(dest, is_dir=False)
             mounts.append({"destination": dest, "type": "bind", "source": os.fspath(src),
@@ -190,10 +226,13 @@ class Runner:
         for m in spec.mounts:
             setup.add(m)
         mounts.extend(setup.oci_mounts)
-        namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-        if spec.network == "none":
-            namespaces.append({"type": "network"})
-        caps = list(CAPABILITIES)
+        namespaces: list[dict[str, Any]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+        if net.namespace is not None:
+            namespaces.append(net.namespace)
+        caps = _all_capabilities() if insecure else list(CAPABILITIES)
+        linux: dict[str, Any] = {"namespaces": namespaces, "resources": {"devices": [{"allow": False, "access": "rwm"}]}}
+        if not insecure:
+            linux.update(maskedPaths=MASKED, readonlyPaths=READONLY, seccomp=seccomp_profile(caps=caps))
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         nofile = 1048576 if nofile == resource.RLIM_INFINITY else min(nofile, 1048576)
         return {
@@ -206,17 +245,12 @@ class Runner:
                 "cwd": workdir,
                 "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                 "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-                "noNewPrivileges": False,
+                "noNewPrivileges": not insecure,
             },
             "root": {"path": os.fspath(rootfs), "readonly": False},
             "hostname": spec.hostname,
             "mounts": mounts,
-            "linux": {
-                "namespaces": namespaces,
-                "maskedPaths": MASKED,
-                "readonlyPaths": READONLY,
-                "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            },
+            "linux": linux,
         }
 
     def _exec(self, cid: str, bundle: Path, on_output: OutputFn) -> int:

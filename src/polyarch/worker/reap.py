@@ -1,0 +1,229 @@
+"""What a killed builder leaves behind: its RUN containers die with it, and its mounts and bundles are reaped.
+
+API::
+
+    watch(store_root, state_dir, runtime)   # once per process and store: containers die when this process dies
+    reap_crashed(store_root) -> Reaped      # cheap: only does work when a dead builder left something
+    reap(store_root, everything=False) -> Reaped
+    python -m polyarch.worker.reap STORE_ROOT [PID]    # what the watcher runs after its builder died
+
+Ownership is in the names: containers and bundles are ``polyarch-<pid>-<hex>``, active snapshots
+``<pid>-<hex>`` (``snapshots/<driver>/active``). Something is *stale* when that pid no longer runs;
+``everything=True`` (``polyarch prune`` holding the exclusive build lock: no build runs) also takes what has no
+recognisable owner. Reaping a stale owner: ``runc kill KILL`` + ``runc delete --force`` for its containers (in
+the store's runc state root), ``umount2(MNT_DETACH)`` for every mount point under its bundle and active dirs
+(read from /proc/self/mountinfo, deepest first), then those directories are removed, only once nothing is
+mounted under them any more.
+
+The watcher: a ``sh`` in its own session that reads a pipe whose only writer is the builder. At a normal exit the
+builder writes ``done`` and the watcher exits; when the builder is killed the pipe reaches EOF and the watcher
+kills the builder's containers (each RUN runs in its own PID namespace, so killing its init ends every process
+of the step) and then runs this module to reap the rest.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from polyarch.errors import PolyarchError
+
+__all__ = ["Reaped", "container_id", "reap", "reap_crashed", "watch"]
+
+_OWNED = re.compile(r"^(?:polyarch-)?(\d+)-[0-9a-f]+$")
+_DRIVERS = ("overlay", "copy")
+_lock = threading.Lock()
+_watchers: dict[str, int] = {}  # state dir -> write end of the watcher's pipe
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    containers: int = 0
+    mounts: int = 0
+    dirs: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.containers or self.mounts or self.dirs)
+
+
+def container_id(suffix: str) -> str:
+    """``polyarch-<this pid>-<suffix>``: a container (and bundle) name that says who owns it."""
+    return f"polyarch-{os.getpid()}-{suffix}"
+
+
+def _owner(name: str) -> int | None:
+    m = _OWNED.match(name)
+    return int(m.group(1)) if m else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(name: str, everything: bool, only: int | None) -> bool:
+    pid = _owner(name)
+    if only is not None:
+        return pid == only
+    if pid is None:
+        return everything
+    return pid != os.getpid() and not _alive(pid)
+
+
+_WATCHER = r"""
+trap '' INT TERM HUP
+IFS= read -r line
+[ "$line" = done ] && exit 0
+for c in $("$1" --root "$2" list -q 2>/dev/null); do
+  case "$c" in "polyarch-$3-"*) "$1" --root "$2" kill "$c" KILL 2>/dev/null ;; esac
+done
+exec "$4" -m polyarch.worker.reap "$5" "$3" >/dev/null 2>&1
+"""
+
+
+def watch(store_root: Path, state_dir: Path, runtime: str) -> None:
+    """Start this process's watcher for ``store_root`` unless it runs already."""
+    key = os.fspath(state_dir)
+    with _lock:
+        if key in _watchers:
+            return
+        read_end, write_end = os.pipe()
+        try:
+            subprocess.Popen(["/bin/sh", "-c", _WATCHER, "polyarch-watch", runtime, key, str(os.getpid()),
+                              sys.executable, os.fspath(store_root)],
+                             stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, close_fds=True)
+        finally:
+            os.close(read_end)
+        _watchers[key] = write_end
+        if len(_watchers) == 1:
+            atexit.register(_dismiss)
+
+
+def _dismiss() -> None:
+    """A normal exit: tell every watcher there is nothing to do."""
+    with _lock:
+        for fd in _watchers.values():
+            with contextlib.suppress(OSError):
+                os.write(fd, b"done\n")
+                os.close(fd)
+        _watchers.clear()
+
+
+def _owned_dirs(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for parent in [root / "bundles", *(root / "snapshots" / d / "active" for d in _DRIVERS)]:
+        with contextlib.suppress(OSError):
+            out.extend(parent / name for name in os.listdir(parent))
+    return out
+
+
+def reap_crashed(store_root: Path | str) -> Reaped:
+    """Reap what dead builders left in ``store_root``; a few directory listings when there is nothing."""
+    root = Path(store_root)
+    if not any(_stale(d.name, False, None) for d in _owned_dirs(root)):
+        return Reaped()
+    return reap(root)
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _mount_points() -> list[str]:
+    try:
+        text = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return []
+    return [_unescape(line.split(" ")[4]) for line in text.splitlines() if line.count(" ") >= 5]
+
+
+def _under(path: str, top: Path) -> bool:
+    return path.startswith(os.fspath(top).rstrip("/") + "/")
+
+
+def _within(path: str, top: Path) -> bool:
+    return path == os.fspath(top) or _under(path, top)
+
+
+def _containers(runtime: str, state: Path, everything: bool, only: int | None) -> int:
+    if not state.is_dir():
+        return 0
+    base = [runtime, "--root", os.fspath(state)]
+    try:
+        listed = subprocess.run([*base, "list", "-q"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    count = 0
+    for cid in listed.stdout.split():
+        if not cid.startswith("polyarch-") or not _stale(cid, everything, only):
+            continue
+        for args in (["kill", cid, "KILL"], ["delete", "--force", cid]):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run([*base, *args], capture_output=True, timeout=30, check=False)
+        count += 1
+    return count
+
+
+def reap(store_root: Path | str, *, everything: bool = False, only: int | None = None) -> Reaped:
+    """Kill, unmount and remove what stale owners left under ``store_root`` (see the module doc).
+
+    ``only``: reap that pid's leftovers (the watcher of a builder that died).
+    ``everything``: also what has no recognisable owner, and every mount under ``bundles`` and ``snapshots``
+    (only when no build can be running: the caller holds the exclusive build lock)."""
+    from . import linux
+    from .runc import runtime_binary
+
+    root = Path(store_root).absolute()
+    try:
+        runtime = runtime_binary()
+    except PolyarchError:  # no runtime: there can be no containers to kill
+        runtime = ""
+    containers = _containers(runtime, root / "runc-state", everything, only) if runtime else 0
+    owned = _owned_dirs(root)
+    doomed = [d for d in owned if _stale(d.name, everything, only)]
+    live = [d for d in owned if d not in doomed]
+    areas = [root / "bundles", root / "snapshots"] if everything else []
+
+    def reaped(point: str) -> bool:
+        if any(_within(point, d) for d in live):
+            return False
+        return any(_within(point, d) for d in doomed) or any(_under(point, a) for a in areas)
+
+    mounts = 0
+    for point in sorted({p for p in _mount_points() if reaped(p)}, key=len, reverse=True):
+        with contextlib.suppress(PolyarchError):
+            linux.umount(point, detach=True)
+            mounts += 1
+    still = _mount_points()
+    dirs = 0
+    for d in doomed:
+        if any(_within(p, d) for p in still):
+            continue  # never delete through a mount
+        shutil.rmtree(d, ignore_errors=True)
+        dirs += 1
+    return Reaped(containers, mounts, dirs)
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0])
+    only = int(argv[1]) if len(argv) > 1 else None
+    reap(root, only=only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
