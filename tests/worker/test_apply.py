@@ -50,7 +50,7 @@ def test_t1_traversal_names_rejected(sandbox, case: str) -> None:
 # --- T2 writes through planted symlinks land inside the root ---------------------------------------------
 
 
-def test_t2_symlink_to_slash(sandbox) -> None:
+def test_t2_symlink_to_slash(sandbox, resolution: str) -> None:
     root, _sentinel = sandbox
     apply(root, E("foo", kind="symlink", link="/"), E("foo/tmp/pwn-t2", data=b"x"))
     assert (root / "tmp" / "pwn-t2").read_bytes() == b"x"
@@ -58,7 +58,7 @@ def test_t2_symlink_to_slash(sandbox) -> None:
 
 
 @pytest.mark.parametrize("link", ["../../..", "../sentinel", "SENTINEL", "a/../../../.."])
-def test_t2_symlink_escape_lands_inside(sandbox, link: str) -> None:
+def test_t2_symlink_escape_lands_inside(sandbox, resolution: str, link: str) -> None:
     root, sentinel = sandbox
     link = link.replace("SENTINEL", str(sentinel))
     apply(root, E("foo", kind="symlink", link=link), E("foo/passwd", data=b"pwn"), E("foo/etc/shadow", data=b"p"))
@@ -66,7 +66,7 @@ def test_t2_symlink_escape_lands_inside(sandbox, link: str) -> None:
     assert len(found) == 1 and found[0].read_bytes() == b"pwn"
 
 
-def test_t2_symlink_override_directory_across_layers(sandbox) -> None:
+def test_t2_symlink_override_directory_across_layers(sandbox, resolution: str) -> None:
     root, sentinel = sandbox
     apply(root, E("foo", kind="dir"), E("foo/a", data=b"lower"))
     apply(root, E("foo", kind="symlink", link=str(sentinel)), E("foo/passwd", data=b"pwn"))
@@ -74,7 +74,7 @@ def test_t2_symlink_override_directory_across_layers(sandbox) -> None:
     assert (root / sentinel.relative_to("/") / "passwd").read_bytes() == b"pwn"
 
 
-def test_t2_directory_override_symlink(sandbox) -> None:
+def test_t2_directory_override_symlink(sandbox, resolution: str) -> None:
     root, sentinel = sandbox
     apply(root, E("foo", kind="symlink", link=str(sentinel)))
     apply(root, E("foo", kind="dir"), E("foo/passwd", data=b"new"))
@@ -82,7 +82,7 @@ def test_t2_directory_override_symlink(sandbox) -> None:
     assert (root / "foo" / "passwd").read_bytes() == b"new"
 
 
-def test_t2_file_replaces_symlink_without_following(sandbox) -> None:
+def test_t2_file_replaces_symlink_without_following(sandbox, resolution: str) -> None:
     root, sentinel = sandbox
     apply(root, E("passwd", kind="symlink", link=str(sentinel / "passwd")), E("passwd", data=b"pwn"))
     assert not (root / "passwd").is_symlink() and (root / "passwd").read_bytes() == b"pwn"
@@ -103,13 +103,13 @@ def test_t3_absolute_symlinks_kept(sandbox) -> None:
 
 
 @pytest.mark.parametrize("target", ["../../../etc/shadow", "/etc/shadow", "SENTINEL/etc/shadow", "missing"])
-def test_t4_hardlink_escape_rejected(sandbox, target: str) -> None:
+def test_t4_hardlink_escape_rejected(sandbox, resolution: str, target: str) -> None:
     root, sentinel = sandbox
     with pytest.raises(InvalidLayer):
         apply(root, E("shadow", kind="link", link=target.replace("SENTINEL", str(sentinel).lstrip("/"))))
 
 
-def test_t4_hardlink_to_symlink_then_chmod_rejected(sandbox) -> None:
+def test_t4_hardlink_to_symlink_then_chmod_rejected(sandbox, resolution: str) -> None:
     root, sentinel = sandbox
     with pytest.raises(InvalidLayer, match="symlink"):
         apply(root, E("passwd", kind="symlink", link=str(sentinel / "passwd")),
@@ -118,7 +118,7 @@ def test_t4_hardlink_to_symlink_then_chmod_rejected(sandbox) -> None:
     assert stat.S_IMODE(os.stat(sentinel / "passwd").st_mode) == 0o400
 
 
-def test_t4_hardlink_via_symlinked_parent_stays_inside(sandbox) -> None:
+def test_t4_hardlink_via_symlinked_parent_stays_inside(sandbox, resolution: str) -> None:
     root, sentinel = sandbox
     with pytest.raises(InvalidLayer):
         apply(root, E("s", kind="symlink", link=str(sentinel)), E("h", kind="link", link="s/passwd"))
@@ -145,7 +145,7 @@ def test_t5_invalid_whiteouts(sandbox, name: str) -> None:
 # --- T6 whiteouts through symlinks --------------------------------------------------------------------------
 
 
-def test_t6_whiteout_through_symlink_stays_inside(sandbox) -> None:
+def test_t6_whiteout_through_symlink_stays_inside(sandbox, resolution: str) -> None:
     root, sentinel = sandbox
     apply(root, E("etc", kind="dir"), E("etc/passwd", data=b"in-root"))
     apply(root, E("localetc", kind="symlink", link="/etc"), E("localetc/.wh.passwd"))
@@ -165,7 +165,7 @@ def test_t6_dotdot_whiteout_rejected(sandbox) -> None:
 # --- T7 opaque ordering ----------------------------------------------------------------------------------
 
 
-def test_t7_opaque_after_new_entries(sandbox) -> None:
+def test_t7_opaque_after_new_entries(sandbox, resolution: str) -> None:
     root, _ = sandbox
     apply(root, E("a", kind="dir"), E("a/old", data=b"o"), E("a/b", kind="dir"), E("a/b/lower", data=b"l"),
           E("a/c", kind="dir"), E("a/c/x", data=b"x"))
@@ -173,7 +173,15 @@ def test_t7_opaque_after_new_entries(sandbox) -> None:
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["a", "a/b", "a/b/new"]
 
 
-def test_t7_delete_then_recreate(sandbox) -> None:
+def test_t7_opaque_keeps_what_was_unpacked_through_a_symlink(sandbox, resolution: str) -> None:
+    """What this layer unpacked is tracked by its real path: written through ``l -> a``, kept by ``a``'s marker."""
+    root, _ = sandbox
+    apply(root, E("a", kind="dir"), E("a/old", data=b"o"), E("a/b", kind="dir"), E("a/b/lower", data=b"l"))
+    apply(root, E("l", kind="symlink", link="/a"), E("l/b/new", data=b"n"), E("a/.wh..wh..opq"))
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["a", "a/b", "a/b/new", "l"]
+
+
+def test_t7_delete_then_recreate(sandbox, resolution: str) -> None:
     root, _ = sandbox
     apply(root, E("a", kind="dir"), E("a/lower", data=b"l"))
     apply(root, E(".wh.a"))
