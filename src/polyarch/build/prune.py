@@ -185,6 +185,10 @@ def prune_build_state(root: Path, images: ImageStore, *, grace: float = 3600.0, 
         with build_lock(root, exclusive=True, wait=False) as held:
             if not held:
                 return BuildPruneResult(entries, skipped_busy=True)
+            if not dry_run:  # no build runs: what crashed builders left (containers, mounts, bundles) goes
+                from polyarch.worker.reap import reap
+
+                reap(root, everything=True)
             count, size, deleted = _prune_snapshots(root / "snapshots", live, _last_used(db), grace, dry_run)
         if deleted and not dry_run:
             with db:

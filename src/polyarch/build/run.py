@@ -58,6 +58,7 @@ class BuildRequest:
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
     network: str = "default"  # --network: default, none or host (RUN --network= overrides)
+    allow: frozenset[str] = frozenset()  # --allow entitlements: network.host, security.insecure
 
 
 class BaseImages:
@@ -290,6 +291,10 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
     bases = BaseImages(ImageStore(store), pull=any(r.pull for r in reqs), progress=progress)
     try:
         plans = [plan_request(store, req, bases) for req in reqs]
+        from .runexec import check_entitlements
+
+        for req, plan in zip(reqs, plans, strict=True):
+            check_entitlements([pp.result for pp in plan.platforms], req.network, req.allow)
     except BaseException:
         bases.close()
         raise

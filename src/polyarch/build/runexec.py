@@ -4,18 +4,56 @@ Maps an ``ops.Exec`` and the host paths of its mounted inputs to a ``StepSpec`` 
 non-zero exit becomes ``BuildError("process did not complete successfully: exit code: N")`` (the solver adds
 platform, stage, instruction and Dockerfile line). Secret values and ssh sockets come from the command line
 (``--secret``/``--ssh``), never from the graph.
+
+Entitlements (buildx's ``--allow``): ``parse_allow`` checks the flag values; ``check_entitlements`` is called on
+the planned graph before any step runs and refuses a RUN on the host network (``RUN --network=host`` or the
+build's ``--network host``) without ``network.host`` and ``RUN --security=insecure`` without
+``security.insecure``, with BuildKit's message ("network.host is not allowed").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from polyarch import ops
-from polyarch.errors import BuildError
+from polyarch.errors import BuildError, UsageError
 from polyarch.solver.executor import ExecRunner
 
-__all__ = ["make_runner"]
+__all__ = ["ENTITLEMENTS", "check_entitlements", "make_runner", "parse_allow"]
+
+ENTITLEMENTS = ("network.host", "security.insecure")
+
+
+def parse_allow(values: Iterable[str]) -> frozenset[str]:
+    """``--allow`` values (comma-separated or repeated) → entitlements.
+
+    :raises UsageError: an unknown entitlement."""
+    out: set[str] = set()
+    for value in values:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            if item not in ENTITLEMENTS:
+                raise UsageError(f"invalid entitlement: {item}", hint="use " + " or ".join(ENTITLEMENTS))
+            out.add(item)
+    return frozenset(out)
+
+
+def check_entitlements(roots: Iterable[ops.Vertex], network: str, allow: frozenset[str]) -> None:
+    """Refuse a graph whose RUN steps need an entitlement ``allow`` lacks (``network``: the build's --network).
+
+    :raises BuildError: "network.host is not allowed" / "security.insecure is not allowed"."""
+    for v in ops.walk(roots):
+        if not isinstance(v, ops.Exec):
+            continue
+        needed = []
+        if (network if v.network == "default" else v.network) == "host":
+            needed.append("network.host")
+        if v.security == "insecure":
+            needed.append("security.insecure")
+        for ent in needed:
+            if ent not in allow:
+                where = f" ({v.description})" if getattr(v, "description", "") else ""
+                raise BuildError(f"{ent} is not allowed{where}", hint=f"pass --allow {ent} if you trust this build")
 
 
 def _mounts(vertex: ops.Exec, sources: Mapping[int, Path]) -> tuple[object, ...]:
@@ -55,7 +93,7 @@ def make_runner(store_root: Path, *, secrets: Mapping[str, bytes] | None = None,
         if not holder:
             holder.append(Runner(store_root))
         spec = StepSpec(args=vertex.args, context=StepContext(vertex.platform), env=vertex.env, user=vertex.user,
-                        workdir=vertex.cwd or "/", network=vertex.network,
+                        workdir=vertex.cwd or "/", network=vertex.network, security=vertex.security,
                         mounts=_mounts(vertex, sources))  # type: ignore[arg-type]
         try:
             holder[0].run(rootfs, spec, on_output, secrets=secrets or {}, ssh=ssh or {})

@@ -36,6 +36,8 @@ __all__ = ["bake"]
 @click.option("--push", is_flag=True, help="Push every target's tags (= --set *.output=type=registry).")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option("--pull", is_flag=True, help="Always pull FROM images.")
+@click.option("--allow", "allow", multiple=True, metavar="ENTITLEMENT",
+              help="Allow extra privileged entitlement: network.host, security.insecure.")
 @click.option("--progress", "progress_mode", default="auto",
               type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
 @click.option("--metadata-file", default=None, type=click.Path(dir_okay=False), help="Write per-target build metadata as JSON.")
@@ -44,7 +46,7 @@ __all__ = ["bake"]
 @pass_app
 def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], print_: bool,
          list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
-         metadata_file: str | None, verify: bool = False) -> None:
+         metadata_file: str | None, verify: bool = False, allow: tuple[str, ...] = ()) -> None:
     """Build several targets from a bake or compose file."""
     from polyarch.frontend.bake import Evaluator, load_files, parse_overrides
 
@@ -67,12 +69,16 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
     if print_:
         click.echo(json.dumps(definition.to_print_json(), indent=2))
         return
+    from polyarch.build.runexec import parse_allow
+
     _build(app, ev, definition.targets, load=load, push=push, no_cache=no_cache, pull=pull,
-           progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify)
+           progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
+           allow=parse_allow(allow))
 
 
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
-           progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False) -> None:
+           progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False,
+           allow: frozenset[str] = frozenset()) -> None:
     from polyarch.build.outputs import ExportReport, build_metadata, export
     from polyarch.frontend.bake.overrides import parse_overrides
     from polyarch.progress import Progress, make_renderer
@@ -91,7 +97,9 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                              f"or --set {name}.tags=NAME")
     from polyarch.build.run import build_many
     from polyarch.worker.diff import source_date_epoch
+    from polyarch.worker.reap import reap_crashed
 
+    reap_crashed(app.store.root)
     epoch = source_date_epoch()
     progress = Progress(make_renderer(progress_mode))
     handed: dict[str, str] = {}  # target -> local image name given to later rounds
@@ -101,7 +109,8 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
     metadata: dict[str, Any] = {}
     try:
         for names in rounds:
-            reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch) for n in names]
+            reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch, allow=allow)
+                    for n in names]
             for name, (_, result) in zip(names, build_many(app.store, reqs, progress=progress), strict=True):
                 built[name] = result
                 if name in needed:

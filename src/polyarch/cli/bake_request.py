@@ -47,7 +47,7 @@ def _pairs(items: Sequence[str], what: str, target: str) -> dict[str, str]:
 
 
 def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bool,
-               epoch: int | None) -> BuildRequest:
+               epoch: int | None, allow: frozenset[str] = frozenset()) -> BuildRequest:
     from polyarch.build.cacheio import parse_cache_spec
     from polyarch.cli.build import _secrets, _ssh
     from polyarch.platform import parse_list
@@ -73,7 +73,7 @@ def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bo
         _secrets(tuple(t.get("secret", ()))), _ssh(tuple(t.get("ssh", ()))), pull or bool(t.get("pull", False)),
         tuple(t.get("annotations", ())),
         tuple(parse_cache_spec(c, export=False) for c in t.get("cache-from", ())),
-        tuple(parse_cache_spec(c, export=True) for c in t.get("cache-to", ())))
+        tuple(parse_cache_spec(c, export=True) for c in t.get("cache-to", ())), allow=allow)
 
 
 def output_specs(t: Target, *, load: bool, push: bool) -> list[OutputSpec]:

@@ -125,7 +125,10 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
               help="Export build cache: type=local,dest=DIR | type=registry,ref=REF [,mode=min|max].")
 @click.option("--pull", is_flag=True, help="Always pull FROM images (default: only when the store lacks them).")
 @click.option("--network", "network", default="default", type=click.Choice(["default", "none", "host"]),
-              help="Network of RUN steps (RUN --network= overrides): default (the host's), none, host.")
+              help="Network of RUN steps (RUN --network= overrides): default (own namespace, outbound access), "
+                   "none, host (needs --allow network.host).")
+@click.option("--allow", "allow", multiple=True, metavar="ENTITLEMENT",
+              help="Allow extra privileged entitlement: network.host, security.insecure.")
 @click.option("--progress", "progress_mode", default="auto",
               type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]), help="Progress output.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image digest.")
@@ -141,7 +144,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
           build_contexts: tuple[str, ...], labels: tuple[str, ...], annotations: tuple[str, ...], secrets: tuple[str, ...], ssh: tuple[str, ...],
           no_cache: bool, cache_from: tuple[str, ...], cache_to: tuple[str, ...], pull: bool, network: str,
-          progress_mode: str, quiet: bool,
+          allow: tuple[str, ...], progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str,
           verify: bool = False) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
@@ -177,8 +180,13 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     from polyarch.build.cacheio import parse_cache_spec
     from polyarch.build.outputs import ExportReport, OutputSpec, build_metadata, export, parse_output
     from polyarch.build.run import BuildRequest, build_image
+    from polyarch.build.runexec import parse_allow
     from polyarch.progress import Progress, make_renderer
     from polyarch.worker.diff import source_date_epoch
+    from polyarch.worker.reap import reap_crashed
+
+    entitlements = parse_allow(allow)
+    reap_crashed(app.store.root)
 
     for tag in tags:
         reference.parse(tag)
@@ -198,7 +206,8 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
                        tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations,
                        tuple(parse_cache_spec(c, export=False) for c in cache_from),
-                       tuple(parse_cache_spec(c, export=True) for c in cache_to), network=network)
+                       tuple(parse_cache_spec(c, export=True) for c in cache_to), network=network,
+                       allow=entitlements)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
         plan, result = build_image(app.store, req, progress=progress)
