@@ -41,6 +41,16 @@ def _runtime() -> Check:
         return Check("runtime", "fail", exc.message, exc.hint or "apt-get install runc")
 
 
+def _run_network() -> Check:
+    from polyarch.worker.network import helper_name
+
+    name = helper_name()
+    if name is None:
+        return Check("run network", "warn", "no slirp4netns or pasta: RUN steps need --network none",
+                     "apt-get install slirp4netns")
+    return Check("run network", "ok", f"own namespace per RUN through {name}")
+
+
 def _privileges() -> Check:
     if os.geteuid() == 0:
         return Check("privileges", "ok", "running as root")
@@ -119,7 +129,7 @@ def _binfmt(wanted: list[str]) -> list[Check]:
 
 
 def run_checks(root: Path, platforms: list[str]) -> list[Check]:
-    checks = [_privileges(), _runtime(), *_store(root)]
+    checks = [_privileges(), _runtime(), _run_network(), *_store(root)]
     if os.geteuid() == 0:
         checks.append(_snapshotter(root))
     checks += _binfmt(platforms)
