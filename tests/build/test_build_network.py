@@ -77,3 +77,15 @@ def test_build_allow_rejects_unknown_entitlement(store_root: Path, tmp_path: Pat
     proc = build(store_root, ctx, "--allow", "network.hots", check=False)
     assert proc.returncode == 2
     assert "invalid entitlement: network.hots" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_run("linux/amd64")
+def test_bake_allow_network_host(store_root: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    write_tree(tmp_path, {"ctx/Dockerfile": "FROM base/busybox:1\nRUN --network=host true\n",
+                          "docker-bake.hcl": 'target "default" {\n  context = "ctx"\n  platforms = ["linux/amd64"]\n}\n'})
+    proc = run_cli("bake", "-f", "docker-bake.hcl", "--progress", "plain", root=store_root, cwd=tmp_path,
+                   check=False)
+    assert proc.returncode == 1 and "error: network.host is not allowed" in proc.stderr
+    run_cli("bake", "-f", "docker-bake.hcl", "--allow", "network.host", root=store_root, cwd=tmp_path)
