@@ -4,6 +4,8 @@ Docker's seccomp policy (natively and under QEMU), masked and read-only /proc an
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import socket
 import subprocess
 import threading
@@ -18,6 +20,7 @@ from tests.worker.test_runc import Env, emulators  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not is_root() or not have_runc(), reason="needs root and runc")]
 
+CLONE_NEWNET = 0x40000000
 STATUS = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '"
 
 
@@ -26,19 +29,57 @@ def env(store_root: Path) -> Env:
     return Env(store_root)
 
 
-def _host_address() -> str:
-    """A non-loopback IPv4 address of this host (CI machines and VMs have one)."""
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True,
-                         check=True).stdout
-    addrs = [line.split()[3].split("/")[0] for line in out.splitlines()]
-    assert addrs, "the host has no global IPv4 address"
-    return addrs[0]
+@pytest.fixture
+def test_host() -> Iterator[tuple[str, int]]:
+    """A test host of our own: a network namespace joined to this one by a veth pair (10.203.0.1 here,
+    10.203.0.2 there). Yields (its address, an fd of its namespace). Outbound traffic of a step goes there and
+    nowhere else: this machine's own addresses are not targets."""
+    ns, here = f"pa-th-{os.getpid()}", f"pa-th{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for cmd in (["ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                    ["ip", "addr", "add", "10.203.0.1/30", "dev", here], ["ip", "link", "set", here, "up"],
+                    ["ip", "-n", ns, "addr", "add", "10.203.0.2/30", "dev", "eth0"],
+                    ["ip", "-n", ns, "link", "set", "eth0", "up"], ["ip", "-n", ns, "link", "set", "lo", "up"]):
+            subprocess.run(cmd, check=True)
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield "10.203.0.2", fd
+        finally:
+            os.close(fd)
+    finally:
+        subprocess.run(["ip", "link", "del", here], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _socket_in(netns_fd: int | None) -> socket.socket:
+    """A TCP socket made in the network namespace ``netns_fd`` (None: this one). setns(2) moves only the calling
+    thread, so it is made in a thread of its own; a socket stays in the namespace it was made in."""
+    if netns_fd is None:
+        return socket.socket()
+    made: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(netns_fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+            made.append(socket.socket())
+        except BaseException as exc:
+            made.append(exc)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
 
 
 @contextlib.contextmanager
-def listener(address: str) -> Iterator[tuple[int, list[bytes]]]:
-    """A TCP server on ``address``; yields (port, what each accepted connection sent)."""
-    srv = socket.socket()
+def listener(address: str, netns_fd: int | None = None) -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP server on ``address`` (in namespace ``netns_fd``); yields (port, what each accepted connection
+    sent)."""
+    srv = _socket_in(netns_fd)
     srv.bind((address, 0))
     srv.listen(8)
     srv.settimeout(0.2)
@@ -68,18 +109,18 @@ def listener(address: str) -> Iterator[tuple[int, list[bytes]]]:
 
 
 @pytest.mark.parametrize("helper", ["slirp4netns", "pasta"])
-def test_default_network_is_own_namespace_without_host_loopback(env: Env, helper: str,
+def test_default_network_is_own_namespace_without_host_loopback(env: Env, helper: str, test_host: tuple[str, int],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLYARCH_NET_HELPER", helper)
-    host = _host_address()
-    with listener("127.0.0.1") as (lport, lgot), listener(host) as (hport, hgot):
-        script = (f"for a in 127.0.0.1 10.0.2.2 {host}; do echo ping | timeout 5 nc -w 2 $a {lport} >/dev/null "
-                  f"2>&1 && echo loopback-open-$a || echo loopback-closed-$a; done; "
-                  f"(echo ping | timeout 5 nc -w 2 {host} {hport}) 2>/dev/null; "
+    remote, remote_ns = test_host
+    with listener("127.0.0.1") as (lport, lgot), listener(remote, remote_ns) as (hport, hgot):
+        script = (f"for a in 127.0.0.1 10.0.2.2 10.203.0.1; do echo ping | timeout 5 nc -w 2 $a {lport} "
+                  f">/dev/null 2>&1 && echo loopback-open-$a || echo loopback-closed-$a; done; "
+                  f"(echo ping | timeout 5 nc -w 2 {remote} {hport}) 2>/dev/null; "
                   "ip route | grep default | cut -d' ' -f1-5; grep nameserver /etc/resolv.conf; "
                   "awk -F: 'NR>2 {gsub(/ /, \"\", $1); print $1}' /proc/net/dev | sort | tr '\\n' ' '")
         lines, _ = env.run("linux/amd64", script, commit=False)
-    assert lines[:3] == ["loopback-closed-127.0.0.1", "loopback-closed-10.0.2.2", f"loopback-closed-{host}"]
+    assert lines[:3] == ["loopback-closed-127.0.0.1", "loopback-closed-10.0.2.2", "loopback-closed-10.203.0.1"]
     assert lgot == []  # nothing of the step ever reached the host's loopback listener
     assert lines[3] == "pong" and b"ping\n" in hgot  # outbound connections work
     assert lines[-3:-1] == ["default via 10.0.2.2 dev tap0", "nameserver 10.0.2.3"]
