@@ -13,10 +13,10 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
+from tests.peakrss import run_peak_rss
 from tests.registry.hostile_server import Answer, HostileServer, endless
 
 from polyarch.content.store import ContentStore
@@ -36,19 +36,9 @@ def run_measured(args: list[str], root: Path, env: dict[str, str] | None = None,
     full = {**os.environ, "POLYARCH_ROOT": str(root), "PYTHONPATH": str(REPO / "src"),
             "POLYARCH_REGISTRY_RETRIES": "0", "DOCKER_CONFIG": str(root.parent / "docker-config"), **(env or {})}
     with open(err, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "polyarch", *args], env=full, stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=f)
-    timer = threading.Timer(120, proc.kill)
-    timer.start()
-    try:
-        assert proc.stdin is not None
-        proc.stdin.write(stdin)
-        proc.stdin.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err.read_text(), usage.ru_maxrss * 1024
+        code, peak = run_peak_rss([sys.executable, "-m", "polyarch", *args], env=full, stdin=stdin,
+                                  stdout=subprocess.DEVNULL, stderr=f)
+    return code, err.read_text(), peak
 
 
 def one_error(stderr: str) -> str:

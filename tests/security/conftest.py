@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BASE_NAME
+from tests.peakrss import run_peak_rss
 from tests.security.hostile import BaseImage, HostileImage, base_image, oci_archive, sha256
 from tests.security.sentinel import make_sentinel, snapshot
 
@@ -88,20 +88,13 @@ class World:
         argv = [sys.executable, "-m", "polyarch", "--root", str(self.store), *args]
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             start = time.monotonic()
-            child = subprocess.Popen(argv, stdout=out, stderr=err, env=full, cwd=self.tmp)
-            timer = threading.Timer(timeout, child.kill)
-            timer.start()
-            try:
-                _, status, usage = os.wait4(child.pid, 0)
-            finally:
-                timer.cancel()
+            code, peak = run_peak_rss(argv, timeout=timeout, stdout=out, stderr=err, env=full, cwd=self.tmp)
             elapsed = time.monotonic() - start
-            child.returncode = os.waitstatus_to_exitcode(status)
             out.seek(0)
             err.seek(0)
-            proc = subprocess.CompletedProcess(argv, child.returncode, out.read().decode(errors="replace"),
+            proc = subprocess.CompletedProcess(argv, code, out.read().decode(errors="replace"),
                                                err.read().decode(errors="replace"))
-        return proc, elapsed, usage.ru_maxrss * 1024
+        return proc, elapsed, peak
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         proc = self.cli(*args)
