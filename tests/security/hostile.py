@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.worker.conftest import add_member
+
 __all__ = ["BASE_PLATFORM", "Entry", "HostileImage", "base_image", "gz", "layer_tar", "oci_archive", "sha256"]
 
 BASE_PLATFORM = {"architecture": "amd64", "os": "linux"}
@@ -28,10 +30,6 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 REF_NAME = "org.opencontainers.image.ref.name"
-
-_TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "link": tarfile.LNKTYPE,
-          "chr": tarfile.CHRTYPE, "blk": tarfile.BLKTYPE, "fifo": tarfile.FIFOTYPE}
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -104,18 +102,7 @@ def layer_tar(entries: Iterable[Entry], *, fmt: int = tarfile.PAX_FORMAT) -> byt
                 buf.write(raw)
                 tf.offset += len(raw)
                 continue
-            ti = tarfile.TarInfo(e.name)
-            ti.type = _TYPES[e.kind]
-            ti.mode = e.mode if e.mode is not None else (0o755 if e.kind == "dir" else 0o644)
-            ti.uid, ti.gid, ti.mtime = e.uid, e.gid, e.mtime
-            ti.linkname = e.link
-            ti.devmajor, ti.devminor = e.dev
-            ti.pax_headers = dict(e.pax)
-            if e.kind == "file":
-                ti.size = len(e.data)
-                tf.addfile(ti, io.BytesIO(e.data))
-            else:
-                tf.addfile(ti)
+            add_member(tf, e)  # type: ignore[arg-type]  (the same fields as tests.worker.conftest.E)
     return buf.getvalue()
 
 

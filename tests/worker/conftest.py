@@ -35,22 +35,27 @@ _TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SY
           "chr": tarfile.CHRTYPE, "blk": tarfile.BLKTYPE, "fifo": tarfile.FIFOTYPE}
 
 
+def add_member(tf: tarfile.TarFile, e: E) -> None:
+    """Append entry ``e`` (an ``E`` or anything with the same fields) to ``tf``."""
+    ti = tarfile.TarInfo(e.name)
+    ti.type = _TYPES[e.kind]
+    ti.mode = e.mode if e.mode is not None else (0o755 if e.kind == "dir" else 0o644)
+    ti.uid, ti.gid, ti.mtime = e.uid, e.gid, e.mtime
+    ti.linkname = e.link
+    ti.devmajor, ti.devminor = e.dev
+    ti.pax_headers = dict(e.pax)
+    if e.kind == "file":
+        ti.size = len(e.data)
+        tf.addfile(ti, io.BytesIO(e.data))
+    else:
+        tf.addfile(ti)
+
+
 def make_tar(entries: Iterable[E], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
         for e in entries:
-            ti = tarfile.TarInfo(e.name)
-            ti.type = _TYPES[e.kind]
-            ti.mode = e.mode if e.mode is not None else (0o755 if e.kind == "dir" else 0o644)
-            ti.uid, ti.gid, ti.mtime = e.uid, e.gid, e.mtime
-            ti.linkname = e.link
-            ti.devmajor, ti.devminor = e.dev
-            ti.pax_headers = dict(e.pax)
-            if e.kind == "file":
-                ti.size = len(e.data)
-                tf.addfile(ti, io.BytesIO(e.data))
-            else:
-                tf.addfile(ti)
+            add_member(tf, e)
     return buf.getvalue()
 
 
