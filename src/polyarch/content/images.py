@@ -16,7 +16,7 @@ from pathlib import Path
 
 from polyarch import platform as plat
 from polyarch.digest import Digest
-from polyarch.errors import InvalidManifest, InvalidReference, NotFound, StoreError
+from polyarch.errors import InvalidManifest, InvalidReference, LimitExceeded, NotFound, StoreError
 from polyarch.oci import reference
 from polyarch.oci.spec import (
     Descriptor,
@@ -34,11 +34,39 @@ from polyarch.platform import Platform
 
 from .store import ContentStore, atomic_write
 
-__all__ = ["REF_NAME", "Image", "ImageStore", "ResolvedDocument", "index_lock", "normalize_name"]
+__all__ = ["MAX_CONFIG", "MAX_MANIFEST", "REF_NAME", "Image", "ImageStore", "ResolvedDocument", "check_config_size",
+           "check_platform", "index_lock", "normalize_name"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 MAX_MANIFEST = 4 << 20
-MAX_CONFIG = 16 << 20
+MAX_CONFIG = 16 << 20  # the largest image config read into memory, from a registry, an archive or the store
+
+
+def check_config_size(desc: Descriptor) -> None:
+    """Refuse a config blob declared larger than ``MAX_CONFIG`` before any byte of it is fetched or stored.
+
+    :raises LimitExceeded: naming the blob and the limit.
+    """
+    if desc.size > MAX_CONFIG:
+        raise LimitExceeded(f"image config {desc.digest.short} is {desc.size} bytes, more than the limit of "
+                            f"{MAX_CONFIG} bytes")
+
+
+def check_platform(desc: Descriptor, config: ImageConfig) -> None:
+    """An image listed under a platform (an index entry, or a name's descriptor) must be that platform: the
+    config's os and architecture equal the listed ones after normalization, and so does the variant when both
+    give one. Every place that picks an image for use calls this (pull, ``ImageStore.image`` for run, build
+    ``FROM``, save and outputs), before any layer is fetched into a name or applied.
+
+    :raises InvalidManifest: naming both platforms.
+    """
+    if desc.platform is None:
+        return
+    got, claimed = config.platform.normalized(), desc.platform.normalized()
+    if (got.os, got.architecture) != (claimed.os, claimed.architecture) or (
+            got.variant and claimed.variant and got.variant != claimed.variant):
+        raise InvalidManifest(f"platform mismatch: manifest {desc.digest.short} is listed as {desc.platform} but "
+                              f"its config says {config.platform}")
 
 
 @contextmanager
@@ -180,14 +208,19 @@ class ImageStore:
         return self.read_document(self.lookup(name))
 
     def read_config(self, desc: Descriptor) -> tuple[ImageConfig, bytes]:
+        """The config blob of ``desc``, read with the ``MAX_CONFIG`` cap (never more than that into memory)."""
+        check_config_size(desc)
         raw = self.store.read(desc.digest, limit=MAX_CONFIG)
         return parse_config(raw), raw
 
     def image(self, desc: Descriptor) -> Image:
+        """The image manifest ``desc`` with its config; when ``desc`` names a platform, the config must agree
+        (``check_platform``)."""
         doc = self.read_document(desc)
         if not isinstance(doc.document, Manifest):
             raise InvalidManifest(f"{desc.digest} is an index, not an image manifest")
         config, raw_config = self.read_config(doc.document.config)
+        check_platform(desc, config)
         return Image(desc, doc.document, config, doc.raw, raw_config)
 
     def images(self, desc: Descriptor, platforms: Sequence[Platform] | None = None) -> list[Image]:

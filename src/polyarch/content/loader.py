@@ -17,14 +17,14 @@ from typing import IO, Any
 
 from polyarch.content.compression import sniff
 from polyarch.digest import Digest
-from polyarch.errors import InvalidLayer, InvalidManifest, NotFound
-from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType, parse_config, parse_document
+from polyarch.errors import InvalidLayer, InvalidManifest, LimitExceeded, NotFound
+from polyarch.oci.spec import Descriptor, Manifest, MediaType, parse_config, parse_document
 
-from .images import REF_NAME, ImageStore
+from .images import MAX_CONFIG, MAX_MANIFEST, REF_NAME, ImageStore, check_config_size
 
 __all__ = ["load_archive"]
 
-MAX_JSON = 16 << 20
+MAX_JSON = 16 << 20  # the archive's own index.json / manifest.json
 
 
 class _Archive:
@@ -50,11 +50,22 @@ class _Archive:
         assert f is not None
         return f
 
-    def read_json(self, name: str) -> Any:
+    def read_capped(self, name: str, limit: int) -> bytes:
+        """The file ``name``, refused before more than ``limit`` bytes of it are read.
+
+        :raises LimitExceeded: naming the file and the limit.
+        """
+        member = self.members.get(name)
+        if member is not None and member.size > limit:
+            raise LimitExceeded(f"{self.path}: {name} is larger than {limit} bytes")
         with self.open(name) as f:
-            data = f.read(MAX_JSON + 1)
-        if len(data) > MAX_JSON:
-            raise InvalidManifest(f"{self.path}: {name} is larger than {MAX_JSON} bytes")
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise LimitExceeded(f"{self.path}: {name} is larger than {limit} bytes")
+        return data
+
+    def read_json(self, name: str) -> Any:
+        data = self.read_capped(name, MAX_JSON)
         try:
             return json.loads(data)
         except ValueError as exc:
@@ -94,31 +105,36 @@ def _load(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descr
         archive.tar.close()
 
 
-def _ingest_blob(images: ImageStore, archive: _Archive, desc: Descriptor) -> None:
+def _ingest_blob(images: ImageStore, archive: _Archive, desc: Descriptor, limit: int | None = None) -> None:
     name = f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"
     if images.store.stat(desc.digest) == desc.size:
         return
     with archive.open(name) as f:
-        images.store.ingest(f, expected=desc.digest, size=desc.size)  # type: ignore[arg-type]
+        images.store.ingest(f, expected=desc.digest, size=desc.size, limit=limit)  # type: ignore[arg-type]
 
 
-def _load_tree(images: ImageStore, archive: _Archive, desc: Descriptor) -> None:
-    """Ingest children before parents, so a document is never in the store without what it references."""
+def _load_tree(images: ImageStore, archive: _Archive, desc: Descriptor, limit: int | None = None) -> None:
+    """Ingest children before parents, so a document is never in the store without what it references.
+    Documents are read with ``MAX_MANIFEST``, configs ingested with ``MAX_CONFIG`` (declared and actual size)."""
     if desc.media_type in (MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST,
                            MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST):
         name = f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"
-        with archive.open(name) as f:
-            raw = f.read(MAX_JSON + 1)
+        raw = archive.read_capped(name, MAX_MANIFEST)
         if Digest.of(raw, desc.digest.algorithm) != desc.digest:
             raise InvalidManifest(f"{archive.path}: {name} does not match its digest")
         doc = parse_document(raw, desc.media_type)
-        children = list(doc.manifests) if isinstance(doc, Index) else [doc.config, *doc.layers]
-        for child in children:
-            if isinstance(doc, Index) and child.platform is not None and \
-                    f"blobs/{child.digest.algorithm}/{child.digest.hex}" not in archive.members:
-                continue  # a platform the archive does not carry (e.g. narrowed by --platform)
-            _load_tree(images, archive, child)
-    _ingest_blob(images, archive, desc)
+        if isinstance(doc, Manifest):
+            check_config_size(doc.config)
+            _load_tree(images, archive, doc.config, MAX_CONFIG)
+            for layer in doc.layers:
+                _load_tree(images, archive, layer)
+        else:
+            for child in doc.manifests:
+                if child.platform is not None and \
+                        f"blobs/{child.digest.algorithm}/{child.digest.hex}" not in archive.members:
+                    continue  # a platform the archive does not carry (e.g. narrowed by --platform)
+                _load_tree(images, archive, child)
+    _ingest_blob(images, archive, desc, limit)
 
 
 def _load_oci(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descriptor]]:
@@ -143,8 +159,7 @@ def _load_docker(images: ImageStore, archive: _Archive) -> list[tuple[str | None
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) or \
                 not isinstance(entry.get("Layers"), list):
             raise InvalidManifest(f"{archive.path}: manifest.json entry {n} lacks Config or Layers")
-        with archive.open(entry["Config"]) as f:
-            raw_config = f.read(MAX_JSON + 1)
+        raw_config = archive.read_capped(entry["Config"], MAX_CONFIG)
         config = parse_config(raw_config)
         if len(config.diff_ids) != len(entry["Layers"]):
             raise InvalidManifest(f"{archive.path}: entry {n} has {len(entry['Layers'])} layers but "

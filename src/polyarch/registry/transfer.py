@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from polyarch import platform as plat
-from polyarch.content.images import ImageStore, select_platform
+from polyarch.content.images import ImageStore, check_config_size, check_platform, select_platform
 from polyarch.content.store import ContentStore
-from polyarch.errors import InvalidManifest, NotFound
+from polyarch.errors import NotFound
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import (
     Descriptor,
@@ -33,7 +33,6 @@ from polyarch.oci.spec import (
     MediaType,
     is_index,
     is_manifest,
-    parse_config,
     parse_document,
 )
 from polyarch.platform import Platform
@@ -222,6 +221,7 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
     for desc, raw in manifests:
         mdoc = parse_document(raw, desc.media_type)
         if isinstance(mdoc, Manifest):
+            check_config_size(mdoc.config)
             for blob in (mdoc.config, *mdoc.layers):
                 if store.stat(blob.digest) != blob.size:
                     blobs.setdefault(str(blob.digest), blob)
@@ -259,14 +259,8 @@ def _check_platform(images: ImageStore, desc: Descriptor, raw: bytes, wanted: Se
     if not isinstance(doc, Manifest) or doc.config.media_type not in (MediaType.OCI_CONFIG,
                                                                       MediaType.DOCKER_CONFIG):
         return
-    config = parse_config(images.store.read(doc.config.digest, limit=16 << 20))
-    got = config.platform.normalized()
-    if desc.platform is not None:
-        claimed = desc.platform.normalized()
-        if (got.os, got.architecture) != (claimed.os, claimed.architecture) or (
-                got.variant and claimed.variant and got.variant != claimed.variant):
-            raise InvalidManifest(f"manifest {desc.digest.short} is listed as {desc.platform} but its config "
-                                  f"says {config.platform}")
+    config, _ = images.read_config(doc.config)
+    check_platform(desc, config)
     if wanted and not any(plat.rank(config.platform, p) is not None for p in wanted):
         raise NotFound(f"image {desc.digest.short} is {config.platform}, not "
                        f"{', '.join(map(str, wanted))}", hint="it is a single-platform image; drop --platform")
