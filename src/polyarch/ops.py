@@ -56,11 +56,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from polyarch.oci.jsonutil import key_json
 from polyarch.platform import Platform
 
 __all__ = [
@@ -84,12 +84,9 @@ __all__ = [
 _T = TypeVar("_T")
 
 
-# the same bytes as polyarch.oci.spec.canonical_json, with one encoder made once (vertices are hashed a lot)
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _sha256(obj: Any) -> str:
-    return "sha256:" + hashlib.sha256(_CANONICAL.encode(obj).encode()).hexdigest()
+    """canonical JSON, lossless for values that are not UTF-8 (``--build-arg`` bytes, names): ``key_json``."""
+    return "sha256:" + hashlib.sha256(key_json(obj)).hexdigest()
 
 
 def _platform(p: Platform) -> str:

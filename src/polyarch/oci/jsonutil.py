@@ -1,4 +1,9 @@
-"""JSON helpers shared by the OCI models: canonical encoding and strict decoding.
+"""JSON helpers shared by the OCI models: canonical encoding and strict decoding, and the canonical bytes that
+keys and definition digests hash (``key_json``).
+
+Names from tar entries, contexts and host paths are ``str`` decoded with ``surrogateescape``: a byte that is not
+UTF-8 is a lone surrogate (``b"\\xe9"`` → ``"\\udce9"``). Documents must be UTF-8, so ``canonical_json`` refuses
+them; ``key_json`` keeps them, so two different names never share a key and no name makes hashing fail.
 
 Decoding never lets ``RecursionError`` out: a document nested deeper than the interpreter can parse (a hostile
 manifest of 100,000 ``[``) is invalid JSON like any other.
@@ -11,12 +16,30 @@ from typing import Any
 
 from polyarch.errors import InvalidManifest
 
-__all__ = ["canonical_json", "load_object", "loads", "strmap"]
+__all__ = ["canonical_json", "key_json", "load_object", "loads", "strmap"]
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no insignificant whitespace, UTF-8: the same value always gives the same bytes."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no insignificant whitespace, UTF-8: the same value always gives the same bytes.
+
+    :raises InvalidManifest: a string holds a lone surrogate (a JSON ``"\\udce9"`` escape read from a
+        document, or a non-UTF-8 name), which UTF-8 cannot encode.
+    """
+    text = _CANONICAL.encode(obj)
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        bad = text[max(exc.start - 20, 0):exc.end + 20].encode("ascii", "backslashreplace").decode()
+        raise InvalidManifest(f"a document cannot hold {bad!r}: it is not valid Unicode") from None
+
+
+def key_json(obj: Any) -> bytes:
+    """The bytes to hash for a key: ``canonical_json``'s for every value it can encode, and lossless for strings
+    holding surrogates (non-UTF-8 names kept with ``surrogateescape``), which are written as their code points
+    (``surrogatepass``). The map from values to bytes is injective, so distinct names give distinct keys."""
+    return _CANONICAL.encode(obj).encode("utf-8", "surrogatepass")
 
 
 def loads(raw: bytes | str) -> Any:

@@ -2,7 +2,7 @@
 
 One table maps a cache key to the layer the step produced (descriptor + diff_id) or to "no layer" (a step that
 changed nothing); a second keeps content hashes of files keyed by (path, size, mtime, inode) so a no-change
-rebuild does not re-read the build context; a third keeps the path index of layer blobs (``rootview``) so a
+rebuild does not re-read the build context (the path as its bytes: a name need not be UTF-8); a third keeps the path index of layer blobs (``rootview``) so a
 large base image is read once, not on every build. An entry is only trusted when its blob is still in the store
 (``polyarch prune`` may have removed it); a fourth records which snapshot (chain id) stacks which layer on which
 parent and when a build last used it, so ``polyarch prune`` knows which snapshots can still serve a build
@@ -12,6 +12,7 @@ parent and when a build last used it, so ``polyarch prune`` knows which snapshot
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -68,13 +69,13 @@ class BuildCache:
 
     def file_hash(self, path: str, sig: str) -> str | None:
         with self._lock:
-            row = self._db.execute("SELECT sig, digest FROM filehash WHERE path = ?", (path,)).fetchone()
+            row = self._db.execute("SELECT sig, digest FROM filehash WHERE path = ?", (os.fsencode(path),)).fetchone()
         return row[1] if row is not None and row[0] == sig else None
 
     def put_file_hash(self, path: str, sig: str, digest: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO filehash (path, sig, digest) VALUES (?, ?, ?)",
-                             (path, sig, digest))
+                             (os.fsencode(path), sig, digest))
 
     def layer_index(self, digest: str) -> bytes | None:
         """The stored path index of a layer blob (see ``rootview``), or None."""

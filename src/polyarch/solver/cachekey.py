@@ -1,8 +1,8 @@
 """Persistent cache keys (pure functions).
 
 The definition digest of a vertex (``polyarch.ops``) names the *work*; a cache key names the *result* and is
-stable across runs only when the inputs are: a key is the SHA-256 of the canonical JSON of the vertex kind, its
-identity fields, the cache keys of its inputs and the facts resolved at build time (the manifest digest an image
+stable across runs only when the inputs are: a key is the SHA-256 of the canonical JSON (``key_json``: lossless
+for names that are not UTF-8) of the vertex kind, its identity fields, the cache keys of its inputs and the facts resolved at build time (the manifest digest an image
 reference resolved to, the content hash of the files a COPY reads). Keys carry a version so a format change
 invalidates old entries instead of matching them.
 """
@@ -14,15 +14,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from polyarch import ops
-from polyarch.oci.spec import canonical_json
+from polyarch.oci.jsonutil import key_json
 
-__all__ = ["KEY_VERSION", "copy_key", "exec_key", "image_key", "key_of", "layer_key", "scratch_key", "vertex_key"]
+__all__ = ["KEY_VERSION", "copy_key", "entries_key", "exec_key", "image_key", "key_of", "layer_key", "scratch_key",
+           "vertex_key"]
 
 KEY_VERSION = "polyarch-cache-v1"
 
 
 def key_of(obj: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json({"v": KEY_VERSION, "k": obj})).hexdigest()
+    return "sha256:" + hashlib.sha256(key_json({"v": KEY_VERSION, "k": obj})).hexdigest()
+
+
+def entries_key(rows: Sequence[Sequence[object]], epoch: int | None, compression: str) -> str:
+    """Names the layer a list of entries (path, type, mode, owner, host file, link, size, mtime) gives, so one
+    build writes identical COPY layers once; paths may be any bytes (``surrogateescape``)."""
+    return key_of({"kind": "entries", "e": [list(r) for r in rows], "epoch": epoch, "c": compression})
 
 
 def scratch_key() -> str:

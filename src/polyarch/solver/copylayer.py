@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from polyarch.content.compression import LayerWriter
 from polyarch.content.store import ContentStore
 from polyarch.errors import BuildError, StoreError
-from polyarch.oci.spec import canonical_json
+from polyarch.oci.jsonutil import key_json
 from polyarch.worker.securepath import secure_join
 
 from .rootview import RootView
@@ -236,7 +236,7 @@ def content_key(entries: Sequence[Entry], hash_file: FileHasher) -> str:
         if e.kind == "file":
             row.append(hash_file(e.host, os.stat(e.host)))
         rows.append(row)
-    return "sha256:" + hashlib.sha256(canonical_json(rows)).hexdigest()
+    return "sha256:" + hashlib.sha256(key_json(rows)).hexdigest()
 
 
 def write_layer(store: ContentStore, entries: Sequence[Entry], *, epoch: int | None, compression: str = "gzip",

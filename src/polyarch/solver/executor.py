@@ -28,7 +28,7 @@ from polyarch.content.images import Image, ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.errors import BuildError, NotFound, PolyarchError, UsageError
 from polyarch.frontend.dockerignore import matcher, parse_dockerignore
-from polyarch.oci.spec import canonical_json
+from polyarch.oci.jsonutil import key_json
 from polyarch.platform import Platform
 from polyarch.worker.securepath import secure_join
 
@@ -157,8 +157,7 @@ class Executor:
     def _layer_once(self, entries: Sequence[Entry], produce: Callable[[], Layer | None]) -> Layer | None:
         """Write a layer at most once per build for identical entries (platforms share COPY layers)."""
         rows = [[e.rel, e.kind, e.mode, e.uid, e.gid, e.host, e.linkname, e.size, e.mtime] for e in entries]
-        key = hashlib.sha256(canonical_json({"e": rows, "epoch": self.options.epoch,
-                                             "c": self.options.compression})).hexdigest()
+        key = cachekey.entries_key(rows, self.options.epoch, self.options.compression)
         with self._layer_lock:
             slot = self._layer_futures.get(key)
             owner = slot is None
@@ -349,7 +348,7 @@ class Executor:
         from .ctxview import filtered_view
 
         assert state.directory is not None
-        key = hashlib.sha256(canonical_json({"d": str(state.directory), "x": list(state.exclude)})).hexdigest()
+        key = hashlib.sha256(key_json({"d": str(state.directory), "x": list(state.exclude)})).hexdigest()
         with self._layer_lock:
             lock = self._view_locks.setdefault(key, threading.Lock())
         with lock:
