@@ -206,7 +206,7 @@ class RegistryResolver:
         from polyarch.errors import InvalidReference, RegistryError
         from polyarch.oci import reference
         from polyarch.oci.spec import Index, is_manifest, parse_config, parse_document
-        from polyarch.registry.sources import RegistrySource
+        from polyarch.registry.sources import RegistrySource, read_config
 
         try:
             parsed = reference.parse(ref).defaulted()
@@ -222,8 +222,7 @@ class RegistryResolver:
         if isinstance(doc, Index):
             return [m.platform for m in doc.manifests if m.platform is not None and is_manifest(m.media_type)
                     and m.platform.os != "unknown" and m.platform.architecture != "unknown"]
-        with RegistrySource(self._client, parsed).blob_file(doc.config) as path:
-            return [parse_config(path.read_bytes()).platform]
+        return [parse_config(read_config(RegistrySource(self._client, parsed), doc.config)).platform]
 
 
 class ChainResolver:

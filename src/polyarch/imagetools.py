@@ -40,7 +40,7 @@ from polyarch.oci.spec import (
 )
 from polyarch.platform import Platform
 from polyarch.registry.client import RegistryClient
-from polyarch.registry.sources import CompositeSource, RegistrySource, Source, StoreSource
+from polyarch.registry.sources import CompositeSource, RegistrySource, Source, StoreSource, read_config
 from polyarch.registry.transfer import PushResult, push_image
 
 __all__ = [
@@ -210,9 +210,7 @@ def _platform_of(src: Source, desc: Descriptor, raw: bytes) -> Platform | None:
     if not isinstance(manifest, Manifest) or manifest.config.media_type not in (MediaType.OCI_CONFIG,
                                                                                 MediaType.DOCKER_CONFIG):
         return None
-    with src.blob_file(manifest.config) as path:
-        data = path.read_bytes()
-    return parse_config(data).platform
+    return parse_config(read_config(src, manifest.config)).platform
 
 
 def _add(merge: _Merge, resolved: Resolved, desc: Descriptor, raw: bytes | None) -> None:

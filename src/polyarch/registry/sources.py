@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from polyarch.content.images import MAX_CONFIG, check_config_size
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest, Hasher
 from polyarch.errors import DigestMismatch, NotFound
@@ -23,7 +24,7 @@ from polyarch.oci.spec import Descriptor
 
 from .client import RegistryClient
 
-__all__ = ["CompositeSource", "RegistrySource", "Source", "StoreSource", "TempBlob"]
+__all__ = ["CompositeSource", "RegistrySource", "Source", "StoreSource", "TempBlob", "read_config"]
 
 MAX_DOCUMENT = 4 << 20
 
@@ -40,6 +41,14 @@ class Source(Protocol):
     def route(self, child: Descriptor) -> Source:
         """The source holding ``child``'s tree (itself, except for composites)."""
         ...
+
+
+def read_config(source: Source, desc: Descriptor) -> bytes:
+    """An image config from any source, refused before it is fetched when declared over ``MAX_CONFIG`` (the
+    blob is verified to be its declared size, and never read past the cap)."""
+    check_config_size(desc)
+    with source.blob_file(desc) as path, open(path, "rb") as f:
+        return f.read(MAX_CONFIG)
 
 
 def _verified(raw: bytes, desc: Descriptor, where: str) -> bytes:
