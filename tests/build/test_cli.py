@@ -48,6 +48,13 @@ def test_bad_flags_are_one_line_errors(store_root: Path, ctx: Path, args: tuple[
     assert needle in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_dockerfile_that_is_not_utf8_is_one_line_error(store_root: Path, ctx: Path) -> None:
+    (ctx / "Dockerfile.latin1").write_bytes(b"FROM scratch\nLABEL name=caf\xe9\n")
+    proc = build(store_root, ctx, "-f", str(ctx / "Dockerfile.latin1"), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_rawjson_and_quiet_progress(store_root: Path, ctx: Path) -> None:
     proc = build(store_root, ctx, "--progress", "rawjson")
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]

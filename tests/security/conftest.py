@@ -124,6 +124,11 @@ class World:
                 found[f"snapshots/{driver}/{sub}"] = _listing(snaps / driver / sub)
         return found
 
+    def blobs(self) -> set[str]:
+        """Every blob file in the store (``alg/hex``)."""
+        top = self.store / "blobs"
+        return {f"{alg.name}/{b.name}" for alg in top.iterdir() for b in alg.iterdir()} if top.exists() else set()
+
     def snapshot_dirs(self) -> set[str]:
         snaps = self.store / "snapshots"
         return {name for driver in _listing(snaps) for name in _listing(snaps / driver)}

@@ -83,10 +83,12 @@ def test_t10_index_platform_contradicts_config(world: World, command: str) -> No
     image = HostileImage([layer_tar(MARK)], base=world.base, extra_config={"architecture": "arm64"},
                          index_platform={"architecture": "amd64", "os": "linux"})
     if command == "pull":
+        blobs = world.blobs()
         with HostileRegistry(registry_files(image, "evil/img", "1")) as reg:
             proc = world.cli("pull", "--platform", PLATFORM, f"{reg.host}/evil/img:1")
         assert_clean_failure(proc)
         _assert_untouched(world, {BASE_NAME})
+        assert world.blobs() == blobs, "a refused pull left the blobs it had fetched"
         return
     name = world.load(image)
     proc = world.cli("run", "--platform", PLATFORM, name, "true") if command == "run" else _build_run(world, name)

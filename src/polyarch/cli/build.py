@@ -28,6 +28,8 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _pairs(items: tuple[str, ...], what: str, *, from_env: bool = False) -> dict[str, str]:

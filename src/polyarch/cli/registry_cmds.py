@@ -128,7 +128,9 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
         raise UsageError("--platform and --all-platforms are mutually exclusive")
     wanted = plat.parse_list(platforms)
     parsed = reference.parse(ref).defaulted()
-    with make_client(insecure, tls_ca, allow_nondistributable=allow_nondistributable) as client:
+    # A refused or failed pull removes the blobs it fetched: the store is left as it was.
+    with make_client(insecure, tls_ca, allow_nondistributable=allow_nondistributable) as client, \
+            app.images.store.transaction():
         result = pull_image(client, parsed, app.images, name=ref, platforms=wanted, all_platforms=all_platforms)
     if quiet:
         click.echo(str(result.descriptor.digest))
