@@ -32,3 +32,19 @@ def test_run_errors(store_root: Path) -> None:
     assert proc.returncode == 2 and "no entrypoint or cmd" in proc.stderr
     proc = run_cli("run", "--platform", "linux/s390x", BASE_NAME, "true", root=store_root, check=False)
     assert proc.returncode == 1 and "no image for linux/s390x" in proc.stderr
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args,reason", [
+    (("/nonexistent",), 'runc run failed: unable to start container process: exec: "/nonexistent"'),
+    (("-w", "/bin/sh/sub", BASE_NAME, "true"), "cannot create working directory /bin/sh/sub"),
+])
+def test_container_that_cannot_start_is_one_error_line(store_root: Path, args: tuple[str, ...], reason: str) -> None:
+    """runc failing (not the command exiting non-zero) is one ``error:`` line with runc's reason, exit 1, nothing
+    on stdout, no container or bundle left; the same as a build's RUN step."""
+    argv = ("run", BASE_NAME, *args) if args[0] != "-w" else ("run", *args)
+    proc = run_cli(*argv, root=store_root, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    assert len(errors) == 1 and reason in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not list((store_root / "bundles").iterdir())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ from hypothesis import strategies as st
 from polyarch import platform as plat
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
+from polyarch.errors import BuildError
 from polyarch.worker import linux
-from polyarch.worker.mounts import BindMount, MountSetup, SecretMount, TmpfsMount
+from polyarch.worker.mounts import BindMount, CacheMount, MountSetup, SecretMount, SshMount, TmpfsMount
 from polyarch.worker.runc import Runner, StepContext, StepSpec
 from polyarch.worker.snapshot import LayerRef, SnapshotStore
 from tests.conftest import BASE_NAME
@@ -205,3 +207,177 @@ def test_run_planting_symlinks_over_stub_parents(store_root: Path, sentinel: Pat
     lines = Env(store_root, driver).run(script, (TmpfsMount("/a/b/stub"), SecretMount("s", target="/a/b/file"),
                                                  TmpfsMount("/w/x/y/stub")), secrets={"s": b"v"}, workdir="/w/x")
     assert lines == ["done"]
+
+
+# --- mount points in an image that plants files and symlinks where they go ------------------------------------
+#
+# Each case: what the image has (made in the rootfs, ``@S@`` standing for the host sentinel's absolute path), the
+# mount point set up (as runc._config or a RUN --mount sets it up), and either the path inside the rootfs where
+# the mount point must then be (symlinks resolved with the rootfs as /, as runc resolves a destination) or the
+# BuildError it must give. Nothing outside the rootfs may be touched, and the rootfs must be as it was afterwards.
+
+Plant = tuple[tuple[str, str, str], ...]  # (path, kind: dir|file|link|fifo, symlink target)
+
+
+@dataclass(frozen=True)
+class PointCase:
+    name: str
+    plant: Plant
+    mount: str  # "stub:/etc/hosts", "stub-dir:/x", "ordinary:/proc", "secret:/t", "ssh:/t", "cache:/t", "tmpfs:/t", "bind-file:/t"
+    lands: str = ""  # the mount point's path in the rootfs, when it can be made
+    error: str = ""  # a regex of the BuildError, when it cannot
+
+
+POINT_CASES = [
+    PointCase("etc-is-a-file", (("etc", "file", ""),), "stub:/etc/hosts",
+              error=r"^cannot mount on /etc/hosts: in the image, /etc is not a directory$"),
+    PointCase("etc-symlink-to-host", (("etc", "link", "@S@"),), "stub:/etc/resolv.conf", lands="@S@/resolv.conf"),
+    PointCase("etc-symlink-dotdot", (("etc", "link", "../../../../../../../..@S@/x"),), "stub:/etc/hosts",
+              lands="@S@/x/hosts"),
+    PointCase("etc-symlink-relative", (("data/etc", "dir", ""), ("etc", "link", "data/etc")), "stub:/etc/hosts",
+              lands="data/etc/hosts"),
+    PointCase("hosts-dangling-symlink-to-host-file", (("etc", "dir", ""), ("etc/hosts", "link", "@S@/b/file")),
+              "stub:/etc/hosts", lands="@S@/b/file"),
+    PointCase("hosts-is-a-dir", (("etc/hosts", "dir", ""),), "stub:/etc/hosts",
+              error=r"^cannot mount on /etc/hosts: in the image, /etc/hosts is a directory \(a file is mounted"),
+    PointCase("etc-symlink-to-a-file", (("f", "file", ""), ("etc", "link", "/f")), "stub:/etc/hosts",
+              error=r"^cannot mount on /etc/hosts: in the image, /f is not a directory$"),
+    PointCase("etc-symlink-loop", (("etc", "link", "etc"),), "stub:/etc/hosts",
+              error=r"^cannot mount on /etc/hosts: in the image, /etc is in a loop of symbolic links$"),
+    PointCase("etc-symlink-pair-loop", (("etc", "link", "/a/x"), ("a", "link", "etc")), "stub:/etc/hosts",
+              error=r"loop of symbolic links$"),
+    PointCase("proc-symlink-to-host", (("proc", "link", "@S@"),), "ordinary:/proc",
+              error=r"^cannot mount on /proc: in the image, /proc is a symbolic link \(runc mounts there only"),
+    PointCase("dev-symlink-in-root", (("data", "dir", ""), ("dev", "link", "data")), "ordinary:/dev",
+              error=r"^cannot mount on /dev: in the image, /dev is a symbolic link"),
+    PointCase("sys-is-a-file", (("sys", "file", ""),), "ordinary:/sys",
+              error=r"^cannot mount on /sys: in the image, /sys is not a directory$"),
+    PointCase("proc-is-a-dir", (("proc", "dir", ""),), "ordinary:/proc", lands="proc"),
+    PointCase("run-is-a-file-secret", (("run", "file", ""),), "secret:/run/secrets/s",
+              error=r"^cannot mount on /run/secrets/s: in the image, /run is not a directory$"),
+    PointCase("run-symlink-to-host-secret", (("run", "link", "@S@"),), "secret:/run/secrets/s",
+              lands="@S@/secrets/s"),
+    PointCase("secret-target-is-a-dir", (("opt/s", "dir", ""),), "secret:/opt/s",
+              error=r"^cannot mount on /opt/s: in the image, /opt/s is a directory"),
+    PointCase("ssh-parent-symlink-to-slash", (("run/buildkit", "link", "/"),), "ssh:/run/buildkit/ssh_agent.0",
+              lands="ssh_agent.0"),
+    PointCase("ssh-parent-is-a-fifo", (("run", "fifo", ""),), "ssh:/run/buildkit/ssh_agent.0",
+              error=r"^cannot mount on /run/buildkit/ssh_agent.0: in the image, /run is not a directory$"),
+    PointCase("cache-parent-is-a-file", (("var", "file", ""),), "cache:/var/cache/apt",
+              error=r"^cannot mount on /var/cache/apt: in the image, /var is not a directory$"),
+    PointCase("cache-target-symlink-to-host-dir", (("var/cache", "dir", ""), ("var/cache/apt", "link", "@S@/x/y")),
+              "cache:/var/cache/apt", lands="@S@/x/y"),
+    PointCase("tmpfs-target-symlink-to-host-file", (("work", "link", "@S@/b/file"),), "tmpfs:/work",
+              lands="@S@/b/file"),
+    PointCase("tmpfs-target-is-a-file", (("scratch", "file", ""),), "tmpfs:/scratch",
+              error=r"^cannot mount on /scratch: in the image, /scratch is not a directory$"),
+    PointCase("bind-file-onto-a-dir", (("src/in.txt", "dir", ""),), "bind-file:/src/in.txt",
+              error=r"^cannot mount on /src/in.txt: in the image, /src/in.txt is a directory"),
+]
+
+
+def plant(rootfs: Path, items: Plant, sentinel: Path) -> None:
+    for path, kind, dest in items:
+        full = rootfs / path
+        full.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "dir":
+            full.mkdir()
+        elif kind == "file":
+            full.write_bytes(b"planted\n")
+        elif kind == "fifo":
+            os.mkfifo(full)
+        else:
+            os.symlink(dest.replace("@S@", os.fspath(sentinel)), full)
+
+
+def set_up_point(setup: MountSetup, how: str, tmp_path: Path) -> None:
+    kind, _, target = how.partition(":")
+    if kind in ("stub", "ordinary"):
+        setup.stub(target, is_dir=kind == "ordinary", ordinary=kind == "ordinary")
+    elif kind == "secret":
+        setup.add(SecretMount("s", target=target))
+    elif kind == "ssh":
+        setup.add(SshMount("default", target=target))
+    elif kind == "cache":
+        setup.add(CacheMount(target))
+    elif kind == "tmpfs":
+        setup.add(TmpfsMount(target))
+    else:
+        source = tmp_path / "ctx-file"
+        source.write_text("context\n")
+        setup.add(BindMount(target, source))
+
+
+@pytest.mark.parametrize("case", POINT_CASES, ids=lambda c: c.name)
+def test_mount_point_in_a_hostile_image(tmp_path: Path, sentinel: Path, case: PointCase) -> None:
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    plant(rootfs, case.plant, sentinel)
+    before = picture(rootfs)
+    agent = tmp_path / "agent.sock"
+    agent.write_text("")
+    with MountSetup(tmp_path / "store", rootfs, tmp_path / "scratch", AMD64, {"s": b"v"},
+                    {"default": os.fspath(agent)}) as setup:
+        if case.error:
+            with pytest.raises(BuildError, match=case.error):
+                set_up_point(setup, case.mount, tmp_path)
+        else:
+            set_up_point(setup, case.mount, tmp_path)
+            lands = rootfs / case.lands.replace("@S@", os.fspath(sentinel)).lstrip("/")
+            wants_dir = not case.mount.startswith(("stub:", "secret:", "ssh:", "bind-file:"))
+            assert os.path.lexists(lands) and not lands.is_symlink()
+            assert lands.is_dir() == wants_dir
+            if setup.oci_mounts:  # runc resolves the destination to the same place
+                fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
+                try:
+                    os.close(linux.open_in_root(fd, setup.oci_mounts[-1]["destination"], os.O_PATH))
+                finally:
+                    os.close(fd)
+    assert picture(rootfs) == before, "the mount points were not all removed, or a parent's mtime changed"
+
+
+_NAMES = ["a", "b", "etc"]
+_LINKS = ["/", ".", "..", "../..", "a", "b/..", "/a/b", "etc/a", "@S@", "@S@/b", "@S@/b/file", "../../../@S@/x"]
+_planted = st.lists(st.tuples(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3).map("/".join),
+                              st.sampled_from(["dir", "file", "link", "fifo"]), st.sampled_from(_LINKS)),
+                    max_size=6)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=_planted, target=st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3).map("/".join),
+       kind=st.sampled_from(["file", "dir", "ordinary"]))
+def test_mount_points_property(tmp_path: Path, sentinel: Path, items: list[tuple[str, str, str]], target: str,
+                               kind: str) -> None:
+    """Any tree of dirs, files, fifos and symlinks (to /, .., siblings, loops, the host) and any mount point in
+    it: the mount point is made where the kernel resolves it with the rootfs as / (what runc mounts on), or the
+    setup fails with a BuildError; the host is untouched and the rootfs is as it was afterwards."""
+    import shutil
+    import uuid
+
+    rootfs = tmp_path / uuid.uuid4().hex[:8]
+    rootfs.mkdir()
+    try:
+        for path, what, dest in items:
+            if not os.path.lexists(rootfs / path) and (rootfs / path).parent.is_dir() \
+                    and not (rootfs / path).parent.is_symlink():
+                plant(rootfs, ((path, what, dest),), sentinel)
+        before, host = picture(rootfs), picture(sentinel)
+        with MountSetup(tmp_path / "store", rootfs, tmp_path / "scratch", AMD64, {}, {}) as setup:
+            try:
+                setup.stub("/" + target, is_dir=kind != "file", ordinary=kind == "ordinary")
+            except BuildError:
+                pass
+            else:
+                fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
+                try:
+                    found = linux.open_in_root(fd, target, os.O_PATH)
+                finally:
+                    os.close(fd)
+                try:
+                    assert stat.S_ISDIR(os.fstat(found).st_mode) == (kind != "file")
+                finally:
+                    os.close(found)
+            assert picture(sentinel) == host
+        assert picture(rootfs) == before
+    finally:
+        shutil.rmtree(rootfs)

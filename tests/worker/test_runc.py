@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,91 @@ def test_bundle_config(env: Env) -> None:
     dests = [m["destination"] for m in config["mounts"]]
     assert dests[:6] == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
     assert "/etc/hosts" in dests and "/etc/resolv.conf" in dests
+
+
+# --- an image that plants files and symlinks where the container's mount points go ----------------------------
+
+
+def _run_planted(env: Env, plant: Callable[[Path], None], args: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    """Plant in the rootfs of the base, run ``args``; the lines it printed and the names in its layer."""
+    lines: list[str] = []
+    spec = StepSpec(args, StepContext(plat.parse("linux/amd64"), "build", "RUN planted"))
+    with env.snaps.prepare(env.base("linux/amd64")) as active:
+        plant(Path(active.rootfs))
+        env.runner.run(active.rootfs, spec, lines.append)
+        committed = active.commit(EPOCH)
+    return lines, set(env.layer_files(committed))
+
+
+def _replace(path: Path, target: str | None) -> None:
+    """``path`` (a directory of the base) becomes a symlink to ``target``, or a file when ``target`` is None."""
+    import shutil
+
+    shutil.rmtree(path)
+    if target is None:
+        path.write_text("not a directory\n")
+    else:
+        os.symlink(target, path)
+
+
+def _no_container_left(env: Env) -> None:
+    assert not list((env.root / "bundles").iterdir())
+    assert not [p for p in (env.root / "runc-state").iterdir() if p.is_dir()]
+
+
+def test_etc_symlinked_out_of_the_root_runs_with_generated_files(env: Env, tmp_path: Path) -> None:
+    """/etc -> an absolute path (as if to the host's): resolved inside the rootfs, as runc does; the step sees
+    the generated hosts and resolv.conf there, and the mount points made for them are not in the layer."""
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    (host / "hosts").write_text("host file\n")
+    lines, names = _run_planted(env, lambda r: _replace(r / "etc", os.fspath(host)),
+                                ("/bin/sh", "-c", f"cat /etc/hosts | head -1; test -e {host}/hosts && echo seen"))
+    assert lines == ["127.0.0.1\tlocalhost buildkitsandbox", "seen"]
+    assert names == {"etc"}  # the planted symlink only
+    assert sorted(os.listdir(host)) == ["hosts"] and (host / "hosts").read_text() == "host file\n"
+
+
+def test_dangling_hosts_and_resolv_conf_symlinks_leave_nothing_in_the_layer(env: Env) -> None:
+    """/etc/hosts -> /nowhere/hosts, /etc/resolv.conf -> ../tmp/resolv.conf (as some images ship it): the
+    generated files are mounted where they lead inside the rootfs; runc no longer creates them in the layer."""
+    def plant(rootfs: Path) -> None:
+        for name, dest in (("hosts", "/nowhere/hosts"), ("resolv.conf", "../tmp/resolv.conf")):
+            (rootfs / "etc" / name).unlink(missing_ok=True)
+            os.symlink(dest, rootfs / "etc" / name)
+
+    lines, names = _run_planted(env, plant, ("/bin/sh", "-c", "head -1 /etc/hosts; test -f /etc/resolv.conf && echo ok"))
+    assert lines == ["127.0.0.1\tlocalhost buildkitsandbox", "ok"]
+    assert names == {"etc", "etc/hosts", "etc/resolv.conf"}  # the planted symlinks only
+
+
+@pytest.mark.parametrize("path,target,message", [
+    ("etc", None, "cannot mount on /etc/hosts: in the image, /etc is not a directory"),
+    ("proc", "/", "cannot mount on /proc: in the image, /proc is a symbolic link"),
+    ("sys", "../../host-sys", "cannot mount on /sys: in the image, /sys is a symbolic link"),
+    ("dev", "/tmp", "cannot mount on /dev: in the image, /dev is a symbolic link"),
+])
+def test_mount_point_the_image_does_not_allow(env: Env, path: str, target: str | None, message: str) -> None:
+    with pytest.raises(BuildError) as info:
+        _run_planted(env, lambda r: _replace(r / path, target), ("true",))
+    assert str(info.value).startswith(message)
+    assert getattr(info.value, "step_exit_code", None) is None
+    _no_container_left(env)
+
+
+@pytest.mark.parametrize("args,mounts,reason", [
+    (("/nonexistent",), (), r'^runc run failed: .*exec: "/nonexistent": .*no such file or directory$'),
+    (("true",), (TmpfsMount("/proc/x"),), r'^runc run failed: .*error mounting "tmpfs" to rootfs at "/proc/x"'),
+])
+def test_runtime_failure_is_an_error_with_the_runtime_reason(env: Env, args: tuple[str, ...],
+                                                            mounts: tuple[TmpfsMount, ...], reason: str) -> None:
+    """runc itself failing (not the step's process exiting non-zero) is a BuildError carrying runc's reason,
+    not an exit code; runc's copy of it on stderr is not passed on as the step's output."""
+    lines: list[str] = []
+    spec = StepSpec(args, StepContext(plat.parse("linux/amd64"), "build", "RUN x"), mounts=mounts)
+    with env.snaps.prepare(env.base("linux/amd64")) as active, pytest.raises(BuildError) as info:
+        env.runner.run(active.rootfs, spec, lines.append)
+    assert re.search(reason, str(info.value)), str(info.value)
+    assert getattr(info.value, "step_exit_code", None) is None
+    assert lines == []
+    _no_container_left(env)

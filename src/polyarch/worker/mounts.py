@@ -34,6 +34,7 @@ import os
 import shutil
 import stat
 import threading
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 SHARING = ("shared", "private", "locked")
+_MAX_LINKS = 40  # as the kernel's path walk
 _PRIVATE_INSTANCES = 16
 
 
@@ -118,6 +120,15 @@ def cache_key(mount: CacheMount, platform: Platform) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+def _components(path: str) -> list[str]:
+    """The names of ``path`` without its empty and ``.`` parts."""
+    return [p for p in path.split("/") if p and p != "."]
+
+
+def _in_the_way(target: str, component: str, why: str) -> BuildError:
+    return BuildError(f"cannot mount on {target}: in the image, {component} {why}")
+
+
 def _check_target(target: str) -> str:
     if not target.startswith("/") or "\x00" in target:
         raise UsageError(f"mount target {target!r} must be an absolute path")
@@ -140,12 +151,19 @@ class _Created:
 class _Stubs:
     """Mount points created in the rootfs for a step; removed afterwards when still empty.
 
-    Everything is fd-relative: a target is resolved inside the rootfs (``linux.open_in_root``, symlinks resolved
-    as runc resolves a mount destination), each stub is created with ``mkdirat``/``openat(O_EXCL|O_NOFOLLOW)``
-    in a directory held open until the cleanup, and removed from that same directory only while the name still
-    holds the very inode created (dev/ino). A step that renames a stub's parent away and plants a symlink to the
-    host in its place thus cannot steer the cleanup, nor the restore of the parents' mtimes (``futimens`` on
-    the held descriptor), outside the rootfs.
+    A target is resolved as runc resolves a mount destination: a symlink in the image is followed as if the
+    rootfs were ``/`` (an absolute target and ``..`` stay inside it), and what is missing on the resolved path
+    is created there, so runc finds every mount point in place and creates nothing itself that could end up in
+    the layer. The walk is fd-relative, one component at a time: ``fstatat``/``readlink`` with no following,
+    ``openat(O_NOFOLLOW)`` to descend, ``mkdirat``/``openat(O_EXCL|O_NOFOLLOW)`` to create, ``..`` taken from the
+    walk's own stack of directories; the kernel never follows a symlink, so nothing outside the rootfs is looked
+    at or made. A component that is in the way (a file where a directory is needed, a directory where a file
+    mount goes, a symlink where ``ordinary`` is asked, a symlink loop) is a BuildError naming it.
+
+    Each stub is made in a directory held open until the cleanup, and removed from that same directory only while
+    the name still holds the very inode created (dev/ino). A step that renames a stub's parent away and plants a
+    symlink to the host in its place thus cannot steer the cleanup, nor the restore of the parents' mtimes
+    (``futimens`` on the held descriptor), outside the rootfs.
     """
 
     def __init__(self, rootfs: Path) -> None:
@@ -159,42 +177,78 @@ class _Stubs:
         self._fds.append(fd)
         return fd
 
-    def ensure(self, target: str, *, is_dir: bool) -> None:
-        parts = [p for p in target.split("/") if p and p != "."]
+    def _touching(self, fd: int) -> None:
+        """Remember the times of the directory open as ``fd`` before the first stub is made in it."""
+        st = os.fstat(fd)
+        self._times.setdefault((st.st_dev, st.st_ino), (fd, st.st_atime_ns, st.st_mtime_ns))
+
+    def ensure(self, target: str, *, is_dir: bool, ordinary: bool = False) -> None:
+        """Make ``target`` (absolute, inside the rootfs) a directory (``is_dir``) or a non-directory to mount on.
+
+        ``ordinary``: no component may be a symlink (runc mounts /proc and /sys only on ordinary directories).
+
+        :raises BuildError: a component of the path is in the way; names it and says why.
+        """
         if self._root_fd < 0:
-            self._root_fd = self._keep(os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        try:
-            os.close(linux.open_in_root(self._root_fd, target, os.O_PATH | os.O_NOFOLLOW))
-            return
-        except FileNotFoundError:
-            pass
-        depth = len(parts) - 1
-        while True:
+            self._root_fd = self._keep(os.open(self.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        todo = deque(_components(target))
+        entered: list[tuple[str, int]] = []  # the directories walked into below the root: (name, fd)
+        links = 0
+        on_dir = True  # the walk stands on a directory (not on a file it made or found at the end)
+        while todo:
+            name = todo.popleft()
+            cur = entered[-1][1] if entered else self._root_fd
+            if name == "..":
+                if entered:
+                    entered.pop()
+                continue
+            here = "/" + "/".join([n for n, _ in entered] + [name])
+            last = not todo
             try:
-                cur = linux.open_in_root(self._root_fd, "/".join(parts[:depth]) or ".", os.O_RDONLY | os.O_DIRECTORY)
-                break
+                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
             except FileNotFoundError:
-                depth -= 1
-        self._keep(cur)
-        st = os.fstat(cur)
-        self._times.setdefault((st.st_dev, st.st_ino), (cur, st.st_atime_ns, st.st_mtime_ns))
-        for i in range(depth, len(parts)):
-            name = parts[i]
-            if i == len(parts) - 1 and not is_dir:
-                fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                             dir_fd=cur)
-                try:
-                    st = os.fstat(fd)
-                finally:
-                    os.close(fd)
-                self.created.append(_Created(cur, name, st.st_dev, st.st_ino))
-                return
-            os.mkdir(name, 0o755, dir_fd=cur)
-            child = self._keep(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                       dir_fd=cur))
-            st = os.fstat(child)
-            self.created.append(_Created(cur, name, st.st_dev, st.st_ino))
-            cur = child
+                on_dir = is_dir or not last
+                self._create(cur, name, is_dir=on_dir, entered=entered)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                if ordinary:
+                    raise _in_the_way(target, here,
+                                      "is a symbolic link (runc mounts there only on an ordinary directory)")
+                links += 1
+                if links > _MAX_LINKS:
+                    raise _in_the_way(target, here, "is in a loop of symbolic links")
+                dest = os.readlink(name, dir_fd=cur)
+                if dest.startswith("/"):
+                    entered.clear()
+                todo.extendleft(reversed(_components(dest)))
+            elif stat.S_ISDIR(st.st_mode):
+                entered.append((name, self._keep(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                                         | os.O_CLOEXEC, dir_fd=cur))))
+            elif not last or is_dir:
+                raise _in_the_way(target, here, "is not a directory")
+            else:
+                on_dir = False
+        if on_dir and not is_dir:  # also where a symlink at the end led to a directory, or to the root
+            raise _in_the_way(target, "/" + "/".join(n for n, _ in entered),
+                              "is a directory (a file is mounted there)")
+
+    def _create(self, parent: int, name: str, *, is_dir: bool, entered: list[tuple[str, int]]) -> None:
+        self._touching(parent)
+        if not is_dir:
+            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=parent)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            self.created.append(_Created(parent, name, st.st_dev, st.st_ino))
+            return
+        os.mkdir(name, 0o755, dir_fd=parent)
+        child = self._keep(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                   dir_fd=parent))
+        st = os.fstat(child)
+        self.created.append(_Created(parent, name, st.st_dev, st.st_ino))
+        entered.append((name, child))
 
     def remove(self) -> None:
         try:
@@ -254,8 +308,9 @@ class MountSetup:
         finally:
             self.stubs.remove()
 
-    def stub(self, target: str, *, is_dir: bool) -> None:
-        self.stubs.ensure(target, is_dir=is_dir)
+    def stub(self, target: str, *, is_dir: bool, ordinary: bool = False) -> None:
+        """Make the mount point ``target`` in the rootfs (see ``_Stubs.ensure``); removed on exit."""
+        self.stubs.ensure(target, is_dir=is_dir, ordinary=ordinary)
 
     def _scratch(self, prefix: str) -> Path:
         self._count += 1

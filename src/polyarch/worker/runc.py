@@ -10,7 +10,10 @@ API (for the solver)::
 ``StepSpec`` holds what defines a step (argv, env, user, workdir, network, mounts, platform, ``StepContext``);
 secret values and ssh sockets are passed beside it so they can never end up in a cache key. Emulation is
 checked first (``emulation.ensure_runnable``). A non-zero exit raises BuildError naming platform, stage,
-instruction and exit code. The container is always deleted (``runc delete --force``), also on Ctrl-C.
+instruction and exit code (``.step_exit_code`` set); a failure of the runtime itself (a mount it refused, a
+command it could not exec) raises BuildError with the runtime's reason from its log (no ``.step_exit_code``);
+a mount point the image does not allow (``mounts.MountSetup``) fails before the runtime starts. The container
+is always deleted (``runc delete --force``), also on Ctrl-C.
 
 Container (BuildKit's sandbox): own mount/pid/ipc/uts namespaces and, with ``network="default"``, its own
 network namespace with outbound access through slirp4netns or pasta and no way to the host's loopback
@@ -72,6 +75,7 @@ MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/late
           "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"]
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 NETWORKS = ("default", "host", "none")
+_LOG_LIMIT = 1 << 20
 SECURITY = ("sandbox", "insecure")
 
 OutputFn = Callable[[str], None]
@@ -172,7 +176,8 @@ class Runner:
             secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None) -> None:
         """Run ``spec`` in ``rootfs`` (the mounted, writable rootfs of an active snapshot).
 
-        :raises BuildError: the step failed (non-zero exit), or could not be set up.
+        :raises BuildError: the step failed (non-zero exit: ``.step_exit_code``), or could not be set up or
+            started (the reason in the message).
         """
         if spec.network not in NETWORKS:
             raise BuildError(f"unknown network mode {spec.network!r}", hint="use default, host or none")
@@ -189,7 +194,9 @@ class Runner:
                             ssh or {}) as setup, StepNetwork(spec.network, bundle) as net:
                 config = self._config(rootfs, spec, setup, bundle, net)
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
-                code = self._exec(cid, bundle, on_output)
+                code, failure = self._exec(cid, bundle, on_output)
+            if failure:
+                raise BuildError(failure)
             if code != 0:
                 ctx = spec.context
                 where = f"[{ctx.platform}{' ' + ctx.stage if ctx.stage else ''}]"
@@ -197,6 +204,8 @@ class Runner:
                 err = BuildError(f"{where} {what}: process did not complete successfully: exit code: {code}")
                 err.step_exit_code = code  # type: ignore[attr-defined]
                 raise err
+        except OSError as exc:
+            raise BuildError(f"cannot run the container: {exc}") from exc
         finally:
             shutil.rmtree(bundle, ignore_errors=True)
 
@@ -215,7 +224,7 @@ class Runner:
         insecure = spec.security == "insecure"
         mounts = _base_mounts(insecure)
         for d in ("/proc", "/dev", "/sys"):
-            setup.stub(d, is_dir=True)
+            setup.stub(d, is_dir=True, ordinary=True)  # runc refuses a symlink there, and so do we, up front
         (bundle / "hosts").write_text(_hosts(spec.hostname, spec.extra_hosts))
         (bundle / "resolv.conf").write_text(net.resolv_conf)
         files = {"/etc/hosts": bundle / "hosts", "/etc/resolv.conf": bundle / "resolv.conf"}
@@ -253,15 +262,26 @@ class Runner:
             "linux": linux,
         }
 
-    def _exec(self, cid: str, bundle: Path, on_output: OutputFn) -> int:
+    def _exec(self, cid: str, bundle: Path, on_output: OutputFn) -> tuple[int, str]:
+        """Run the container; returns its exit code and, when the runtime itself failed (it could not set up or
+        start the container), the runtime's reason. Only the runtime writes its log (the container cannot reach
+        the bundle), so the log tells its failures from the process's exit codes; the copy of the reason that
+        the runtime also prints to stderr is not passed on as the step's output."""
         base = [self.runtime, "--root", os.fspath(self.state)]
-        proc = subprocess.Popen([*base, "run", "--bundle", os.fspath(bundle), cid], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=bundle)
+        log = bundle / "runtime.log"
+        log_fd = os.open(log, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        proc = subprocess.Popen([*base, "--log", os.fspath(log), "--log-format", "json", "run", "--bundle",
+                                 os.fspath(bundle), cid], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, cwd=bundle)
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
-                on_output(raw.decode("utf-8", "replace").rstrip("\n"))
-            return proc.wait()
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if not (os.fstat(log_fd).st_size and line in _lines(_runtime_errors(log_fd))):
+                    on_output(line)
+            code = proc.wait()
+            errors = _runtime_errors(log_fd) if code != 0 else []
+            return code, "; ".join(errors)
         except BaseException:
             subprocess.run([*base, "kill", cid, "KILL"], capture_output=True, timeout=30, check=False)
             with contextlib.suppress(OSError):
@@ -269,9 +289,30 @@ class Runner:
             proc.wait(timeout=30)
             raise
         finally:
+            os.close(log_fd)
             if proc.stdout is not None:
                 proc.stdout.close()
             subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=60, check=False)
+
+
+def _lines(messages: list[str]) -> set[str]:
+    return {line for msg in messages for line in msg.splitlines()}
+
+
+def _runtime_errors(log_fd: int) -> list[str]:
+    """The messages of the error records in the runtime's JSON log (the first MiB of it)."""
+    data = os.pread(log_fd, _LOG_LIMIT, 0)
+    out: list[str] = []
+    for raw in data.splitlines():
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("level") in ("error", "fatal"):
+            msg = str(record.get("msg", "")).strip()
+            if msg:
+                out.append(msg)
+    return out
 
 
 def runtime_version(binary: str | None = None) -> str:
