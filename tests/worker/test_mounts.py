@@ -247,7 +247,7 @@ POINT_CASES = [
     PointCase("etc-symlink-pair-loop", (("etc", "link", "/a/x"), ("a", "link", "etc")), "stub:/etc/hosts",
               error=r"loop of symbolic links$"),
     PointCase("proc-symlink-to-host", (("proc", "link", "@S@"),), "ordinary:/proc",
-              error=r"^cannot mount on /proc: in the image, /proc is a symbolic link \(runc mounts there only"),
+              error=r"^cannot mount on /proc: in the image, /proc is a symbolic link \(it must be an ordinary dir"),
     PointCase("dev-symlink-in-root", (("data", "dir", ""), ("dev", "link", "data")), "ordinary:/dev",
               error=r"^cannot mount on /dev: in the image, /dev is a symbolic link"),
     PointCase("sys-is-a-file", (("sys", "file", ""),), "ordinary:/sys",

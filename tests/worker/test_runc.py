@@ -263,14 +263,23 @@ def test_dangling_hosts_and_resolv_conf_symlinks_leave_nothing_in_the_layer(env:
 @pytest.mark.parametrize("path,target,message", [
     ("etc", None, "cannot mount on /etc/hosts: in the image, /etc is not a directory"),
     ("proc", "/", "cannot mount on /proc: in the image, /proc is a symbolic link"),
+    ("proc", "@H@", "cannot mount on /proc: in the image, /proc is a symbolic link"),
     ("sys", "../../host-sys", "cannot mount on /sys: in the image, /sys is a symbolic link"),
-    ("dev", "/tmp", "cannot mount on /dev: in the image, /dev is a symbolic link"),
+    # runc 1.1.5 mounts the /dev tmpfs where the symlink leads inside the rootfs, but then makes /dev/ptmx,
+    # /dev/fd, /dev/stdin... by the rootfs path as it is: through the symlink, in the host's directory
+    ("dev", "@H@", "cannot mount on /dev: in the image, /dev is a symbolic link"),
 ])
-def test_mount_point_the_image_does_not_allow(env: Env, path: str, target: str | None, message: str) -> None:
+def test_mount_point_the_image_does_not_allow(env: Env, tmp_path: Path, path: str, target: str | None,
+                                              message: str) -> None:
+    host = tmp_path / "host-dir"  # plays a directory of the host; must stay empty
+    host.mkdir()
+    os.utime(host, ns=(1_000_000_000, 1_000_000_000))
+    link = None if target is None else target.replace("@H@", os.fspath(host))
     with pytest.raises(BuildError) as info:
-        _run_planted(env, lambda r: _replace(r / path, target), ("true",))
+        _run_planted(env, lambda r: _replace(r / path, link), ("true",))
     assert str(info.value).startswith(message)
     assert getattr(info.value, "step_exit_code", None) is None
+    assert os.listdir(host) == [] and os.stat(host).st_mtime_ns == 1_000_000_000
     _no_container_left(env)
 
 

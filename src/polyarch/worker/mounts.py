@@ -185,7 +185,8 @@ class _Stubs:
     def ensure(self, target: str, *, is_dir: bool, ordinary: bool = False) -> None:
         """Make ``target`` (absolute, inside the rootfs) a directory (``is_dir``) or a non-directory to mount on.
 
-        ``ordinary``: no component may be a symlink (runc mounts /proc and /sys only on ordinary directories).
+        ``ordinary``: no component may be a symlink (runc refuses one at /proc and /sys, and makes the device
+        nodes and links of /dev by the unresolved path, so through a /dev symlink on the host).
 
         :raises BuildError: a component of the path is in the way; names it and says why.
         """
@@ -213,7 +214,7 @@ class _Stubs:
             if stat.S_ISLNK(st.st_mode):
                 if ordinary:
                     raise _in_the_way(target, here,
-                                      "is a symbolic link (runc mounts there only on an ordinary directory)")
+                                      "is a symbolic link (it must be an ordinary directory)")
                 links += 1
                 if links > _MAX_LINKS:
                     raise _in_the_way(target, here, "is in a loop of symbolic links")
