@@ -113,6 +113,10 @@ def _cases() -> list[Case]:
                             Sym("etc/hostname", s + "/empty"))),
         Case("mounts-dev-proc-sys-symlinks", "contain",
              lambda s: _one(Sym("dev", s + "/emptydir"), Sym("proc", s + "/sub"), Sym("sys", s))),
+        # each alone, so that runc's own refusal of one (/proc) cannot hide what it does with another (/dev)
+        Case("mounts-dev-symlink", "contain", lambda s: _one(Sym("dev", s + "/emptydir"))),
+        Case("mounts-dev-dotdot", "contain", lambda s: _one(Sym("dev", UP + rel(s) + "/emptydir"))),
+        Case("mounts-sys-symlink", "contain", lambda s: _one(Sym("sys", s + "/emptydir"))),
         # --- issue 13 item 1: a cached parent made stale by a later symlink --------------------------------
         Case("item1-write", "contain",
              lambda s: _one(File("x/a/.wh.none"), Sym("x", s), File("x/a/file", b"pwned\n"), File("x/a/pwn"))),
