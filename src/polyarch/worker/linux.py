@@ -6,8 +6,8 @@ API::
     umount(target, *, detach=False)                      # ignores "not mounted"
     is_mountpoint(path) -> bool
     mount_overlay(lowers, upper, work, target, options=())   # lowers top-most first; see below
-    open_in_root(root_fd, path, flags) -> fd             # symlinks resolved as if root_fd were /
     open_beneath(dir_fd, path, flags) -> fd              # no symlink followed in any component
+    openat2(dir_fd, path, flags, resolve) -> fd ; Openat2(flags, resolve).open(dir_fd, path) -> fd | -errno
 
 No mount option string is ever assembled from a caller's path: ``mount_overlay`` opens every layer as an
 ``O_PATH`` descriptor and names it to the kernel as ``/proc/self/fd/N``. With the new mount API (``fsopen`` /
@@ -16,10 +16,9 @@ No mount option string is ever assembled from a caller's path: ``mount_overlay``
 on older kernels a legacy ``mount(2)`` data string is built from those fd paths and fixed options only. A path
 holding ``:`` ``,`` ``\\`` ``=`` or a newline therefore names exactly one directory on either path.
 
-``open_in_root`` uses ``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`` (Linux 5.6+); without it, the path is
-resolved inside the root by ``securepath.secure_join`` and then walked with ``O_NOFOLLOW`` from ``root_fd``, so a
-symlink swapped in between fails (``ELOOP``) instead of leading out. ``open_beneath`` uses ``RESOLVE_BENEATH |
-RESOLVE_NO_SYMLINKS`` or the same ``O_NOFOLLOW`` walk.
+``open_beneath`` uses ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`` (Linux 5.6+) or, without it, a walk with
+``O_NOFOLLOW`` one component at a time. ``Openat2`` is the one wrapper of the syscall (``rooted.RootDir`` resolves
+every layer entry through it).
 """
 
 from __future__ import annotations
@@ -33,8 +32,20 @@ from functools import cache
 
 from polyarch.errors import StoreError
 
-__all__ = ["MNT_DETACH", "MS_BIND", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "is_mountpoint", "mount", "mount_overlay",
-           "open_beneath", "open_in_root", "umount"]
+__all__ = [
+    "MNT_DETACH",
+    "MS_BIND",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_REMOUNT",
+    "Openat2",
+    "is_mountpoint",
+    "mount",
+    "mount_overlay",
+    "open_beneath",
+    "openat2",
+    "umount",
+]
 
 MS_RDONLY = 1
 MS_REMOUNT = 32
@@ -54,10 +65,10 @@ _FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _MOVE_MOUNT_T_EMPTY_PATH = 0x40
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_NO_SYMLINKS = 0x04
-_RESOLVE_BENEATH = 0x08
-_RESOLVE_IN_ROOT = 0x10
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
 _MAX_MOUNT_DATA = 4000  # a legacy mount(2) data page is 4096 bytes
 
 
@@ -183,26 +194,54 @@ def _mount_overlay_fsconfig(lowers: list[str], upper: str, work: str, target: st
 
 
 class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+    _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
+
+
+# openat2 has one number on every architecture polyarch runs on (added after the syscall tables were unified).
+_OPENAT2_MACHINES = ("x86_64", "aarch64", "arm64", "armv7l", "armv8l", "riscv64", "ppc64le", "s390x", "i686", "i386")
+
+
+class Openat2:
+    """openat2(2) with fixed open flags and ``RESOLVE_*`` bits, cheap to call on a hot path (the ``open_how``
+    is built once). ``available`` turns false for good on ENOSYS, E2BIG or a seccomp filter's EPERM."""
+
+    def __init__(self, flags: int, resolve: int) -> None:
+        self.available = os.uname().machine in _OPENAT2_MACHINES
+        self._syscall = _libc().syscall
+        self._syscall.restype = ctypes.c_long
+        self._how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+        self._how_ref = ctypes.byref(self._how)
+        self._how_size = ctypes.sizeof(self._how)
+
+    def open(self, dir_fd: int, path: bytes) -> int:
+        """A new descriptor, or -errno."""
+        fd = self._syscall(_SYS_OPENAT2, dir_fd, path, self._how_ref, self._how_size)
+        if fd >= 0:
+            return int(fd)
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EPERM, errno.E2BIG):
+            self.available = False
+        return -err
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
+    """openat2(2) of ``path`` below ``dir_fd``.
+
+    :raises OSError: with the errno.
+    """
+    fd = Openat2(flags, resolve).open(dir_fd, os.fsencode(path))
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd), path)
+    return fd
 
 
 @cache
 def _has_openat2() -> bool:
     try:
-        os.close(_openat2(-100, "/", os.O_PATH | os.O_CLOEXEC, 0))
+        os.close(openat2(-100, "/", os.O_PATH, 0))
         return True
     except OSError:
         return False
-
-
-def _openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
-    rc = _libc().syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(dir_fd), ctypes.c_char_p(os.fsencode(path)),
-                         ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
-    if rc < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(rc)
 
 
 def _walk_nofollow(dir_fd: int, parts: Sequence[str], flags: int) -> int:
@@ -227,27 +266,11 @@ def _parts(path: str) -> list[str]:
     return parts
 
 
-def open_in_root(root_fd: int, path: str, flags: int) -> int:
-    """``openat`` of ``path`` below ``root_fd`` with every symlink resolved as if ``root_fd`` were ``/``.
-
-    The last component is followed too unless ``flags`` has ``O_NOFOLLOW``.
-
-    :raises OSError: as ``open(2)``; ``ELOOP`` where the fallback walk meets a symlink it did not resolve.
-    """
-    if _has_openat2():
-        return _openat2(root_fd, path, flags, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
-    from .securepath import secure_join
-
-    base = f"/proc/self/fd/{root_fd}"
-    resolved = secure_join(base, path, follow_final=not flags & os.O_NOFOLLOW)
-    return _walk_nofollow(root_fd, _parts(resolved[len(base):]), flags)
-
-
 def open_beneath(dir_fd: int, path: str, flags: int) -> int:
     """``openat`` of ``path`` below ``dir_fd`` following no symlink in any component and never leaving it.
 
     :raises OSError: as ``open(2)``; ``ELOOP`` for a symlink, ``EXDEV`` for ``..``.
     """
     if _has_openat2():
-        return _openat2(dir_fd, path, flags, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
+        return openat2(dir_fd, path, flags, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
     return _walk_nofollow(dir_fd, _parts(path), flags)

@@ -20,58 +20,21 @@ it is now. Callers operate on the final component themselves, with ``dir_fd`` an
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import platform
 import stat
 from collections import deque
 
 from polyarch.errors import InvalidLayer
 
+from .linux import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, Openat2
+
 __all__ = ["MAX_SYMLINKS", "RootDir"]
 
 MAX_SYMLINKS = 255  # the budget of securepath.secure_join; the kernel's own limit for openat2 is 40
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_IN_ROOT = 0x10
-# openat2 has the same number on every architecture polyarch runs on (added after the syscall tables were unified).
-_SYS_OPENAT2 = 437 if platform.machine() in ("x86_64", "aarch64", "arm64", "armv7l", "armv8l", "riscv64",
-                                                "ppc64le", "s390x", "i686", "i386") else None
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
-
-
-class _Openat2:
-    """openat2(2) through ``syscall``; ``available`` turns false for good on ENOSYS (or a filter's EPERM)."""
-
-    def __init__(self) -> None:
-        self.available = _SYS_OPENAT2 is not None
-        self._syscall = None
-        if self.available:
-            libc = ctypes.CDLL(None, use_errno=True)
-            self._syscall = libc.syscall
-            self._syscall.restype = ctypes.c_long
-        self._how = _OpenHow(_DIR_FLAGS, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
-        self._how_ref = ctypes.byref(self._how)
-        self._how_size = ctypes.sizeof(self._how)
-
-    def open_dir(self, dirfd: int, path: bytes) -> int:
-        """A directory fd, or -errno."""
-        assert self._syscall is not None
-        fd = self._syscall(_SYS_OPENAT2, dirfd, path, self._how_ref, self._how_size)
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err in (errno.ENOSYS, errno.EPERM, errno.E2BIG):
-            self.available = False
-        return -err
-
-
-_OPENAT2 = _Openat2()
+_OPENAT2 = Openat2(_DIR_FLAGS, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 
 
 class RootDir:
@@ -109,7 +72,7 @@ class RootDir:
             return os.dup(self.fd)
         openat2 = self._openat2
         if openat2 is not None and openat2.available:
-            fd = openat2.open_dir(self.fd, os.fsencode("/".join(parts)))
+            fd = openat2.open(self.fd, os.fsencode("/".join(parts)))
             if fd >= 0:
                 return fd
             if fd == -errno.ENOTDIR:
