@@ -1,7 +1,8 @@
 """Bake target → ``BuildRequest`` and output specs (the glue between the bake frontend and ``build_many``).
 
 Paths are relative to the working directory, as in buildx; ``dockerfile`` is relative to ``context``.
-``contexts`` values: a directory, ``docker-image://REF``, or ``target:NAME`` (built in an earlier round and given
+The request is built by keyword, one bake attribute per ``BuildRequest`` field (``network``: default, none
+or host; host needs ``--allow network.host``). ``contexts`` values: a directory, ``docker-image://REF``, or ``target:NAME`` (built in an earlier round and given
 as the local image ``handed[NAME]``). ``plan_rounds`` orders targets so every ``target:`` dependency is built
 in an earlier round; a cycle is an error.
 """
@@ -66,14 +67,20 @@ def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bo
             contexts[name] = "docker-image://" + handed[value[7:]]
         else:
             contexts[name] = value
+    network = t.get("network") or "default"
+    if network not in ("default", "none", "host"):
+        raise UsageError(f"target {t.name!r}: invalid network {network!r}: expected default, none or host")
     return BuildRequest(
-        text, df_path.name if inline is None else "Dockerfile", ctx, tuple(parse_list(list(t.get("platforms", ())))),
-        t.get("target", ""), t.build_args(), {k: v for k, v in t.get("labels", {}).items() if v is not None},
-        _excludes(ctx, df_path), contexts, no_cache or bool(t.get("no-cache", False)), epoch,
-        _secrets(tuple(t.get("secret", ()))), _ssh(tuple(t.get("ssh", ()))), pull or bool(t.get("pull", False)),
-        tuple(t.get("annotations", ())),
-        tuple(parse_cache_spec(c, export=False) for c in t.get("cache-from", ())),
-        tuple(parse_cache_spec(c, export=True) for c in t.get("cache-to", ())), allow=allow)
+        dockerfile=text, filename=df_path.name if inline is None else "Dockerfile", context=ctx,
+        platforms=tuple(parse_list(list(t.get("platforms", ())))), target=t.get("target", ""),
+        build_args=t.build_args(), labels={k: v for k, v in t.get("labels", {}).items() if v is not None},
+        excludes=_excludes(ctx, df_path), build_contexts=contexts,
+        no_cache=no_cache or bool(t.get("no-cache", False)), epoch=epoch,
+        secrets=_secrets(tuple(t.get("secret", ()))), ssh=_ssh(tuple(t.get("ssh", ()))),
+        pull=pull or bool(t.get("pull", False)), annotations=tuple(t.get("annotations", ())),
+        cache_from=tuple(parse_cache_spec(c, export=False) for c in t.get("cache-from", ())),
+        cache_to=tuple(parse_cache_spec(c, export=True) for c in t.get("cache-to", ())),
+        network=network, allow=allow)
 
 
 def output_specs(t: Target, *, load: bool, push: bool) -> list[OutputSpec]:
