@@ -1,22 +1,46 @@
 """``ADD https://…``: download one file for the solver (streamed, size-limited, checksum verified).
 
-The file is written 0600 like Docker does, with the mtime of ``Last-Modified`` when the server sends one (else
-0, so the layer does not depend on when it was built). Redirects are followed; only http and https URLs.
+The file is written 0600 like Docker does, with the mtime of ``Last-Modified`` when the server sends one that Go's
+``http.ParseTime`` reads (RFC 1123 with ``GMT``, RFC 850, asctime), as BuildKit does; else 0, so the layer does
+not depend on when it was built (a header BuildKit cannot parse is ignored, never an error). Redirects are
+followed; only http and https URLs.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import os
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from polyarch.digest import Digest
 from polyarch.errors import BuildError, InvalidDigest, LimitExceeded
 
-__all__ = ["MAX_DOWNLOAD", "download"]
+__all__ = ["MAX_DOWNLOAD", "download", "parse_http_time"]
 
 MAX_DOWNLOAD = 16 << 30
+
+# Go's http.TimeFormat, time.RFC850 and time.ANSIC (C-locale names; RFC 850's zone name is taken as UTC, as Go
+# does for an abbreviation it does not know on a UTC machine)
+_LAYOUTS = ("%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S", "%a %b %d %H:%M:%S %Y")
+_RFC850_ZONE = re.compile(r" [A-Z]{3,5}$")
+
+
+def parse_http_time(value: str) -> float | None:
+    """Seconds since the epoch of an HTTP date in one of the layouts Go's ``http.ParseTime`` accepts, else None."""
+    value = value.strip()
+    candidates = [(_LAYOUTS[0], value), (_LAYOUTS[2], value)]
+    if _RFC850_ZONE.search(value):
+        candidates.append((_LAYOUTS[1], value[:value.rindex(" ")]))
+    for layout, text in candidates:
+        if not text.isascii():
+            continue
+        try:
+            return datetime.strptime(text, layout).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    return None
 
 
 def download(url: str, dest: Path, *, checksum: str = "", limit: int = MAX_DOWNLOAD, timeout: float = 60.0) -> str:
@@ -41,10 +65,7 @@ def download(url: str, dest: Path, *, checksum: str = "", limit: int = MAX_DOWNL
         with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as resp:
             if resp.status_code != 200:
                 raise BuildError(f"ADD {url}: HTTP {resp.status_code}")
-            modified = resp.headers.get("last-modified")
-            if modified:
-                parsed = email.utils.parsedate_to_datetime(modified)
-                mtime = parsed.timestamp() if parsed is not None else 0.0
+            mtime = parse_http_time(resp.headers.get("last-modified", "")) or 0.0
             with open(dest, "wb") as out:
                 for chunk in resp.iter_bytes(1 << 20):
                     size += len(chunk)
