@@ -271,3 +271,14 @@ def test_context_symlinks_never_reach_the_host(store_root: Path, tmp_path: Path)
     assert members["app/abs"].issym() and members["app/abs"].linkname == "/nix/store/abc-passwd"
     assert members["app/up"].issym() and members["app/up"].linkname == "../../../../../../etc/passwd"
     assert members["app/real.txt"].isfile()
+
+
+def test_copy_globs_match_as_go_filepath_match(store_root: Path, tmp_path: Path) -> None:
+    """COPY sources use .dockerignore's matcher: ``[^a]`` negates, ``[!a]`` is the class of '!' and 'a'."""
+    ctx = write_tree(tmp_path / "ctx", {"a.txt": "a\n", "b.txt": "b\n", "!.txt": "bang\n",
+                                        "Dockerfile": "FROM base/busybox:1\nCOPY [^a]*.txt /neg/\n"
+                                                      "COPY [!a].txt /bang/\n"})
+    out = tmp_path / "out"
+    build(store_root, ctx, "--platform", "linux/amd64", "-o", f"type=local,dest={out}")
+    assert sorted(p.name for p in (out / "neg").iterdir()) == ["!.txt", "b.txt"]
+    assert sorted(p.name for p in (out / "bang").iterdir()) == ["!.txt", "a.txt"]

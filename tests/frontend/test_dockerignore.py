@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from polyarch.frontend.dockerignore import ignore_file_candidates, is_excluded, matcher, parse_dockerignore
+from polyarch.frontend.dockerignore import (
+    glob_match,
+    ignore_file_candidates,
+    is_excluded,
+    matcher,
+    parse_dockerignore,
+)
 
 CASES = [
     # (patterns, path, excluded)
@@ -53,3 +59,28 @@ def test_matcher_and_candidates() -> None:
     m = matcher(parse_dockerignore("*.pyc"))
     assert m("x.pyc") and not m("x.py")
     assert ignore_file_candidates("docker/app.Dockerfile") == ("docker/app.Dockerfile.dockerignore", ".dockerignore")
+
+
+# Go's filepath.Match on one path component (what COPY globs and .dockerignore share): '^' negates a class, '!'
+# is an ordinary character in one; '\\' escapes, in and out of a class; '*' and '?' never match '/'
+GO_MATCH = [
+    ("abc", "abc", True), ("*", "abc", True), ("*c", "abc", True), ("a*", "a", True), ("a*", "ab/c", False),
+    ("a*b*c*d*e*/f", "axbxcxdxe/f", True), ("a?c", "abc", True), ("a?c", "a/c", False), ("a?c", "ac", False),
+    ("[abc]", "b", True), ("[abc]", "d", False), ("[a-c]", "b", True), ("[a-c]", "d", False),
+    ("[^a]", "a", False), ("[^a]", "b", True), ("[^a]*.txt", "a.txt", False), ("[^a]*.txt", "b.txt", True),
+    ("[^a-c]", "d", True), ("[^a-c]", "b", False),
+    ("[!a]", "a", True), ("[!a]", "!", True), ("[!a]", "b", False),  # not a negation in Go
+    ("\\*.txt", "*.txt", True), ("\\*.txt", "a.txt", False), ("a\\?c", "a?c", True), ("a\\?c", "abc", False),
+    ("[\\]a]", "]", True), ("[\\]a]", "b", False), ("[\\-]", "-", True), ("[x\\-]", "z", False),
+    ("a.b", "axb", False), ("a+b", "a+b", True), ("(x)", "(x)", True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "name", "matches"), GO_MATCH)
+def test_glob_match_is_go_filepath_match(pattern: str, name: str, matches: bool) -> None:
+    assert glob_match(pattern, name) is matches
+
+
+def test_dockerignore_bang_in_a_class_is_literal() -> None:
+    assert is_excluded("!.txt", parse_dockerignore("[!a].txt")) is True
+    assert is_excluded("b.txt", parse_dockerignore("[!a].txt")) is False

@@ -5,8 +5,9 @@
 * patterns are cleaned like Go's ``filepath.Clean`` and a leading ``/`` is dropped (patterns are relative to the
   context root);
 * ``*`` matches any run of characters except ``/``, ``?`` one character except ``/``, ``[a-z]``/``[^a-z]`` a
-  class, ``\\`` escapes the next character (Go ``filepath.Match``), and ``**`` matches any number of
-  directories, zero included (``**/*.go`` matches ``a.go`` and ``x/y/a.go``);
+  class (``!`` is no negation: ``[!a]`` is the class of ``!`` and ``a``), ``\\`` escapes the next character, in a
+  class too (Go ``filepath.Match``; COPY source globs use the same matcher, ``glob_match``), and ``**`` matches
+  any number of directories, zero included (``**/*.go`` matches ``a.go`` and ``x/y/a.go``);
 * a pattern that matches a directory excludes everything under it (``build`` excludes ``build/x/y``).
 
 ``ignore_file_candidates`` names the files to look for, best first: ``<Dockerfile>.dockerignore`` next to the
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["IgnorePattern", "ignore_file_candidates", "is_excluded", "matcher", "parse_dockerignore"]
+__all__ = ["IgnorePattern", "glob_match", "ignore_file_candidates", "is_excluded", "matcher", "parse_dockerignore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,35 @@ def parse_dockerignore(text: str) -> tuple[IgnorePattern, ...]:
     return tuple(out)
 
 
+def _class(pattern: str, start: int) -> tuple[str, int] | None:
+    """The regex of the ``[...]`` class opening at ``start`` and the index of its ``]``, or None when it is not
+    closed. As in Go: ``^`` negates, ``!`` is an ordinary character, ``\\`` escapes, ``lo-hi`` is a range."""
+    i, n = start + 1, len(pattern)
+    negated = i < n and pattern[i] == "^"
+    i += negated
+    items: list[str] = []
+    while i < n:
+        ch = pattern[i]
+        if ch == "]" and items:
+            ranges = "".join(items)  # a reversed range (z-a) was left out: it matches nothing, as in Go
+            if not ranges:
+                return ("." if negated else "(?!)"), i
+            return ("[^" if negated else "[") + ranges + "]", i
+        if ch == "\\" and i + 1 < n:
+            i += 1
+            ch = pattern[i]
+        lo = re.escape(ch)
+        if i + 2 < n and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+            i += 2
+            if pattern[i] == "\\" and i + 1 < n:
+                i += 1
+            items.append(f"{lo}-{re.escape(pattern[i])}" if ch <= pattern[i] else "")
+        else:
+            items.append(lo)
+        i += 1
+    return None
+
+
 @lru_cache(maxsize=4096)
 def _regex(pattern: str) -> re.Pattern[str]:
     out: list[str] = ["^"]
@@ -79,21 +109,20 @@ def _regex(pattern: str) -> re.Pattern[str]:
         elif ch == "\\" and i + 1 < n:
             i += 1
             out.append(re.escape(pattern[i]))
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                body = pattern[i + 1:end]
-                if body.startswith("^") or body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
+        elif ch == "[" and (klass := _class(pattern, i)) is not None:
+            out.append(klass[0])
+            i = klass[1]
         else:
             out.append(re.escape(ch))
         i += 1
     out.append("$")
     return re.compile("".join(out), re.DOTALL)
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """Does ``name`` match ``pattern`` as Go's ``filepath.Match`` decides (``*``, ``?``, classes, ``\\``)? COPY
+    source globs match each path component with it."""
+    return _regex(pattern).match(name) is not None
 
 
 def _matches(pattern: str, path: str) -> bool:

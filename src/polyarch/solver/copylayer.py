@@ -1,7 +1,7 @@
 """COPY/ADD and WORKDIR layers, written straight from the source tree (no rootfs needed).
 
-``plan_copy`` resolves the sources of a COPY (globs, ``.dockerignore``, ``--exclude``; rooted resolution inside
-the source tree, the final symlink of a named source followed like Docker) into sorted layer ``Entry`` values,
+``plan_copy`` resolves the sources of a COPY (globs matched per path component like Go's ``filepath.Match``,
+by ``.dockerignore``'s own matcher; ``.dockerignore``, ``--exclude``; rooted resolution inside the source tree, the final symlink of a named source followed like Docker) into sorted layer ``Entry`` values,
 with the destination rules of Docker: several sources or a trailing ``/`` → into a directory; a directory source
 → its contents; a single file onto an existing directory → inside it. Missing parents of the destination are
 created (0755, owned like the copied files). ``content_key`` hashes the entries (never mtimes, like BuildKit's
@@ -11,7 +11,6 @@ content hash) and ``write_layer`` writes them as a reproducible tar (PAX, sorted
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import posixpath
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from polyarch.content.compression import LayerWriter
 from polyarch.content.store import ContentStore
 from polyarch.errors import BuildError, StoreError
+from polyarch.frontend.dockerignore import glob_match
 from polyarch.oci.jsonutil import key_json
 from polyarch.worker.securepath import secure_join
 
@@ -116,7 +116,7 @@ def _match(tree: str, pattern: str, excluded: Callable[[str], bool]) -> list[str
             except (NotADirectoryError, FileNotFoundError):
                 continue
             for name in names:
-                if fnmatch.fnmatchcase(name, part):
+                if glob_match(part, name):
                     cand = posixpath.join(base, name) if base else name
                     if i == len(parts) - 1 and excluded(cand):
                         continue
