@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.worker.conftest import add_member
+from tests.worker.conftest import E, add_member
 
 __all__ = ["BASE_PLATFORM", "Entry", "HostileImage", "base_image", "gz", "layer_tar", "oci_archive", "sha256"]
 
@@ -32,21 +32,11 @@ LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 REF_NAME = "org.opencontainers.image.ref.name"
 
 @dataclass(frozen=True)
-class Entry:
-    """One tar member. ``name``/``link`` may carry surrogate escapes (non-UTF-8 bytes); ``pax`` adds PAX
-    records (``path``, ``linkpath``, ``SCHILY.xattr.*``); kind ``sparse`` is a GNU sparse file of ``size``
-    bytes holding ``data`` at offset 0 and a hole after it."""
+class Entry(E):
+    """One tar member (the fields of ``tests.worker.conftest.E``). ``name``/``link`` may carry surrogate escapes
+    (non-UTF-8 bytes); ``pax`` adds PAX records (``path``, ``linkpath``, ``SCHILY.xattr.*``); kind ``sparse`` is
+    a GNU sparse file of ``size`` bytes holding ``data`` at offset 0 and a hole after it."""
 
-    name: str
-    kind: str = "file"
-    data: bytes = b""
-    link: str = ""
-    mode: int | None = None
-    uid: int = 0
-    gid: int = 0
-    mtime: int = 1_700_000_000
-    pax: tuple[tuple[str, str], ...] = ()
-    dev: tuple[int, int] = (0, 0)
     size: int = 0
 
 
@@ -102,7 +92,7 @@ def layer_tar(entries: Iterable[Entry], *, fmt: int = tarfile.PAX_FORMAT) -> byt
                 buf.write(raw)
                 tf.offset += len(raw)
                 continue
-            add_member(tf, e)  # type: ignore[arg-type]  (the same fields as tests.worker.conftest.E)
+            add_member(tf, e)
     return buf.getvalue()
 
 
