@@ -9,9 +9,10 @@ API (for worker.runc)::
 
 ``default`` (BuildKit's rootless default): a fresh network namespace, made in a short-lived thread
 (``unshare(CLONE_NEWNET)``; the namespace is held by a file descriptor, no mount, nothing to clean up), joined
-by slirp4netns (``--disable-host-loopback``: the host's 127.0.0.1 is not reachable from the step) or, when
-slirp4netns is missing, pasta (``--no-map-gw`` and no port forwarding into or out of the namespace; pasta
-drops its capabilities before it opens the namespace, so it gets a bind mount of it, ``workdir/netns``). The step
+by slirp4netns (``--disable-host-loopback``: the host's 127.0.0.1 is not reachable from the step; its own
+sandbox and seccomp filter on, since it parses the step's packets as root) or, when slirp4netns is missing, pasta
+(``--no-map-gw`` and no port forwarding into or out of the namespace; started as root it runs as nobody and
+opens the namespace only then, so it gets a bind mount of it in a 0711 temporary directory). The step
 sees a tap device, 10.0.2.100/24, a default route and the user-mode resolver 10.0.2.3. The helper exits when
 the step ends or when the builder dies (slirp4netns: ``--exit-fd``; pasta: parent-death signal).
 ``none``: a namespace runc creates, with only the loopback device up. ``host``: the host's namespace and
@@ -25,6 +26,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -82,6 +84,7 @@ class StepNetwork:
         self.mode = mode
         self.workdir = workdir
         self._bound: Path | None = None
+        self._holder: Path | None = None
         self.namespace: dict[str, Any] | None = None
         self.resolv_conf = "\n".join(_host_resolv()) + "\n"
         self._fd: int | None = None
@@ -123,10 +126,14 @@ class StepNetwork:
         exit_r, self._exit_w = os.pipe()
         try:
             self._helper = subprocess.Popen(
-                ["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback", "--netns-type=path",
+                ["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox",
+                 "--enable-seccomp", "--netns-type=path",
                  f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", path, "tap0"],
                 pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, start_new_session=True)
+        except BaseException:
+            os.close(ready_r)
+            raise
         finally:
             os.close(ready_w)
             os.close(exit_r)
@@ -140,14 +147,19 @@ class StepNetwork:
     def _pasta(self, path: str) -> None:
         from . import linux
 
-        bound = self.workdir / "netns"
+        # pasta started as root runs as nobody (its default --runas) and opens the namespace only then: the bind
+        # mount lives in a directory nobody can traverse but not list, outside the private store
+        holder = Path(tempfile.mkdtemp(prefix="polyarch-netns-"))
+        holder.chmod(0o711)
+        bound = holder / "netns"
         bound.touch(mode=0o444)
+        self._holder = holder
         linux.mount(path, bound, "", flags=linux.MS_BIND)
         self._bound = bound
         # -f: stays our child; the default TCP/UDP forwarding ("auto") would map the host's loopback ports
         # into the namespace, so every direction is "none"; --no-map-gw: the gateway is not the host
         self._helper = subprocess.Popen(
-            ["setpriv", "--pdeathsig", "KILL", "--", "pasta", "-f", "--quiet", "--runas", "0", "--config-net", "--no-map-gw",
+            ["setpriv", "--pdeathsig", "KILL", "--", "pasta", "-f", "--quiet", "--config-net", "--no-map-gw",
              "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--dns-forward", RESOLVER,
              "--address", "10.0.2.100", "--netmask", "24", "--gateway", "10.0.2.2", "--ns-ifname", "tap0",
              "--mtu", "65520", "--netns", os.fspath(bound)],
@@ -160,7 +172,8 @@ class StepNetwork:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             self._helper.kill()
             _, err = self._helper.communicate(timeout=5)
-            return (err or b"").decode("utf-8", "replace").strip().splitlines()[-1:][0] if err else "no output"
+            lines = (err or b"").decode("utf-8", "replace").strip().splitlines()
+            return lines[-1] if lines else "no output"
         return "no output"
 
     def close(self) -> None:
@@ -175,14 +188,20 @@ class StepNetwork:
                 helper.stderr.close()
             # its exit waits for the kernel to tear the tap device down (~30 ms): reaped off the step's path
             threading.Thread(target=helper.wait, name="polyarch-netreap", daemon=True).start()
-        if self._bound is not None:
-            from . import linux
+        try:
+            if self._bound is not None:
+                from . import linux
 
-            linux.umount(self._bound, detach=True)
-            self._bound = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+                bound, self._bound = self._bound, None
+                linux.umount(bound, detach=True)
+                bound.unlink()
+            if self._holder is not None:
+                holder, self._holder = self._holder, None
+                holder.rmdir()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _read_with_timeout(fd: int) -> bytes:
