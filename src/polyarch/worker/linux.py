@@ -211,11 +211,13 @@ class Openat2:
         self._syscall.restype = ctypes.c_long
         self._how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
         self._how_ref = ctypes.byref(self._how)
-        self._how_size = ctypes.sizeof(self._how)
+        # every argument as a full register: a bare int is passed as a C int, leaving the upper half undefined
+        self._nr = ctypes.c_long(_SYS_OPENAT2)
+        self._how_size = ctypes.c_size_t(ctypes.sizeof(self._how))
 
     def open(self, dir_fd: int, path: bytes) -> int:
         """A new descriptor, or -errno."""
-        fd = self._syscall(_SYS_OPENAT2, dir_fd, path, self._how_ref, self._how_size)
+        fd = self._syscall(self._nr, ctypes.c_long(dir_fd), path, self._how_ref, self._how_size)
         if fd >= 0:
             return int(fd)
         err = ctypes.get_errno()

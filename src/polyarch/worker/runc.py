@@ -270,14 +270,23 @@ class Runner:
         base = [self.runtime, "--root", os.fspath(self.state)]
         log = bundle / "runtime.log"
         log_fd = os.open(log, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        proc = subprocess.Popen([*base, "--log", os.fspath(log), "--log-format", "json", "run", "--bundle",
-                                 os.fspath(bundle), cid], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, cwd=bundle)
+        try:
+            proc = subprocess.Popen([*base, "--log", os.fspath(log), "--log-format", "json", "run", "--bundle",
+                                     os.fspath(bundle), cid], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, cwd=bundle)
+        except BaseException:
+            os.close(log_fd)
+            raise
+        seen_size, runtime_lines = 0, set[str]()  # the log parsed again only when it grew
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
-                if not (os.fstat(log_fd).st_size and line in _lines(_runtime_errors(log_fd))):
+                size = os.fstat(log_fd).st_size
+                if size != seen_size:
+                    seen_size, runtime_lines = size, _lines(_runtime_errors(log_fd))
+                # (a step line equal to one of the runtime's own error lines is its stderr copy: dropped)
+                if line not in runtime_lines:
                     on_output(line)
             code = proc.wait()
             errors = _runtime_errors(log_fd) if code != 0 else []

@@ -315,11 +315,11 @@ def _lower_lstat(lowers: list[Path], rel: str) -> os.stat_result | None:
                 fd = linux.open_beneath(dfd, rel, os.O_PATH | os.O_NOFOLLOW)
             finally:
                 os.close(dfd)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             continue
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return None  # a symlink on the way: nothing of that lower shows through at ``rel``
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return None  # a symlink or a file on the way hides every lower below it at ``rel``
             raise
         try:
             return os.fstat(fd)
