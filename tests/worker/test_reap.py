@@ -108,3 +108,26 @@ def test_reap_leaves_live_owners_alone(store_root: Path) -> None:
         d.mkdir(parents=True)
     assert not reap(store_root, everything=False).containers
     assert live.is_dir() and not dead.exists()
+
+
+def test_an_owner_holding_its_lock_is_alive_whatever_its_pid(store_root: Path) -> None:
+    """A builder in another pid namespace sharing the store: its pid means nothing here (999999998 runs nowhere
+    in this namespace), but it holds its owner lock, so its bundle is not reaped until the lock is let go."""
+    pid = 999999998
+    other = store_root / "bundles" / f"polyarch-{pid}-abc123"
+    other.mkdir(parents=True)
+    (store_root / "owners").mkdir(mode=0o700)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); sys.stdin.read()"),
+        str(store_root / "owners" / f"{pid}.lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert not reap_crashed(store_root)
+        assert other.is_dir()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    assert reap_crashed(store_root).dirs == 1
+    assert not other.exists() and not (store_root / "owners" / f"{pid}.lock").exists()

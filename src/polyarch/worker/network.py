@@ -11,8 +11,8 @@ API (for worker.runc)::
 (``unshare(CLONE_NEWNET)``; the namespace is held by a file descriptor, no mount, nothing to clean up), joined
 by slirp4netns (``--disable-host-loopback``: the host's 127.0.0.1 is not reachable from the step; its own
 sandbox and seccomp filter on, since it parses the step's packets as root) or, when slirp4netns is missing, pasta
-(``--no-map-gw`` and no port forwarding into or out of the namespace; started as root it runs as nobody and
-opens the namespace only then, so it gets a bind mount of it in a 0711 temporary directory). The step
+(``--no-map-gw`` and no port forwarding into or out of the namespace; it keeps uid 0 with its capabilities
+dropped, since as nobody it could not join the namespace, and opens it through a bind mount in the bundle). The step
 sees a tap device, 10.0.2.100/24, a default route and the user-mode resolver 10.0.2.3. The helper exits when
 the step ends or when the builder dies (slirp4netns: ``--exit-fd``; pasta: parent-death signal).
 ``none``: a namespace runc creates, with only the loopback device up. ``host``: the host's namespace and
@@ -26,7 +26,6 @@ import ctypes
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -84,7 +83,6 @@ class StepNetwork:
         self.mode = mode
         self.workdir = workdir
         self._bound: Path | None = None
-        self._holder: Path | None = None
         self.namespace: dict[str, Any] | None = None
         self.resolv_conf = "\n".join(_host_resolv()) + "\n"
         self._fd: int | None = None
@@ -147,19 +145,16 @@ class StepNetwork:
     def _pasta(self, path: str) -> None:
         from . import linux
 
-        # pasta started as root runs as nobody (its default --runas) and opens the namespace only then: the bind
-        # mount lives in a directory nobody can traverse but not list, outside the private store
-        holder = Path(tempfile.mkdtemp(prefix="polyarch-netns-"))
-        holder.chmod(0o711)
-        bound = holder / "netns"
+        # pasta, started as root, would switch to nobody and then could not join the namespace: it keeps uid 0
+        # (--runas 0) with its capabilities dropped, and opens the namespace through this bind mount
+        bound = self.workdir / "netns"
         bound.touch(mode=0o444)
-        self._holder = holder
         linux.mount(path, bound, "", flags=linux.MS_BIND)
         self._bound = bound
         # -f: stays our child; the default TCP/UDP forwarding ("auto") would map the host's loopback ports
         # into the namespace, so every direction is "none"; --no-map-gw: the gateway is not the host
         self._helper = subprocess.Popen(
-            ["setpriv", "--pdeathsig", "KILL", "--", "pasta", "-f", "--quiet", "--config-net", "--no-map-gw",
+            ["setpriv", "--pdeathsig", "KILL", "--", "pasta", "-f", "--quiet", "--runas", "0", "--config-net", "--no-map-gw",
              "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--dns-forward", RESOLVER,
              "--address", "10.0.2.100", "--netmask", "24", "--gateway", "10.0.2.2", "--ns-ifname", "tap0",
              "--mtu", "65520", "--netns", os.fspath(bound)],
@@ -195,9 +190,6 @@ class StepNetwork:
                 bound, self._bound = self._bound, None
                 linux.umount(bound, detach=True)
                 bound.unlink()
-            if self._holder is not None:
-                holder, self._holder = self._holder, None
-                holder.rmdir()
         finally:
             if self._fd is not None:
                 os.close(self._fd)

@@ -8,7 +8,9 @@ API::
     python -m polyarch.worker.reap STORE_ROOT [PID]    # what the watcher runs after its builder died
 
 Ownership is in the names: containers and bundles are ``polyarch-<pid>-<hex>``, active snapshots
-``<pid>-<hex>`` (``snapshots/<driver>/active``). Something is *stale* when that pid no longer runs;
+``<pid>-<hex>`` (``snapshots/<driver>/active``). Every owner holds a shared ``flock`` on ``owners/<pid>.lock`` in
+the store while it lives. Something is *stale* when nobody holds its owner's lock (or, with no lock file, when
+that pid no longer runs): a builder in another pid namespace sharing the store is never taken for dead;
 ``everything=True`` (``polyarch prune`` holding the exclusive build lock: no build runs) also takes what has no
 recognisable owner. Reaping a stale owner: ``runc kill KILL`` + ``runc delete --force`` for its containers (in
 the store's runc state root), ``umount2(MNT_DETACH)`` for every mount point under its bundle and active dirs
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -42,6 +45,7 @@ _OWNED = re.compile(r"^(?:polyarch-)?(\d+)-[0-9a-f]+$")
 _DRIVERS = ("overlay", "copy")
 _lock = threading.Lock()
 _watchers: dict[str, int] = {}  # state dir -> write end of the watcher's pipe
+_owner_locks: list[int] = []  # descriptors holding this process's owner locks (see _alive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,23 +68,48 @@ def _owner(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _alive(pid: int) -> bool:
+def _owner_lock(root: Path, pid: int) -> Path:
+    return root / "owners" / f"{pid}.lock"
+
+
+def _hold_owner_lock(root: Path) -> int:
+    """This process's shared lock on ``owners/<pid>.lock``, held (by an open descriptor) until it exits."""
+    (root / "owners").mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(_owner_lock(root, os.getpid()), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def _alive(pid: int, root: Path) -> bool:
+    """Whether owner ``pid`` may still run. Its lock decides where it has one: a builder in another pid
+    namespace sharing this store has a pid that means nothing here, but its lock is held all the same (the lock
+    is shared, so an owner of the same pid in another namespace keeps it too: never reaped wrongly)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        fd = os.open(_owner_lock(root, pid), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
-def _stale(name: str, everything: bool, only: int | None) -> bool:
+def _stale(name: str, root: Path, everything: bool, only: int | None) -> bool:
     pid = _owner(name)
     if only is not None:
         return pid == only
     if pid is None:
         return everything
-    return pid != os.getpid() and not _alive(pid)
+    return pid != os.getpid() and not _alive(pid, root)
 
 
 _WATCHER = r"""
@@ -109,6 +138,7 @@ def watch(store_root: Path, state_dir: Path, runtime: str) -> None:
         finally:
             os.close(read_end)
         _watchers[key] = write_end
+        _owner_locks.append(_hold_owner_lock(Path(store_root)))
         if len(_watchers) == 1:
             atexit.register(_dismiss)
 
@@ -134,7 +164,7 @@ def _owned_dirs(root: Path) -> list[Path]:
 def reap_crashed(store_root: Path | str) -> Reaped:
     """Reap what dead builders left in ``store_root``; a few directory listings when there is nothing."""
     root = Path(store_root)
-    if not any(_stale(d.name, False, None) for d in _owned_dirs(root)):
+    if not any(_stale(d.name, root, False, None) for d in _owned_dirs(root)):
         return Reaped()
     return reap(root)
 
@@ -159,7 +189,8 @@ def _within(path: str, top: Path) -> bool:
     return path == os.fspath(top) or _under(path, top)
 
 
-def _containers(runtime: str, state: Path, everything: bool, only: int | None) -> int:
+def _containers(runtime: str, root: Path, everything: bool, only: int | None) -> int:
+    state = root / "runc-state"
     if not state.is_dir():
         return 0
     base = [runtime, "--root", os.fspath(state)]
@@ -169,7 +200,7 @@ def _containers(runtime: str, state: Path, everything: bool, only: int | None) -
         return 0
     count = 0
     for cid in listed.stdout.split():
-        if not cid.startswith("polyarch-") or not _stale(cid, everything, only):
+        if not cid.startswith("polyarch-") or not _stale(cid, root, everything, only):
             continue
         for args in (["kill", cid, "KILL"], ["delete", "--force", cid]):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -192,9 +223,9 @@ def reap(store_root: Path | str, *, everything: bool = False, only: int | None =
         runtime = runtime_binary()
     except PolyarchError:  # no runtime: there can be no containers to kill
         runtime = ""
-    containers = _containers(runtime, root / "runc-state", everything, only) if runtime else 0
+    containers = _containers(runtime, root, everything, only) if runtime else 0
     owned = _owned_dirs(root)
-    doomed = [d for d in owned if _stale(d.name, everything, only)]
+    doomed = [d for d in owned if _stale(d.name, root, everything, only)]
     live = [d for d in owned if d not in doomed]
     areas = [root / "bundles", root / "snapshots"] if everything else []
 
@@ -215,6 +246,12 @@ def reap(store_root: Path | str, *, everything: bool = False, only: int | None =
             continue  # never delete through a mount
         shutil.rmtree(d, ignore_errors=True)
         dirs += 1
+    with contextlib.suppress(OSError):
+        for lock in os.listdir(root / "owners"):
+            pid = int(lock.partition(".")[0]) if lock.partition(".")[0].isdigit() else None
+            if pid is not None and pid != os.getpid() and (pid == only or not _alive(pid, root)):
+                with contextlib.suppress(OSError):
+                    os.unlink(root / "owners" / lock)
     return Reaped(containers, mounts, dirs)
 
 
