@@ -109,17 +109,22 @@ class RootDir:
                     except FileExistsError:
                         pass  # made meanwhile: opened below like any other
                     fd = os.open(part, _NOFOLLOW, dir_fd=here)
-                mode = os.fstat(fd).st_mode
-                if stat.S_ISDIR(mode):
-                    stack.append(fd)
-                    continue
-                os.close(fd)
+                try:
+                    mode = os.fstat(fd).st_mode
+                    if stat.S_ISDIR(mode):
+                        stack.append(fd)
+                        fd = -1
+                        continue
+                    # the link just opened, read through its own descriptor (not looked up by name again)
+                    target = os.readlink("", dir_fd=fd) if stat.S_ISLNK(mode) else ""
+                finally:
+                    if fd >= 0:
+                        os.close(fd)
                 if not stat.S_ISLNK(mode):
                     raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), "/".join(parts))
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise InvalidLayer(f"too many levels of symlinks resolving {'/'.join(parts)!r}")
-                target = os.readlink(part, dir_fd=here)
                 if target.startswith("/"):
                     while stack:
                         os.close(stack.pop())
