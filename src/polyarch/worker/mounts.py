@@ -229,9 +229,17 @@ class _Stubs:
                 raise _in_the_way(target, here, "is not a directory")
             else:
                 on_dir = False
+        self._release_unused()
         if on_dir and not is_dir:  # also where a symlink at the end led to a directory, or to the root
             raise _in_the_way(target, "/" + "/".join(n for n, _ in entered),
                               "is a directory (a file is mounted there)")
+
+    def _release_unused(self) -> None:
+        """Close the directories walked through that hold no stub and whose times need no restore."""
+        needed = {self._root_fd, *(c.parent for c in self.created), *(fd for fd, _, _ in self._times.values())}
+        for fd in [fd for fd in self._fds if fd not in needed]:
+            os.close(fd)
+        self._fds = [fd for fd in self._fds if fd in needed]
 
     def _create(self, parent: int, name: str, *, is_dir: bool, entered: list[tuple[str, int]]) -> None:
         self._touching(parent)
