@@ -181,14 +181,14 @@ def cli_env(root: Path) -> dict[str, str]:
 
 
 def start_server(root: Path, *args: str, port: int | None = None, scheme: str = "http",
-                 wait: bool = True, verify: Any = False) -> Server:
+                 wait: bool = True, verify: Any = False, preexec_fn: Callable[[], None] | None = None) -> Server:
     port = port or free_port()
     host = f"127.0.0.1:{port}"
     log = root.parent / f"server-{port}.log"
     root.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "polyarch", "registry", "serve", "--addr", host, *args],
-                                env=cli_env(root), stdout=out, stderr=subprocess.STDOUT)
+                                env=cli_env(root), stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     server = Server(proc, host, root, log, scheme)
     if not wait:
         return server

@@ -9,7 +9,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Api, Server, cli_env, free_port, sha256
+from .conftest import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Api,
+    Server,
+    cli_env,
+    sha256,
+    start_server,
+)
 
 
 def codes(r: httpx.Response) -> list[str]:
@@ -34,28 +42,11 @@ def fd_count(pid: int) -> int:
 
 def _start_limited(root: Path, *args: str, nofile: int = 400) -> Server:
     """A real ``registry serve`` with RLIMIT_NOFILE lowered, so a descriptor per session would run out."""
-    port = free_port()
-    log = root.parent / f"server-{port}.log"
-    root.mkdir(parents=True, exist_ok=True)
 
     def lower() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "polyarch", "registry", "serve", "--addr",
-                                 f"127.0.0.1:{port}", *args], env=cli_env(root), stdout=out,
-                                stderr=subprocess.STDOUT, preexec_fn=lower)
-    server = Server(proc, f"127.0.0.1:{port}", root, log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-800:]
-        try:
-            httpx.get(f"{server.url}/v2/", timeout=1)
-            return server
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    server.stop()
-    raise AssertionError("registry did not start")
+    return start_server(root, *args, preexec_fn=lower)
 
 
 def test_item8_thousand_posts_hold_no_descriptors_and_push_still_works(tmp_path: Path) -> None:
