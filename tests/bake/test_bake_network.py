@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from polyarch.build.run import BuildRequest
 from polyarch.cli.bake_request import to_request
 from polyarch.frontend.bake import Evaluator, load_files
+from polyarch.pipeline.run import BuildRequest
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.root]

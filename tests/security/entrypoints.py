@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tests.build.conftest import serve_directory
+from tests.pipeline.conftest import serve_directory
 from tests.security.conftest import PLATFORM, World
 from tests.security.hostile import Entry, HostileImage, layer_tar
 

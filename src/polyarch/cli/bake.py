@@ -69,7 +69,7 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
     if print_:
         click.echo(json.dumps(definition.to_print_json(), indent=2))
         return
-    from polyarch.build.runexec import parse_allow
+    from polyarch.pipeline.runexec import parse_allow
 
     _build(app, ev, definition.targets, load=load, push=push, no_cache=no_cache, pull=pull,
            progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
@@ -79,8 +79,8 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False,
            allow: frozenset[str] = frozenset()) -> None:
-    from polyarch.build.outputs import ExportReport, build_metadata, export
     from polyarch.frontend.bake.overrides import parse_overrides
+    from polyarch.pipeline.outputs import ExportReport, build_metadata, export
     from polyarch.progress import Progress, make_renderer
 
     from .bake_request import output_specs, plan_rounds, to_request, with_dependencies
@@ -95,7 +95,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 and not all(s.attrs.get("name") for s in specs[name] if s.type in ("image", "registry")):
             raise UsageError(f"target {name!r}: --load and --push need a name", hint=f"add tags to {name!r} "
                              f"or --set {name}.tags=NAME")
-    from polyarch.build.run import build_many
+    from polyarch.pipeline.run import build_many
     from polyarch.worker.diff import source_date_epoch
     from polyarch.worker.reap import reap_crashed
 

@@ -170,7 +170,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
 
         if what not in CALLS:
             raise UsageError(f"unknown --call {what!r}", hint="available: build, " + ", ".join(CALLS))
-        from polyarch.build.run import local_resolver
+        from polyarch.pipeline.bases import local_resolver
 
         report_text = call(what, text, df_path.name, wanted, target, args, context_excludes=excludes, fmt=fmt,
                            resolve_image=local_resolver(app.images))
@@ -179,10 +179,10 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             sys.exit(report_text.exit_code)
         return
 
-    from polyarch.build.cacheio import parse_cache_spec
-    from polyarch.build.outputs import ExportReport, OutputSpec, build_metadata, export, parse_output
-    from polyarch.build.run import BuildRequest, build_image
-    from polyarch.build.runexec import parse_allow
+    from polyarch.pipeline.cacheio import parse_cache_spec
+    from polyarch.pipeline.outputs import ExportReport, OutputSpec, build_metadata, export, parse_output
+    from polyarch.pipeline.run import BuildRequest, build_image
+    from polyarch.pipeline.runexec import parse_allow
     from polyarch.progress import Progress, make_renderer
     from polyarch.worker.diff import source_date_epoch
     from polyarch.worker.reap import reap_crashed
@@ -201,7 +201,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             and not all(s.attrs.get("name") for s in specs if s.type in ("image", "registry")):
         raise UsageError("--load and --push need a name", hint="add -t NAME")
     contexts = _pairs(build_contexts, "--build-context")
-    from polyarch.build.image import Annotations
+    from polyarch.pipeline.image import Annotations
 
     Annotations.parse(annotations)  # flag errors before any work
     epoch = source_date_epoch()

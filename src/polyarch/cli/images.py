@@ -102,7 +102,7 @@ def prune(app: AppContext, dry_run: bool, grace: float) -> None:
     result = do_prune(app.images, dry_run=dry_run, grace=grace, extra_keep=keep)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {result.blobs} blobs, {_human(result.bytes)}; {result.temp_files} temp files")
-    from polyarch.build.prune import prune_build_state
+    from polyarch.pipeline.prune import prune_build_state
 
     doomed: frozenset[str] = frozenset()
     if dry_run:  # nothing was deleted: the build state must be judged as if it had been

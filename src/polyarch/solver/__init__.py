@@ -16,13 +16,13 @@ Modules, bottom up:
 - ``inline``: heredoc files written into a fresh scratch directory (one path component each, no-follow opens).
 - ``ctxview``: the context as a ``RUN --mount=type=bind`` sees it (``.dockerignore`` applied, hard links).
 - ``executor``: ``Executor`` maps each vertex kind to worker/content calls (RUN through an ``ExecRunner``, the
-  adapter to ``polyarch.worker.runc`` lives in ``polyarch.build.runexec``).
+  adapter to ``polyarch.worker.runc`` lives in ``polyarch.pipeline.runexec``).
 - ``scheduler``: ``Solver.solve(roots)`` — topological, one future per vertex digest (identical work across
   platforms and targets runs once), at most CPU-count steps at a time, progress events, first error wins.
 
-Entry points for commands (``polyarch.build.run``): ``build_image(store, BuildRequest, progress=…)`` for one
+Entry points for commands (``polyarch.pipeline.run``): ``build_image(store, BuildRequest, progress=…)`` for one
 Dockerfile, ``build_many(store, [BuildRequest…], progress=…)`` for bake (all targets planned, then solved
 together per context directory, all or nothing), ``solve_plans(store, platform_plans, contexts=…, …)`` to solve
-plans made elsewhere. ``polyarch.build.image.assemble`` turns states into images + index;
-``polyarch.build.outputs.export`` writes them out.
+plans made elsewhere. ``polyarch.pipeline.image.assemble`` turns states into images + index;
+``polyarch.pipeline.outputs.export`` writes them out.
 """

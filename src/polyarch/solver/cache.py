@@ -6,7 +6,7 @@ rebuild does not re-read the build context (the path as its bytes: a name need n
 large base image is read once, not on every build. An entry is only trusted when its blob is still in the store
 (``polyarch prune`` may have removed it); a fourth records which snapshot (chain id) stacks which layer on which
 parent and when a build last used it, so ``polyarch prune`` knows which snapshots can still serve a build
-(``polyarch.build.prune``). Safe for threads: each call opens a short transaction under a lock.
+(``polyarch.pipeline.prune``). Safe for threads: each call opens a short transaction under a lock.
 """
 
 from __future__ import annotations

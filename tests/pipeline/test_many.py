@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from polyarch.build.run import BuildRequest, build_many
 from polyarch.content.store import ContentStore
 from polyarch.errors import BuildError
+from polyarch.pipeline.run import BuildRequest, build_many
 from polyarch.platform import parse_list
 from polyarch.progress import Progress, VertexDone
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polyarch.build.prune import build_lock
+from polyarch.pipeline.prune import build_lock
 from tests.conftest import run_cli
 
 from .conftest import build, by_name, needs_run, write_tree

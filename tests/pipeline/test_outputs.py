@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from polyarch.build.outputs import parse_output
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.errors import UsageError
+from polyarch.pipeline.outputs import parse_output
 
 from .conftest import build, write_tree
 

@@ -10,26 +10,24 @@ transaction), so a failed build leaves the store as it was; the cache keeps only
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from polyarch import ops
-from polyarch.content.images import Image, ImageStore
+from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.frontend.plan import BuildPlan, PlatformPlan, plan_build
-from polyarch.oci.spec import ImageConfig
 from polyarch.platform import Platform
 from polyarch.progress import Progress
 from polyarch.solver.cache import BuildCache
-from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions, resolve_local_image
+from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions
 from polyarch.solver.scheduler import Solver
 from polyarch.solver.state import Layer, State
 
+from .bases import BaseImages, local_resolver
 from .cacheio import CacheSpec, export_cache, import_cache
 from .image import Annotations, BuildResult, assemble
 from .prune import build_lock
@@ -59,86 +57,6 @@ class BuildRequest:
     cache_to: tuple[CacheSpec, ...] = ()
     network: str = "default"  # --network: default, none or host (RUN --network= overrides)
     allow: frozenset[str] = frozenset()  # --allow entitlements: network.host, security.insecure
-
-
-class BaseImages:
-    """FROM images: the local store's, pulled from their registry when missing (or always with ``--pull``),
-    once per (ref, platform) and build. The frontend asks for configs (``config``), the solver for images."""
-
-    def __init__(self, images: ImageStore, *, pull: bool = False,
-                 client_factory: Callable[[], Any] | None = None, progress: Progress | None = None) -> None:
-        self.images = images
-        self.pull = pull
-        self.progress = progress
-        self.client_factory = client_factory
-        self._lock = threading.Lock()
-        self._pulled: set[tuple[str, str]] = set()
-        self._failed: dict[tuple[str, str], PolyarchError] = {}
-        self._client: Any = None  # one registry client for every pull of the build (made on first use)
-
-    def _pull(self, ref: str, platform: Platform) -> None:
-        from polyarch.oci import reference
-        from polyarch.registry.client import ClientOptions, RegistryClient
-        from polyarch.registry.transfer import pull_image
-
-        parsed = reference.parse(ref).defaulted()
-        if self._client is None:
-            factory = self.client_factory or (lambda: RegistryClient(ClientOptions.from_env()))
-            self._client = factory()
-        pull_image(self._client, parsed, self.images, name=ref, platforms=[platform])
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-
-    def image(self, ref: str, platform: Platform) -> Image:
-        """:raises BuildError: neither the store nor the registry has ``ref`` for ``platform``."""
-        key = (ref, str(platform))
-        with self._lock:
-            if key in self._failed:
-                raise self._failed[key]
-            if key not in self._pulled:
-                local = "--pull was given"
-                if not self.pull:
-                    try:
-                        return resolve_local_image(self.images, ref, platform)
-                    except BuildError as exc:
-                        cause = exc.__cause__
-                        local = cause.message if isinstance(cause, PolyarchError) else exc.message
-                try:
-                    if self.progress is not None:
-                        with self.progress.vertex(f"[internal] pull {ref} ({platform})"):
-                            self._pull(ref, platform)
-                    else:
-                        self._pull(ref, platform)
-                except PolyarchError as exc:
-                    err = BuildError(f"base image {ref!r} for {platform}: {local}; pulling it failed: "
-                                     f"{exc.message}",
-                                     hint=f"import or pull it first ('polyarch pull --platform {platform} {ref}')")
-                    self._failed[key] = err
-                    raise err from exc
-                self._pulled.add(key)
-        return resolve_local_image(self.images, ref, platform)
-
-    def config(self, ref: str, platform: Platform) -> ImageConfig | None:
-        try:
-            return self.image(ref, platform).config
-        except PolyarchError:
-            return None
-
-
-def local_resolver(images: ImageStore) -> Callable[[str, Platform], ImageConfig | None]:
-    """The frontend's ``resolve_image`` over the local store only (None when the store lacks the image)."""
-
-    def resolve(ref: str, platform: Platform) -> ImageConfig | None:
-        try:
-            return resolve_local_image(images, ref, platform).config
-        except PolyarchError:
-            return None
-
-    return resolve
 
 
 def plan_request(store: ContentStore, req: BuildRequest, bases: BaseImages | None = None) -> BuildPlan:
@@ -227,7 +145,7 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
 
 def default_exec_runner(store_root: Path, secrets: Mapping[str, bytes] | None = None,
                         ssh: Mapping[str, str] | None = None) -> ExecRunner:
-    """The worker's RUN executor (runc), adapted in ``polyarch.build.runexec``."""
+    """The worker's RUN executor (runc), adapted in ``polyarch.pipeline.runexec``."""
     from .runexec import make_runner
 
     return make_runner(store_root, secrets=secrets, ssh=ssh)
