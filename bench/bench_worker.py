@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from polyarch import platform as plat  # noqa: E402
 from polyarch.content.compression import LayerWriter  # noqa: E402
-from polyarch.content.store import ContentStore, fsync_dir  # noqa: E402
+from polyarch.content.store import ContentStore  # noqa: E402
+from polyarch.fsutil import fsync_dir  # noqa: E402
 from polyarch.worker.archive import apply_layer  # noqa: E402
 from polyarch.worker.diff import LayerOptions, layer_from_upper, write_tree  # noqa: E402
 

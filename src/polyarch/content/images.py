@@ -17,6 +17,7 @@ from pathlib import Path
 from polyarch import platform as plat
 from polyarch.digest import Digest
 from polyarch.errors import InvalidManifest, InvalidReference, LimitExceeded, NotFound, StoreError
+from polyarch.fsutil import atomic_write
 from polyarch.oci import reference
 from polyarch.oci.spec import (
     Descriptor,
@@ -32,7 +33,7 @@ from polyarch.oci.spec import (
 )
 from polyarch.platform import Platform
 
-from .store import ContentStore, atomic_write
+from .store import ContentStore
 
 __all__ = ["MAX_CONFIG", "MAX_MANIFEST", "REF_NAME", "Image", "ImageStore", "ResolvedDocument", "check_config_size",
            "check_platform", "index_lock", "normalize_name"]

@@ -6,7 +6,7 @@ ingest the same blob at once: each renames an identical file over the same name.
 leaves only a temp file, which ``clean_ingest`` removes after a grace period.
 
 Permissions: polyarch's own store (``ContentStore(root, private=True)``, what the CLI opens) has its root and
-``ingest/`` mode 0700, and so do the directories other modules keep under it through ``private_dir``:
+``ingest/`` mode 0700, and so do the directories other modules keep under it through ``fsutil.private_dir``:
 ``snapshots/`` with each driver's dir, ``tmp/`` and ``active/`` (worker.snapshot), ``bundles/`` and ``runc-state/``
 (worker.runc), ``cache-mounts/`` (worker.mounts). Extracted image trees hold setuid-root binaries and device
 nodes; a local user who could reach one could run it and become root (the class of CVE-2021-41091). No other
@@ -22,7 +22,7 @@ import errno
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +30,9 @@ from typing import IO, BinaryIO
 
 from polyarch.digest import ALGORITHMS, CHUNK, Digest, Hasher
 from polyarch.errors import DigestMismatch, LimitExceeded, NotFound, StoreError
+from polyarch.fsutil import atomic_write, fsync_dir, private_dir, start_writeback
 
-__all__ = ["BlobWriter", "ContentStore", "default_root", "private_dir"]
+__all__ = ["BlobWriter", "ContentStore", "default_root"]
 
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 EMPTY_INDEX = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
@@ -51,22 +52,6 @@ def default_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "polyarch"
 
 
-def private_dir(path: Path) -> None:
-    """Make ``path`` (its missing parents with the default mode) a 0700 directory, or close an existing one:
-    one ``stat``, and a ``chmod`` only when group or others have any access (a directory of another owner that
-    this process may not chmod is left as it is)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.stat(path)
-    if st.st_mode & 0o077:
-        try:
-            os.chmod(path, 0o700)
-        except PermissionError:
-            pass
-
-
 def _store_error(exc: OSError, root: Path, action: str) -> StoreError:
     reason = exc.strerror or str(exc)
     hint = None
@@ -75,68 +60,6 @@ def _store_error(exc: OSError, root: Path, action: str) -> StoreError:
     elif exc.errno == errno.ENOSPC:
         hint = "free space on that filesystem, or run 'polyarch prune'"
     return StoreError(f"cannot {action} in store {root}: {reason}", hint=hint)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):  # not Linux/glibc: fsync at commit does all the work
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_sync_file_range = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing ``length`` bytes at ``offset`` of ``fd`` to disk now, without waiting
-    (``sync_file_range(SYNC_FILE_RANGE_WRITE)``). An optimisation only: durability still comes from fsync."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-
-@contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """A binary file that appears at ``path`` only when the block succeeds (temp file + fsync + rename);
-    on an exception the temp file is removed and ``path`` is left as it was."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file + fsync + rename."""
-    with atomic_file(path) as f:
-        f.write(data)
 
 
 class BlobWriter:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import IO
 
 from polyarch.content.images import REF_NAME, Image, ImageStore
-from polyarch.content.store import LAYOUT_VERSION, atomic_file
+from polyarch.content.store import LAYOUT_VERSION
 from polyarch.digest import Digest
 from polyarch.errors import NotFound, StoreError, UsageError
+from polyarch.fsutil import atomic_file
 from polyarch.oci import reference
 from polyarch.oci.spec import Descriptor, Index, canonical_json, is_index
 from polyarch.platform import Platform

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyarch.content.store import atomic_write
 from polyarch.errors import RegistryError, UsageError
+from polyarch.fsutil import atomic_write
 
 __all__ = [
     "DOCKER_HUB_KEY",

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyarch.content.store import private_dir
 from polyarch.errors import BuildError, PolyarchError, UsageError
+from polyarch.fsutil import private_dir
 from polyarch.platform import Platform
 
 from . import linux

@@ -40,9 +40,10 @@ from pathlib import Path
 from types import TracebackType
 
 from polyarch.content.compression import LayerResult
-from polyarch.content.store import ContentStore, private_dir
+from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import PolyarchError, StoreError, UsageError
+from polyarch.fsutil import private_dir
 from polyarch.oci.spec import Descriptor
 
 from . import linux

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polyarch.content.store import ContentStore, fsync_dir
+from polyarch.content.store import ContentStore
 from polyarch.digest import CHUNK, Digest
 from polyarch.errors import StoreError
+from polyarch.fsutil import fsync_dir
 
 from .body import write_and_hash
 from .errors import ApiError
