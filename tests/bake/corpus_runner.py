@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from polyarch.cli.bake import read_bake_files
 from polyarch.errors import PolyarchError
-from polyarch.frontend.bake import Evaluator, load_files, parse_overrides
+from polyarch.frontend.bake import Evaluator, parse_files, parse_overrides
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -23,8 +24,8 @@ def run_case(case: Path) -> tuple[str, Any]:
     old = Path.cwd()
     os.chdir(case)
     try:
-        sources = load_files(args.get("files", []), Path("."), env=args.get("env", {}))
-        ev = Evaluator(sources, env=args.get("env", {}), cmd_context=".")
+        env = args.get("env", {})
+        ev = Evaluator(parse_files(read_bake_files(args.get("files", []), Path(".")), env), env, cmd_context=".")
         definition = ev.definition(args.get("names") or ["default"], parse_overrides(args.get("set", [])))
         doc = definition.to_print_json()
         # timestamp() changes every run: the corpus checks its length only

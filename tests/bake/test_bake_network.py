@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from polyarch.cli.bake import read_bake_files
 from polyarch.cli.bake_request import to_request
-from polyarch.frontend.bake import Evaluator, load_files
+from polyarch.frontend.bake import Evaluator, parse_files
 from polyarch.pipeline.run import BuildRequest
 from tests.conftest import run_cli
 
@@ -87,7 +88,8 @@ target "default" {
     cwd = Path.cwd()
     os.chdir(tmp_path)
     try:
-        [t] = Evaluator(load_files(("docker-bake.hcl",))).definition(["default"], []).targets
+        [t] = Evaluator(parse_files(read_bake_files(("docker-bake.hcl",), Path(".")), {}), {}).definition(
+            ["default"], []).targets
         req = to_request(t, {}, no_cache=False, pull=False, epoch=7, allow=frozenset({"network.host"}))
     finally:
         os.chdir(cwd)

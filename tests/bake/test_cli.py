@@ -88,6 +88,26 @@ def test_no_file(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: no bake file found")
 
 
+def test_stdin_file_and_environment_are_read_by_the_cli(tmp_path: Path) -> None:
+    """``-f -`` reads stdin; the environment sets variables and interpolates compose files (the CLI reads both)."""
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    build: .\n    image: acme/web:${TAG}\n")
+    proc = subprocess.run([sys.executable, "-m", "polyarch", "bake", "-f", "-", "-f", "compose.yaml", "--print",
+                           "app", "web"], cwd=tmp_path, input=BAKE, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "POLYARCH_ROOT": str(tmp_path / ".store"), "TAG": "v9"})
+    assert proc.returncode == 0, proc.stderr
+    targets = json.loads(proc.stdout)["target"]
+    assert (targets["app"]["tags"], targets["web"]["tags"]) == (["acme/app:v9"], ["acme/web:v9"])
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.hcl").write_bytes(b"\xff\xfe")
+    for name in ("missing.hcl", "bad.hcl"):
+        proc = bake(tmp_path, "-f", name, "--print")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: cannot read bake file {name}"), proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_compose_and_inline_targets_build(store_root: Path, tmp_path: Path) -> None:
     """COPY-only targets (no RUN: no root needed): a compose service and an HCL target with dockerfile-inline."""
     proj = tmp_path / "proj"

@@ -11,19 +11,23 @@ local image. Nothing is exported when any target fails.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from polyarch.cli.context import AppContext, pass_app
+from polyarch.cli.registry_cmds import client_options, registry_factory
 from polyarch.errors import UsageError
 
 if TYPE_CHECKING:
     from polyarch.frontend.bake import Evaluator, Target
+    from polyarch.registry.client import RegistryClient
 
-__all__ = ["bake"]
+__all__ = ["bake", "read_bake_files"]
 
 
 @click.command("bake")
@@ -43,15 +47,18 @@ __all__ = ["bake"]
 @click.option("--metadata-file", default=None, type=click.Path(dir_okay=False), help="Write per-target build metadata as JSON.")
 @click.option("--verify", is_flag=True,
               help="Before any output: check every target's platforms hold binaries of their own architecture.")
+@client_options
 @pass_app
 def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], print_: bool,
          list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
-         metadata_file: str | None, verify: bool = False, allow: tuple[str, ...] = ()) -> None:
+         metadata_file: str | None, verify: bool = False, allow: tuple[str, ...] = (), insecure: tuple[str, ...] = (),
+         tls_ca: str | None = None) -> None:
     """Build several targets from a bake or compose file."""
-    from polyarch.frontend.bake import Evaluator, load_files, parse_overrides
+    from polyarch.frontend.bake import Evaluator, parse_files, parse_overrides
+    from polyarch.platform import host
 
-    sources = load_files(files)
-    ev = Evaluator(sources)
+    env = dict(os.environ)
+    ev = Evaluator(parse_files(read_bake_files(files, Path(".")), env), env, local_platform=str(host()))
     if list_ == "variables":
         ev.validate()
         for name, value, desc in ev.variables():
@@ -73,12 +80,12 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
 
     _build(app, ev, definition.targets, load=load, push=push, no_cache=no_cache, pull=pull,
            progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
-           allow=parse_allow(allow))
+           allow=parse_allow(allow), registry=registry_factory(insecure, tls_ca))
 
 
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False,
-           allow: frozenset[str] = frozenset()) -> None:
+           allow: frozenset[str] = frozenset(), registry: Callable[[], RegistryClient]) -> None:
     from polyarch.frontend.bake.overrides import parse_overrides
     from polyarch.pipeline.outputs import ExportReport, build_metadata, export
     from polyarch.progress import Progress, make_renderer
@@ -95,6 +102,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 and not all(s.attrs.get("name") for s in specs[name] if s.type in ("image", "registry")):
             raise UsageError(f"target {name!r}: --load and --push need a name", hint=f"add tags to {name!r} "
                              f"or --set {name}.tags=NAME")
+    from polyarch.cli.wiring import build_deps
     from polyarch.pipeline.run import build_many
     from polyarch.worker.diff import source_date_epoch
     from polyarch.worker.reap import reap_crashed
@@ -102,6 +110,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
     reap_crashed(app.store.root)
     epoch = source_date_epoch()
     progress = Progress(make_renderer(progress_mode))
+    deps = build_deps(app, registry)
     handed: dict[str, str] = {}  # target -> local image name given to later rounds
     needed = {v[7:] for t in chosen.values() for v in t.get("contexts", {}).values()
               if v and v.startswith("target:")}
@@ -111,7 +120,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
         for names in rounds:
             reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch, allow=allow)
                     for n in names]
-            for name, (_, result) in zip(names, build_many(app.store, reqs, progress=progress), strict=True):
+            for name, (_, result) in zip(names, build_many(deps, reqs, progress=progress), strict=True):
                 built[name] = result
                 if name in needed:
                     handed[name] = f"polyarch.bake/{name}:{str(result.index.digest)[7:19]}"
@@ -128,7 +137,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
             tags = list(chosen[name].get("tags", ()))
             if specs[name]:
                 with progress.vertex(f"[{name}] exporting to image") as handle:
-                    report = export(app.images, result, specs[name], tags=tags)
+                    report = export(app.images, result, specs[name], tags=tags, push_client_factory=registry)
                     for ref in report.names:
                         handle.log(f"naming to {ref}" if ref not in report.pushed else
                                    f"pushed {ref}@{report.pushed[ref]}")
@@ -146,3 +155,27 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 pass
     if metadata_file:
         Path(metadata_file).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+
+
+def read_bake_files(names: Sequence[str], directory: Path) -> list[tuple[str, str]]:
+    """``(filename, text)`` of each bake file in merge order: the ``-f`` names (``-`` is stdin), else every file of
+    buildx's lookup (``DEFAULT_FILES``) that exists in ``directory``.
+
+    :raises UsageError: no file found, or a file cannot be read.
+    """
+    from polyarch.frontend.bake import DEFAULT_FILES
+
+    paths = [Path(n) for n in names] if names else [directory / n for n in DEFAULT_FILES if (directory / n).is_file()]
+    if not paths:
+        raise UsageError(f"no bake file found in {directory.absolute()}",
+                         hint="looked for " + ", ".join(DEFAULT_FILES) + "; or give -f FILE")
+    out = []
+    for path in paths:
+        if str(path) == "-":
+            out.append(("-", sys.stdin.read()))
+            continue
+        try:
+            out.append((str(path), path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read bake file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return out

@@ -1,25 +1,16 @@
 """Bake: build definitions in HCL, JSON or compose files → resolved targets (``Definition``).
 
-``load_definition(files, names, overrides, env)`` is the whole frontend: read (``files``), parse (``hcl``,
-``json``, ``compose``), evaluate (``evaluate``: variables, functions, matrix, inherits, groups), apply ``--set``.
+Pure, like the rest of ``frontend``: the caller (``cli/bake.py``) reads the files and the environment and passes
+their text and an environment mapping in. ``parse_files`` parses (``hcl``, ``json``, ``compose``), ``Evaluator``
+evaluates (``variables``, functions, matrix, inherits, groups) and ``Evaluator.definition`` applies ``--set``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-
 from .evaluate import Evaluator, SourceFile
-from .files import DEFAULT_FILES, load_files, parse_file
+from .files import DEFAULT_FILES, parse_file, parse_files
 from .model import Definition, Group, Target
 from .overrides import Override, parse_overrides
 
-__all__ = ["DEFAULT_FILES", "Definition", "Evaluator", "Group", "Override", "SourceFile", "Target", "load_definition",
-           "load_files", "parse_file", "parse_overrides"]
-
-
-def load_definition(files: Sequence[str], names: Sequence[str] = (), overrides: Sequence[str] = (),
-                    env: Mapping[str, str] | None = None, directory: Path = Path(".")) -> Definition:
-    sources = load_files(files, directory, env)
-    ev = Evaluator(sources, env)
-    return ev.definition(list(names) or ["default"], parse_overrides(overrides))
+__all__ = ["DEFAULT_FILES", "Definition", "Evaluator", "Group", "Override", "SourceFile", "Target", "parse_file",
+           "parse_files", "parse_overrides"]

@@ -4,12 +4,8 @@ Files are merged in order: same-named ``variable`` blocks (last default wins, va
 blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secret``, ``ssh``, ``annotations``,
 ``attest`` add up; every other attribute: last wins — buildx's rules) and ``group`` blocks (targets add up).
 
-* variables: ``variable "X" { default = …  validation { condition = …  error_message = … } }`` or a top-level
-  ``X = …`` (which, in any file, replaces a variable block's default); the environment overrides a variable
-  block (``X=1 polyarch bake``; off with ``BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP=1``), converted to the default's
-  type or its declared ``type`` (bool, number, ``list(…)`` as JSON or CSV, ``map(…)`` as JSON); defaults may use
-  other variables (cycles are errors); every validation of every variable
-  is checked. Built in: ``BAKE_CMD_CONTEXT``, ``BAKE_LOCAL_PLATFORM``.
+* variables (``variables.py``): ``variable`` blocks and top-level ``X = …``, overridden by the environment mapping
+  given to ``Evaluator``. Built in: ``BAKE_CMD_CONTEXT``, ``BAKE_LOCAL_PLATFORM`` (both given by the caller).
 * ``function "f" { params = [a]  variadic_params = rest  result = … }``.
 * ``matrix = { k = [..] }`` + ``name = "app-${k}"``: one target per combination; the block's label selects them all.
 * ``inherits = ["a", "b"]``: parents merged in order, then the target itself (later wins); cycles are errors.
@@ -22,7 +18,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,10 +26,11 @@ from typing import Any, TypeVar
 from polyarch.errors import ParseError, UsageError
 
 from .expr import Scope, UserFunction, evaluate, located, product
-from .functions import FuncError, to_str, type_name
-from .hcl import Block, Body, Call, Pos, Var
+from .functions import FuncError, to_str
+from .hcl import Block, Body, Pos, Var
 from .model import ATTRIBUTES, MAP_ATTRS, Definition, Group, Target
 from .overrides import Override, apply_overrides
+from .variables import Variables
 
 __all__ = ["Evaluator", "SourceFile"]
 
@@ -81,24 +77,22 @@ def _bounded(method: Callable[..., _T]) -> Callable[..., _T]:
 
 
 class Evaluator:
-    def __init__(self, files: Sequence[SourceFile], env: Mapping[str, str] | None = None,
-                 cmd_context: str = ".") -> None:
-        self.env = dict(os.environ if env is None else env)
+    """All bake files merged; targets, groups and variables evaluated on demand. Pure: the environment
+    (``env``), the command context and the local platform are given by the caller."""
+
+    def __init__(self, files: Sequence[SourceFile], env: Mapping[str, str], *, cmd_context: str = ".",
+                 local_platform: str = "linux/amd64") -> None:
         self.sources = {f.filename: f.text for f in files}
-        self.var_blocks: dict[str, list[Block]] = {}
-        self.var_attrs: dict[str, Any] = {}  # top-level NAME = expr
+        self.vars = Variables(env, self.sources)
         self.functions: dict[str, UserFunction] = {}
         self.target_blocks: dict[str, list[Block]] = {}
         self.group_blocks: dict[str, list[Block]] = {}
-        self.builtins = {"BAKE_CMD_CONTEXT": cmd_context, "BAKE_LOCAL_PLATFORM": _local_platform()}
-        self.env_lookup = self.env.get("BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP", "") in ("", "0", "false")
+        self.builtins = {"BAKE_CMD_CONTEXT": cmd_context, "BAKE_LOCAL_PLATFORM": local_platform}
         for f in files:
             for attr in f.body.attributes:
-                self.var_attrs[attr.name] = attr
+                self.vars.add_attr(attr)
             for block in f.body.blocks:
                 self._collect(block)
-        self._values: dict[str, Any] = {}
-        self._resolving: list[str] = []
         self.scope = Scope(self._lookup, self.functions, {}, self.sources)
         self._raw: dict[str, dict[str, Any]] | None = None
         self._labels: dict[str, list[tuple[str, dict[str, Any], Pos]]] = {}
@@ -117,7 +111,7 @@ class Evaluator:
         if kind == "function":
             self.functions[name] = self._function(name, block)
         elif kind == "variable":
-            self.var_blocks.setdefault(name, []).append(block)
+            self.vars.add_block(name, block)
         elif kind == "target":
             if not _NAME.match(name):
                 raise located(f"invalid target name {name!r}", block.pos, self.sources,
@@ -144,81 +138,25 @@ class Evaluator:
 
     # ---- variables ---------------------------------------------------------------------------------------
     def _lookup(self, name: str, pos: Pos) -> Any:
-        if name in self._values:
-            return self._values[name]
-        if name in self._resolving:
-            chain = " -> ".join([*self._resolving[self._resolving.index(name):], name])
-            raise located(f"variable cycle: {chain}", pos, self.sources)
-        if name not in self.var_blocks and name not in self.var_attrs:
-            if name in self.builtins:
-                return self.builtins[name]
-            if name == "target":
-                return _TargetRefs(self, pos)
-            known = list(self.var_blocks) + list(self.var_attrs) + list(self.builtins)
-            close = difflib.get_close_matches(name, known, n=1)
-            raise located(f"unknown variable {name!r}", pos, self.sources,
-                          hint=f"did you mean {close[0]!r}?" if close else None)
-        self._resolving.append(name)
-        try:
-            value = self._variable(name)
-        finally:
-            self._resolving.pop()
-        self._values[name] = value
-        return value
-
-    def _variable(self, name: str) -> Any:
-        if name in self.var_attrs:  # a top-level NAME = … (e.g. in an override file) sets the variable
-            value = evaluate(self.var_attrs[name].expr, self.scope)
-            if name not in self.var_blocks:
-                return value
-            default: Any = value
-        else:
-            default = None
-            for block in self.var_blocks[name]:
-                attr = block.body.attr("default")
-                if attr is not None:
-                    default = evaluate(attr.expr, self.scope)
-        if name in self.env and self.env_lookup:
-            try:
-                declared = next((b.body.attr("type") for b in self.var_blocks[name] if b.body.attr("type")), None)
-                return _from_env(name, self.env[name], default, _type_of(declared.expr) if declared else ("", ""))
-            except ParseError as exc:
-                raise located(exc.message, self.var_blocks[name][-1].pos, self.sources) from None
-        return default
+        if self.vars.declares(name):
+            return self.vars.get(name, pos, self.scope)
+        if name in self.builtins:
+            return self.builtins[name]
+        if name == "target":
+            return _TargetRefs(self, pos)
+        close = difflib.get_close_matches(name, self.vars.names() + list(self.builtins), n=1)
+        raise located(f"unknown variable {name!r}", pos, self.sources,
+                      hint=f"did you mean {close[0]!r}?" if close else None)
 
     @_bounded
     def variables(self) -> list[tuple[str, Any, str]]:
         """(name, value, description) of every declared variable, for ``--list variables``."""
-        out = []
-        for name, blocks in self.var_blocks.items():
-            desc = ""
-            for b in blocks:
-                d = b.body.attr("description")
-                if d is not None:
-                    desc = to_str(evaluate(d.expr, self.scope))
-            out.append((name, self._lookup(name, blocks[0].pos), desc))
-        return out
+        return self.vars.described(self.scope)
 
     @_bounded
     def validate(self) -> None:
         """Every ``validation`` block of every variable. :raises ParseError: the first one failing."""
-        for name, blocks in self.var_blocks.items():
-            value = self._lookup(name, blocks[0].pos)
-            for block in blocks:
-                for v in block.body.blocks:
-                    if v.type != "validation":
-                        continue
-                    cond = v.body.attr("condition")
-                    if cond is None:
-                        raise located(f"variable {name!r}: validation needs a condition", v.pos, self.sources)
-                    ok = evaluate(cond.expr, self.scope)
-                    if not isinstance(ok, bool):
-                        raise located(f"variable {name!r}: validation condition is a {type_name(ok)}, not a bool",
-                                      cond.pos, self.sources)
-                    if not ok:
-                        msg_attr = v.body.attr("error_message")
-                        msg = to_str(evaluate(msg_attr.expr, self.scope)) if msg_attr else "validation failed"
-                        raise located(f"variable {name!r} ({value!r}): {msg}", cond.pos, self.sources)
+        self.vars.validate(self.scope)
 
     # ---- targets -----------------------------------------------------------------------------------------
     def _block_attrs(self, block: Block, scope: Scope) -> dict[str, Any]:
@@ -433,78 +371,3 @@ class _TargetRefs(dict[str, Any]):
         if len(targets) != 1 or targets[0][0] != name:
             raise located(f"target.{name}: a matrix target cannot be referenced", self.pos, self.ev.sources)
         return targets[0][1]
-
-
-def _type_of(block_type: Any) -> tuple[str, str]:
-    """A variable's ``type`` expression → (kind, element kind): ``string`` → ("string", ""), ``list(number)``
-    → ("list", "number"); anything else → ("", "")."""
-    if isinstance(block_type, Var):
-        return block_type.name, ""
-    if isinstance(block_type, Call) and block_type.name in ("list", "set", "tuple", "map") and block_type.args:
-        inner = block_type.args[0]
-        return block_type.name, inner.name if isinstance(inner, Var) else ""
-    return "", ""
-
-
-def _scalar(name: str, value: str, kind: str) -> Any:
-    if kind == "bool":
-        if value.lower() in ("true", "1", "t"):
-            return True
-        if value.lower() in ("false", "0", "f"):
-            return False
-        raise ParseError(f"variable {name!r}: environment value {value!r} is not a bool")
-    if kind == "number":
-        try:
-            f = float(value)
-        except ValueError:
-            raise ParseError(f"variable {name!r}: environment value {value!r} is not a number") from None
-        return int(f) if f.is_integer() else f
-    return value
-
-
-def _from_env(name: str, value: str, default: Any, declared: tuple[str, str] = ("", "")) -> Any:
-    """An environment value converted to the variable's declared type, else to its default's type: bool and
-    number parse; lists take JSON (``["a","b"]``) or comma-separated values; maps take JSON."""
-    kind, element = declared
-    if not kind:
-        if isinstance(default, bool):
-            kind = "bool"
-        elif isinstance(default, int | float):
-            kind = "number"
-        elif isinstance(default, list):
-            kind, element = "list", "string"
-        elif isinstance(default, dict):
-            kind = "map"
-    if kind in ("list", "set", "tuple"):
-        import json as _json
-
-        if value.lstrip().startswith("["):
-            try:
-                items = _json.loads(value)
-            except ValueError:
-                raise ParseError(f"variable {name!r}: environment value is not a JSON list") from None
-        else:
-            items = [v.strip() for v in value.split(",")] if value.strip() else []
-        if not isinstance(items, list):
-            raise ParseError(f"variable {name!r}: environment value is not a list")
-        return [_scalar(name, str(v), element) if element in ("bool", "number") else v for v in items]
-    if kind in ("map", "object"):
-        import json as _json
-
-        try:
-            mapping = _json.loads(value)
-        except ValueError:
-            mapping = None
-        if not isinstance(mapping, dict):
-            raise ParseError(f"variable {name!r}: environment value is not a JSON object")
-        return mapping
-    return _scalar(name, value, kind)
-
-
-def _local_platform() -> str:
-    try:
-        from polyarch.platform import host
-
-        return str(host())
-    except Exception:  # only a default for a variable
-        return "linux/amd64"

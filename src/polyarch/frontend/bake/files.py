@@ -1,4 +1,6 @@
-"""Which bake files to read, and reading them: ``-f`` (repeatable, ``-`` is stdin) or buildx's default lookup.
+"""Bake file texts → parsed ``SourceFile``s; the format follows the name. Nothing is read here: the CLI reads
+the files (``-f``, ``-`` for stdin, or buildx's default lookup over ``DEFAULT_FILES``) and the environment, and
+passes their text and an environment mapping in.
 
 buildx's documented lookup order (all that exist are loaded and merged in this order, later wins):
 compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml, docker-bake.json, docker-bake.hcl,
@@ -8,54 +10,31 @@ docker-bake.override.json, docker-bake.override.hcl. The format follows the name
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-
-from polyarch.errors import UsageError
 
 from .compose import parse_compose
 from .evaluate import SourceFile
 from .hcl import parse_hcl
 from .json import parse_json
 
-__all__ = ["DEFAULT_FILES", "find_files", "load_files", "parse_file"]
+__all__ = ["DEFAULT_FILES", "parse_file", "parse_files"]
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml", "docker-bake.json",
                  "docker-bake.hcl", "docker-bake.override.json", "docker-bake.override.hcl")
 
 
-def find_files(directory: Path) -> list[Path]:
-    return [directory / name for name in DEFAULT_FILES if (directory / name).is_file()]
-
-
-def parse_file(filename: str, text: str, env: Mapping[str, str] | None = None) -> SourceFile:
+def parse_file(filename: str, text: str, env: Mapping[str, str]) -> SourceFile:
+    """One file's text → ``SourceFile`` (``env`` interpolates compose files). :raises ParseError: a syntax error."""
     lower = filename.lower()
     if lower.endswith(".json") or (not lower.endswith((".yml", ".yaml")) and text.lstrip().startswith("{")):
         body = parse_json(text, filename)
     elif lower.endswith((".yml", ".yaml")):
-        body = parse_compose(text, filename, os.environ if env is None else env)
+        body = parse_compose(text, filename, env)
     else:
         body = parse_hcl(text, filename)
     return SourceFile(filename, text, body)
 
 
-def load_files(names: Sequence[str], directory: Path = Path("."), env: Mapping[str, str] | None = None
-               ) -> list[SourceFile]:
-    """:raises UsageError: no file found, or a file cannot be read. :raises ParseError: a syntax error."""
-    paths = [Path(n) for n in names] if names else find_files(directory)
-    if not paths:
-        raise UsageError(f"no bake file found in {directory.absolute()}",
-                         hint="looked for " + ", ".join(DEFAULT_FILES) + "; or give -f FILE")
-    out = []
-    for path in paths:
-        if str(path) == "-":
-            out.append(parse_file("-", sys.stdin.read(), env))
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read bake file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        out.append(parse_file(str(path), text, env))
-    return out
+def parse_files(texts: Sequence[tuple[str, str]], env: Mapping[str, str]) -> list[SourceFile]:
+    """``(filename, text)`` pairs in merge order → parsed files. :raises ParseError: a syntax error."""
+    return [parse_file(name, text, env) for name, text in texts]
