@@ -6,13 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from polyarch.content.store import ContentStore
+from polyarch.cli.context import AppContext
+from polyarch.cli.registry_cmds import registry_factory
+from polyarch.cli.wiring import build_deps
 from polyarch.errors import BuildError
 from polyarch.pipeline.run import BuildRequest, build_many
 from polyarch.platform import parse_list
 from polyarch.progress import Progress, VertexDone
 
 from .conftest import write_tree
+
+
+def _deps(store_root: Path):  # type: ignore[no-untyped-def]
+    return build_deps(AppContext(root=str(store_root)), registry_factory())
 
 
 def test_targets_share_identical_steps(store_root: Path, tmp_path: Path) -> None:
@@ -22,8 +28,7 @@ def test_targets_share_identical_steps(store_root: Path, tmp_path: Path) -> None
             BuildRequest(common + "ENV X=1\n", context=ctx, platforms=tuple(parse_list(["linux/arm64"])),
                          labels={"t": "2"})]
     progress = Progress()
-    store = ContentStore(store_root)
-    results = build_many(store, reqs, progress=progress)
+    results = build_many(_deps(store_root), reqs, progress=progress)
     done = [e.name for e in progress.events if isinstance(e, VertexDone)]
     assert sum("COPY a /a" in n for n in done) == 2  # amd64 + arm64 once each, not three times
     (_, r1), (_, r2) = results
@@ -35,10 +40,9 @@ def test_targets_share_identical_steps(store_root: Path, tmp_path: Path) -> None
 def test_one_failing_target_fails_all(store_root: Path, tmp_path: Path) -> None:
     ctx = write_tree(tmp_path / "ctx", {"a": "a\n"})
     other = write_tree(tmp_path / "other", {"z": "z\n"})
-    store = ContentStore(store_root)
     blobs = sorted(p.name for p in (store_root / "blobs" / "sha256").iterdir())
     reqs = [BuildRequest("FROM base/busybox:1\nCOPY a /a\n", context=ctx),
             BuildRequest("FROM base/busybox:1\nCOPY missing /m\n", context=other)]
     with pytest.raises(BuildError, match="missing"):
-        build_many(store, reqs, progress=Progress())
+        build_many(_deps(store_root), reqs, progress=Progress())
     assert sorted(p.name for p in (store_root / "blobs" / "sha256").iterdir()) == blobs

@@ -1,4 +1,5 @@
-"""Start Debian's ``docker-registry`` (distribution 2.8.2) on a free loopback port, for tests and benchmarks."""
+"""Start Debian's ``docker-registry`` (distribution 2.8.2) on a free port (loopback unless told otherwise), for tests
+and benchmarks."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ import httpx
 __all__ = ["RefRegistry", "free_port", "start_registry"]
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
 @dataclass
 class RefRegistry:
-    host: str  # 127.0.0.1:PORT
+    host: str  # ADDRESS:PORT (127.0.0.1 unless another address was asked for)
     root: Path
     proc: subprocess.Popen[bytes]
     user: str = ""
@@ -42,12 +43,12 @@ class RefRegistry:
                 self.proc.wait()
 
 
-def start_registry(workdir: Path, *, user: str = "", password: str = "") -> RefRegistry:
+def start_registry(workdir: Path, *, user: str = "", password: str = "", address: str = "127.0.0.1") -> RefRegistry:
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port(address)
     auth = ""
     if user:
         htpasswd = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, check=True).stdout
@@ -58,13 +59,13 @@ def start_registry(workdir: Path, *, user: str = "", password: str = "") -> RefR
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: polyarch-test-secret\n"
+        f"http:\n  addr: {address}:{port}\n  secret: polyarch-test-secret\n"
         + auth
     )
     log = open(workdir / "registry.log", "wb")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    reg = RefRegistry(f"127.0.0.1:{port}", workdir, proc, user, password)
+    reg = RefRegistry(f"{address}:{port}", workdir, proc, user, password)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from polyarch.cli.context import AppContext, pass_app
+from polyarch.cli.registry_cmds import client_options, registry_factory
 from polyarch.errors import UsageError
 
 __all__ = ["build"]
@@ -141,6 +142,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format of --call.")
 @click.option("--verify", "verify", is_flag=True,
               help="Before any output: check every platform holds binaries of its own architecture (polyarch verify).")
+@client_options
 @pass_app
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
           load: bool, push: bool, outputs: tuple[str, ...], target: str, build_args: tuple[str, ...],
@@ -148,7 +150,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
           no_cache: bool, cache_from: tuple[str, ...], cache_to: tuple[str, ...], pull: bool, network: str,
           allow: tuple[str, ...], progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str,
-          verify: bool = False) -> None:
+          verify: bool = False, insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.oci import reference
     from polyarch.platform import parse_list
@@ -179,6 +181,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             sys.exit(report_text.exit_code)
         return
 
+    from polyarch.cli.wiring import build_deps
     from polyarch.pipeline.cacheio import parse_cache_spec
     from polyarch.pipeline.outputs import ExportReport, OutputSpec, build_metadata, export, parse_output
     from polyarch.pipeline.run import BuildRequest, build_image
@@ -210,9 +213,10 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                        tuple(parse_cache_spec(c, export=False) for c in cache_from),
                        tuple(parse_cache_spec(c, export=True) for c in cache_to), network=network,
                        allow=entitlements)
+    registry = registry_factory(insecure, tls_ca)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
-        plan, result = build_image(app.store, req, progress=progress)
+        plan, result = build_image(build_deps(app, registry), req, progress=progress)
         for finding in plan.findings:
             progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
         for name in plan.unused_build_args:
@@ -225,7 +229,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                              "(use --load, --push or -o)")
         else:
             with progress.vertex("exporting to image") as handle:
-                report = export(app.images, result, specs, tags=tags)
+                report = export(app.images, result, specs, tags=tags, push_client_factory=registry)
                 for name in report.names:
                     handle.log(f"naming to {name}" if name not in report.pushed else
                                f"pushed {name}@{report.pushed[name]}")

@@ -13,7 +13,7 @@ from polyarch.cli.context import AppContext, pass_app
 if TYPE_CHECKING:
     from polyarch.registry.client import RegistryClient
 
-__all__ = ["client_options", "login", "logout", "make_client", "pull", "push"]
+__all__ = ["client_options", "login", "logout", "make_client", "pull", "push", "registry_factory"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +35,11 @@ def make_client(insecure: tuple[str, ...] = (), tls_ca: str | None = None, *,
 
     return RegistryClient(ClientOptions.from_env(insecure=insecure, ca_file=tls_ca or "",
                                                  allow_nondistributable=allow_nondistributable or None))
+
+
+def registry_factory(insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> Callable[[], RegistryClient]:
+    """``make_client`` with these options, for collaborators that open a client when they first need one."""
+    return lambda: make_client(insecure, tls_ca)
 
 
 def _registry_host(text: str) -> str:

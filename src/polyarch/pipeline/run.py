@@ -1,10 +1,12 @@
 """One build, as a library call: plan (frontend) → solve (solver) → images (``assemble``), nothing exported.
 
-``plan_request`` reads nothing: the CLI (or bake) gives the Dockerfile text, the ``.dockerignore`` patterns and
-the context directories. ``solve_plans`` runs the vertices of several platform plans (several targets, for bake)
-in one solve, so identical work runs once; a failure is re-raised as one ``BuildError`` that names the
-platform, stage, instruction and Dockerfile line. Blobs written by a failed build are removed again (store
-transaction), so a failed build leaves the store as it was; the cache keeps only entries whose blobs exist.
+The pipeline receives its collaborators (``pipeline.deps.BuildDeps``: cache, runtime, ``FROM`` resolver, registry
+client, lock, emulation check) from its caller and never constructs them. ``plan_request`` reads nothing: the CLI
+(or bake) gives the Dockerfile text, the ``.dockerignore`` patterns and the context directories. ``solve_plans``
+runs the vertices of several platform plans (several targets, for bake) in one solve, so identical work runs once;
+a failure is re-raised as one ``BuildError`` that names the platform, stage, instruction and Dockerfile line.
+Blobs written by a failed build are removed again (store transaction), so a failed build leaves the store as it
+was; the cache keeps only entries whose blobs exist.
 """
 
 from __future__ import annotations
@@ -20,20 +22,19 @@ from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.frontend.plan import BuildPlan, PlatformPlan, plan_build
+from polyarch.oci.spec import ImageConfig
 from polyarch.platform import Platform
 from polyarch.progress import Progress
-from polyarch.solver.cache import BuildCache
-from polyarch.solver.executor import ExecRunner, Executor, ExecutorOptions
+from polyarch.solver.executor import Executor, ExecutorOptions
 from polyarch.solver.scheduler import Solver
 from polyarch.solver.state import Layer, State
 
-from .bases import BaseImages, local_resolver
 from .cacheio import CacheSpec, export_cache, import_cache
+from .deps import BaseImageSource, BuildDeps
 from .image import Annotations, BuildResult, assemble
-from .prune import build_lock
+from .runexec import check_entitlements
 
-__all__ = ["BaseImages", "BuildRequest", "build_image", "build_many", "cache_entries", "local_resolver", "plan_request", "solve_plans",
-           "step_labels"]
+__all__ = ["BuildRequest", "build_image", "build_many", "cache_entries", "plan_request", "solve_plans", "step_labels"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,10 @@ class BuildRequest:
     allow: frozenset[str] = frozenset()  # --allow entitlements: network.host, security.insecure
 
 
-def plan_request(store: ContentStore, req: BuildRequest, bases: BaseImages | None = None) -> BuildPlan:
-    resolve = bases.config if bases is not None else local_resolver(ImageStore(store))
+def plan_request(req: BuildRequest, resolve_image: Callable[[str, Platform], ImageConfig | None]) -> BuildPlan:
+    """The request's Dockerfile planned for its platforms; ``resolve_image`` gives ``FROM`` configs."""
     return plan_build(req.dockerfile, platforms=req.platforms, target=req.target, build_args=req.build_args,
-                      resolve_image=resolve, context_excludes=req.excludes,
+                      resolve_image=resolve_image, context_excludes=req.excludes,
                       build_contexts=req.build_contexts, filename=req.filename)
 
 
@@ -110,28 +111,24 @@ def _find_step(plans: Sequence[PlatformPlan], match: Callable[[ops.Vertex], bool
     return ""
 
 
-def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts: Mapping[str, Path],
-                progress: Progress, no_cache: bool = False, epoch: int | None = None,
-                run_exec: ExecRunner | None = None, filename: str = "Dockerfile",
-                secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None,
-                bases: BaseImages | None = None, network: str = "default") -> dict[str, State]:
+def solve_plans(deps: BuildDeps, plans: Sequence[PlatformPlan], *, contexts: Mapping[str, Path],
+                progress: Progress, bases: BaseImageSource, no_cache: bool = False, epoch: int | None = None,
+                filename: str = "Dockerfile", secrets: Mapping[str, bytes] | None = None,
+                ssh: Mapping[str, str] | None = None, network: str = "default") -> dict[str, State]:
     """Solve every platform plan in one run; returns vertex digest → State.
 
     :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
     """
-    cache = BuildCache(store.root / "buildcache.db", enabled=not no_cache)
-    executor = Executor(store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network),
-                        run_exec=run_exec if run_exec is not None else default_exec_runner(store.root, secrets, ssh),
-                        resolve_image=(bases or BaseImages(ImageStore(store))).image)
+    cache = deps.open_cache(not no_cache)
+    executor = Executor(deps.store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network),
+                        run_exec=deps.exec_runner(secrets or {}, ssh or {}), resolve_image=bases.image)
     solver = Solver(executor, progress=progress, labels=step_labels(plans))
     try:
-        if run_exec is None:  # the real runtime: every emulated platform must work before any step runs
-            from polyarch.worker.emulation import ensure_runnable
-
-            for platform in {str(v.platform): v.platform for v in ops.walk([pp.result for pp in plans])
-                             if isinstance(v, ops.Exec)}.values():
-                ensure_runnable(platform)
-        with build_lock(store.root):  # shared: 'polyarch prune' leaves snapshots alone while a build runs
+        # every platform a RUN step needs must work (natively or emulated) before any step runs
+        for platform in {str(v.platform): v.platform for v in ops.walk([pp.result for pp in plans])
+                         if isinstance(v, ops.Exec)}.values():
+            deps.check_runnable(platform)
+        with deps.lock():  # 'polyarch prune' leaves snapshots alone while a build runs
             return solver.solve([pp.result for pp in plans])
     except PolyarchError as exc:
         if solver.failed is None:
@@ -141,14 +138,6 @@ def solve_plans(store: ContentStore, plans: Sequence[PlatformPlan], *, contexts:
     finally:
         executor.close()
         cache.close()
-
-
-def default_exec_runner(store_root: Path, secrets: Mapping[str, bytes] | None = None,
-                        ssh: Mapping[str, str] | None = None) -> ExecRunner:
-    """The worker's RUN executor (runc), adapted in ``polyarch.pipeline.runexec``."""
-    from .runexec import make_runner
-
-    return make_runner(store_root, secrets=secrets, ssh=ssh)
 
 
 def _contexts(req: BuildRequest) -> dict[str, Path]:
@@ -188,14 +177,13 @@ def _distinct_contexts(reqs: Sequence[BuildRequest], plans: list[BuildPlan]
     return out_plans, out_contexts
 
 
-def build_image(store: ContentStore, req: BuildRequest, *, progress: Progress,
-                run_exec: ExecRunner | None = None) -> tuple[BuildPlan, BuildResult]:
+def build_image(deps: BuildDeps, req: BuildRequest, *, progress: Progress) -> tuple[BuildPlan, BuildResult]:
     """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
-    return build_many(store, [req], progress=progress, run_exec=run_exec)[0]
+    return build_many(deps, [req], progress=progress)[0]
 
 
-def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: Progress,
-               run_exec: ExecRunner | None = None) -> list[tuple[BuildPlan, BuildResult]]:
+def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progress
+               ) -> list[tuple[BuildPlan, BuildResult]]:
     """Several builds (bake targets) as one: every request is planned first, then the requests that share the
     same context directories (and cache and secret settings) are solved together, so identical steps across
     targets and platforms run once; groups run in parallel. All or nothing: if any step of any target fails,
@@ -206,10 +194,10 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
     """
     import concurrent.futures
 
-    bases = BaseImages(ImageStore(store), pull=any(r.pull for r in reqs), progress=progress)
+    store = deps.store
+    bases = deps.base_images(any(r.pull for r in reqs), progress)
     try:
-        plans = [plan_request(store, req, bases) for req in reqs]
-        from .runexec import check_entitlements
+        plans = [plan_request(req, bases.config) for req in reqs]
 
         for req, plan in zip(reqs, plans, strict=True):
             check_entitlements([pp.result for pp in plan.platforms], req.network, req.allow)
@@ -226,9 +214,9 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
         states: dict[str, State] = {}
         cache_from = [spec for req in reqs for spec in req.cache_from]
         if cache_from and not all(r.no_cache for r in reqs):
-            cache = BuildCache(store.root / "buildcache.db")
+            cache = deps.open_cache(True)
             try:
-                imported = import_cache(store, cache, cache_from)
+                imported = import_cache(store, cache, cache_from, client_factory=deps.registry)
             finally:
                 cache.close()
             progress.message(f"imported {imported} cache entries", level="info")
@@ -237,10 +225,9 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
             first = reqs[members[0]]
             platform_plans = [pp for i in members for pp in plans[i].platforms]
             merged = {name: path for i in members for name, path in contexts[i].items()}
-            return solve_plans(store, platform_plans, contexts=merged, progress=progress,
-                               no_cache=first.no_cache, epoch=first.epoch, run_exec=run_exec,
-                               filename=first.filename, secrets=first.secrets, ssh=first.ssh, bases=bases,
-                               network=first.network)
+            return solve_plans(deps, platform_plans, contexts=merged, progress=progress, bases=bases,
+                               no_cache=first.no_cache, epoch=first.epoch, filename=first.filename,
+                               secrets=first.secrets, ssh=first.ssh, network=first.network)
 
         if len(groups) == 1:
             states.update(solve(next(iter(groups.values()))))
@@ -255,7 +242,8 @@ def build_many(store: ContentStore, reqs: Sequence[BuildRequest], *, progress: P
                               annotations=Annotations.parse(req.annotations))
             results.append((plans[i], result))
             if req.cache_to:
-                export_cache(ImageStore(store), cache_entries(plans[i], owner[i], req.cache_to), req.cache_to)
+                export_cache(ImageStore(store), cache_entries(plans[i], owner[i], req.cache_to), req.cache_to,
+                             client_factory=deps.registry)
         return results
 
     failure: BaseException | None = None

@@ -278,10 +278,12 @@ class RegistryClient:
             try:
                 resp = self._send(reg, method, url, headers or {}, authorization, body() if body else None, stream)
             except httpx.TransportError as exc:
-                if not reg.verify and reg.base.startswith("https://") and isinstance(exc, httpx.ConnectError):
-                    # an --insecure-registry without TLS: fall back to plain http, as docker does
-                    old, reg.base = reg.base, "http://" + reg.base.removeprefix("https://")
-                    url = str(url).replace(old, reg.base, 1)
+                host = reg.base.split("://", 1)[1]
+                if not reg.verify and isinstance(exc, httpx.ConnectError) and str(url).startswith(f"https://{host}/"):
+                    # an --insecure-registry without TLS: fall back to plain http, as docker does; a request of
+                    # another thread that was already on its way when the endpoint switched follows it
+                    reg.base = f"http://{host}"
+                    url = str(url).replace(f"https://{host}/", f"{reg.base}/", 1)
                     continue
                 if retry and attempt < self.options.retries:
                     attempt += 1
