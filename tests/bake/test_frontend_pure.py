@@ -65,3 +65,8 @@ h = input()
                  "input()"):
         assert what in hits, what
     assert impure_uses("x = {'environ': 1}.get('environ')\ntext.splitlines()\n") == []
+
+
+def test_bake_modules_stay_small() -> None:
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (FRONTEND / "bake").glob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 400} == {}
