@@ -1,7 +1,12 @@
-"""``polyarch audit --hosts FILE [COMPOSE_OR_LIST …]``: which image runs native, emulated or not at all where."""
+"""``polyarch audit --hosts FILE [COMPOSE_OR_LIST …]``: which image runs native, emulated or not at all where.
+
+The composition root of ``polyarch.audit``: flags and environment (``POLYARCH_SSH``, and the variables compose
+files are interpolated from) are read here, once, and passed down as values.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,32 +36,35 @@ def audit(app: AppContext, hosts_file: Path, files: tuple[Path, ...], extra: tup
 
     Exit status: 0 when every host runs every image natively, 1 otherwise.
     """
-    from polyarch import audit as au
-    from polyarch import audit_inputs as inputs
+    from polyarch.audit.hosts import SshOptions, load_hosts, resolve_hosts
+    from polyarch.audit.inputs import load_images, merge_uses
+    from polyarch.audit.model import ImageUse
+    from polyarch.audit.render import render_json, render_table
+    from polyarch.audit.table import audit as audit_table
     from polyarch.errors import UsageError
 
-    specs = inputs.load_hosts(hosts_file)
-    uses: list[au.ImageUse] = []
+    environ = dict(os.environ)
+    ssh = SshOptions.from_setting(environ.get("POLYARCH_SSH", ""), ssh_timeout)
+    specs = load_hosts(hosts_file)
+    uses: list[ImageUse] = []
     skipped: list[str] = []
     for f in files:
-        found, skip = inputs.load_images(f)
+        found, skip = load_images(f, environ)
         uses += found
         skipped += skip
-    uses += [au.ImageUse(ref, ("--image",)) for ref in extra]
+    uses += [ImageUse(ref, ("--image",)) for ref in extra]
     if not uses:
         raise UsageError("no image to audit", hint="give compose files or image lists, or --image REF")
-    hosts = inputs.resolve_hosts(specs, timeout=ssh_timeout)
-    resolver = _resolver(app, local_only, insecure, tls_ca)
+    hosts = resolve_hosts(specs, ssh)
+    resolver = _Resolvers(app, local_only, insecure, tls_ca)
     try:
-        report = au.audit(inputs.merge_uses(uses), hosts, resolver, skipped)
+        report = audit_table(merge_uses(uses), hosts, resolver, skipped)
     finally:
-        close = getattr(resolver, "close", None)
-        if close is not None:
-            close()
+        resolver.close()
     if fmt == "json":
-        click.echo(au.render_json(report), nl=False)
+        click.echo(render_json(report), nl=False)
     else:
-        click.echo(au.render_table(report), nl=False)
+        click.echo(render_table(report), nl=False)
         for h in report.hosts:
             if h.error:
                 click.echo(f"{h.name}: {h.error}", err=True)
@@ -72,16 +80,17 @@ class _Resolvers:
     """The local store first, then registries (with the user's credentials); owns the registry client."""
 
     def __init__(self, app: AppContext, local_only: bool, insecure: tuple[str, ...], tls_ca: str | None) -> None:
-        from polyarch.audit import ChainResolver, RegistryResolver, StoreResolver
+        from polyarch.audit.resolve import ChainResolver, RegistryResolver, StoreResolver
+        from polyarch.audit.table import PlatformLookup
 
         self._client = None
-        resolvers: list[object] = [StoreResolver(app.images)]
+        resolvers: list[PlatformLookup] = [StoreResolver(app.images)]
         if not local_only:
             from polyarch.cli.registry_cmds import make_client
 
             self._client = make_client(insecure, tls_ca)
             resolvers.append(RegistryResolver(self._client))
-        self._chain = ChainResolver(*resolvers)  # type: ignore[arg-type]
+        self._chain = ChainResolver(*resolvers)
 
     def platforms(self, ref: str):  # type: ignore[no-untyped-def]
         return self._chain.platforms(ref)
@@ -89,7 +98,3 @@ class _Resolvers:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
-
-
-def _resolver(app: AppContext, local_only: bool, insecure: tuple[str, ...], tls_ca: str | None) -> _Resolvers:
-    return _Resolvers(app, local_only, insecure, tls_ca)

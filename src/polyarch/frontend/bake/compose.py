@@ -4,7 +4,8 @@ Read: ``build`` (a context string, or ``context``, ``dockerfile``, ``dockerfile_
 ``KEY=VALUE`` list), ``target``, ``labels``, ``tags``, ``cache_from``, ``cache_to``, ``platforms``, ``secrets``,
 ``ssh``, ``network``, ``pull``, ``no_cache``, ``additional_contexts``, ``shm_size``), ``image`` (the first tag),
 and ``build.x-bake`` (bake attribute names: ``platforms``, ``tags``, ``output``, ``cache-from``…, added last).
-``${VAR}`` / ``${VAR:-default}`` in values are interpolated from the environment, as compose does.
+Values are interpolated from the environment as compose does (``frontend/interpolation.py``: ``$VAR``,
+``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``, ``$$``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from polyarch.errors import ParseError, SourceSpan
+from polyarch.frontend.interpolation import interpolate
 
 from .hcl import Attribute, Block, Body, Lit, Pos, TupleExpr
 
@@ -24,26 +26,15 @@ _KEYS = {"context": "context", "dockerfile": "dockerfile", "dockerfile_inline": 
          "cache_to": "cache-to", "platforms": "platforms", "secrets": "secret", "ssh": "ssh",
          "network": "network", "pull": "pull", "no_cache": "no-cache", "additional_contexts": "contexts",
          "shm_size": "shm-size"}
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _interp(value: Any, env: Mapping[str, str]) -> Any:
+def _interp(value: Any, env: Mapping[str, str], where: str) -> Any:
     if isinstance(value, str):
-        def sub(m: re.Match[str]) -> str:
-            if m.group(0) == "$$":
-                return "$"
-            name = m.group(1) or m.group(4)
-            op, arg = m.group(2), m.group(3) or ""
-            have = env.get(name)
-            if op in (":-", "-") and (have is None or (op == ":-" and have == "")):
-                return arg
-            return have or ""
-
-        return _VAR.sub(sub, value)
+        return interpolate(value, env, where)
     if isinstance(value, list):
-        return [_interp(v, env) for v in value]
+        return [_interp(v, env, where) for v in value]
     if isinstance(value, dict):
-        return {k: _interp(v, env) for k, v in value.items()}
+        return {k: _interp(v, env, where) for k, v in value.items()}
     return value
 
 
@@ -95,12 +86,15 @@ def parse_compose(text: str, filename: str, env: Mapping[str, str]) -> Body:
             build = {"context": build}
         if not isinstance(build, dict):
             raise ParseError(f"service {name!r}: build must be a path or a mapping", SourceSpan(filename, pos.line, 1))
-        build = _interp(build, env)
+        try:
+            build = _interp(build, env, f"service {name!r}")
+            image = _interp(service.get("image"), env, f"service {name!r}")
+        except ParseError as exc:  # ${VAR:?error}: located at the service
+            raise ParseError(exc.message, SourceSpan(filename, pos.line, 1)) from None
         attrs: dict[str, Any] = {}
         for key, value in build.items():
             if key in _KEYS:
                 attrs[_KEYS[key]] = _kv(value, env) if key in ("args", "labels", "additional_contexts") else value
-        image = _interp(service.get("image"), env)
         if image:
             attrs["tags"] = [image, *attrs.get("tags", [])]
         for key, value in (build.get("x-bake") or {}).items():

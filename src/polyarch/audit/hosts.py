@@ -1,4 +1,4 @@
-"""Inputs of ``polyarch audit``: the hosts file, compose files and image lists, and asking a host over ssh.
+"""The hosts of ``polyarch audit``: the hosts file, and asking a host its platform over ssh.
 
 **Hosts file** (YAML)::
 
@@ -11,17 +11,13 @@
 
 or the same without the ``hosts:`` key, or plain lines ``NAME PLATFORM-OR-SSH`` (``#`` starts a comment).
 
-**Images**: a compose file (``services.*.image``, with ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``
-and ``$$`` interpolated from the environment and a ``.env`` beside the file; ``platform:`` is honoured;
-services with only ``build:`` are skipped and listed), or a list file of one reference per line.
-
-The ssh client is ``ssh -o BatchMode=yes -o ConnectTimeout=10``; set ``POLYARCH_SSH`` to another command line
-(for jump hosts or options; it receives ``[-p PORT] [USER@]HOST COMMAND``).
+The ssh client is ``SshOptions.command``: ``ssh -o BatchMode=yes -o ConnectTimeout=10`` unless the caller gives
+another command line (the CLI takes it from ``POLYARCH_SSH``, for jump hosts or options); it receives
+``[-p PORT] [USER@]HOST COMMAND``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -30,16 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from polyarch import platform as plat
-from polyarch.audit import Host, ImageUse
-from polyarch.errors import InvalidPlatform, NotFound, ParseError, PolyarchError, SourceSpan
+from polyarch.audit.model import Host
+from polyarch.audit.textfile import parse_yaml, read_text
+from polyarch.errors import InvalidPlatform, ParseError, PolyarchError, SourceSpan, UsageError
 from polyarch.platform import Platform
 
 __all__ = [
+    "DEFAULT_SSH",
     "PROBE_COMMAND",
     "HostSpec",
+    "SshOptions",
     "load_hosts",
-    "load_images",
-    "merge_uses",
     "platform_from_probe",
     "probe_host",
     "resolve_hosts",
@@ -48,9 +45,28 @@ __all__ = [
 
 PROBE_COMMAND = ("uname -s; uname -m; getconf LONG_BIT 2>/dev/null || echo 0; "
                  "grep -m2 -E '^(CPU architecture|model name)' /proc/cpuinfo 2>/dev/null || true")
-MAX_INPUT = 4 << 20
+DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 _SSH_RE = re.compile(r"^ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
                      r"(?::(?P<port>\d{1,5}))?/?$")
+
+
+@dataclass(frozen=True, slots=True)
+class SshOptions:
+    """How hosts are asked: the ssh command line and the seconds to wait for each host."""
+
+    command: tuple[str, ...] = DEFAULT_SSH
+    timeout: float = 30.0
+
+    @classmethod
+    def from_setting(cls, command_line: str, timeout: float) -> SshOptions:
+        """``command_line`` split as a shell would (empty: ``DEFAULT_SSH``).
+
+        :raises UsageError: unbalanced quotes."""
+        try:
+            command = tuple(shlex.split(command_line))
+        except ValueError as exc:
+            raise UsageError(f"POLYARCH_SSH: {exc}") from None
+        return cls(command or DEFAULT_SSH, timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,34 +74,6 @@ class HostSpec:
     name: str
     platform: Platform | None = None
     ssh: str = ""  # ssh://[user@]host[:port]
-
-
-def _read(path: Path, what: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_INPUT + 1)
-    except FileNotFoundError:
-        raise NotFound(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise NotFound(f"cannot read {what} {path}: {exc.strerror}") from exc
-    if len(data) > MAX_INPUT:
-        raise ParseError(f"{what} {path} is larger than {MAX_INPUT} bytes")
-    return data.decode("utf-8", errors="replace")
-
-
-def _yaml(text: str, path: Path) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        span = None
-        if mark is not None:
-            lines = text.splitlines()
-            line = lines[mark.line] if mark.line < len(lines) else ""
-            span = SourceSpan(str(path), mark.line + 1, mark.column + 1, 1, line)
-        raise ParseError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", span) from None
 
 
 def _host_value(name: str, value: Any, where: str) -> HostSpec:
@@ -123,10 +111,10 @@ def load_hosts(path: Path) -> list[HostSpec]:
 
     :raises ParseError: naming the file and, for line files, the line.
     """
-    text = _read(path, "hosts file")
+    text = read_text(path, "hosts file")
     doc: Any = None
     try:
-        doc = _yaml(text, path)
+        doc = parse_yaml(text, path)
     except ParseError:
         if not _looks_like_lines(text):
             raise
@@ -176,127 +164,14 @@ def _host_lines(text: str, path: Path) -> list[HostSpec]:
     return specs
 
 
-# --- images ------------------------------------------------------------------------------------------------
-
-_VAR_RE = re.compile(r"\$(?:(?P<esc>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-                     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
-
-
-def interpolate(text: str, env: dict[str, str], where: str) -> str:
-    """Compose's variable interpolation (the common forms)."""
-    def sub(m: re.Match[str]) -> str:
-        if m.group("esc"):
-            return "$"
-        name = m.group("braced") or m.group("bare")
-        value = env.get(name)
-        op, arg = m.group("op"), m.group("arg") or ""
-        if op in (":-", ":?") and not value:
-            value = None
-        if value is None:
-            if op in ("-", ":-"):
-                return arg
-            if op in ("?", ":?"):
-                raise ParseError(f"{where}: {name} is required: {arg or 'not set'}")
-            return ""
-        return value
-    return _VAR_RE.sub(sub, text)
-
-
-def _dotenv(folder: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    try:
-        text = (folder / ".env").read_text(errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        k, _, v = line.removeprefix("export ").partition("=")
-        out[k.strip()] = v.strip().strip("'\"")
-    return out
-
-
-def load_images(path: Path, env: dict[str, str] | None = None) -> tuple[list[ImageUse], list[str]]:
-    """Image uses of a compose file or an image list; and services skipped (with why)."""
-    text = _read(path, "file")
-    doc: Any = None
-    try:
-        doc = _yaml(text, path)
-    except ParseError:
-        doc = None
-    if isinstance(doc, dict) and "services" in doc:
-        return _compose(doc, path, {**_dotenv(path.parent), **(env if env is not None else os.environ)})
-    uses = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if len(line.split()) != 1:
-            raise ParseError("expected one image reference per line", SourceSpan(str(path), n, 1, len(raw), raw))
-        _check_ref(line, f"{path}:{n}")
-        uses.append(ImageUse(line, (f"{path.name}:{n}",)))
-    return uses, []
-
-
-def _check_ref(ref: str, where: str) -> None:
-    from polyarch.errors import InvalidReference
-    from polyarch.oci import reference
-
-    try:
-        reference.parse(ref)
-    except InvalidReference as exc:
-        raise ParseError(f"{where}: {exc}") from None
-
-
-def _compose(doc: dict[str, Any], path: Path, env: dict[str, str]) -> tuple[list[ImageUse], list[str]]:
-    services = doc.get("services")
-    if not isinstance(services, dict):
-        raise ParseError(f"{path}: services must be a mapping")
-    uses: list[ImageUse] = []
-    skipped: list[str] = []
-    for name, svc in services.items():
-        where = f"{path}: service {name}"
-        if not isinstance(svc, dict):
-            raise ParseError(f"{where} must be a mapping")
-        image = svc.get("image")
-        if image is None:
-            skipped.append(f"{path.name}:{name}: no image (built by compose from {'build:' if 'build' in svc else 'nothing'})")
-            continue
-        if not isinstance(image, str):
-            raise ParseError(f"{where}: image must be a string")
-        ref = interpolate(image, env, where).strip()
-        _check_ref(ref, where)
-        pinned = None
-        if svc.get("platform"):
-            pinned = _platform(interpolate(str(svc["platform"]), env, where), where, str(name))
-        uses.append(ImageUse(ref, (f"{path.name}:{name}",), pinned))
-    return uses, skipped
-
-
-def merge_uses(uses: list[ImageUse]) -> list[ImageUse]:
-    """One row per (image, pinned platform), listing every service that uses it, first-seen order."""
-    merged: dict[tuple[str, Platform | None], ImageUse] = {}
-    for u in uses:
-        key = (u.ref, u.pinned)
-        if key in merged:
-            merged[key] = ImageUse(u.ref, merged[key].services + u.services, u.pinned)
-        else:
-            merged[key] = u
-    return list(merged.values())
-
-
-# --- ssh ---------------------------------------------------------------------------------------------------
-
-def ssh_argv(target: str) -> list[str]:
+def ssh_argv(target: str, command: tuple[str, ...] = DEFAULT_SSH) -> list[str]:
+    """``command [-p PORT] [USER@]HOST PROBE_COMMAND`` for ``ssh://[user@]host[:port]``."""
     m = _SSH_RE.match(target)
     if m is None:
         raise ParseError(f"{target!r} is not ssh://[user@]host[:port]")
-    base = shlex.split(os.environ.get("POLYARCH_SSH", "")) or \
-        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     host = m.group("host").strip("[]")
     dest = f"{m.group('user')}@{host}" if m.group("user") else host
-    return [*base, *(["-p", m.group("port")] if m.group("port") else []), dest, PROBE_COMMAND]
+    return [*command, *(["-p", m.group("port")] if m.group("port") else []), dest, PROBE_COMMAND]
 
 
 def platform_from_probe(output: str) -> Platform:
@@ -328,12 +203,13 @@ def platform_from_probe(output: str) -> Platform:
     return p
 
 
-def probe_host(target: str, *, timeout: float = 30.0) -> Platform:
+def probe_host(target: str, ssh: SshOptions) -> Platform:
     """Ask a host its platform over ssh.
 
     :raises PolyarchError: when ssh fails or the answer cannot be read.
     """
-    argv = ssh_argv(target)
+    timeout = ssh.timeout
+    argv = ssh_argv(target, ssh.command)
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
@@ -347,7 +223,7 @@ def probe_host(target: str, *, timeout: float = 30.0) -> Platform:
     return platform_from_probe(proc.stdout)
 
 
-def resolve_hosts(specs: list[HostSpec], *, timeout: float = 30.0) -> list[Host]:
+def resolve_hosts(specs: list[HostSpec], ssh: SshOptions) -> list[Host]:
     """Hosts with their platforms; those given as ssh targets are asked in parallel. A host that cannot be
     asked keeps ``platform=None`` and its error."""
     from concurrent.futures import ThreadPoolExecutor
@@ -356,7 +232,7 @@ def resolve_hosts(specs: list[HostSpec], *, timeout: float = 30.0) -> list[Host]
         if spec.platform is not None:
             return Host(spec.name, spec.platform, spec.ssh or "file")
         try:
-            return Host(spec.name, probe_host(spec.ssh, timeout=timeout), spec.ssh)
+            return Host(spec.name, probe_host(spec.ssh, ssh), spec.ssh)
         except PolyarchError as exc:
             return Host(spec.name, None, spec.ssh, exc.message)
 
