@@ -11,9 +11,11 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polyarch.errors import UsageError
-from polyarch.registry.server.auth import Access, Authorizer, Htpasswd, TokenIssuer, parse_scope
+from polyarch.registry.server.auth import Access, Authorizer, Htpasswd, TokenError, TokenIssuer, parse_scope
 
 from .conftest import Api, sha256
 
@@ -159,6 +161,73 @@ def test_token_rejections(token_api) -> None:  # type: ignore[no-untyped-def]
     # within leeway is fine
     ok = _forge(issuer, header, {**good_claims, "exp": now - 5})
     assert api.c.get("/v2/app/tags/list", headers=bearer(ok)).status_code in (200, 404)
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _enb64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+_ISSUER = TokenIssuer(b"k" * 32)
+_CLAIM_NAMES = ("alg", "kid", "typ", "jwk", "jku", "x5c", "crit", "iss", "aud", "exp", "nbf", "iat", "access", "sub")
+_JSON_VALUES = st.none() | st.booleans() | st.integers() | st.text(max_size=12) | st.sampled_from(
+    ["HS256", "none", "HS512", "RS256", _ISSUER.kid, _ISSUER.service, _ISSUER.issuer]) | st.lists(
+    st.dictionaries(st.sampled_from(["type", "name", "actions"]), st.text(max_size=6) | st.just(["*"])), max_size=2)
+
+
+@st.composite
+def _tampered(draw: st.DrawFn) -> tuple[str, str]:
+    """(a valid token, the same token with its header, payload or signature bytes changed)."""
+    token = _ISSUER.issue("alice", [Access("repository", "app", frozenset({"pull", "push"}))])
+    parts = token.split(".")
+    i = draw(st.sampled_from([0, 1, 2]))
+    data = _unb64(parts[i])
+    how = draw(st.sampled_from(["flip", "replace", "field"] if i < 2 else ["flip", "replace"]))
+    if how == "flip":
+        at = draw(st.integers(0, len(data) - 1))
+        new = data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
+    elif how == "replace":
+        new = draw(st.binary(max_size=80).filter(lambda b: b != data))
+    else:
+        doc = json.loads(data)
+        key = draw(st.sampled_from(_CLAIM_NAMES))
+        value = draw(_JSON_VALUES.filter(lambda v: key not in doc or v != doc[key]))
+        new = json.dumps({**doc, key: value}).encode()
+    parts[i] = _enb64(new)
+    return token, ".".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_tampered())
+def test_tampered_tokens_are_refused(pair: tuple[str, str]) -> None:
+    """Any change to the bytes of a token's header, payload or signature is refused (never accepted, never
+    another exception): no alg confusion, no unsigned claims."""
+    token, tampered = pair
+    assert [a.name for a in _ISSUER.verify(token)] == ["app"]
+    with pytest.raises(TokenError):
+        _ISSUER.verify(tampered)
+
+
+def test_token_checks_are_pyjwt_backed_and_strict() -> None:
+    now = int(time.time())
+    good = {"iss": _ISSUER.issuer, "aud": [_ISSUER.service, "x"], "sub": "a", "iat": now, "exp": now + 60,
+            "access": [{"type": "repository", "name": "app", "actions": ["pull"]}]}
+    header = {"alg": "HS256", "typ": "JWT", "kid": _ISSUER.kid}
+    assert [a.name for a in _ISSUER.verify(_ISSUER.sign(header, good))] == ["app"]
+    for claims, why in (({**good, "exp": str(now + 60)}, "token expired"),
+                        ({**good, "exp": True}, "token expired"),
+                        ({**good, "iat": now + 120}, "token not yet valid"),
+                        ({k: v for k, v in good.items() if k != "aud"}, "token audience mismatch"),
+                        ({k: v for k, v in good.items() if k != "iss"}, "token issuer mismatch"),
+                        ({k: v for k, v in good.items() if k != "exp"}, "token expired")):
+        with pytest.raises(TokenError, match=why):
+            _ISSUER.verify(_ISSUER.sign(header, claims))
+    unsigned = f"{_enb64(json.dumps({**header, 'alg': 'none'}).encode())}.{_enb64(json.dumps(good).encode())}."
+    with pytest.raises(TokenError, match="unsupported token algorithm"):
+        _ISSUER.verify(unsigned)
 
 
 def test_parse_scope() -> None:

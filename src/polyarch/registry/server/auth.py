@@ -1,6 +1,6 @@
 """Authentication and authorization: none, htpasswd (bcrypt only) Basic, or bearer tokens from ``/token``.
 
-Tokens are HS256 JWTs signed with a key given at start or generated then; a token carries the Docker
+Tokens are HS256 JWTs (PyJWT) signed with a key given at start or generated then; a token carries the Docker
 ``access`` claim (``[{"type": "repository", "name": "app", "actions": ["pull", "push"]}]``) and is checked
 strictly: only ``alg: HS256`` with our ``kid``, no embedded key material (``jwk``/``jku``/``x5c``/``x5u``,
 CVE-2025-24976), ``exp``/``nbf`` with 30 s leeway, our audience and issuer, and a scope naming the repository
@@ -18,8 +18,6 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import hmac
-import json
 import os
 import secrets
 import threading
@@ -31,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import jwt
 
 from polyarch.errors import UsageError
-from polyarch.oci.jsonutil import loads
 
 from .errors import ApiError
 
@@ -162,20 +160,25 @@ def _cost(hashed: bytes) -> int:
         return 12
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class TokenError(Exception):
     pass
 
 
+# PyJWT's refusals → the reason a client sees (missing claims name the claim).
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidAlgorithmError, "unsupported token algorithm"),
+    (jwt.InvalidSignatureError, "bad token signature"),
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidAudienceError, "token audience mismatch"),
+    (jwt.InvalidIssuerError, "token issuer mismatch"),
+)
+_MISSING = {"exp": "token expired", "aud": "token audience mismatch", "iss": "token issuer mismatch"}
+
+
 class TokenIssuer:
-    """Issues and verifies HS256 bearer tokens."""
+    """Issues and verifies HS256 bearer tokens (PyJWT signs, checks the signature and the time, audience and
+    issuer claims; the checks PyJWT leaves to its caller are made here before it runs)."""
 
     def __init__(self, key: bytes | None = None, *, service: str = "polyarch-registry",
                  issuer: str = "polyarch-registry", ttl: int = 300) -> None:
@@ -195,43 +198,39 @@ class TokenIssuer:
         return self.sign(header, claims)
 
     def sign(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
-        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-        sig = hmac.new(self.key, signing_input.encode(), hashlib.sha256).digest()
-        return f"{signing_input}.{_b64(sig)}"
+        """A JWS of ``claims`` with exactly ``header`` (its ``alg`` is the algorithm used), under our key."""
+        return jwt.encode(dict(claims), self.key, algorithm=str(header.get("alg", "HS256")), headers=dict(header))
 
-    def verify(self, token: str, *, now: float | None = None) -> list[Access]:
+    def verify(self, token: str) -> list[Access]:
         """The access list of a valid token. :raises TokenError: with the reason."""
-        now = time.time() if now is None else now
-        parts = token.split(".")
-        if len(parts) != 3 or len(token) > 16384:
+        if len(token) > 16384:
             raise TokenError("malformed token")
         try:
-            header = loads(_unb64(parts[0]))
-            claims = loads(_unb64(parts[1]))
-            sig = _unb64(parts[2])
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            header = jwt.get_unverified_header(token)
+        except (jwt.InvalidTokenError, RecursionError):
             raise TokenError("malformed token") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict):
-            raise TokenError("malformed token")
-        if header.get("alg") != "HS256":
+        if header.get("alg") != "HS256":  # PyJWT refuses it too (algorithms=[HS256]); named here for the reply
             raise TokenError(f"unsupported token algorithm {str(header.get('alg'))[:20]!r}")
         if any(k in header for k in _KEY_HEADERS):
             raise TokenError("embedded token keys are not trusted")
         if header.get("kid") != self.kid:
             raise TokenError("unknown token key id")
-        expected = hmac.new(self.key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(sig, expected):
-            raise TokenError("bad token signature")
-        exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
-        if not isinstance(exp, int | float) or isinstance(exp, bool) or now > exp + LEEWAY:
-            raise TokenError("token expired")
-        if nbf is not None and (not isinstance(nbf, int | float) or now + LEEWAY < nbf):
+        try:
+            claims = jwt.decode(token, self.key, algorithms=["HS256"], audience=self.service, issuer=self.issuer,
+                                leeway=LEEWAY, options={"require": ["exp"]})
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenError(_MISSING.get(exc.claim, f"token lacks {exc.claim!r}")) from None
+        except jwt.InvalidTokenError as exc:
+            reason = next((r for kind, r in _REASONS if isinstance(exc, kind)), "malformed token")
+            raise TokenError(reason) from None
+        except RecursionError:
+            raise TokenError("malformed token") from None
+        for name in ("exp", "nbf", "iat"):  # PyJWT takes int("123") too; a time is a JSON number
+            value = claims.get(name)
+            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+                raise TokenError("token expired" if name == "exp" else "token not yet valid")
+        if "nbf" not in claims and claims.get("iat", 0) > time.time() + LEEWAY:  # iat stands for a missing nbf
             raise TokenError("token not yet valid")
-        aud = claims.get("aud")
-        if not (aud == self.service or (isinstance(aud, list) and self.service in aud)):
-            raise TokenError("token audience mismatch")
-        if claims.get("iss") != self.issuer:
-            raise TokenError("token issuer mismatch")
         out = []
         for entry in claims.get("access") or []:
             if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("type"), str) \
