@@ -86,8 +86,11 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False,
            allow: frozenset[str] = frozenset(), registry: Callable[[], RegistryClient]) -> None:
+    from polyarch.exporters.dispatch import export
+    from polyarch.exporters.exporter import ExportReport
+    from polyarch.exporters.metadata import build_metadata
+    from polyarch.exporters.spec import require_epoch
     from polyarch.frontend.bake.overrides import parse_overrides
-    from polyarch.pipeline.outputs import ExportReport, build_metadata, export
     from polyarch.progress import Progress, make_renderer
 
     from .bake_request import output_specs, plan_rounds, to_request, with_dependencies
@@ -109,6 +112,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
 
     reap_crashed(app.store.root)
     epoch = source_date_epoch()
+    require_epoch([s for target_specs in specs.values() for s in target_specs], epoch)
     progress = Progress(make_renderer(progress_mode))
     deps = build_deps(app, registry)
     handed: dict[str, str] = {}  # target -> local image name given to later rounds
@@ -137,7 +141,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
             tags = list(chosen[name].get("tags", ()))
             if specs[name]:
                 with progress.vertex(f"[{name}] exporting to image") as handle:
-                    report = export(app.images, result, specs[name], tags=tags, push_client_factory=registry)
+                    report = export(app.images, result, specs[name], tags=tags, client_factory=registry, epoch=epoch)
                     for ref in report.names:
                         handle.log(f"naming to {ref}" if ref not in report.pushed else
                                    f"pushed {ref}@{report.pushed[ref]}")

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from polyarch.errors import UsageError
+from polyarch.exporters.spec import OutputSpec, parse_output
 from polyarch.frontend.bake import Evaluator, Override, Target
-from polyarch.pipeline.outputs import OutputSpec, parse_output
 from polyarch.pipeline.run import BuildRequest
 
 __all__ = ["output_specs", "plan_rounds", "to_request", "with_dependencies"]
@@ -50,7 +50,7 @@ def _pairs(items: Sequence[str], what: str, target: str) -> dict[str, str]:
 def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bool,
                epoch: int | None, allow: frozenset[str] = frozenset()) -> BuildRequest:
     from polyarch.cli.build import _secrets, _ssh
-    from polyarch.pipeline.cacheio import parse_cache_spec
+    from polyarch.exporters.cache import parse_cache_spec
     from polyarch.platform import parse_list
 
     ctx = Path(t.context)

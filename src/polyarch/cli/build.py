@@ -182,8 +182,11 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
         return
 
     from polyarch.cli.wiring import build_deps
-    from polyarch.pipeline.cacheio import parse_cache_spec
-    from polyarch.pipeline.outputs import ExportReport, OutputSpec, build_metadata, export, parse_output
+    from polyarch.exporters.cache import parse_cache_spec
+    from polyarch.exporters.dispatch import export
+    from polyarch.exporters.exporter import ExportReport
+    from polyarch.exporters.metadata import build_metadata
+    from polyarch.exporters.spec import OutputSpec, parse_output, require_epoch
     from polyarch.pipeline.run import BuildRequest, build_image
     from polyarch.pipeline.runexec import parse_allow
     from polyarch.progress import Progress, make_renderer
@@ -208,6 +211,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
 
     Annotations.parse(annotations)  # flag errors before any work
     epoch = source_date_epoch()
+    require_epoch(specs, epoch)
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
                        tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations,
                        tuple(parse_cache_spec(c, export=False) for c in cache_from),
@@ -229,7 +233,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                              "(use --load, --push or -o)")
         else:
             with progress.vertex("exporting to image") as handle:
-                report = export(app.images, result, specs, tags=tags, push_client_factory=registry)
+                report = export(app.images, result, specs, tags=tags, client_factory=registry, epoch=epoch)
                 for name in report.names:
                     handle.log(f"naming to {name}" if name not in report.pushed else
                                f"pushed {name}@{report.pushed[name]}")

@@ -37,9 +37,14 @@ def make_client(insecure: tuple[str, ...] = (), tls_ca: str | None = None, *,
                                                  allow_nondistributable=allow_nondistributable or None))
 
 
-def registry_factory(insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> Callable[[], RegistryClient]:
-    """``make_client`` with these options, for collaborators that open a client when they first need one."""
-    return lambda: make_client(insecure, tls_ca)
+def registry_factory(insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> Callable[..., RegistryClient]:
+    """``make_client`` with these options, for collaborators that open a client when they first need one; called
+    with ``insecure=(HOST,)`` the client also trusts those hosts (an output's ``registry.insecure=true``)."""
+    def factory(*, insecure: tuple[str, ...] = ()) -> RegistryClient:
+        return make_client((*hosts, *insecure), tls_ca)
+
+    hosts = insecure
+    return factory
 
 
 def _registry_host(text: str) -> str:

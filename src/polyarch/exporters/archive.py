@@ -5,6 +5,8 @@ reachable blob under ``blobs/<alg>/<hex>``. Docker archive (single platform): ``
 RepoTags and Layers paths pointing at the same blob files, plus the layout files, as Docker 25 writes it; Docker
 20.10 reads it too (it only needs manifest.json). Archives are written to a temp file and renamed, so a failed
 save never leaves a half-written file under the target name; entries are sorted and timestamps fixed.
+``OciExporter`` (``type=oci``, ``tar=false`` for a layout directory) and ``DockerExporter`` (``type=docker``)
+write a build result this way; ``polyarch save`` calls the writers directly.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, ClassVar
 
 from polyarch.content.images import REF_NAME, Image, ImageStore
 from polyarch.content.store import LAYOUT_VERSION
@@ -26,7 +28,14 @@ from polyarch.oci import reference
 from polyarch.oci.spec import Descriptor, Index, canonical_json, is_index
 from polyarch.platform import Platform
 
-__all__ = ["docker_repo_tag", "write_docker_archive", "write_oci_archive", "write_oci_dir"]
+from .exporter import ExportContext, ExportReport
+from .spec import OutputSpec, output_names
+
+if TYPE_CHECKING:
+    from polyarch.pipeline.image import BuildResult
+
+__all__ = ["DockerExporter", "OciExporter", "docker_repo_tag", "write_docker_archive", "write_oci_archive",
+           "write_oci_dir"]
 
 _MTIME = 0
 
@@ -153,3 +162,32 @@ def write_docker_archive(images: ImageStore, image: Image, names: Sequence[str],
         _add_bytes(tar, "index.json", index)
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
         _add_bytes(tar, "oci-layout", LAYOUT_VERSION)
+
+
+class OciExporter:
+    """``type=oci``: an OCI archive at ``dest`` (a layout directory with ``tar=false``), named by the first name."""
+
+    type: ClassVar[str] = "oci"
+
+    def export(self, result: BuildResult, spec: OutputSpec, ctx: ExportContext) -> ExportReport:
+        names = output_names(spec, ctx.tags)
+        name = names[0] if names else None
+        if spec.flag("tar", True):
+            write_oci_archive(ctx.images, result.index, name, spec.dest)
+        else:
+            write_oci_dir(ctx.images, result.index, name, Path(spec.dest))
+        return ExportReport()
+
+
+class DockerExporter:
+    """``type=docker``: a docker-archive of the one platform built, tagged with every name."""
+
+    type: ClassVar[str] = "docker"
+
+    def export(self, result: BuildResult, spec: OutputSpec, ctx: ExportContext) -> ExportReport:
+        if len(result.images) != 1:
+            raise UsageError(f"type=docker holds one platform; this build has {len(result.images)}",
+                             hint="use type=oci, or build with one --platform")
+        image = ctx.images.image(result.images[0].descriptor)
+        write_docker_archive(ctx.images, image, output_names(spec, ctx.tags), spec.dest)
+        return ExportReport()

@@ -21,6 +21,7 @@ from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
+from polyarch.exporters.cache import CacheSpec, export_cache, import_cache
 from polyarch.frontend.plan import BuildPlan, PlatformPlan, plan_build
 from polyarch.oci.spec import ImageConfig
 from polyarch.platform import Platform
@@ -29,7 +30,6 @@ from polyarch.solver.executor import Executor, ExecutorOptions
 from polyarch.solver.scheduler import Solver
 from polyarch.solver.state import Layer, State
 
-from .cacheio import CacheSpec, export_cache, import_cache
 from .deps import BaseImageSource, BuildDeps
 from .image import Annotations, BuildResult, assemble
 from .runexec import check_entitlements

@@ -24,5 +24,5 @@ Entry points for commands (``polyarch.pipeline.run``): ``build_image(store, Buil
 Dockerfile, ``build_many(store, [BuildRequest…], progress=…)`` for bake (all targets planned, then solved
 together per context directory, all or nothing), ``solve_plans(store, platform_plans, contexts=…, …)`` to solve
 plans made elsewhere. ``polyarch.pipeline.image.assemble`` turns states into images + index;
-``polyarch.pipeline.outputs.export`` writes them out.
+``polyarch.exporters.dispatch.export`` writes them out.
 """

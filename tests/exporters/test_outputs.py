@@ -1,14 +1,11 @@
-"""Outputs: OCI archive and directory, docker archive, local and tar rootfs, registry push, metadata files."""
+"""Outputs through ``polyarch build``: OCI archive and directory, docker archive, local and tar rootfs, registry push,
+compression conversion, metadata files."""
 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import tarfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +13,10 @@ import pytest
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.errors import UsageError
-from polyarch.pipeline.outputs import parse_output
-
-from .conftest import build, write_tree
+from polyarch.exporters.spec import parse_output
+from tests.pipeline.conftest import build, write_tree
 
 TWO = "linux/amd64,linux/arm64"
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Path:
-    return write_tree(tmp_path / "ctx", {"Dockerfile": "FROM base/busybox:1\nWORKDIR /srv\nCOPY app.sh ./\n",
-                                         "app.sh": "echo hi\n"})
 
 
 @pytest.mark.parametrize("text,kind,dest", [
@@ -86,33 +76,6 @@ def test_docker_output_is_single_platform(store_root: Path, ctx: Path, tmp_path:
     assert proc.returncode == 2 and "one platform" in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(tmp_path / "reg"), "registry", "serve",
-                             "--addr", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"registry did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def test_push_tags_and_by_digest(store_root: Path, ctx: Path, tmp_path: Path, registry: str) -> None:
     from tests.conftest import run_cli
 
@@ -158,32 +121,6 @@ def test_skopeo_reads_the_oci_output(store_root: Path, ctx: Path, tmp_path: Path
         cfg = json.loads(subprocess.run(["skopeo", "--override-arch", arch, "inspect", "--config",
                                          f"oci-archive:{out}"], capture_output=True, text=True).stdout)
         assert cfg["architecture"] == arch and cfg["config"]["WorkingDir"] == "/srv"
-
-
-def test_cache_export_and_import_local_and_registry(base_root: Path, store_root: Path, ctx: Path, tmp_path: Path,
-                                                    registry: str) -> None:
-    import shutil
-
-    from .conftest import by_name
-
-    (ctx / "Dockerfile").write_text("FROM base/busybox:1 AS tools\nCOPY app.sh /tools/\n"
-                                    "FROM base/busybox:1\nWORKDIR /srv\nCOPY --from=tools /tools/app.sh ./\n")
-    cache_dir = tmp_path / "cache"
-    first = build(store_root, ctx, "--platform", TWO, "--iidfile", str(tmp_path / "iid1"),
-                  "--cache-to", f"type=local,dest={cache_dir},mode=max",
-                  "--cache-to", f"type=registry,ref={registry}/cache/app:buildcache")
-    assert by_name(first.stderr, "COPY --from=tools") == ["DONE"] * 2
-    for n, source in enumerate([f"type=local,src={cache_dir}", f"{registry}/cache/app:buildcache"]):
-        fresh = tmp_path / f"fresh{n}"
-        shutil.copytree(base_root, fresh, ignore=shutil.ignore_patterns(".complete", "ingest", "buildcache.db*"))
-        again = build(fresh, ctx, "--platform", TWO, "--cache-from", source, "--iidfile", str(tmp_path / "iid2"))
-        for needle in ("COPY app.sh", "WORKDIR /srv", "COPY --from=tools"):
-            assert by_name(again.stderr, needle) == ["CACHED"] * 2, again.stderr
-        assert (tmp_path / "iid1").read_text() == (tmp_path / "iid2").read_text()
-    # a cache source that does not exist yet is not an error (the first CI run)
-    build(store_root, ctx, "--cache-from", f"type=local,src={tmp_path / 'none'}")
-    bad = build(store_root, ctx, "--cache-to", "type=gha", check=False)
-    assert bad.returncode == 2 and "unsupported --cache-to type" in bad.stderr
 
 
 def test_store_and_oci_outputs_convert_compression_and_media_types(store_root: Path, ctx: Path,

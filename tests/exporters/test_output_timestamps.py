@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .conftest import build, images_of, layer_members, write_tree
-from .test_outputs import registry  # noqa: F401  (fixture)
+from tests.pipeline.conftest import build, images_of, layer_members, write_tree
 
 EPOCH = 1700000000
 
@@ -53,7 +52,7 @@ def test_rewrite_timestamp_needs_source_date_epoch(store_root: Path, tmp_path: P
     assert bad.returncode != 0 and "not a boolean" in bad.stderr
 
 
-def test_name_canonical_names_the_digest_too(store_root: Path, tmp_path: Path, registry: str) -> None:  # noqa: F811
+def test_name_canonical_names_the_digest_too(store_root: Path, tmp_path: Path, registry: str) -> None:
     from tests.conftest import run_cli
 
     ctx, meta = _ctx(tmp_path), tmp_path / "meta.json"

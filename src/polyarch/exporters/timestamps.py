@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import tarfile
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from polyarch.content.compression import LayerWriter, decompressed
 from polyarch.content.images import ImageStore
 from polyarch.oci.spec import MediaType, layer_compression
 from polyarch.solver.state import Layer
 
-from .image import BuildResult, PlatformImage
+if TYPE_CHECKING:
+    from polyarch.pipeline.image import BuildResult, PlatformImage
 
 __all__ = ["rewrite_timestamps"]
 
@@ -70,11 +72,11 @@ def rewrite_timestamps(images: ImageStore, result: BuildResult, epoch: int) -> B
                                 annotations=dict(manifest.manifest.annotations) or None)
         if img.descriptor.annotations:
             desc = desc.with_annotations(img.descriptor.annotations)
-        out.append(PlatformImage(img.platform, desc, config, images.put_config(config, oci=oci), tuple(layers),
-                                 img.base_layers))
+        out.append(replace(img, descriptor=desc, config=config, config_descriptor=images.put_config(config, oci=oci),
+                           layers=tuple(layers)))
     if not changed:
         return result
     doc = images.read_document(result.index)
     index = images.put_index([p.descriptor for p in out], oci=doc.descriptor.media_type != MediaType.DOCKER_MANIFEST_LIST,
                              annotations=dict(doc.document.annotations) or None)
-    return BuildResult(index, tuple(out))
+    return replace(result, index=index, images=tuple(out))

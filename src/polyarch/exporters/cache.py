@@ -11,15 +11,17 @@ store and the entries into the local cache, before the solve, so matching steps 
 
 Forms: ``type=local,dest=DIR`` / ``type=local,src=DIR`` (an OCI layout, name ``cache`` or ``tag=``),
 ``type=registry,ref=REF`` (and a bare ``REF`` for ``--cache-from``); ``type=inline`` is accepted and ignored.
+Each kind of place is one ``CacheLocation`` (``save`` the artifact, ``load`` its entries); registry locations
+use the caller's client factory and never make a client themselves.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
@@ -28,7 +30,13 @@ from polyarch.oci.spec import Descriptor, Manifest, MediaType, canonical_json, p
 from polyarch.solver.cache import BuildCache
 from polyarch.solver.state import Layer
 
-__all__ = ["ARTIFACT_TYPE", "CacheSpec", "export_cache", "import_cache", "parse_cache_spec"]
+if TYPE_CHECKING:
+    from polyarch.registry.client import RegistryClient
+
+__all__ = ["ARTIFACT_TYPE", "CacheLocation", "CacheSpec", "export_cache", "import_cache", "location",
+           "parse_cache_spec"]
+
+Entries = list[tuple[str, Layer | None]]
 
 ARTIFACT_TYPE = "application/vnd.polyarch.buildcache.v1"
 CONFIG_TYPE = "application/vnd.polyarch.buildcache.config.v1+json"
@@ -81,7 +89,7 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
     raise UsageError(f"unsupported {flag} type {kind!r}", hint="use type=local or type=registry")
 
 
-# --- export ------------------------------------------------------------------------------------------------------
+# --- the artifact ------------------------------------------------------------------------------------------------
 
 def _artifact(images: ImageStore, entries: Iterable[tuple[str, Layer | None]]) -> Descriptor:
     rows: dict[str, Any] = {}
@@ -98,30 +106,7 @@ def _artifact(images: ImageStore, entries: Iterable[tuple[str, Layer | None]]) -
     return images.put_document(manifest)
 
 
-def export_cache(images: ImageStore, entries: Sequence[tuple[str, Layer | None]], specs: Sequence[CacheSpec], *,
-                 client_factory: Any = None) -> None:
-    """Write the cache entries to every ``--cache-to`` destination."""
-    if not specs:
-        return
-    desc = _artifact(images, entries)
-    for spec in specs:
-        if spec.type == "local":
-            from polyarch.exporters.archive import write_oci_dir
-
-            write_oci_dir(images, desc, spec.attrs.get("tag", "cache"), Path(spec.path))
-        elif spec.type == "registry":
-            from polyarch.oci import reference
-            from polyarch.registry.client import ClientOptions, RegistryClient
-            from polyarch.registry.transfer import push_image
-
-            factory = client_factory or (lambda: RegistryClient(ClientOptions.from_env()))
-            with factory() as client:
-                push_image(images, desc, reference.parse(spec.ref).defaulted(), client=client)
-
-
-# --- import ------------------------------------------------------------------------------------------------------
-
-def _entries(config: bytes) -> list[tuple[str, Layer | None]]:
+def _entries(config: bytes) -> Entries:
     try:
         doc = json.loads(config)
         return [(k, None if v is None else Layer.from_json(v)) for k, v in doc["entries"].items()]
@@ -134,61 +119,124 @@ def _check(manifest: Manifest, where: str) -> None:
         raise UsageError(f"{where} is not a polyarch build cache (artifactType {manifest.artifact_type!r})")
 
 
+# --- where it lives ----------------------------------------------------------------------------------------------
+
+class CacheLocation(Protocol):
+    """One place a build cache artifact lives."""
+
+    def save(self, images: ImageStore, artifact: Descriptor) -> None:
+        """Write the artifact (already in ``images``) and every blob it names there."""
+        ...
+
+    def load(self, store: ContentStore) -> Entries | None:
+        """Copy the artifact's blobs into ``store``; its entries, or None when there is no cache there yet."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCache:
+    """An OCI layout directory; the artifact is named ``tag`` (``cache`` by default)."""
+
+    path: Path
+    tag: str = "cache"
+
+    def save(self, images: ImageStore, artifact: Descriptor) -> None:
+        from .archive import write_oci_dir
+
+        write_oci_dir(images, artifact, self.tag, self.path)
+
+    def load(self, store: ContentStore) -> Entries | None:
+        if not (self.path / "index.json").is_file():
+            return None
+        src = ImageStore(ContentStore(self.path, create=False))
+        try:
+            desc = src.lookup(self.tag)
+        except NotFound:
+            return None
+        manifest = parse_manifest(src.store.read(desc.digest), desc.media_type)
+        _check(manifest, str(self.path))
+        entries = _entries(src.store.read(manifest.config.digest))
+        for blob in manifest.layers:
+            if not store.has(blob.digest):
+                with src.store.open(blob.digest) as f:
+                    store.ingest(f, expected=blob.digest, size=blob.size)
+        return entries
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryCache:
+    """A registry reference; the client comes from ``client_factory`` (opened per transfer, closed after)."""
+
+    ref: str
+    client_factory: Callable[[], RegistryClient]
+
+    def save(self, images: ImageStore, artifact: Descriptor) -> None:
+        from polyarch.oci import reference
+        from polyarch.registry.transfer import push_image
+
+        with self.client_factory() as client:
+            push_image(images, artifact, reference.parse(self.ref).defaulted(), client=client)
+
+    def load(self, store: ContentStore) -> Entries | None:
+        from polyarch.errors import RegistryError
+        from polyarch.oci import reference
+
+        ref = reference.parse(self.ref).defaulted()
+        with self.client_factory() as client:
+            try:
+                fetched = client.get_manifest(ref, accept=MediaType.OCI_MANIFEST)
+            except RegistryError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            manifest = parse_manifest(fetched.raw, fetched.media_type)
+            _check(manifest, self.ref)
+            for blob in (manifest.config, *manifest.layers):
+                if not store.has(blob.digest):
+                    client.fetch_blob(ref, blob, lambda: store.writer())
+            return _entries(store.read(manifest.config.digest))
+
+
+def location(spec: CacheSpec, client_factory: Callable[[], RegistryClient] | None) -> CacheLocation | None:
+    """The place ``spec`` names (None for ``type=inline``, which polyarch ignores).
+
+    :raises UsageError: a registry location and no client factory.
+    """
+    if spec.type == "local":
+        return LocalCache(Path(spec.path), spec.attrs.get("tag", "cache"))
+    if spec.type == "registry":
+        if client_factory is None:
+            raise UsageError(f"cache {spec.ref}: a registry cache needs a registry client, and none was given")
+        return RegistryCache(spec.ref, client_factory)
+    return None
+
+
+# --- export and import -------------------------------------------------------------------------------------------
+
+def export_cache(images: ImageStore, entries: Sequence[tuple[str, Layer | None]], specs: Sequence[CacheSpec], *,
+                 client_factory: Callable[[], RegistryClient] | None = None) -> None:
+    """Write the cache entries to every ``--cache-to`` destination."""
+    if not specs:
+        return
+    desc = _artifact(images, entries)
+    for spec in specs:
+        where = location(spec, client_factory)
+        if where is not None:
+            where.save(images, desc)
+
+
 def import_cache(store: ContentStore, cache: BuildCache, specs: Sequence[CacheSpec], *,
-                 client_factory: Any = None) -> int:
+                 client_factory: Callable[[], RegistryClient] | None = None) -> int:
     """Load every ``--cache-from`` source into ``store`` and ``cache``; returns the number of entries.
 
     A source that does not exist yet (first build) is skipped, like buildx does.
     """
     count = 0
     for spec in specs:
-        if spec.type == "local":
-            layout = Path(spec.path)
-            if not (layout / "index.json").is_file():
-                continue
-            src = ImageStore(ContentStore(layout, create=False))
-            try:
-                desc = src.lookup(spec.attrs.get("tag", "cache"))
-            except NotFound:
-                continue
-            manifest = parse_manifest(src.store.read(desc.digest), desc.media_type)
-            _check(manifest, spec.path)
-            entries = _entries(src.store.read(manifest.config.digest))
-            for blob in manifest.layers:
-                if not store.has(blob.digest):
-                    with src.store.open(blob.digest) as f:
-                        store.ingest(f, expected=blob.digest, size=blob.size)
-        elif spec.type == "registry":
-            fetched = _import_registry(store, spec, client_factory)
-            if fetched is None:
-                continue
-            entries = fetched
-        else:
-            continue
-        for key, layer in entries:
+        where = location(spec, client_factory)
+        entries = where.load(store) if where is not None else None
+        for key, layer in entries or ():
             if layer is None or store.has(layer.descriptor.digest):
                 cache.put(key, layer)
                 count += 1
     return count
-
-
-def _import_registry(store: ContentStore, spec: CacheSpec, client_factory: Any) -> list[tuple[str, Layer | None]] | None:
-    from polyarch.errors import RegistryError
-    from polyarch.oci import reference
-    from polyarch.registry.client import ClientOptions, RegistryClient
-
-    ref = reference.parse(spec.ref).defaulted()
-    factory = client_factory or (lambda: RegistryClient(ClientOptions.from_env()))
-    with factory() as client:
-        try:
-            fetched = client.get_manifest(ref, accept=MediaType.OCI_MANIFEST)
-        except RegistryError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        manifest = parse_manifest(fetched.raw, fetched.media_type)
-        _check(manifest, spec.ref)
-        for blob in (manifest.config, *manifest.layers):
-            if not store.has(blob.digest):
-                client.fetch_blob(ref, blob, lambda: store.writer())
-        return _entries(store.read(manifest.config.digest))
