@@ -15,6 +15,8 @@ import click
 
 from polyarch import __version__
 from polyarch.cli.context import AppContext
+from polyarch.cli.environment import Environment
+from polyarch.libpatches import trim_imports
 
 __all__ = ["COMMANDS", "cli", "main"]
 
@@ -73,35 +75,25 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
     """polyarch: build, store, publish and verify multi-architecture OCI images, daemonless."""
+    # main() hands over the environment it read; a caller of the group itself (click's test runner) gets it here
+    env = ctx.obj if isinstance(ctx.obj, Environment) else Environment.read(os.environ)
+    env.apply_process_settings()
     # absolute: the runtime and the snapshotter run with other working directories (runc chdirs into bundles)
-    ctx.obj = AppContext(debug=debug, root=os.path.abspath(root) if root else None)
-
-
-def _debug_requested(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("POLYARCH_DEBUG", "") not in ("", "0", "false")
-
-
-def _skip_unused_imports() -> None:
-    """In the ``polyarch`` process only (not when polyarch is imported as a library): keep third-party packages
-    from eagerly importing what polyarch never uses. httpx's package imports its command-line client
-    (``httpx._main``: rich.console and pygments, ~45 ms); httpcore imports trio whenever it is installed (~60 ms),
-    while polyarch's only async code (the registry server) runs on asyncio. A None entry in ``sys.modules`` makes
-    those imports fail, and both libraries then fall back as they do when the package is absent."""
-    for name in ("httpx._main", "trio"):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    ctx.obj = AppContext(debug=debug, root=os.path.abspath(root) if root else None, env=env)
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; every error becomes one line (plus a hint) on stderr and an exit code, never a traceback
     unless ``--debug`` was given."""
-    _skip_unused_imports()
+    trim_imports()  # the polyarch process only: never httpx's CLI client or trio (see libpatches)
     from polyarch.errors import PolyarchError
 
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = _debug_requested(args)
+    env = Environment.read(os.environ)  # the one read of the environment (see cli.environment)
+    debug = "--debug" in args or env.debug
     try:
         # Without standalone mode, click returns the code given to ctx.exit(n) instead of raising.
-        rc = cli.main(args=args, prog_name="polyarch", standalone_mode=False)
+        rc = cli.main(args=args, prog_name="polyarch", standalone_mode=False, obj=env)
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except click.exceptions.Exit as exc:

@@ -1,9 +1,9 @@
 """OCI distribution client on httpx: one synchronous ``httpx.Client`` shared by the threads of a pool.
 
-- **Endpoints**: ``docker.io`` is ``registry-1.docker.io`` (or the mirror in ``POLYARCH_DOCKERHUB_MIRROR``, for pulls);
-  loopback registries (127.0.0.0/8, ::1, localhost) speak plain http; other hosts https with verification, unless
-  listed as insecure (``--insecure-registry``, ``POLYARCH_INSECURE_REGISTRIES``): https without verification,
-  falling back to http. ``SSL_CERT_FILE`` and ``--tls-ca`` add trusted CAs.
+- **Endpoints** (see ``endpoints``): ``docker.io`` is ``registry-1.docker.io`` (or ``ClientOptions.mirror``, for
+  pulls); loopback registries speak plain http; other hosts https with verification, unless listed in
+  ``ClientOptions.insecure``: https without verification, falling back to http. ``SSL_CERT_FILE`` (read by the ssl
+  module) and ``ClientOptions.ca_file`` (``--tls-ca``) add trusted CAs. The options are built by the CLI.
 - **Auth**: anonymous first; a 401 teaches the challenge, then basic or bearer (see ``auth``) is sent proactively.
 - **Redirects** are followed here, not by httpx: the Authorization header goes only to the registry's own origin,
   so a blob GET redirected to S3 never carries credentials.
@@ -12,6 +12,8 @@
   from the upload status the registry reports, else restart in a new session.
 - **Foreign layers** (``urls`` of a non-distributable layer the registry lacks) are fetched only with
   ``allow_nondistributable`` (``--allow-nondistributable-artifacts``), under the rules of ``foreign``.
+- **Blobs** move through ``blobs`` (download with resume, upload with mount/chunks), which sees this client only
+  through its ``RegistrySession`` protocol.
 - **Errors** are one-line ``RegistryError`` values (status, distribution code) translated at this boundary.
 - **Bodies** are read raw (``Accept-Encoding: identity``) and capped: manifests at 4 MiB, token answers at 1 MiB,
   anything else read whole (errors, upload answers) at 64 KiB (see ``bodies``).
@@ -19,102 +21,37 @@
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import random
 import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, InvalidManifest, RegistryError
+from polyarch.libpatches import raise_httpcore_read_size
 from polyarch.oci.jsonutil import loads
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import MANIFEST_ACCEPT, Descriptor
 
 from . import auth
+from .blobs import READ_CHUNK, fetch_blob, push_blob
 from .bodies import buffered, read_capped
 from .credentials import Credential, CredentialStore
+from .endpoints import ClientOptions, Endpoint, base_for
 from .httperrors import status_error, transport_error
+from .sink import BlobSink
 
-__all__ = ["BlobSink", "ClientOptions", "Endpoint", "FetchedManifest", "RegistryClient", "is_loopback"]
+__all__ = ["FetchedManifest", "RegistryClient"]
 
 MAX_MANIFEST = 4 << 20
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-READ_CHUNK = 1 << 20
-HUB_REGISTRY = "https://registry-1.docker.io"
-
-
-def _tune_httpcore() -> None:
-    """Read sockets in 1 MiB pieces instead of httpcore's 64 KiB: a quarter less CPU per blob byte, which is what
-    bounds download speed on loopback and fast LANs. A class constant, so it is safe to raise."""
-    try:
-        from httpcore._sync.http11 import HTTP11Connection
-
-        if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < READ_CHUNK:
-            HTTP11Connection.READ_NUM_BYTES = READ_CHUNK
-    except (ImportError, AttributeError):  # pragma: no cover - other httpcore versions keep their default
-        pass
-
-
-def is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _split_env(name: str) -> frozenset[str]:
-    return frozenset(h.strip().lower() for h in os.environ.get(name, "").replace(",", " ").split() if h.strip())
-
-
-@dataclass(frozen=True, slots=True)
-class ClientOptions:
-    insecure: frozenset[str] = frozenset()
-    mirror: str = ""
-    ca_file: str = ""
-    retries: int = 5
-    backoff: float = 0.5
-    max_backoff: float = 10.0
-    timeout: float = 60.0
-    chunk_threshold: int = 32 << 20
-    chunk_size: int = 64 << 20
-    parallel: int = 4
-    allow_nondistributable: bool = False
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> ClientOptions:
-        """Defaults plus ``POLYARCH_INSECURE_REGISTRIES``, ``POLYARCH_DOCKERHUB_MIRROR``,
-        ``POLYARCH_REGISTRY_RETRIES``, ``POLYARCH_REGISTRY_TIMEOUT``, ``POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS``;
-        explicit overrides win (insecure ones add)."""
-        from .foreign import allowed_by_env
-
-        opts = cls(insecure=_split_env("POLYARCH_INSECURE_REGISTRIES"),
-                   mirror=os.environ.get("POLYARCH_DOCKERHUB_MIRROR", "").strip(),
-                   allow_nondistributable=allowed_by_env())
-        env_num = {"retries": ("POLYARCH_REGISTRY_RETRIES", int), "timeout": ("POLYARCH_REGISTRY_TIMEOUT", float),
-                   "backoff": ("POLYARCH_REGISTRY_BACKOFF", float)}
-        for key, (var, conv) in env_num.items():
-            if os.environ.get(var):
-                try:
-                    opts = replace(opts, **{key: conv(os.environ[var])})
-                except ValueError:
-                    raise RegistryError(f"invalid {var}={os.environ[var]!r}: expected a number") from None
-        extra = overrides.pop("insecure", ())
-        opts = replace(opts, insecure=opts.insecure | frozenset(h.lower() for h in extra),
-                       **{k: v for k, v in overrides.items() if v not in (None, "")})
-        return opts
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,25 +65,6 @@ class FetchedManifest:
         return Descriptor(self.media_type, self.digest, len(self.raw))
 
 
-class BlobSink(Protocol):
-    """Where a downloaded blob goes: the content store's BlobWriter fits."""
-
-    def write(self, data: bytes, /) -> int: ...
-    def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]: ...
-    def abort(self) -> None: ...
-
-
-@dataclass
-class Endpoint:
-    """Connection facts for one registry host."""
-
-    name: str
-    base: str
-    verify: bool
-    authenticator: auth.Authenticator
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
@@ -155,8 +73,10 @@ class RegistryClient:
     """Talks to any number of registries; thread-safe. Close it (or use ``with``) to release connections."""
 
     def __init__(self, options: ClientOptions | None = None, credentials: CredentialStore | None = None) -> None:
-        self.options = options or ClientOptions.from_env()
-        _tune_httpcore()
+        """``options``: default ``ClientOptions()``; ``credentials``: default Docker's ``~/.docker/config.json``
+        (the CLI passes the store ``DOCKER_CONFIG`` names)."""
+        self.options = options or ClientOptions()
+        raise_httpcore_read_size(READ_CHUNK)
         self.credentials = credentials if credentials is not None else CredentialStore()
         limits = httpx.Limits(max_connections=max(8, self.options.parallel * 2),
                               max_keepalive_connections=max(8, self.options.parallel * 2))
@@ -195,24 +115,8 @@ class RegistryClient:
 
     # --- endpoints ---------------------------------------------------------------------------------------
 
-    def _base_for(self, domain: str, *, push: bool) -> tuple[str, bool, str]:
-        """(base URL, verify TLS, credential host)."""
-        if domain == "docker.io":
-            if self.options.mirror and not push:
-                mirror = self.options.mirror.rstrip("/")
-                host = mirror.split("://", 1)[-1]
-                if "://" not in mirror:
-                    mirror = ("http://" if is_loopback(host) else "https://") + mirror
-                return mirror, host.lower() not in self.options.insecure, host
-            return HUB_REGISTRY, True, "docker.io"
-        if is_loopback(domain):
-            return f"http://{domain}", True, domain
-        if domain.lower() in self.options.insecure:
-            return f"https://{domain}", False, domain
-        return f"https://{domain}", True, domain
-
     def endpoint(self, domain: str, *, push: bool = False) -> Endpoint:
-        base, verify, cred_host = self._base_for(domain, push=push)
+        base, verify, cred_host = base_for(self.options, domain, push=push)
         with self._lock:
             reg = self._registries.get(base)
             if reg is None:
@@ -438,8 +342,6 @@ class RegistryClient:
 
         Falls back to the descriptor's ``urls`` (without credentials) when the registry does not have the blob.
         """
-        from .blobs import fetch_blob
-
         fetch_blob(self, ref, desc, sink_factory)
 
     def push_blob(self, ref: Reference, desc: Descriptor, opener: Callable[[], AbstractContextManager[Path]], *,
@@ -448,6 +350,4 @@ class RegistryClient:
 
         ``opener`` gives a local file with the blob; it is called only when an upload is needed.
         """
-        from .blobs import push_blob
-
         return push_blob(self, ref, desc, opener, mount_from=mount_from)
