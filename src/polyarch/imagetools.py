@@ -1,10 +1,11 @@
 """imagetools: read and assemble images and indexes across registries, OCI layouts and the local store.
 
-Image locations (``resolve``):
-- ``REF`` — a registry reference (``registry.lan/app:1``, ``app@sha256:…``);
-- ``local:NAME`` — a name in polyarch's local store (explicit, never a silent fallback);
+Image locations (``resolve``, through ``polyarch.sources``):
+- ``REF`` — a registry reference (``registry.lan/app:1``, ``app@sha256:…``), never a silent fallback;
+- ``local:NAME`` — a name in polyarch's local store;
 - ``oci-layout://PATH[:TAG]`` or ``oci-layout://PATH@DIGEST`` — an OCI image layout directory; without a tag the
-  layout's only entry is used.
+  layout's only image is used; ``oci-archive://PATH[:TAG|@DIGEST]``, ``docker-archive://PATH[:TAG]`` — archives,
+  read in place.
 
 ``create`` merges sources (digests, tags, whole indexes) into one index and pushes it to every ``-t``; blobs are
 mounted when a source lives in another repository of the same registry, streamed otherwise. ``copy`` copies an
@@ -22,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from polyarch import platform as plat
-from polyarch.content.images import REF_NAME, ImageStore, select_platform
-from polyarch.content.store import ContentStore
+from polyarch.content.images import ImageStore, select_platform
 from polyarch.digest import Digest
 from polyarch.errors import InvalidManifest, NotFound, UsageError
-from polyarch.oci import reference
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import (
     Descriptor,
@@ -40,12 +39,13 @@ from polyarch.oci.spec import (
 )
 from polyarch.platform import Platform
 from polyarch.registry.client import RegistryClient
-from polyarch.registry.sources import CompositeSource, RegistrySource, Source, StoreSource, read_config
 from polyarch.registry.transfer import PushResult, push_image
+from polyarch.sources.composite import CompositeSource
+from polyarch.sources.location import REGISTRY_ONLY, open_source, parse_location
+from polyarch.sources.protocol import ImageSource, Opened, read_config
 
 __all__ = [
     "Annotation",
-    "Resolved",
     "copy_image",
     "create_index",
     "format_inspect",
@@ -55,87 +55,23 @@ __all__ = [
     "resolve",
 ]
 
-LAYOUT_PREFIX = "oci-layout://"
-LOCAL_PREFIX = "local:"
+def resolve(text: str, *, client: RegistryClient, images: ImageStore | None = None) -> Opened:
+    """Open an image location (see module docstring): plain references are registry references only.
 
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    name: str
-    descriptor: Descriptor
-    raw: bytes
-    source: Source
-    ref: Reference | None = None  # set for registry locations
-
-    @property
-    def document(self) -> Manifest | Index:
-        return parse_document(self.raw, self.descriptor.media_type)
-
-
-def _layout(text: str) -> tuple[ContentStore, str, Digest | None]:
-    body = text[len(LAYOUT_PREFIX):]
-    digest = None
-    if "@" in body:
-        body, _, dtext = body.rpartition("@")
-        digest = Digest.parse(dtext)
-    tag = ""
-    path = body
-    m = re.match(r"^(.*?):([A-Za-z0-9_][A-Za-z0-9_./:-]*)$", body)
-    if m and not Path(body).exists():
-        path, tag = m.group(1), m.group(2)
-    return ContentStore(Path(path), create=False), tag, digest
-
-
-def resolve(text: str, *, client: RegistryClient, images: ImageStore | None = None) -> Resolved:
-    """Find the root document of an image location (see module docstring).
-
-    :raises NotFound: the name, tag or digest does not exist there.
+    :raises NotFound: the name, tag or digest does not exist there. :raises UsageError: a malformed location.
     """
-    if text.startswith(LOCAL_PREFIX):
-        if images is None:
-            raise UsageError("local: references need the local store")
-        name = text[len(LOCAL_PREFIX):]
-        desc = images.lookup(name)
-        desc = Descriptor(desc.media_type, desc.digest, desc.size, desc.platform,
-                          {k: v for k, v in desc.annotations.items() if k != REF_NAME})
-        src = StoreSource(images.store)
-        return Resolved(text, desc, src.read_document(desc), src)
-    if text.startswith(LAYOUT_PREFIX):
-        store, tag, digest = _layout(text)
-        layout_images = ImageStore(store)
-        src = StoreSource(store)
-        if digest is not None:
-            entries = [d for d in layout_images.entries() if d.digest == digest]
-            size = store.stat(digest)
-            if size is None:
-                raise NotFound(f"{text}: no blob {digest} in the layout")
-            raw = store.read(digest, limit=4 << 20)
-            mt = entries[0].media_type if entries else (json.loads(raw).get("mediaType") or MediaType.OCI_MANIFEST)
-            desc = Descriptor(mt, digest, size)
-        elif tag:
-            desc = layout_images.lookup(tag)
-        else:
-            entries = layout_images.entries()
-            if len(entries) != 1:
-                raise NotFound(f"{text}: the layout has {len(entries)} entries; name one with :TAG or @DIGEST")
-            desc = entries[0]
-        desc = Descriptor(desc.media_type, desc.digest, desc.size, desc.platform,
-                          {k: v for k, v in desc.annotations.items() if k != REF_NAME})
-        return Resolved(text, desc, src.read_document(desc), src)
-    ref = reference.parse(text).defaulted()
-    fetched = client.get_manifest(ref)
-    return Resolved(str(ref), fetched.descriptor, fetched.raw, RegistrySource(client, ref), ref)
+    return open_source(parse_location(text), images=images, registry=lambda: client, order=REGISTRY_ONLY)
 
 
 # --- inspect ---------------------------------------------------------------------------------------------------
 
-def _child_name(resolved: Resolved, digest: Digest) -> str:
+def _child_name(resolved: Opened, digest: Digest) -> str:
     if resolved.ref is not None:
         return f"{resolved.ref.name}@{digest}"
     return f"{resolved.name.split('@')[0]}@{digest}"
 
 
-def format_inspect(resolved: Resolved) -> str:
+def format_inspect(resolved: Opened) -> str:
     """The human view, as buildx prints it."""
     lines = [f"Name:      {resolved.name}", f"MediaType: {resolved.descriptor.media_type}",
              f"Digest:    {resolved.descriptor.digest}"]
@@ -161,7 +97,7 @@ def format_inspect(resolved: Resolved) -> str:
     return "\n".join(lines)
 
 
-def inspect_json(resolved: Resolved) -> dict[str, Any]:
+def inspect_json(resolved: Opened) -> dict[str, Any]:
     return {"name": resolved.name, "mediaType": resolved.descriptor.media_type,
             "digest": str(resolved.descriptor.digest), "size": resolved.descriptor.size,
             "manifest": json.loads(resolved.raw)}
@@ -201,11 +137,11 @@ def parse_annotation(text: str) -> Annotation:
 @dataclass(slots=True)
 class _Merge:
     children: list[Descriptor] = field(default_factory=list)
-    routes: dict[str, Source] = field(default_factory=dict)
+    routes: dict[str, ImageSource] = field(default_factory=dict)
     oci: bool = False
 
 
-def _platform_of(src: Source, desc: Descriptor, raw: bytes) -> Platform | None:
+def _platform_of(src: ImageSource, desc: Descriptor, raw: bytes) -> Platform | None:
     manifest = parse_document(raw, desc.media_type)
     if not isinstance(manifest, Manifest) or manifest.config.media_type not in (MediaType.OCI_CONFIG,
                                                                                 MediaType.DOCKER_CONFIG):
@@ -213,11 +149,11 @@ def _platform_of(src: Source, desc: Descriptor, raw: bytes) -> Platform | None:
     return parse_config(read_config(src, manifest.config)).platform
 
 
-def _add(merge: _Merge, resolved: Resolved, desc: Descriptor, raw: bytes | None) -> None:
+def _add(merge: _Merge, resolved: Opened, desc: Descriptor, raw: bytes | None) -> None:
     if any(c.digest == desc.digest for c in merge.children):
         return
     if desc.platform is None and is_manifest(desc.media_type):
-        raw = raw if raw is not None else resolved.source.read_document(desc)
+        raw = raw if raw is not None else resolved.source.read(desc)
         desc = desc.with_platform(_platform_of(resolved.source, desc, raw))
     merge.children.append(desc)
     merge.routes[str(desc.digest)] = resolved.source.route(desc)
@@ -225,8 +161,8 @@ def _add(merge: _Merge, resolved: Resolved, desc: Descriptor, raw: bytes | None)
         merge.oci = True
 
 
-def create_index(sources: Sequence[Resolved], annotations: Sequence[Annotation] = (),
-                 descriptors: Sequence[tuple[Descriptor, Source]] = (), *,
+def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = (),
+                 descriptors: Sequence[tuple[Descriptor, ImageSource]] = (), *,
                  append: bool = False) -> tuple[Descriptor, bytes, CompositeSource]:
     """Merge sources (indexes contribute their children, manifests themselves) into one new index.
 
@@ -247,7 +183,7 @@ def create_index(sources: Sequence[Resolved], annotations: Sequence[Annotation] 
         else:
             _add(merge, res, res.descriptor, res.raw)
     for desc, src in descriptors:
-        _add(merge, Resolved("file", desc, b"", src), desc, None)
+        _add(merge, Opened(src, desc, b"", "file"), desc, None)
     for a in annotations:
         if a.kind == "index":
             index_annotations[a.key] = a.value
@@ -265,7 +201,7 @@ def create_index(sources: Sequence[Resolved], annotations: Sequence[Annotation] 
     return desc, raw, CompositeSource({str(desc.digest): raw}, merge.routes, default)
 
 
-def push_index(source: Source, root: Descriptor, tags: Sequence[Reference], *,
+def push_index(source: ImageSource, root: Descriptor, tags: Sequence[Reference], *,
                client: RegistryClient) -> list[PushResult]:
     """Push ``root`` to every tag; one tree copy per repository, further tags there are manifest PUTs only."""
     by_repo: dict[str, list[Reference]] = {}
@@ -297,7 +233,7 @@ def load_descriptor_files(paths: Sequence[str]) -> list[Descriptor]:
 
 # --- copy ------------------------------------------------------------------------------------------------------
 
-def copy_image(src: Resolved, dest: Reference, *, client: RegistryClient,
+def copy_image(src: Opened, dest: Reference, *, client: RegistryClient,
                platforms: Sequence[Platform] = ()) -> PushResult:
     doc = src.document
     if not platforms or isinstance(doc, Manifest):

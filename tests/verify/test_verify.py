@@ -272,7 +272,7 @@ def test_ignore_patterns(images: ImageStore, elves: dict[str, bytes], run_cli: R
     (("verify", "localhost:1/nope:1"), 1, "no image named 'localhost:1/nope:1' in the local store, and localhost:1 "
                                           "cannot be asked"),
     (("verify", "Not A Ref"), 1, "no image named 'Not A Ref' in the local store"),
-    (("verify", "oci-layout:///does/not/exist"), 1, "not an OCI layout"),
+    (("verify", "oci-layout:///does/not/exist"), 1, "not an OCI image layout"),
     (("verify", "x", "--platform", "linux/armv99x"), 1, "invalid platform"),
     (("verify",), 2, "Missing argument"),
 ])

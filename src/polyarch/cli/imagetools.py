@@ -1,12 +1,14 @@
 """``polyarch imagetools inspect|create|copy`` (buildx's flags).
 
-Locations: registry references, ``local:NAME`` (the local store), ``oci-layout://PATH[:TAG|@DIGEST]``.
+Locations (``polyarch.sources.location``): registry references, ``local:NAME`` (the local store),
+``oci-layout://PATH[:TAG|@DIGEST]``, ``oci-archive://PATH[:TAG|@DIGEST]``, ``docker-archive://PATH[:TAG]``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 
 import click
 
@@ -36,8 +38,9 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
 
     if raw and fmt:
         raise UsageError("--raw and --format are mutually exclusive")
-    with make_client(insecure, tls_ca) as client:
+    with make_client(app.env, insecure, tls_ca) as client:
         resolved = resolve(ref, client=client, images=app.images if ref.startswith("local:") else None)
+        resolved.close()  # inspect shows the root document only
     if raw:
         sys.stdout.buffer.write(resolved.raw)
         if not resolved.raw.endswith(b"\n"):
@@ -80,7 +83,7 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
         resolve,
     )
     from polyarch.oci import reference
-    from polyarch.registry.sources import RegistrySource
+    from polyarch.sources.registry import RegistrySource
 
     if not tags and not dry_run:
         raise UsageError("imagetools create needs -t REF (or --dry-run)")
@@ -89,11 +92,11 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
     targets = [reference.parse(t).defaulted() for t in tags]
     parsed = [parse_annotation(a) for a in annotations]
     images = app.images if any(s.startswith("local:") for s in sources) else None
-    with make_client(insecure, tls_ca) as client:
+    with make_client(app.env, insecure, tls_ca) as client, ExitStack() as opened:
         resolved = []
         if append:
-            resolved.append(resolve(str(targets[0]), client=client))
-        resolved += [resolve(s, client=client, images=images) for s in sources]
+            resolved.append(opened.enter_context(resolve(str(targets[0]), client=client)))
+        resolved += [opened.enter_context(resolve(s, client=client, images=images)) for s in sources]
         descs = []
         if files:
             if not targets:
@@ -127,8 +130,8 @@ def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], insec
     target = reference.parse(dest)
     if not target.tag and target.digest is None:
         target = target.defaulted()
-    with make_client(insecure, tls_ca) as client:
-        resolved = resolve(src, client=client, images=app.images if src.startswith("local:") else None)
+    with make_client(app.env, insecure, tls_ca) as client, \
+            resolve(src, client=client, images=app.images if src.startswith("local:") else None) as resolved:
         result = copy_image(resolved, target, client=client, platforms=wanted)
     click.echo(f"{target}: copied {result.descriptor.digest} ({result.uploaded} uploaded, {result.mounted} mounted, "
                f"{result.existed} already present)")

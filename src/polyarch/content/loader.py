@@ -22,12 +22,14 @@ from polyarch.oci.spec import Descriptor, Manifest, MediaType, parse_config, par
 
 from .images import MAX_CONFIG, MAX_MANIFEST, REF_NAME, ImageStore, check_config_size
 
-__all__ = ["load_archive"]
+__all__ = ["ArchiveReader", "load_archive"]
 
 MAX_JSON = 16 << 20  # the archive's own index.json / manifest.json
 
 
-class _Archive:
+class ArchiveReader:
+    """A tar archive opened for random access (``polyarch load``, and ``sources.archive`` reading one in place)."""
+
     def __init__(self, path: Path) -> None:
         try:
             self.tar = tarfile.open(path, "r:*")
@@ -77,7 +79,7 @@ class _Archive:
 
 def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str], None] | None = None) -> list[str]:
     """Load the archive at ``path``; returns the names it created."""
-    archive = _Archive(path)
+    archive = ArchiveReader(path)
     with images.store.transaction():
         pending = _load(images, archive)
     names = []
@@ -91,7 +93,7 @@ def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str],
     return names
 
 
-def _load(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descriptor]]:
+def _load(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, Descriptor]]:
     path = archive.path
     try:
         if "index.json" in archive.members and "oci-layout" in archive.members:
@@ -105,7 +107,7 @@ def _load(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descr
         archive.tar.close()
 
 
-def _ingest_blob(images: ImageStore, archive: _Archive, desc: Descriptor, limit: int | None = None) -> None:
+def _ingest_blob(images: ImageStore, archive: ArchiveReader, desc: Descriptor, limit: int | None = None) -> None:
     name = f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"
     if images.store.stat(desc.digest) == desc.size:
         return
@@ -113,7 +115,7 @@ def _ingest_blob(images: ImageStore, archive: _Archive, desc: Descriptor, limit:
         images.store.ingest(f, expected=desc.digest, size=desc.size, limit=limit)  # type: ignore[arg-type]
 
 
-def _load_tree(images: ImageStore, archive: _Archive, desc: Descriptor, limit: int | None = None) -> None:
+def _load_tree(images: ImageStore, archive: ArchiveReader, desc: Descriptor, limit: int | None = None) -> None:
     """Ingest children before parents, so a document is never in the store without what it references.
     Documents are read with ``MAX_MANIFEST``, configs ingested with ``MAX_CONFIG`` (declared and actual size)."""
     if desc.media_type in (MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST,
@@ -137,7 +139,7 @@ def _load_tree(images: ImageStore, archive: _Archive, desc: Descriptor, limit: i
     _ingest_blob(images, archive, desc, limit)
 
 
-def _load_oci(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descriptor]]:
+def _load_oci(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, Descriptor]]:
     doc = archive.read_json("index.json")
     if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
         raise InvalidManifest(f"{archive.path}: index.json has no manifests list")
@@ -150,7 +152,7 @@ def _load_oci(images: ImageStore, archive: _Archive) -> list[tuple[str | None, D
     return pending
 
 
-def _load_docker(images: ImageStore, archive: _Archive) -> list[tuple[str | None, Descriptor]]:
+def _load_docker(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, Descriptor]]:
     entries = archive.read_json("manifest.json")
     if not isinstance(entries, list) or not entries:
         raise InvalidManifest(f"{archive.path}: manifest.json must be a non-empty list")
@@ -177,7 +179,7 @@ def _load_docker(images: ImageStore, archive: _Archive) -> list[tuple[str | None
     return pending
 
 
-def _ingest_docker_layer(images: ImageStore, archive: _Archive, name: str, diff_id: Digest) -> Descriptor:
+def _ingest_docker_layer(images: ImageStore, archive: ArchiveReader, name: str, diff_id: Digest) -> Descriptor:
     with archive.open(name) as f:
         head = f.read(4)
     kind = sniff(head)

@@ -1,4 +1,6 @@
-"""FROM images for a build: the local store's, pulled from their registry when missing (or always with ``--pull``).
+"""FROM images for a build (and ``--build-context NAME=docker-image://REF``): the order of
+``polyarch.sources.STORE_THEN_REGISTRY``: the local store's image (``sources.store.StoreSource.image``), else
+pulled from its registry into the store (always with ``--pull``), since the solver reads layers from the store.
 
 ``BaseImages`` answers the frontend (``config``) and the solver (``image``); ``local_resolver`` is the
 frontend's resolver over the local store alone (``--call`` reports).
@@ -8,42 +10,45 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from polyarch.content.images import Image, ImageStore
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.oci.spec import ImageConfig
 from polyarch.platform import Platform
 from polyarch.progress import Progress
-from polyarch.solver.executor import resolve_local_image
+from polyarch.sources.store import StoreSource
+
+if TYPE_CHECKING:
+    from polyarch.registry.client import RegistryClient
 
 __all__ = ["BaseImages", "local_resolver"]
 
 
 class BaseImages:
     """FROM images: the local store's, pulled from their registry when missing (or always with ``--pull``),
-    once per (ref, platform) and build. The frontend asks for configs (``config``), the solver for images."""
+    once per (ref, platform) and build. The frontend asks for configs (``config``), the solver for images.
+    ``client_factory`` (the caller's) makes one registry client for every pull of the build, on first use."""
 
-    def __init__(self, images: ImageStore, *, pull: bool = False,
-                 client_factory: Callable[[], Any] | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, images: ImageStore, *, client_factory: Callable[[], RegistryClient], pull: bool = False,
+                 progress: Progress | None = None) -> None:
         self.images = images
+        self.local = StoreSource(images)
         self.pull = pull
         self.progress = progress
         self.client_factory = client_factory
         self._lock = threading.Lock()
         self._pulled: set[tuple[str, str]] = set()
         self._failed: dict[tuple[str, str], PolyarchError] = {}
-        self._client: Any = None  # one registry client for every pull of the build (made on first use)
+        self._client: RegistryClient | None = None
 
     def _pull(self, ref: str, platform: Platform) -> None:
         from polyarch.oci import reference
-        from polyarch.registry.client import ClientOptions, RegistryClient
         from polyarch.registry.transfer import pull_image
 
         parsed = reference.parse(ref).defaulted()
         if self._client is None:
-            factory = self.client_factory or (lambda: RegistryClient(ClientOptions.from_env()))
-            self._client = factory()
+            self._client = self.client_factory()
         pull_image(self._client, parsed, self.images, name=ref, platforms=[platform])
 
     def close(self) -> None:
@@ -62,7 +67,7 @@ class BaseImages:
                 local = "--pull was given"
                 if not self.pull:
                     try:
-                        return resolve_local_image(self.images, ref, platform)
+                        return self.local.image(ref, platform)
                     except BuildError as exc:
                         cause = exc.__cause__
                         local = cause.message if isinstance(cause, PolyarchError) else exc.message
@@ -79,7 +84,7 @@ class BaseImages:
                     self._failed[key] = err
                     raise err from exc
                 self._pulled.add(key)
-        return resolve_local_image(self.images, ref, platform)
+        return self.local.image(ref, platform)
 
     def config(self, ref: str, platform: Platform) -> ImageConfig | None:
         try:
@@ -90,10 +95,11 @@ class BaseImages:
 
 def local_resolver(images: ImageStore) -> Callable[[str, Platform], ImageConfig | None]:
     """The frontend's ``resolve_image`` over the local store only (None when the store lacks the image)."""
+    local = StoreSource(images)
 
     def resolve(ref: str, platform: Platform) -> ImageConfig | None:
         try:
-            return resolve_local_image(images, ref, platform).config
+            return local.image(ref, platform).config
         except PolyarchError:
             return None
 

@@ -36,9 +36,11 @@ from polyarch.oci.spec import (
     parse_document,
 )
 from polyarch.platform import Platform
+from polyarch.sources.protocol import ImageSource
+from polyarch.sources.registry import RegistrySource
+from polyarch.sources.store import StoreSource
 
 from .client import RegistryClient
-from .sources import RegistrySource, Source, StoreSource
 
 __all__ = ["PULLED_FROM", "PullResult", "PushResult", "pull_image", "push_image", "run_parallel"]
 
@@ -77,21 +79,21 @@ class PushResult:
 
 @dataclass(slots=True)
 class _Plan:
-    blobs: dict[str, tuple[Descriptor, Source]]
-    manifests: list[tuple[Descriptor, bytes, Source]]  # image manifests
+    blobs: dict[str, tuple[Descriptor, ImageSource]]
+    manifests: list[tuple[Descriptor, bytes, ImageSource]]  # image manifests
     indexes: list[tuple[Descriptor, bytes]]  # post-order; root last
     root_raw: bytes = b""
 
 
-def _plan(client: RegistryClient, dest: Reference, source: Source, root: Descriptor, parallel: int) -> _Plan:
+def _plan(client: RegistryClient, dest: Reference, source: ImageSource, root: Descriptor, parallel: int) -> _Plan:
     plan = _Plan({}, [], [])
     seen: set[str] = set()
 
-    def visit(desc: Descriptor, src: Source) -> None:
+    def visit(desc: Descriptor, src: ImageSource) -> None:
         if str(desc.digest) in seen:
             return
         seen.add(str(desc.digest))
-        raw = src.read_document(desc)
+        raw = src.read(desc)
         if desc.digest == root.digest:
             plan.root_raw = raw
         doc = parse_document(raw, desc.media_type)
@@ -107,7 +109,7 @@ def _plan(client: RegistryClient, dest: Reference, source: Source, root: Descrip
 
     present: set[str] = set()
 
-    def check(item: tuple[Descriptor, bytes, Source]) -> None:
+    def check(item: tuple[Descriptor, bytes, ImageSource]) -> None:
         if client.head_manifest(dest.with_digest(item[0].digest), push=True) is not None:
             present.add(str(item[0].digest))
 
@@ -123,25 +125,23 @@ def _plan(client: RegistryClient, dest: Reference, source: Source, root: Descrip
     return plan
 
 
-def push_image(source: ContentStore | ImageStore | Source, root: Descriptor, dest: Reference, *,
+def push_image(source: ContentStore | ImageStore | ImageSource, root: Descriptor, dest: Reference, *,
                client: RegistryClient, parallel: int | None = None, tags: Sequence[str] = ()) -> PushResult:
     """Push the tree under ``root`` to ``dest``'s repository; the root goes to ``dest.tag`` and ``tags`` (by
     digest only when there is no tag). Returns the root descriptor (digest unchanged) and counts.
 
     This is the API exporters use (``type=registry``): ``push_image(store, desc, ref, client=client)``.
     """
-    if isinstance(source, ImageStore):
-        source = StoreSource(source.store)
-    elif isinstance(source, ContentStore):
+    if isinstance(source, ImageStore | ContentStore):
         source = StoreSource(source)
     workers = parallel or client.options.parallel
     plan = _plan(client, dest, source, root, workers)
     counts = {"uploaded": 0, "mounted": 0, "exists": 0}
-    mount_from = [loc.path for loc in [source.location] if loc is not None and loc.domain == dest.domain]
+    mount_from = [loc.path for loc in [source.repository] if loc is not None and loc.domain == dest.domain]
 
-    def blob(item: tuple[Descriptor, Source]) -> None:
+    def blob(item: tuple[Descriptor, ImageSource]) -> None:
         desc, src = item
-        loc = src.location
+        loc = src.repository
         mounts = [loc.path] if loc is not None and loc.domain == dest.domain else mount_from
         outcome = client.push_blob(dest, desc, lambda: src.blob_file(desc), mount_from=mounts)
         counts[outcome] += 1
@@ -241,8 +241,8 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
     return PullResult(root, name or str(ref), pulled, len(blobs), partial)
 
 
-def _collect(src: Source, desc: Descriptor) -> list[tuple[Descriptor, bytes]]:
-    raw = src.read_document(desc)
+def _collect(src: ImageSource, desc: Descriptor) -> list[tuple[Descriptor, bytes]]:
+    raw = src.read(desc)
     doc = parse_document(raw, desc.media_type)
     out: list[tuple[Descriptor, bytes]] = []
     if isinstance(doc, Index):

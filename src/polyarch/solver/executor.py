@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from polyarch import ops
-from polyarch.content.images import Image, ImageStore
+from polyarch.content.images import Image
 from polyarch.content.store import ContentStore
-from polyarch.errors import BuildError, NotFound, PolyarchError, UsageError
+from polyarch.errors import BuildError, PolyarchError, UsageError
 from polyarch.frontend.dockerignore import matcher, parse_dockerignore
 from polyarch.oci.jsonutil import key_json
 from polyarch.platform import Platform
@@ -34,15 +34,17 @@ from polyarch.worker.securepath import secure_join
 
 from . import cachekey
 from .cache import BuildCache
-from .copylayer import Chmod, Entry, content_key, mkdir_entries, parse_chmod, plan_copy, write_layer
+from .copylayer import Entry, content_key, mkdir_entries, parse_chmod, plan_copy, write_layer
 from .inline import write_inline_files
+from .once import Once
 from .rootview import RootView, resolve_chown
 from .state import Layer, State
+from .unpack import is_archive, merge_entries, unpack_entries, unpacks
 
 if TYPE_CHECKING:
     from polyarch.worker.snapshot import ActiveSnapshot, SnapshotStore
 
-__all__ = ["ExecRunner", "Executor", "ExecutorOptions", "StepLog", "resolve_local_image"]
+__all__ = ["ExecRunner", "Executor", "ExecutorOptions", "StepLog"]
 
 
 class StepLog(Protocol):
@@ -64,34 +66,19 @@ class ExecutorOptions:
     epoch: int | None = None  # SOURCE_DATE_EPOCH
     compression: str = "gzip"
     network: str = "default"  # the build's --network: what a RUN without --network= (or with =default) gets
-
-
-def resolve_local_image(images: ImageStore, ref: str, platform: Platform) -> Image:
-    """The local store's image for ``ref`` and ``platform`` (an ``Image``).
-
-    :raises BuildError: the store has no such image or platform.
-    """
-    try:
-        desc = images.lookup(ref)
-        return images.images(desc, [platform])[0]
-    except NotFound as exc:
-        raise BuildError(f"base image {ref!r} for {platform}: {exc.message}",
-                         hint=f"run 'polyarch pull --platform {platform} {ref}' or 'polyarch import' first") from exc
+    snapshotter: str | None = None  # snapshot driver (overlay, copy, auto); None: automatic
 
 
 class Executor:
     def __init__(self, store: ContentStore, cache: BuildCache, options: ExecutorOptions,
-                 run_exec: ExecRunner | None = None,
-                 resolve_image: Callable[[str, Platform], Image] | None = None) -> None:
+                 run_exec: ExecRunner | None = None, *, resolve_image: Callable[[str, Platform], Image]) -> None:
         self.store = store
-        self.images = ImageStore(store)
-        self.resolve_image = resolve_image or (lambda ref, p: resolve_local_image(self.images, ref, p))
+        self.resolve_image = resolve_image  # FROM images (pipeline.bases.BaseImages.image)
         self.cache = cache
         self.options = options
         self.run_exec = run_exec
         self._tmp = Path(tempfile.mkdtemp(prefix="polyarch-build-"))
-        self._layer_lock = threading.Lock()
-        self._layer_futures: dict[str, tuple[threading.Event, list[Layer | BaseException | None]]] = {}
+        self._layers: Once[Layer | None] = Once()
         self._snapshots: SnapshotStore | None = None
         self._snap_lock = threading.Lock()
         self._chain_locks: dict[str, threading.Lock] = {}
@@ -108,7 +95,7 @@ class Executor:
             if self._snapshots is None:
                 from polyarch.worker.snapshot import SnapshotStore
 
-                self._snapshots = SnapshotStore(self.store.root, self.store)
+                self._snapshots = SnapshotStore(self.store.root, self.store, driver=self.options.snapshotter)
             return self._snapshots
 
     def _prepare(self, layers: Sequence[Layer]) -> ActiveSnapshot:
@@ -157,28 +144,7 @@ class Executor:
     def _layer_once(self, entries: Sequence[Entry], produce: Callable[[], Layer | None]) -> Layer | None:
         """Write a layer at most once per build for identical entries (platforms share COPY layers)."""
         rows = [[e.rel, e.kind, e.mode, e.uid, e.gid, e.host, e.linkname, e.size, e.mtime] for e in entries]
-        key = cachekey.entries_key(rows, self.options.epoch, self.options.compression)
-        with self._layer_lock:
-            slot = self._layer_futures.get(key)
-            owner = slot is None
-            if owner:
-                slot = (threading.Event(), [])
-                self._layer_futures[key] = slot
-        assert slot is not None
-        event, box = slot
-        if owner:
-            try:
-                box.append(produce())
-            except BaseException as exc:
-                box.append(exc)
-                raise
-            finally:
-                event.set()
-        event.wait()
-        result = box[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return self._layers.get(cachekey.entries_key(rows, self.options.epoch, self.options.compression), produce)
 
     def _stack(self, root: State, layer: Layer | None, key: str, cached: bool) -> State:
         layers = root.layers + ((layer,) if layer is not None else ())
@@ -303,30 +269,18 @@ class Executor:
                 tree, what = str(active.rootfs), "source stage"
             excluded = self._excluded(source, vertex)
             paths, archives = list(vertex.paths), []
-            if _unpacks(vertex) and source.directory is not None:
-                archives = [p for p in paths if _is_archive(tree, p)]
+            if unpacks(vertex) and source.directory is not None:
+                archives = [p for p in paths if is_archive(tree, p)]
                 paths = [p for p in paths if p not in archives]
             entries = plan_copy(tree, paths, vertex.dest, excluded=excluded, view=view, owner=owner, chmod=chmod,
                                 what=what, parents=vertex.parents) if paths else []
-            for i, archive in enumerate(archives):
-                entries = _merge(entries, self._unpack(tree, archive, i, vertex.dest, view, owner, chmod, stack))
+            for archive in archives:
+                entries = merge_entries(entries, unpack_entries(tree, archive, self._tmp, vertex.dest, view, owner,
+                                                                chmod, stack))
             layer = self._layer_once(entries, lambda: write_layer(self.store, entries, epoch=self.options.epoch,
                                                                   compression=self.options.compression))
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)
-
-    def _unpack(self, tree: str, archive: str, n: int, dest: str, view: RootView | None,
-                owner: tuple[int, int] | None, chmod: Chmod | None, stack: ExitStack) -> list[Entry]:
-        """ADD of a local tar archive (plain, gzip, zstd): its entries, unpacked safely, into ``dest``."""
-        from polyarch.worker.archive import apply_layer
-
-        work = Path(tempfile.mkdtemp(prefix=f"unpack{n}-", dir=self._tmp))
-        stack.callback(shutil.rmtree, work, True)
-        with open(secure_join(tree, archive), "rb") as f:
-            apply_layer(f, work)
-        into = dest if dest.endswith("/") else dest + "/"
-        return plan_copy(str(work), ["."], into, excluded=lambda _p: False, view=view, owner=owner, chmod=chmod,
-                         what=f"archive {archive}")
 
     def _mkdir(self, vertex: ops.Mkdir, root: State, key: str) -> State:
         view = RootView(self.store, root.layers, self.cache) if root.layers else None
@@ -349,7 +303,7 @@ class Executor:
 
         assert state.directory is not None
         key = hashlib.sha256(key_json({"d": str(state.directory), "x": list(state.exclude)})).hexdigest()
-        with self._layer_lock:
+        with self._snap_lock:
             lock = self._view_locks.setdefault(key, threading.Lock())
         with lock:
             view = self._tmp / f"context-{key[:16]}"
@@ -395,36 +349,6 @@ class Executor:
             Layer(res.descriptor, res.diff_id, res.uncompressed_size)
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)
-
-
-def _unpacks(vertex: ops.Copy) -> bool:
-    """ADD unpacks local archives unless ``--unpack=false``; a downloaded file only with ``--unpack=true``
-    (Docker and BuildKit never extract remote archives by default)."""
-    if not vertex.add:
-        return False
-    if isinstance(vertex.source, ops.HttpSource | ops.GitSource):
-        return vertex.unpack is True
-    return vertex.unpack is not False
-
-
-def _is_archive(tree: str, path: str) -> bool:
-    """A local ADD source that is a tar archive (plain, gzip or zstd), by its magic bytes."""
-    if any(c in path for c in "*?["):
-        return False
-    host = secure_join(tree, path.lstrip("/"))
-    if not os.path.isfile(host):
-        return False
-    with open(host, "rb") as f:
-        head = f.read(512)
-    if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd":
-        return True
-    return len(head) == 512 and head[257:262] == b"ustar"
-
-
-def _merge(first: Sequence[Entry], second: Sequence[Entry]) -> list[Entry]:
-    out = {e.rel: e for e in first}
-    out.update({e.rel: e for e in second})
-    return [out[k] for k in sorted(out, key=lambda p: p.encode("utf-8", "surrogateescape"))]
 
 
 def _empty_tar(store: ContentStore, res: object) -> bool:

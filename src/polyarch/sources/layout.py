@@ -8,12 +8,12 @@ itself, e.g. a ``type=oci`` export of several platforms); several names need one
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from polyarch.content.images import REF_NAME, ImageStore
+from polyarch.content.images import REF_NAME, normalize_name
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest, VerifyingReader
 from polyarch.errors import NotFound
@@ -23,7 +23,9 @@ from .location import Location
 from .protocol import ImageSource, Opened
 from .store import StoreSource, without_ref_name
 
-__all__ = ["LayoutSource", "find_layout", "open_layout", "pick_entry"]
+__all__ = ["CONTAINERD_NAME", "LayoutSource", "find_layout", "find_named", "open_layout", "pick_entry"]
+
+CONTAINERD_NAME = "io.containerd.image.name"
 
 
 class LayoutSource(StoreSource):
@@ -60,22 +62,35 @@ def find_layout(text: str) -> tuple[Path, str] | None:
     return None
 
 
-def pick_entry(images: ImageStore, path: Path, tag: str) -> tuple[Descriptor, bytes | None, str]:
-    """The entry of the layout ``tag`` names (the only one without a tag): (descriptor, in-memory document
-    bytes when index.json itself is read as the index, name for messages)."""
-    if tag:
-        return images.lookup(tag), None, f"{path}:{tag}"
-    entries = images.entries()
+def find_named(entries: Sequence[Descriptor], name: str, where: str) -> Descriptor:
+    """The entry named ``name`` (ref.name, or containerd's image name): exact spelling first, then normalized.
+
+    :raises NotFound: naming ``where``.
+    """
+    named = [(e.annotations.get(REF_NAME) or e.annotations.get(CONTAINERD_NAME), e) for e in entries]
+    for n, e in named:
+        if n == name:
+            return e
+    wanted = normalize_name(name)
+    for n, e in named:
+        if n and normalize_name(n) == wanted:
+            return e
+    raise NotFound(f"no image named {name!r} in {where}")
+
+
+def pick_entry(entries: Sequence[Descriptor], where: str) -> tuple[Descriptor, bytes | None, str]:
+    """The entry of an index.json when no tag names one: (descriptor, in-memory document bytes when index.json
+    itself is read as the index, name for messages)."""
     if not entries:
-        raise NotFound(f"OCI layout {path} has no image (index.json is empty)")
+        raise NotFound(f"OCI layout {where} has no image (index.json is empty)")
     if len(entries) == 1:
-        return entries[0], None, str(path)
+        return entries[0], None, where
     names = sorted({e.annotations[REF_NAME] for e in entries if e.annotations.get(REF_NAME)})
     if len(names) > 1:
-        raise NotFound(f"OCI layout {path} holds several images: {', '.join(names)}",
-                       hint=f"name one: {path}:{names[0]}")
+        raise NotFound(f"OCI layout {where} holds several images: {', '.join(names)}",
+                       hint=f"name one: {where}:{names[0]}")
     raw = Index(tuple(without_ref_name(e) for e in entries)).to_json()
-    return Descriptor(MediaType.OCI_INDEX, Digest.of(raw), len(raw)), raw, f"{path} (index.json)"
+    return Descriptor(MediaType.OCI_INDEX, Digest.of(raw), len(raw)), raw, f"{where} (index.json)"
 
 
 def open_layout(location: Location, found: tuple[Path, str] | None = None) -> Opened:
@@ -92,7 +107,10 @@ def open_layout(location: Location, found: tuple[Path, str] | None = None) -> Op
     if location.digest is not None:
         desc, name = _by_digest(source, location.digest), str(location)
     else:
-        desc, raw, name = pick_entry(source.images, path, tag)
+        if tag:
+            desc, raw, name = find_named(source.images.entries(), tag, f"OCI layout {path}"), None, f"{path}:{tag}"
+        else:
+            desc, raw, name = pick_entry(source.images.entries(), str(path))
         if raw is not None:
             source = LayoutSource(path, {str(desc.digest): raw})
         if explicit:

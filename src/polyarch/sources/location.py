@@ -123,11 +123,12 @@ def _nonempty(part: str, text: str, what: str) -> str:
     return part
 
 
-def open_source(location: Location, *, images: ImageStore | None = None,
+def open_source(location: Location, *, images: ImageStore | Callable[[], ImageStore] | None = None,
                 registry: Callable[[], RegistryClient] | None = None,
                 order: Sequence[Kind] = REGISTRY_ONLY) -> Opened:
-    """Open what ``location`` names. Collaborators come from the caller: ``images`` (the local store) and
-    ``registry`` (called at most once, only when a registry is asked; the caller closes the client it made).
+    """Open what ``location`` names; the caller closes it (``Opened`` is a context manager). Collaborators come
+    from the caller: ``images`` (the local store, or a function giving it, called only when the store is asked)
+    and ``registry`` (called at most once, only when a registry is asked; the caller closes the client it made).
 
     An explicit scheme opens that kind; a bare location (or ``docker-image://``) tries ``order`` in turn: a
     layout only when the path holds one, the local store only when ``images`` is given, a registry only when
@@ -143,7 +144,7 @@ def open_source(location: Location, *, images: ImageStore | None = None,
     if scheme is Scheme.LOCAL:
         if images is None:
             raise UsageError("local: references need the local store")
-        return store.open_name(images, location.target, str(location))
+        return store.open_name(_store(images), location.target, str(location))
     if scheme is Scheme.LAYOUT:
         return layout.open_layout(location)
     if scheme in (Scheme.OCI_ARCHIVE, Scheme.DOCKER_ARCHIVE):
@@ -159,7 +160,7 @@ def open_source(location: Location, *, images: ImageStore | None = None,
                 return layout.open_layout(Location(Scheme.LAYOUT, text), found)
         elif kind is Kind.LOCAL and images is not None:
             try:
-                return store.open_name(images, text, text)
+                return store.open_name(_store(images), text, text)
             except NotFound as exc:
                 local_miss = exc
         elif kind is Kind.REGISTRY and registry is not None:
@@ -180,6 +181,10 @@ def open_source(location: Location, *, images: ImageStore | None = None,
         where = f", and {text!r} is not an OCI layout directory" if Kind.LAYOUT in order else ""
         raise NotFound(f"no image named {text!r} in the local store{where}", hint=local_miss.hint)
     raise NotFound(f"no image at {text!r}")
+
+
+def _store(images: ImageStore | Callable[[], ImageStore]) -> ImageStore:
+    return images() if callable(images) else images
 
 
 def _domain(text: str) -> str:

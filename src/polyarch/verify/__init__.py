@@ -5,7 +5,5 @@ from __future__ import annotations
 
 from .image import verify_image
 from .report import Issue, PlatformResult, VerifyReport, render_json, render_text
-from .source import BlobSource, StoreSource
 
-__all__ = ["BlobSource", "Issue", "PlatformResult", "StoreSource", "VerifyReport", "render_json", "render_text",
-           "verify_image"]
+__all__ = ["Issue", "PlatformResult", "VerifyReport", "render_json", "render_text", "verify_image"]

@@ -33,6 +33,8 @@ from polyarch.errors import (
 )
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_index, is_layer, parse_config, parse_document
 from polyarch.platform import Platform
+from polyarch.sources.protocol import ImageSource
+from polyarch.sources.store import StoreSource
 
 from .checks import (
     DEFAULT_IGNORE,
@@ -45,7 +47,6 @@ from .checks import (
 )
 from .fs import MergedView
 from .report import Issue, PlatformResult, VerifyReport
-from .source import BlobSource, StoreSource
 
 __all__ = ["verify_image"]
 
@@ -82,15 +83,11 @@ class _Hashing:
             pass
 
 
-def _as_source(source: ImageStore | ContentStore | BlobSource) -> BlobSource:
-    if isinstance(source, ImageStore):
-        return StoreSource(source.store)
-    if isinstance(source, ContentStore):
-        return StoreSource(source)
-    return source
+def _as_source(source: ImageStore | ContentStore | ImageSource) -> ImageSource:
+    return StoreSource(source) if isinstance(source, ImageStore | ContentStore) else source
 
 
-def verify_image(source: ImageStore | ContentStore | BlobSource, descriptor: Descriptor, *,
+def verify_image(source: ImageStore | ContentStore | ImageSource, descriptor: Descriptor, *,
                  platforms: Sequence[Platform] = (), require: Sequence[Platform] = (),
                  ignore: Sequence[str] = DEFAULT_IGNORE, subject: str = "", jobs: int | None = None,
                  decompress_limit: int = DEFAULT_DECOMPRESS_LIMIT) -> VerifyReport:
@@ -146,7 +143,7 @@ def _single_selection(platform: Platform | None, platforms: Sequence[Platform],
     return out
 
 
-def _flatten(src: BlobSource, index: Index, issues: list[Issue], depth: int) -> list[Descriptor]:
+def _flatten(src: ImageSource, index: Index, issues: list[Issue], depth: int) -> list[Descriptor]:
     """Index entries, with nested indexes replaced by their own entries."""
     out: list[Descriptor] = []
     for entry in index.manifests:
@@ -180,7 +177,7 @@ def _blob_issue(platform: str, exc: Exception, digest: Digest, path: str = "") -
     return Issue(platform, kind, str(exc), path=path, digest=str(digest))
 
 
-def _verify_platform(src: BlobSource, entry: Descriptor, raw: bytes | None, ignore: Sequence[str],
+def _verify_platform(src: ImageSource, entry: Descriptor, raw: bytes | None, ignore: Sequence[str],
                      limit: int) -> _Outcome:
     label = str(entry.platform.normalized()) if entry.platform is not None else "?"
     issues: list[Issue] = []
@@ -211,7 +208,7 @@ def _verify_platform(src: BlobSource, entry: Descriptor, raw: bytes | None, igno
         try:
             if not is_layer(layer.media_type):
                 raise InvalidLayer(f"layer {i + 1} has media type {layer.media_type!r}, not a layer")
-            with src.open(layer) as blob:
+            with src.open_blob(layer) as blob:
                 stats = _apply_layer(view, blob, layer, diff_id, i, limit)
         except (NotFound, DigestMismatch, InvalidLayer, LimitExceeded, RegistryError) as exc:
             err = _missing_remote(exc) if isinstance(exc, RegistryError) else exc

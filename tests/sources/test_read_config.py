@@ -13,10 +13,14 @@ from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import LimitExceeded
 from polyarch.oci.spec import Descriptor, MediaType
-from polyarch.registry.sources import StoreSource, read_config
+from polyarch.sources.protocol import read_config
+from polyarch.sources.store import StoreSource
 
 
 class _NeverFetch(StoreSource):
+    def read(self, desc: Descriptor, *, limit: int = 0) -> bytes:
+        raise AssertionError("the blob was fetched")
+
     @contextmanager
     def blob_file(self, desc: Descriptor) -> Iterator[Path]:
         raise AssertionError("the blob was fetched")
