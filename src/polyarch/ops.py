@@ -47,7 +47,7 @@ Every vertex's output is a filesystem tree (a "state"):
 =================  ===================================================================================
 
 Image configuration (ENV, CMD, LABEL, …) is not in the graph: the frontend folds it into an
-``polyarch.oci.spec.ImageConfig`` carried alongside (see ``polyarch.frontend.plan``).
+``polyarch.oci.spec.ImageConfig`` carried alongside (see ``polyarch.frontend.convert.plan``).
 
 Helpers: ``walk(roots)`` lists every vertex once, inputs first; ``vertex_to_json`` gives the canonical view.
 """

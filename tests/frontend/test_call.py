@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyarch.frontend.call import call, tabulate
+from polyarch.frontend.reports.call import call, tabulate
 from tests.conftest import run_cli
 from tests.frontend.fakes import AMD64, ARM64, is_native, resolve_image
 

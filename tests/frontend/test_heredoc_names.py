@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from polyarch.errors import BuildError
-from polyarch.frontend.dispatch_copy import heredoc_file_name, url_file_name
+from polyarch.frontend.convert.copy_add import url_file_name
+from polyarch.frontend.convert.heredocs import heredoc_file_name
 from polyarch.solver.inline import write_inline_files
 
 NAMES = st.text(alphabet=["a", "b", ".", "/", "\x00", " ", "-"], max_size=10)

@@ -1,6 +1,6 @@
 """``polyarch build``: Dockerfile → one image per platform → one index; buildx's flags.
 
-``--call outline|targets|plan|check`` and ``--check`` run the frontend's reports (``polyarch.frontend.call``)
+``--call outline|targets|plan|check`` and ``--check`` run the frontend's reports (``polyarch.frontend.reports.call``)
 without building. Otherwise: plan, solve (progress on stderr), assemble, then export to every output given
 (``--load``, ``--push``, ``-o``), then ``--metadata-file`` and ``--iidfile``. Nothing is exported when any
 platform fails.
@@ -168,7 +168,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     wanted = parse_list(platforms)
     what = "check" if check else call_name
     if what != "build":
-        from polyarch.frontend.call import CALLS, call
+        from polyarch.frontend.reports.call import CALLS, call
 
         if what not in CALLS:
             raise UsageError(f"unknown --call {what!r}", hint="available: build, " + ", ".join(CALLS))
@@ -190,11 +190,10 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     from polyarch.pipeline.run import BuildRequest, build_image
     from polyarch.pipeline.runexec import parse_allow
     from polyarch.progress import Progress, make_renderer
-    from polyarch.worker.diff import source_date_epoch
     from polyarch.worker.reap import reap_crashed
 
     entitlements = parse_allow(allow)
-    reap_crashed(app.store.root)
+    reap_crashed(app.store.root, runtime=app.env.runtime)
 
     for tag in tags:
         reference.parse(tag)
@@ -210,14 +209,14 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     from polyarch.pipeline.image import Annotations
 
     Annotations.parse(annotations)  # flag errors before any work
-    epoch = source_date_epoch()
+    epoch = app.env.build_epoch()
     require_epoch(specs, epoch)
     req = BuildRequest(text, df_path.name, ctx_dir, tuple(wanted), target, args, _pairs(labels, "--label"),
                        tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations,
                        tuple(parse_cache_spec(c, export=False) for c in cache_from),
                        tuple(parse_cache_spec(c, export=True) for c in cache_to), network=network,
                        allow=entitlements)
-    registry = registry_factory(insecure, tls_ca)
+    registry = registry_factory(app.env, insecure, tls_ca)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
         plan, result = build_image(build_deps(app, registry), req, progress=progress)

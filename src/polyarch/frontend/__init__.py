@@ -11,10 +11,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "call": "call", "run_call": "call", "run_checks": "checks", "parse_dockerfile": "dockerfile.parse",
-    "ignore_file_candidates": "dockerignore", "is_excluded": "dockerignore", "matcher": "dockerignore",
-    "parse_dockerignore": "dockerignore", "BuildPlan": "plan", "PlatformPlan": "plan", "StagePlan": "plan",
-    "Step": "plan", "plan_build": "plan", "plan_to_json": "plan",
+    "call": "reports.call", "run_call": "reports.call", "run_checks": "reports.checks",
+    "parse_dockerfile": "dockerfile.parse", "ignore_file_candidates": "dockerignore", "is_excluded": "dockerignore",
+    "matcher": "dockerignore", "parse_dockerignore": "dockerignore", "BuildPlan": "convert.plan",
+    "PlatformPlan": "convert.plan", "StagePlan": "convert.plan", "Step": "convert.plan",
+    "plan_build": "convert.plan", "plan_to_json": "convert.plan",
 }
 __all__ = sorted(_EXPORTS)
 

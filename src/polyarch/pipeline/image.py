@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from polyarch.content.images import ImageStore
 from polyarch.errors import BuildError
-from polyarch.frontend.plan import PlatformPlan
+from polyarch.frontend.convert.plan import PlatformPlan
 from polyarch.oci.spec import Descriptor, ImageConfig, MediaType
 from polyarch.platform import Platform
 from polyarch.solver.state import Layer, State

@@ -22,7 +22,7 @@ from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.exporters.cache import CacheSpec, export_cache, import_cache
-from polyarch.frontend.plan import BuildPlan, PlatformPlan, plan_build
+from polyarch.frontend.convert.plan import BuildPlan, PlatformPlan, plan_build
 from polyarch.oci.spec import ImageConfig
 from polyarch.platform import Platform
 from polyarch.progress import Progress
@@ -120,7 +120,8 @@ def solve_plans(deps: BuildDeps, plans: Sequence[PlatformPlan], *, contexts: Map
     :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
     """
     cache = deps.open_cache(not no_cache)
-    executor = Executor(deps.store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network),
+    executor = Executor(deps.store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network,
+                                                           snapshotter=deps.snapshotter),
                         run_exec=deps.exec_runner(secrets or {}, ssh or {}), resolve_image=bases.image)
     solver = Solver(executor, progress=progress, labels=step_labels(plans))
     try:

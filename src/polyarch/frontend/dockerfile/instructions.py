@@ -2,7 +2,7 @@
 keyword as written, original text).
 
 Arguments are kept *as written* (quotes, escapes and ``$VAR`` intact) wherever BuildKit expands them later with
-the build-time environment; ``polyarch.frontend.plan`` does that expansion. Exec-form (JSON) arguments are final.
+the build-time environment; ``polyarch.frontend.convert`` does that expansion. Exec-form (JSON) arguments are final.
 Parsing from lexed lines lives in ``polyarch.frontend.dockerfile.parse``.
 """
 

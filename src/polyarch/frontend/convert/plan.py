@@ -2,9 +2,9 @@
 config it produces, and the layers to diff. This is the frontend's one entry point for the build.
 
 Recipe (BuildKit's ``toDispatchState`` as small steps): parse → resolve ``--target`` (with "did you mean") →
-for each target platform: evaluate global ARGs with the eight automatic platform args → dispatch the target
-stage depth first (stages it reaches through ``FROM``, ``COPY --from`` and ``RUN --mount=from=``; unreachable
-stages are skipped; a cycle is an error) → freeze the image config. The frontend does no I/O: base-image configs
+for each target platform: evaluate global ARGs with the eight automatic platform args (``scope``) → convert the
+target stage depth first (``stage``: stages it reaches through ``FROM``, ``COPY --from`` and
+``RUN --mount=from=``; unreachable stages are skipped; a cycle is an error) → freeze the image configs. The frontend does no I/O: base-image configs
 come from the injected ``resolve_image(ref, platform)``.
 
 Result, per target platform (``PlatformPlan``):
@@ -32,18 +32,17 @@ from typing import Any
 
 from polyarch import ops
 from polyarch.errors import UsageError
-from polyarch.frontend.diagnostics import Finding
-from polyarch.frontend.dispatch import PlanContext, PlatformDispatcher
+from polyarch.frontend.convert.capture import Capture
+from polyarch.frontend.convert.diagnostics import Finding
+from polyarch.frontend.convert.scope import BUILTIN_ARGS, platform_context
+from polyarch.frontend.convert.stage import convert_stage
+from polyarch.frontend.convert.state import BuildInputs, ConvertedStage, Progress, ResolveImage
 from polyarch.frontend.dockerfile.instructions import Dockerfile
 from polyarch.frontend.dockerfile.parse import parse_dockerfile
-from polyarch.frontend.scope import BUILTIN_ARGS, Capture
 from polyarch.oci.spec import History, ImageConfig
 from polyarch.platform import Platform, host, runs_natively
 
-__all__ = ["BuildPlan", "PlatformPlan", "ResolveImage", "StagePlan", "Step", "plan_build", "plan_to_json"]
-
-ResolveImage = Callable[[str, Platform], ImageConfig | None]
-
+__all__ = ["BuildPlan", "PlatformPlan", "StagePlan", "Step", "plan_build", "plan_to_json"]
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -146,19 +145,29 @@ def plan_build(
         if stage.name and stage.name not in by_name:
             by_name[stage.name] = stage.index
     target_index = _target_index(df, by_name, target)
-    ctx = PlanContext(df=df, build_args=dict(build_args or {}), resolve_image=resolve_image, build_platform=build,
-                      is_native=is_native or runs_natively,
-                      context=ops.LocalContext(name="context", exclude=tuple(context_excludes)),
-                      build_contexts=dict(build_contexts or {}), stage_by_name=by_name, strict=strict)
+    inputs = BuildInputs(df=df, build_args=dict(build_args or {}), resolve_image=resolve_image, build_platform=build,
+                         is_native=is_native or runs_natively,
+                         context=ops.LocalContext(name="context", exclude=tuple(context_excludes)),
+                         build_contexts=dict(build_contexts or {}), stage_by_name=by_name, strict=strict)
+    progress = Progress()
     results = []
     for p in targets:
-        pd = PlatformDispatcher(ctx, p)
-        final = pd.stage(target_index)
-        results.append(PlatformPlan(p, final.plan, tuple(pd.built[i].plan for i in pd.order)))
-    unused = sorted(k for k in ctx.build_args if k not in ctx.capture.consumed and k not in BUILTIN_ARGS
+        ctx, progress = platform_context(inputs, p, progress.next_platform(), convert_stage)
+        _, progress = convert_stage(ctx, progress, target_index)
+        plans = {i: _stage_plan(progress.built[i]) for i in progress.order}
+        results.append(PlatformPlan(p, plans[target_index], tuple(plans.values())))
+    capture = progress.capture
+    unused = sorted(k for k in inputs.build_args if k not in capture.consumed and k not in BUILTIN_ARGS
                     and not k.startswith("BUILDKIT_"))
     return BuildPlan(df, build, df.stages[target_index].display_name, tuple(results),
-                     tuple(sorted(ctx.findings.values())), tuple(unused), ctx.capture)
+                     tuple(sorted(progress.findings.values())), tuple(unused), capture)
+
+
+def _stage_plan(built: ConvertedStage) -> StagePlan:
+    steps = tuple(Step(built.name, i + 1, inst.src.original, inst.src.start_line, vertex, history)
+                  for i, (inst, vertex, history) in enumerate(built.steps))
+    return StagePlan(built.index, built.name, built.platform, built.base, steps, built.result,
+                     built.config.freeze(built.history), built.layers, built.root)
 
 
 def _target_index(df: Dockerfile, by_name: Mapping[str, int], target: str) -> int:

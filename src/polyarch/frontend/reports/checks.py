@@ -19,10 +19,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from polyarch.frontend.diagnostics import DOCS_URL, Finding
+from polyarch.frontend.convert.diagnostics import DOCS_URL, Finding
+from polyarch.frontend.convert.plan import BuildPlan
+from polyarch.frontend.convert.scope import PLATFORM_ARGS
 from polyarch.frontend.dockerfile import instructions as ins
-from polyarch.frontend.plan import BuildPlan
-from polyarch.frontend.scope import PLATFORM_ARGS
 
 __all__ = ["RULES", "CheckConfig", "CheckReport", "format_report", "parse_check_config", "run_checks"]
 

@@ -2,7 +2,7 @@
 
 ``outline`` and ``targets`` print like buildx; ``plan`` is polyarch's own: per target platform, every step of
 every dispatched stage, where it runs (native or emulated) and which vertices are shared between platforms;
-``check`` runs the build checks (``polyarch.frontend.checks``). Pure: text in, text out.
+``check`` runs the build checks (``polyarch.frontend.reports.checks``). Pure: text in, text out.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 from polyarch import ops
 from polyarch.errors import UsageError
-from polyarch.frontend.checks import format_report, run_checks
+from polyarch.frontend.convert.capture import describe
+from polyarch.frontend.convert.plan import BuildPlan, plan_build, plan_to_json
+from polyarch.frontend.convert.scope import PLATFORM_ARGS
+from polyarch.frontend.convert.state import ResolveImage
 from polyarch.frontend.dockerfile.parse import parse_dockerfile
-from polyarch.frontend.plan import BuildPlan, ResolveImage, plan_build, plan_to_json
-from polyarch.frontend.scope import PLATFORM_ARGS, describe
+from polyarch.frontend.reports.checks import format_report, run_checks
 from polyarch.platform import Platform
 
 __all__ = ["CALLS", "CallResult", "call", "run_call", "tabulate"]

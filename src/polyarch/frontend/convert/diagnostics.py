@@ -1,4 +1,5 @@
-"""Findings: check-rule hits with a location, shared by the planner (semantic rules) and ``checks``."""
+"""Findings: check-rule hits with a location, produced by the conversion (semantic rules: UndefinedVar, …) and
+by ``polyarch.frontend.reports.checks``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Reports over a parsed and planned Dockerfile: the build checks (``checks``) and ``--call`` texts (``call``)."""
