@@ -8,7 +8,6 @@ v5; amd64/v3 runs v2 and v1 and 386). A matcher is a plain predicate plus a rank
 from __future__ import annotations
 
 import difflib
-import os
 import platform as _pyplatform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ __all__ = [
     "parse_list",
     "rank",
     "runs_natively",
+    "set_arm_variant_fallback",
 ]
 
 KNOWN_OS = frozenset(
@@ -280,10 +280,21 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+_arm_variant_fallback = ""  # process-wide, set once by the composition root through set_arm_variant_fallback
+
+
+def set_arm_variant_fallback(variant: str) -> None:
+    """The variant ``host()`` reports on an arm CPU whose /proc/cpuinfo names no architecture version (the CLI
+    passes ``POLYARCH_ARM_VARIANT``); forgets the cached host platform."""
+    global _arm_variant_fallback
+    _arm_variant_fallback = variant
+    host.cache_clear()
+
+
 def _arm_cpu_variant() -> str:
     for line in _cpuinfo().splitlines():
         if line.startswith("CPU architecture"):
             value = line.partition(":")[2].strip()
             if value in ("5", "6", "7", "8"):
                 return "v" + value
-    return os.environ.get("POLYARCH_ARM_VARIANT", "")
+    return _arm_variant_fallback

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from polyarch.cli.context import AppContext
+from polyarch.cli.environment import Environment
 from polyarch.cli.registry_cmds import registry_factory
 from polyarch.cli.wiring import build_deps
 from polyarch.errors import BuildError
@@ -18,7 +19,7 @@ from .conftest import write_tree
 
 
 def _deps(store_root: Path):  # type: ignore[no-untyped-def]
-    return build_deps(AppContext(root=str(store_root)), registry_factory())
+    return build_deps(AppContext(root=str(store_root)), registry_factory(Environment()))
 
 
 def test_targets_share_identical_steps(store_root: Path, tmp_path: Path) -> None:

@@ -16,14 +16,16 @@ from pathlib import Path
 import pytest
 from tests.conftest import run_cli
 
+from polyarch.cli.environment import Environment
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import RegistryError
 from polyarch.oci import reference
 from polyarch.oci.spec import Descriptor, MediaType
 from polyarch.registry.auth import parse_challenges
-from polyarch.registry.client import ClientOptions, RegistryClient, is_loopback
+from polyarch.registry.client import RegistryClient
 from polyarch.registry.credentials import Credential, CredentialStore
+from polyarch.registry.endpoints import ClientOptions, is_loopback
 
 # --- pure ------------------------------------------------------------------------------------------------
 
@@ -46,21 +48,24 @@ def test_loopback_detection(host: str, loop: bool) -> None:
     assert is_loopback(host) is loop
 
 
-def test_options_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POLYARCH_INSECURE_REGISTRIES", "a.lan:5000, B.lan")
-    monkeypatch.setenv("POLYARCH_DOCKERHUB_MIRROR", "http://mirror.lan:5000")
-    opts = ClientOptions.from_env(insecure=("c.lan",))
+def test_options_from_env() -> None:
+    env = Environment.read({"POLYARCH_INSECURE_REGISTRIES": "a.lan:5000, B.lan",
+                            "POLYARCH_DOCKERHUB_MIRROR": "http://mirror.lan:5000", "POLYARCH_REGISTRY_TIMEOUT": "7",
+                            "POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS": "yes"})
+    opts = env.client_options(insecure=("c.lan",))
     assert opts.insecure == {"a.lan:5000", "b.lan", "c.lan"} and opts.mirror == "http://mirror.lan:5000"
-    monkeypatch.setenv("POLYARCH_REGISTRY_RETRIES", "many")
+    assert opts.timeout == 7.0 and opts.retries == ClientOptions().retries and opts.allow_nondistributable
+    assert not Environment.read({}).client_options().allow_nondistributable
+    assert Environment.read({}).client_options(allow_nondistributable=True).allow_nondistributable
     with pytest.raises(RegistryError, match="POLYARCH_REGISTRY_RETRIES"):
-        ClientOptions.from_env()
+        Environment.read({"POLYARCH_REGISTRY_RETRIES": "many"}).client_options()
 
 
 # --- credentials -----------------------------------------------------------------------------------------
 
 
 def test_config_json_roundtrip_in_docker_format(docker_config: Path) -> None:
-    store = CredentialStore()
+    store = Environment.read({"DOCKER_CONFIG": str(docker_config)}).credentials()
     assert store.path == docker_config / "config.json"
     store.store("registry.lan:5000", Credential("alice", "pw:with:colons"))
     store.store("docker.io", Credential("bob", "hub"))
@@ -92,7 +97,7 @@ esac
     helper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     (docker_config / "config.json").write_text(json.dumps({"credHelpers": {"reg.lan": "polytest"}}))
-    store = CredentialStore()
+    store = CredentialStore(docker_config / "config.json")
     assert store.get("reg.lan") is None
     assert "docker-credential-polytest" in store.store("reg.lan", Credential("carol", "s3"))
     assert json.loads(vault.read_text()) == {"ServerURL": "reg.lan", "Username": "carol", "Secret": "s3"}
@@ -104,7 +109,7 @@ esac
 def test_corrupt_config_is_one_line_error(docker_config: Path) -> None:
     (docker_config / "config.json").write_text("{not json")
     with pytest.raises(RegistryError, match=r"config\.json is not valid JSON"):
-        CredentialStore().get("x.lan")
+        CredentialStore(docker_config / "config.json").get("x.lan")
 
 
 # --- basic auth against docker-registry ----------------------------------------------------------------------
@@ -218,11 +223,12 @@ def scripted() -> Iterator[_Scripted]:
 
 def test_bearer_token_per_scope_and_no_credentials_on_redirect(scripted: _Scripted, docker_config: Path,
                                                                tmp_path: Path) -> None:
-    CredentialStore().store(scripted.host, Credential("dave", "pw"))
+    creds = CredentialStore(docker_config / "config.json")
+    creds.store(scripted.host, Credential("dave", "pw"))
     store = ContentStore(tmp_path / "s")
     desc = Descriptor(MediaType.OCI_LAYER, scripted.digest, len(scripted.blob))
     ref = reference.parse(f"{scripted.host}/a/b:1")
-    with RegistryClient(ClientOptions(backoff=0.01)) as c:
+    with RegistryClient(ClientOptions(backoff=0.01), creds) as c:
         for _ in range(3):
             c.fetch_blob(ref, desc, lambda: store.writer())
     assert store.read(scripted.digest) == scripted.blob
@@ -238,7 +244,7 @@ def test_expired_token_is_renewed(scripted: _Scripted, docker_config: Path, tmp_
     store = ContentStore(tmp_path / "s")
     desc = Descriptor(MediaType.OCI_LAYER, scripted.digest, len(scripted.blob))
     ref = reference.parse(f"{scripted.host}/a/b:1")
-    with RegistryClient(ClientOptions(backoff=0.01)) as c:
+    with RegistryClient(ClientOptions(backoff=0.01), CredentialStore(docker_config / "config.json")) as c:
         c.fetch_blob(ref, desc, lambda: store.writer())
         store.delete(scripted.digest)
         time.sleep(0.6)
@@ -253,7 +259,8 @@ def test_blob_digest_mismatch_is_rejected(scripted: _Scripted, docker_config: Pa
     ref = reference.parse(f"{scripted.host}/a/b:1")
     from polyarch.errors import DigestMismatch
 
-    with RegistryClient(ClientOptions(backoff=0.01)) as c, pytest.raises(DigestMismatch):
+    with RegistryClient(ClientOptions(backoff=0.01), CredentialStore(docker_config / "config.json")) as c, \
+            pytest.raises(DigestMismatch):
         c.fetch_blob(ref, wrong, lambda: store.writer())
     assert not store.has(wrong.digest) and list((tmp_path / "s" / "ingest").iterdir()) == []
 

@@ -13,8 +13,9 @@ from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest, hash_file
 from polyarch.oci import reference
-from polyarch.registry.client import ClientOptions, RegistryClient
+from polyarch.registry.client import RegistryClient
 from polyarch.registry.credentials import CredentialStore
+from polyarch.registry.endpoints import ClientOptions
 from polyarch.registry.transfer import PULLED_FROM, pull_image, push_image
 
 pytestmark = [pytest.mark.registry]

@@ -16,8 +16,9 @@ from polyarch.digest import hash_file
 from polyarch.errors import RegistryError
 from polyarch.oci import reference
 from polyarch.platform import parse as parse_platform
-from polyarch.registry.client import ClientOptions, RegistryClient
+from polyarch.registry.client import RegistryClient
 from polyarch.registry.credentials import CredentialStore
+from polyarch.registry.endpoints import ClientOptions
 from polyarch.registry.transfer import pull_image, push_image
 
 pytestmark = [pytest.mark.registry]

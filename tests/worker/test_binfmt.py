@@ -54,27 +54,27 @@ def test_arch_names() -> None:
     assert [a.arch for a in binfmt.parse_arches("arm64,arm,arm64")] == ["arm64", "arm"]
 
 
-def test_parse_handler_and_emulation_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parsing of what binfmt_misc shows, on a copy of its format (no kernel state changed)."""
-    monkeypatch.setattr(binfmt, "BINFMT_DIR", tmp_path)
+def test_parse_handler_and_emulation_errors(tmp_path: Path) -> None:
+    """Parsing of what binfmt_misc shows, on a copy of its format in another directory (no kernel state changed)."""
     (tmp_path / "register").write_text("")
     foreign = next(a for a in binfmt.ARCHES.values() if not plat.runs_natively(a.platform))
     with pytest.raises(BuildError) as info:
-        emulation.ensure_runnable(foreign.platform)
+        emulation.ensure_runnable(foreign.platform, binfmt_dir=tmp_path)
     assert str(info.value) == f"{foreign.platform} needs QEMU: run 'polyarch binfmt --install {foreign.arch}'"
     interp = tmp_path / "qemu"
     interp.write_text("")
     (tmp_path / foreign.entry).write_text(
         f"enabled\ninterpreter {interp}\nflags: OC\noffset 0\nmagic {foreign.magic.hex()}\nmask {foreign.mask.hex()}\n")
-    h = binfmt.handler_for(foreign)
+    h = binfmt.handler_for(foreign, directory=tmp_path)
     assert h is not None and h.flags == "OC" and not h.usable()
-    problem = emulation.check(foreign.platform).problem
+    assert binfmt.handler_for(foreign, directory=tmp_path / "elsewhere") is None
+    problem = emulation.check(foreign.platform, binfmt_dir=tmp_path).problem
     assert "flag F" in problem and "and P" in problem and f"--install {foreign.arch}" in problem
     (tmp_path / foreign.entry).write_text((tmp_path / foreign.entry).read_text().replace("flags: OC", "flags: POCF"))
-    assert emulation.check(foreign.platform).ok
+    assert emulation.check(foreign.platform, binfmt_dir=tmp_path).ok
     (tmp_path / "rival").write_text(
         f"enabled\ninterpreter {interp}\nflags: \noffset 0\nmagic {foreign.magic.hex()}\nmask {foreign.mask.hex()}\n")
-    assert "rival" in emulation.check(foreign.platform).problem
+    assert "rival" in emulation.check(foreign.platform, binfmt_dir=tmp_path).problem
     assert emulation.check(plat.host()).native
 
 

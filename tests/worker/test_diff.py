@@ -101,19 +101,22 @@ def test_tree_diff(tmp_path: Path) -> None:
 
 
 def test_layers_into_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The epoch comes from LayerOptions only: SOURCE_DATE_EPOCH in the environment changes nothing here."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1")
     store = ContentStore(tmp_path / "store")
     src = tmp_path / "src"
     src.mkdir()
     sample(src)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
-    one = layer_from_dir(store, src)
-    two = layer_from_dir(store, src, LayerOptions(compression="zstd"))
+    one = layer_from_dir(store, src, LayerOptions(epoch=EPOCH))
+    two = layer_from_dir(store, src, LayerOptions(compression="zstd", epoch=EPOCH))
     assert one.diff_id == two.diff_id and one.descriptor.digest != two.descriptor.digest
     assert one.descriptor.media_type.endswith("tar+gzip") and store.has(one.descriptor.digest)
     empty = tmp_path / "empty"
     empty.mkdir()
-    three = layer_from_diff(store, empty, src)
+    three = layer_from_diff(store, empty, src, LayerOptions(epoch=EPOCH))
     assert three.diff_id == one.diff_id
+    unclamped = layer_from_dir(store, src)
+    assert unclamped.diff_id != one.diff_id and unclamped.diff_id == layer_from_dir(store, src, LayerOptions()).diff_id
     if is_root():
         assert all(m.uid in (0, 7) for m in members(store.read(one.descriptor.digest, limit=1 << 24)))
 

@@ -109,9 +109,11 @@ def listener(address: str, netns_fd: int | None = None) -> Iterator[tuple[int, l
 
 
 @pytest.mark.parametrize("helper", ["slirp4netns", "pasta"])
-def test_default_network_is_own_namespace_without_host_loopback(env: Env, helper: str, test_host: tuple[str, int],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POLYARCH_NET_HELPER", helper)
+def test_default_network_is_own_namespace_without_host_loopback(env: Env, helper: str,
+                                                                 test_host: tuple[str, int]) -> None:
+    from polyarch.worker.runc import Runner, RuntimeOptions
+
+    env.runner = Runner(env.root, RuntimeOptions(net_helper=helper))  # what POLYARCH_NET_HELPER makes the CLI pass
     remote, remote_ns = test_host
     with listener("127.0.0.1") as (lport, lgot), listener(remote, remote_ns) as (hport, hgot):
         script = (f"for a in 127.0.0.1 10.0.2.2 10.203.0.1; do echo ping | timeout 5 nc -w 2 $a {lport} "

@@ -15,7 +15,8 @@ from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch
 from polyarch.worker.diff import LayerOptions
-from polyarch.worker.snapshot import LayerRef, SnapshotStore, chain_ids, overlay_supported
+from polyarch.worker.overlay import overlay_supported
+from polyarch.worker.snapshot import LayerRef, SnapshotStore, chain_ids
 from tests.worker.conftest import E, make_tar, tree
 
 DRIVERS = ["overlay", "copy"]
@@ -94,15 +95,16 @@ def test_bad_diff_id_leaves_no_snapshot(tmp_path: Path, driver: str) -> None:
     assert snaps.has([good])
 
 
-def test_env_forces_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POLYARCH_SNAPSHOTTER", "copy")
-    snaps = SnapshotStore(tmp_path / "store", ContentStore(tmp_path / "store"))
-    assert snaps.driver == "copy"
+def test_driver_copy_is_forced_and_an_unknown_driver_refused(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver comes from the caller (the CLI reads POLYARCH_SNAPSHOTTER), never from the environment here."""
     monkeypatch.setenv("POLYARCH_SNAPSHOTTER", "zfs")
+    snaps = SnapshotStore(tmp_path / "store", ContentStore(tmp_path / "store"), driver="copy")
+    assert snaps.driver == "copy"
     from polyarch.errors import UsageError
 
     with pytest.raises(UsageError):
-        SnapshotStore(tmp_path / "store", ContentStore(tmp_path / "store"))
+        SnapshotStore(tmp_path / "store", ContentStore(tmp_path / "store"), driver="zfs")
 
 
 def test_scratch_commit(tmp_path: Path, driver: str) -> None:

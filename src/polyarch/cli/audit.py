@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from polyarch.cli.context import AppContext, pass_app
-from polyarch.cli.registry_cmds import client_options
+from polyarch.cli.registry_cmds import client_options, make_client
 
 __all__ = ["audit"]
 
@@ -40,6 +40,7 @@ def audit(app: AppContext, hosts_file: Path, files: tuple[Path, ...], extra: tup
     from polyarch.audit.inputs import load_images, merge_uses
     from polyarch.audit.model import ImageUse
     from polyarch.audit.render import render_json, render_table
+    from polyarch.audit.resolve import SourceLookup
     from polyarch.audit.table import audit as audit_table
     from polyarch.errors import UsageError
 
@@ -56,11 +57,13 @@ def audit(app: AppContext, hosts_file: Path, files: tuple[Path, ...], extra: tup
     if not uses:
         raise UsageError("no image to audit", hint="give compose files or image lists, or --image REF")
     hosts = resolve_hosts(specs, ssh)
-    resolver = _Resolvers(app, local_only, insecure, tls_ca)
+    client = None if local_only else make_client(app.env, insecure, tls_ca)
     try:
-        report = audit_table(merge_uses(uses), hosts, resolver, skipped)
+        lookup = SourceLookup(app.images, None if client is None else lambda: client)
+        report = audit_table(merge_uses(uses), hosts, lookup, skipped)
     finally:
-        resolver.close()
+        if client is not None:
+            client.close()
     if fmt == "json":
         click.echo(render_json(report), nl=False)
     else:
@@ -75,26 +78,3 @@ def audit(app: AppContext, hosts_file: Path, files: tuple[Path, ...], extra: tup
     if not report.ok:
         sys.exit(1)
 
-
-class _Resolvers:
-    """The local store first, then registries (with the user's credentials); owns the registry client."""
-
-    def __init__(self, app: AppContext, local_only: bool, insecure: tuple[str, ...], tls_ca: str | None) -> None:
-        from polyarch.audit.resolve import ChainResolver, RegistryResolver, StoreResolver
-        from polyarch.audit.table import PlatformLookup
-
-        self._client = None
-        resolvers: list[PlatformLookup] = [StoreResolver(app.images)]
-        if not local_only:
-            from polyarch.cli.registry_cmds import make_client
-
-            self._client = make_client(insecure, tls_ca)
-            resolvers.append(RegistryResolver(self._client))
-        self._chain = ChainResolver(*resolvers)
-
-    def platforms(self, ref: str):  # type: ignore[no-untyped-def]
-        return self._chain.platforms(ref)
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()

@@ -80,7 +80,7 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
 
     _build(app, ev, definition.targets, load=load, push=push, no_cache=no_cache, pull=pull,
            progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
-           allow=parse_allow(allow), registry=registry_factory(insecure, tls_ca))
+           allow=parse_allow(allow), registry=registry_factory(app.env, insecure, tls_ca))
 
 
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
@@ -107,11 +107,10 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                              f"or --set {name}.tags=NAME")
     from polyarch.cli.wiring import build_deps
     from polyarch.pipeline.run import build_many
-    from polyarch.worker.diff import source_date_epoch
     from polyarch.worker.reap import reap_crashed
 
-    reap_crashed(app.store.root)
-    epoch = source_date_epoch()
+    reap_crashed(app.store.root, runtime=app.env.runtime)
+    epoch = app.env.build_epoch()
     require_epoch([s for target_specs in specs.values() for s in target_specs], epoch)
     progress = Progress(make_renderer(progress_mode))
     deps = build_deps(app, registry)

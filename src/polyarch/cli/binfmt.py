@@ -6,6 +6,8 @@ import json
 
 import click
 
+from polyarch.cli.context import AppContext, pass_app
+
 __all__ = ["binfmt"]
 
 
@@ -13,7 +15,8 @@ __all__ = ["binfmt"]
 @click.option("--install", "install_", metavar="all|ARCH[,ARCH…]",
               help="Register QEMU for these architectures (all = every foreign one polyarch knows).")
 @click.option("--uninstall", metavar="all|ARCH[,ARCH…]", help="Remove the registrations of these architectures.")
-def binfmt(install_: str | None, uninstall: str | None) -> None:
+@pass_app
+def binfmt(app: AppContext, install_: str | None, uninstall: str | None) -> None:
     """Show, install or remove QEMU emulators for foreign platforms.
 
     Prints {"supported": [platforms], "emulators": [entries]} as JSON. Entries are named qemu-<arch> and
@@ -22,10 +25,12 @@ def binfmt(install_: str | None, uninstall: str | None) -> None:
     """
     from polyarch.worker import binfmt as bf
 
+    directory = app.env.binfmt_dir
     if uninstall:
-        for line in bf.uninstall(bf.parse_arches(uninstall) if uninstall != "all" else list(bf.ARCHES.values())):
+        arches = bf.parse_arches(uninstall) if uninstall != "all" else list(bf.ARCHES.values())
+        for line in bf.uninstall(arches, directory):
             click.echo(line, err=True)
     if install_:
-        for line in bf.install(bf.parse_arches(install_)):
+        for line in bf.install(bf.parse_arches(install_), directory):
             click.echo(line, err=True)
-    click.echo(json.dumps(bf.status(), indent=2))
+    click.echo(json.dumps(bf.status(directory), indent=2))

@@ -1,4 +1,5 @@
-"""Per-invocation state shared by commands: flags of the top-level group and lazily opened resources."""
+"""Per-invocation state shared by commands: flags of the top-level group, the environment as read once at
+start-up (``environment.Environment``), and lazily opened resources."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
+from polyarch.cli.environment import Environment
 
 if TYPE_CHECKING:
     from polyarch.content.images import ImageStore
@@ -19,14 +22,20 @@ __all__ = ["AppContext", "pass_app"]
 class AppContext:
     debug: bool = False
     root: str | None = None
+    env: Environment = field(default_factory=Environment)
     _store: ContentStore | None = field(default=None, repr=False)
+
+    @property
+    def store_root(self) -> Path:
+        """``--root`` (or ``POLYARCH_ROOT``), else the environment's default (see ``Environment.default_root``)."""
+        return Path(self.root) if self.root else self.env.default_root()
 
     @property
     def store(self) -> ContentStore:
         if self._store is None:
-            from polyarch.content.store import ContentStore, default_root
+            from polyarch.content.store import ContentStore
 
-            self._store = ContentStore(Path(self.root) if self.root else default_root(), private=True)
+            self._store = ContentStore(self.store_root, private=True)
         return self._store
 
     @property

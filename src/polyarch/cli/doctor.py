@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from polyarch.cli.context import AppContext, pass_app
+from polyarch.cli.environment import Environment
 
 __all__ = ["Check", "doctor", "run_checks"]
 
@@ -30,21 +31,21 @@ class Check:
     fix: str = ""
 
 
-def _runtime() -> Check:
+def _runtime(env: Environment) -> Check:
     from polyarch.errors import PolyarchError
     from polyarch.worker.runc import runtime_binary, runtime_version
 
     try:
-        binary = runtime_binary()
+        binary = runtime_binary(env.runtime)
         return Check("runtime", "ok", f"{runtime_version(binary)} ({binary})")
     except PolyarchError as exc:
         return Check("runtime", "fail", exc.message, exc.hint or "apt-get install runc")
 
 
-def _run_network() -> Check:
+def _run_network(env: Environment) -> Check:
     from polyarch.worker.network import helper_name
 
-    name = helper_name()
+    name = helper_name(env.net_helper)
     if name is None:
         return Check("run network", "warn", "no slirp4netns or pasta: RUN steps need --network none",
                      "apt-get install slirp4netns")
@@ -78,27 +79,27 @@ def _store(root: Path) -> list[Check]:
     return checks
 
 
-def _snapshotter(root: Path) -> Check:
-    from polyarch.worker.snapshot import overlay_supported
+def _snapshotter(root: Path, env: Environment) -> Check:
+    from polyarch.worker.snapshot import overlay_usable
 
-    forced = os.environ.get("POLYARCH_SNAPSHOTTER", "")
-    if overlay_supported(root / "snapshots" / "overlay"):
+    forced = env.snapshotter
+    if overlay_usable(root):
         note = " (POLYARCH_SNAPSHOTTER=copy forces the copying snapshotter)" if forced == "copy" else ""
         return Check("overlayfs", "ok", "overlayfs can be mounted; layers are stacked without copies" + note)
     return Check("overlayfs", "warn", "overlayfs cannot be mounted here: the copying snapshotter is used (slower, "
                  "more disk)", "run as root on a filesystem that is not itself overlayfs (e.g. ext4, xfs)")
 
 
-def _binfmt(wanted: list[str]) -> list[Check]:
+def _binfmt(wanted: list[str], binfmt_dir: Path) -> list[Check]:
     from polyarch import platform as plat
     from polyarch.worker import binfmt, emulation
 
     checks = []
-    mounted = (binfmt.BINFMT_DIR / "register").exists()
+    mounted = (binfmt_dir / "register").exists()
     if not mounted:
-        checks.append(Check("binfmt_misc", "warn", f"not mounted at {binfmt.BINFMT_DIR}",
+        checks.append(Check("binfmt_misc", "warn", f"not mounted at {binfmt_dir}",
                             "polyarch binfmt --install all (mounts it)"))
-    entries = binfmt.handlers()
+    entries = binfmt.handlers(binfmt_dir)
     for a in binfmt.ARCHES.values():
         if plat.runs_natively(a.platform):
             continue
@@ -117,7 +118,7 @@ def _binfmt(wanted: list[str]) -> list[Check]:
     checks.append(Check("native platforms", "ok", ", ".join(native)))
     for spec in wanted:
         p = plat.parse(spec)
-        result = emulation.check(p)
+        result = emulation.check(p, binfmt_dir=binfmt_dir)
         if result.native:
             continue
         if result.ok:
@@ -128,11 +129,11 @@ def _binfmt(wanted: list[str]) -> list[Check]:
     return checks
 
 
-def run_checks(root: Path, platforms: list[str]) -> list[Check]:
-    checks = [_privileges(), _runtime(), _run_network(), *_store(root)]
+def run_checks(root: Path, platforms: list[str], env: Environment) -> list[Check]:
+    checks = [_privileges(), _runtime(env), _run_network(env), *_store(root)]
     if os.geteuid() == 0:
-        checks.append(_snapshotter(root))
-    checks += _binfmt(platforms)
+        checks.append(_snapshotter(root, env))
+    checks += _binfmt(platforms, env.binfmt_dir)
     return checks
 
 
@@ -143,11 +144,8 @@ def run_checks(root: Path, platforms: list[str]) -> list[Check]:
 @pass_app
 def doctor(app: AppContext, platforms: str, fmt: str) -> None:
     """Check the host: runtime, privileges, overlayfs, binfmt handlers, native and emulated platforms, store."""
-    from polyarch.content.store import default_root
-
-    root = Path(app.root) if app.root else default_root()
     wanted = [p.strip() for p in platforms.split(",") if p.strip()]
-    checks = run_checks(root, wanted)
+    checks = run_checks(app.store_root, wanted, app.env)
     failed = any(c.status == "fail" for c in checks)
     if fmt == "json":
         click.echo(json.dumps({"ok": not failed, "checks": [asdict(c) for c in checks]}, indent=2))

@@ -39,7 +39,7 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
     if raw and fmt:
         raise UsageError("--raw and --format are mutually exclusive")
     with make_client(app.env, insecure, tls_ca) as client:
-        resolved = resolve(ref, client=client, images=app.images if ref.startswith("local:") else None)
+        resolved = resolve(ref, client=client, images=lambda: app.images)
         resolved.close()  # inspect shows the root document only
     if raw:
         sys.stdout.buffer.write(resolved.raw)
@@ -91,12 +91,11 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
         raise UsageError("--append needs -t REF")
     targets = [reference.parse(t).defaulted() for t in tags]
     parsed = [parse_annotation(a) for a in annotations]
-    images = app.images if any(s.startswith("local:") for s in sources) else None
     with make_client(app.env, insecure, tls_ca) as client, ExitStack() as opened:
         resolved = []
         if append:
             resolved.append(opened.enter_context(resolve(str(targets[0]), client=client)))
-        resolved += [opened.enter_context(resolve(s, client=client, images=images)) for s in sources]
+        resolved += [opened.enter_context(resolve(s, client=client, images=lambda: app.images)) for s in sources]
         descs = []
         if files:
             if not targets:
@@ -131,7 +130,7 @@ def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], insec
     if not target.tag and target.digest is None:
         target = target.defaulted()
     with make_client(app.env, insecure, tls_ca) as client, \
-            resolve(src, client=client, images=app.images if src.startswith("local:") else None) as resolved:
+            resolve(src, client=client, images=lambda: app.images) as resolved:
         result = copy_image(resolved, target, client=client, platforms=wanted)
     click.echo(f"{target}: copied {result.descriptor.digest} ({result.uploaded} uploaded, {result.mounted} mounted, "
                f"{result.existed} already present)")

@@ -50,7 +50,7 @@ def import_(app: AppContext, platforms: tuple[str, ...], tags: tuple[str, ...], 
         except NotFound:
             base = None
     index = import_rootfs(images, sources, compression=compression, level=compression_level,
-                          oci=oci_mediatypes, base=base,
+                          oci=oci_mediatypes, base=base, epoch=app.env.import_epoch(),
                           on_progress=lambda msg: click.echo(msg, err=True))
     for tag in tags:
         images.set_name(tag, index)

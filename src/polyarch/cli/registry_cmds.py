@@ -11,6 +11,7 @@ import click
 from polyarch.cli.context import AppContext, pass_app
 
 if TYPE_CHECKING:
+    from polyarch.cli.environment import Environment
     from polyarch.registry.client import RegistryClient
 
 __all__ = ["client_options", "login", "logout", "make_client", "pull", "push", "registry_factory"]
@@ -28,20 +29,22 @@ def client_options(f: F) -> F:
     return f
 
 
-def make_client(insecure: tuple[str, ...] = (), tls_ca: str | None = None, *,
+def make_client(env: Environment, insecure: tuple[str, ...] = (), tls_ca: str | None = None, *,
                 allow_nondistributable: bool = False) -> RegistryClient:
-    """A client from the environment and these options (``allow_nondistributable`` only ever turns it on)."""
-    from polyarch.registry.client import ClientOptions, RegistryClient
+    """A client from the environment ``env`` (``AppContext.env``) and these options (``allow_nondistributable``
+    only ever turns it on), with the credentials ``DOCKER_CONFIG`` names."""
+    from polyarch.registry.client import RegistryClient
 
-    return RegistryClient(ClientOptions.from_env(insecure=insecure, ca_file=tls_ca or "",
-                                                 allow_nondistributable=allow_nondistributable or None))
+    return RegistryClient(env.client_options(insecure=insecure, ca_file=tls_ca or "",
+                                             allow_nondistributable=allow_nondistributable), env.credentials())
 
 
-def registry_factory(insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> Callable[..., RegistryClient]:
+def registry_factory(env: Environment, insecure: tuple[str, ...] = (),
+                     tls_ca: str | None = None) -> Callable[..., RegistryClient]:
     """``make_client`` with these options, for collaborators that open a client when they first need one; called
     with ``insecure=(HOST,)`` the client also trusts those hosts (an output's ``registry.insecure=true``)."""
     def factory(*, insecure: tuple[str, ...] = ()) -> RegistryClient:
-        return make_client((*hosts, *insecure), tls_ca)
+        return make_client(env, (*hosts, *insecure), tls_ca)
 
     hosts = insecure
     return factory
@@ -68,11 +71,12 @@ def _registry_host(text: str) -> str:
 @click.option("-p", "--password", default=None, help="Password (prefer --password-stdin).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @client_options
-def login(registry: str, username: str | None, password: str | None, password_stdin: bool,
+@pass_app
+def login(app: AppContext, registry: str, username: str | None, password: str | None, password_stdin: bool,
           insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Log in to a registry; credentials go to Docker's config.json (or its credential helper)."""
     from polyarch.errors import UsageError
-    from polyarch.registry.credentials import Credential, CredentialStore
+    from polyarch.registry.credentials import Credential
 
     host = _registry_host(registry)
     if password_stdin:
@@ -90,20 +94,19 @@ def login(registry: str, username: str | None, password: str | None, password_st
     if not username or not password:
         raise UsageError("user name and password must not be empty")
     cred = Credential(username, password)
-    with make_client(insecure, tls_ca) as client:
+    with make_client(app.env, insecure, tls_ca) as client:
         client.ping(host, cred)
-    where = CredentialStore().store(host, cred)
+    where = app.env.credentials().store(host, cred)
     click.echo(f"Login Succeeded (credentials saved in {where})")
 
 
 @click.command("logout")
 @click.argument("registry", required=False, default="docker.io")
-def logout(registry: str) -> None:
+@pass_app
+def logout(app: AppContext, registry: str) -> None:
     """Forget the credentials of a registry."""
-    from polyarch.registry.credentials import CredentialStore
-
     host = _registry_host(registry)
-    if CredentialStore().erase(host):
+    if app.env.credentials().erase(host):
         click.echo(f"Removing login credentials for {host}")
     else:
         click.echo(f"Not logged in to {host}")
@@ -139,7 +142,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     wanted = plat.parse_list(platforms)
     parsed = reference.parse(ref).defaulted()
     # A refused or failed pull removes the blobs it fetched: the store is left as it was.
-    with make_client(insecure, tls_ca, allow_nondistributable=allow_nondistributable) as client, \
+    with make_client(app.env, insecure, tls_ca, allow_nondistributable=allow_nondistributable) as client, \
             app.images.store.transaction():
         result = pull_image(client, parsed, app.images, name=ref, platforms=wanted, all_platforms=all_platforms)
     if quiet:
@@ -168,7 +171,7 @@ def push(app: AppContext, ref: str, dest: str | None, quiet: bool, insecure: tup
     target = reference.parse(dest or ref)
     if not target.tag and target.digest is None:
         target = target.defaulted()
-    with make_client(insecure, tls_ca) as client:
+    with make_client(app.env, insecure, tls_ca) as client:
         result = push_image(images, desc, target, client=client)
     if quiet:
         click.echo(str(result.descriptor.digest))

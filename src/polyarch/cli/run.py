@@ -53,10 +53,10 @@ def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str
     spec = StepSpec(args=args, context=StepContext(image.platform, instruction=f"run {ref}"),
                     env=(*cfg.env, *env), user=user if user is not None else cfg.user,
                     workdir=workdir or cfg.working_dir or "/", network=network)
-    snapshots = SnapshotStore(app.store.root, app.store)
+    snapshots = SnapshotStore(app.store.root, app.store, driver=app.env.snapshotter_driver())
     with snapshots.prepare(layers) as active:
         try:
-            Runner(app.store.root).run(active.rootfs, spec, lambda line: click.echo(line))
+            Runner(app.store.root, app.env.runtime_options()).run(active.rootfs, spec, lambda line: click.echo(line))
         except BuildError as exc:
             code = getattr(exc, "step_exit_code", None)
             if code is None:

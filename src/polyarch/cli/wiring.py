@@ -26,22 +26,23 @@ def build_deps(app: AppContext, registry: Callable[[], RegistryClient]) -> Build
     cache transfers (built from ``--insecure-registry``/``--tls-ca`` and the environment)."""
     from polyarch.pipeline.bases import BaseImages
     from polyarch.pipeline.deps import BuildDeps
-    from polyarch.pipeline.prune import build_lock
     from polyarch.pipeline.runexec import make_runner
     from polyarch.solver.cache import BuildCache
     from polyarch.worker.emulation import ensure_runnable
+    from polyarch.worker.snapshot import build_lock
 
     store = app.store
     images = app.images
 
     def open_cache(enabled: bool) -> BuildCache:
-        return BuildCache(store.root / "buildcache.db", enabled=enabled)
+        return BuildCache.in_store(store.root, enabled=enabled)
 
     def exec_runner(secrets: Mapping[str, bytes], ssh: Mapping[str, str]) -> ExecRunner:
-        return make_runner(store.root, secrets=secrets, ssh=ssh)
+        return make_runner(store.root, secrets=secrets, ssh=ssh, options=app.env.runtime_options())
 
     def base_images(pull: bool, progress: Progress) -> BaseImageSource:
         return BaseImages(images, pull=pull, client_factory=registry, progress=progress)
 
     return BuildDeps(store=store, open_cache=open_cache, exec_runner=exec_runner, base_images=base_images,
-                     check_runnable=ensure_runnable, lock=lambda: build_lock(store.root), registry=registry)
+                     check_runnable=lambda p: ensure_runnable(p, binfmt_dir=app.env.binfmt_dir),
+                     lock=lambda: build_lock(store.root), registry=registry, snapshotter=app.env.snapshotter_driver())

@@ -2,13 +2,13 @@
 
 gzip uses python-isal (igzip, several times faster than zlib) when installed, else zlib; the gzip header carries
 no name and mtime 0, so the same bytes in give the same blob out. zstd uses ``zstandard``. Decompression sniffs
-the magic bytes and enforces a limit on inflated bytes (decompression bombs).
+the magic bytes and enforces a limit on inflated bytes (decompression bombs). ``select_gzip("zlib")`` makes the
+process use zlib even with isal installed (the CLI calls it for ``POLYARCH_GZIP=zlib``: comparisons in bench/).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Protocol
@@ -25,6 +25,7 @@ __all__ = [
     "LayerResult",
     "LayerWriter",
     "decompressed",
+    "select_gzip",
     "sniff",
 ]
 
@@ -32,6 +33,8 @@ COMPRESSIONS = ("gzip", "zstd", "none")
 DEFAULT_DECOMPRESS_LIMIT = 64 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_BACKENDS = ("isal", "zlib")
+_gzip_backend = "isal"  # process-wide, set once by the composition root through select_gzip
 
 
 class _Compressor(Protocol):
@@ -47,9 +50,18 @@ class _Identity:
         return b""
 
 
+def select_gzip(backend: str) -> None:
+    """Compress gzip with ``backend`` from now on in this process: ``isal`` (the default, zlib when isal is
+    missing) or ``zlib``."""
+    global _gzip_backend
+    if backend not in GZIP_BACKENDS:
+        raise UsageError(f"unknown gzip backend {backend!r}", hint="use " + " or ".join(GZIP_BACKENDS))
+    _gzip_backend = backend
+
+
 def _gzip_compressor(level: int | None) -> _Compressor:
     try:
-        if os.environ.get("POLYARCH_GZIP") == "zlib":  # for comparisons in bench/
+        if _gzip_backend == "zlib":
             raise ImportError
         from isal import isal_zlib
 

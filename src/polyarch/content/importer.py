@@ -1,28 +1,27 @@
 """Turn rootfs tarballs (plain, gzip or zstd) into one image per platform and one index.
 
 Each input is read as a tar stream and written again as a normalized PAX layer (entry names without ``./``,
-times clamped to ``SOURCE_DATE_EPOCH`` when set, no atime/ctime), so the same input always gives the same
+times clamped to ``epoch`` when given (the CLI's ``SOURCE_DATE_EPOCH``), no atime/ctime), so the same input always gives the same
 digests. Entries that could escape a root (absolute names, ``..``, NUL, hardlinks leaving the tree) reject the
 whole input. On any failure, blobs this import created are removed again: the store is left as it was.
 """
 
 from __future__ import annotations
 
-import os
 import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from polyarch.errors import InvalidLayer, LimitExceeded, NotFound, PolyarchError
+from polyarch.errors import InvalidLayer, LimitExceeded, NotFound
 from polyarch.oci.spec import Descriptor, History, ImageConfig, Index
 from polyarch.platform import Platform
 
 from .compression import LayerResult, LayerWriter, decompressed
 from .images import ImageStore
 
-__all__ = ["ImportSource", "clean_member_name", "import_rootfs", "source_date_epoch"]
+__all__ = ["ImportSource", "clean_member_name", "import_rootfs"]
 
 MAX_ENTRIES = 2_000_000
 
@@ -31,19 +30,6 @@ MAX_ENTRIES = 2_000_000
 class ImportSource:
     platform: Platform
     path: Path
-
-
-def source_date_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
-        return None
-    try:
-        epoch = int(value)
-    except ValueError:
-        raise PolyarchError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds") from None
-    if epoch < 0:
-        raise PolyarchError(f"SOURCE_DATE_EPOCH={value!r} is negative")
-    return epoch
 
 
 def iso_time(epoch: int | float) -> str:
@@ -116,11 +102,12 @@ def import_rootfs(
     oci: bool = True,
     base: Descriptor | None = None,
     on_progress: Callable[[str], None] | None = None,
+    epoch: int | None = None,
 ) -> Descriptor:
     """Import every source as a one-layer image and return the descriptor of the index holding them (and, with
-    ``base``, the platforms of that index which no source replaces)."""
+    ``base``, the platforms of that index which no source replaces). ``epoch``: clamp every time to it and use it
+    as the created time (else the newest entry's time)."""
     store = images.store
-    epoch = source_date_epoch()
     with store.transaction():
         manifests: list[Descriptor] = []
         for source in sources:

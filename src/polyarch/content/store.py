@@ -32,24 +32,13 @@ from polyarch.digest import ALGORITHMS, CHUNK, Digest, Hasher
 from polyarch.errors import DigestMismatch, LimitExceeded, NotFound, StoreError
 from polyarch.fsutil import atomic_write, fsync_dir, private_dir, start_writeback
 
-__all__ = ["BlobWriter", "ContentStore", "default_root"]
+__all__ = ["BlobWriter", "ContentStore"]
 
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 EMPTY_INDEX = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
 INGEST_DIR = "ingest"
 _WRITEBACK = 8 << 20  # start writeback of a blob being written every this many bytes (fsync at commit is short)
 _PARALLEL_HASH = 1 << 20  # writes at least this large are hashed on a helper thread while they are written
-
-
-def default_root() -> Path:
-    """``$POLYARCH_ROOT``, else ``/var/lib/polyarch`` for root, else ``~/.local/share/polyarch``."""
-    env = os.environ.get("POLYARCH_ROOT")
-    if env:
-        return Path(env).expanduser()
-    if os.geteuid() == 0:
-        return Path("/var/lib/polyarch")
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "polyarch"
 
 
 def _store_error(exc: OSError, root: Path, action: str) -> StoreError:
@@ -175,8 +164,8 @@ class BlobWriter:
 class ContentStore:
     """Blobs by digest under ``root``; the root is also a valid OCI image layout."""
 
-    def __init__(self, root: Path | str | None = None, *, create: bool = True, private: bool = False) -> None:
-        self.root = Path(root) if root is not None else default_root()
+    def __init__(self, root: Path | str, *, create: bool = True, private: bool = False) -> None:
+        self.root = Path(root)
         self.ingest_dir = self.root / INGEST_DIR
         self._transactions: list[list[Digest]] = []
         if create:

@@ -58,3 +58,4 @@ class BuildDeps:
     check_runnable: Callable[[Platform], object]
     lock: Callable[[], AbstractContextManager[object]]
     registry: Callable[[], RegistryClient]
+    snapshotter: str | None = None  # the snapshot driver asked for (POLYARCH_SNAPSHOTTER); None: automatic

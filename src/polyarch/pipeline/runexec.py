@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyarch import ops
 from polyarch.errors import BuildError, UsageError
 from polyarch.solver.executor import ExecRunner
+
+if TYPE_CHECKING:
+    from polyarch.worker.runc import RuntimeOptions
 
 __all__ = ["ENTITLEMENTS", "check_entitlements", "make_runner", "parse_allow"]
 
@@ -83,15 +87,16 @@ def _mounts(vertex: ops.Exec, sources: Mapping[int, Path]) -> tuple[object, ...]
 
 
 def make_runner(store_root: Path, *, secrets: Mapping[str, bytes] | None = None,
-                ssh: Mapping[str, str] | None = None) -> ExecRunner:
-    """A runner bound to ``store_root``; the runtime binary is looked up on first use."""
-    from polyarch.worker.runc import Runner, StepContext, StepSpec
+                ssh: Mapping[str, str] | None = None, options: RuntimeOptions | None = None) -> ExecRunner:
+    """A runner bound to ``store_root``; the runtime binary (``options.runtime``, default runc) is looked up on
+    first use."""
+    from polyarch.worker.runc import Runner, RuntimeOptions, StepContext, StepSpec
 
     holder: list[Runner] = []
 
     def run(vertex: ops.Exec, rootfs: Path, sources: Mapping[int, Path], on_output: Callable[[str], None]) -> None:
         if not holder:
-            holder.append(Runner(store_root))
+            holder.append(Runner(store_root, options or RuntimeOptions()))
         spec = StepSpec(args=vertex.args, context=StepContext(vertex.platform), env=vertex.env, user=vertex.user,
                         workdir=vertex.cwd or "/", network=vertex.network, security=vertex.security,
                         mounts=_mounts(vertex, sources))  # type: ignore[arg-type]

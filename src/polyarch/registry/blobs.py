@@ -1,4 +1,5 @@
-"""Blob download (resumable, verified) and upload (skip, mount, monolithic or chunked) for ``RegistryClient``.
+"""Blob download (resumable, verified) and upload (skip, mount, monolithic or chunked) for ``RegistryClient``,
+which this module sees only through the ``RegistrySession`` protocol (so it never imports the client).
 
 Download: GET streams into a fresh sink (the content store's ``BlobWriter``); after a mid-body failure the next
 attempt asks for ``Range: bytes=N-`` and keeps the N bytes already written; a server that ignores the range (200)
@@ -16,35 +17,55 @@ chunk resumes from the offset the registry reports (GET on the session); a lost 
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import httpx
 
+from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, RegistryError
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor
 
 from .auth import scope_for
-from .client import READ_CHUNK
+from .endpoints import ClientOptions, Endpoint
 from .foreign import ALLOW_ENV, fetch_foreign
 from .httperrors import transport_error
+from .sink import BlobSink
 
-if TYPE_CHECKING:
-    from .client import BlobSink, Endpoint, RegistryClient
-
-__all__ = ["FileSlice", "fetch_blob", "push_blob"]
+__all__ = ["READ_CHUNK", "FileSlice", "RegistrySession", "fetch_blob", "push_blob"]
 
 OCTET = "application/octet-stream"
+READ_CHUNK = 1 << 20
+
+
+class RegistrySession(Protocol):
+    """What blob transfer needs from a registry client (``RegistryClient`` is one): endpoints, the one request
+    path with auth and retries, the error of a failed answer, and the record of blobs seen per repository."""
+
+    @property
+    def options(self) -> ClientOptions: ...
+    @property
+    def ssl_context(self) -> ssl.SSLContext: ...
+    def endpoint(self, domain: str, *, push: bool = False) -> Endpoint: ...
+    def call(self, reg: Endpoint, method: str, url: str | httpx.URL, *, scopes: Sequence[str],
+             headers: dict[str, str] | None = None, body: Callable[[], Any] | None = None,
+             stream: bool = False, retry: bool = True) -> httpx.Response: ...
+    def fail(self, reg: Endpoint, resp: httpx.Response, what: str, scopes: Sequence[str]) -> RegistryError: ...
+    def backoff(self, attempt: int, retry_after: str | None = None) -> None: ...
+    def note_seen(self, ref: Reference, digest: Digest) -> None: ...
+    def seen_in(self, domain: str, digest: Digest) -> list[str]: ...
+    def blob_size(self, ref: Reference, digest: Digest, *, push: bool = False) -> int | None: ...
 
 
 def _retryable(exc: RegistryError) -> bool:
     return isinstance(exc.__cause__, httpx.TransportError) or (exc.status or 0) in (408, 429, 500, 502, 503, 504)
 
 
-def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor,
+def fetch_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
                sink_factory: Callable[[], BlobSink]) -> None:
     reg = client.endpoint(ref.domain)
     scopes = [scope_for(ref.path, "pull")]
@@ -110,7 +131,7 @@ def _range_start(resp: httpx.Response) -> int:
         return -1
 
 
-def _fetch_foreign(client: RegistryClient, ref: Reference, desc: Descriptor,
+def _fetch_foreign(client: RegistrySession, ref: Reference, desc: Descriptor,
                    sink_factory: Callable[[], BlobSink]) -> BlobSink:
     """A non-distributable layer the registry does not have: from its ``urls`` when the user allows it."""
     if not client.options.allow_nondistributable:
@@ -152,7 +173,7 @@ class FileSlice:
 
 # --- upload ----------------------------------------------------------------------------------------------------
 
-def push_blob(client: RegistryClient, ref: Reference, desc: Descriptor,
+def push_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
               opener: Callable[[], AbstractContextManager[Path]], *, mount_from: Sequence[str] = ()) -> str:
     reg = client.endpoint(ref.domain, push=True)
     scopes = [scope_for(ref.path, "pull,push")]
@@ -177,7 +198,7 @@ def push_blob(client: RegistryClient, ref: Reference, desc: Descriptor,
     return "uploaded"
 
 
-def _upload(client: RegistryClient, reg: Endpoint, scopes: list[str], uploads: str, location: httpx.URL | None,
+def _upload(client: RegistrySession, reg: Endpoint, scopes: list[str], uploads: str, location: httpx.URL | None,
             desc: Descriptor, path: Path) -> None:
     failures = 0
     while True:
@@ -197,7 +218,7 @@ def _upload(client: RegistryClient, reg: Endpoint, scopes: list[str], uploads: s
             location = None
 
 
-def _start(client: RegistryClient, reg: Endpoint, uploads: str, scopes: list[str]) -> httpx.URL:
+def _start(client: RegistrySession, reg: Endpoint, uploads: str, scopes: list[str]) -> httpx.URL:
     resp = client.call(reg, "POST", uploads, scopes=scopes, body=lambda: b"")
     resp.close()
     if resp.status_code != 202 or not resp.headers.get("location"):
@@ -209,7 +230,7 @@ def _finish_url(location: httpx.URL, desc: Descriptor) -> httpx.URL:
     return location.copy_merge_params({"digest": str(desc.digest)})
 
 
-def _check_created(client: RegistryClient, reg: Endpoint, resp: httpx.Response, desc: Descriptor,
+def _check_created(client: RegistrySession, reg: Endpoint, resp: httpx.Response, desc: Descriptor,
                    scopes: list[str]) -> None:
     if resp.status_code not in (201, 204):
         raise client.fail(reg, resp, f"upload of blob {desc.digest}", scopes)
@@ -218,7 +239,7 @@ def _check_created(client: RegistryClient, reg: Endpoint, resp: httpx.Response, 
         raise DigestMismatch(f"registry {reg.name} stored blob {desc.digest} as {header}")
 
 
-def _monolithic(client: RegistryClient, reg: Endpoint, scopes: list[str], location: httpx.URL,
+def _monolithic(client: RegistrySession, reg: Endpoint, scopes: list[str], location: httpx.URL,
                 desc: Descriptor, path: Path) -> None:
     resp = client.call(reg, "PUT", _finish_url(location, desc), scopes=scopes, headers={"Content-Type": OCTET},
                        body=lambda: FileSlice(path, 0, desc.size), retry=False)
@@ -226,7 +247,7 @@ def _monolithic(client: RegistryClient, reg: Endpoint, scopes: list[str], locati
     _check_created(client, reg, resp, desc, scopes)
 
 
-def _chunked(client: RegistryClient, reg: Endpoint, scopes: list[str], location: httpx.URL,
+def _chunked(client: RegistrySession, reg: Endpoint, scopes: list[str], location: httpx.URL,
              desc: Descriptor, path: Path) -> None:
     offset = 0
     failures = 0
@@ -258,7 +279,7 @@ def _chunked(client: RegistryClient, reg: Endpoint, scopes: list[str], location:
     _check_created(client, reg, resp, desc, scopes)
 
 
-def _upload_offset(client: RegistryClient, reg: Endpoint, scopes: list[str],
+def _upload_offset(client: RegistrySession, reg: Endpoint, scopes: list[str],
                    location: httpx.URL) -> tuple[httpx.URL, int] | None:
     """Where an upload session stands (``Range: 0-N`` → N+1), or None when it is gone."""
     try:

@@ -1,6 +1,7 @@
 """Registry credentials from Docker's ``config.json`` and ``docker-credential-*`` helpers.
 
-The file is ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``), read and written in Docker's format so
+The file is ``config_path(docker_config)``: ``$DOCKER_CONFIG/config.json`` when the CLI was given ``DOCKER_CONFIG``,
+else ``~/.docker/config.json``; read and written in Docker's format so
 ``docker login`` and ``polyarch login`` share it:
 
 - ``auths``: ``{"host": {"auth": base64("user:password")}}`` (``identitytoken`` is a refresh token, used with the
@@ -53,9 +54,10 @@ class Credential:
         return f"Credential(username={self.username!r}, secret=***)"
 
 
-def config_path() -> Path:
-    base = os.environ.get("DOCKER_CONFIG")
-    return (Path(base) if base else Path.home() / ".docker") / "config.json"
+def config_path(docker_config: str = "") -> Path:
+    """Docker's ``config.json`` in the directory ``docker_config`` (Docker's ``DOCKER_CONFIG``), else in
+    ``~/.docker``."""
+    return (Path(docker_config) if docker_config else Path.home() / ".docker") / "config.json"
 
 
 def _host_of(key: str) -> str:
@@ -77,7 +79,7 @@ class CredentialStore:
     """Reads and writes credentials; one instance per process is enough (the file is re-read on each lookup)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or config_path()
+        self.path = path or config_path()  # the caller passes the file it chose (see config_path)
 
     # --- file ----------------------------------------------------------------------------------------------
 
@@ -124,7 +126,7 @@ class CredentialStore:
         doc = self._load()
         helper = self._helper_for(doc, host)
         if helper:
-            cred = _helper_get(helper, server_key(host))
+            cred = _helper_get(helper, server_key(host), self.path)
             if cred is not None:
                 return cred
         auths = doc.get("auths") or {}
@@ -136,7 +138,7 @@ class CredentialStore:
             if entry.get("identitytoken"):
                 return Credential("<token>", str(entry["identitytoken"]))
             if entry.get("auth"):
-                return _decode_auth(str(entry["auth"]), key)
+                return _decode_auth(str(entry["auth"]), key, self.path)
             if entry.get("username") and entry.get("password"):
                 return Credential(str(entry["username"]), str(entry["password"]))
         return None
@@ -149,7 +151,7 @@ class CredentialStore:
         key = server_key(host)
         if helper:
             payload = {"ServerURL": key, "Username": cred.username, "Secret": cred.secret}
-            _run_helper(helper, "store", json.dumps(payload))
+            _run_helper(helper, "store", json.dumps(payload), self.path)
             auths = doc.setdefault("auths", {})
             if isinstance(auths, dict):
                 auths[key] = {}
@@ -173,7 +175,7 @@ class CredentialStore:
         helper = self._helper_for(doc, host)
         if helper:
             try:
-                _run_helper(helper, "erase", server_key(host))
+                _run_helper(helper, "erase", server_key(host), self.path)
                 found = True
             except RegistryError:
                 pass
@@ -186,24 +188,24 @@ class CredentialStore:
         return found
 
 
-def _decode_auth(value: str, key: str) -> Credential:
+def _decode_auth(value: str, key: str, where: Path) -> Credential:
     try:
         text = base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise RegistryError(f"invalid auth entry for {key!r} in {config_path()}: not base64") from exc
+        raise RegistryError(f"invalid auth entry for {key!r} in {where}: not base64") from exc
     user, sep, secret = text.partition(":")
     if not sep:
-        raise RegistryError(f"invalid auth entry for {key!r} in {config_path()}: expected user:password")
+        raise RegistryError(f"invalid auth entry for {key!r} in {where}: expected user:password")
     return Credential(user, secret)
 
 
-def _run_helper(name: str, action: str, stdin: str) -> str:
+def _run_helper(name: str, action: str, stdin: str, where: Path) -> str:
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"invalid credential helper name {name!r}")
     program = f"docker-credential-{name}"
     if shutil.which(program) is None:
         raise RegistryError(f"credential helper {program} is not installed",
-                            hint=f"install it, or remove it from {config_path()}")
+                            hint=f"install it, or remove it from {where}")
     try:
         proc = subprocess.run([program, action], input=stdin.encode(), capture_output=True,
                               timeout=_HELPER_TIMEOUT, check=False)
@@ -216,9 +218,9 @@ def _run_helper(name: str, action: str, stdin: str) -> str:
     return out
 
 
-def _helper_get(name: str, server: str) -> Credential | None:
+def _helper_get(name: str, server: str, where: Path) -> Credential | None:
     try:
-        out = _run_helper(name, "get", server)
+        out = _run_helper(name, "get", server, where)
     except RegistryError as exc:
         if "not found" in exc.message.lower():
             return None

@@ -17,7 +17,6 @@ pulls, ``build`` included). Even then a URL is fetched only when:
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -29,21 +28,16 @@ from polyarch.errors import DigestMismatch, RegistryError
 from polyarch.oci.spec import Descriptor
 
 if TYPE_CHECKING:
-    from .client import BlobSink
+    from .sink import BlobSink
 
-__all__ = ["ALLOW_ENV", "AddressPolicy", "address_allowed", "allowed_by_env", "fetch_foreign"]
+__all__ = ["ALLOW_ENV", "AddressPolicy", "address_allowed", "fetch_foreign"]
 
-ALLOW_ENV = "POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS"
+ALLOW_ENV = "POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS"  # read by the CLI (named in hints here)
 MAX_REDIRECTS = 5
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddressPolicy = Callable[[IPAddress], bool]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
-
-
-def allowed_by_env() -> bool:
-    """Whether ``POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS`` says yes (1, true, yes, on)."""
-    return os.environ.get(ALLOW_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:

@@ -10,6 +10,9 @@ API::
     install(arches) / uninstall(arches)     # -> list[str] of what was done
     status() -> dict                        # {"supported": [platforms], "emulators": [entry names]}
 
+Each function that touches binfmt_misc takes ``directory=`` (default ``BINFMT_DIR``, /proc/sys/fs/binfmt_misc;
+the CLI passes ``$POLYARCH_BINFMT_DIR`` when set).
+
 Decisions:
 - Entries are named like Debian's binfmt-support and tonistiigi/binfmt do, ``qemu-<qemu arch>``: one entry per
   magic, which other tools recognise. An existing entry of that name is kept when it already has the flags we
@@ -57,7 +60,7 @@ __all__ = [
     "uninstall",
 ]
 
-BINFMT_DIR = Path(os.environ.get("POLYARCH_BINFMT_DIR", "/proc/sys/fs/binfmt_misc"))
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 FLAGS = "POCF"
 _ELF64LE = "7f454c46020101000000000000000000"
 _ELF32LE = "7f454c46010101000000000000000000"
@@ -166,15 +169,15 @@ def interpreter_for(a: BinfmtArch) -> str | None:
     return None
 
 
-def ensure_mounted() -> None:
+def ensure_mounted(directory: Path = BINFMT_DIR) -> None:
     """Mount binfmt_misc at its usual place when it is not mounted yet.
 
     :raises StoreError: it cannot be mounted (not root, or no kernel support).
     """
-    if (BINFMT_DIR / "register").exists():
+    if (directory / "register").exists():
         return
     try:
-        linux.mount("binfmt_misc", BINFMT_DIR, "binfmt_misc")
+        linux.mount("binfmt_misc", directory, "binfmt_misc")
     except PolyarchError as exc:
         raise StoreError(f"binfmt_misc is not mounted and cannot be mounted: {exc}",
                          hint="run as root: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc") from exc
@@ -203,26 +206,28 @@ def _parse(name: str, text: str) -> Handler:
                    int(offset) if offset.isdigit() else -1, hexbytes("magic"), hexbytes("mask"))
 
 
-def handlers() -> list[Handler]:
+def handlers(directory: Path = BINFMT_DIR) -> list[Handler]:
     """All registered entries (empty when binfmt_misc is not mounted)."""
     out: list[Handler] = []
     try:
-        names = sorted(os.listdir(BINFMT_DIR))
+        names = sorted(os.listdir(directory))
     except OSError:
         return out
     for name in names:
         if name in ("register", "status"):
             continue
         try:
-            out.append(_parse(name, (BINFMT_DIR / name).read_text()))
+            out.append(_parse(name, (directory / name).read_text()))
         except OSError:
             continue
     return out
 
 
-def handler_for(a: BinfmtArch, entries: list[Handler] | None = None) -> Handler | None:
-    """The enabled entry the kernel would use (ours by name first, then any matching one)."""
-    entries = handlers() if entries is None else entries
+def handler_for(a: BinfmtArch, entries: list[Handler] | None = None, *,
+                directory: Path = BINFMT_DIR) -> Handler | None:
+    """The enabled entry the kernel would use (ours by name first, then any matching one) among ``entries``
+    (default: those registered in ``directory``)."""
+    entries = handlers(directory) if entries is None else entries
     matching = [h for h in entries if h.enabled and h.matches(a)]
     for h in matching:
         if h.name == a.entry:
@@ -230,8 +235,9 @@ def handler_for(a: BinfmtArch, entries: list[Handler] | None = None) -> Handler 
     return matching[0] if matching else None
 
 
-def duplicates(a: BinfmtArch, entries: list[Handler] | None = None) -> list[Handler]:
-    entries = handlers() if entries is None else entries
+def duplicates(a: BinfmtArch, entries: list[Handler] | None = None, *,
+               directory: Path = BINFMT_DIR) -> list[Handler]:
+    entries = handlers(directory) if entries is None else entries
     return [h for h in entries if h.matches(a) and h.name != a.entry]
 
 
@@ -248,11 +254,11 @@ def _escape(data: bytes) -> str:
     return "".join(f"\\x{b:02x}" for b in data)
 
 
-def install(arches: list[BinfmtArch]) -> list[str]:
+def install(arches: list[BinfmtArch], directory: Path = BINFMT_DIR) -> list[str]:
     """Register (or re-register) qemu for ``arches``; returns one line per architecture."""
-    ensure_mounted()
+    ensure_mounted(directory)
     report: list[str] = []
-    current = {h.name: h for h in handlers()}
+    current = {h.name: h for h in handlers(directory)}
     for a in arches:
         if _native(a):
             report.append(f"{a.arch}: native on this host, not registered")
@@ -267,27 +273,27 @@ def install(arches: list[BinfmtArch]) -> list[str]:
             if existing.usable() and set(FLAGS) <= set(existing.flags) and existing.matches(a) and not rivals:
                 report.append(f"{a.arch}: {a.entry} already registered ({existing.flags})")
                 continue
-            _write(BINFMT_DIR / a.entry, "-1")
-        _write(BINFMT_DIR / "register", f":{a.entry}:M:0:{_escape(a.magic)}:{_escape(a.mask)}:{interp}:{FLAGS}")
+            _write(directory / a.entry, "-1")
+        _write(directory / "register", f":{a.entry}:M:0:{_escape(a.magic)}:{_escape(a.mask)}:{interp}:{FLAGS}")
         verb = "replaced" if existing is not None else "registered"
         report.append(f"{a.arch}: {verb} {a.entry} -> {interp} ({FLAGS})")
     return report
 
 
-def uninstall(arches: list[BinfmtArch]) -> list[str]:
+def uninstall(arches: list[BinfmtArch], directory: Path = BINFMT_DIR) -> list[str]:
     report = []
     for a in arches:
-        if (BINFMT_DIR / a.entry).exists():
-            _write(BINFMT_DIR / a.entry, "-1")
+        if (directory / a.entry).exists():
+            _write(directory / a.entry, "-1")
             report.append(f"{a.arch}: removed {a.entry}")
         else:
             report.append(f"{a.arch}: {a.entry} was not registered")
     return report
 
 
-def status() -> dict[str, list[str]]:
+def status(directory: Path = BINFMT_DIR) -> dict[str, list[str]]:
     """tonistiigi/binfmt's answer: platforms this host can run (natively or emulated) and emulator entries."""
-    entries = handlers()
+    entries = handlers(directory)
     supported = [str(p) for p in plat.host_compatible()]
     emulators: list[str] = []
     for a in ARCHES.values():

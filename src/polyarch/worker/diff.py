@@ -8,8 +8,8 @@ API::
     write_tree / write_upper / write_diff(..., out)                 # the same, into any writable binary stream
 
 Reproducible output: PAX format, entries sorted by name bytes (depth first, a directory before its children),
-numeric uid/gid without names, no atime/ctime, mtimes clamped to ``SOURCE_DATE_EPOCH`` when set (integer
-seconds), whiteouts with mtime 0. Xattrs kept: ``user.*``, ``security.capability``, ``trusted.*`` except
+numeric uid/gid without names, no atime/ctime, mtimes clamped to ``LayerOptions.epoch`` when set (the build's
+``SOURCE_DATE_EPOCH``, integer seconds), whiteouts with mtime 0. Xattrs kept: ``user.*``, ``security.capability``, ``trusted.*`` except
 ``trusted.overlay.*``. Hardlinks inside the tree become hardlink entries to the first name. Sockets are skipped.
 
 Overlay conversion: a 0:0 character device → ``.wh.NAME``; a directory with ``trusted.overlay.opaque=y`` → the
@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from polyarch.content.compression import LayerResult, LayerWriter
 from polyarch.content.store import ContentStore
-from polyarch.errors import StoreError, UsageError
+from polyarch.errors import StoreError
 
 from .tarwriter import TarWriter
 
@@ -38,7 +38,6 @@ __all__ = [
     "layer_from_diff",
     "layer_from_dir",
     "layer_from_upper",
-    "source_date_epoch",
     "write_diff",
     "write_tree",
     "write_upper",
@@ -52,30 +51,13 @@ _UNCOMPRESSED_CHUNK = 2 << 20  # larger writes measured faster on average but wi
 _S_IFMT, _S_IFREG, _S_IFDIR, _S_IFCHR = 0o170000, stat.S_IFREG, stat.S_IFDIR, stat.S_IFCHR
 
 
-def source_date_epoch() -> int | None:
-    """``$SOURCE_DATE_EPOCH`` as an integer, or None when unset or empty.
-
-    :raises UsageError: when set to something that is not an integer.
-    """
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not an integer number of seconds") from None
-
-
 @dataclass(frozen=True, slots=True)
 class LayerOptions:
     compression: str = "gzip"
     level: int | None = None
     oci: bool = True
-    epoch: int | None = None  # clamp mtimes; None = take $SOURCE_DATE_EPOCH at write time
+    epoch: int | None = None  # clamp mtimes to this (the build's SOURCE_DATE_EPOCH); None: no clamping
     exclude: frozenset[str] = frozenset()  # relative paths (and their subtrees) left out
-
-    def clamp(self) -> int | None:
-        return self.epoch if self.epoch is not None else source_date_epoch()
 
 
 def _xattrs(path: str | bytes | int) -> dict[str, bytes]:
@@ -310,7 +292,7 @@ def _to_store(store: ContentStore, options: LayerOptions,
               produce: Callable[[IO[bytes], int | None, int | None], None]) -> LayerResult:
     """Run ``produce(out, epoch, chunk)`` into a new layer blob. Uncompressed layers take large writes (write
     boundaries change nothing there; fewer hand-offs between the walking and the hashing/writing threads)."""
-    epoch = options.clamp()
+    epoch = options.epoch
     chunk = _UNCOMPRESSED_CHUNK if options.compression in ("none", "uncompressed") else None
     with LayerWriter(store, options.compression, level=options.level, oci=options.oci) as lw:
         try:

@@ -2,8 +2,8 @@
 
 API::
 
-    check(platform) -> Emulation(platform, native, handler, problem)   # never raises for a known platform
-    ensure_runnable(platform) -> Emulation                              # raises BuildError with the fix
+    check(platform, binfmt_dir=BINFMT_DIR) -> Emulation(platform, native, handler, problem)   # never raises
+    ensure_runnable(platform, binfmt_dir=BINFMT_DIR) -> Emulation      # raises BuildError with the fix
 
 Native when the host runs the platform (``platform.runs_natively``: amd64 runs 386, arm/v7 runs v6 …);
 otherwise through a binfmt_misc handler for QEMU that has the F flag (usable inside the container rootfs) and
@@ -14,6 +14,7 @@ clear error naming the command that fixes it: ``polyarch binfmt --install ARCH``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from polyarch import platform as plat
 from polyarch.errors import BuildError, UsageError
@@ -36,7 +37,7 @@ class Emulation:
         return not self.problem
 
 
-def check(platform: Platform) -> Emulation:
+def check(platform: Platform, *, binfmt_dir: Path = binfmt.BINFMT_DIR) -> Emulation:
     p = platform.normalized()
     if plat.runs_natively(p):
         return Emulation(p, True)
@@ -48,7 +49,7 @@ def check(platform: Platform) -> Emulation:
         return Emulation(p, False, problem=f"{p} cannot run on this host: polyarch knows no QEMU emulation for "
                                            f"{p.architecture}")
     fix = f"run 'polyarch binfmt --install {arch.arch}'"
-    handler = binfmt.handler_for(arch)
+    handler = binfmt.handler_for(arch, directory=binfmt_dir)
     if handler is None:
         return Emulation(p, False, problem=f"{p} needs QEMU: {fix}")
     missing = [f for f in "FP" if f not in handler.flags]
@@ -60,16 +61,16 @@ def check(platform: Platform) -> Emulation:
     if not handler.usable():
         return Emulation(p, False, handler, f"{p} needs QEMU: the interpreter {handler.interpreter} of binfmt "
                                             f"entry {handler.name} is missing: {fix}")
-    rivals = [h.name for h in binfmt.duplicates(arch) if h.enabled and h.name != handler.name and not h.usable()]
+    rivals = [h.name for h in binfmt.duplicates(arch, directory=binfmt_dir) if h.enabled and h.name != handler.name and not h.usable()]
     if rivals:
         return Emulation(p, False, handler, f"{p} needs QEMU: binfmt entries {', '.join(rivals)} also match "
                                             f"{arch.arch} binaries and lack F or P (the newest wins): {fix}")
     return Emulation(p, False, handler)
 
 
-def ensure_runnable(platform: Platform) -> Emulation:
+def ensure_runnable(platform: Platform, *, binfmt_dir: Path = binfmt.BINFMT_DIR) -> Emulation:
     """:raises BuildError: the platform can run neither natively nor through a fit QEMU handler."""
-    result = check(platform)
+    result = check(platform, binfmt_dir=binfmt_dir)
     if result.problem:
         raise BuildError(result.problem)
     return result

@@ -8,7 +8,7 @@ API::
     SecretMount(id, target="", env="", required=False, mode=0o400, uid=0, gid=0)
     SshMount(id="default", target="", required=False, mode=0o600, uid=0, gid=0)
     cache_key(mount, platform) -> str                 # the cache dir name; default id includes the platform
-    MountSetup(store_root, rootfs, scratch, platform, secrets, ssh)   # context manager, the runc module uses it
+    MountSetup(store_root, rootfs, scratch, platform, secrets, ssh, overlay_binds=True)   # context manager (runc)
         .add(mount) ; .oci_mounts ; .env ; on exit: stubs removed, locks released, temp mounts undone
 
 Policies: a bind is read-only unless ``readwrite``; then the step writes to a throw-away overlay (or copy) of
@@ -294,8 +294,9 @@ class MountSetup:
     """Realises a step's mounts; a context manager that undoes everything on exit."""
 
     def __init__(self, store_root: Path, rootfs: Path, scratch: Path, platform: Platform,
-                 secrets: Mapping[str, bytes], ssh: Mapping[str, str]) -> None:
+                 secrets: Mapping[str, bytes], ssh: Mapping[str, str], *, overlay_binds: bool = True) -> None:
         self.store_root = store_root
+        self.overlay_binds = overlay_binds  # False: a read-write bind mount of a directory is a copy, never an overlay
         self.rootfs = rootfs
         self.scratch = scratch
         self.platform = platform
@@ -359,7 +360,7 @@ class MountSetup:
         path = os.fspath(source)
         if mount.readwrite:
             work = self._scratch("bind-")
-            if is_dir and _overlay_ok(self.store_root):
+            if is_dir and self.overlay_binds and _overlay_ok(self.store_root):
                 for d in ("u", "w", "m"):
                     (work / d).mkdir()
                 linux.mount_overlay([source], work / "u", work / "w", work / "m")
@@ -460,7 +461,6 @@ class MountSetup:
 
 
 def _overlay_ok(store_root: Path) -> bool:
-    from .snapshot import overlay_supported
+    from .snapshot import overlay_usable
 
-    return os.environ.get("POLYARCH_SNAPSHOTTER", "") != "copy" and overlay_supported(
-        store_root / "snapshots" / "overlay")
+    return overlay_usable(store_root)

@@ -5,7 +5,7 @@ API (for worker.runc)::
     with StepNetwork("default"|"none"|"host", workdir) as net:   # workdir: the step's bundle
         net.namespace      # OCI namespace entry, or None for the host's
         net.resolv_conf    # text of the container's /etc/resolv.conf
-    helper_name() -> "slirp4netns" | "pasta" | None     # what "default" would use ($POLYARCH_NET_HELPER forces one)
+    helper_name(forced="") -> "slirp4netns" | "pasta" | None   # what "default" would use (``forced`` names one)
 
 ``default`` (BuildKit's rootless default): a fresh network namespace, made in a short-lived thread
 (``unshare(CLONE_NEWNET)``; the namespace is held by a file descriptor, no mount, nothing to clean up), joined
@@ -41,9 +41,10 @@ _HELPERS = ("slirp4netns", "pasta")
 _READY_TIMEOUT = 10.0
 
 
-def helper_name() -> str | None:
-    """The user-mode network helper ``default`` uses: $POLYARCH_NET_HELPER, else the first installed."""
-    forced = os.environ.get("POLYARCH_NET_HELPER", "").strip()
+def helper_name(forced: str = "") -> str | None:
+    """The user-mode network helper ``default`` uses: ``forced`` (the CLI's ``POLYARCH_NET_HELPER``) when it is
+    installed, else the first installed of slirp4netns and pasta."""
+    forced = forced.strip()
     for name in (forced,) if forced else _HELPERS:
         if shutil.which(name):
             return name
@@ -79,9 +80,10 @@ def _host_resolv() -> list[str]:
 class StepNetwork:
     """One step's network (see the module doc); a context manager."""
 
-    def __init__(self, mode: str, workdir: Path) -> None:
+    def __init__(self, mode: str, workdir: Path, *, helper: str = "") -> None:
         self.mode = mode
         self.workdir = workdir
+        self.forced_helper = helper  # see helper_name
         self._bound: Path | None = None
         self.namespace: dict[str, Any] | None = None
         self.resolv_conf = "\n".join(_host_resolv()) + "\n"
@@ -105,7 +107,7 @@ class StepNetwork:
         self.close()
 
     def _user_mode(self) -> None:
-        name = helper_name()
+        name = helper_name(self.forced_helper)
         if name is None:
             raise BuildError("no user-mode network helper for RUN (slirp4netns or pasta) is installed",
                              hint="apt-get install slirp4netns, or build with --network none")

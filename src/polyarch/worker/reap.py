@@ -3,9 +3,9 @@
 API::
 
     watch(store_root, state_dir, runtime)   # once per process and store: containers die when this process dies
-    reap_crashed(store_root) -> Reaped      # cheap: only does work when a dead builder left something
-    reap(store_root, everything=False) -> Reaped
-    python -m polyarch.worker.reap STORE_ROOT [PID]    # what the watcher runs after its builder died
+    reap_crashed(store_root, runtime="runc") -> Reaped   # cheap: only does work when a dead builder left something
+    reap(store_root, everything=False, runtime="runc") -> Reaped   # runtime: name on PATH or path of the OCI runtime
+    python -m polyarch.worker.reap STORE_ROOT PID RUNTIME   # what the watcher runs after its builder died
 
 Ownership is in the names: containers and bundles are ``polyarch-<pid>-<hex>``, active snapshots
 ``<pid>-<hex>`` (``snapshots/<driver>/active``). Every owner holds a shared ``flock`` on ``owners/<pid>.lock`` in
@@ -42,7 +42,6 @@ from polyarch.errors import PolyarchError
 __all__ = ["Reaped", "container_id", "reap", "reap_crashed", "watch"]
 
 _OWNED = re.compile(r"^(?:polyarch-)?(\d+)-[0-9a-f]+$")
-_DRIVERS = ("overlay", "copy")
 _lock = threading.Lock()
 _watchers: dict[str, int] = {}  # state dir -> write end of the watcher's pipe
 _owner_locks: list[int] = []  # descriptors holding this process's owner locks (see _alive)
@@ -119,7 +118,7 @@ IFS= read -r line
 for c in $("$1" --root "$2" list -q 2>/dev/null); do
   case "$c" in "polyarch-$3-"*) "$1" --root "$2" kill "$c" KILL 2>/dev/null ;; esac
 done
-exec "$4" -m polyarch.worker.reap "$5" "$3" >/dev/null 2>&1
+exec "$4" -m polyarch.worker.reap "$5" "$3" "$1" >/dev/null 2>&1
 """
 
 
@@ -155,18 +154,20 @@ def _dismiss() -> None:
 
 def _owned_dirs(root: Path) -> list[Path]:
     out: list[Path] = []
-    for parent in [root / "bundles", *(root / "snapshots" / d / "active" for d in _DRIVERS)]:
+    from .snapshot import SnapshotDirs
+
+    for parent in [root / "bundles", *SnapshotDirs(root).active_dirs()]:
         with contextlib.suppress(OSError):
             out.extend(parent / name for name in os.listdir(parent))
     return out
 
 
-def reap_crashed(store_root: Path | str) -> Reaped:
+def reap_crashed(store_root: Path | str, *, runtime: str = "runc") -> Reaped:
     """Reap what dead builders left in ``store_root``; a few directory listings when there is nothing."""
     root = Path(store_root)
     if not any(_stale(d.name, root, False, None) for d in _owned_dirs(root)):
         return Reaped()
-    return reap(root)
+    return reap(root, runtime=runtime)
 
 
 def _unescape(field: str) -> str:
@@ -209,7 +210,8 @@ def _containers(runtime: str, root: Path, everything: bool, only: int | None) ->
     return count
 
 
-def reap(store_root: Path | str, *, everything: bool = False, only: int | None = None) -> Reaped:
+def reap(store_root: Path | str, *, everything: bool = False, only: int | None = None,
+         runtime: str = "runc") -> Reaped:
     """Kill, unmount and remove what stale owners left under ``store_root`` (see the module doc).
 
     ``only``: reap that pid's leftovers (the watcher of a builder that died).
@@ -217,17 +219,18 @@ def reap(store_root: Path | str, *, everything: bool = False, only: int | None =
     (only when no build can be running: the caller holds the exclusive build lock)."""
     from . import linux
     from .runc import runtime_binary
+    from .snapshot import SnapshotDirs
 
     root = Path(store_root).absolute()
     try:
-        runtime = runtime_binary()
+        runtime = runtime_binary(runtime)
     except PolyarchError:  # no runtime: there can be no containers to kill
         runtime = ""
     containers = _containers(runtime, root, everything, only) if runtime else 0
     owned = _owned_dirs(root)
     doomed = [d for d in owned if _stale(d.name, root, everything, only)]
     live = [d for d in owned if d not in doomed]
-    areas = [root / "bundles", root / "snapshots"] if everything else []
+    areas = [root / "bundles", SnapshotDirs(root).base] if everything else []
 
     def reaped(point: str) -> bool:
         if any(_within(point, d) for d in live):
@@ -258,7 +261,7 @@ def reap(store_root: Path | str, *, everything: bool = False, only: int | None =
 def main(argv: list[str]) -> int:
     root = Path(argv[0])
     only = int(argv[1]) if len(argv) > 1 else None
-    reap(root, only=only)
+    reap(root, only=only, runtime=argv[2] if len(argv) > 2 else "runc")
     return 0
 
 

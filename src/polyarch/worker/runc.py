@@ -3,7 +3,7 @@ The only module that spawns the container runtime.
 
 API (for the solver)::
 
-    runner = Runner(store_root)                       # runtime: $POLYARCH_RUNTIME or runc
+    runner = Runner(store_root, RuntimeOptions(...))  # runtime (default runc), network helper, binfmt dir
     runner.run(rootfs, StepSpec(...), on_output, secrets={"id": b"..."}, ssh={"default": "/path/sock"})
     run_step(rootfs, spec, on_output, store_root=..., ...)   # the same, one call
 
@@ -47,6 +47,7 @@ from typing import Any
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.platform import Platform
 
+from .binfmt import BINFMT_DIR
 from .emulation import ensure_runnable
 from .mounts import Mount, MountSetup
 from .network import StepNetwork
@@ -55,7 +56,8 @@ from .seccomp import profile as seccomp_profile
 from .securepath import secure_join
 from .users import resolve_user
 
-__all__ = ["DEFAULT_PATH", "Runner", "StepContext", "StepSpec", "run_step", "runtime_binary", "runtime_version"]
+__all__ = ["DEFAULT_PATH", "Runner", "RuntimeOptions", "StepContext", "StepSpec", "run_step", "runtime_binary",
+           "runtime_version"]
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAPABILITIES = [
@@ -108,8 +110,22 @@ class StepSpec:
         return self.context.platform
 
 
-def runtime_binary() -> str:
-    name = os.environ.get("POLYARCH_RUNTIME", "").strip() or "runc"
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """How RUN steps run on this host, chosen by the caller (the CLI reads them from the environment)."""
+
+    runtime: str = "runc"  # the OCI runtime: a name on PATH or a path (``POLYARCH_RUNTIME``)
+    net_helper: str = ""  # slirp4netns or pasta forced for network=default, else the first installed
+    overlay_binds: bool = True  # read-write bind mounts of directories over overlayfs; False: on a copy
+    binfmt_dir: Path = BINFMT_DIR  # where binfmt_misc is mounted (the emulation check reads it)
+
+
+def runtime_binary(name: str = "runc") -> str:
+    """The path of the OCI runtime ``name`` (a name on PATH or a path).
+
+    :raises BuildError: it is not found.
+    """
+    name = name.strip() or "runc"
     path = shutil.which(name)
     if path is None:
         raise BuildError(f"container runtime {name!r} not found",
@@ -162,15 +178,16 @@ def _env(spec: StepSpec, extra: Mapping[str, str], home: str) -> list[str]:
 class Runner:
     """Runs steps with runc; state and bundles live under the store root."""
 
-    def __init__(self, store_root: Path | str, *, runtime: str | None = None) -> None:
+    def __init__(self, store_root: Path | str, options: RuntimeOptions = RuntimeOptions()) -> None:
         self.store_root = Path(store_root)
-        self.runtime = runtime or runtime_binary()
+        self.options = options
+        self.runtime = runtime_binary(options.runtime)
         self.state = self.store_root / "runc-state"
         self.bundles = self.store_root / "bundles"
         for d in (self.state, self.bundles):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o700)
-        reap_crashed(self.store_root)
+        reap_crashed(self.store_root, runtime=self.runtime)
 
     def run(self, rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *,
             secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None) -> None:
@@ -183,15 +200,16 @@ class Runner:
             raise BuildError(f"unknown network mode {spec.network!r}", hint="use default, host or none")
         if spec.security not in SECURITY:
             raise BuildError(f"unknown security mode {spec.security!r}", hint="use sandbox or insecure")
-        ensure_runnable(spec.platform)
+        ensure_runnable(spec.platform, binfmt_dir=self.options.binfmt_dir)
         rootfs = Path(rootfs)
         watch(self.store_root, self.state, self.runtime)
         cid = container_id(uuid.uuid4().hex[:12])
         bundle = self.bundles / cid
         bundle.mkdir(mode=0o700)
         try:
-            with MountSetup(self.store_root, rootfs, bundle / "scratch", spec.platform, secrets or {},
-                            ssh or {}) as setup, StepNetwork(spec.network, bundle) as net:
+            with MountSetup(self.store_root, rootfs, bundle / "scratch", spec.platform, secrets or {}, ssh or {},
+                            overlay_binds=self.options.overlay_binds) as setup, \
+                    StepNetwork(spec.network, bundle, helper=self.options.net_helper) as net:
                 config = self._config(rootfs, spec, setup, bundle, net)
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
                 code, failure = self._exec(cid, bundle, on_output)
@@ -324,12 +342,11 @@ def _runtime_errors(log_fd: int) -> list[str]:
     return out
 
 
-def runtime_version(binary: str | None = None) -> str:
-    """First line of ``runc --version`` ("runc version 1.1.5+ds1").
+def runtime_version(binary: str) -> str:
+    """First line of ``runc --version`` ("runc version 1.1.5+ds1") for the runtime at ``binary``.
 
-    :raises BuildError: the runtime is missing or does not run.
+    :raises BuildError: the runtime does not run.
     """
-    binary = binary or runtime_binary()
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError) as exc:
@@ -338,10 +355,11 @@ def runtime_version(binary: str | None = None) -> str:
 
 
 def run_step(rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *, store_root: Path | str,
-             secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None) -> None:
+             secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None,
+             options: RuntimeOptions = RuntimeOptions()) -> None:
     """One step with a fresh Runner (see Runner.run)."""
     try:
-        Runner(store_root).run(rootfs, spec, on_output, secrets=secrets, ssh=ssh)
+        Runner(store_root, options).run(rootfs, spec, on_output, secrets=secrets, ssh=ssh)
     except PolyarchError:
         raise
     except OSError as exc:

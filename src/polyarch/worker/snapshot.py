@@ -20,21 +20,27 @@ complete, after the diff_id was verified, so a partial or wrong snapshot is neve
   one ``fsconfig`` call each, never in an option string built from paths) with a fresh upper dir; ``commit``
   turns the upper dir into the layer and moves it into place as the new chain's dir. Mounted with
   ``redirect_dir=off,metacopy=off,index=off`` so an upper dir is self-contained.
-- ``copy`` (fallback; ``POLYARCH_SNAPSHOTTER=copy`` forces it): a chain dir holds the full tree; a RUN rootfs
+- ``copy`` (fallback; ``driver="copy"``, from the CLI's ``POLYARCH_SNAPSHOTTER=copy``, forces it): a chain dir holds the full tree; a RUN rootfs
   is a copy of it; ``commit`` diffs the two trees.
+
+This module is the only one that knows the layout. ``SnapshotDirs(store_root)`` serves everything that is not one
+driver's store: the committed snapshots of every driver with their size (``polyarch prune`` decides, it asks
+``remove``), leftovers of dead builders (``clean_leftovers``), the active dirs ``worker.reap`` owns, and
+``build_lock``: ``flock`` on ``snapshots/build.lock``, shared for every build, exclusive for prune, so a snapshot
+a running build has mounted is never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
-import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -50,11 +56,14 @@ from . import linux
 from .archive import ApplyLimits, apply_layer
 from .copytree import copy_tree
 from .diff import LayerOptions, layer_from_diff, layer_from_upper
+from .overlay import OverlayMount, overlay_supported, prune_copy_ups
 
-__all__ = ["ActiveSnapshot", "Committed", "LayerRef", "SnapshotStore", "chain_ids", "overlay_supported"]
+__all__ = ["ActiveSnapshot", "Committed", "LayerRef", "SnapshotDirs", "SnapshotEntry", "SnapshotStore", "build_lock",
+           "chain_ids", "overlay_usable"]
 
 DRIVERS = ("overlay", "copy")
-_OVERLAY_OPTS = (("redirect_dir", "off"), ("metacopy", "off"), ("index", "off"))
+_SNAPSHOTS = "snapshots"
+_LOCK_NAME = "build.lock"
 _DEFAULT_LIMITS = ApplyLimits()
 _DEFAULT_OPTIONS = LayerOptions()
 
@@ -83,32 +92,118 @@ def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
     return out
 
 
-_probe_lock = threading.Lock()
-_probe_cache: dict[str, bool] = {}
+def overlay_usable(store_root: Path | str) -> bool:
+    """Can the overlay driver work in the store at ``store_root``? (``overlay_supported`` on its driver dir)"""
+    return overlay_supported(SnapshotDirs(store_root).driver_dir("overlay"))
 
 
-def overlay_supported(base: Path) -> bool:
-    """Can an overlayfs with its upper dir under ``base`` be mounted here? (cached per directory)"""
-    key = os.fspath(base)
-    with _probe_lock:
-        if key in _probe_cache:
-            return _probe_cache[key]
-        ok = False
-        if os.geteuid() == 0:
-            private_dir(base)
-            probe = Path(tempfile.mkdtemp(prefix="probe-", dir=base))
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    """A committed snapshot: the dir of chain id ``chain`` (hex) of ``driver``, last modified at ``mtime``."""
+
+    driver: str
+    chain: str
+    path: Path
+    mtime: float
+
+
+class SnapshotDirs:
+    """The snapshot layout of a store, every driver at once; creates nothing but what ``lock`` needs."""
+
+    def __init__(self, store_root: Path | str) -> None:
+        self.base = Path(store_root) / _SNAPSHOTS
+
+    def exists(self) -> bool:
+        return self.base.exists()
+
+    def driver_dir(self, driver: str) -> Path:
+        if driver not in DRIVERS:
+            raise UsageError(f"unknown snapshotter {driver!r}", hint="use overlay or copy")
+        return self.base / driver
+
+    def active_dirs(self) -> list[Path]:
+        """The dirs holding the active snapshots (``<pid>-<hex>``) of each driver, present or not."""
+        return [self.base / d / "active" for d in DRIVERS]
+
+    def committed(self) -> list[SnapshotEntry]:
+        """Every committed snapshot of every driver (a dir named by a 64-hex chain id)."""
+        out: list[SnapshotEntry] = []
+        for driver in DRIVERS:
+            top = self.base / driver
+            if not top.is_dir():
+                continue
+            for entry in top.iterdir():
+                if len(entry.name) != 64:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(SnapshotEntry(driver, entry.name, entry, entry.lstat().st_mtime))
+        return out
+
+    @staticmethod
+    def size(entry: SnapshotEntry) -> int:
+        """Disk use of a snapshot's tree in bytes (allocated blocks)."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(entry.path):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+        return total
+
+    @staticmethod
+    def remove(entry: SnapshotEntry) -> None:
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+    def clean_leftovers(self, cutoff: float) -> None:
+        """Remove temp dirs last changed before ``cutoff`` and the active dirs of dead processes."""
+        for driver in DRIVERS:
+            tmp = self.base / driver / "tmp"
+            for entry in list(tmp.iterdir()) if tmp.is_dir() else []:
+                with contextlib.suppress(OSError):
+                    if entry.lstat().st_mtime < cutoff:
+                        shutil.rmtree(entry, ignore_errors=True)
+            active = self.base / driver / "active"
+            if active.is_dir():
+                _clean_active(active)
+
+    @contextlib.contextmanager
+    def lock(self, *, exclusive: bool = False, wait: bool = True) -> Iterator[bool]:
+        """``flock`` on ``snapshots/build.lock``: shared for builds, exclusive for prune.
+
+        Yields False (holding nothing) when ``wait`` is False and the lock is taken."""
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.base / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the build lock under {self.base}: {exc.strerror}") from exc
+        try:
             try:
-                for d in ("l", "u", "w", "m"):
-                    (probe / d).mkdir()
-                linux.mount_overlay([probe / "l"], probe / "u", probe / "w", probe / "m", _OVERLAY_OPTS)
-                linux.umount(probe / "m")
-                ok = True
-            except PolyarchError:
-                ok = False
-            finally:
-                shutil.rmtree(probe, ignore_errors=True)
-        _probe_cache[key] = ok
-        return ok
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def build_lock(store_root: Path | str, *, exclusive: bool = False,
+               wait: bool = True) -> contextlib.AbstractContextManager[bool]:
+    """The build lock of the store at ``store_root`` (``SnapshotDirs.lock``)."""
+    return SnapshotDirs(store_root).lock(exclusive=exclusive, wait=wait)
+
+
+def _clean_active(active: Path) -> int:
+    """Remove the active dirs in ``active`` whose process is gone (unmounting them first); returns how many."""
+    removed = 0
+    for entry in list(active.iterdir()):
+        pid = entry.name.split("-", 1)[0]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue
+        with contextlib.suppress(PolyarchError):
+            linux.umount(entry / "merged", detach=True)
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _rename_into_place(tmp: Path, final: Path) -> None:
@@ -129,23 +224,24 @@ class SnapshotStore:
         self.root = Path(root)
         self.content = content
         self.limits = limits
-        wanted = driver or os.environ.get("POLYARCH_SNAPSHOTTER", "").strip() or "auto"
+        wanted = (driver or "").strip() or "auto"  # the CLI passes $POLYARCH_SNAPSHOTTER
         if wanted not in (*DRIVERS, "auto"):
             raise UsageError(f"unknown snapshotter {wanted!r}", hint="use overlay or copy")
-        base = self.root / "snapshots"
+        dirs = SnapshotDirs(self.root)
+        base = dirs.base
         try:
             for d in (self.root, base):
                 private_dir(d)
         except OSError as exc:
             raise StoreError(f"cannot create snapshot directories under {base}: {exc.strerror}") from exc
         if wanted == "auto":
-            wanted = "overlay" if overlay_supported(base / "overlay") else "copy"
-        elif wanted == "overlay" and not overlay_supported(base / "overlay"):
+            wanted = "overlay" if overlay_supported(dirs.driver_dir("overlay")) else "copy"
+        elif wanted == "overlay" and not overlay_supported(dirs.driver_dir("overlay")):
             raise StoreError(f"overlayfs cannot be mounted under {base}",
                              hint="run as root on a filesystem that supports overlay upper dirs, or set "
                                   "POLYARCH_SNAPSHOTTER=copy")
         self.driver = wanted
-        self.dir = base / wanted
+        self.dir = dirs.driver_dir(wanted)
         self._tmp = self.dir / "tmp"
         self._active = self.dir / "active"
         try:
@@ -190,7 +286,7 @@ class SnapshotStore:
                 fs.mkdir()
                 (work / "work").mkdir()
                 (work / "merged").mkdir()
-                with _OverlayMount([self.path(c) for c in below], fs, work / "work", work / "merged"):
+                with OverlayMount([self.path(c) for c in below], fs, work / "work", work / "merged"):
                     self._apply(layer, work / "merged")
             _rename_into_place(fs, self.path(chain))
         finally:
@@ -216,37 +312,6 @@ class SnapshotStore:
             raise
         return active
 
-    def clean_stale(self) -> int:
-        """Remove active dirs left by dead processes (unmounting them first); returns how many."""
-        removed = 0
-        for entry in list(self._active.iterdir()):
-            pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and Path(f"/proc/{pid}").exists():
-                continue
-            linux.umount(entry / "merged", detach=True)
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
-        return removed
-
-
-class _OverlayMount:
-    def __init__(self, lowers: list[Path], upper: Path, workdir: Path, target: Path) -> None:
-        self.lowers, self.upper, self.workdir, self.target = lowers, upper, workdir, target
-
-    def __enter__(self) -> Path:
-        if not self.lowers:
-            empty = self.workdir.parent / "empty"
-            empty.mkdir(exist_ok=True)
-            lowers = [empty]
-        else:
-            lowers = self.lowers
-        # overlay wants the top-most lower first
-        linux.mount_overlay(lowers[::-1], self.upper, self.workdir, self.target, _OVERLAY_OPTS)
-        return self.target
-
-    def __exit__(self, *exc: object) -> None:
-        linux.umount(self.target)
-
 
 class ActiveSnapshot:
     """A writable rootfs for one step. ``commit`` makes its changes a layer; leaving the context releases it."""
@@ -256,12 +321,12 @@ class ActiveSnapshot:
         self.work = work
         self.parent = parent
         self.lowers = lowers
-        self._mount: _OverlayMount | None = None
+        self._mount: OverlayMount | None = None
         if store.driver == "overlay":
             for d in ("upper", "work", "merged"):
                 (work / d).mkdir()
             self.upper = work / "upper"
-            self._mount = _OverlayMount(lowers, self.upper, work / "work", work / "merged")
+            self._mount = OverlayMount(lowers, self.upper, work / "work", work / "merged")
             self.rootfs = self._mount.__enter__()
         else:
             self.rootfs = work / "rootfs"
@@ -281,7 +346,7 @@ class ActiveSnapshot:
         if self._mount is not None:
             self._mount.__exit__(None, None, None)
             self._mount = None
-            _prune_copy_ups(self.upper, self.lowers)
+            prune_copy_ups(self.upper, self.lowers)
             layer = layer_from_upper(store.content, self.upper, options)
         else:
             lower = self.lowers[-1] if self.lowers else self.work / "empty"
@@ -304,47 +369,3 @@ class ActiveSnapshot:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
-
-
-def _lower_lstat(lowers: list[Path], rel: str) -> os.stat_result | None:
-    """lstat of ``rel`` in the top-most lower holding it; no symlink in any lower is followed (overlayfs merges
-    by name, never through a lower's symlink, and a step may have planted one pointing at the host)."""
-    for d in reversed(lowers):
-        try:
-            dfd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                fd = linux.open_beneath(dfd, rel, os.O_PATH | os.O_NOFOLLOW)
-            finally:
-                os.close(dfd)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                return None  # a symlink or a file on the way hides every lower below it at ``rel``
-            raise
-        try:
-            return os.fstat(fd)
-        finally:
-            os.close(fd)
-    return None
-
-
-def _prune_copy_ups(upper: Path, lowers: list[Path]) -> None:
-    """Drop upper directories that are empty, not opaque, and identical in metadata to the lower directory
-    they were copied up from (e.g. /etc after a mount stub in it was removed): they change nothing."""
-    for dirpath, _dirnames, filenames in os.walk(upper, topdown=False):
-        if dirpath == os.fspath(upper) or filenames or os.listdir(dirpath):
-            continue
-        rel = os.path.relpath(dirpath, upper)
-        try:
-            if os.getxattr(dirpath, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                continue
-        except OSError:
-            pass
-        low = _lower_lstat(lowers, rel)
-        st = os.lstat(dirpath)
-        if low is None or not stat.S_ISDIR(low.st_mode):
-            continue
-        if (low.st_mode, low.st_uid, low.st_gid, low.st_mtime_ns) == (st.st_mode, st.st_uid, st.st_gid,
-                                                                      st.st_mtime_ns):
-            os.rmdir(dirpath)

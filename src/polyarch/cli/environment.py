@@ -1,0 +1,189 @@
+"""The process environment, read once: every variable polyarch honours, as one frozen ``Environment``.
+
+``main`` reads ``os.environ`` here once per invocation; ``AppContext.env`` holds the result and commands pass
+typed values down (``ClientOptions``, ``RuntimeOptions``, a snapshotter name, an epoch, a credentials file). No
+module outside ``polyarch.cli`` reads the environment (``tests/test_environment_reads.py`` checks it).
+
+Variables (unset and empty mean the same):
+
+- ``SOURCE_DATE_EPOCH``: build and import clamp times to it (``build_epoch``, ``import_epoch``).
+- ``XDG_DATA_HOME``: the store is ``$XDG_DATA_HOME/polyarch`` for a non-root user (``default_root``);
+  ``POLYARCH_ROOT`` and ``POLYARCH_DEBUG`` are the defaults of ``--root`` and ``--debug`` (``cli.main``).
+- ``POLYARCH_SNAPSHOTTER`` (overlay, copy, auto), ``POLYARCH_RUNTIME`` (the OCI runtime), ``POLYARCH_NET_HELPER``
+  (slirp4netns or pasta), ``POLYARCH_BINFMT_DIR``: how RUN steps run (``runtime_options``).
+- ``POLYARCH_ARM_VARIANT`` (host variant on an arm CPU /proc/cpuinfo does not name), ``POLYARCH_GZIP=zlib`` (gzip
+  through zlib instead of isal, for bench/): process-wide, applied by ``apply_process_settings``.
+- ``DOCKER_CONFIG``; ``POLYARCH_INSECURE_REGISTRIES``, ``POLYARCH_DOCKERHUB_MIRROR``, ``POLYARCH_REGISTRY_RETRIES``,
+  ``POLYARCH_REGISTRY_TIMEOUT``, ``POLYARCH_REGISTRY_BACKOFF``, ``POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS``: the
+  registry client (``client_options``, ``credentials``).
+
+A bad value fails the command that uses it, with one ``error:`` line naming the variable, as it always did; a
+command that does not use a variable never fails because of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from polyarch.registry.credentials import CredentialStore
+    from polyarch.registry.endpoints import ClientOptions
+    from polyarch.worker.runc import RuntimeOptions
+
+__all__ = ["Environment"]
+
+_YES = ("1", "true", "yes", "on")
+_NUMBERS = {"retries": ("POLYARCH_REGISTRY_RETRIES", int), "timeout": ("POLYARCH_REGISTRY_TIMEOUT", float),
+            "backoff": ("POLYARCH_REGISTRY_BACKOFF", float)}
+
+
+def _hosts(text: str) -> frozenset[str]:
+    return frozenset(h.strip().lower() for h in text.replace(",", " ").split() if h.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What the environment says, as read at start-up (strings kept as given where a command validates them)."""
+
+    debug: bool = False  # POLYARCH_DEBUG: anything but "", "0" and "false"
+    data_home: str = ""  # XDG_DATA_HOME
+    source_date_epoch: str = ""  # SOURCE_DATE_EPOCH, validated by build_epoch / import_epoch
+    gzip: str = ""  # POLYARCH_GZIP ("zlib" selects zlib)
+    arm_variant: str = ""  # POLYARCH_ARM_VARIANT
+    snapshotter: str = ""  # POLYARCH_SNAPSHOTTER, validated by the snapshot store
+    runtime: str = "runc"  # POLYARCH_RUNTIME
+    net_helper: str = ""  # POLYARCH_NET_HELPER
+    binfmt_dir: Path = Path("/proc/sys/fs/binfmt_misc")  # POLYARCH_BINFMT_DIR
+    docker_config: str = ""  # DOCKER_CONFIG
+    insecure_registries: frozenset[str] = frozenset()  # POLYARCH_INSECURE_REGISTRIES (comma or space separated)
+    dockerhub_mirror: str = ""  # POLYARCH_DOCKERHUB_MIRROR
+    registry_numbers: tuple[tuple[str, str], ...] = ()  # (variable, text) of the registry's number settings
+    allow_nondistributable: bool = False  # POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS in 1, true, yes, on
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> Environment:
+        """Every variable of the module doc from ``environ`` (``os.environ`` in ``main``)."""
+        def get(name: str) -> str:
+            return environ.get(name, "").strip()
+
+        return cls(
+            debug=environ.get("POLYARCH_DEBUG", "") not in ("", "0", "false"),
+            data_home=environ.get("XDG_DATA_HOME", ""),
+            source_date_epoch=get("SOURCE_DATE_EPOCH"),
+            gzip=environ.get("POLYARCH_GZIP", ""),
+            arm_variant=environ.get("POLYARCH_ARM_VARIANT", ""),
+            snapshotter=get("POLYARCH_SNAPSHOTTER"),
+            runtime=get("POLYARCH_RUNTIME") or "runc",
+            net_helper=get("POLYARCH_NET_HELPER"),
+            binfmt_dir=Path(environ.get("POLYARCH_BINFMT_DIR") or "/proc/sys/fs/binfmt_misc"),
+            docker_config=environ.get("DOCKER_CONFIG", ""),
+            insecure_registries=_hosts(environ.get("POLYARCH_INSECURE_REGISTRIES", "")),
+            dockerhub_mirror=get("POLYARCH_DOCKERHUB_MIRROR"),
+            registry_numbers=tuple((var, environ[var]) for var, _ in _NUMBERS.values() if environ.get(var)),
+            allow_nondistributable=get("POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS").lower() in _YES,
+        )
+
+    # --- the store ---------------------------------------------------------------------------------------------
+
+    def default_root(self) -> Path:
+        """The store without ``--root``/``POLYARCH_ROOT``: ``/var/lib/polyarch`` for root, else
+        ``$XDG_DATA_HOME/polyarch`` (default ``~/.local/share/polyarch``)."""
+        if os.geteuid() == 0:
+            return Path("/var/lib/polyarch")
+        return (Path(self.data_home) if self.data_home else Path.home() / ".local" / "share") / "polyarch"
+
+    # --- reproducibility -----------------------------------------------------------------------------------------
+
+    def build_epoch(self) -> int | None:
+        """``SOURCE_DATE_EPOCH`` for ``build`` and ``bake``: any integer, or None.
+
+        :raises UsageError: it is not an integer.
+        """
+        from polyarch.errors import UsageError
+
+        raw = self.source_date_epoch
+        if not raw:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not an integer number of seconds") from None
+
+    def import_epoch(self) -> int | None:
+        """``SOURCE_DATE_EPOCH`` for ``import``: a whole, non-negative number of seconds, or None.
+
+        :raises PolyarchError: it is not one.
+        """
+        from polyarch.errors import PolyarchError
+
+        value = self.source_date_epoch
+        if not value:
+            return None
+        try:
+            epoch = int(value)
+        except ValueError:
+            raise PolyarchError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds") from None
+        if epoch < 0:
+            raise PolyarchError(f"SOURCE_DATE_EPOCH={value!r} is negative")
+        return epoch
+
+    # --- process-wide settings ----------------------------------------------------------------------------------
+
+    def apply_process_settings(self) -> None:
+        """Hand the two process-wide facts to their owners: the arm variant fallback of ``platform.host()`` and
+        the gzip implementation. Cheap: imports nothing when neither variable is set."""
+        if self.arm_variant:
+            from polyarch.platform import set_arm_variant_fallback
+
+            set_arm_variant_fallback(self.arm_variant)
+        if self.gzip == "zlib":
+            from polyarch.content.compression import select_gzip
+
+            select_gzip("zlib")
+
+    # --- the worker ---------------------------------------------------------------------------------------------
+
+    def snapshotter_driver(self) -> str | None:
+        """The snapshot driver asked for (``SnapshotStore(driver=...)`` validates it), None for automatic."""
+        return self.snapshotter or None
+
+    def runtime_options(self) -> RuntimeOptions:
+        """How RUN steps run: runtime, network helper, binfmt_misc dir, overlay or copy for read-write binds."""
+        from polyarch.worker.runc import RuntimeOptions
+
+        return RuntimeOptions(runtime=self.runtime, net_helper=self.net_helper,
+                              overlay_binds=self.snapshotter != "copy", binfmt_dir=self.binfmt_dir)
+
+    # --- registries ---------------------------------------------------------------------------------------------
+
+    def client_options(self, *, insecure: tuple[str, ...] = (), ca_file: str = "",
+                       allow_nondistributable: bool = False) -> ClientOptions:
+        """Registry client options: the environment's, plus the command line's (``insecure`` hosts add to the
+        environment's, ``allow_nondistributable`` can only turn fetching on).
+
+        :raises RegistryError: a number setting is not a number.
+        """
+        from polyarch.errors import RegistryError
+        from polyarch.registry.endpoints import ClientOptions
+
+        opts = ClientOptions(insecure=self.insecure_registries | frozenset(h.lower() for h in insecure),
+                             mirror=self.dockerhub_mirror, ca_file=ca_file,
+                             allow_nondistributable=self.allow_nondistributable or allow_nondistributable)
+        given = dict(self.registry_numbers)
+        for key, (var, conv) in _NUMBERS.items():
+            if var in given:
+                try:
+                    opts = replace(opts, **{key: conv(given[var])})
+                except ValueError:
+                    raise RegistryError(f"invalid {var}={given[var]!r}: expected a number") from None
+        return opts
+
+    def credentials(self) -> CredentialStore:
+        """Docker's credentials file: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+        from polyarch.registry.credentials import CredentialStore, config_path
+
+        return CredentialStore(config_path(self.docker_config))
