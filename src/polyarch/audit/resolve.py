@@ -1,74 +1,38 @@
-"""``PlatformLookup``s: the platforms of an image in the local store or in a registry, or in the first that has it."""
+"""Audit's ``PlatformLookup`` over ``polyarch.sources``: an image reference (or any location string) opened with
+audit's order, the local store first and then a registry (``STORE_THEN_REGISTRY``; only the store when no
+registry client is given); what is found nowhere is "not found"."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from polyarch.audit.table import PlatformLookup
 from polyarch.platform import Platform
 
-__all__ = ["ChainResolver", "RegistryResolver", "StoreResolver"]
+if TYPE_CHECKING:
+    from polyarch.content.images import ImageStore
+    from polyarch.registry.client import RegistryClient
+
+__all__ = ["SourceLookup"]
 
 
-class StoreResolver:
-    """Images of the local store (or any OCI layout's ImageStore)."""
+class SourceLookup:
+    """The platforms of images in ``images`` (the local store), then in registries through ``registry`` (a
+    client the caller owns and closes; None: the local store only)."""
 
-    def __init__(self, images: Any) -> None:
+    def __init__(self, images: ImageStore, registry: Callable[[], RegistryClient] | None) -> None:
         self._images = images
+        self._registry = registry
 
     def platforms(self, ref: str) -> list[Platform] | None:
-        from polyarch.errors import InvalidManifest, NotFound
-        from polyarch.oci.spec import Index, is_manifest
+        """:raises PolyarchError: a registry could not be asked, or ``ref`` is not a location."""
+        from polyarch.errors import NotFound
+        from polyarch.sources import STORE_THEN_REGISTRY, Kind, open_source, parse_location
 
+        order = STORE_THEN_REGISTRY if self._registry is not None else (Kind.LOCAL,)
         try:
-            desc = self._images.lookup(ref)
-            doc = self._images.read_document(desc).document
-        except (NotFound, InvalidManifest):
+            opened = open_source(parse_location(ref), images=self._images, registry=self._registry, order=order)
+        except NotFound:
             return None
-        if isinstance(doc, Index):
-            return [m.platform for m in doc.manifests if m.platform is not None and is_manifest(m.media_type)
-                    and m.platform.os != "unknown" and m.platform.architecture != "unknown"]
-        return [self._images.image(desc).platform]
-
-
-class RegistryResolver:
-    """Images of registries, through the registry client (the user's credentials; a 404 is "not found")."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def platforms(self, ref: str) -> list[Platform] | None:
-        from polyarch.errors import InvalidReference, RegistryError
-        from polyarch.oci import reference
-        from polyarch.oci.spec import Index, is_manifest, parse_config, parse_document
-        from polyarch.registry.sources import RegistrySource, read_config
-
-        try:
-            parsed = reference.parse(ref).defaulted()
-        except InvalidReference:
-            return None
-        try:
-            fetched = self._client.get_manifest(parsed)
-        except RegistryError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        doc = parse_document(fetched.raw, fetched.media_type)
-        if isinstance(doc, Index):
-            return [m.platform for m in doc.manifests if m.platform is not None and is_manifest(m.media_type)
-                    and m.platform.os != "unknown" and m.platform.architecture != "unknown"]
-        return [parse_config(read_config(RegistrySource(self._client, parsed), doc.config)).platform]
-
-
-class ChainResolver:
-    """Asks each lookup in turn; the first that knows the image answers."""
-
-    def __init__(self, *resolvers: PlatformLookup) -> None:
-        self._resolvers = resolvers
-
-    def platforms(self, ref: str) -> list[Platform] | None:
-        for r in self._resolvers:
-            found = r.platforms(ref)
-            if found is not None:
-                return found
-        return None
+        with opened:
+            return opened.platforms()
