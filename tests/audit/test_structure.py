@@ -19,9 +19,17 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), str(path))
 
 
-def _imports(tree: ast.Module) -> set[str]:
+def _imports(tree: ast.Module, *, with_typing: bool = True) -> set[str]:
+    """Dotted names imported anywhere in ``tree`` (``with_typing=False``: not counting ``if TYPE_CHECKING:``)."""
+    skip = set()
+    if not with_typing:
+        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                for stmt in node.body for n in ast.walk(stmt)}
     out: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -57,3 +65,11 @@ def test_one_compose_interpolation() -> None:
               for node in ast.walk(_tree(p))
               if isinstance(node, ast.Constant) and isinstance(node.value, str) and ":?[-?]" in node.value]
     assert copies == [], "compose's ${VAR:-…} forms are read by frontend/interpolation.py only"
+
+
+def test_images_read_through_sources_only() -> None:
+    """Audit opens images only through ``polyarch.sources`` (no registry client, store or layout code of its own)."""
+    bad = {str(p.relative_to(SRC)): sorted(m for m in _imports(_tree(p), with_typing=False)
+                                           if m.startswith(("polyarch.registry", "polyarch.content", "polyarch.oci.spec")))
+           for p in sorted(AUDIT.rglob("*.py"))}
+    assert {k: v for k, v in bad.items() if v} == {}

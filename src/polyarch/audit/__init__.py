@@ -5,7 +5,7 @@ One job per module; ``cli/audit.py`` wires them (it reads flags and environment 
 * ``model``: the values (``Host``, ``ImageUse``, ``Verdict``, ``AuditRow``, ``AuditReport``);
 * ``decide``: pure per image × host decision (native, emulated, missing, unknown);
 * ``table``: the report for image uses × hosts, images looked up through a ``PlatformLookup``;
-* ``resolve``: ``PlatformLookup``s over the local store and registries;
+* ``resolve``: the ``PlatformLookup`` over ``polyarch.sources`` (local store, then registries; any location);
 * ``render``: the report as a text table or JSON;
 * ``hosts``: the hosts file, and asking a host its platform over ssh;
 * ``inputs``: compose files (with their ``.env``) and image lists → image uses;
