@@ -3,12 +3,12 @@ use, never those of a named image, of a live cache entry, used within the grace 
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from polyarch.pipeline.prune import build_lock
+from polyarch.solver.cache import BuildCache
+from polyarch.worker.snapshot import SnapshotDirs, build_lock
 from tests.conftest import run_cli
 
 from .conftest import build, by_name, needs_run, write_tree
@@ -19,15 +19,12 @@ DOCKERFILE = "FROM base/busybox:1\nRUN echo one > /one\nRUN echo two > /two\n"
 
 
 def snapshots(root: Path) -> set[str]:
-    base = root / "snapshots" / "overlay"
-    if not base.is_dir():
-        base = root / "snapshots" / "copy"
-    return {p.name for p in base.iterdir() if len(p.name) == 64}
+    return {e.chain for e in SnapshotDirs(root).committed()}
 
 
 def cache_rows(root: Path) -> int:
-    with sqlite3.connect(root / "buildcache.db") as db:
-        return int(db.execute("SELECT count(*) FROM results WHERE layer != 'none'").fetchone()[0])
+    with BuildCache.in_store(root) as cache:
+        return len(cache.result_blobs())
 
 
 @pytest.fixture

@@ -7,6 +7,11 @@ large base image is read once, not on every build. An entry is only trusted when
 (``polyarch prune`` may have removed it); a fourth records which snapshot (chain id) stacks which layer on which
 parent and when a build last used it, so ``polyarch prune`` knows which snapshots can still serve a build
 (``polyarch.pipeline.prune``). Safe for threads: each call opens a short transaction under a lock.
+
+This module is the only one that opens the database or knows its tables: ``BuildCache.in_store(root)`` opens
+the one of a store, and ``polyarch prune`` reads and deletes through ``result_blobs``, ``layer_index_digests``,
+``snapshot_uses``, ``forget`` and ``forget_snapshots``. The schema is versioned (``PRAGMA user_version``,
+``polyarch.sqlschema``): a database of an older polyarch is migrated on open, one of a newer polyarch refused.
 """
 
 from __future__ import annotations
@@ -16,22 +21,49 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from polyarch.errors import StoreError
+from polyarch.digest import Digest
+from polyarch.errors import PolyarchError, StoreError
+from polyarch.sqlschema import Migration, migrate
 
 from .state import Layer
 
-__all__ = ["NO_LAYER", "BuildCache"]
+__all__ = ["DB_NAME", "MIGRATIONS", "NO_LAYER", "BuildCache", "ResultBlob", "SnapshotUse"]
 
+DB_NAME = "buildcache.db"
 NO_LAYER = "none"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, sig TEXT NOT NULL, digest TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS layerindex (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS snapshots (chain TEXT PRIMARY KEY, parent TEXT NOT NULL, diff_id TEXT NOT NULL,
-                                      used REAL NOT NULL);
-"""
+MIGRATIONS: tuple[Migration, ...] = (
+    (  # 1: the schema before versions were recorded (polyarch up to issue 14)
+        "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, sig TEXT NOT NULL, digest TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS layerindex (digest TEXT PRIMARY KEY, data BLOB NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS snapshots (chain TEXT PRIMARY KEY, parent TEXT NOT NULL, diff_id TEXT NOT NULL,"
+        " used REAL NOT NULL)",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResultBlob:
+    """A result entry with a layer: its key, the layer's blob (None when the entry is unreadable) and diff_id."""
+
+    key: str
+    blob: Digest | None
+    diff_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotUse:
+    """A snapshot a build used: its chain id (hex), the parent's ("" for a base layer), its layer, when."""
+
+    chain: str
+    parent: str
+    diff_id: str
+    used: float
 
 
 class BuildCache:
@@ -44,10 +76,26 @@ class BuildCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the build cache {self.path}: {exc}") from exc
+        try:
+            migrate(self._db, MIGRATIONS, what="the build cache", path=self.path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot open the build cache {self.path}: {exc}") from exc
+        except PolyarchError:
+            self._db.close()
+            raise
+
+    @classmethod
+    def in_store(cls, root: Path | str, *, enabled: bool = True) -> BuildCache:
+        """The build cache of the store at ``root`` (``<root>/buildcache.db``), created when missing."""
+        return cls(Path(root) / DB_NAME, enabled=enabled)
+
+    @staticmethod
+    def exists_in(root: Path | str) -> bool:
+        return (Path(root) / DB_NAME).exists()
 
     def get(self, key: str) -> Layer | str | None:
         """The layer for ``key``, ``None`` for a step recorded as adding no layer, or ``""`` on a miss."""
@@ -94,6 +142,65 @@ class BuildCache:
             self._db.executemany("INSERT OR REPLACE INTO snapshots (chain, parent, diff_id, used) VALUES (?, ?, ?, ?)",
                                  [(c, p, d, now) for c, p, d in chains])
 
+    # --- for polyarch prune (sqlite errors become "cannot clean the build cache …") ---------------------------
+
+    def result_blobs(self) -> list[ResultBlob]:
+        """Every result entry that names a layer (entries of steps that added none are left out)."""
+        with self._cleaning():
+            rows = self._db.execute("SELECT key, layer FROM results WHERE layer != ?", (NO_LAYER,)).fetchall()
+        out: list[ResultBlob] = []
+        for key, value in rows:
+            try:
+                doc = json.loads(value)
+                out.append(ResultBlob(key, Digest.parse(doc["descriptor"]["digest"]), str(doc.get("diff_id", ""))))
+            except (ValueError, KeyError, TypeError, AttributeError, PolyarchError):
+                out.append(ResultBlob(key, None, ""))
+        return out
+
+    def layer_index_digests(self) -> list[str]:
+        """Blob digests that have a stored path index."""
+        with self._cleaning():
+            return [d for (d,) in self._db.execute("SELECT digest FROM layerindex").fetchall()]
+
+    def snapshot_uses(self) -> dict[str, SnapshotUse]:
+        """The recorded snapshots by chain id."""
+        with self._cleaning():
+            rows = self._db.execute("SELECT chain, parent, diff_id, used FROM snapshots").fetchall()
+        return {c: SnapshotUse(c, p, d, float(u)) for c, p, d, u in rows}
+
+    def forget(self, *, results: Iterable[str] = (), layer_indexes: Iterable[str] = ()) -> None:
+        """Delete result entries by key and layer path indexes by blob digest, in one transaction."""
+        with self._cleaning(write=True):
+            self._db.executemany("DELETE FROM results WHERE key = ?", [(k,) for k in results])
+            self._db.executemany("DELETE FROM layerindex WHERE digest = ?", [(d,) for d in layer_indexes])
+
+    def forget_snapshots(self, chains: Iterable[str]) -> None:
+        with self._cleaning(write=True):
+            self._db.executemany("DELETE FROM snapshots WHERE chain = ?", [(c,) for c in chains])
+
+    @contextmanager
+    def _cleaning(self, *, write: bool = False) -> Iterator[None]:
+        with self._lock:
+            try:
+                if write:
+                    self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                if write:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot clean the build cache {self.path}: {exc}") from exc
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def __enter__(self) -> BuildCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
