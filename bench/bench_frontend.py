@@ -8,8 +8,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from polyarch.frontend.dockerfile.parse import parse_dockerfile
 from polyarch.frontend.convert.plan import plan_build
+from polyarch.frontend.dockerfile.parse import parse_dockerfile
 from polyarch.platform import Platform
 
 PLATFORMS = (Platform("linux", "amd64"), Platform("linux", "arm64"), Platform("linux", "arm", "v7"))

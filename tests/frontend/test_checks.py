@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from polyarch.frontend.reports.checks import CheckReport, format_report, parse_check_config, run_checks
 from polyarch.frontend.convert.plan import plan_build
+from polyarch.frontend.reports.checks import CheckReport, format_report, parse_check_config, run_checks
 from tests.frontend.fakes import AMD64, ARM64, is_native, resolve_image
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from polyarch.errors import PolyarchError
-from polyarch.frontend.dockerignore import parse_dockerignore
 from polyarch.frontend.convert.plan import plan_build, plan_to_json
+from polyarch.frontend.dockerignore import parse_dockerignore
 from polyarch.platform import parse_list
 from tests.frontend.fakes import BUILD, is_native, resolve_image
 

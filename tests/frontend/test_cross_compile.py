@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from polyarch import ops
+from polyarch.frontend.convert.plan import BuildPlan, plan_build
 from polyarch.frontend.reports.call import call
 from polyarch.frontend.reports.checks import run_checks
-from polyarch.frontend.convert.plan import BuildPlan, plan_build
 from tests.frontend.fakes import AMD64, ARM64, is_native, resolve_image
 
 CROSS = """\

@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polyarch.errors import PolyarchError
+from polyarch.frontend.convert.plan import plan_build
 from polyarch.frontend.dockerfile.parse import parse_dockerfile
 from polyarch.frontend.dockerfile.shell import expand_word
-from polyarch.frontend.convert.plan import plan_build
 from tests.frontend.fakes import AMD64, ARM64, is_native, resolve_image
 
 _KEYWORDS = ["FROM", "RUN", "COPY", "ADD", "ARG", "ENV", "LABEL", "WORKDIR", "USER", "EXPOSE", "VOLUME", "CMD",
