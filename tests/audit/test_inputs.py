@@ -95,3 +95,9 @@ def test_bake_and_audit_interpolate_alike(tokens: list[str], env: dict[str, str]
     tags = next(a.expr for a in target.body.attributes if a.name == "tags")
     uses, _ = parse_images(text, Path("compose.yaml"), env)
     assert [u.ref for u in uses] == [tags.items[0].value]
+
+
+def test_bake_required_variable_error_is_located() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_compose("services:\n  web:\n    build: .\n    image: a:${TAG:?set TAG}\n", "compose.yaml", {})
+    assert str(info.value) == "compose.yaml:2:1: service 'web': TAG is required: set TAG"
