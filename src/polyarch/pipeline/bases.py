@@ -80,7 +80,8 @@ class BaseImages:
                 except PolyarchError as exc:
                     err = BuildError(f"base image {ref!r} for {platform}: {local}; pulling it failed: "
                                      f"{exc.message}",
-                                     hint=f"import or pull it first ('polyarch pull --platform {platform} {ref}')")
+                                     hint=exc.hint or f"import or pull it first ('polyarch pull --platform {platform} "
+                                                      f"{ref}')")
                     self._failed[key] = err
                     raise err from exc
                 self._pulled.add(key)
