@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from polyarch.registry.client import RegistryClient
 from polyarch.registry.transfer import PushResult, push_image
 from polyarch.sources.composite import CompositeSource
 from polyarch.sources.location import REGISTRY_ONLY, open_source, parse_location
-from polyarch.sources.protocol import ImageSource, Opened, read_config
+from polyarch.sources.protocol import ContentSource, Opened, read_config
 
 __all__ = [
     "Annotation",
@@ -55,8 +55,10 @@ __all__ = [
     "resolve",
 ]
 
-def resolve(text: str, *, client: RegistryClient, images: ImageStore | None = None) -> Opened:
-    """Open an image location (see module docstring): plain references are registry references only.
+def resolve(text: str, *, client: RegistryClient,
+            images: ImageStore | Callable[[], ImageStore] | None = None) -> Opened:
+    """Open an image location (see module docstring): plain references are registry references only; ``images``
+    (or the function giving it) is used for ``local:`` locations only.
 
     :raises NotFound: the name, tag or digest does not exist there. :raises UsageError: a malformed location.
     """
@@ -137,11 +139,11 @@ def parse_annotation(text: str) -> Annotation:
 @dataclass(slots=True)
 class _Merge:
     children: list[Descriptor] = field(default_factory=list)
-    routes: dict[str, ImageSource] = field(default_factory=dict)
+    routes: dict[str, ContentSource] = field(default_factory=dict)
     oci: bool = False
 
 
-def _platform_of(src: ImageSource, desc: Descriptor, raw: bytes) -> Platform | None:
+def _platform_of(src: ContentSource, desc: Descriptor, raw: bytes) -> Platform | None:
     manifest = parse_document(raw, desc.media_type)
     if not isinstance(manifest, Manifest) or manifest.config.media_type not in (MediaType.OCI_CONFIG,
                                                                                 MediaType.DOCKER_CONFIG):
@@ -162,7 +164,7 @@ def _add(merge: _Merge, resolved: Opened, desc: Descriptor, raw: bytes | None) -
 
 
 def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = (),
-                 descriptors: Sequence[tuple[Descriptor, ImageSource]] = (), *,
+                 descriptors: Sequence[tuple[Descriptor, ContentSource]] = (), *,
                  append: bool = False) -> tuple[Descriptor, bytes, CompositeSource]:
     """Merge sources (indexes contribute their children, manifests themselves) into one new index.
 
@@ -201,7 +203,7 @@ def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = 
     return desc, raw, CompositeSource({str(desc.digest): raw}, merge.routes, default)
 
 
-def push_index(source: ImageSource, root: Descriptor, tags: Sequence[Reference], *,
+def push_index(source: ContentSource, root: Descriptor, tags: Sequence[Reference], *,
                client: RegistryClient) -> list[PushResult]:
     """Push ``root`` to every tag; one tree copy per repository, further tags there are manifest PUTs only."""
     by_repo: dict[str, list[Reference]] = {}

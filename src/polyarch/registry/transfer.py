@@ -36,7 +36,7 @@ from polyarch.oci.spec import (
     parse_document,
 )
 from polyarch.platform import Platform
-from polyarch.sources.protocol import ImageSource
+from polyarch.sources.protocol import ContentSource
 from polyarch.sources.registry import RegistrySource
 from polyarch.sources.store import StoreSource
 
@@ -79,17 +79,17 @@ class PushResult:
 
 @dataclass(slots=True)
 class _Plan:
-    blobs: dict[str, tuple[Descriptor, ImageSource]]
-    manifests: list[tuple[Descriptor, bytes, ImageSource]]  # image manifests
+    blobs: dict[str, tuple[Descriptor, ContentSource]]
+    manifests: list[tuple[Descriptor, bytes, ContentSource]]  # image manifests
     indexes: list[tuple[Descriptor, bytes]]  # post-order; root last
     root_raw: bytes = b""
 
 
-def _plan(client: RegistryClient, dest: Reference, source: ImageSource, root: Descriptor, parallel: int) -> _Plan:
+def _plan(client: RegistryClient, dest: Reference, source: ContentSource, root: Descriptor, parallel: int) -> _Plan:
     plan = _Plan({}, [], [])
     seen: set[str] = set()
 
-    def visit(desc: Descriptor, src: ImageSource) -> None:
+    def visit(desc: Descriptor, src: ContentSource) -> None:
         if str(desc.digest) in seen:
             return
         seen.add(str(desc.digest))
@@ -109,7 +109,7 @@ def _plan(client: RegistryClient, dest: Reference, source: ImageSource, root: De
 
     present: set[str] = set()
 
-    def check(item: tuple[Descriptor, bytes, ImageSource]) -> None:
+    def check(item: tuple[Descriptor, bytes, ContentSource]) -> None:
         if client.head_manifest(dest.with_digest(item[0].digest), push=True) is not None:
             present.add(str(item[0].digest))
 
@@ -125,7 +125,7 @@ def _plan(client: RegistryClient, dest: Reference, source: ImageSource, root: De
     return plan
 
 
-def push_image(source: ContentStore | ImageStore | ImageSource, root: Descriptor, dest: Reference, *,
+def push_image(source: ContentStore | ImageStore | ContentSource, root: Descriptor, dest: Reference, *,
                client: RegistryClient, parallel: int | None = None, tags: Sequence[str] = ()) -> PushResult:
     """Push the tree under ``root`` to ``dest``'s repository; the root goes to ``dest.tag`` and ``tags`` (by
     digest only when there is no tag). Returns the root descriptor (digest unchanged) and counts.
@@ -139,7 +139,7 @@ def push_image(source: ContentStore | ImageStore | ImageSource, root: Descriptor
     counts = {"uploaded": 0, "mounted": 0, "exists": 0}
     mount_from = [loc.path for loc in [source.repository] if loc is not None and loc.domain == dest.domain]
 
-    def blob(item: tuple[Descriptor, ImageSource]) -> None:
+    def blob(item: tuple[Descriptor, ContentSource]) -> None:
         desc, src = item
         loc = src.repository
         mounts = [loc.path] if loc is not None and loc.domain == dest.domain else mount_from
@@ -241,7 +241,7 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
     return PullResult(root, name or str(ref), pulled, len(blobs), partial)
 
 
-def _collect(src: ImageSource, desc: Descriptor) -> list[tuple[Descriptor, bytes]]:
+def _collect(src: ContentSource, desc: Descriptor) -> list[tuple[Descriptor, bytes]]:
     raw = src.read(desc)
     doc = parse_document(raw, desc.media_type)
     out: list[tuple[Descriptor, bytes]] = []

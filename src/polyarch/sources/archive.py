@@ -1,5 +1,5 @@
 """An OCI archive (a tar of an OCI layout) or a docker archive (``docker save``) read in place as an
-``ImageSource``: nothing is extracted to the host; member names only find entries.
+``ContentSource``: nothing is extracted to the host; member names only find entries.
 
 OCI archives: ``oci-archive://PATH[:TAG|@DIGEST]`` picks an index.json entry as a layout does. Docker archives:
 ``docker-archive://PATH[:TAG]`` picks the ``manifest.json`` entry holding RepoTag TAG (the only one without a
@@ -28,7 +28,7 @@ from polyarch.oci.spec import Descriptor, Manifest, MediaType, parse_config
 
 from .layout import find_named, pick_entry
 from .location import Location, Scheme
-from .protocol import MAX_DOCUMENT, ImageSource, Opened, check_limit, verified
+from .protocol import MAX_DOCUMENT, ContentSource, Opened, check_limit, verified
 from .registry import TempBlob
 from .store import without_ref_name
 
@@ -57,27 +57,28 @@ class ArchiveSource:
     def repository(self) -> Reference | None:
         return None
 
-    def _member(self, digest: Digest) -> tarfile.TarInfo:
+    def _member(self, digest: Digest) -> tuple[str, tarfile.TarInfo]:
+        """(the name ``ArchiveReader`` knows it by, its tar header)."""
         name = self.members.get(str(digest), f"blobs/{digest.algorithm}/{digest.hex}")
         member = self.reader.members.get(name)
         if member is None or not member.isreg():
             raise NotFound(f"blob {digest} is not in {self.name}")
-        return member
+        return name, member
 
     def read(self, desc: Descriptor, *, limit: int = MAX_DOCUMENT) -> bytes:
         check_limit(desc, limit)
         raw = self.documents.get(str(desc.digest))
         if raw is None:
-            member = self._member(desc.digest)
+            name, _ = self._member(desc.digest)
             with self._lock:
-                raw = self.reader.read_capped(member.name, limit)
+                raw = self.reader.read_capped(name, limit)
         return verified(raw, desc, self.name)
 
     def has_blob(self, desc: Descriptor) -> bool:
         if str(desc.digest) in self.documents:
             return len(self.documents[str(desc.digest)]) == desc.size
         try:
-            return self._member(desc.digest).size == desc.size
+            return self._member(desc.digest)[1].size == desc.size
         except NotFound:
             return False
 
@@ -88,7 +89,7 @@ class ArchiveSource:
 
             yield io.BytesIO(self.read(desc, limit=desc.size))
             return
-        member = self._member(desc.digest)
+        _, member = self._member(desc.digest)
         if self._plain and member.sparse is None:
             with open(self.reader.path, "rb") as f:
                 f.seek(member.offset_data)
@@ -106,8 +107,8 @@ class ArchiveSource:
             if raw is not None:
                 blob.write(raw)
             else:
-                member = self._member(desc.digest)
-                with self._lock, self.reader.open(member.name) as f:
+                name, _ = self._member(desc.digest)
+                with self._lock, self.reader.open(name) as f:
                     while chunk := f.read(_CHUNK):
                         blob.write(chunk)
             blob.commit(desc.digest, desc.size)
@@ -115,7 +116,7 @@ class ArchiveSource:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def route(self, child: Descriptor) -> ImageSource:
+    def route(self, child: Descriptor) -> ContentSource:
         return self
 
     def close(self) -> None:

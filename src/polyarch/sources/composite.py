@@ -10,7 +10,7 @@ from typing import IO
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor
 
-from .protocol import MAX_DOCUMENT, ImageSource, check_limit, verified
+from .protocol import MAX_DOCUMENT, ContentSource, check_limit, verified
 
 __all__ = ["CompositeSource"]
 
@@ -19,8 +19,8 @@ class CompositeSource:
     """``documents`` (digest → bytes) in memory; each child's tree read from the source ``routes`` names for it,
     or ``default``; blobs from ``default``."""
 
-    def __init__(self, documents: Mapping[str, bytes], routes: Mapping[str, ImageSource],
-                 default: ImageSource) -> None:
+    def __init__(self, documents: Mapping[str, bytes], routes: Mapping[str, ContentSource],
+                 default: ContentSource) -> None:
         self.documents = dict(documents)
         self.routes = dict(routes)
         self.default = default
@@ -49,7 +49,7 @@ class CompositeSource:
     def blob_file(self, desc: Descriptor) -> AbstractContextManager[Path]:
         return self.default.blob_file(desc)
 
-    def route(self, child: Descriptor) -> ImageSource:
+    def route(self, child: Descriptor) -> ContentSource:
         return self.routes.get(str(child.digest), self.default)
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""An OCI image layout directory as an ``ImageSource``, and what ``oci-layout://PATH[:TAG|@DIGEST]`` names in it.
+"""An OCI image layout directory as an ``ContentSource``, and what ``oci-layout://PATH[:TAG|@DIGEST]`` names in it.
 
 Its blobs were written by someone else: streams are checked as they are read. Without a tag or digest, a layout
 whose index.json lists one image gives it; several entries of at most one name are read as one index (index.json
@@ -20,7 +20,7 @@ from polyarch.errors import NotFound
 from polyarch.oci.spec import Descriptor, Index, MediaType
 
 from .location import Location
-from .protocol import ImageSource, Opened
+from .protocol import ContentSource, Opened
 from .store import StoreSource, without_ref_name
 
 __all__ = ["CONTAINERD_NAME", "LayoutSource", "find_layout", "find_named", "open_layout", "pick_entry"]
@@ -44,7 +44,7 @@ class LayoutSource(StoreSource):
         with self.store.open(desc.digest) as f:
             yield VerifyingReader(f, desc.digest, desc.size)  # type: ignore[misc]
 
-    def route(self, child: Descriptor) -> ImageSource:
+    def route(self, child: Descriptor) -> ContentSource:
         return self
 
 

@@ -1,4 +1,4 @@
-"""The seam every image reader goes through: ``ImageSource`` (read-only content at one place) and ``Opened``
+"""The seam every image reader goes through: ``ContentSource`` (read-only content at one place) and ``Opened``
 (what a location names: a source and the root document in it).
 
 Every read is checked against its descriptor: ``read`` hashes the whole small blob, ``open_blob`` streams a
@@ -20,12 +20,12 @@ from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_manifest, parse_config, parse_document
 from polyarch.platform import Platform
 
-__all__ = ["MAX_DOCUMENT", "ImageSource", "Opened", "check_limit", "read_config", "verified"]
+__all__ = ["MAX_DOCUMENT", "ContentSource", "Opened", "check_limit", "read_config", "verified"]
 
 MAX_DOCUMENT = MAX_MANIFEST
 
 
-class ImageSource(Protocol):
+class ContentSource(Protocol):
     """Read-only image content at one place (the local store, an OCI layout, an archive, a registry repository)."""
 
     @property
@@ -47,7 +47,7 @@ class ImageSource(Protocol):
         ...
 
     def has_blob(self, desc: Descriptor) -> bool:
-        """Whether the blob is there with ``desc``'s size."""
+        """Whether the blob (a config or layer; documents are ``read``) is there with ``desc``'s size."""
         ...
 
     def open_blob(self, desc: Descriptor) -> AbstractContextManager[IO[bytes]]:
@@ -58,7 +58,7 @@ class ImageSource(Protocol):
         """A file holding the verified blob (push uploads from files); a temporary one is removed on exit."""
         ...
 
-    def route(self, child: Descriptor) -> ImageSource:
+    def route(self, child: Descriptor) -> ContentSource:
         """The source holding ``child``'s tree: itself, except for composites."""
         ...
 
@@ -83,7 +83,7 @@ def verified(raw: bytes, desc: Descriptor, where: str) -> bytes:
     return raw
 
 
-def read_config(source: ImageSource, desc: Descriptor) -> bytes:
+def read_config(source: ContentSource, desc: Descriptor) -> bytes:
     """An image config from any source, refused before it is fetched when declared over ``MAX_CONFIG``."""
     check_config_size(desc)
     return source.read(desc, limit=MAX_CONFIG)
@@ -93,7 +93,7 @@ def read_config(source: ImageSource, desc: Descriptor) -> bytes:
 class Opened:
     """What a location names: the source, its root document (manifest or index) and how to call it."""
 
-    source: ImageSource
+    source: ContentSource
     descriptor: Descriptor  # the root, without the layout's ref.name annotation
     raw: bytes  # the root document's bytes, verified
     name: str  # how messages (and ``imagetools inspect``) call it

@@ -1,4 +1,4 @@
-"""A registry repository as an ``ImageSource``, through a client the caller owns.
+"""A registry repository as an ``ContentSource``, through a client the caller owns.
 
 Manifests come from the manifests endpoint (by digest, checked); configs and layers are downloaded one at a time
 by the client (digest-checked, resumed on failure) into a temporary file that is used and removed: compressed
@@ -21,7 +21,7 @@ from polyarch.oci import reference
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor, is_index, is_manifest
 
-from .protocol import MAX_DOCUMENT, ImageSource, Opened, check_limit, verified
+from .protocol import MAX_DOCUMENT, ContentSource, Opened, check_limit, verified
 
 if TYPE_CHECKING:
     from polyarch.registry.client import RegistryClient
@@ -108,7 +108,7 @@ class RegistrySource:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def route(self, child: Descriptor) -> ImageSource:
+    def route(self, child: Descriptor) -> ContentSource:
         return self
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The local store (or any content store) as an ``ImageSource``; its blobs were verified when written."""
+"""The local store (or any content store) as an ``ContentSource``; its blobs were verified when written."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor
 from polyarch.platform import Platform
 
-from .protocol import MAX_DOCUMENT, ImageSource, Opened, check_limit, verified
+from .protocol import MAX_DOCUMENT, ContentSource, Opened, check_limit, verified
 
 __all__ = ["StoreSource", "open_name", "without_ref_name"]
 
@@ -59,7 +59,7 @@ class StoreSource:
                            f"blob {desc.digest} in {self.name} has {size} bytes, descriptor says {desc.size}")
         yield self.store.blob_path(desc.digest)
 
-    def route(self, child: Descriptor) -> ImageSource:
+    def route(self, child: Descriptor) -> ContentSource:
         return self
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from polyarch.errors import (
 )
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_index, is_layer, parse_config, parse_document
 from polyarch.platform import Platform
-from polyarch.sources.protocol import ImageSource
+from polyarch.sources.protocol import ContentSource
 from polyarch.sources.store import StoreSource
 
 from .checks import (
@@ -83,11 +83,11 @@ class _Hashing:
             pass
 
 
-def _as_source(source: ImageStore | ContentStore | ImageSource) -> ImageSource:
+def _as_source(source: ImageStore | ContentStore | ContentSource) -> ContentSource:
     return StoreSource(source) if isinstance(source, ImageStore | ContentStore) else source
 
 
-def verify_image(source: ImageStore | ContentStore | ImageSource, descriptor: Descriptor, *,
+def verify_image(source: ImageStore | ContentStore | ContentSource, descriptor: Descriptor, *,
                  platforms: Sequence[Platform] = (), require: Sequence[Platform] = (),
                  ignore: Sequence[str] = DEFAULT_IGNORE, subject: str = "", jobs: int | None = None,
                  decompress_limit: int = DEFAULT_DECOMPRESS_LIMIT) -> VerifyReport:
@@ -143,7 +143,7 @@ def _single_selection(platform: Platform | None, platforms: Sequence[Platform],
     return out
 
 
-def _flatten(src: ImageSource, index: Index, issues: list[Issue], depth: int) -> list[Descriptor]:
+def _flatten(src: ContentSource, index: Index, issues: list[Issue], depth: int) -> list[Descriptor]:
     """Index entries, with nested indexes replaced by their own entries."""
     out: list[Descriptor] = []
     for entry in index.manifests:
@@ -177,7 +177,7 @@ def _blob_issue(platform: str, exc: Exception, digest: Digest, path: str = "") -
     return Issue(platform, kind, str(exc), path=path, digest=str(digest))
 
 
-def _verify_platform(src: ImageSource, entry: Descriptor, raw: bytes | None, ignore: Sequence[str],
+def _verify_platform(src: ContentSource, entry: Descriptor, raw: bytes | None, ignore: Sequence[str],
                      limit: int) -> _Outcome:
     label = str(entry.platform.normalized()) if entry.platform is not None else "?"
     issues: list[Issue] = []
