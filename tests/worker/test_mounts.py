@@ -391,11 +391,11 @@ def test_mount_points_property(tmp_path: Path, sentinel: Path, items: list[tuple
 def test_stubs_hold_only_the_directories_they_need(tmp_path: Path) -> None:
     """A mount point deep in an existing tree keeps open only the root and the stub's parent until cleanup, not
     every directory walked through."""
-    from polyarch.worker.mounts import _Stubs
+    from polyarch.worker.mountpoints import MountPoints
 
     rootfs = tmp_path / "rootfs"
     (rootfs / "a/b/c/d/e/f").mkdir(parents=True)
-    stubs = _Stubs(rootfs)
+    stubs = MountPoints(rootfs)
     before = len(os.listdir("/proc/self/fd"))
     stubs.ensure("/a/b/c/d/e/f/g", is_dir=True)
     assert len(os.listdir("/proc/self/fd")) - before <= 3  # the root, f (the parent), g (the stub itself)

@@ -64,6 +64,7 @@ from polyarch.content.compression import DEFAULT_DECOMPRESS_LIMIT
 from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, InvalidLayer, LimitExceeded, PolyarchError, StoreError
 
+from .entrydata import apply_xattrs, write_data, write_sparse
 from .layerreader import LayerReader, open_layer
 from .rooted import RootDir
 from .securepath import split_entry_name
@@ -75,7 +76,6 @@ DEFAULT_MAX_ENTRIES = 500_000
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE = ".wh..wh..opq"
-_XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
 _MAX_OPEN_DIRS = 64  # parent descriptors kept between entries (tar entries come grouped by directory)
 _NOFOLLOW = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -223,7 +223,7 @@ class _Applier:
             os.symlink(m.linkname, name, dir_fd=dir_fd)
             if self.same_owner:
                 os.chown(name, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
-            self._xattrs(f"/proc/self/fd/{dir_fd}/{name}", m, symlink=True)
+            apply_xattrs(f"/proc/self/fd/{dir_fd}/{name}", m, same_owner=self.same_owner, symlink=True)
             os.utime(name, ns=(_ns(m.mtime), _ns(m.mtime)), dir_fd=dir_fd, follow_symlinks=False)
             self._forget()  # a name may now resolve through the new symlink
         elif m.islnk():
@@ -249,49 +249,16 @@ class _Applier:
                      dir_fd=dir_fd)
         try:
             if m.sparse is not None:
-                self._sparse(m, fd)
-            elif m.size:  # plain data follows the header: write it straight from the read-ahead
-                remaining = m.size
-                for view in self.reader.views(m.size):
-                    remaining -= len(view)
-                    while view:
-                        view = view[os.write(fd, view):]
-                if remaining:
-                    raise InvalidLayer(f"layer entry {m.name!r} is truncated")
+                self.holes += write_sparse(self.reader, m, fd, holes=self.holes, max_bytes=self.limits.max_bytes)
+            elif m.size:
+                write_data(self.reader, m, fd)
             if self.same_owner:
                 os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
-            self._xattrs(fd, m)
+            apply_xattrs(fd, m, same_owner=self.same_owner)
             os.utime(fd, ns=(_ns(m.mtime), _ns(m.mtime)))
         finally:
             os.close(fd)
-
-    def _sparse(self, m: tarfile.TarInfo, fd: int) -> None:
-        """Write only the data extents of a GNU sparse file; the rest stays a hole (counted against max_bytes)."""
-        assert m.sparse is not None
-        extents = [(offset, length) for offset, length in m.sparse if length]  # GNU pads the map with (x, 0)
-        end = 0
-        for offset, length in extents:
-            if offset < end or length < 0 or offset + length > m.size:
-                raise InvalidLayer(f"layer entry {m.name!r} has an invalid sparse map")
-            end = offset + length
-        data = sum(length for _, length in extents)
-        self.holes += m.size - data
-        if self.reader.tell() + data + self.holes > self.limits.max_bytes:
-            raise LimitExceeded(f"layer entry {m.name!r}: sparse file of {m.size} bytes takes the layer past "
-                                f"{self.limits.max_bytes} bytes")
-        if self.reader.tell() != m.offset_data:
-            self.reader.seek(m.offset_data)
-        for offset, length in extents:
-            position = offset
-            for view in self.reader.views(length):
-                while view:
-                    written = os.pwrite(fd, view, position)
-                    position += written
-                    view = view[written:]
-            if position != offset + length:
-                raise InvalidLayer(f"layer entry {m.name!r} is truncated")
-        os.ftruncate(fd, m.size)
 
     def _hardlink(self, m: tarfile.TarInfo, dir_fd: int, name: str) -> None:
         link_parts = split_entry_name(m.linkname, what="hardlink target")
@@ -322,33 +289,13 @@ class _Applier:
             if self.same_owner:
                 os.chown(path, m.uid, m.gid)
             os.chmod(path, m.mode & 0o7777)
-            self._xattrs(path, m)
+            apply_xattrs(path, m, same_owner=self.same_owner)
             if stat.S_ISDIR(st.st_mode):
                 self.dir_times.append((rel, st.st_dev, st.st_ino, m.mtime))
             else:
                 os.utime(path, ns=(_ns(m.mtime), _ns(m.mtime)))
         finally:
             os.close(fd)
-
-    def _xattrs(self, target: str | int, m: tarfile.TarInfo, *, symlink: bool = False) -> None:
-        for key, value in m.pax_headers.items():
-            if not key.startswith("SCHILY.xattr."):
-                continue
-            name = key[len("SCHILY.xattr."):]
-            if not name.startswith(_XATTR_PREFIXES) or name.startswith("trusted.overlay."):
-                continue
-            if name.startswith("trusted.") and not self.same_owner:
-                continue
-            data = value.encode("utf-8", "surrogateescape")
-            try:
-                if isinstance(target, int):
-                    os.setxattr(target, name, data)
-                else:  # a /proc/self/fd path: for a symlink the name itself is not followed
-                    os.setxattr(target, name, data, follow_symlinks=not symlink)
-            except OSError as exc:
-                if symlink or exc.errno in (errno.ENOTSUP, errno.EPERM):
-                    continue  # e.g. user.* xattrs cannot be set on symlinks; the filesystem may lack xattrs
-                raise
 
     def _whiteout(self, parts: tuple[str, ...], name: str) -> None:
         base = parts[-1]

@@ -242,7 +242,7 @@ class Runner:
         insecure = spec.security == "insecure"
         mounts = _base_mounts(insecure)
         for d in ("/proc", "/dev", "/sys"):
-            setup.stub(d, is_dir=True, ordinary=True)  # no symlink there (see _Stubs.ensure)
+            setup.stub(d, is_dir=True, ordinary=True)  # no symlink there (see MountPoints.ensure)
         (bundle / "hosts").write_text(_hosts(spec.hostname, spec.extra_hosts))
         (bundle / "resolv.conf").write_text(net.resolv_conf)
         files = {"/etc/hosts": bundle / "hosts", "/etc/resolv.conf": bundle / "resolv.conf"}
