@@ -7,7 +7,8 @@ import re
 import pytest
 
 from polyarch.errors import ParseError
-from polyarch.frontend.dockerfile.shell import expand_heredoc, expand_word, expand_words, split_raw_words
+from polyarch.frontend.dockerfile.shell import expand_heredoc, expand_word, expand_words
+from polyarch.frontend.dockerfile.words import split_raw_words
 
 ENV = {"A": "hello world", "E": "", "F": "archive.tar.gz", "P": "/usr/local/bin:/usr/bin", "N": "1"}
 

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from polyarch.errors import ParseError, SourceSpan
-from polyarch.frontend.dockerfile.shell import split_raw_words
+from polyarch.frontend.dockerfile.words import split_raw_words
 
 __all__ = ["INSTRUCTIONS", "Directives", "Heredoc", "LexedFile", "Line", "lex"]
 

@@ -15,7 +15,7 @@ from polyarch.errors import ParseError
 from polyarch.frontend.dockerfile import instructions as ins
 from polyarch.frontend.dockerfile.lexer import Line, lex
 from polyarch.frontend.dockerfile.mounts import parse_mount
-from polyarch.frontend.dockerfile.shell import first_raw_word, split_raw_words
+from polyarch.frontend.dockerfile.words import first_raw_word, split_raw_words
 
 __all__ = ["parse_dockerfile", "parse_duration", "parse_line"]
 

@@ -9,7 +9,8 @@ escape character (``\\`` or the ``# escape=`` one) makes the next character lite
 ``expand_word`` gives one word (quotes removed, whitespace kept); ``expand_words`` splits into fields on unquoted
 whitespace, including whitespace produced by unquoted expansions. Both report which names were found (``used``)
 and which were referenced without a default (``missing``) so callers can warn about undefined variables and
-unused build args. ``split_raw_words`` splits without expanding or unquoting (for flags, ENV pairs, heredocs).
+unused build args. The ``${VAR#pat}``/``${VAR/pat/repl}`` patterns are matched by ``patterns``; splitting without
+expanding (flags, ENV pairs, heredocs) is ``words.split_raw_words``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from polyarch.errors import ParseError
+from polyarch.frontend.dockerfile.patterns import escape_glob, replace_matches, trim_match
 
-__all__ = [
-    "Expansion", "WordsExpansion", "expand_heredoc", "expand_word", "expand_words", "first_raw_word",
-    "split_raw_words",
-]
+__all__ = ["Expansion", "WordsExpansion", "expand_heredoc", "expand_word", "expand_words"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +69,7 @@ class _Scanner:
     # --- one word -----------------------------------------------------------------------------------------
     def word(self, stop: str = "", *, pattern: bool = False) -> str:
         """Scan up to ``stop`` (not consumed) or the end. ``pattern`` keeps glob characters' meaning: literal
-        parts (quoted or escaped) come out backslash-escaped for ``_glob_regex``."""
+        parts (quoted or escaped) come out backslash-escaped for ``patterns.glob_regex``."""
         out: list[str] = []
         text, esc = self.text, self.escape
         plain = _plain_run("'\"$" + esc + stop)
@@ -85,10 +84,10 @@ class _Scanner:
                 break
             if ch == "'":
                 lit = self._single_quote()
-                out.append(_escape_glob(lit) if pattern else lit)
+                out.append(escape_glob(lit) if pattern else lit)
             elif ch == '"':
                 lit = self._double_quote()
-                out.append(_escape_glob(lit) if pattern else lit)
+                out.append(escape_glob(lit) if pattern else lit)
             elif ch == "$":
                 out.append(self._dollar())
             elif ch == esc:
@@ -232,7 +231,7 @@ class _Scanner:
             pat = self.word("}", pattern=True)
             self._close(name)
             value = self._lookup(name) or ""
-            return _trim(value, pat, prefix=op == "#", longest=longest)
+            return trim_match(value, pat, prefix=op == "#", longest=longest)
         if op == "/":
             every = self.pos < self.n and self.text[self.pos] == "/"
             if every:
@@ -244,7 +243,7 @@ class _Scanner:
                 repl = self.word("}")
             self._close(name)
             value = self._lookup(name) or ""
-            return _replace(value, pat, repl, every=every)
+            return replace_matches(value, pat, repl, every=every)
         raise ParseError(f"unsupported modifier ({op}) in substitution of {name}")
 
     def _close(self, name: str) -> None:
@@ -264,76 +263,6 @@ class _Scanner:
         if unset:  # '?'
             raise ParseError(f"{name}: {word or ('is not allowed to be empty' if colon else 'is not allowed to be unset')}")
         return value  # type: ignore[return-value]
-
-
-def _escape_glob(text: str) -> str:
-    return "".join("\\" + c for c in text)
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                body = pattern[i + 1:end]
-                neg = body[:1] in ("!", "^")
-                body = body[1:] if neg else body
-                out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
-                i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
-def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:
-    rx = _glob_regex(pattern)
-    n = len(value)
-    cuts = range(n, -1, -1) if longest else range(n + 1)
-    for i in cuts:
-        if prefix and rx.fullmatch(value, 0, i):
-            return value[i:]
-        if not prefix and rx.fullmatch(value, n - i, n):
-            return value[: n - i]
-    return value
-
-
-def _replace(value: str, pattern: str, repl: str, *, every: bool) -> str:
-    if not pattern:
-        return value
-    rx = _glob_regex(pattern)
-    out: list[str] = []
-    i, n = 0, len(value)
-    while i <= n:
-        match_end = -1
-        for j in range(n, i, -1):  # longest match starting at i
-            if rx.fullmatch(value, i, j):
-                match_end = j
-                break
-        if match_end < 0:
-            if i < n:
-                out.append(value[i])
-            i += 1
-            continue
-        out.append(repl)
-        i = match_end
-        if not every:
-            out.append(value[i:])
-            return "".join(out)
-    return "".join(out)
 
 
 def expand_word(word: str, env: Mapping[str, str], *, escape: str = "\\") -> Expansion:
@@ -356,55 +285,6 @@ def expand_words(text: str, env: Mapping[str, str], *, escape: str = "\\") -> Wo
     sc = _Scanner(text, env, escape)
     words = sc.words()
     return WordsExpansion(tuple(words), frozenset(sc.used), frozenset(sc.missing))
-
-
-def first_raw_word(text: str, *, escape: str = "\\") -> str:
-    """The first word ``split_raw_words`` would give, without splitting the rest."""
-    m = _SIMPLE_WORD_RE.match(text)
-    if m and (m.end() == len(text) or text[m.end()] in " \t\r\n"):
-        return m.group()
-    words = split_raw_words(text, escape=escape)
-    return words[0] if words else ""
-
-
-_SIMPLE_WORD_RE = re.compile(r"[^\s'\"\\`]+")
-
-
-def split_raw_words(text: str, *, escape: str = "\\") -> list[str]:
-    """Split on whitespace outside quotes, keeping quotes and escapes in the words (no expansion).
-
-    An unterminated quote runs to the end of the text (the expansion step reports it)."""
-    words: list[str] = []
-    cur: list[str] = []
-    quote = ""
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if quote:
-            cur.append(ch)
-            if ch == escape and quote == '"' and i + 1 < n:
-                cur.append(text[i + 1])
-                i += 2
-                continue
-            if ch == quote:
-                quote = ""
-        elif ch in " \t\r\n":
-            if cur:
-                words.append("".join(cur))
-                cur = []
-        elif ch == escape and i + 1 < n:
-            cur.append(ch)
-            cur.append(text[i + 1])
-            i += 2
-            continue
-        else:
-            if ch in "'\"":
-                quote = ch
-            cur.append(ch)
-        i += 1
-    if cur:
-        words.append("".join(cur))
-    return words
 
 
 def expand_heredoc(text: str, env: Mapping[str, str], *, escape: str = "\\") -> Expansion:
