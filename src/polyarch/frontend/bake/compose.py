@@ -111,5 +111,6 @@ def parse_compose(text: str, filename: str, env: Mapping[str, str]) -> Body:
 
 
 def _line(text: str, name: str) -> int:
-    m = re.search(rf"^\s+{re.escape(name)}\s*:", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 2 if m else 1
+    """The line of the service's key (the first indented ``NAME:``), 1 when not found."""
+    m = re.search(rf"^[ \t]+{re.escape(name)}[ \t]*:", text, re.MULTILINE)
+    return text.count("\n", 0, m.start()) + 1 if m else 1
