@@ -5,7 +5,7 @@ tarball, a registry.
   descriptor) and ``Opened`` (a source and the root document a location names);
 - ``location``: ``parse_location`` (the one parser of location strings) and ``open_source`` (the one opener, with
   each command's fallback ``order`` as a value);
-- ``store``, ``layout``, ``archive``, ``registry``, ``composite``: the sources.
+- ``store``, ``layout``, ``tarball`` (OCI and docker archives), ``registry``, ``composite``: the sources.
 
 Collaborators (the local ``ImageStore``, a registry client factory) are given by the caller, never made here.
 """

@@ -1,4 +1,4 @@
-"""An OCI image layout directory as an ``ContentSource``, and what ``oci-layout://PATH[:TAG|@DIGEST]`` names in it.
+"""An OCI image layout directory as a ``ContentSource``, and what ``oci-layout://PATH[:TAG|@DIGEST]`` names in it.
 
 Its blobs were written by someone else: streams are checked as they are read. Without a tag or digest, a layout
 whose index.json lists one image gives it; several entries of at most one name are read as one index (index.json

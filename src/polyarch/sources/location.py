@@ -148,9 +148,9 @@ def open_source(location: Location, *, images: ImageStore | Callable[[], ImageSt
     if scheme is Scheme.LAYOUT:
         return layout.open_layout(location)
     if scheme in (Scheme.OCI_ARCHIVE, Scheme.DOCKER_ARCHIVE):
-        from . import archive
+        from . import tarball
 
-        return archive.open_archive(location)
+        return tarball.open_archive(location)
     text = location.target
     local_miss: PolyarchError | None = None
     for kind in order:

@@ -1,4 +1,4 @@
-"""A registry repository as an ``ContentSource``, through a client the caller owns.
+"""A registry repository as a ``ContentSource``, through a client the caller owns.
 
 Manifests come from the manifests endpoint (by digest, checked); configs and layers are downloaded one at a time
 by the client (digest-checked, resumed on failure) into a temporary file that is used and removed: compressed

@@ -1,4 +1,4 @@
-"""The local store (or any content store) as an ``ContentSource``; its blobs were verified when written."""
+"""The local store (or any content store) as a ``ContentSource``; its blobs were verified when written."""
 
 from __future__ import annotations
 

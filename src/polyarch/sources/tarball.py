@@ -32,12 +32,12 @@ from .protocol import MAX_DOCUMENT, ContentSource, Opened, check_limit, verified
 from .registry import TempBlob
 from .store import without_ref_name
 
-__all__ = ["ArchiveSource", "open_archive"]
+__all__ = ["TarballSource", "open_archive"]
 
 _CHUNK = 1 << 20
 
 
-class ArchiveSource:
+class TarballSource:
     """Blobs of a tar archive: ``blobs/ALG/HEX`` members, plus ``members`` (digest → member name) and in-memory
     ``documents`` for a docker archive. Safe to read from several threads."""
 
@@ -142,7 +142,7 @@ def open_archive(location: Location) -> Opened:
     :raises NotFound: no such file or image. :raises InvalidLayer, InvalidManifest: not such an archive.
     """
     path, tag = _split(location.target)
-    source = ArchiveSource(ArchiveReader(path))
+    source = TarballSource(ArchiveReader(path))
     try:
         if location.scheme is Scheme.OCI_ARCHIVE:
             desc, name = _oci_root(source, location, tag)
@@ -169,7 +169,7 @@ def _split(target: str) -> tuple[Path, str]:
     raise NotFound(f"{target}: no such file")
 
 
-def _oci_root(source: ArchiveSource, location: Location, tag: str) -> tuple[Descriptor, str]:
+def _oci_root(source: TarballSource, location: Location, tag: str) -> tuple[Descriptor, str]:
     reader = source.reader
     if "index.json" not in reader.members or "oci-layout" not in reader.members:
         raise InvalidLayer(f"{reader.path}: not an OCI archive (no index.json and oci-layout)")
@@ -191,7 +191,7 @@ def _oci_root(source: ArchiveSource, location: Location, tag: str) -> tuple[Desc
     return without_ref_name(desc), str(location)
 
 
-def _docker_root(source: ArchiveSource, location: Location, tag: str) -> tuple[Descriptor, str]:
+def _docker_root(source: TarballSource, location: Location, tag: str) -> tuple[Descriptor, str]:
     reader = source.reader
     if "manifest.json" not in reader.members:
         raise InvalidLayer(f"{reader.path}: not a docker archive (no manifest.json)")
@@ -217,7 +217,7 @@ def _docker_root(source: ArchiveSource, location: Location, tag: str) -> tuple[D
     return desc, str(location)
 
 
-def _docker_manifest(source: ArchiveSource, entry: dict[str, object]) -> Descriptor:
+def _docker_manifest(source: TarballSource, entry: dict[str, object]) -> Descriptor:
     """The manifest ``polyarch load`` would write for ``entry``, held in memory."""
     reader = source.reader
     raw_config = reader.read_capped(str(entry["Config"]), MAX_CONFIG)
