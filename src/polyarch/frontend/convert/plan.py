@@ -16,7 +16,7 @@ Result, per target platform (``PlatformPlan``):
   (base image history first; one entry per instruction, ``empty_layer`` for config-only ones; the non-empty
   entries after the base's correspond one to one to ``layers``); ``diff_ids`` holds the base image's only: the
   build appends one per layer, drops empty layers and sets ``created``.
-* ``stages``: every dispatched stage with its ``steps`` (instruction text, line, vertex or None, history).
+* ``stages``: every converted stage with its ``steps`` (instruction text, line, vertex or None, history).
 
 ``BuildPlan.vertices()`` lists every vertex once (inputs first), ``shared()`` the digests used by more than one
 target platform (compute them once), ``findings`` the semantic check findings (UndefinedVar, …) and

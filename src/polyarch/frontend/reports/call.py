@@ -1,7 +1,7 @@
 """``polyarch build --call outline|targets|plan|check``: text reports over a parsed and planned Dockerfile.
 
 ``outline`` and ``targets`` print like buildx; ``plan`` is polyarch's own: per target platform, every step of
-every dispatched stage, where it runs (native or emulated) and which vertices are shared between platforms;
+every converted stage, where it runs (native or emulated) and which vertices are shared between platforms;
 ``check`` runs the build checks (``polyarch.frontend.reports.checks``). Pure: text in, text out.
 """
 
