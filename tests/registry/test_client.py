@@ -282,3 +282,17 @@ def test_tls_failure_is_named_and_tls_ca_fixes_it(tls_server: tuple[str, Path], 
         assert "CERTIFICATE_VERIFY_FAILED" in err.message and "--tls-ca" in (err.hint or "")
     with RegistryClient(ClientOptions(ca_file=str(cert)), CredentialStore(tmp_path / "x.json")) as c:
         assert httpx.get(f"https://{host}/v2/", verify=c.ssl_context).status_code == 200
+
+
+def test_dockerhub_mirror_and_insecure_registries_reach_pull(tls_server: tuple[str, Path], tmp_path: Path) -> None:
+    """``POLYARCH_DOCKERHUB_MIRROR`` sends a Docker Hub pull to the mirror, and ``POLYARCH_INSECURE_REGISTRIES``
+    lets it skip the verification of the mirror's certificate (this one is self-signed)."""
+    host, _ = tls_server
+    env = {"POLYARCH_DOCKERHUB_MIRROR": f"https://{host}", "POLYARCH_REGISTRY_RETRIES": "0",
+           "DOCKER_CONFIG": str(tmp_path / "dc")}
+    verified = run_cli("pull", "busybox:1", root=tmp_path / "root", env=env, check=False)
+    assert verified.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in verified.stderr.splitlines()[0]
+    unverified = run_cli("pull", "busybox:1", root=tmp_path / "root", check=False,
+                         env={**env, "POLYARCH_INSECURE_REGISTRIES": host})
+    # the mirror answered (it is not a registry: its manifest is "{}"), so TLS was not checked
+    assert unverified.returncode == 1 and "manifest has no media type" in unverified.stderr.splitlines()[0]
