@@ -20,9 +20,23 @@ from pathlib import Path
 
 from polyarch.errors import StoreError
 
-__all__ = ["Migration", "migrate", "schema_version"]
+__all__ = ["Migration", "migrate", "schema_version", "statements"]
 
 Migration = Sequence[str]  # the SQL statements of one step, run in order inside one transaction
+
+
+def statements(script: str) -> tuple[str, ...]:
+    """A script of ``;``-terminated SQL statements as one string each (the text kept as written)."""
+    out: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()!r}")
+    return tuple(out)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

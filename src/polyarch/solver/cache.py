@@ -28,7 +28,7 @@ from pathlib import Path
 
 from polyarch.digest import Digest
 from polyarch.errors import PolyarchError, StoreError
-from polyarch.sqlschema import Migration, migrate
+from polyarch.sqlschema import Migration, migrate, statements
 
 from .state import Layer
 
@@ -36,14 +36,16 @@ __all__ = ["DB_NAME", "MIGRATIONS", "NO_LAYER", "BuildCache", "ResultBlob", "Sna
 
 DB_NAME = "buildcache.db"
 NO_LAYER = "none"
+# Migration 1 as released: never edit a step that has shipped, append a new one.
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, sig TEXT NOT NULL, digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layerindex (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (chain TEXT PRIMARY KEY, parent TEXT NOT NULL, diff_id TEXT NOT NULL,
+                                      used REAL NOT NULL);
+"""
 MIGRATIONS: tuple[Migration, ...] = (
-    (  # 1: the schema before versions were recorded (polyarch up to issue 14)
-        "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS filehash (path TEXT PRIMARY KEY, sig TEXT NOT NULL, digest TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS layerindex (digest TEXT PRIMARY KEY, data BLOB NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS snapshots (chain TEXT PRIMARY KEY, parent TEXT NOT NULL, diff_id TEXT NOT NULL,"
-        " used REAL NOT NULL)",
-    ),
+    statements(_SCHEMA_V1),  # 1: the schema before versions were recorded (polyarch up to issue 14)
 )
 
 

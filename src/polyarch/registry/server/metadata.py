@@ -4,7 +4,8 @@ Blobs themselves live once in the content store; this database holds what the st
 repo→blob links (who may read a blob), manifests per repository with what they reference (for GC and the
 referrers API), tags, and upload sessions. One writer at a time (``BEGIN IMMEDIATE`` under a process lock);
 every write is one transaction, so a crash leaves either the old or the new state. Readers use one connection
-per thread and never block writers (WAL).
+per thread and never block writers (WAL). The schema is versioned (``PRAGMA user_version``, ``polyarch.sqlschema``):
+a database of an older polyarch is migrated on open, one of a newer polyarch refused and left as it is.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from polyarch.errors import StoreError
+from polyarch.sqlschema import Migration, migrate, statements
 
-__all__ = ["DB_NAME", "ManifestRow", "Metadata", "UploadRow"]
+__all__ = ["DB_NAME", "MIGRATIONS", "ManifestRow", "Metadata", "UploadRow"]
 
 DB_NAME = "registry.db"
-_SCHEMA = """
+# Migration 1 as released: never edit a step that has shipped, append a new one.
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY, created REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS links (
   repo TEXT NOT NULL, digest TEXT NOT NULL, touched REAL NOT NULL, PRIMARY KEY (repo, digest)) WITHOUT ROWID;
@@ -47,6 +50,9 @@ CREATE TABLE IF NOT EXISTS uploads (
   id TEXT PRIMARY KEY, repo TEXT NOT NULL, algorithm TEXT NOT NULL, offset INTEGER NOT NULL,
   created REAL NOT NULL, updated REAL NOT NULL) WITHOUT ROWID;
 """
+MIGRATIONS: tuple[Migration, ...] = (
+    statements(_SCHEMA_V1),  # 1: the schema before versions were recorded (polyarch up to issue 14)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +86,12 @@ class Metadata:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         try:
-            conn = self._conn()
-            conn.executescript(_SCHEMA)
+            first = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            try:  # before any pragma that writes: a database of a newer polyarch is left untouched
+                migrate(first, MIGRATIONS, what="the registry database", path=self.path)
+            finally:
+                first.close()
+            self._conn()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open registry database {path}: {exc}") from exc
 
