@@ -20,8 +20,8 @@ complete, after the diff_id was verified, so a partial or wrong snapshot is neve
   one ``fsconfig`` call each, never in an option string built from paths) with a fresh upper dir; ``commit``
   turns the upper dir into the layer and moves it into place as the new chain's dir. Mounted with
   ``redirect_dir=off,metacopy=off,index=off`` so an upper dir is self-contained.
-- ``copy`` (fallback; ``driver="copy"``, from the CLI's ``POLYARCH_SNAPSHOTTER=copy``, forces it): a chain dir holds the full tree; a RUN rootfs
-  is a copy of it; ``commit`` diffs the two trees.
+- ``copy`` (fallback; ``driver="copy"``, which the CLI passes for ``POLYARCH_SNAPSHOTTER=copy``, forces it): a
+  chain dir holds the full tree; a RUN rootfs is a copy of it; ``commit`` diffs the two trees.
 
 This module is the only one that knows the layout. ``SnapshotDirs(store_root)`` serves everything that is not one
 driver's store: the committed snapshots of every driver with their size (``polyarch prune`` decides, it asks
