@@ -215,17 +215,14 @@ def reap(store_root: Path | str, *, everything: bool = False, only: int | None =
     """Kill, unmount and remove what stale owners left under ``store_root`` (see the module doc).
 
     ``only``: reap that pid's leftovers (the watcher of a builder that died).
+    ``runtime``: the OCI runtime (a name on PATH or a path) that ran the containers.
     ``everything``: also what has no recognisable owner, and every mount under ``bundles`` and ``snapshots``
     (only when no build can be running: the caller holds the exclusive build lock)."""
     from . import linux
-    from .runc import runtime_binary
     from .snapshot import SnapshotDirs
 
     root = Path(store_root).absolute()
-    try:
-        runtime = runtime_binary(runtime)
-    except PolyarchError:  # no runtime: there can be no containers to kill
-        runtime = ""
+    runtime = shutil.which(runtime.strip() or "runc") or ""  # no runtime: there can be no containers to kill
     containers = _containers(runtime, root, everything, only) if runtime else 0
     owned = _owned_dirs(root)
     doomed = [d for d in owned if _stale(d.name, root, everything, only)]
