@@ -13,10 +13,10 @@ import pytest
 from polyarch.content.compression import LayerWriter
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
-from polyarch.errors import DigestMismatch
+from polyarch.errors import DigestMismatch, UsageError
 from polyarch.worker.diff import LayerOptions
 from polyarch.worker.overlay import overlay_supported
-from polyarch.worker.snapshot import LayerRef, SnapshotStore, chain_ids
+from polyarch.worker.snapshot import LayerRef, SnapshotDirs, SnapshotStore, build_lock, chain_ids
 from tests.worker.conftest import E, make_tar, tree
 
 DRIVERS = ["overlay", "copy"]
@@ -101,8 +101,6 @@ def test_driver_copy_is_forced_and_an_unknown_driver_refused(tmp_path: Path,
     monkeypatch.setenv("POLYARCH_SNAPSHOTTER", "zfs")
     snaps = SnapshotStore(tmp_path / "store", ContentStore(tmp_path / "store"), driver="copy")
     assert snaps.driver == "copy"
-    from polyarch.errors import UsageError
-
     with pytest.raises(UsageError):
         SnapshotStore(tmp_path / "store", ContentStore(tmp_path / "store"), driver="zfs")
 
@@ -150,3 +148,42 @@ def test_overlay_stacks_more_layers_than_a_mount_data_page(tmp_path: Path) -> No
     layers = [put(content, E(f"f{i}", data=b"%d" % i)) for i in range(240)]
     with snaps.prepare(layers) as active:
         assert (active.rootfs / "f0").read_bytes() == b"0" and (active.rootfs / "f239").read_bytes() == b"239"
+
+
+def test_snapshot_dirs_list_size_and_remove_committed_snapshots_of_every_driver(tmp_path: Path) -> None:
+    dirs = SnapshotDirs(tmp_path)
+    assert not dirs.exists() and dirs.committed() == []
+    a, b = "a" * 64, "b" * 64
+    (dirs.driver_dir("overlay") / a).mkdir(parents=True)
+    (dirs.driver_dir("overlay") / a / "f").write_bytes(b"x" * 10000)
+    (dirs.driver_dir("copy") / b).mkdir(parents=True)
+    for other in ("tmp", "active", "short"):
+        (dirs.driver_dir("copy") / other).mkdir()
+    found = {(e.driver, e.chain): e for e in dirs.committed()}
+    assert set(found) == {("overlay", a), ("copy", b)}
+    assert dirs.size(found["overlay", a]) >= 10000 and dirs.size(found["copy", b]) == 0
+    dirs.remove(found["overlay", a])
+    assert [e.chain for e in dirs.committed()] == [b]
+    with pytest.raises(UsageError):
+        dirs.driver_dir("../x")
+
+
+def test_snapshot_dirs_clean_leftovers_of_dead_processes_and_old_temp_dirs(tmp_path: Path) -> None:
+    dirs = SnapshotDirs(tmp_path)
+    tmp, active = dirs.driver_dir("copy") / "tmp", dirs.driver_dir("copy") / "active"
+    for d in (tmp / "old", tmp / "young", active / f"{os.getpid()}-abc", active / "999999999-abc"):
+        d.mkdir(parents=True)
+    os.utime(tmp / "old", (1, 1))
+    dirs.clean_leftovers(cutoff=1000.0)
+    assert sorted(p.name for p in tmp.iterdir()) == ["young"]
+    assert sorted(p.name for p in active.iterdir()) == [f"{os.getpid()}-abc"]  # this process lives
+
+
+def test_build_lock_is_shared_for_builds_and_exclusive_for_prune(tmp_path: Path) -> None:
+    with build_lock(tmp_path) as first, build_lock(tmp_path) as second:
+        assert first and second
+        with build_lock(tmp_path, exclusive=True, wait=False) as held:
+            assert held is False
+    with build_lock(tmp_path, exclusive=True, wait=False) as held:
+        assert held is True
+    assert SnapshotDirs(tmp_path).exists()
