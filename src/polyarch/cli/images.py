@@ -104,16 +104,8 @@ def prune(app: AppContext, dry_run: bool, grace: float) -> None:
     click.echo(f"{verb} {result.blobs} blobs, {_human(result.bytes)}; {result.temp_files} temp files")
     from polyarch.pipeline.prune import prune_build_state
 
-    doomed: frozenset[str] = frozenset()
-    if dry_run:  # nothing was deleted: the build state must be judged as if it had been
-        import time
-
-        from polyarch.content.gc import reachable
-
-        named = reachable(app.images, [*(d for _, d in app.images.names()), *app.images.entries()]) | keep
-        cutoff = time.time() - grace
-        doomed = frozenset(str(d) for d, _ in app.store.list() if d not in named
-                           and app.store.blob_path(d).stat().st_mtime <= cutoff)
+    # a dry run deleted nothing: the build state is judged as if it had
+    doomed = frozenset(str(d) for d in result.digests) if dry_run else frozenset()
     built = prune_build_state(app.store.root, app.images, grace=grace, dry_run=dry_run, doomed=doomed)
     line = f"{verb} {built.cache_entries} build cache entries"
     if built.skipped_busy:

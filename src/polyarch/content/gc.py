@@ -25,6 +25,7 @@ class PruneResult:
     blobs: int
     bytes: int
     temp_files: int
+    digests: frozenset[Digest] = frozenset()  # the blobs deleted (or, in a dry run, that would be)
 
 
 def reachable(images: ImageStore, roots: Iterable[Descriptor]) -> set[Digest]:
@@ -45,6 +46,7 @@ def prune(images: ImageStore, *, dry_run: bool = False, grace: float = 3600.0,
     keep.update(extra_keep)
     cutoff = time.time() - grace
     count = size = 0
+    doomed: set[Digest] = set()
     for digest, blob_size in list(store.list()):
         if digest in keep:
             continue
@@ -55,7 +57,8 @@ def prune(images: ImageStore, *, dry_run: bool = False, grace: float = 3600.0,
             continue
         count += 1
         size += blob_size
+        doomed.add(digest)
         if not dry_run:
             store.delete(digest)
     temps = 0 if dry_run else store.clean_ingest(grace)
-    return PruneResult(count, size, temps)
+    return PruneResult(count, size, temps, frozenset(doomed))
