@@ -19,8 +19,7 @@ from polyarch.digest import Digest, VerifyingReader
 from polyarch.errors import NotFound
 from polyarch.oci.spec import Descriptor, Index, MediaType
 
-from .location import Location
-from .protocol import ContentSource, Opened
+from .protocol import ContentSource, Location, Opened
 from .store import StoreSource, without_ref_name
 
 __all__ = ["CONTAINERD_NAME", "LayoutSource", "find_layout", "find_named", "open_layout", "pick_entry"]

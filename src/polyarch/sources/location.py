@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -33,7 +32,7 @@ from polyarch.errors import (
     UsageError,
 )
 
-from .protocol import Opened
+from .protocol import Location, Opened, Scheme
 
 if TYPE_CHECKING:
     from polyarch.content.images import ImageStore
@@ -41,15 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["REGISTRY_ONLY", "STORE_THEN_REGISTRY", "VERIFY_ORDER", "Kind", "Location", "Scheme", "open_source",
            "parse_location"]
-
-
-class Scheme(StrEnum):
-    BARE = ""
-    LOCAL = "local"
-    LAYOUT = "oci-layout"
-    OCI_ARCHIVE = "oci-archive"
-    DOCKER_ARCHIVE = "docker-archive"
-    IMAGE = "docker-image"
 
 
 class Kind(StrEnum):
@@ -67,23 +57,6 @@ STORE_THEN_REGISTRY = (Kind.LOCAL, Kind.REGISTRY)
 _PATH_SCHEMES = (Scheme.LAYOUT, Scheme.OCI_ARCHIVE, Scheme.DOCKER_ARCHIVE)
 _DIGEST_TAIL = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
 _SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """A parsed location string (see the module docstring); ``str()`` gives it back."""
-
-    scheme: Scheme
-    target: str  # NAME, PATH[:TAG] or REF as written
-    digest: Digest | None = None  # @DIGEST of a layout or archive
-
-    def __str__(self) -> str:
-        if self.scheme is Scheme.BARE:
-            return self.target
-        if self.scheme is Scheme.LOCAL:
-            return f"local:{self.target}"
-        tail = f"@{self.digest}" if self.digest is not None else ""
-        return f"{self.scheme.value}://{self.target}{tail}"
 
 
 def parse_location(text: str) -> Location:

@@ -1,5 +1,5 @@
-"""The seam every image reader goes through: ``ContentSource`` (read-only content at one place) and ``Opened``
-(what a location names: a source and the root document in it).
+"""The seam every image reader goes through: ``ContentSource`` (read-only content at one place), ``Location`` (a
+parsed location string) and ``Opened`` (what a location names: a source and the root document in it).
 
 Every read is checked against its descriptor: ``read`` hashes the whole small blob, ``open_blob`` streams a
 blob whose bytes are checked as they are read (``DigestMismatch`` at the latest at EOF) unless the source
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -20,7 +21,7 @@ from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_manifest, parse_config, parse_document
 from polyarch.platform import Platform
 
-__all__ = ["MAX_DOCUMENT", "ContentSource", "Opened", "check_limit", "read_config", "verified"]
+__all__ = ["MAX_DOCUMENT", "ContentSource", "Location", "Opened", "Scheme", "check_limit", "read_config", "verified"]
 
 MAX_DOCUMENT = MAX_MANIFEST
 
@@ -65,6 +66,34 @@ class ContentSource(Protocol):
     def close(self) -> None:
         """Release what the source holds (an archive's open file); never the collaborators it was given."""
         ...
+
+
+class Scheme(StrEnum):
+    """The location syntaxes (``polyarch.sources.location``); ``BARE`` is a string without a scheme."""
+
+    BARE = ""
+    LOCAL = "local"
+    LAYOUT = "oci-layout"
+    OCI_ARCHIVE = "oci-archive"
+    DOCKER_ARCHIVE = "docker-archive"
+    IMAGE = "docker-image"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A parsed location string (``location.parse_location``); ``str()`` gives it back."""
+
+    scheme: Scheme
+    target: str  # NAME, PATH[:TAG] or REF as written
+    digest: Digest | None = None  # @DIGEST of a layout or archive
+
+    def __str__(self) -> str:
+        if self.scheme is Scheme.BARE:
+            return self.target
+        if self.scheme is Scheme.LOCAL:
+            return f"local:{self.target}"
+        tail = f"@{self.digest}" if self.digest is not None else ""
+        return f"{self.scheme.value}://{self.target}{tail}"
 
 
 def check_limit(desc: Descriptor, limit: int) -> None:

@@ -27,8 +27,7 @@ from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor, Manifest, MediaType, parse_config
 
 from .layout import find_named, pick_entry
-from .location import Location, Scheme
-from .protocol import MAX_DOCUMENT, ContentSource, Opened, check_limit, verified
+from .protocol import MAX_DOCUMENT, ContentSource, Location, Opened, Scheme, check_limit, verified
 from .registry import TempBlob
 from .store import without_ref_name
 
