@@ -92,7 +92,7 @@ def test_exporters_make_no_registry_client_and_read_no_environment() -> None:
 
 
 def _stored_result(images: ImageStore, name: str) -> Any:
-    from polyarch.pipeline.image import BuildResult, PlatformImage
+    from polyarch.exporters.assemble import BuildResult, PlatformImage
     from polyarch.solver.state import Layer
 
     desc = images.lookup(name)

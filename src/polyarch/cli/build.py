@@ -206,7 +206,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             and not all(s.attrs.get("name") for s in specs if s.type in ("image", "registry")):
         raise UsageError("--load and --push need a name", hint="add -t NAME")
     contexts = _pairs(build_contexts, "--build-context")
-    from polyarch.pipeline.image import Annotations
+    from polyarch.exporters.assemble import Annotations
 
     Annotations.parse(annotations)  # flag errors before any work
     epoch = app.env.build_epoch()

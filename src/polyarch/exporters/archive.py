@@ -32,7 +32,7 @@ from .exporter import ExportContext, ExportReport
 from .spec import OutputSpec, output_names
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult
+    from polyarch.exporters.assemble import BuildResult
 
 __all__ = ["DockerExporter", "OciExporter", "docker_repo_tag", "write_docker_archive", "write_oci_archive",
            "write_oci_dir"]

@@ -24,7 +24,7 @@ from .spec import OUTPUT_TYPES, OutputSpec, require_epoch
 from .store import StoreExporter
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult
+    from polyarch.exporters.assemble import BuildResult
 
 __all__ = ["EXPORTERS", "export", "exporter_for"]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from polyarch.content.images import ImageStore
-    from polyarch.pipeline.image import BuildResult
+    from polyarch.exporters.assemble import BuildResult
     from polyarch.registry.client import RegistryClient
 
     from .spec import OutputSpec

@@ -20,7 +20,7 @@ from .exporter import ExportContext, ExportReport
 from .spec import OutputSpec
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult, PlatformImage
+    from polyarch.exporters.assemble import BuildResult, PlatformImage
 
 __all__ = ["LocalExporter", "TarExporter", "platform_dirname", "write_local", "write_tar"]
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult
+    from polyarch.exporters.assemble import BuildResult
 
 __all__ = ["build_metadata"]
 

@@ -21,7 +21,7 @@ from polyarch.solver.state import Layer
 from .spec import OutputSpec
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult, PlatformImage
+    from polyarch.exporters.assemble import BuildResult, PlatformImage
 
 __all__ = ["convert", "recompress", "wants_conversion"]
 

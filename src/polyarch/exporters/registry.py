@@ -16,7 +16,7 @@ from .exporter import ExportContext, ExportReport
 from .spec import OutputSpec, canonical_name, output_names
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult
+    from polyarch.exporters.assemble import BuildResult
 
 __all__ = ["RegistryExporter"]
 

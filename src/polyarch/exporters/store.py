@@ -13,7 +13,7 @@ from .exporter import ExportContext, ExportReport
 from .spec import OutputSpec, canonical_name, output_names
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult
+    from polyarch.exporters.assemble import BuildResult
 
 __all__ = ["StoreExporter", "with_canonical"]
 

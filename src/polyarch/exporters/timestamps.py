@@ -21,7 +21,7 @@ from polyarch.oci.spec import MediaType, layer_compression
 from polyarch.solver.state import Layer
 
 if TYPE_CHECKING:
-    from polyarch.pipeline.image import BuildResult, PlatformImage
+    from polyarch.exporters.assemble import BuildResult, PlatformImage
 
 __all__ = ["rewrite_timestamps"]
 

@@ -21,6 +21,7 @@ from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
+from polyarch.exporters.assemble import Annotations, BuildResult, assemble
 from polyarch.exporters.cache import CacheSpec, export_cache, import_cache
 from polyarch.frontend.convert.plan import BuildPlan, PlatformPlan, plan_build
 from polyarch.oci.spec import ImageConfig
@@ -31,7 +32,6 @@ from polyarch.solver.scheduler import Solver
 from polyarch.solver.state import Layer, State
 
 from .deps import BaseImageSource, BuildDeps
-from .image import Annotations, BuildResult, assemble
 from .runexec import check_entitlements
 
 __all__ = ["BuildRequest", "build_image", "build_many", "cache_entries", "plan_request", "solve_plans", "step_labels"]

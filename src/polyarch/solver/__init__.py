@@ -23,6 +23,6 @@ Modules, bottom up:
 Entry points for commands (``polyarch.pipeline.run``): ``build_image(store, BuildRequest, progress=…)`` for one
 Dockerfile, ``build_many(store, [BuildRequest…], progress=…)`` for bake (all targets planned, then solved
 together per context directory, all or nothing), ``solve_plans(store, platform_plans, contexts=…, …)`` to solve
-plans made elsewhere. ``polyarch.pipeline.image.assemble`` turns states into images + index;
+plans made elsewhere. ``polyarch.exporters.assemble.assemble`` turns states into images + index;
 ``polyarch.exporters.dispatch.export`` writes them out.
 """
