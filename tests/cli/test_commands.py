@@ -25,7 +25,7 @@ def test_top_level_help_imports_no_command_module() -> None:
     code = ("import sys; from polyarch.cli.main import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith('polyarch.') and m not in "
-            "('polyarch.cli', 'polyarch.cli.main', 'polyarch.cli.context', 'polyarch.cli.environment', "
+            "('polyarch.cli', 'polyarch.cli.main', 'polyarch.cli.context', 'polyarch.cli.environment', 'polyarch.libpatches', "
             "'polyarch.errors')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
