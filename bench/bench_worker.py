@@ -42,7 +42,7 @@ from polyarch import platform as plat  # noqa: E402
 from polyarch.content.compression import LayerWriter  # noqa: E402
 from polyarch.content.store import ContentStore  # noqa: E402
 from polyarch.fsutil import fsync_dir  # noqa: E402
-from polyarch.worker.archive import apply_layer  # noqa: E402
+from polyarch.worker.apply import apply_layer  # noqa: E402
 from polyarch.worker.diff import LayerOptions, layer_from_upper, write_tree  # noqa: E402
 
 

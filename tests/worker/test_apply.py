@@ -17,7 +17,7 @@ import zstandard
 
 from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, InvalidLayer, LimitExceeded
-from polyarch.worker.archive import ApplyLimits, apply_layer
+from polyarch.worker.apply import ApplyLimits, apply_layer
 from tests.worker.conftest import E, is_root, make_tar, needs_root, tree
 
 
@@ -538,7 +538,7 @@ class Lazy(io.RawIOBase):
 start = time.monotonic()
 try:
     if consumer == "apply":
-        from polyarch.worker.archive import apply_layer
+        from polyarch.worker.apply import apply_layer
         apply_layer(io.BufferedReader(Lazy(), 1 << 16), root)
     else:
         from polyarch.verify.fs import MergedView

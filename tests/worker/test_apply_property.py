@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from polyarch.errors import InvalidLayer, LimitExceeded
 from polyarch.worker import rooted
-from polyarch.worker.archive import apply_layer
+from polyarch.worker.apply import apply_layer
 from tests.worker.conftest import E, make_tar
 
 NAMES = ("a", "b", "x", "etc")

@@ -14,7 +14,7 @@ import pytest
 from polyarch.content.store import ContentStore
 from polyarch.errors import StoreError
 from polyarch.worker import diff
-from polyarch.worker.archive import apply_layer
+from polyarch.worker.apply import apply_layer
 from polyarch.worker.diff import LayerOptions, layer_from_diff, layer_from_dir, write_diff, write_tree
 from tests.worker.conftest import E, is_root, make_tar, needs_root, tree
 

@@ -15,7 +15,7 @@ from polyarch.content.compression import LayerWriter
 from polyarch.content.store import ContentStore
 from polyarch.errors import InvalidLayer
 from polyarch.worker import tarwriter
-from polyarch.worker.archive import apply_layer
+from polyarch.worker.apply import apply_layer
 from polyarch.worker.diff import LayerOptions, layer_from_dir, write_tree
 from tests.worker.conftest import E, make_tar, tree
 

@@ -54,7 +54,7 @@ def unpack_entries(tree: str, archive: str, work_parent: Path, dest: str, view: 
                    owner: tuple[int, int] | None, chmod: Chmod | None, stack: ExitStack) -> list[Entry]:
     """ADD of a local tar archive (plain, gzip, zstd): its entries, unpacked safely into a work directory under
     ``work_parent`` (removed when ``stack`` closes), into ``dest``."""
-    from polyarch.worker.archive import apply_layer
+    from polyarch.worker.apply import apply_layer
 
     work = Path(tempfile.mkdtemp(prefix="unpack-", dir=work_parent))
     stack.callback(shutil.rmtree, work, True)

@@ -53,7 +53,7 @@ from polyarch.fsutil import private_dir
 from polyarch.oci.spec import Descriptor
 
 from . import linux
-from .archive import ApplyLimits, apply_layer
+from .apply import ApplyLimits, apply_layer
 from .copytree import copy_tree
 from .diff import LayerOptions, layer_from_diff, layer_from_upper
 from .overlay import OverlayMount, overlay_supported, prune_copy_ups
