@@ -1,1 +1,2 @@
-"""Turning solved build plans into images and writing them to outputs (store, archives, directories, registry)."""
+"""One build, orchestrated: plan (frontend) → solve (solver) → assemble (exporters.assemble), with collaborators
+the caller makes (``deps.BuildDeps``); outputs are written afterwards by ``polyarch.exporters``."""

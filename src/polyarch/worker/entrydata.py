@@ -1,4 +1,4 @@
-"""What ``archive.apply_layer`` writes into a file it made for a layer entry: the data (plain, or the extents of a
+"""What ``apply.apply_layer`` writes into a file it made for a layer entry: the data (plain, or the extents of a
 GNU sparse file, holes left as holes) and the extended attributes it keeps.
 
 Every function works on a descriptor (or a ``/proc/self/fd`` path) the caller opened inside the root; none of

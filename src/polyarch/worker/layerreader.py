@@ -1,5 +1,5 @@
 """The uncompressed stream of a layer being applied, as a forward-only file for ``tarfile`` (``r:`` mode), hashed
-on the way (the diff_id). Used by ``archive.apply_layer``.
+on the way (the diff_id). Used by ``apply.apply_layer``.
 
 API::
 
