@@ -30,6 +30,7 @@ from .functions import FuncError, to_str
 from .hcl import Block, Body, Pos, Var
 from .model import ATTRIBUTES, MAP_ATTRS, Definition, Group, Target
 from .overrides import Override, apply_overrides
+from .stdlib import with_home
 from .variables import Variables
 
 __all__ = ["Evaluator", "SourceFile"]
@@ -93,7 +94,7 @@ class Evaluator:
                 self.vars.add_attr(attr)
             for block in f.body.blocks:
                 self._collect(block)
-        self.scope = Scope(self._lookup, self.functions, {}, self.sources)
+        self.scope = Scope(self._lookup, self.functions, {}, self.sources, builtins=with_home(env.get("HOME", "")))
         self._raw: dict[str, dict[str, Any]] | None = None
         self._labels: dict[str, list[tuple[str, dict[str, Any], Pos]]] = {}
         self._label_stack: list[str] = []

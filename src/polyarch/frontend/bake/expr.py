@@ -14,7 +14,8 @@ from typing import Any
 
 from polyarch.errors import ParseError, SourceSpan
 
-from .functions import FUNCTIONS, FuncError, to_bool, to_num, to_str, type_name
+from .functions import FuncError, to_bool, to_num, to_str, type_name
+from .stdlib import STDLIB
 from .syntax import (
     Binary,
     Call,
@@ -64,9 +65,10 @@ class Scope:
     locals: dict[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     depth: int = 0
+    builtins: Mapping[str, Callable[..., Any]] = field(default_factory=lambda: STDLIB)  # ``stdlib.with_home``
 
     def child(self, more: Mapping[str, Any]) -> Scope:
-        return Scope(self.lookup, self.functions, {**self.locals, **more}, self.sources, self.depth)
+        return Scope(self.lookup, self.functions, {**self.locals, **more}, self.sources, self.depth, self.builtins)
 
 
 def evaluate(expr: Expr, scope: Scope) -> Any:
@@ -274,6 +276,10 @@ def _call(expr: Call, scope: Scope) -> Any:
         if name == "can":
             raise located("can() takes one argument", expr.pos, scope.sources)
         raise located("try(): no argument could be evaluated", expr.pos, scope.sources)
+    if name == "convert" and name not in scope.functions:
+        if len(expr.args) != 2:
+            raise located("convert() takes a value and a type", expr.pos, scope.sources)
+        return _convert(expr, scope)
     args = [evaluate(a, scope) for a in expr.args]
     if expr.expand:
         if not args or not isinstance(args[-1], list):
@@ -282,11 +288,11 @@ def _call(expr: Call, scope: Scope) -> Any:
     user = scope.functions.get(name)
     if user is not None:
         return _user_call(user, args, expr, scope)
-    fn = FUNCTIONS.get(name)
+    fn = scope.builtins.get(name)
     if fn is None:
         import difflib
 
-        close = difflib.get_close_matches(name, list(FUNCTIONS) + list(scope.functions), n=1)
+        close = difflib.get_close_matches(name, list(scope.builtins) + list(scope.functions), n=1)
         raise located(f"unknown function {name!r}", expr.pos, scope.sources,
                       hint=f"did you mean {close[0]!r}?" if close else None)
     try:
@@ -310,8 +316,19 @@ def _user_call(fn: UserFunction, args: list[Any], expr: Call, scope: Scope) -> A
     if fn.variadic:
         names[fn.variadic] = args[n:]
     # a function sees its parameters and the global variables, not the caller's locals
-    inner = Scope(scope.lookup, scope.functions, names, scope.sources, scope.depth + 1)
+    inner = Scope(scope.lookup, scope.functions, names, scope.sources, scope.depth + 1, scope.builtins)
     return evaluate(fn.result, inner)
+
+
+def _convert(expr: Call, scope: Scope) -> Any:
+    """``convert(value, type)``: the value converted to a type expression (not evaluated)."""
+    from .types import convert, parse_type
+
+    value = evaluate(expr.args[0], scope)
+    try:
+        return convert(value, parse_type(expr.args[1])[0])
+    except FuncError as exc:
+        raise located(f"convert(): {exc}", expr.pos, scope.sources) from None
 
 
 def product(matrix: Mapping[str, list[Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""The HCL standard-library functions bake files use (buildx ships go-cty's stdlib plus a few of its own).
+"""The core of the HCL functions bake files use (buildx ships go-cty's stdlib plus a few of its own) and the
+value helpers the other ``functions_*`` modules share; ``stdlib.STDLIB`` is the full table.
 
 Values are plain Python: str, int/float (numbers), bool, None (null), list (tuples and lists), dict (objects and
 maps). Every function takes its evaluated arguments and returns a value; a bad argument raises ``FuncError``,
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -223,11 +223,6 @@ def _replace(s: Any, old: Any, new: Any) -> str:
     return to_str(s).replace(o, to_str(new))
 
 
-def _sanitize(s: Any) -> str:
-    """buildx's ``sanitize``: characters outside ``[A-Za-z0-9_]`` become ``_`` (for target names)."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", to_str(s))
-
-
 def _substr(s: Any, offset: Any, length: Any) -> str:
     text = to_str(s)
     off, ln = int(to_num(offset)), int(to_num(length))
@@ -292,10 +287,6 @@ def _range(*args: Any) -> list[int]:
     return list(r)
 
 
-def _timestamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _title(s: Any) -> str:
     return re.sub(r"(^|\s)(\S)", lambda m: m.group(1) + m.group(2).upper(), to_str(s))
 
@@ -320,7 +311,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "and": _and,
     "base64decode": _b64decode,
     "base64encode": lambda s: base64.b64encode(to_str(s).encode()).decode(),
-    "basename": lambda p: to_str(p).rstrip("/").rsplit("/", 1)[-1] or "/",
     "ceil": lambda n: int(-(-to_num(n) // 1)),
     "chomp": lambda s: to_str(s).rstrip("\r\n"),
     "coalesce": _coalesce,
@@ -328,7 +318,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "compact": lambda lst: [x for x in _list(lst) if x not in (None, "")],
     "concat": lambda *ls: [x for lst in ls for x in _list(lst)],
     "contains": lambda lst, v: v in _list(lst),
-    "dirname": lambda p: (to_str(p).rstrip("/").rsplit("/", 1)[0] or "/") if "/" in to_str(p) else ".",
     "distinct": _distinct,
     "divide": lambda a, b: _norm(to_num(a) / to_num(b)),
     "element": _element,
@@ -365,14 +354,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "regexall": lambda p, s: [m.group(0) for m in re.finditer(to_str(p), to_str(s))],
     "replace": _replace,
     "reverse": lambda lst: list(reversed(_list(lst))) if isinstance(lst, list) else to_str(lst)[::-1],
-    "sanitize": _sanitize,
     "slice": lambda lst, a, b: _list(lst)[int(to_num(a)):int(to_num(b))],
     "sort": lambda lst: sorted(to_str(x) for x in _list(lst)),
     "split": _split,
     "strlen": lambda s: len(to_str(s)),
     "substr": _substr,
     "subtract": lambda a, b: _norm(to_num(a) - to_num(b)),
-    "timestamp": _timestamp,
     "title": _title,
     "tobool": to_bool,
     "tolist": lambda v: list(_list(v)),
