@@ -11,7 +11,7 @@ from polyarch.frontend.convert.heredocs import heredoc_file
 from polyarch.frontend.convert.imageconfig import DEFAULT_SHELL
 from polyarch.frontend.convert.state import StageState, desc, error, expand, layer_step, reference
 from polyarch.frontend.dockerfile import instructions as ins
-from polyarch.frontend.dockerfile.mounts import parse_mount
+from polyarch.frontend.dockerfile.mounts import parse_mount, resolve_target
 
 __all__ = ["run", "run_args", "run_env"]
 
@@ -55,10 +55,22 @@ def run_env(st: StageState) -> tuple[tuple[str, ...], list[str]]:
 
 
 def _mount(st: StageState, inst: ins.Run, spec: str, index: int) -> tuple[ops.ExecMount, StageState]:
+    """One ``--mount``: each option's value expanded in the stage scope, then validated (BuildKit's order); the
+    target resolved against the working directory."""
+    box = [st]
+
+    def expand_value(value: str) -> str:
+        out, box[0] = expand(box[0], value, inst.src)
+        return out
+
     try:
-        m = parse_mount(spec, ssh_index=index)
+        m = parse_mount(spec, expand_value, ssh_index=index)
+        target = m.target if m.type in ("secret", "ssh") else resolve_target(m.target, st.cfg.workdir)
     except ParseError as exc:
-        raise error(st, inst, f"--mount: {exc.message}", spec) from None
+        if exc.span is not None:
+            raise
+        raise error(box[0], inst, f"--mount: {exc.message}", spec) from None
+    st = box[0]
     source: ops.Vertex | None = None
     if m.from_:
         source, tainted, st = reference(st, m.from_, inst)
@@ -69,7 +81,7 @@ def _mount(st: StageState, inst: ins.Run, spec: str, index: int) -> tuple[ops.Ex
     capture = st.progress.capture.mount(m.type, m.id, m.required, inst.src.start_line)
     if capture is not st.progress.capture:
         st = replace(st, progress=st.progress.with_capture(capture))
-    return ops.ExecMount(type=m.type, target=m.target, source=source, selector=m.source, readonly=m.readonly,
+    return ops.ExecMount(type=m.type, target=target, source=source, selector=m.source, readonly=m.readonly,
                          id=m.id, sharing=m.sharing, mode=m.mode, uid=m.uid, gid=m.gid, required=m.required,
                          env=m.env, size=m.size), st
 
@@ -81,8 +93,7 @@ def run(st: StageState, inst: ins.Run) -> StageState:
     args, extra = run_args(st, inst)
     mounts = list(extra)
     for i, raw in enumerate(inst.mounts):
-        spec, st = expand(st, raw, inst.src)
-        mount, st = _mount(st, inst, spec, i)
+        mount, st = _mount(st, inst, raw, i)
         mounts.append(mount)
     env, shown = run_env(st)
     tainted = st.tainted or st.config_tainted or st.inst_tainted

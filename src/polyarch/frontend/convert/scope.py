@@ -149,7 +149,8 @@ def from_(st: StageState, f: ins.From) -> StageState:
         parent, progress = ctx.stage(st.progress, index, f.src)
         st = replace(st, progress=progress, root=parent.root, vertex=parent.result, layers=parent.layers,
                      cfg=parent.config.child(), history=parent.history, platform=parent.platform, platform_tainted=parent.platform_tainted,
-                     tainted=parent.tainted, base=f"stage:{parent.name}")
+                     tainted=parent.tainted, base=f"stage:{parent.name}", args=parent.args,
+                     tainted_args=parent.tainted_args)
     else:
         st = replace(st, platform=platform, platform_tainted=platform_tainted)
         if ref in inputs.build_contexts:

@@ -104,6 +104,6 @@ def convert_stage(ctx: PlatformContext, progress: Progress, index: int, via: ins
         st = apply(st, inst)
     built = ConvertedStage(index=index, name=st.name, platform=st.platform, base=st.base, steps=st.steps,
                            result=st.vertex, config=st.cfg, history=st.history, layers=st.layers, root=st.root, tainted=st.tainted,
-                           platform_tainted=st.platform_tainted)
+                           platform_tainted=st.platform_tainted, args=st.args, tainted_args=st.tainted_args)
     p = st.progress
     return built, replace(p, built={**p.built, index: built}, order=(*p.order, index), active=progress.active)

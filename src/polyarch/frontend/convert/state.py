@@ -90,6 +90,8 @@ class ConvertedStage:
     root: ops.Vertex
     tainted: bool
     platform_tainted: bool
+    args: Mapping[str, str | None] = field(default_factory=dict)  # its ARGs: a ``FROM <stage>`` child inherits them
+    tainted_args: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

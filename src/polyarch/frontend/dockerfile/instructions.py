@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from polyarch.frontend.dockerfile.lexer import Directives, Heredoc
-from polyarch.frontend.dockerfile.mounts import Mount
 
 __all__ = [
     "Add", "Arg", "ArgDecl", "Cmd", "Command", "Copy", "Dockerfile", "Entrypoint", "Env", "Expose", "From",
@@ -70,8 +69,7 @@ class From(Instruction):
 @dataclass(frozen=True, slots=True)
 class Run(Instruction):
     command: Command
-    mounts: tuple[str, ...] = ()  # raw ``--mount`` values, expanded at plan time
-    parsed_mounts: tuple[Mount, ...] = ()  # parsed from the raw values (validation; unexpanded)
+    mounts: tuple[str, ...] = ()  # raw ``--mount`` values (CSV checked), expanded and validated at plan time
     network: str = ""
     security: str = ""
     heredocs: tuple[Heredoc, ...] = ()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from polyarch.errors import ParseError
 from polyarch.frontend.dockerfile import instructions as ins
 from polyarch.frontend.dockerfile.lexer import Line, lex
-from polyarch.frontend.dockerfile.mounts import parse_mount
+from polyarch.frontend.dockerfile.mounts import check_mount
 from polyarch.frontend.dockerfile.words import first_raw_word, split_raw_words
 
 __all__ = ["parse_dockerfile", "parse_duration", "parse_line"]
@@ -225,10 +225,9 @@ def parse_line(line: Line, escape: str = "\\") -> ins.Instruction:
         return _from(line, src, flags, rest, escape)
     if name == "RUN":
         mounts = tuple(flags.get("mount", ()))
-        parsed = []
-        for i, m in enumerate(mounts):
+        for m in mounts:
             try:
-                parsed.append(parse_mount(m, ssh_index=i))
+                check_mount(m)
             except ParseError as exc:
                 raise line.error(f"--mount: {exc.message}", m) from None
         network = flags.get("network", [""])[-1]
@@ -237,7 +236,7 @@ def parse_line(line: Line, escape: str = "\\") -> ins.Instruction:
         security = flags.get("security", [""])[-1]
         if security and security not in ("sandbox", "insecure"):
             raise line.error(f"unsupported security mode {security!r} (want sandbox or insecure)", security)
-        return ins.Run(src, _command(line, rest), mounts, tuple(parsed), network, security, line.heredocs)
+        return ins.Run(src, _command(line, rest), mounts, network, security, line.heredocs)
     if name in ("COPY", "ADD"):
         return _copy(line, src, flags, rest, escape)
     if name == "HEALTHCHECK":
