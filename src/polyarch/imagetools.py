@@ -39,7 +39,7 @@ from polyarch.oci.spec import (
 )
 from polyarch.platform import Platform
 from polyarch.registry.client import RegistryClient
-from polyarch.registry.transfer import PushResult, push_image
+from polyarch.sources.transfer import PushResult, push_image
 from polyarch.sources.composite import CompositeSource
 from polyarch.sources.location import REGISTRY_ONLY, open_source, parse_location
 from polyarch.sources.protocol import ContentSource, Opened, read_config

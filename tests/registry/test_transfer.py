@@ -16,7 +16,7 @@ from polyarch.oci import reference
 from polyarch.registry.client import RegistryClient
 from polyarch.registry.credentials import CredentialStore
 from polyarch.registry.endpoints import ClientOptions
-from polyarch.registry.transfer import PULLED_FROM, pull_image, push_image
+from polyarch.sources.transfer import PULLED_FROM, pull_image, push_image
 
 pytestmark = [pytest.mark.registry]
 

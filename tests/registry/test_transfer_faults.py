@@ -19,7 +19,7 @@ from polyarch.platform import parse as parse_platform
 from polyarch.registry.client import RegistryClient
 from polyarch.registry.credentials import CredentialStore
 from polyarch.registry.endpoints import ClientOptions
-from polyarch.registry.transfer import pull_image, push_image
+from polyarch.sources.transfer import pull_image, push_image
 
 pytestmark = [pytest.mark.registry]
 

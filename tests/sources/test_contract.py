@@ -20,7 +20,7 @@ from polyarch.oci import reference
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_index, is_manifest, parse_document
 from polyarch.registry.client import ClientOptions, RegistryClient
 from polyarch.registry.credentials import CredentialStore
-from polyarch.registry.transfer import push_image
+from polyarch.sources.transfer import push_image
 from polyarch.sources import VERIFY_ORDER, ContentSource, Opened, open_source, parse_location
 
 NAME = "gen/contract:1"

@@ -135,7 +135,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     from polyarch import platform as plat
     from polyarch.errors import UsageError
     from polyarch.oci import reference
-    from polyarch.registry.transfer import pull_image
+    from polyarch.sources.transfer import pull_image
 
     if platforms and all_platforms:
         raise UsageError("--platform and --all-platforms are mutually exclusive")
@@ -164,7 +164,7 @@ def push(app: AppContext, ref: str, dest: str | None, quiet: bool, insecure: tup
          tls_ca: str | None) -> None:
     """Upload a local image (every platform it has) to a registry, as REF or DEST."""
     from polyarch.oci import reference
-    from polyarch.registry.transfer import push_image
+    from polyarch.sources.transfer import push_image
 
     images = app.images
     desc = images.lookup(ref)

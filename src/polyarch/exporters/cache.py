@@ -172,7 +172,7 @@ class RegistryCache:
 
     def save(self, images: ImageStore, artifact: Descriptor) -> None:
         from polyarch.oci import reference
-        from polyarch.registry.transfer import push_image
+        from polyarch.sources.transfer import push_image
 
         with self.client_factory() as client:
             push_image(images, artifact, reference.parse(self.ref).defaulted(), client=client)

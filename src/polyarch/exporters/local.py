@@ -31,7 +31,7 @@ def platform_dirname(platform: object) -> str:
 
 
 def _rootfs(images: ImageStore, img: PlatformImage, dest: Path) -> None:
-    from polyarch.worker.archive import apply_layer
+    from polyarch.worker.apply import apply_layer
 
     dest.mkdir(parents=True, exist_ok=True)
     for layer in img.layers:

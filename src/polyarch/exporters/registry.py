@@ -22,13 +22,13 @@ __all__ = ["RegistryExporter"]
 
 
 class RegistryExporter:
-    """Pushes with ``polyarch.registry.transfer.push_image`` through a client made by ``ctx.client_factory``."""
+    """Pushes with ``polyarch.sources.transfer.push_image`` through a client made by ``ctx.client_factory``."""
 
     type: ClassVar[str] = "registry"
 
     def export(self, result: BuildResult, spec: OutputSpec, ctx: ExportContext) -> ExportReport:
         from polyarch.oci import reference
-        from polyarch.registry.transfer import push_image
+        from polyarch.sources.transfer import push_image
 
         names = output_names(spec, ctx.tags)
         if not names:

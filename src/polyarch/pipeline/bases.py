@@ -44,7 +44,7 @@ class BaseImages:
 
     def _pull(self, ref: str, platform: Platform) -> None:
         from polyarch.oci import reference
-        from polyarch.registry.transfer import pull_image
+        from polyarch.sources.transfer import pull_image
 
         parsed = reference.parse(ref).defaulted()
         if self._client is None:

@@ -36,11 +36,10 @@ from polyarch.oci.spec import (
     parse_document,
 )
 from polyarch.platform import Platform
+from polyarch.registry.client import RegistryClient
 from polyarch.sources.protocol import ContentSource
 from polyarch.sources.registry import RegistrySource
 from polyarch.sources.store import StoreSource
-
-from .client import RegistryClient
 
 __all__ = ["PULLED_FROM", "PullResult", "PushResult", "pull_image", "push_image", "run_parallel"]
 
