@@ -10,7 +10,7 @@ blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secr
 * ``matrix = { k = [..] }`` + ``name = "app-${k}"``: one target per combination; the block's label selects them all.
 * ``inherits = ["a", "b"]``: parents merged in order, then the target itself (later wins); cycles are errors.
 * groups may contain groups; a group wins over a target of the same name.
-* ``target.NAME.ATTR`` reads an attribute written in another target's blocks (reference cycles are errors).
+* ``target.NAME.ATTR`` reads an attribute written in a target's own blocks (``refs.py``; cycles per attribute).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .functions import FuncError, to_str
 from .hcl import Block, Body, Pos, Var
 from .model import ATTRIBUTES, MAP_ATTRS, Definition, Group, Target
 from .overrides import Override, apply_overrides
+from .refs import TargetAttrs
 from .stdlib import with_home
 from .variables import Variables
 
@@ -97,7 +98,7 @@ class Evaluator:
         self.scope = Scope(self._lookup, self.functions, {}, self.sources, builtins=with_home(env.get("HOME", "")))
         self._raw: dict[str, dict[str, Any]] | None = None
         self._labels: dict[str, list[tuple[str, dict[str, Any], Pos]]] = {}
-        self._label_stack: list[str] = []
+        self.refs = TargetAttrs(self.target_blocks, lambda: self.scope, _merge, self.sources)
         self._expanded: dict[str, list[str]] = {}
         self._pos: dict[str, Pos] = {}
 
@@ -144,7 +145,7 @@ class Evaluator:
         if name in self.builtins:
             return self.builtins[name]
         if name == "target":
-            return _TargetRefs(self, pos)
+            return self.refs.root(pos)
         close = difflib.get_close_matches(name, self.vars.names() + list(self.builtins), n=1)
         raise located(f"unknown variable {name!r}", pos, self.sources,
                       hint=f"did you mean {close[0]!r}?" if close else None)
@@ -170,26 +171,20 @@ class Evaluator:
                 close = difflib.get_close_matches(key, list(ATTRIBUTES), n=1)
                 raise located(f"target {block.labels[0]!r}: unsupported attribute {key!r}", attr.pos, self.sources,
                               hint=f"did you mean {close[0]!r}?" if close else None)
-            value = evaluate(attr.expr, scope)
+            with self.refs.guard(block.labels[0], key, attr.pos):
+                value = evaluate(attr.expr, scope)
             if key == "inherits" and isinstance(value, str):
                 value = [value]
             out[key] = value
         return out
 
-    def _label(self, label: str, pos: Pos | None) -> list[tuple[str, dict[str, Any], Pos]]:
+    def _label(self, label: str) -> list[tuple[str, dict[str, Any], Pos]]:
         """The targets of every block labelled ``label`` (several when it has a matrix), evaluated once."""
         done = self._labels.get(label)
         if done is not None:
             return done
-        if label in self._label_stack:
-            chain = " -> ".join([*self._label_stack[self._label_stack.index(label):], label])
-            raise located(f"target reference cycle: {chain}", pos, self.sources)
-        self._label_stack.append(label)
-        try:
-            out = [(name, attrs, block.pos) for block in self.target_blocks[label]
-                   for name, attrs in self._expand_block(label, block)]
-        finally:
-            self._label_stack.pop()
+        out = [(name, attrs, block.pos) for block in self.target_blocks[label]
+               for name, attrs in self._expand_block(label, block)]
         self._labels[label] = out
         return out
 
@@ -198,7 +193,7 @@ class Evaluator:
             return self._raw
         raw: dict[str, dict[str, Any]] = {}
         for label in self.target_blocks:
-            for name, attrs, pos in self._label(label, None):
+            for name, attrs, pos in self._label(label):
                 if name in raw and label != name and name not in self._expanded.get(label, []):
                     raise located(f"matrix name {name!r} is already a target", pos, self.sources)
                 _merge(raw.setdefault(name, {}), attrs)
@@ -353,22 +348,3 @@ class Evaluator:
         if list(names) != ["default"] or self.group("default") is None:
             groups = [Group("default", tuple(names)), *[g for g in groups if g.name != "default"]]
         return Definition(tuple(groups), tuple(targets.values()))
-
-
-class _TargetRefs(dict[str, Any]):
-    """``target.NAME.ATTR``: the attributes written in NAME's own blocks (evaluated on demand; not inherited
-    ones, not matrix targets)."""
-
-    def __init__(self, ev: Evaluator, pos: Pos) -> None:
-        super().__init__()
-        self.ev = ev
-        self.pos = pos
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self.ev.target_blocks
-
-    def __getitem__(self, name: str) -> dict[str, Any]:
-        targets = self.ev._label(name, self.pos)
-        if len(targets) != 1 or targets[0][0] != name:
-            raise located(f"target.{name}: a matrix target cannot be referenced", self.pos, self.ev.sources)
-        return targets[0][1]
