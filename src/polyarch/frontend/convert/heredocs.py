@@ -40,7 +40,7 @@ def heredoc_body(st: StageState, h: Heredoc, src: ins.Source) -> tuple[str, Stag
     if not h.expand:
         return h.content, st
     try:
-        r = expand_heredoc(h.content, st.variables, escape=st.ctx.escape)
+        r = expand_heredoc(h.content, st.variables)
     except ParseError as exc:
         raise ParseError(exc.message, source_span(st.ctx.inputs.df, src, h.word)) from None
     capture = st.progress.capture.use(r.used)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from polyarch.errors import ParseError, SourceSpan
 from polyarch.frontend.dockerfile.words import split_raw_words
 
-__all__ = ["INSTRUCTIONS", "Directives", "Heredoc", "LexedFile", "Line", "lex"]
+__all__ = ["INSTRUCTIONS", "Directives", "Heredoc", "LexedFile", "Line", "heredoc_name", "lex"]
 
 INSTRUCTIONS = (
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER",
@@ -34,7 +34,7 @@ _INSTRUCTION_SET = frozenset(INSTRUCTIONS)
 _HEREDOC_INSTRUCTIONS = frozenset({"RUN", "COPY", "ADD"})
 _DIRECTIVE_RE = re.compile(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
 _KNOWN_DIRECTIVES = frozenset({"syntax", "escape", "check"})
-_HEREDOC_RE = re.compile(r"^(\d*)<<(-?)([^<]+)$")
+_HEREDOC_RE = re.compile(r"^(\d*)<<(-?)[ \t]*([^<]*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,29 +126,75 @@ def _parse_directives(lines: list[str], filename: str) -> Directives:
 
 
 def _continues(text: str, escape: str) -> tuple[str, bool]:
+    """A line continues when it ends with the escape character (then optional blanks) that is not itself
+    escaped: ``a \\`` continues, ``a \\\\`` does not (BuildKit's rule)."""
     stripped = text.rstrip(" \t")
-    if stripped.endswith(escape):
-        return stripped[: -len(escape)], True
+    if stripped.endswith(escape) and (len(stripped) == 1 or stripped[-2] != escape):
+        return stripped[:-1], True
     return text, False
 
 
-def _heredoc_markers(rest: str, escape: str) -> list[tuple[str, str, bool, bool, int | None]]:
+def _heredoc_words(rest: str) -> list[str]:
+    """The words heredoc markers are looked for in: raw words, where ``<<`` followed by blanks is glued to the
+    next word (``<<  EOF`` is one marker) — BuildKit reads them with its own lexer and ``\\`` as escape."""
+    words = split_raw_words(rest, escape="\\")
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.endswith("<<") and i + 1 < len(words):
+            gap = rest[rest.find(word) + len(word):]
+            word = word + gap[: len(gap) - len(gap.lstrip(" \t"))] + words[i + 1]
+            i += 1
+        out.append(word)
+        i += 1
+    return out
+
+
+def heredoc_name(rest: str) -> tuple[str, bool]:
+    """The delimiter after ``<<``/``<<-`` and whether the body is expanded: quotes are removed and ``\\`` makes
+    the next character literal; the body is expanded unless some quote quoted (``<<'EOF'``, ``<<E"O"F``).
+    An empty result (or more than one word) is no delimiter.
+
+    :raises ParseError: (without a span) an unterminated quote."""
+    out: list[str] = []
+    quoted, words, i, n = False, 1, 0, len(rest)
+    while i < n:
+        ch = rest[i]
+        if ch == "\\":
+            out.append(rest[i + 1:i + 2])
+            i += 2
+            continue
+        if ch in "'\"":
+            end = i + 1
+            while end < n and rest[end] != ch:
+                end += 2 if ch == '"' and rest[end] == "\\" else 1
+            if end >= n:
+                raise ParseError(f"unexpected end of statement while looking for matching {ch}-quote")
+            body = rest[i + 1:end]
+            out.append(re.sub(r'\\([\\"$])', r"\1", body) if ch == '"' else body)
+            quoted, i = True, end + 1
+            continue
+        if ch in " \t":
+            words += 1 if out and i + 1 < n and rest[i + 1] not in " \t" else 0
+        else:
+            out.append(ch)
+        i += 1
+    return ("".join(out) if words == 1 else ""), not quoted
+
+
+def _heredoc_markers(rest: str) -> list[tuple[str, str, bool, bool, int | None]]:
     """(word, delimiter, expand, chomp, fd) for each heredoc marker among the words of ``rest``."""
     if "<<" not in rest or rest.lstrip().startswith("["):
         return []
     out = []
-    for word in split_raw_words(rest, escape=escape):
+    for word in _heredoc_words(rest):
         m = _HEREDOC_RE.match(word)
-        if not m:
+        if not m or not m.group(3):
             continue
-        delim, expand = m.group(3), True
-        if len(delim) >= 2 and delim[0] == delim[-1] and delim[0] in "'\"":
-            delim, expand = delim[1:-1], False
-        elif "'" in delim or '"' in delim:
-            delim, expand = delim.replace("'", "").replace('"', ""), False
-        if not delim:
-            continue
-        out.append((word, delim, expand, m.group(2) == "-", int(m.group(1)) if m.group(1) else None))
+        delim, expand = heredoc_name(m.group(3))
+        if delim:
+            out.append((word, delim, expand, m.group(2) == "-", int(m.group(1)) if m.group(1) else None))
     return out
 
 
@@ -211,7 +257,7 @@ def lex(text: str, filename: str = "Dockerfile") -> LexedFile:
         heredocs: list[Heredoc] = []
         if name in _HEREDOC_INSTRUCTIONS or (name == "ONBUILD" and rest.split(" ", 1)[0].upper()
                                              in _HEREDOC_INSTRUCTIONS):
-            for word, delim, expand, chomp, fd in _heredoc_markers(rest, escape):
+            for word, delim, expand, chomp, fd in _heredoc_markers(rest):
                 body: list[str] = []
                 while True:
                     if i >= n:

@@ -3,6 +3,7 @@
 Forms: ``$VAR``, ``${VAR}``, ``${VAR:-word}``, ``${VAR-word}``, ``${VAR:+word}``, ``${VAR+word}``,
 ``${VAR:?msg}``, ``${VAR?msg}``, ``${VAR#pat}``, ``${VAR##pat}``, ``${VAR%pat}``, ``${VAR%%pat}``,
 ``${VAR/pat/repl}``, ``${VAR//pat/repl}`` (patterns are shell globs: ``*``, ``?``, ``[...]``).
+The shell's special parameters ``$@ $* $# $? $- $$ $!`` (and ``${@}`` …) are never set: they expand to empty.
 Quotes: ``'…'`` is literal; in ``"…"`` only ``"``, ``$`` and the escape character can be escaped; elsewhere the
 escape character (``\\`` or the ``# escape=`` one) makes the next character literal.
 
@@ -42,6 +43,7 @@ class WordsExpansion:
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]*")
 _DIGITS_RE = re.compile(r"[0-9]+")
+_SPECIAL_PARAMS = frozenset("@*#?-$!")  # the shell's special parameters: never set at build time, so empty
 
 
 @lru_cache(maxsize=32)
@@ -180,6 +182,9 @@ class _Scanner:
         raise ParseError("unexpected end of statement while looking for matching double-quote")
 
     def _name(self) -> str:
+        if self.pos < self.n and self.text[self.pos] in _SPECIAL_PARAMS:
+            self.pos += 1
+            return self.text[self.pos - 1]
         rx = _DIGITS_RE if self.pos < self.n and self.text[self.pos].isdigit() else _NAME_RE
         m = rx.match(self.text, self.pos)
         if m is None:
@@ -191,7 +196,7 @@ class _Scanner:
         value = self.env.get(name)
         if value is not None:
             self.used.add(name)
-        elif report_missing and not name.isdigit():
+        elif report_missing and not name.isdigit() and name not in _SPECIAL_PARAMS:
             self.missing.add(name)
         return value
 
@@ -201,7 +206,7 @@ class _Scanner:
             return "$"
         ch = self.text[self.pos]
         if ch != "{":
-            if _is_name_start(ch) or ch.isdigit():
+            if _is_name_start(ch) or ch.isdigit() or ch in _SPECIAL_PARAMS:
                 return self._lookup(self._name()) or ""
             return "$"
         self.pos += 1
@@ -287,24 +292,27 @@ def expand_words(text: str, env: Mapping[str, str], *, escape: str = "\\") -> Wo
     return WordsExpansion(tuple(words), frozenset(sc.used), frozenset(sc.missing))
 
 
-def expand_heredoc(text: str, env: Mapping[str, str], *, escape: str = "\\") -> Expansion:
-    """Expand variables in a heredoc body, keeping quotes and escapes as written (``$`` after the escape
-    character stays literal, with the escape character).
+def expand_heredoc(text: str, env: Mapping[str, str]) -> Expansion:
+    """Expand a heredoc body as BuildKit does (its shell lexer with quotes left alone): variables substituted,
+    quotes kept as written, and ``\\`` (always the backslash, whatever the ``# escape=``) makes the next character
+    literal: ``\\$`` is ``$``, ``\\\\`` is ``\\``, a line that is only ``\\`` becomes an empty line.
 
     :raises ParseError: on a bad substitution.
     """
-    if "$" not in text:
+    if "$" not in text and "\\" not in text:
         return Expansion(text)
     out: list[str] = []
-    sc = _Scanner(text, env, escape)
+    sc = _Scanner(text, env, "\\")
+    plain = _plain_run("$\\")
     while sc.pos < sc.n:
-        ch = text[sc.pos]
-        if ch == escape and sc.pos + 1 < sc.n:
-            out.append(text[sc.pos:sc.pos + 2])
+        m = plain.match(text, sc.pos)
+        if m:
+            out.append(m.group())
+            sc.pos = m.end()
+            continue
+        if text[sc.pos] == "\\":
+            out.append(text[sc.pos + 1:sc.pos + 2])
             sc.pos += 2
-        elif ch == "$":
-            out.append(sc._dollar())
         else:
-            out.append(ch)
-            sc.pos += 1
+            out.append(sc._dollar())
     return Expansion("".join(out), frozenset(sc.used), frozenset(sc.missing))
