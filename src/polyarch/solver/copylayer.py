@@ -139,15 +139,11 @@ def plan_copy(tree: str, paths: Sequence[str], dest: str, *, excluded: Callable[
     uid, gid = owner or (0, 0)
     sources: list[str] = []
     keep: dict[str, str] = {}  # source -> the part of its path kept under dest (--parents)
-    any_glob = False
     for raw in paths:
         clean = posixpath.normpath("/" + raw).lstrip("/")
         pivot = posixpath.normpath("/" + raw.split("/./", 1)[0]).lstrip("/") if "/./" in raw else ""
         if any(c in _GLOB for c in clean):
-            any_glob = True
-            hits = _match(tree, clean, excluded)
-            if not hits:
-                raise BuildError(f"no source files were specified: {raw!r} matches nothing in the {what}")
+            hits = _match(tree, clean, excluded)  # a pattern may match nothing (BuildKit: AllowEmptyWildcard)
             sources.extend(hits)
         else:
             if clean and excluded(clean):
@@ -159,7 +155,9 @@ def plan_copy(tree: str, paths: Sequence[str], dest: str, *, excluded: Callable[
             sources.append(clean)
         for hit in hits:
             keep[hit] = posixpath.relpath(hit, pivot) if pivot and hit.startswith(pivot + "/") else hit
-    into_dir = dest.endswith("/") or len(sources) > 1 or any_glob or parents
+    if not sources:
+        return []
+    into_dir = dest.endswith("/") or len(sources) > 1 or parents  # one match onto ``dest`` names a file
     dest_abs = posixpath.normpath("/" + dest)
     if not into_dir and len(sources) == 1:
         st0 = os.stat(secure_join(tree, sources[0]))

@@ -17,7 +17,7 @@ from polyarch.oci.spec import History
 
 __all__ = ["copy", "is_git_url", "url_file_name"]
 
-_CHMOD_RE = re.compile(r"^(?:[0-7]{3,4}|[ugoa]*[-+=][rwxXst]*(?:,[ugoa]*[-+=][rwxXst]*)*)$")
+_CHMOD_RE = re.compile(r"^(?:[0-7]+|[ugoa]*[-+=][rwxXst]*(?:,[ugoa]*[-+=][rwxXst]*)*)$")
 
 
 def is_git_url(url: str) -> bool:
@@ -59,8 +59,9 @@ def copy(st: StageState, inst: ins.Copy) -> StageState:
     from_, st = _flag(st, inst.from_, src)
     chown, st = _flag(st, inst.chown, src)
     chmod, st = _flag(st, inst.chmod, src)
-    if chmod and not _CHMOD_RE.match(chmod):
-        raise error(st, inst, f"invalid chmod parameter {chmod!r}: want octal (0755) or symbolic (u+x)", inst.chmod)
+    if chmod and (not _CHMOD_RE.match(chmod) or (chmod.isdigit() and int(chmod, 8) > 0o7777)):
+        raise error(st, inst, f"invalid chmod parameter {chmod!r}: want octal (0 to 07777) or symbolic (u+x)",
+                    inst.chmod)
     excludes = []
     for e in inst.exclude:
         value, st = expand(st, e, src)
