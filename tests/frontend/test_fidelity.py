@@ -157,3 +157,55 @@ def test_special_parameter_forms(ch: str, suffix: str, braces: bool) -> None:
     word = ("${" + ch + "}" if braces else "$" + ch) + suffix
     assert expand_word(word, {"a": "A"}).value == suffix
     assert expand_heredoc(word + "\n", {"a": "A"}).value == suffix + "\n"
+
+
+# --- what BuildKit refuses -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("dockerfile", "message"), [
+    ("FROM alpine AS a\nCOPY --from=b /x /x\nFROM alpine AS b\nRUN true\n",
+     "cannot copy from stage 'b', it needs to be defined before current stage 'a'"),
+    ("FROM alpine AS a\nCOPY --from=1 /x /x\nFROM alpine\nRUN true\nFROM a\n", "cannot copy from stage '1'"),
+    ("FROM alpine AS a\nRUN --mount=from=b,target=/m ls\nFROM alpine AS b\n", "cannot mount from stage 'b'"),
+])
+def test_references_to_later_stages_are_refused(dockerfile: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        plan(dockerfile, target="a")
+
+
+def test_from_a_later_stage_name_is_an_image() -> None:
+    p = plan("FROM later AS first\nRUN true\nFROM alpine AS later\n", target="first")
+    assert p.platforms[0].target.base == "later"
+
+
+@pytest.mark.parametrize("value", ["$STAGE", "${STAGE}", "a$STAGE", "${STAGE:-a}"])
+def test_copy_from_with_a_variable_is_refused(value: str) -> None:
+    with pytest.raises(ParseError, match="variable expansion is not supported for --from"):
+        plan(f"ARG STAGE=a\nFROM alpine AS a\nFROM alpine\nCOPY --from={value} /x /x\n")
+
+
+def test_heredoc_as_copy_destination_is_refused() -> None:
+    with pytest.raises(ParseError, match="COPY cannot accept a heredoc as a destination"):
+        plan("FROM alpine\nCOPY <<EOF <<DST\nx\nEOF\ny\nDST\n")
+
+
+STRICT = {"ENV": "A=b", "LABEL": "a=b", "CMD": "x", "ENTRYPOINT": "x", "WORKDIR": "/w", "USER": "u",
+          "EXPOSE": "80", "VOLUME": "/v", "SHELL": '["sh", "-c"]', "MAINTAINER": "me", "ONBUILD": "RUN x",
+          "RUN": "x", "COPY": "a /b", "ADD": "a /b", "HEALTHCHECK": "CMD x"}
+
+
+@given(st.sampled_from(sorted(STRICT)), st.text(alphabet="abcdefgh-", min_size=1, max_size=8),
+       st.sampled_from(["", "=1", "=a b"]))
+def test_unknown_flags_are_refused_on_every_instruction(name: str, flag: str, value: str) -> None:
+    known = {"RUN": {"mount", "network", "security"}, "COPY": {"from", "chown", "chmod", "link", "parents", "exclude"},
+             "ADD": {"chown", "chmod", "link", "exclude", "checksum", "keep-git-dir", "unpack"},
+             "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"}}.get(name, set())
+    if flag in known or flag.startswith("-"):
+        return
+    value = f'="{value[1:]}"' if " " in value else value
+    with pytest.raises(ParseError, match=f"unknown flag: --{flag}"):
+        plan(f"FROM alpine\n{name} --{flag}{value} {STRICT[name]}\n")
+
+
+def test_flags_buildkit_never_reads_are_dropped() -> None:
+    p = plan("FROM alpine\nARG --foo A=1\nSTOPSIGNAL --x SIGTERM\nHEALTHCHECK --interval=5s NONE\nCOPY $A /\n")
+    assert target_vertices(p)[-1].paths == ("1",)  # type: ignore[attr-defined]

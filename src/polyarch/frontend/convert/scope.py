@@ -145,7 +145,7 @@ def from_(st: StageState, f: ins.From) -> StageState:
         root: ops.Vertex = ops.Scratch()
         st = replace(st, platform=platform, platform_tainted=platform_tainted, root=root, vertex=root,
                      cfg=ConfigState.start(None, platform), history=(), tainted=False, base="scratch")
-    elif index is not None and index != st.stage.index:
+    elif index is not None and index < st.stage.index:  # only an earlier stage: a later name is an image
         parent, progress = ctx.stage(st.progress, index, f.src)
         st = replace(st, progress=progress, root=parent.root, vertex=parent.result, layers=parent.layers,
                      cfg=parent.config.child(), history=parent.history, platform=parent.platform, platform_tainted=parent.platform_tainted,

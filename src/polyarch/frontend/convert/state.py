@@ -270,7 +270,11 @@ def reference(st: StageState, name: str, inst: ins.Instruction) -> tuple[ops.Ver
         if index >= len(inputs.df.stages):
             raise error(st, inst, f"invalid from flag value {name}: no stage with index {index}", name)
     if index is not None:
-        built, progress = st.ctx.stage(st.progress, index, inst.src, name)
+        built, progress = st.ctx.stage(st.progress, index, inst.src, name)  # a cycle is reported first
+        if index >= st.stage.index:  # BuildKit dispatches stages in file order
+            what = "mount from stage" if isinstance(inst, ins.Run) else "copy from stage"
+            raise error(st, inst, f"cannot {what} {name!r}, it needs to be defined before current stage "
+                                  f"{st.name!r}", name)
         return built.result, built.tainted, replace(st, progress=progress)
     if name in inputs.build_contexts:
         return named_context(st, name), False, st

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from polyarch.errors import ParseError, SourceSpan
 from polyarch.frontend.dockerfile.words import split_raw_words
 
-__all__ = ["INSTRUCTIONS", "Directives", "Heredoc", "LexedFile", "Line", "heredoc_name", "lex"]
+__all__ = ["INSTRUCTIONS", "Directives", "Heredoc", "LexedFile", "Line", "heredoc_marker", "heredoc_name", "lex"]
 
 INSTRUCTIONS = (
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER",
@@ -189,13 +189,23 @@ def _heredoc_markers(rest: str) -> list[tuple[str, str, bool, bool, int | None]]
         return []
     out = []
     for word in _heredoc_words(rest):
-        m = _HEREDOC_RE.match(word)
-        if not m or not m.group(3):
-            continue
-        delim, expand = heredoc_name(m.group(3))
-        if delim:
-            out.append((word, delim, expand, m.group(2) == "-", int(m.group(1)) if m.group(1) else None))
+        marker = heredoc_marker(word)
+        if marker is not None:
+            out.append((word, *marker))
     return out
+
+
+def heredoc_marker(word: str) -> tuple[str, bool, bool, int | None] | None:
+    """(delimiter, expand, chomp, fd) when ``word`` is a heredoc marker (``<<EOF``, ``3<<-'EOF'``), else None.
+
+    :raises ParseError: (without a span) an unterminated quote in the delimiter."""
+    m = _HEREDOC_RE.match(word)
+    if not m or not m.group(3):
+        return None
+    delim, expand = heredoc_name(m.group(3))
+    if not delim:
+        return None
+    return delim, expand, m.group(2) == "-", int(m.group(1)) if m.group(1) else None
 
 
 def lex(text: str, filename: str = "Dockerfile") -> LexedFile:

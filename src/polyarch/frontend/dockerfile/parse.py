@@ -1,7 +1,8 @@
 """Lexed lines → typed instructions → stages (``parse_dockerfile`` is the entry point).
 
 Flags (``--name[=value]`` words at the start of the arguments, ending at the first other word or at ``--``) are
-extracted only for the instructions that take flags: FROM, RUN, COPY, ADD and HEALTHCHECK.
+extracted for every instruction, as BuildKit does: one it does not know is an error (ARG, STOPSIGNAL and
+``HEALTHCHECK NONE`` drop theirs unchecked, as BuildKit never looks at them).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Callable
 
 from polyarch.errors import ParseError
 from polyarch.frontend.dockerfile import instructions as ins
-from polyarch.frontend.dockerfile.lexer import Line, lex
+from polyarch.frontend.dockerfile.lexer import Line, heredoc_marker, lex
 from polyarch.frontend.dockerfile.mounts import check_mount
+from polyarch.frontend.dockerfile.shell import expand_word
 from polyarch.frontend.dockerfile.words import first_raw_word, split_raw_words
 
 __all__ = ["parse_dockerfile", "parse_duration", "parse_line"]
@@ -66,7 +68,10 @@ def _strip_quotes(value: str) -> str:
     return "".join(out)
 
 
-def _take_flags(line: Line, rest: str) -> tuple[dict[str, list[str]], str]:
+def _take_flags(line: Line, rest: str, *, strict: bool = True) -> tuple[dict[str, list[str]], str]:
+    """The leading ``--flag[=value]`` words of ``rest`` (any instruction may have them) and the rest.
+    ``strict=False``: flags are dropped unchecked (BuildKit never checks ARG's, STOPSIGNAL's and
+    ``HEALTHCHECK NONE``'s)."""
     spec = _FLAGS.get(line.name, {})
     flags: dict[str, list[str]] = {}
     pos = 0
@@ -81,6 +86,8 @@ def _take_flags(line: Line, rest: str) -> tuple[dict[str, list[str]], str]:
             break
         name, eq, value = word[2:].partition("=")
         kind = spec.get(name.lower())
+        if not strict:
+            continue
         if kind is None:
             close = difflib.get_close_matches(name, list(spec), n=1)
             raise line.error(f"unknown flag: --{name}", word, hint=f"did you mean --{close[0]}?" if close else None)
@@ -147,7 +154,13 @@ def _copy(line: Line, src: ins.Source, flags: dict[str, list[str]], rest: str, e
     if len(words) < 2:
         raise line.error(f"{line.name} requires at least two arguments, but only {len(words)} was provided. "
                          "Destination could not be determined.")
+    if not json_form and heredoc_marker(words[-1]) is not None:
+        raise line.error(f"{line.name} cannot accept a heredoc as a destination", words[-1])
     one = {k: v[-1] for k, v in flags.items()}
+    from_ = one.get("from", "")
+    if from_ and expand_word(from_, {}).value != from_:
+        raise line.error("variable expansion is not supported for --from, define a new stage with FROM using ARG "
+                         "from global scope as a workaround", "--from")
     cls = ins.Add if line.name == "ADD" else ins.Copy
     return cls(src, tuple(words[:-1]), words[-1], from_=one.get("from", ""), chown=one.get("chown", ""),
                chmod=one.get("chmod", ""), link=one.get("link") == "true", parents=one.get("parents") == "true",
@@ -217,7 +230,11 @@ def parse_line(line: Line, escape: str = "\\") -> ins.Instruction:
     """
     src = ins.Source(line.filename, line.start_line, line.end_line, line.keyword, line.original)
     name = line.name
-    flags, rest = _take_flags(line, line.rest) if name in _FLAGS else ({}, line.rest)
+    if line.rest.startswith("--"):
+        lenient = name in ("ARG", "STOPSIGNAL") or (name == "HEALTHCHECK" and line.rest.split()[-1].upper() == "NONE")
+        flags, rest = _take_flags(line, line.rest, strict=not lenient)
+    else:
+        flags, rest = {}, line.rest
     handler = _HANDLERS.get(name)
     if handler is not None:
         return handler(line, src, rest, escape)
