@@ -108,20 +108,15 @@ def plan_rounds(targets: Sequence[Target]) -> list[list[str]]:
 
 
 def with_dependencies(ev: Evaluator, targets: Sequence[Target], overrides: Sequence[Override]) -> dict[str, Target]:
-    """The selected targets plus every target they name as a ``target:`` context (recursively), with the
-    ``--set`` overrides whose pattern matches them."""
-    import fnmatch
-
-    from polyarch.frontend.bake.overrides import apply_overrides
-
+    """The selected targets plus every target they name as a ``target:`` context (recursively), resolved with
+    the ``--set`` overrides (applied at every inheritance level, as for the selected ones)."""
     chosen = {t.name: t for t in targets}
     pending = list(chosen.values())
     while pending:
         t = pending.pop()
         for value in t.get("contexts", {}).values():
             if value and value.startswith("target:") and value[7:] not in chosen:
-                dep = ev.target(value[7:])
-                dep = apply_overrides(dep, [o for o in overrides if fnmatch.fnmatchcase(dep.name, o.pattern)])
+                dep = ev.target(value[7:], overrides)
                 chosen[dep.name] = dep
                 pending.append(dep)
     return chosen

@@ -28,8 +28,8 @@ from polyarch.errors import ParseError, UsageError
 from .expr import Scope, UserFunction, evaluate, located, product
 from .functions import FuncError, to_str
 from .hcl import Block, Body, Pos, Var
-from .model import ATTRIBUTES, MAP_ATTRS, Definition, Group, Target
-from .overrides import Override, apply_overrides
+from .model import ATTRIBUTES, MAP_ATTRS, Definition, Group, Target, merge_attest
+from .overrides import Override, apply_overrides, from_environment
 from .refs import TargetAttrs
 from .stdlib import with_home
 from .variables import Variables
@@ -56,6 +56,8 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
                 if v is not None or k not in merged:
                     merged[k] = v
             into[key] = merged
+        elif key == "attest" and isinstance(value, list) and isinstance(into.get(key), list):
+            into[key] = list(merge_attest(tuple(into[key]), tuple(value)))  # by type, as buildx
         elif key in _ADDITIVE and isinstance(value, list) and isinstance(into.get(key), list):
             into[key] = into[key] + [v for v in value if v not in into[key]]
         else:
@@ -76,6 +78,10 @@ def _bounded(method: Callable[..., _T]) -> Callable[..., _T]:
             raise ParseError("expressions or function calls are nested too deeply") from None
 
     return run
+
+
+def _matches(name: str, pattern: str) -> bool:
+    return name == pattern or fnmatch.fnmatchcase(name, pattern)
 
 
 class Evaluator:
@@ -239,7 +245,8 @@ class Evaluator:
         raw = self._expand()
         return [n for n in raw if n not in self._expanded]
 
-    def _resolve(self, name: str, chain: tuple[str, ...], pos: Pos | None) -> dict[str, Any]:
+    def _resolve(self, name: str, chain: tuple[str, ...], pos: Pos | None,
+                 overrides: Sequence[Override] = ()) -> dict[str, Any]:
         raw = self._expand()
         if name in chain:
             raise located("inherits cycle: " + " -> ".join([*chain[chain.index(name):], name]),
@@ -257,18 +264,29 @@ class Evaluator:
             raise located(f"target {name!r}: inherits must be a list", self._pos.get(name), self.sources)
         out: dict[str, Any] = {}
         for parent in parents:
-            _merge(out, self._resolve(to_str(parent), (*chain, name), self._pos.get(name)))
+            _merge(out, self._resolve(to_str(parent), (*chain, name), self._pos.get(name), overrides))
         _merge(out, {k: v for k, v in own.items() if k != "inherits"})
+        mine = [o for o in overrides if _matches(name, o.pattern)]
+        if mine:  # buildx overrides every level, so a parent's override reaches its children
+            try:
+                done = apply_overrides(Target.from_attrs(name, out), mine)
+            except FuncError as exc:
+                raise located(f"target {name!r}: {exc}", self._pos.get(name), self.sources) from None
+            out = {k: list(v) if isinstance(v, tuple) else v for k, v in done.attrs.items()}
         return out
 
     @_bounded
-    def target(self, name: str) -> Target:
-        """The resolved target ``name`` (inherits merged). :raises UsageError: no such target."""
+    def target(self, name: str, overrides: Sequence[Override] = ()) -> Target:
+        """The resolved target ``name`` (inherits merged, ``--set`` applied at every level).
+
+        :raises UsageError: no such target.
+        """
         raw = self._expand()
         if name not in raw:
             close = difflib.get_close_matches(name, list(raw), n=1)
             raise UsageError(f"unknown target {name!r}", hint=f"did you mean {close[0]!r}?" if close else None)
-        attrs = self._resolve(name, (), None)
+        resolved = from_environment(overrides, self.vars.env, lookup=self.vars.env_lookup)
+        attrs = self._resolve(name, (), None, resolved)
         try:
             return Target.from_attrs(name, attrs)
         except FuncError as exc:
@@ -337,14 +355,12 @@ class Evaluator:
     def definition(self, names: Sequence[str], overrides: Sequence[Override] = ()) -> Definition:
         self.validate()
         groups, selected = self.select(names)
-        targets = {n: self.target(n) for n in selected}
+        raw = self._expand()
         for ov in overrides:
-            matched = [n for n in targets if fnmatch.fnmatchcase(n, ov.pattern)]
-            if not matched:
-                raise UsageError(f"--set: no target matches {ov.pattern!r}", hint="targets: " + ", ".join(targets))
-        for name in list(targets):
-            targets[name] = apply_overrides(targets[name], [o for o in overrides
-                                                            if fnmatch.fnmatchcase(name, o.pattern)])
+            if not any(_matches(n, ov.pattern) for n in raw):
+                raise UsageError(f"--set: no target matches {ov.pattern!r}",
+                                 hint="targets: " + ", ".join(self.target_names()))
+        targets = {n: self.target(n, overrides) for n in selected}
         if list(names) != ["default"] or self.group("default") is None:
             groups = [Group("default", tuple(names)), *[g for g in groups if g.name != "default"]]
         return Definition(tuple(groups), tuple(targets.values()))

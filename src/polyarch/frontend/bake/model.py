@@ -13,7 +13,7 @@ from typing import Any
 
 from .functions import FuncError, to_str, type_name
 
-__all__ = ["ATTRIBUTES", "LIST_ATTRS", "MAP_ATTRS", "Definition", "Group", "Target"]
+__all__ = ["ATTRIBUTES", "DROP_EMPTY", "LIST_ATTRS", "MAP_ATTRS", "Definition", "Group", "Target", "merge_attest"]
 
 # buildx attribute name -> kind; the order is the --print order
 ATTRIBUTES: dict[str, str] = {
@@ -25,13 +25,52 @@ ATTRIBUTES: dict[str, str] = {
 }
 LIST_ATTRS = frozenset(k for k, v in ATTRIBUTES.items() if v == "list")
 MAP_ATTRS = frozenset(k for k, v in ATTRIBUTES.items() if v == "map")
+# buildx drops empty entries of these (they parse as typed entries) and removes duplicates from these
+DROP_EMPTY = frozenset({"output", "cache-from", "cache-to", "secret", "ssh", "attest"})
+_DEDUPE = frozenset({"annotations", "tags", "platforms", "no-cache-filter", "ulimits", "entitlements", "secret",
+                     "ssh", "cache-from", "cache-to", "output"})
 ALIASES = {"platform": "platforms", "outputs": "output", "secrets": "secret", "tag": "tags", "label": "labels",
            "annotation": "annotations", "arg": "args"}
 
 
-def _csv(item: Mapping[str, Any]) -> str:
-    """The object form (``output = [{ type = "image", push = true }]``) as buildx's CSV string form."""
+def _csv(item: Mapping[str, Any], name: str = "") -> str:
+    """The object form (``output = [{ type = "image", push = true }]``) as buildx's CSV string form; an ``ssh``
+    object ``{ id = "default", paths = ["~/.ssh/key"] }`` as ``default=~/.ssh/key`` (paths joined by ``,``)."""
+    if name == "ssh" and set(item) <= {"id", "paths"}:
+        paths = item.get("paths") or []
+        if not isinstance(paths, list):
+            raise FuncError(f"ssh paths must be a list, got {type_name(paths)}")
+        sid = to_str(item.get("id") or "default")
+        return f"{sid}={','.join(to_str(p) for p in paths)}" if paths else sid
     return ",".join(f"{k}={to_str(v)}" for k, v in item.items() if v is not None)
+
+
+def _attest_type(entry: Any) -> str:
+    if isinstance(entry, dict):
+        return str(entry.get("type", ""))
+    return next((f[5:] for f in str(entry).split(",") if f.startswith("type=")), "")
+
+
+def merge_attest(current: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+    """buildx's attestation merge: an entry (CSV string or object) replaces the earlier one of the same
+    ``type`` (in its place)."""
+    out: list[Any] = []
+    for entry in (*current, *new):
+        kind = _attest_type(entry)
+        at = next((i for i, e in enumerate(out) if _attest_type(e) == kind), None)
+        if at is None:
+            out.append(entry)
+        else:
+            out[at] = entry
+    return tuple(out)
+
+
+def _normalized(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    if key in DROP_EMPTY:
+        values = tuple(v for v in values if v)
+    if key == "attest":
+        return merge_attest((), values)
+    return tuple(dict.fromkeys(values)) if key in _DEDUPE else values
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
@@ -48,10 +87,12 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     if kind == "list":
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):
             raise FuncError(f"{name} must be a list of strings, got {type_name(value)}")
         try:
-            return tuple(_csv(v) if isinstance(v, dict) else to_str(v) for v in value if v is not None)
+            items = _normalized(name, tuple(_csv(v, name) if isinstance(v, dict) else to_str(v)
+                                            for v in value if v is not None))
+            return None if value and not items and name in DROP_EMPTY else items
         except FuncError as exc:
             raise FuncError(f"{name}: {exc}") from None
     if not isinstance(value, dict):
