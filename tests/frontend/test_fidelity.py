@@ -209,3 +209,8 @@ def test_unknown_flags_are_refused_on_every_instruction(name: str, flag: str, va
 def test_flags_buildkit_never_reads_are_dropped() -> None:
     p = plan("FROM alpine\nARG --foo A=1\nSTOPSIGNAL --x SIGTERM\nHEALTHCHECK --interval=5s NONE\nCOPY $A /\n")
     assert target_vertices(p)[-1].paths == ("1",)  # type: ignore[attr-defined]
+
+
+def test_a_declared_arg_without_a_value_is_not_undefined() -> None:
+    p = plan("FROM alpine AS base\nARG FOO\nCOPY x$FOO /\nFROM base\nENV A=$FOO B=$NOPE\n")
+    assert [f.message for f in p.findings] == ["Usage of undefined variable '$NOPE'"]

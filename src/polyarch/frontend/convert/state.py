@@ -186,7 +186,7 @@ def expand_in(ctx: PlatformContext, word: str, env: Mapping[str, str],
 def _note(st: StageState, used: frozenset[str], missing: frozenset[str], src: ins.Source,
           scope: Mapping[str, str]) -> StageState:
     progress = st.progress.with_capture(st.progress.capture.use(used))
-    for name in sorted(missing):
+    for name in sorted(missing.difference(st.args)):  # a declared ARG, even without a value, is not undefined
         close = difflib.get_close_matches(name, list(scope), n=1, cutoff=0.7)
         progress = progress.find("UndefinedVar", f"Usage of undefined variable '${name}'"
                                  + (f" (did you mean ${close[0]}?)" if close else ""), src)
