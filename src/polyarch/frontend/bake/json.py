@@ -1,7 +1,8 @@
 """JSON bake files → the same ``Body`` as HCL: strings are templates (``${…}`` interpolates, ``$${`` escapes).
 
 Shape (buildx's): ``{"variable": {"X": {"default": …}}, "function": {"f": {"params": […], "result": "${…}"}},
-"group": {"default": {"targets": […]}}, "target": {"app": {…}}}``; other top-level keys are variables.
+"group": {"default": {"targets": […]}}, "target": {"app": {…}}}``; other top-level keys are variables. HCL's
+JSON forms of several blocks work too: ``"target": [{"a": {…}}, {"b": {…}}]`` and ``"target": {"a": [{…}, {…}]}``.
 """
 
 from __future__ import annotations
@@ -59,13 +60,20 @@ def parse_json(text: str, filename: str) -> Body:
         if kind not in ("variable", "function", "group", "target"):
             attrs.append(Attribute(kind, _expr(entries, top), top))
             continue
-        if not isinstance(entries, dict):
-            raise ParseError(f"{kind!r} must be an object of named blocks", SourceSpan(filename, 1, 1))
-        for name, obj in entries.items():
-            if not isinstance(obj, dict):
-                raise ParseError(f"{kind} {name!r} must be an object", SourceSpan(filename, 1, 1))
-            pos = _find(text, name, filename)
-            blocks.append(Block(kind, (str(name),), _body(obj, pos, function=kind == "function"), pos))
+        # HCL's JSON syntax: an object of named blocks, or a list of such objects; a block's body may be a
+        # list of bodies (several same-named blocks, merged as in HCL files)
+        groups = entries if isinstance(entries, list) else [entries]
+        for named in groups:
+            if not isinstance(named, dict):
+                raise ParseError(f"{kind!r} must be an object of named blocks (or a list of them)",
+                                 SourceSpan(filename, 1, 1))
+            for name, value in named.items():
+                pos = _find(text, name, filename)
+                for obj in value if isinstance(value, list) else [value]:
+                    if not isinstance(obj, dict):
+                        raise ParseError(f"{kind} {name!r} must be an object", SourceSpan(filename, pos.line,
+                                                                                         pos.column))
+                    blocks.append(Block(kind, (str(name),), _body(obj, pos, function=kind == "function"), pos))
     return Body(tuple(attrs), tuple(blocks))
 
 
