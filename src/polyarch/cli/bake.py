@@ -76,11 +76,18 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
     if print_:
         click.echo(json.dumps(definition.to_print_json(), indent=2))
         return
+    from polyarch.pipeline.bases import local_resolver
     from polyarch.pipeline.runexec import parse_allow
 
-    _build(app, ev, definition.targets, load=load, push=push, no_cache=no_cache, pull=pull,
-           progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
-           allow=parse_allow(allow), registry=registry_factory(app.env, insecure, tls_ca))
+    from .bake_request import run_calls
+
+    targets, status = run_calls(definition.targets, local_resolver(app.images))  # call = "check" etc.
+    if targets:
+        _build(app, ev, targets, load=load, push=push, no_cache=no_cache, pull=pull,
+               progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
+               allow=parse_allow(allow), registry=registry_factory(app.env, insecure, tls_ca))
+    if status:
+        sys.exit(status)
 
 
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
@@ -93,10 +100,12 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
     from polyarch.frontend.bake.overrides import parse_overrides
     from polyarch.progress import Progress, make_renderer
 
-    from .bake_request import output_specs, plan_rounds, to_request, with_dependencies
+    from .bake_request import check_supported, output_specs, plan_rounds, to_request, with_dependencies
 
     chosen = with_dependencies(ev, targets, parse_overrides(overrides))
     rounds = plan_rounds(list(chosen.values()))
+    for t in chosen.values():  # an attribute polyarch cannot honour fails the bake before anything is built
+        check_supported(t, allow)
     selected = {t.name for t in targets}  # dependencies pulled in by target: contexts get no --load/--push
     specs = {name: output_specs(t, load=load and name in selected, push=push and name in selected)
              for name, t in chosen.items()}

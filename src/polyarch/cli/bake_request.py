@@ -1,6 +1,10 @@
 """Bake target → ``BuildRequest`` and output specs (the glue between the bake frontend and ``build_many``).
 
 Paths are relative to the working directory, as in buildx; ``dockerfile`` is relative to ``context``.
+Every attribute either takes effect or fails the bake naming target and attribute (``check_supported``):
+``entitlements`` must be granted by ``--allow``; ``attest`` only as ``disabled=true`` (polyarch makes no
+attestations); ``shm-size``, ``ulimits`` and ``no-cache-filter`` are not supported; ``call`` = ``outline``,
+``targets``, ``plan`` or ``check`` prints that report instead of building (``run_calls``).
 The request is built by keyword, one bake attribute per ``BuildRequest`` field (``network``: default, none
 or host; host needs ``--allow network.host``). ``contexts`` values: a directory, ``docker-image://REF``, or ``target:NAME`` (built in an earlier round and given
 as the local image ``handed[NAME]``). ``plan_rounds`` orders targets so every ``target:`` dependency is built
@@ -9,15 +13,19 @@ in an earlier round; a cycle is an error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from polyarch.errors import UsageError
 from polyarch.exporters.spec import OutputSpec, parse_output
 from polyarch.frontend.bake import Evaluator, Override, Target
 from polyarch.pipeline.run import BuildRequest
 
-__all__ = ["output_specs", "plan_rounds", "to_request", "with_dependencies"]
+__all__ = ["check_supported", "output_specs", "plan_rounds", "run_calls", "to_request", "with_dependencies"]
+
+_UNSUPPORTED = ("shm-size", "ulimits", "no-cache-filter")
+_ENTITLEMENTS = ("network.host", "security.insecure")
 
 
 def _read(path: Path, target: str) -> str:
@@ -47,12 +55,61 @@ def _pairs(items: Sequence[str], what: str, target: str) -> dict[str, str]:
     return out
 
 
+def check_supported(t: Target, allow: frozenset[str]) -> None:
+    """:raises UsageError: an attribute polyarch cannot honour, or an entitlement ``--allow`` did not grant."""
+    for key in _UNSUPPORTED:
+        if t.get(key):
+            raise UsageError(f"target {t.name!r}: attribute {key!r} is not supported by polyarch",
+                             hint=f"remove {key} from the target (or --set {t.name}.{key}=)")
+    for entry in t.get("attest", ()):
+        if "disabled=true" not in entry.split(","):
+            raise UsageError(f"target {t.name!r}: attribute 'attest' ({entry}) is not supported: polyarch makes "
+                             "no attestations", hint="remove it, or disable it (type=…,disabled=true)")
+    for name in t.get("entitlements", ()):
+        if name not in _ENTITLEMENTS:
+            raise UsageError(f"target {t.name!r}: attribute 'entitlements': unknown entitlement {name!r}",
+                             hint="polyarch knows " + ", ".join(_ENTITLEMENTS))
+        if name not in allow:
+            raise UsageError(f"target {t.name!r}: attribute 'entitlements' needs {name}, not granted",
+                             hint=f"pass --allow {name}")
+
+
+def run_calls(targets: Sequence[Target], resolve_image: Callable[..., Any]) -> tuple[list[Target], int]:
+    """Print the report of every target whose ``call`` is not ``build`` (under a ``#1 [name]`` line when there
+    are several); return the targets left to build and the highest exit status of the reports."""
+    import click
+
+    from polyarch.frontend.reports.call import CALLS, call
+    from polyarch.platform import parse_list
+
+    reports = [t for t in targets if (t.get("call") or "build") != "build"]
+    status = 0
+    for t in reports:
+        what = t.get("call")
+        if what not in CALLS:
+            raise UsageError(f"target {t.name!r}: attribute 'call': unknown call {what!r}",
+                             hint="available: build, " + ", ".join(CALLS))
+        ctx = Path(t.context)
+        inline = t.get("dockerfile-inline")
+        df_path = Path(t.dockerfile) if Path(t.dockerfile).is_absolute() else ctx / t.dockerfile
+        text = inline if inline is not None else _read(df_path, t.name)
+        result = call(what, text, df_path.name if inline is None else "Dockerfile",
+                      parse_list(list(t.get("platforms", ()))), t.get("target", ""), t.build_args(),
+                      context_excludes=_excludes(ctx, df_path), resolve_image=resolve_image)
+        if len(reports) > 1:
+            click.echo(f"[{t.name}]")
+        click.echo(result.text, nl=False)
+        status = max(status, result.exit_code)
+    return [t for t in targets if t not in reports], status
+
+
 def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bool,
                epoch: int | None, allow: frozenset[str] = frozenset()) -> BuildRequest:
     from polyarch.cli.build import _secrets, _ssh
     from polyarch.exporters.cache import parse_cache_spec
     from polyarch.platform import parse_list
 
+    check_supported(t, allow)
     ctx = Path(t.context)
     if not ctx.is_dir():
         raise UsageError(f"target {t.name!r}: context {t.context!r} is not a directory")
