@@ -42,6 +42,9 @@ def var(text: str, name: str = "X", env: dict[str, str] | None = None) -> Any:
     ('variable "X" { type = list(number) }', {"X": "9", "X_JSON": "[1, 2]"}, [1, 2]),  # typed: _JSON wins
     ('variable "X" { default = "d" }', {"X": "plain", "X_JSON": "[1]"}, "plain"),
     ('variable "X" { default = "d" }', {"X_JSON": "[1]"}, "[1]"),  # untyped: taken as a plain string
+    ('variable "X" { type = string }', {"X": '"hello"'}, '"hello"'),  # quotes stay (buildx)
+    ('variable "X" { type = set(number) }', {"X": "3,1,4"}, [1, 3, 4]),
+    ('variable "X" { type = tuple([number, string]) }', {"X": "99,bottles"}, [99, "bottles"]),
     ('variable "X" { default = 1 }', {"X": "2"}, 2),
     ('variable "X" { default = true }', {"X": "false"}, False),
     ('variable "X" {\n type = string\n default = "a"\n}', {"BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP": "1", "X": "b"},
@@ -65,6 +68,13 @@ def test_variable_value(text: str, env: dict[str, str], expected: Any) -> None:
     ('variable "X" { type = list(number) }', {"X_JSON": "[1"}, "from JSON"),
     ('variable "X" { type = list(list(string)) }', {"X": "a"}, "unsupported type"),
     ('variable "X" { type = strin }', {}, "a type is expected"),
+    ('variable "X" { type = BOOL }', {}, "a type is expected"),
+    ('variable "X" { type = lower("bool") }', {}, "a type is expected"),
+    ('variable "X" { type = list(string) }', {"X": '"hello,world'}, "as CSV"),
+    ('variable "X" { type = map(string) }', {"X": 'a:b,foo:"bar'}, "as CSV"),
+    ('variable "X" { type = object({message: string}) }', {"X": "x"}, "unsupported type"),
+    ('variable "X" { type = tuple([list(number)]) }', {"X": "1"}, "unsupported type"),
+    ('variable "X" { type = list(number) }', {"X": "1,1z"}, "'1z' as number"),
     ('variable "X" { default = 1 }', {"X": "one"}, "as number"),
 ])
 def test_variable_error(text: str, env: dict[str, str], message: str) -> None:

@@ -324,6 +324,8 @@ class Evaluator:
 
         def visit(name: str, chain: tuple[str, ...]) -> None:
             group = self.group(name)
+            if group is not None and name in chain and (name in raw or name in self._expanded):
+                group = None  # buildx: a group naming itself means the target of that name
             if group is not None:
                 if name in chain:
                     raise ParseError("group cycle: " + " -> ".join([*chain[chain.index(name):], name]))
