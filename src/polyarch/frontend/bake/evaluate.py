@@ -1,8 +1,9 @@
 """Bake semantics over parsed files: variables, functions, matrix, inherits, groups → a ``Definition``.
 
 Files are merged in order: same-named ``variable`` blocks (last default wins, validations add up), ``function``
-blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secret``, ``ssh``, ``annotations``,
-``attest`` add up; every other attribute: last wins — buildx's rules) and ``group`` blocks (targets add up).
+blocks (last wins), ``target`` blocks (maps merge by key; ``cache-from``, ``secret``, ``ssh``, ``annotations``
+add up, ``attest`` merges by type; every other attribute: last wins — buildx's rules) and ``group`` blocks
+(targets add up; a group naming a target of its own name means that target).
 
 * variables (``variables.py``): ``variable`` blocks and top-level ``X = …``, overridden by the environment mapping
   given to ``Evaluator``. Built in: ``BAKE_CMD_CONTEXT``, ``BAKE_LOCAL_PLATFORM`` (both given by the caller).
