@@ -1,6 +1,7 @@
 """The local image store: names in the layout's ``index.json``, images and indexes as blobs of the content store.
 
-A name is kept as the user wrote it in ``org.opencontainers.image.ref.name`` (so ``skopeo inspect
+An entry is also found by its image ID (``image_id``: config digest of a manifest, digest of an index) or
+digest, ``[sha256:]HEX`` with at least 12 hex digits, as docker accepts. A name is kept as the user wrote it in ``org.opencontainers.image.ref.name`` (so ``skopeo inspect
 oci:$ROOT:base/busybox:1`` finds it); lookups also accept any spelling that normalizes to the same reference
 (``docker.io/base/busybox:1``). ``index.json`` is rewritten atomically under an exclusive lock.
 """
@@ -176,7 +177,34 @@ class ImageStore:
         for n, d in entries:
             if normalize_name(n) == wanted:
                 return d
+        by_id = self._lookup_id(name)
+        if by_id is not None:
+            return by_id
         raise NotFound(f"no image named {name!r} in the local store", hint="'polyarch images' lists the names")
+
+    def image_id(self, desc: Descriptor) -> Digest:
+        """Docker's image ID of an entry: the config digest of an image manifest, the digest of an index."""
+        if is_manifest(desc.media_type):
+            doc = self.read_document(desc).document
+            if isinstance(doc, Manifest):
+                return doc.config.digest
+        return desc.digest
+
+    def _lookup_id(self, text: str) -> Descriptor | None:
+        """An entry (named or not) whose image ID or digest is ``[sha256:]HEX`` (at least 12 hex digits, a prefix
+        as docker accepts); ``None`` when no entry or more than one distinct entry matches."""
+        hexpart = text.removeprefix("sha256:")
+        if not 12 <= len(hexpart) <= 64 or any(c not in "0123456789abcdef" for c in hexpart):
+            return None
+        found: dict[Digest, Descriptor] = {}
+        for d in self._read_index():
+            try:
+                ids = {d.digest, self.image_id(d)} if d.digest.algorithm == "sha256" else set()
+            except (StoreError, InvalidManifest, NotFound, LimitExceeded):
+                continue
+            if any(i.hex.startswith(hexpart) for i in ids):
+                found.setdefault(d.digest, d)
+        return next(iter(found.values())) if len(found) == 1 else None
 
     def set_name(self, name: str, target: Descriptor) -> None:
         """Point ``name`` at ``target`` (replacing what any same-normalized name pointed to)."""

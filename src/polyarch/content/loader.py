@@ -4,7 +4,8 @@ The archive is opened for random access; member names are used only to find entr
 OCI archives: every blob reachable from ``index.json`` is ingested with its digest verified, and each entry's
 ``org.opencontainers.image.ref.name`` becomes a name. Docker archives (``manifest.json``): the config and layer
 files are ingested as blobs (an uncompressed layer's digest is its diff_id), a manifest is written for each entry,
-and each of its RepoTags becomes a name. Nothing is named until every blob of an image is in the store.
+and each of its RepoTags becomes a name; an entry without a name is kept unnamed, found by its image ID
+(``ImageStore.lookup``). Nothing is named until every blob of an image is in the store.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,7 +24,7 @@ from polyarch.oci.spec import Descriptor, Manifest, MediaType, parse_config, par
 
 from .images import MAX_CONFIG, MAX_MANIFEST, REF_NAME, ImageStore, check_config_size
 
-__all__ = ["ArchiveReader", "load_archive"]
+__all__ = ["ArchiveReader", "Loaded", "load_archive"]
 
 MAX_JSON = 16 << 20  # the archive's own index.json / manifest.json
 
@@ -77,20 +79,32 @@ class ArchiveReader:
         return self.members[name].size
 
 
-def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str], None] | None = None) -> list[str]:
-    """Load the archive at ``path``; returns the names it created."""
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One image an archive brought: the name it got (``None`` for an untagged one) and its image ID."""
+
+    name: str | None
+    image_id: Digest
+
+
+def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str], None] | None = None) -> list[Loaded]:
+    """Load the archive at ``path``; returns what it brought, in archive order.
+
+    An entry without a name (a docker archive without RepoTags, an OCI archive entry without a ref name) is kept
+    unnamed in ``index.json`` (once) and is usable through its image ID, as docker's ``Loaded image ID:``.
+    """
     archive = ArchiveReader(path)
     with images.store.transaction():
         pending = _load(images, archive)
-    names = []
+    loaded = []
     for name, desc in pending:  # only now that every blob is in: names never point at missing content
         if name:
             images.set_name(name, desc)
-            names.append(name)
         else:
-            images.update(lambda entries, d=desc: [*entries, d])
-            names.append(f"@{desc.digest}")
-    return names
+            images.update(lambda entries, d=desc: entries if any(e.digest == d.digest and not e.annotations.get(REF_NAME)
+                                                                  for e in entries) else [*entries, d])
+        loaded.append(Loaded(name, images.image_id(desc)))
+    return loaded
 
 
 def _load(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, Descriptor]]:

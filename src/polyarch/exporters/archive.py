@@ -34,8 +34,8 @@ from .spec import OutputSpec, output_names
 if TYPE_CHECKING:
     from polyarch.exporters.assemble import BuildResult
 
-__all__ = ["DockerExporter", "OciExporter", "docker_repo_tag", "write_docker_archive", "write_oci_archive",
-           "write_oci_dir"]
+__all__ = ["DockerExporter", "OciExporter", "docker_repo_tag", "write_docker_archive", "write_docker_archive_entries",
+           "write_oci_archive", "write_oci_archive_entries", "write_oci_dir"]
 
 _MTIME = 0
 
@@ -101,19 +101,27 @@ def _blobs(images: ImageStore, root: Descriptor) -> list[Digest]:
 def write_oci_archive(images: ImageStore, desc: Descriptor, name: str | None, dest: Path | str, *,
                       platforms: Sequence[Platform] = ()) -> Descriptor:
     """Write an OCI layout tar of ``desc`` (optionally narrowed to ``platforms``); returns the root written."""
-    root = _select(images, desc, platforms)
-    entry = root.with_annotations({REF_NAME: name} if name else {})
+    return write_oci_archive_entries(images, [(desc, name)], dest, platforms=platforms)[0]
+
+
+def write_oci_archive_entries(images: ImageStore, entries: Sequence[tuple[Descriptor, str | None]],
+                              dest: Path | str, *, platforms: Sequence[Platform] = ()) -> list[Descriptor]:
+    """Write an OCI layout tar holding every ``(desc, name)`` entry, each optionally narrowed to ``platforms``
+    (``polyarch save A B``); each blob once. Returns the roots written."""
+    entries = [(_select(images, desc, platforms), name) for desc, name in entries]
     index = canonical_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                            "manifests": [entry.to_dict()]})
+                            "manifests": [root.with_annotations({REF_NAME: name} if name else {}).to_dict()
+                                          for root, name in entries]})
+    blobs = sorted({d for root, _ in entries for d in _blobs(images, root)})
     with _atomic_output(dest) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_dir(tar, "blobs")
-        for alg in sorted({d.algorithm for d in _blobs(images, root)}):
+        for alg in sorted({d.algorithm for d in blobs}):
             _add_dir(tar, f"blobs/{alg}")
-        for digest in _blobs(images, root):
+        for digest in blobs:
             _add_blob(tar, images, digest)
         _add_bytes(tar, "index.json", index)
         _add_bytes(tar, "oci-layout", LAYOUT_VERSION)
-    return root
+    return [root for root, _ in entries]
 
 
 def write_oci_dir(images: ImageStore, desc: Descriptor, name: str | None, dest: Path) -> None:
@@ -140,24 +148,35 @@ def docker_repo_tag(name: str) -> str:
 
 def write_docker_archive(images: ImageStore, image: Image, names: Sequence[str], dest: Path | str) -> None:
     """Write one platform's image as a docker-archive (``docker load -i``)."""
-    for layer in image.manifest.layers:
-        if layer.media_type.endswith("zstd"):
-            raise UsageError("docker-archive cannot hold zstd layers (docker load would fail)",
-                             hint="save with --format oci, or rebuild with compression=gzip")
-    config_digest = image.manifest.config.digest
-    manifest = [{
-        "Config": f"blobs/{config_digest.algorithm}/{config_digest.hex}",
-        "RepoTags": [docker_repo_tag(n) for n in names],
-        "Layers": [f"blobs/{d.digest.algorithm}/{d.digest.hex}" for d in image.manifest.layers],
-    }]
-    digests = sorted({config_digest, image.descriptor.digest, *(d.digest for d in image.manifest.layers)})
+    write_docker_archive_entries(images, [(image, names)], dest)
+
+
+def write_docker_archive_entries(images: ImageStore, entries: Sequence[tuple[Image, Sequence[str]]],
+                                 dest: Path | str) -> None:
+    """Write a docker-archive of several one-platform images, one ``manifest.json`` entry each with its names."""
+    manifest: list[dict[str, object]] = []
+    digests: set[Digest] = set()
+    index_entries = []
+    for image, names in entries:
+        for layer in image.manifest.layers:
+            if layer.media_type.endswith("zstd"):
+                raise UsageError("docker-archive cannot hold zstd layers (docker load would fail)",
+                                 hint="save with --format oci, or rebuild with compression=gzip")
+        config_digest = image.manifest.config.digest
+        manifest.append({
+            "Config": f"blobs/{config_digest.algorithm}/{config_digest.hex}",
+            "RepoTags": [docker_repo_tag(n) for n in names],
+            "Layers": [f"blobs/{d.digest.algorithm}/{d.digest.hex}" for d in image.manifest.layers],
+        })
+        digests |= {config_digest, image.descriptor.digest, *(d.digest for d in image.manifest.layers)}
+        index_entries += [image.descriptor.with_annotations({REF_NAME: n} if n else {}).to_dict()
+                          for n in (names or [""])]
     index = canonical_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                            "manifests": [image.descriptor.with_annotations(
-                                {REF_NAME: names[0]} if names else {}).to_dict()]})
+                            "manifests": index_entries})
     with _atomic_output(dest) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_dir(tar, "blobs")
         _add_dir(tar, "blobs/sha256")
-        for digest in digests:
+        for digest in sorted(digests):
             _add_blob(tar, images, digest)
         _add_bytes(tar, "index.json", index)
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())

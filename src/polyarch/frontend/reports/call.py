@@ -2,7 +2,9 @@
 
 ``outline`` and ``targets`` print like buildx; ``plan`` is polyarch's own: per target platform, every step of
 every converted stage, where it runs (native or emulated) and which vertices are shared between platforms;
-``check`` runs the build checks (``polyarch.frontend.reports.checks``). Pure: text in, text out.
+``check`` runs the build checks (``polyarch.frontend.reports.checks``). With ``fmt="json"`` every call returns
+one JSON document instead (outline: name, description, args, secrets, ssh; targets: ``{"targets": [...]}``; plan;
+check: the findings). Pure: text in, text out.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from polyarch import ops
 from polyarch.errors import UsageError
@@ -42,41 +45,57 @@ def tabulate(rows: Sequence[Sequence[str]], padding: int = 3) -> list[str]:
     return out
 
 
-def _outline(plan: BuildPlan) -> str:
+def _outline_doc(plan: BuildPlan) -> dict[str, Any]:
+    """The outline as data (buildx's ``--call outline,format=json`` keys): target, args used, secrets, ssh."""
     cap = plan.capture
-    df = plan.dockerfile
-    target = next(s for s in df.stages if s.display_name == plan.target)
-    lines: list[str] = []
-    description = describe(target.comments, target.name) if target.name else ""
-    head = [["TARGET:", target.name or "default"]]
-    if description:
-        head.append(["DESCRIPTION:", description])
-    lines += [*tabulate(head, padding=1), ""]
+    target = next(s for s in plan.dockerfile.stages if s.display_name == plan.target)
+    doc: dict[str, Any] = {"name": target.name or "default",
+                           "description": describe(target.comments, target.name) if target.name else "",
+                           "args": [], "secrets": [], "ssh": []}
     if cap is not None:
         args = sorted((a for a in cap.args.values() if a.name in cap.used and a.name not in PLATFORM_ARGS),
                       key=lambda a: a.line)
-        if args:
-            lines += [*tabulate([["BUILD ARG", "VALUE", "DESCRIPTION"], *([a.name, a.value or "", a.description] for a in args)]), ""]
-        if cap.secrets:
-            rows = sorted(cap.secrets.items(), key=lambda kv: kv[1][1])
-            lines += [*tabulate([["SECRET", "REQUIRED", "DESCRIPTION"], *([k, "true" if req else "", ""] for k, (req, _) in rows)]), ""]
-        if cap.ssh:
-            rows = sorted(cap.ssh.items(), key=lambda kv: kv[1][1])
-            lines += [*tabulate([["SSH", "REQUIRED", "DESCRIPTION"], *([k, "true" if req else "", ""] for k, (req, _) in rows)]), ""]
+        doc["args"] = [{"name": a.name, "value": a.value or "", "description": a.description} for a in args]
+        doc["secrets"] = [{"name": k, "required": req} for k, (req, _) in
+                          sorted(cap.secrets.items(), key=lambda kv: kv[1][1])]
+        doc["ssh"] = [{"name": k, "required": req} for k, (req, _) in
+                      sorted(cap.ssh.items(), key=lambda kv: kv[1][1])]
+    return doc
+
+
+def _outline(plan: BuildPlan) -> str:
+    doc = _outline_doc(plan)
+    lines: list[str] = []
+    head = [["TARGET:", doc["name"]]]
+    if doc["description"]:
+        head.append(["DESCRIPTION:", doc["description"]])
+    lines += [*tabulate(head, padding=1), ""]
+    if doc["args"]:
+        lines += [*tabulate([["BUILD ARG", "VALUE", "DESCRIPTION"],
+                             *([a["name"], a["value"], a["description"]] for a in doc["args"])]), ""]
+    for key, title in (("secrets", "SECRET"), ("ssh", "SSH")):
+        if doc[key]:
+            lines += [*tabulate([[title, "REQUIRED", "DESCRIPTION"],
+                                 *([e["name"], "true" if e["required"] else "", ""] for e in doc[key])]), ""]
     return "\n".join(lines)
 
 
-def _targets(text: str, filename: str) -> str:
+def _targets_doc(text: str, filename: str) -> list[dict[str, Any]]:
+    """Every named stage and the default (last) one: name, description, default."""
     df = parse_dockerfile(text, filename)
-    rows = [["TARGET", "DESCRIPTION"]]
     last = len(df.stages) - 1
-    for stage in df.stages:
-        if not stage.name and stage.index != last:
-            continue
-        name = stage.name
-        if stage.index == last:
+    return [{"name": stage.name, "description": describe(stage.comments, stage.name) if stage.name else "",
+             "default": stage.index == last}
+            for stage in df.stages if stage.name or stage.index == last]
+
+
+def _targets(text: str, filename: str) -> str:
+    rows = [["TARGET", "DESCRIPTION"]]
+    for t in _targets_doc(text, filename):
+        name = t["name"]
+        if t["default"]:
             name = f"{name} (default)" if name else "(default)"
-        rows.append([name, describe(stage.comments, stage.name) if stage.name else ""])
+        rows.append([name, t["description"]])
     return "\n".join(tabulate(rows)) + "\n"
 
 
@@ -151,6 +170,8 @@ def call(
     if what not in CALLS:
         raise UsageError(f"unknown --call {what!r}", hint="available: " + ", ".join(CALLS))
     if what == "targets":
+        if fmt == "json":
+            return CallResult(_json({"targets": _targets_doc(dockerfile_text, filename)}))
         return CallResult(_targets(dockerfile_text, filename))
     plan = plan_build(dockerfile_text, platforms=platforms, target=target, build_args=build_args,
                       resolve_image=resolve_image, build_platform=build_platform, is_native=is_native,
@@ -160,13 +181,19 @@ def call(
         if fmt == "json":
             doc = [{"rule": f.rule, "line": f.start_line, "message": f.message, "url": f.url}
                    for f in report.findings]
-            return CallResult(json.dumps(doc, indent=2) + "\n", report.exit_code)
+            return CallResult(_json(doc), report.exit_code)
         return CallResult(format_report(report, plan.dockerfile.source_lines), report.exit_code)
     if what == "plan":
         if fmt == "json":
             return CallResult(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
         return CallResult(_plan_text(plan))
+    if fmt == "json":
+        return CallResult(_json(_outline_doc(plan)))
     return CallResult(_outline(plan))
+
+
+def _json(doc: object) -> str:
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def run_call(
