@@ -1,5 +1,6 @@
 """The build's on-disk state has one owner each: ``solver/cache.py`` alone opens ``buildcache.db`` and runs SQL
-on it, ``worker/snapshot.py`` alone builds paths under ``<root>/snapshots`` (and the build lock there). Everything
+on it, ``worker/snapshot.py`` alone builds paths under ``<root>/snapshots`` (and the build lock there),
+``content/origins.py`` alone opens ``blobsources.db`` (where blobs were pulled from or pushed to). Everything
 else — ``polyarch prune`` included — asks them. Checked over the AST of every module in src/.
 """
 
@@ -12,10 +13,11 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "polyarch"
 CACHE_OWNER = "solver/cache.py"
 SNAPSHOT_OWNER = "worker/snapshot.py"
+ORIGINS_OWNER = "content/origins.py"
 # sqlite3 is imported where a database is owned (and by the migration runner both owners use); the registry app
 # only names sqlite3.OperationalError to recognise a full disk.
-SQLITE_MODULES = {CACHE_OWNER, "registry/server/metadata.py", "sqlschema.py", "registry/server/app.py"}
-SQLITE_CONNECTORS = {CACHE_OWNER, "registry/server/metadata.py"}
+SQLITE_MODULES = {CACHE_OWNER, ORIGINS_OWNER, "registry/server/metadata.py", "sqlschema.py", "registry/server/app.py"}
+SQLITE_CONNECTORS = {CACHE_OWNER, ORIGINS_OWNER, "registry/server/metadata.py"}
 
 
 def _modules() -> Iterator[tuple[str, ast.Module]]:
@@ -58,6 +60,11 @@ def _snapshot_path_part(text: str) -> bool:
 def test_only_the_build_cache_names_its_database() -> None:
     owners = {rel for rel, tree in _modules() if any("buildcache.db" in s for s in _strings(tree))}
     assert owners == {CACHE_OWNER}
+
+
+def test_only_the_origins_module_names_its_database() -> None:
+    owners = {rel for rel, tree in _modules() if any("blobsources.db" in s for s in _strings(tree))}
+    assert owners == {ORIGINS_OWNER}
 
 
 def test_sqlite_is_used_only_by_the_database_owners() -> None:

@@ -31,8 +31,9 @@ def test_cache_export_and_import_local_and_registry(base_root: Path, store_root:
         for needle in ("COPY app.sh", "WORKDIR /srv", "COPY --from=tools"):
             assert by_name(again.stderr, needle) == ["CACHED"] * 2, again.stderr
         assert (tmp_path / "iid1").read_text() == (tmp_path / "iid2").read_text()
-    # a cache source that does not exist yet is not an error (the first CI run)
-    build(store_root, ctx, "--cache-from", f"type=local,src={tmp_path / 'none'}")
+    # a cache source that does not exist yet is a warning, not an error (the first CI run)
+    first_run = build(store_root, ctx, "--cache-from", f"type=local,src={tmp_path / 'none'}")
+    assert f"WARNING: cache import from type=local:{tmp_path / 'none'} skipped" in first_run.stderr
     bad = build(store_root, ctx, "--cache-to", "type=gha", check=False)
     assert bad.returncode == 2 and "unsupported --cache-to type" in bad.stderr
 
@@ -44,6 +45,10 @@ def test_cache_locations_receive_their_client_factory() -> None:
     assert location(parse_cache_spec("type=local,dest=/c,tag=t", export=True), None) == LocalCache(Path("/c"), "t")
     remote = location(parse_cache_spec("r.example/app:cache", export=False), factory)
     assert remote == RegistryCache("r.example/app:cache", factory)
-    assert location(parse_cache_spec("type=inline", export=True), None) is None
+    with pytest.raises(UsageError, match="type=inline is not supported"):
+        parse_cache_spec("type=inline", export=True)
+    with pytest.raises(UsageError, match="ignore-error"):
+        parse_cache_spec("type=local,dest=/c,ignore-error=maybe", export=True)
+    assert parse_cache_spec("type=local,dest=/c,ignore-error=true", export=True).ignore_error
     with pytest.raises(UsageError, match="needs a registry client"):
         location(parse_cache_spec("type=registry,ref=r.example/app:cache", export=True), None)

@@ -10,9 +10,15 @@ the default: the steps whose layers end up in the exported images). Import copie
 store and the entries into the local cache, before the solve, so matching steps report ``CACHED``.
 
 Forms: ``type=local,dest=DIR`` / ``type=local,src=DIR`` (an OCI layout, name ``cache`` or ``tag=``),
-``type=registry,ref=REF`` (and a bare ``REF`` for ``--cache-from``); ``type=inline`` is accepted and ignored.
-Each kind of place is one ``CacheLocation`` (``save`` the artifact, ``load`` its entries); registry locations
-use the caller's client factory and never make a client themselves.
+``type=registry,ref=REF`` (and a bare ``REF`` for ``--cache-from``). ``type=inline`` (BuildKit's cache metadata in
+the image config) is refused with one line, never silently ignored. Each kind of place is one ``CacheLocation``
+(``save`` the artifact, ``load`` its entries); registry locations use the caller's client factory and never make a
+client themselves.
+
+Failures, as buildx: a ``--cache-from`` source that cannot be read (registry down, no such directory or
+reference, not a cache) is one warning through the caller's ``warn`` and the build goes on without it. A
+``--cache-to`` export that fails fails the build (``CacheExportError``, one line naming the destination), unless
+it has ``ignore-error=true``: then it is one warning.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from polyarch.solver.state import Layer
 if TYPE_CHECKING:
     from polyarch.registry.client import RegistryClient
 
-__all__ = ["ARTIFACT_TYPE", "CacheLocation", "CacheSpec", "export_cache", "import_cache", "location",
-           "parse_cache_spec"]
+__all__ = ["ARTIFACT_TYPE", "CacheExportError", "CacheLocation", "CacheSpec", "export_cache", "import_cache",
+           "location", "parse_cache_spec"]
 
 Entries = list[tuple[str, Layer | None]]
 
@@ -52,6 +58,21 @@ class CacheSpec:
     @property
     def mode(self) -> str:
         return self.attrs.get("mode", "min")
+
+    @property
+    def ignore_error(self) -> bool:
+        """``ignore-error=true`` (``--cache-to``): a failed export is a warning, not a failed build."""
+        return self.attrs.get("ignore-error", "false").lower() in ("true", "1")
+
+    def describe(self) -> str:
+        """The place in words, for messages: ``type=local,src=DIR`` style."""
+        if self.type == "local":
+            return f"type=local:{self.path}"
+        return f"type={self.type}:{self.ref}" if self.ref else f"type={self.type}"
+
+
+class CacheExportError(PolyarchError):
+    """A ``--cache-to`` export failed (and it did not say ``ignore-error=true``)."""
 
 
 def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
@@ -74,6 +95,9 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
     mode = attrs.get("mode", "min")
     if mode not in ("min", "max"):
         raise UsageError(f"invalid {flag} mode={mode!r}: use min or max")
+    ignore = attrs.get("ignore-error", "false").lower()
+    if ignore not in ("true", "false", "1", "0"):
+        raise UsageError(f"invalid {flag} ignore-error={attrs['ignore-error']!r}: use true or false")
     if kind == "local":
         path = attrs.pop("dest" if export else "src", "")
         if not path:
@@ -85,7 +109,10 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
             raise UsageError(f"{flag} type=registry needs ref=NAME")
         return CacheSpec("registry", ref=ref, attrs=attrs)
     if kind == "inline":
-        return CacheSpec("inline", attrs=attrs)
+        raise UsageError(f"{flag} type=inline is not supported: polyarch does not write cache metadata into "
+                         f"the image config",
+                         hint="export the cache as an artifact: type=registry,ref=NAME:buildcache or "
+                              "type=local,dest=DIR")
     raise UsageError(f"unsupported {flag} type {kind!r}", hint="use type=local or type=registry")
 
 
@@ -197,10 +224,10 @@ class RegistryCache:
             return _entries(store.read(manifest.config.digest))
 
 
-def location(spec: CacheSpec, client_factory: Callable[[], RegistryClient] | None) -> CacheLocation | None:
-    """The place ``spec`` names (None for ``type=inline``, which polyarch ignores).
+def location(spec: CacheSpec, client_factory: Callable[[], RegistryClient] | None) -> CacheLocation:
+    """The place ``spec`` names.
 
-    :raises UsageError: a registry location and no client factory.
+    :raises UsageError: a registry location and no client factory; a type with no location.
     """
     if spec.type == "local":
         return LocalCache(Path(spec.path), spec.attrs.get("tag", "cache"))
@@ -208,34 +235,60 @@ def location(spec: CacheSpec, client_factory: Callable[[], RegistryClient] | Non
         if client_factory is None:
             raise UsageError(f"cache {spec.ref}: a registry cache needs a registry client, and none was given")
         return RegistryCache(spec.ref, client_factory)
-    return None
+    raise UsageError(f"cache type {spec.type!r} has no location")
 
 
 # --- export and import -------------------------------------------------------------------------------------------
 
+Warn = Callable[[str], None]
+
+
+def _reason(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, PolyarchError) else (str(exc) or type(exc).__name__)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def export_cache(images: ImageStore, entries: Sequence[tuple[str, Layer | None]], specs: Sequence[CacheSpec], *,
-                 client_factory: Callable[[], RegistryClient] | None = None) -> None:
-    """Write the cache entries to every ``--cache-to`` destination."""
+                 client_factory: Callable[[], RegistryClient] | None = None, warn: Warn | None = None) -> None:
+    """Write the cache entries to every ``--cache-to`` destination.
+
+    :raises CacheExportError: a destination failed and has no ``ignore-error=true`` (its failure is passed to
+        ``warn`` instead when it has; raised too when there is no ``warn``).
+    """
     if not specs:
         return
     desc = _artifact(images, entries)
     for spec in specs:
-        where = location(spec, client_factory)
-        if where is not None:
-            where.save(images, desc)
+        try:
+            location(spec, client_factory).save(images, desc)
+        except (PolyarchError, OSError) as exc:
+            if spec.ignore_error and warn is not None:
+                warn(f"cache export to {spec.describe()} failed (ignore-error=true): {_reason(exc)}")
+                continue
+            raise CacheExportError(f"cache export to {spec.describe()} failed: {_reason(exc)}",
+                                   hint="add ignore-error=true to the --cache-to value to build anyway"
+                                   ) from exc
 
 
 def import_cache(store: ContentStore, cache: BuildCache, specs: Sequence[CacheSpec], *,
-                 client_factory: Callable[[], RegistryClient] | None = None) -> int:
+                 client_factory: Callable[[], RegistryClient] | None = None, warn: Warn | None = None) -> int:
     """Load every ``--cache-from`` source into ``store`` and ``cache``; returns the number of entries.
 
-    A source that does not exist yet (first build) is skipped, like buildx does.
+    A source that cannot be read (unreachable registry, missing directory or reference, not a cache) is passed
+    to ``warn`` as one line and skipped, as buildx does; without ``warn`` its error is raised.
     """
     count = 0
     for spec in specs:
-        where = location(spec, client_factory)
-        entries = where.load(store) if where is not None else None
-        for key, layer in entries or ():
+        try:
+            entries = location(spec, client_factory).load(store)
+            if entries is None:
+                raise NotFound("no build cache there")
+        except (PolyarchError, OSError) as exc:
+            if warn is None:
+                raise
+            warn(f"cache import from {spec.describe()} skipped: {_reason(exc)}")
+            continue
+        for key, layer in entries:
             if layer is None or store.has(layer.descriptor.digest):
                 cache.put(key, layer)
                 count += 1

@@ -12,6 +12,12 @@ OCI index holding only the fetched children (their descriptors unchanged), with 
 ``io.polyarch.pulled-from`` = the remote index digest. A later pull of another platform of the same remote index
 merges into it, and once every child is present the original index bytes are stored instead (digest unchanged).
 So every name always reaches complete images; ``--all-platforms`` stores the original index as is.
+
+**Blob origins** (``polyarch.content.origins``): a pull records, in the store, the registry repository each config
+and layer blob came from; a push from the store records the repository it made each blob exist in. A push to
+another repository of the same registry (in any later process) first tries to mount each blob from the
+repositories recorded for it (the source's own repository first when it is a registry), then uploads. The records
+are hints: one that cannot be read or written is left aside and the transfer goes on without it.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from typing import TypeVar
 
 from polyarch import platform as plat
 from polyarch.content.images import ImageStore, check_config_size, check_platform, select_platform
+from polyarch.content.origins import BlobOrigins
 from polyarch.content.store import ContentStore
-from polyarch.errors import NotFound
+from polyarch.digest import Digest
+from polyarch.errors import NotFound, StoreError
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import (
     Descriptor,
@@ -137,16 +145,24 @@ def push_image(source: ContentStore | ImageStore | ContentSource, root: Descript
     plan = _plan(client, dest, source, root, workers)
     counts = {"uploaded": 0, "mounted": 0, "exists": 0}
     mount_from = [loc.path for loc in [source.repository] if loc is not None and loc.domain == dest.domain]
+    origins = BlobOrigins(source.store.root) if isinstance(source, StoreSource) else None
+    recorded = _lookup(origins, dest.domain, [d for d, _ in plan.blobs.values()])
 
     def blob(item: tuple[Descriptor, ContentSource]) -> None:
         desc, src = item
         loc = src.repository
-        mounts = [loc.path] if loc is not None and loc.domain == dest.domain else mount_from
+        mounts = [loc.path] if loc is not None and loc.domain == dest.domain else list(mount_from)
+        mounts += recorded.get(str(desc.digest), [])
         outcome = client.push_blob(dest, desc, lambda: src.blob_file(desc), mount_from=mounts)
         counts[outcome] += 1
 
     layers_first = sorted(plan.blobs.values(), key=lambda item: -item[0].size)
-    run_parallel(blob, layers_first, workers)
+    try:
+        run_parallel(blob, layers_first, workers)
+        _record(origins, dest, [d.digest for d, _ in plan.blobs.values()])
+    finally:
+        if origins is not None:
+            origins.close()
     children = [m for m in plan.manifests if m[0].digest != root.digest]
     run_parallel(lambda m: client.put_manifest(dest.with_digest(m[0].digest), m[1], m[0].media_type),
                  children, workers)
@@ -160,6 +176,24 @@ def push_image(source: ContentStore | ImageStore | ContentSource, root: Descript
     for tag in names:
         client.put_manifest(dest.with_tag(tag), root_raw, root.media_type)
     return PushResult(root, counts["uploaded"], counts["mounted"], counts["exists"])
+
+
+def _lookup(origins: BlobOrigins | None, domain: str, blobs: Sequence[Descriptor]) -> dict[str, list[str]]:
+    if origins is None:
+        return {}
+    try:
+        return origins.repositories(domain, [b.digest for b in blobs])
+    except StoreError:
+        return {}  # a hint only: without it every blob is uploaded
+
+
+def _record(origins: BlobOrigins | None, ref: Reference, digests: Sequence[Digest]) -> None:
+    if origins is None:
+        return
+    try:
+        origins.record(ref.domain, ref.path, digests)
+    except StoreError:
+        pass  # a hint only: the transfer itself succeeded
 
 
 # --- pull ------------------------------------------------------------------------------------------------------
@@ -226,6 +260,8 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
                     blobs.setdefault(str(blob.digest), blob)
     run_parallel(lambda b: client.fetch_blob(ref, b, lambda: store.writer(b.digest.algorithm)),
                  sorted(blobs.values(), key=lambda b: -b.size), workers)
+    with BlobOrigins(store.root) as origins:
+        _record(origins, ref, [b.digest for desc, raw in manifests for b in _blobs_of(desc, raw)])
     for desc, raw in manifests:
         _check_platform(images, desc, raw, tuple(platforms) if isinstance(doc, Manifest) else ())
         store.write(raw, desc.digest)
@@ -238,6 +274,11 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
     images.set_name(name or str(ref), root)
     pulled = tuple(c.platform for c in chosen if c.platform is not None)
     return PullResult(root, name or str(ref), pulled, len(blobs), partial)
+
+
+def _blobs_of(desc: Descriptor, raw: bytes) -> tuple[Descriptor, ...]:
+    doc = parse_document(raw, desc.media_type)
+    return (doc.config, *doc.layers) if isinstance(doc, Manifest) else ()
 
 
 def _collect(src: ContentSource, desc: Descriptor) -> list[tuple[Descriptor, bytes]]:
