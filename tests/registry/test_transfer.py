@@ -139,7 +139,9 @@ def test_unreachable_registry_is_one_line(tmp_path: Path) -> None:
     proc = run_cli("pull", f"127.0.0.1:{port}/x/y:1", root=tmp_path / "s", check=False,
                    env={"POLYARCH_REGISTRY_RETRIES": "1", "POLYARCH_REGISTRY_BACKOFF": "0.01"})
     assert proc.returncode == 1
-    assert proc.stderr.startswith(f"error: cannot reach registry 127.0.0.1:{port} after 2 attempts")
+    retry, error, *_ = proc.stderr.splitlines()  # the one retry is shown, then the one error
+    assert retry.startswith(f"127.0.0.1:{port}: retrying in ") and "(1/1): ConnectError" in retry
+    assert error.startswith(f"error: cannot reach registry 127.0.0.1:{port} after 2 attempts")
     assert "Traceback" not in proc.stderr
 
 

@@ -16,6 +16,8 @@ Variables (unset and empty mean the same):
 - ``DOCKER_CONFIG``; ``POLYARCH_INSECURE_REGISTRIES``, ``POLYARCH_DOCKERHUB_MIRROR``, ``POLYARCH_REGISTRY_RETRIES``,
   ``POLYARCH_REGISTRY_TIMEOUT``, ``POLYARCH_REGISTRY_BACKOFF``, ``POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS``: the
   registry client (``client_options``, ``credentials``).
+- ``POLYARCH_CONFIG``, ``XDG_CONFIG_HOME``: where polyarch's configuration file is (``config_location``; the file
+  itself is read by ``cli/config.py``).
 
 A bad value fails the command that uses it, with one ``error:`` line naming the variable, as it always did; a
 command that does not use a variable never fails because of it.
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from polyarch.registry.credentials import CredentialStore
-    from polyarch.registry.endpoints import ClientOptions
+    from polyarch.registry.endpoints import ClientOptions, HostConfig
     from polyarch.worker.runc import RuntimeOptions
 
 __all__ = ["Environment"]
@@ -63,6 +65,8 @@ class Environment:
     dockerhub_mirror: str = ""  # POLYARCH_DOCKERHUB_MIRROR
     registry_numbers: tuple[tuple[str, str], ...] = ()  # (variable, text) of the registry's number settings
     allow_nondistributable: bool = False  # POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS in 1, true, yes, on
+    config_file: str = ""  # POLYARCH_CONFIG
+    config_home: str = ""  # XDG_CONFIG_HOME
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Environment:
@@ -85,6 +89,8 @@ class Environment:
             dockerhub_mirror=get("POLYARCH_DOCKERHUB_MIRROR"),
             registry_numbers=tuple((var, environ[var]) for var, _ in _NUMBERS.values() if environ.get(var)),
             allow_nondistributable=get("POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS").lower() in _YES,
+            config_file=get("POLYARCH_CONFIG"),
+            config_home=environ.get("XDG_CONFIG_HOME", ""),
         )
 
     # --- the store ---------------------------------------------------------------------------------------------
@@ -95,6 +101,17 @@ class Environment:
         if os.geteuid() == 0:
             return Path("/var/lib/polyarch")
         return (Path(self.data_home) if self.data_home else Path.home() / ".local" / "share") / "polyarch"
+
+    def config_location(self) -> tuple[Path, bool]:
+        """polyarch's configuration file and whether it was asked for (``POLYARCH_CONFIG``: it must exist); else
+        ``/etc/polyarch/config.toml`` for root, ``$XDG_CONFIG_HOME/polyarch/config.toml`` (default
+        ``~/.config/polyarch/config.toml``) for other users."""
+        if self.config_file:
+            return Path(self.config_file), True
+        if os.geteuid() == 0:
+            return Path("/etc/polyarch/config.toml"), False
+        return (Path(self.config_home) if self.config_home else Path.home() / ".config") / "polyarch" / "config.toml", \
+            False
 
     # --- reproducibility -----------------------------------------------------------------------------------------
 
@@ -161,9 +178,11 @@ class Environment:
     # --- registries ---------------------------------------------------------------------------------------------
 
     def client_options(self, *, insecure: tuple[str, ...] = (), ca_file: str = "",
-                       allow_nondistributable: bool = False) -> ClientOptions:
-        """Registry client options: the environment's, plus the command line's (``insecure`` hosts add to the
-        environment's, ``allow_nondistributable`` can only turn fetching on).
+                       allow_nondistributable: bool = False, hosts: tuple[HostConfig, ...] = (),
+                       insecure_networks: tuple[str, ...] = ()) -> ClientOptions:
+        """Registry client options: the environment's, plus the command line's and the configuration file's
+        (``insecure`` hosts add to the environment's, ``allow_nondistributable`` can only turn fetching on;
+        ``hosts`` and ``insecure_networks`` come from the configuration file and docker's daemon.json).
 
         :raises RegistryError: a number setting is not a number.
         """
@@ -171,7 +190,8 @@ class Environment:
         from polyarch.registry.endpoints import ClientOptions
 
         opts = ClientOptions(insecure=self.insecure_registries | frozenset(h.lower() for h in insecure),
-                             mirror=self.dockerhub_mirror, ca_file=ca_file,
+                             mirror=self.dockerhub_mirror, ca_file=ca_file, hosts=hosts,
+                             insecure_networks=insecure_networks,
                              allow_nondistributable=self.allow_nondistributable or allow_nondistributable)
         given = dict(self.registry_numbers)
         for key, (var, conv) in _NUMBERS.items():

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
 from polyarch.cli.context import AppContext, pass_app
-from polyarch.cli.registry_cmds import client_options, make_client
+from polyarch.cli.registry_cmds import client_options, make_client, progress_option
 
 __all__ = ["imagetools"]
 
@@ -61,7 +62,15 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
 @imagetools.command("create")
 @click.argument("sources", nargs=-1)
 @click.option("-t", "--tag", "tags", multiple=True, metavar="REF", help="Where to push the new index (repeatable).")
-@click.option("--append", is_flag=True, help="Add the sources to the index the first tag points to.")
+@click.option("--append", is_flag=True,
+              help="Add the sources to the index the first tag points to (a platform it has is replaced).")
+@click.option("-p", "--platform", "platforms", multiple=True, metavar="P[,P…]",
+              help="Take only these platforms from the sources.")
+@click.option("--prefer-index", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
+              metavar="BOOL", help="With one single-platform source: make an index (true) or copy the manifest as is "
+                                   "(false).")
+@click.option("--metadata-file", type=click.Path(dir_okay=False), default=None,
+              help="Write the pushed index's descriptor, digest and names (JSON) to this file.")
 @click.option("--annotation", "annotations", multiple=True, metavar="[TYPE[PLATFORM]:]K=V",
               help="Annotation for the index (index:, default) or its descriptors (manifest-descriptor:).")
 @click.option("--dry-run", is_flag=True, help="Print the new index instead of pushing it.")
@@ -71,10 +80,13 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
 @client_options
 @pass_app
 def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], append: bool,
+           platforms: tuple[str, ...], prefer_index: bool, metadata_file: str | None,
            annotations: tuple[str, ...], dry_run: bool, files: tuple[str, ...], progress: str,
            insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Merge images, indexes and digests into one index and push it to every -t."""
+    from polyarch import platform as plat
     from polyarch.errors import UsageError
+    from polyarch.fsutil import atomic_write
     from polyarch.imagetools import (
         create_index,
         load_descriptor_files,
@@ -83,6 +95,7 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
         resolve,
     )
     from polyarch.oci import reference
+    from polyarch.oci.spec import Index, is_index
     from polyarch.sources.registry import RegistrySource
 
     if not tags and not dry_run:
@@ -91,6 +104,7 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
         raise UsageError("--append needs -t REF")
     targets = [reference.parse(t).defaulted() for t in tags]
     parsed = [parse_annotation(a) for a in annotations]
+    wanted = plat.parse_list(platforms)
     with make_client(app.env, insecure, tls_ca) as client, ExitStack() as opened:
         resolved = []
         if append:
@@ -102,13 +116,26 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
                 raise UsageError("-f needs -t REF: the descriptors' manifests are looked up in its repository")
             repo_src = RegistrySource(client, targets[0])
             descs = [(d, repo_src) for d in load_descriptor_files(files)]
-        root, raw, source = create_index(resolved, parsed, descs, append=append)
+        single = resolved[0] if len(resolved) == 1 and not descs else None
+        if single is not None and not prefer_index and not wanted and not parsed and \
+                not isinstance(single.document, Index):
+            root, raw, source = single.descriptor, single.raw, single.source  # a carbon copy, as buildx
+        else:
+            root, raw, source = create_index(resolved, parsed, descs, append=append, platforms=wanted)
         if dry_run:
             click.echo(json.dumps(json.loads(raw), indent=2))
             return
         push_index(source, root, targets, client=client)
+    if metadata_file:
+        meta = {"containerimage.descriptor": root.to_dict(), "containerimage.digest": str(root.digest),
+                "image.name": ",".join(str(t) for t in targets)}
+        try:
+            atomic_write(Path(metadata_file), json.dumps(meta, indent=2).encode() + b"\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write --metadata-file {metadata_file}: {exc.strerror or exc}") from None
+    what = "index" if is_index(root.media_type) else "manifest"
     for t in targets:
-        click.echo(f"{t}: pushed index {root.digest}")
+        click.echo(f"{t}: pushed {what} {root.digest}")
 
 
 @imagetools.command("copy")
@@ -116,12 +143,14 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
 @click.argument("dest")
 @click.option("--platform", "platforms", multiple=True, metavar="P[,P…]",
               help="Copy only these platforms (default: all, digest unchanged).")
+@progress_option
 @client_options
 @pass_app
-def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], insecure: tuple[str, ...],
+def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], progress: str, insecure: tuple[str, ...],
          tls_ca: str | None) -> None:
     """Copy an image or index to a registry repository, blobs mounted or streamed."""
     from polyarch import platform as plat
+    from polyarch.cli.transferprogress import transfer_progress
     from polyarch.imagetools import copy_image, resolve
     from polyarch.oci import reference
 
@@ -129,7 +158,7 @@ def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], insec
     target = reference.parse(dest)
     if not target.tag and target.digest is None:
         target = target.defaulted()
-    with make_client(app.env, insecure, tls_ca) as client, \
+    with transfer_progress(progress) as observer, make_client(app.env, insecure, tls_ca, observer=observer) as client, \
             resolve(src, client=client, images=lambda: app.images) as resolved:
         result = copy_image(resolved, target, client=client, platforms=wanted)
     click.echo(f"{target}: copied {result.descriptor.digest} ({result.uploaded} uploaded, {result.mounted} mounted, "

@@ -1,4 +1,10 @@
-"""``polyarch login``, ``logout``, ``pull``, ``push``, and the registry-client options other commands share."""
+"""``polyarch login``, ``logout``, ``pull``, ``push``, and the registry-client options other commands share.
+
+Every registry client is made here (``make_client``): the environment's settings, the command line's
+(``--insecure-registry``, ``--tls-ca``), the configuration file's ``[registry."host"]`` rules and docker's
+``daemon.json`` insecure registries (``cli/config.py``), and an observer that shows retries (and, for ``pull``
+and ``push``, per-blob progress: ``cli/transferprogress.py``).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,14 @@ from polyarch.cli.context import AppContext, pass_app
 
 if TYPE_CHECKING:
     from polyarch.cli.environment import Environment
+    from polyarch.content.images import ImageStore
+    from polyarch.oci.reference import Reference
+    from polyarch.oci.spec import Descriptor
     from polyarch.registry.client import RegistryClient
+    from polyarch.registry.observer import TransferObserver
 
-__all__ = ["client_options", "login", "logout", "make_client", "pull", "push", "registry_factory"]
+__all__ = ["client_options", "login", "logout", "make_client", "progress_option", "pull", "push",
+           "registry_factory"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,19 +35,37 @@ def client_options(f: F) -> F:
     f = click.option("--tls-ca", "tls_ca", type=click.Path(dir_okay=False, exists=True), default=None,
                      help="Extra CA certificate (PEM) to trust for registries (SSL_CERT_FILE is honoured too).")(f)
     f = click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
-                     help="Allow plain http or unverified https for HOST (also POLYARCH_INSECURE_REGISTRIES). "
+                     help="Allow plain http or unverified https for HOST (also POLYARCH_INSECURE_REGISTRIES, "
+                          "the config file's [registry.\"HOST\"] and docker's daemon.json). "
                           "Loopback registries use http by default.")(f)
     return f
 
 
+def progress_option(f: F) -> F:
+    """``--progress auto|tty|plain|quiet`` of a transfer (per-blob lines or bars on stderr)."""
+    return click.option("--progress", "progress", type=click.Choice(("auto", "tty", "plain", "quiet")), default="auto", show_default=True,
+                        help="Per-layer progress on stderr: tty (live bars), plain (a line per layer), quiet; "
+                             "retries are always shown.")(f)
+
+
 def make_client(env: Environment, insecure: tuple[str, ...] = (), tls_ca: str | None = None, *,
-                allow_nondistributable: bool = False) -> RegistryClient:
-    """A client from the environment ``env`` (``AppContext.env``) and these options (``allow_nondistributable``
-    only ever turns it on), with the credentials ``DOCKER_CONFIG`` names."""
+                allow_nondistributable: bool = False, observer: TransferObserver | None = None) -> RegistryClient:
+    """A client from the environment ``env`` (``AppContext.env``), the configuration file it points at and these
+    options (``allow_nondistributable`` only ever turns it on), with the credentials ``DOCKER_CONFIG`` names.
+    ``observer`` (default: retry lines on stderr) hears of retries and blob transfers.
+
+    :raises ConfigError: the configuration file or docker's daemon.json is bad.
+    """
+    from polyarch.cli.config import load_config, registry_rules
+    from polyarch.cli.transferprogress import TransferProgress
     from polyarch.registry.client import RegistryClient
 
-    return RegistryClient(env.client_options(insecure=insecure, ca_file=tls_ca or "",
-                                             allow_nondistributable=allow_nondistributable), env.credentials())
+    rules = registry_rules(load_config(env))
+    options = env.client_options(insecure=(*insecure, *sorted(rules.insecure)), ca_file=tls_ca or "",
+                                 allow_nondistributable=allow_nondistributable, hosts=rules.hosts,
+                                 insecure_networks=rules.networks)
+    return RegistryClient(options, env.credentials(),
+                          observer=observer if observer is not None else TransferProgress("retries", sys.stderr))
 
 
 def registry_factory(env: Environment, insecure: tuple[str, ...] = (),
@@ -117,15 +146,17 @@ def logout(app: AppContext, registry: str) -> None:
 @click.option("--platform", "platforms", multiple=True, metavar="P[,P…]",
               help="Platform(s) to fetch (default: this host's), containerd matching.")
 @click.option("--all-platforms", is_flag=True, help="Fetch every manifest of the index.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the digest (and no progress).")
+@click.option("-a", "--all-tags", "all_tags", is_flag=True, help="Pull every tag of the repository REF names.")
+@progress_option
 @click.option("--allow-nondistributable-artifacts", "allow_nondistributable", is_flag=True,
               help="Fetch non-distributable (foreign) layers the registry lacks from the URLs the image names "
                    "(public http(s) addresses only, at most the declared size). Also "
                    "POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS=1.")
 @client_options
 @pass_app
-def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: bool, quiet: bool,
-         allow_nondistributable: bool, insecure: tuple[str, ...], tls_ca: str | None) -> None:
+def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: bool, quiet: bool, all_tags: bool,
+         progress: str, allow_nondistributable: bool, insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Fetch an image from a registry into the local store.
 
     A single-platform pull of a multi-platform image names a partial index holding only the fetched platforms
@@ -133,6 +164,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     original index unchanged.
     """
     from polyarch import platform as plat
+    from polyarch.cli.transferprogress import transfer_progress
     from polyarch.errors import UsageError
     from polyarch.oci import reference
     from polyarch.sources.transfer import pull_image
@@ -140,42 +172,87 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     if platforms and all_platforms:
         raise UsageError("--platform and --all-platforms are mutually exclusive")
     wanted = plat.parse_list(platforms)
-    parsed = reference.parse(ref).defaulted()
-    # A refused or failed pull removes the blobs it fetched: the store is left as it was.
-    with make_client(app.env, insecure, tls_ca, allow_nondistributable=allow_nondistributable) as client, \
-            app.images.store.transaction():
-        result = pull_image(client, parsed, app.images, name=ref, platforms=wanted, all_platforms=all_platforms)
-    if quiet:
-        click.echo(str(result.descriptor.digest))
-        return
-    what = ", ".join(map(str, result.platforms)) or "all platforms"
-    extra = " (partial index)" if result.partial else ""
-    click.echo(f"{ref}: pulled {what}{extra}, {result.fetched_blobs} blobs fetched")
-    click.echo(f"Digest: {result.descriptor.digest}")
+    parsed = reference.parse(ref)
+    if all_tags and (parsed.tag or parsed.digest is not None):
+        raise UsageError("--all-tags takes a repository without a tag or digest")
+    results = []
+    with transfer_progress("quiet" if quiet else progress) as observer, \
+            make_client(app.env, insecure, tls_ca, allow_nondistributable=allow_nondistributable,
+                        observer=observer) as client:
+        # -a: every tag, each named as the user wrote the repository plus the tag
+        todo = [(f"{ref}:{t}", parsed.with_tag(t)) for t in client.list_tags(parsed)] if all_tags else \
+            [(ref, parsed.defaulted())]
+        if not todo:
+            raise UsageError(f"{parsed.name} has no tags")
+        for name, target in todo:
+            # A refused or failed pull removes the blobs it fetched: the store is left as it was.
+            with app.images.store.transaction():
+                results.append((name, pull_image(client, target, app.images, name=name, platforms=wanted,
+                                                  all_platforms=all_platforms)))
+    for name, result in results:
+        if quiet:
+            click.echo(str(result.descriptor.digest))
+            continue
+        what = ", ".join(map(str, result.platforms)) or "all platforms"
+        extra = " (partial index)" if result.partial else ""
+        click.echo(f"{name}: pulled {what}{extra}, {result.fetched_blobs} blobs fetched")
+        click.echo(f"Digest: {result.descriptor.digest}")
 
 
 @click.command("push")
 @click.argument("ref")
 @click.argument("dest", required=False)
-@click.option("-q", "--quiet", is_flag=True, help="Print only the digest.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the digest (and no progress).")
+@click.option("-a", "--all-tags", "all_tags", is_flag=True,
+              help="Push every local name of the repository REF names, each to its tag.")
+@progress_option
 @client_options
 @pass_app
-def push(app: AppContext, ref: str, dest: str | None, quiet: bool, insecure: tuple[str, ...],
-         tls_ca: str | None) -> None:
+def push(app: AppContext, ref: str, dest: str | None, quiet: bool, all_tags: bool, progress: str,
+         insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Upload a local image (every platform it has) to a registry, as REF or DEST."""
-    from polyarch.oci import reference
+    from polyarch.cli.transferprogress import transfer_progress
     from polyarch.sources.transfer import push_image
 
     images = app.images
-    desc = images.lookup(ref)
-    target = reference.parse(dest or ref)
-    if not target.tag and target.digest is None:
-        target = target.defaulted()
-    with make_client(app.env, insecure, tls_ca) as client:
-        result = push_image(images, desc, target, client=client)
-    if quiet:
-        click.echo(str(result.descriptor.digest))
-        return
-    click.echo(f"{target}: pushed ({result.uploaded} uploaded, {result.mounted} mounted, "
-               f"{result.existed} already present)")
-    click.echo(f"Digest: {result.descriptor.digest}")
+    todo = _local_tags(images, ref, dest) if all_tags else [(images.lookup(ref), _push_target(dest or ref))]
+    results = []
+    with transfer_progress("quiet" if quiet else progress) as observer, \
+            make_client(app.env, insecure, tls_ca, observer=observer) as client:
+        for desc, target in todo:
+            results.append((target, push_image(images, desc, target, client=client)))
+    for target, result in results:
+        if quiet:
+            click.echo(str(result.descriptor.digest))
+            continue
+        click.echo(f"{target}: pushed ({result.uploaded} uploaded, {result.mounted} mounted, "
+                   f"{result.existed} already present)")
+        click.echo(f"Digest: {result.descriptor.digest}")
+
+
+def _push_target(text: str) -> Reference:
+    from polyarch.oci import reference
+
+    target = reference.parse(text)
+    return target.defaulted() if not target.tag and target.digest is None else target
+
+
+def _local_tags(images: ImageStore, repo_text: str, dest: str | None) -> list[tuple[Descriptor, Reference]]:
+    """``push -a REPO``: every local name of REPO (normalized), each to its own tag, sorted by tag."""
+    from polyarch.errors import NotFound, PolyarchError, UsageError
+    from polyarch.oci import reference
+
+    repo = reference.parse(repo_text)
+    if dest or repo.tag or repo.digest is not None:
+        raise UsageError("--all-tags takes one repository without a tag, digest or DEST")
+    todo = []
+    for name, desc in images.names():
+        try:
+            local = reference.parse(name)
+        except PolyarchError:
+            continue
+        if local.tag and local.name == repo.name:
+            todo.append((desc, repo.with_tag(local.tag)))
+    if not todo:
+        raise NotFound(f"no tag of {repo_text} in the local store", hint="'polyarch images' lists the names")
+    return sorted(todo, key=lambda item: item[1].tag or "")

@@ -12,12 +12,16 @@ Upload: HEAD skips a blob the repository has; a blob seen in another repository 
 (``POST ?mount=&from=``); otherwise a session is opened (POST) and the blob sent either in one ``PUT ?digest=``
 (blobs up to ``chunk_threshold``) or as ``PATCH`` chunks with ``Content-Range`` and a final empty PUT. A failed
 chunk resumes from the offset the registry reports (GET on the session); a lost session starts over.
+
+Both directions report to the client's ``observer`` (see :mod:`.observer`): each retry with its reason, and per
+blob its start, the bytes moved so far and its end with the outcome.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -34,6 +38,7 @@ from .auth import scope_for
 from .endpoints import ClientOptions, Endpoint
 from .foreign import ALLOW_ENV, fetch_foreign
 from .httperrors import transport_error
+from .observer import TransferObserver, describe_failure
 from .sink import BlobSink
 
 __all__ = ["READ_CHUNK", "FileSlice", "RegistrySession", "fetch_blob", "push_blob"]
@@ -50,15 +55,30 @@ class RegistrySession(Protocol):
     def options(self) -> ClientOptions: ...
     @property
     def ssl_context(self) -> ssl.SSLContext: ...
+    @property
+    def observer(self) -> TransferObserver: ...
     def endpoint(self, domain: str, *, push: bool = False) -> Endpoint: ...
     def call(self, reg: Endpoint, method: str, url: str | httpx.URL, *, scopes: Sequence[str],
              headers: dict[str, str] | None = None, body: Callable[[], Any] | None = None,
              stream: bool = False, retry: bool = True) -> httpx.Response: ...
     def fail(self, reg: Endpoint, resp: httpx.Response, what: str, scopes: Sequence[str]) -> RegistryError: ...
-    def backoff(self, attempt: int, retry_after: str | None = None) -> None: ...
+    def backoff(self, attempt: int, retry_after: str | None = None, *, registry: str = "", what: str = "",
+                reason: str = "") -> None: ...
     def note_seen(self, ref: Reference, digest: Digest) -> None: ...
     def seen_in(self, domain: str, digest: Digest) -> list[str]: ...
     def blob_size(self, ref: Reference, digest: Digest, *, push: bool = False) -> int | None: ...
+
+
+def _reason(exc: RegistryError) -> str:
+    """``503 Service Unavailable`` for a status failure, else the failure's first line."""
+    if exc.status:
+        return f"{exc.status} {httpx.codes.get_reason_phrase(exc.status)}".strip()
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _sent(client: RegistrySession, desc: Descriptor) -> Callable[[int], None]:
+    observer = client.observer
+    return lambda done: observer.blob_progress(desc, done)
 
 
 def _retryable(exc: RegistryError) -> bool:
@@ -70,6 +90,10 @@ def fetch_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
     reg = client.endpoint(ref.domain)
     scopes = [scope_for(ref.path, "pull")]
     url = f"{reg.base}/v2/{ref.path}/blobs/{desc.digest}"
+    what = f"GET /v2/{ref.path}/blobs/{desc.digest}"
+    observer = client.observer
+    started = time.monotonic()
+    observer.blob_started(desc, "pull")
     sink = sink_factory()
     offset = 0
     failures = 0
@@ -100,11 +124,13 @@ def fetch_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
                                              f"{desc.size} bytes")
                     sink.write(chunk)
                     offset += len(chunk)
+                    observer.blob_progress(desc, offset)
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > client.options.retries:
                     raise transport_error(reg.name, exc, attempts=failures) from exc
-                client.backoff(failures)
+                client.backoff(failures, registry=reg.name, what=what,
+                               reason=f"{describe_failure(exc)} after {offset} of {desc.size} bytes")
                 continue
             finally:
                 resp.close()
@@ -113,11 +139,13 @@ def fetch_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
                 if failures > client.options.retries:
                     raise RegistryError(f"blob {desc.digest} from {reg.name}: stream ended after {offset} of "
                                         f"{desc.size} bytes, {failures} times")
-                client.backoff(failures)
+                client.backoff(failures, registry=reg.name, what=what,
+                               reason=f"stream ended after {offset} of {desc.size} bytes")
                 continue
             break
         sink.commit(desc.digest, desc.size)
         client.note_seen(ref, desc.digest)
+        observer.blob_done(desc, "pull", "fetched", time.monotonic() - started)
     except BaseException:
         sink.abort()
         raise
@@ -148,8 +176,9 @@ class FileSlice:
     ``tell``/``seek`` let httpx compute Content-Length without reading it.
     """
 
-    def __init__(self, path: Path, offset: int, length: int) -> None:
-        self.path, self.offset, self.length = path, offset, length
+    def __init__(self, path: Path, offset: int, length: int, sent: Callable[[int], None] | None = None) -> None:
+        """``sent(n)`` is told the position in the file (``offset`` + bytes read) after each read."""
+        self.path, self.offset, self.length, self.sent = path, offset, length, sent
 
     def tell(self) -> int:
         return 0
@@ -166,6 +195,8 @@ class FileSlice:
                 if not data:
                     raise RegistryError(f"{self.path} shrank while uploading")
                 pos += len(data)
+                if self.sent is not None:
+                    self.sent(pos)
                 yield data
         finally:
             os.close(fd)
@@ -175,6 +206,15 @@ class FileSlice:
 
 def push_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
               opener: Callable[[], AbstractContextManager[Path]], *, mount_from: Sequence[str] = ()) -> str:
+    started = time.monotonic()
+    observer = client.observer
+    outcome = _push_blob(client, ref, desc, opener, mount_from)
+    observer.blob_done(desc, "push", outcome, time.monotonic() - started)
+    return outcome
+
+
+def _push_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
+               opener: Callable[[], AbstractContextManager[Path]], mount_from: Sequence[str]) -> str:
     reg = client.endpoint(ref.domain, push=True)
     scopes = [scope_for(ref.path, "pull,push")]
     if client.blob_size(ref, desc.digest, push=True) == desc.size:
@@ -192,6 +232,7 @@ def push_blob(client: RegistrySession, ref: Reference, desc: Descriptor,
         if resp.status_code == 202 and resp.headers.get("location"):
             location = resp.url.join(resp.headers["location"])
             break
+    client.observer.blob_started(desc, "push")
     with opener() as path:
         _upload(client, reg, scopes, uploads, location, desc, path)
     client.note_seen(ref, desc.digest)
@@ -214,7 +255,8 @@ def _upload(client: RegistrySession, reg: Endpoint, scopes: list[str], uploads: 
             failures += 1
             if not _retryable(exc) or failures > client.options.retries:
                 raise
-            client.backoff(failures)
+            client.backoff(failures, registry=reg.name, what=f"upload of blob {desc.digest}",
+                           reason=_reason(exc))
             location = None
 
 
@@ -242,7 +284,7 @@ def _check_created(client: RegistrySession, reg: Endpoint, resp: httpx.Response,
 def _monolithic(client: RegistrySession, reg: Endpoint, scopes: list[str], location: httpx.URL,
                 desc: Descriptor, path: Path) -> None:
     resp = client.call(reg, "PUT", _finish_url(location, desc), scopes=scopes, headers={"Content-Type": OCTET},
-                       body=lambda: FileSlice(path, 0, desc.size), retry=False)
+                       body=lambda: FileSlice(path, 0, desc.size, _sent(client, desc)), retry=False)
     resp.close()
     _check_created(client, reg, resp, desc, scopes)
 
@@ -258,7 +300,7 @@ def _chunked(client: RegistrySession, reg: Endpoint, scopes: list[str], location
         try:
             resp = client.call(reg, "PATCH", location, scopes=scopes, retry=False,
                                headers={"Content-Type": OCTET, "Content-Range": f"{start}-{start + n - 1}"},
-                               body=lambda s=start, k=n: FileSlice(path, s, k))  # type: ignore[misc]
+                               body=lambda s=start, k=n: FileSlice(path, s, k, _sent(client, desc)))  # type: ignore[misc]
             resp.close()
             if resp.status_code != 202:
                 raise client.fail(reg, resp, f"upload of blob {desc.digest}", scopes)
@@ -268,7 +310,8 @@ def _chunked(client: RegistrySession, reg: Endpoint, scopes: list[str], location
             failures += 1
             if not _retryable(exc) or failures > client.options.retries:
                 raise
-            client.backoff(failures)
+            client.backoff(failures, registry=reg.name, what=f"upload of blob {desc.digest} at byte {start}",
+                           reason=_reason(exc))
             resumed = _upload_offset(client, reg, scopes, location)
             if resumed is None:
                 raise

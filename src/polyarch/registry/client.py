@@ -44,8 +44,9 @@ from . import auth
 from .blobs import READ_CHUNK, fetch_blob, push_blob
 from .bodies import buffered, read_capped
 from .credentials import Credential, CredentialStore
-from .endpoints import ClientOptions, Endpoint, base_for
+from .endpoints import ClientOptions, Endpoint, route_for
 from .httperrors import status_error, transport_error
+from .observer import NULL_OBSERVER, Retry, TransferObserver, describe_failure
 from .sink import BlobSink
 
 __all__ = ["FetchedManifest", "RegistryClient"]
@@ -72,10 +73,13 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 class RegistryClient:
     """Talks to any number of registries; thread-safe. Close it (or use ``with``) to release connections."""
 
-    def __init__(self, options: ClientOptions | None = None, credentials: CredentialStore | None = None) -> None:
+    def __init__(self, options: ClientOptions | None = None, credentials: CredentialStore | None = None, *,
+                 observer: TransferObserver | None = None) -> None:
         """``options``: default ``ClientOptions()``; ``credentials``: default Docker's ``~/.docker/config.json``
-        (the CLI passes the store ``DOCKER_CONFIG`` names)."""
+        (the CLI passes the store ``DOCKER_CONFIG`` names); ``observer`` hears of retries and blob transfers (the
+        CLI's progress output; default: nobody)."""
         self.options = options or ClientOptions()
+        self.observer: TransferObserver = observer or NULL_OBSERVER
         raise_httpcore_read_size(READ_CHUNK)
         self.credentials = credentials if credentials is not None else CredentialStore()
         limits = httpx.Limits(max_connections=max(8, self.options.parallel * 2),
@@ -88,11 +92,12 @@ class RegistryClient:
             except (OSError, ssl.SSLError) as exc:
                 raise RegistryError(f"cannot load CA file {self.options.ca_file}: {exc}") from exc
         self._ssl = ctx
-        headers = {"User-Agent": "polyarch", "Accept-Encoding": "identity"}  # bodies are read raw and capped
-        self._http = httpx.Client(verify=ctx, timeout=timeout, limits=limits, follow_redirects=False,
-                                  headers=headers, trust_env=False)
-        self._http_noverify = httpx.Client(verify=False, timeout=timeout, limits=limits, follow_redirects=False,
-                                           headers=headers, trust_env=False)
+        self._client_args: dict[str, Any] = {
+            "timeout": timeout, "limits": limits, "follow_redirects": False, "trust_env": False,
+            "headers": {"User-Agent": "polyarch", "Accept-Encoding": "identity"}}  # bodies are read raw and capped
+        self._http = httpx.Client(verify=ctx, **self._client_args)
+        self._http_noverify = httpx.Client(verify=False, **self._client_args)
+        self._http_ca: dict[tuple[str, ...], httpx.Client] = {}  # per-host CAs of the config file
         self._registries: dict[str, Endpoint] = {}
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, Digest], set[str]] = {}
@@ -106,6 +111,24 @@ class RegistryClient:
     def close(self) -> None:
         self._http.close()
         self._http_noverify.close()
+        for http in self._http_ca.values():
+            http.close()
+
+    def _http_for(self, ca: tuple[str, ...]) -> httpx.Client:
+        """The verifying client trusting ``ca`` on top of this client's trust (made on first use)."""
+        if not ca:
+            return self._http
+        with self._lock:
+            http = self._http_ca.get(ca)
+            if http is None:
+                ctx = ssl.create_default_context()
+                for path in (*([self.options.ca_file] if self.options.ca_file else []), *ca):
+                    try:
+                        ctx.load_verify_locations(path)
+                    except (OSError, ssl.SSLError) as exc:
+                        raise RegistryError(f"cannot load CA file {path}: {exc}") from exc
+                http = self._http_ca[ca] = httpx.Client(verify=ctx, **self._client_args)
+            return http
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -116,14 +139,15 @@ class RegistryClient:
     # --- endpoints ---------------------------------------------------------------------------------------
 
     def endpoint(self, domain: str, *, push: bool = False) -> Endpoint:
-        base, verify, cred_host = base_for(self.options, domain, push=push)
+        route = route_for(self.options, domain, push=push)
         with self._lock:
-            reg = self._registries.get(base)
+            reg = self._registries.get(route.base)
             if reg is None:
-                cred = self.credentials.get(cred_host)
-                fetcher = self._token_fetcher(cred_host)
-                reg = Endpoint(cred_host, base, verify, auth.Authenticator(cred_host, cred, fetcher))
-                self._registries[base] = reg
+                cred = self.credentials.get(route.cred_host)
+                fetcher = self._token_fetcher(route.cred_host)
+                reg = Endpoint(route.cred_host, route.base, route.verify,
+                               auth.Authenticator(route.cred_host, cred, fetcher), ca=route.ca)
+                self._registries[route.base] = reg
             return reg
 
     def _token_fetcher(self, name: str) -> auth.TokenFetcher:
@@ -134,7 +158,10 @@ class RegistryClient:
 
     # --- the one request path ------------------------------------------------------------------------------
 
-    def backoff(self, attempt: int, retry_after: str | None = None) -> None:
+    def backoff(self, attempt: int, retry_after: str | None = None, *, registry: str = "", what: str = "",
+                reason: str = "") -> None:
+        """Sleep before retry number ``attempt`` (jittered exponential, or the server's ``Retry-After``), after
+        telling the observer why."""
         delay = min(self.options.max_backoff, self.options.backoff * (2 ** (attempt - 1)))
         delay *= 0.5 + random.random() / 2
         if retry_after:
@@ -142,6 +169,7 @@ class RegistryClient:
                 delay = min(max(float(retry_after), 0.0), self.options.max_backoff * 3)
             except ValueError:
                 pass
+        self.observer.retrying(Retry(registry, what, attempt, self.options.retries, delay, reason or "failed"))
         self.sleep(delay)
 
     def _send(self, reg: Endpoint, method: str, url: str | httpx.URL, headers: dict[str, str],
@@ -155,7 +183,7 @@ class RegistryClient:
             hdrs = dict(headers)
             if authorization and same:
                 hdrs["Authorization"] = authorization
-            http = self._http_noverify if (same and not reg.verify) else self._http
+            http = self._http_noverify if (same and not reg.verify) else self._http_for(reg.ca if same else ())
             request = http.build_request(method, target, headers=hdrs, content=body)
             resp = http.send(request, stream=True)
             location = resp.headers.get("location")
@@ -191,7 +219,8 @@ class RegistryClient:
                     continue
                 if retry and attempt < self.options.retries:
                     attempt += 1
-                    self.backoff(attempt)
+                    self.backoff(attempt, registry=reg.name, what=f"{method} {httpx.URL(url).path}",
+                                 reason=describe_failure(exc))
                     continue
                 raise transport_error(reg.name, exc, attempts=attempt + 1) from exc
             if resp.status_code == 401 and not reauthed:
@@ -208,7 +237,8 @@ class RegistryClient:
                 retry_after = resp.headers.get("retry-after")
                 resp.close()
                 attempt += 1
-                self.backoff(attempt, retry_after)
+                self.backoff(attempt, retry_after, registry=reg.name, what=f"{method} {httpx.URL(url).path}",
+                             reason=f"{resp.status_code} {resp.reason_phrase}".strip())
                 continue
             return resp
 
@@ -229,7 +259,7 @@ class RegistryClient:
         reg = self.endpoint(domain, push=True)
         if credential is not None:
             reg = Endpoint(reg.name, reg.base, reg.verify,
-                            auth.Authenticator(reg.name, credential, self._token_fetcher(reg.name)))
+                           auth.Authenticator(reg.name, credential, self._token_fetcher(reg.name)), ca=reg.ca)
         resp = self.call(reg, "GET", f"{reg.base}/v2/", scopes=())
         if resp.status_code != 200:
             raise self.fail(reg, resp, "login", ())
@@ -292,6 +322,38 @@ class RegistryClient:
             return None
         return Descriptor(resp.headers.get("content-type", "").split(";")[0],
                           Digest.parse(header), int(resp.headers.get("content-length") or 0))
+
+    def list_tags(self, ref: Reference, *, max_pages: int = 100) -> list[str]:
+        """Every tag of ``ref``'s repository (``/v2/NAME/tags/list``, following ``Link`` pages), sorted.
+
+        :raises RegistryError: the repository is unknown or the registry refuses.
+        """
+        reg = self.endpoint(ref.domain)
+        scopes = [auth.scope_for(ref.path, "pull")]
+        url: str | httpx.URL = f"{reg.base}/v2/{ref.path}/tags/list"
+        tags: set[str] = set()
+        for _ in range(max_pages):
+            resp = self.call(reg, "GET", url, scopes=scopes, stream=True)
+            try:
+                if resp.status_code != 200:
+                    raise self.fail(reg, resp, f"tags of {ref.name}", scopes)
+                data, more = read_capped(resp, MAX_MANIFEST)
+            except httpx.HTTPError as exc:
+                raise transport_error(reg.name, exc) from exc
+            finally:
+                resp.close()
+            try:
+                page = loads(data).get("tags") if not more else None
+            except (ValueError, AttributeError):
+                page = None
+            if not isinstance(page, list | type(None)) or more:
+                raise RegistryError(f"{reg.name}: invalid tag list for {ref.name}")
+            tags.update(t for t in page or [] if isinstance(t, str))
+            link = resp.headers.get("link", "")
+            if 'rel="next"' not in link or "<" not in link:
+                return sorted(tags)
+            url = httpx.URL(reg.base).join(link[link.index("<") + 1:link.index(">")])
+        raise RegistryError(f"{reg.name}: tag list of {ref.name} has more than {max_pages} pages")
 
     def put_manifest(self, ref: Reference, raw: bytes, media_type: str) -> Digest:
         """PUT exact bytes under ``ref.identifier`` (tag or digest); checks the digest the registry reports."""
