@@ -9,10 +9,11 @@ from polyarch.frontend.reports.checks import CheckReport, format_report, parse_c
 from tests.frontend.fakes import AMD64, ARM64, is_native, resolve_image
 
 
-def _check(text: str, **kw: object) -> CheckReport:
+def _check(text: str, excludes: tuple[str, ...] = (), **kw: object) -> CheckReport:
     plan = plan_build(text, platforms=[AMD64, ARM64], build_platform=AMD64, is_native=is_native,
-                      resolve_image=resolve_image, strict=False, **kw)  # type: ignore[arg-type]
-    return run_checks(plan)
+                      resolve_image=resolve_image, strict=False, context_excludes=excludes,
+                      **kw)  # type: ignore[arg-type]
+    return run_checks(plan, context_excludes=excludes)
 
 
 RULES = [
@@ -50,6 +51,12 @@ RULES = [
     ("PinnedPlatformArg", "FROM alpine\nARG TARGETARCH=amd64\n",
      "ARG TARGETARCH=amd64 gives every platform the value 'amd64'", 2),
     ("EmulatedCompiler", "FROM rust:1\nRUN cargo build --release\n", "'cargo build' runs under emulation", 2),
+    ("ExposeProtoCasing", "FROM alpine\nEXPOSE 80/TCP\n",
+     "Defined protocol '80/TCP' in EXPOSE instruction should be lowercase", 2),
+    ("ExposeInvalidFormat", "FROM alpine\nEXPOSE 127.0.0.1:8080:80/tcp\n",
+     "EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:8080:80/tcp'", 2),
+    ("InvalidDefinitionDescription", "# check=experimental=InvalidDefinitionDescription\n# foo this is\n"
+     "FROM alpine AS base\n", "Comment for FROM should follow the format: `# base <description>`", 3),
 ]
 
 
@@ -99,3 +106,56 @@ def test_warning_report_without_error_exits_zero() -> None:
     report = _check("FROM alpine as b\n")
     assert report.exit_code == 0
     assert "WARNING: FromAsCasing" in format_report(report, ("FROM alpine as b",))
+
+
+def test_copy_ignored_file() -> None:
+    text = "FROM alpine\nCOPY secret.txt /\nADD ./logs/a.log /\nCOPY ok /\nCOPY --from=alpine secret.txt /x\n"
+    hits = [(f.start_line, f.message) for f in _check(text, excludes=("secret.txt", "logs")).findings
+            if f.rule == "CopyIgnoredFile"]
+    assert hits == [(2, 'Attempting to Copy file "secret.txt" that is excluded by .dockerignore'),
+                    (3, 'Attempting to Add file "logs/a.log" that is excluded by .dockerignore')]
+    # a re-including pattern: BuildKit does not judge
+    assert not [f for f in _check(text, excludes=("secret.txt", "!keep")).findings if f.rule == "CopyIgnoredFile"]
+
+
+def test_check_comment_above_an_instruction_skips_there_only() -> None:
+    text = "FROM alpine\n# check=skip=JSONArgsRecommended\nCMD echo a\nENTRYPOINT echo b\n"
+    assert [(f.rule, f.start_line) for f in _check(text).findings] == [("JSONArgsRecommended", 4)]
+
+
+def test_experimental_rule_needs_naming_and_skip_all_keeps_nothing() -> None:
+    text = "# foo this is\nFROM alpine AS base\n"
+    assert not [f for f in _check(text).findings if f.rule == "InvalidDefinitionDescription"]
+    assert [f.rule for f in _check("# check=experimental=all\n" + text).findings] == ["InvalidDefinitionDescription"]
+
+
+def test_json_args_recommended_respects_a_custom_shell() -> None:
+    text = 'FROM alpine AS a\nSHELL ["/bin/bash", "-c"]\nCMD echo a\nFROM a\nENTRYPOINT echo b\nFROM alpine\nCMD x\n'
+    assert [f.start_line for f in _check(text).findings if f.rule == "JSONArgsRecommended"] == [7]
+
+
+def test_secret_names_as_buildkit() -> None:
+    text = "FROM alpine\nARG API_KEY_FILE\nENV TOKEN_VERSION=1 PUBLIC_KEY=x AUTH=1 MY_PASSWORD=2\n"
+    hits = [f.message for f in _check(text).findings if f.rule == "SecretsUsedInArgOrEnv"]
+    assert hits == ['Do not use ARG or ENV instructions for sensitive data (ENV "AUTH")',
+                    'Do not use ARG or ENV instructions for sensitive data (ENV "MY_PASSWORD")']
+
+
+def test_expose_with_host_port_plans_the_container_port() -> None:
+    plan = plan_build("FROM alpine\nEXPOSE 127.0.0.1:8080:80/TCP 9000:90\n", platforms=[AMD64],
+                      build_platform=AMD64, is_native=is_native, resolve_image=resolve_image)
+    assert plan.platforms[0].target.image.config.exposed_ports == ("80/tcp", "90/tcp")
+
+
+def test_base_image_env_is_known_when_resolved() -> None:
+    text = "FROM golang:1.22\nENV A=$GOPATH B=$NOPE\n"
+    assert [f.message for f in _check(text).findings if f.rule == "UndefinedVar"] == [
+        "Usage of undefined variable '$NOPE'"]
+
+
+@pytest.mark.parametrize("value", ["skip", "bogus=1", "error=yes"])
+def test_bad_check_options_are_refused(value: str) -> None:
+    from polyarch.errors import ParseError
+
+    with pytest.raises(ParseError, match="failed to parse check options"):
+        parse_check_config(value)

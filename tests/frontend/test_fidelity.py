@@ -5,7 +5,7 @@ expands them, and the shell's special parameters (envVarTest) expanding to empty
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from polyarch import ops
@@ -106,6 +106,7 @@ def test_unterminated_heredoc_quote_is_an_error() -> None:
 @given(st.text(alphabet="abcXYZ_.-0123456789", min_size=1, max_size=8), st.sampled_from(["", "'", '"']),
        st.sampled_from(["", " ", "  \t"]), st.booleans())
 def test_heredoc_marker_forms(name: str, quote: str, gap: str, chomp: bool) -> None:
+    assume(quote or gap or not name.startswith("-"))  # <<-0 is the chomping marker of 0
     dash = "-" if chomp else ""
     if chomp and gap:
         gap = ""  # ``<<- EOF`` is no heredoc in BuildKit (see test_not_heredocs)

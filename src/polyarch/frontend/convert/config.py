@@ -90,7 +90,10 @@ def expose(st: StageState, inst: ins.Expose) -> StageState:
     words, st = expand_list(st, " ".join(inst.ports), inst.src)
     ports = list(st.cfg.ports)
     for word in words:
-        m = _PORT_RE.match(word)
+        # [ip:][hostPort:]containerPort[/proto]: only the container port is exposed (--check warns about the rest)
+        proto_sep = word.rfind("/")
+        port_part = word if proto_sep < 0 else word[:proto_sep]
+        m = _PORT_RE.match(port_part.rsplit(":", 1)[-1] + word[len(port_part):])
         if not m or (m.group(3) and m.group(3).lower() not in ("tcp", "udp", "sctp")):
             raise error(st, inst, f"invalid containerPort: {word}", word)
         first, last = int(m.group(1)), int(m.group(2) or m.group(1))

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from polyarch import ops
 from polyarch.errors import InvalidPlatform, InvalidReference, ParseError
+from polyarch.frontend.convert.capture import GLOBAL, ArgInfo, describe
 from polyarch.frontend.convert.imageconfig import ConfigState
 from polyarch.frontend.convert.state import (
     BuildInputs,
@@ -69,10 +70,14 @@ def platform_context(inputs: BuildInputs, target: Platform, progress: Progress,
     capture = progress.capture
     for inst in inputs.df.global_args:
         for decl in inst.args:
+            deps: frozenset[str] = frozenset()
             if decl.name in inputs.build_args:
                 value: str | None = inputs.build_args[decl.name]
             elif decl.default is not None:
-                value = expand_in(partial, decl.default, env, inst.src)[0]
+                value, deps, _ = expand_in(partial, decl.default, env, inst.src)
+                if decl.name in deps:  # ARG A=${A}-x: A keeps what its earlier value read
+                    old = capture.args.get((GLOBAL, decl.name))
+                    deps = (deps - {decl.name}) | (old.deps if old is not None else frozenset())
             else:
                 value = auto.get(decl.name)
             if value is not None:
@@ -81,7 +86,8 @@ def platform_context(inputs: BuildInputs, target: Platform, progress: Progress,
                                             and _uses(decl.default, TARGET_ARGS | tainted)):
                 tainted.add(decl.name)
             declared.add(decl.name)
-            capture = capture.declare(decl.name, value, inst.comments, inst.src.start_line)
+            capture = capture.declare(GLOBAL, ArgInfo(decl.name, value, describe(inst.comments, decl.name),
+                                                      inst.src.start_line, deps=frozenset(deps)))
     ctx = replace(partial, global_env=env, global_declared=frozenset(declared), global_tainted=frozenset(tainted))
     return ctx, progress.with_capture(capture)
 
@@ -95,7 +101,7 @@ def _from_expand(st: StageState, word: str, src: ins.Source) -> tuple[str, froze
         close = difflib.get_close_matches(name, [*ctx.global_declared, *PLATFORM_ARGS], n=1, cutoff=0.7)
         progress = progress.find("UndefinedArgInFrom", f"FROM argument '{name}' is not declared"
                                  + (f" (did you mean {close[0]}?)" if close else ""), src)
-    progress = progress.with_capture(progress.capture.use(used))
+    progress = progress.with_capture(progress.capture.use(used, in_from=True))
     return value, used, replace(st, progress=progress)
 
 
@@ -177,6 +183,7 @@ def arg(st: StageState, inst: ins.Arg) -> StageState:
     shown = []
     for decl in inst.args:
         tainted_args = st.tainted_args
+        inherited = False
         if decl.name in build_args:
             value: str | None = build_args[decl.name]
         elif decl.default is not None:
@@ -184,15 +191,17 @@ def arg(st: StageState, inst: ins.Arg) -> StageState:
             if st.inst_tainted:
                 tainted_args = tainted_args | {decl.name}
         elif decl.name in ctx.global_declared:
-            value = ctx.global_env.get(decl.name)
+            value, inherited = ctx.global_env.get(decl.name), True
             if decl.name in ctx.global_tainted:
                 tainted_args = tainted_args | {decl.name}
         else:
             value = ctx.auto.get(decl.name)
+            inherited = decl.name in ctx.auto
             if decl.name in TARGET_ARGS:
                 tainted_args = tainted_args | {decl.name}
         args = {**st.args, decl.name: value}
-        capture = st.progress.capture.declare(decl.name, value, inst.comments, inst.src.start_line)
+        capture = st.progress.capture.declare(st.stage.index, ArgInfo(
+            decl.name, value, describe(inst.comments, decl.name), inst.src.start_line, inherited))
         st = replace(st, args=args, variables=variables(args, st.cfg.env), tainted_args=tainted_args,
                      progress=st.progress.with_capture(capture))
         shown.append(decl.name if decl.default is None else f"{decl.name}={decl.default}")

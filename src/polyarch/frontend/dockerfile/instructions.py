@@ -8,7 +8,8 @@ Parsing from lexed lines lives in ``polyarch.frontend.dockerfile.parse``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from polyarch.frontend.dockerfile.lexer import Directives, Heredoc
 
@@ -204,3 +205,4 @@ class Dockerfile:
     instructions: tuple[Instruction, ...]  # every instruction in file order (global ARGs included)
     source_lines: tuple[str, ...]
     empty_continuations: tuple[int, ...] = ()
+    comments: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # start line → comment lines above

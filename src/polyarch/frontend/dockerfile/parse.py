@@ -342,9 +342,12 @@ def parse_dockerfile(text: str, filename: str = "Dockerfile") -> ins.Dockerfile:
     stages: list[ins.Stage] = []
     current: tuple[ins.From, list[ins.Instruction], tuple[str, ...]] | None = None
     every: list[ins.Instruction] = []
+    comments: dict[int, tuple[str, ...]] = {}
     for line in lexed.lines:
         inst = parse_line(line, escape)
         every.append(inst)
+        if line.comments:
+            comments[inst.src.start_line] = line.comments
         if isinstance(inst, ins.From):
             if current is not None:
                 stages.append(ins.Stage(len(stages), current[0], tuple(current[1]), current[2]))
@@ -364,4 +367,4 @@ def parse_dockerfile(text: str, filename: str = "Dockerfile") -> ins.Dockerfile:
         raise ParseError("the Dockerfile has no FROM instruction", SourceSpan(filename, 1, 1, 1, ""),
                          hint="a Dockerfile needs at least one FROM")
     return ins.Dockerfile(filename, lexed.directives, tuple(global_args), tuple(stages), tuple(every),
-                          lexed.source_lines, lexed.empty_continuations)
+                          lexed.source_lines, lexed.empty_continuations, comments)

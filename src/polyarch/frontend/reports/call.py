@@ -2,9 +2,10 @@
 
 ``outline`` and ``targets`` print like buildx; ``plan`` is polyarch's own: per target platform, every step of
 every converted stage, where it runs (native or emulated) and which vertices are shared between platforms;
-``check`` runs the build checks (``polyarch.frontend.reports.checks``). With ``fmt="json"`` every call returns
-one JSON document instead (outline: name, description, args, secrets, ssh; targets: ``{"targets": [...]}``; plan;
-check: the findings). Pure: text in, text out.
+``check`` runs the build checks (``polyarch.frontend.reports.checks``; a plan error is reported after the
+warnings found so far). With ``fmt="json"`` every call returns one JSON document instead: BuildKit's subrequest
+shapes for outline, targets and check (``polyarch.frontend.reports.subrequests``), polyarch's plan JSON for plan.
+Pure: text in, text out.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyarch import ops
-from polyarch.errors import UsageError
-from polyarch.frontend.convert.capture import describe
+from polyarch.errors import ParseError, UsageError
 from polyarch.frontend.convert.plan import BuildPlan, plan_build, plan_to_json
-from polyarch.frontend.convert.scope import PLATFORM_ARGS
 from polyarch.frontend.convert.state import ResolveImage
 from polyarch.frontend.dockerfile.parse import parse_dockerfile
 from polyarch.frontend.reports.checks import format_report, run_checks
+from polyarch.frontend.reports.subrequests import lint_doc, outline_doc, targets_doc
 from polyarch.platform import Platform
 
 __all__ = ["CALLS", "CallResult", "call", "run_call", "tabulate"]
@@ -45,58 +45,34 @@ def tabulate(rows: Sequence[Sequence[str]], padding: int = 3) -> list[str]:
     return out
 
 
-def _outline_doc(plan: BuildPlan) -> dict[str, Any]:
-    """The outline as data (buildx's ``--call outline,format=json`` keys): target, args used, secrets, ssh."""
-    cap = plan.capture
-    target = next(s for s in plan.dockerfile.stages if s.display_name == plan.target)
-    doc: dict[str, Any] = {"name": target.name or "default",
-                           "description": describe(target.comments, target.name) if target.name else "",
-                           "args": [], "secrets": [], "ssh": []}
-    if cap is not None:
-        args = sorted((a for a in cap.args.values() if a.name in cap.used and a.name not in PLATFORM_ARGS),
-                      key=lambda a: a.line)
-        doc["args"] = [{"name": a.name, "value": a.value or "", "description": a.description} for a in args]
-        doc["secrets"] = [{"name": k, "required": req} for k, (req, _) in
-                          sorted(cap.secrets.items(), key=lambda kv: kv[1][1])]
-        doc["ssh"] = [{"name": k, "required": req} for k, (req, _) in
-                      sorted(cap.ssh.items(), key=lambda kv: kv[1][1])]
-    return doc
-
-
-def _outline(plan: BuildPlan) -> str:
-    doc = _outline_doc(plan)
+def _outline(doc: dict[str, Any]) -> str:
+    """BuildKit's outline text (as buildx prints it) from an ``outline_doc``."""
     lines: list[str] = []
-    head = [["TARGET:", doc["name"]]]
-    if doc["description"]:
-        head.append(["DESCRIPTION:", doc["description"]])
-    lines += [*tabulate(head, padding=1), ""]
-    if doc["args"]:
+    if doc.get("name") or doc.get("description"):
+        head = [["TARGET:", doc.get("name") or "(default)"]]
+        if doc.get("description"):
+            head.append(["DESCRIPTION:", doc["description"]])
+        lines += [*tabulate(head, padding=1), ""]
+    if doc.get("args"):
         lines += [*tabulate([["BUILD ARG", "VALUE", "DESCRIPTION"],
-                             *([a["name"], a["value"], a["description"]] for a in doc["args"])]), ""]
+                             *([a["name"], a.get("value", ""), a.get("description", "")] for a in doc["args"])]),
+                  ""]
     for key, title in (("secrets", "SECRET"), ("ssh", "SSH")):
-        if doc[key]:
+        if doc.get(key):
             lines += [*tabulate([[title, "REQUIRED", "DESCRIPTION"],
-                                 *([e["name"], "true" if e["required"] else "", ""] for e in doc[key])]), ""]
+                                 *([e["name"], "true" if e.get("required") else "", ""] for e in doc[key])]), ""]
     return "\n".join(lines)
 
 
-def _targets_doc(text: str, filename: str) -> list[dict[str, Any]]:
-    """Every named stage and the default (last) one: name, description, default."""
-    df = parse_dockerfile(text, filename)
-    last = len(df.stages) - 1
-    return [{"name": stage.name, "description": describe(stage.comments, stage.name) if stage.name else "",
-             "default": stage.index == last}
-            for stage in df.stages if stage.name or stage.index == last]
-
-
-def _targets(text: str, filename: str) -> str:
+def _targets(doc: dict[str, Any]) -> str:
+    """BuildKit's targets text from a ``targets_doc``: every stage, unnamed ones with an empty name."""
     rows = [["TARGET", "DESCRIPTION"]]
-    for t in _targets_doc(text, filename):
-        name = t["name"]
-        if t["default"]:
+    for t in doc["targets"]:
+        name = t.get("name", "")
+        if t.get("default"):
             name = f"{name} (default)" if name else "(default)"
-        rows.append([name, t["description"]])
-    return "\n".join(tabulate(rows)) + "\n"
+        rows.append([name, t.get("description", "")])
+    return "\n".join(tabulate(rows, padding=3)) + "\n"
 
 
 def _mode(v: ops.Vertex | None) -> str:
@@ -170,26 +146,43 @@ def call(
     if what not in CALLS:
         raise UsageError(f"unknown --call {what!r}", hint="available: " + ", ".join(CALLS))
     if what == "targets":
-        if fmt == "json":
-            return CallResult(_json({"targets": _targets_doc(dockerfile_text, filename)}))
-        return CallResult(_targets(dockerfile_text, filename))
+        doc = targets_doc(parse_dockerfile(dockerfile_text, filename), dockerfile_text)
+        return CallResult(_json(doc) if fmt == "json" else _targets(doc))
+    if what == "check":
+        return _check(dockerfile_text, filename, platforms, target, build_args, fmt,
+                      resolve_image=resolve_image, build_platform=build_platform, is_native=is_native,
+                      context_excludes=context_excludes)
     plan = plan_build(dockerfile_text, platforms=platforms, target=target, build_args=build_args,
                       resolve_image=resolve_image, build_platform=build_platform, is_native=is_native,
-                      context_excludes=context_excludes, filename=filename, strict=what != "check")
-    if what == "check":
-        report = run_checks(plan, build_args=build_args)
-        if fmt == "json":
-            doc = [{"rule": f.rule, "line": f.start_line, "message": f.message, "url": f.url}
-                   for f in report.findings]
-            return CallResult(_json(doc), report.exit_code)
-        return CallResult(format_report(report, plan.dockerfile.source_lines), report.exit_code)
+                      context_excludes=context_excludes, filename=filename)
     if what == "plan":
         if fmt == "json":
             return CallResult(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
         return CallResult(_plan_text(plan))
+    outline = outline_doc(plan, dockerfile_text)
+    return CallResult(_json(outline) if fmt == "json" else _outline(outline))
+
+
+def _check(text: str, filename: str, platforms: Sequence[Platform], target: str,
+           build_args: Mapping[str, str] | None, fmt: str, *, context_excludes: Sequence[str],
+           **plan_options: Any) -> CallResult:
+    """``--check``: the report of every enabled rule; when planning fails (BuildKit's ``buildError``) the
+    warnings the parsed Dockerfile already shows, then the error (exit 1)."""
+    df = parse_dockerfile(text, filename)
+    try:
+        plan: BuildPlan | None = plan_build(df, platforms=platforms, target=target, build_args=build_args,
+                                            context_excludes=context_excludes, filename=filename, strict=False,
+                                            **plan_options)
+        report = run_checks(plan, build_args=build_args, context_excludes=context_excludes)
+    except ParseError as exc:
+        report = run_checks(None, build_args=build_args, context_excludes=context_excludes, dockerfile=df,
+                            error=exc)
     if fmt == "json":
-        return CallResult(_json(_outline_doc(plan)))
-    return CallResult(_outline(plan))
+        err = report.error
+        failed = None if err is None else (err.message, err.span.line if isinstance(err, ParseError) and err.span
+                                           else 0)
+        return CallResult(_json(lint_doc(report.findings, text, filename, failed)), report.exit_code)
+    return CallResult(format_report(report, df.source_lines), report.exit_code)
 
 
 def _json(doc: object) -> str:
