@@ -54,6 +54,7 @@ def test_unreadable_cache_sources_warn_and_the_build_goes_on(store_root: Path, c
     assert len(warnings) == len(sources), proc.stderr
     for shown, line in zip(sources.values(), warnings, strict=True):
         assert line.startswith(f"WARNING: cache import from {shown} skipped: "), line
+    assert warnings[1].endswith(f"skipped: no directory {tmp_path / 'missing'}")
     assert "not a polyarch build cache" in warnings[3] and "no build cache there" in warnings[4]
     assert not _lines(proc.stderr, "error:") and (tmp_path / "iid").read_text().startswith("sha256:")
 

@@ -50,7 +50,7 @@ def test_push_of_an_image_built_from_a_pulled_base_mounts_the_base(ref_registry,
     (ctx / "Dockerfile").write_text(f"FROM {host}/origins/base:1\nCOPY app.sh /app/\n")
     (ctx / "app.sh").write_text("echo hi\n")
     store = tmp_path / "store"
-    build(store, ctx, "--platform", ",".join(TWO), "-t", "app:1")  # FROM pulls the base (one process)
+    build(store, ctx, "--platform", ",".join(TWO), "-t", "app:1", "--load")  # FROM pulls the base (one process)
     base_layers = _blobs(seed, "base/gen:1") & _blobs(store, "app:1")
     assert len(base_layers) == 3  # the shared layer and one per platform
 

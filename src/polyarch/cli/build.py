@@ -125,7 +125,8 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--cache-from", "cache_from", multiple=True,
               help="Import build cache: type=local,src=DIR | type=registry,ref=REF | REF.")
 @click.option("--cache-to", "cache_to", multiple=True,
-              help="Export build cache: type=local,dest=DIR | type=registry,ref=REF [,mode=min|max].")
+              help="Export build cache: type=local,dest=DIR | type=registry,ref=REF [,mode=min|max]"
+                   "[,ignore-error=true].")
 @click.option("--pull", is_flag=True, help="Always pull FROM images (default: only when the store lacks them).")
 @click.option("--network", "network", default="default", type=click.Choice(["default", "none", "host"]),
               help="Network of RUN steps (RUN --network= overrides): default (own namespace, outbound access), "

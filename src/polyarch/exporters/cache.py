@@ -173,8 +173,10 @@ class LocalCache:
         write_oci_dir(images, artifact, self.tag, self.path)
 
     def load(self, store: ContentStore) -> Entries | None:
+        if not self.path.is_dir():
+            raise NotFound(f"no directory {self.path}")
         if not (self.path / "index.json").is_file():
-            return None
+            raise NotFound(f"{self.path} is not an OCI layout (no index.json)")
         src = ImageStore(ContentStore(self.path, create=False))
         try:
             desc = src.lookup(self.tag)
@@ -211,11 +213,13 @@ class RegistryCache:
         ref = reference.parse(self.ref).defaulted()
         with self.client_factory() as client:
             try:
-                fetched = client.get_manifest(ref, accept=MediaType.OCI_MANIFEST)
+                fetched = client.get_manifest(ref)  # any kind: an image there is "not a cache", not "none"
             except RegistryError as exc:
                 if exc.status == 404:
                     return None
                 raise
+            if fetched.media_type != MediaType.OCI_MANIFEST:
+                raise UsageError(f"{self.ref} is not a polyarch build cache (a {fetched.media_type})")
             manifest = parse_manifest(fetched.raw, fetched.media_type)
             _check(manifest, self.ref)
             for blob in (manifest.config, *manifest.layers):

@@ -217,7 +217,8 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
         if cache_from and not all(r.no_cache for r in reqs):
             cache = deps.open_cache(True)
             try:
-                imported = import_cache(store, cache, cache_from, client_factory=deps.registry)
+                imported = import_cache(store, cache, cache_from, client_factory=deps.registry,
+                                        warn=progress.message)
             finally:
                 cache.close()
             progress.message(f"imported {imported} cache entries", level="info")
@@ -244,7 +245,7 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
             results.append((plans[i], result))
             if req.cache_to:
                 export_cache(ImageStore(store), cache_entries(plans[i], owner[i], req.cache_to), req.cache_to,
-                             client_factory=deps.registry)
+                             client_factory=deps.registry, warn=progress.message)
         return results
 
     failure: BaseException | None = None
