@@ -105,7 +105,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("build")
-@click.argument("context", default=".", type=click.Path(file_okay=False))
+@click.argument("context", default=".")
 @click.option("-f", "--file", "dockerfile", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile).")
 @click.option("--platform", "platforms", multiple=True, help="Target platforms (comma-separated or repeated).")
 @click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (name:tag).")
@@ -115,7 +115,8 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
               help="type=oci|docker|local|tar|registry|image,dest=…,name=… (repeatable).")
 @click.option("--target", default="", help="Target build stage.")
 @click.option("--build-arg", "build_args", multiple=True, help="Build-time variable KEY=VALUE (or KEY from the env).")
-@click.option("--build-context", "build_contexts", multiple=True, help="Extra named context NAME=PATH|docker-image://REF.")
+@click.option("--build-context", "build_contexts", multiple=True,
+              help="Extra named context NAME=PATH|docker-image://REF|oci-layout://PATH[@DIGEST|:TAG]|GIT-URL|URL.")
 @click.option("--label", "labels", multiple=True, help="Image label KEY=VALUE.")
 @click.option("--annotation", "annotations", multiple=True,
               help="Annotation [TYPE[PLATFORM]:]KEY=VALUE; TYPE: manifest (default), index, manifest-descriptor.")
@@ -153,17 +154,23 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str,
           verify: bool = False, insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
+    from polyarch.cli.buildctx import RemoteArgs
     from polyarch.oci import reference
     from polyarch.platform import parse_list
 
-    ctx_dir = Path(context)
-    if not ctx_dir.is_dir():
-        raise UsageError(f"build context {context!r} is not a directory")
-    df_path = Path(dockerfile) if dockerfile else ctx_dir / "Dockerfile"
-    if dockerfile == "-":
-        text, df_path = sys.stdin.read(), Path("Dockerfile")
+    remote = RemoteArgs(app)  # git, http(s) and stdin contexts; removed when the command ends
+    fetched = remote.main(context, dockerfile)
+    if fetched is not None:
+        ctx_dir, df_path, text = fetched.directory, fetched.dockerfile, fetched.text
     else:
-        text = _read(df_path)
+        ctx_dir = Path(context)
+        if not ctx_dir.is_dir():
+            raise UsageError(f"build context {context!r} is not a directory")
+        df_path = Path(dockerfile) if dockerfile else ctx_dir / "Dockerfile"
+        if dockerfile == "-":
+            text, df_path = sys.stdin.read(), Path("Dockerfile")
+        else:
+            text = _read(df_path)
     args = _pairs(build_args, "--build-arg", from_env=True)
     excludes = _excludes(ctx_dir, df_path)
     wanted = parse_list(platforms)
@@ -182,6 +189,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             sys.exit(report_text.exit_code)
         return
 
+    from polyarch.cli.interrupt import cancel_on_signals
     from polyarch.cli.wiring import build_deps
     from polyarch.exporters.cache import parse_cache_spec
     from polyarch.exporters.dispatch import export
@@ -195,6 +203,9 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
 
     entitlements = parse_allow(allow)
     reap_crashed(app.store.root, runtime=app.env.runtime)
+    from polyarch.cli.prune import gc_after_build, gc_policy
+
+    gc = gc_policy(app)  # the config file's [gc], read before the build: a bad file fails before any work
 
     for tag in tags:
         reference.parse(tag)
@@ -206,7 +217,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     if any(s.type in ("image", "registry") for s in specs) and not tags \
             and not all(s.attrs.get("name") for s in specs if s.type in ("image", "registry")):
         raise UsageError("--load and --push need a name", hint="add -t NAME")
-    contexts = _pairs(build_contexts, "--build-context")
+    contexts = remote.named(_pairs(build_contexts, "--build-context"))
     from polyarch.exporters.assemble import Annotations
 
     Annotations.parse(annotations)  # flag errors before any work
@@ -220,7 +231,8 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     registry = registry_factory(app.env, insecure, tls_ca)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     try:
-        plan, result = build_image(build_deps(app, registry), req, progress=progress)
+        with cancel_on_signals() as cancel:  # ^C: cancel the build (exit 130), a second ^C: exit at once
+            plan, result = build_image(build_deps(app, registry), req, progress=progress, cancel=cancel)
         for finding in plan.findings:
             progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
         for name in plan.unused_build_args:
@@ -246,6 +258,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     if metadata_file:
         meta = build_metadata(final, list(dict.fromkeys([*tags, *report.names])))
         Path(metadata_file).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    gc_after_build(app, gc)  # the build cache cut back to the [gc] policy
     if quiet:
         click.echo(digest)
 

@@ -3,8 +3,9 @@
 The ref (branch, tag or commit; default ``HEAD``) is fetched with depth 1 (a commit the server will not serve
 shallowly is fetched in full), checked out detached, checked against ``--checksum`` (a commit id prefix) when
 given, and every file's mtime is set to the commit time so the layer does not depend on when it was built.
-``.git`` is removed unless ``keep_git_dir``. Git never prompts (``GIT_TERMINAL_PROMPT=0``) and reads no user
-or system config.
+``.git`` is removed unless ``keep_git_dir``. Git never prompts (``GIT_TERMINAL_PROMPT=0``, no stdin, ssh in
+``BatchMode`` unless the user set ``GIT_SSH_COMMAND``/``GIT_SSH``) and reads no user or system config. Remote build
+contexts (``pipeline/remotectx.py``) check out through the same ``checkout``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ __all__ = ["checkout"]
 
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_ASKPASS": "true", "LC_ALL": "C"}
+# ssh (``git@host:repo``, ``ssh://``) never asks for a password or a host key either, unless the user chose the ssh
+_SSH = {} if "GIT_SSH_COMMAND" in os.environ or "GIT_SSH" in os.environ else \
+    {"GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
 
 
 def _git(args: list[str], cwd: Path, what: str, timeout: float = 600) -> str:
@@ -30,7 +34,7 @@ def _git(args: list[str], cwd: Path, what: str, timeout: float = 600) -> str:
         raise BuildError("ADD of a git repository needs git", hint="apt-get install git")
     try:
         proc = subprocess.run([git, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **_ENV})
+                              stdin=subprocess.DEVNULL, env={**os.environ, **_ENV, **_SSH})
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{what}: git {args[0]} timed out") from exc
     if proc.returncode != 0:
@@ -40,12 +44,13 @@ def _git(args: list[str], cwd: Path, what: str, timeout: float = 600) -> str:
 
 
 def checkout(url: str, ref: str, dest: Path, *, subdir: str = "", keep_git_dir: bool = False,
-             checksum: str = "") -> tuple[Path, str]:
+             checksum: str = "", what: str = "") -> tuple[Path, str]:
     """Check ``url`` at ``ref`` out into ``dest``; returns (the directory to copy from, the commit id).
+    ``what`` starts every error message (default ``ADD URL#REF``).
 
     :raises BuildError: git missing or failing, an unknown ref, a checksum that does not match.
     """
-    what = f"ADD {url}" + (f"#{ref}" if ref else "")
+    what = what or f"ADD {url}" + (f"#{ref}" if ref else "")
     dest.mkdir(parents=True, exist_ok=True)
     _git(["init", "-q"], dest, what)
     _git(["remote", "add", "origin", url], dest, what)

@@ -43,15 +43,18 @@ def parse_http_time(value: str) -> float | None:
     return None
 
 
-def download(url: str, dest: Path, *, checksum: str = "", limit: int = MAX_DOWNLOAD, timeout: float = 60.0) -> str:
-    """Fetch ``url`` into ``dest``; returns ``sha256:…`` of the bytes.
+def download(url: str, dest: Path, *, checksum: str = "", limit: int = MAX_DOWNLOAD, timeout: float = 60.0,
+             what: str = "") -> str:
+    """Fetch ``url`` into ``dest``; returns ``sha256:…`` of the bytes. ``what`` starts every error message
+    (default ``ADD URL``).
 
     :raises BuildError: HTTP error, network error or checksum mismatch (nothing is left at ``dest``).
     """
     import httpx
 
+    what = what or f"ADD {url}"
     if not url.startswith(("http://", "https://")):
-        raise BuildError(f"ADD {url}: only http and https URLs are supported")
+        raise BuildError(f"{what}: only http and https URLs are supported")
     expected = None
     if checksum:
         try:
@@ -64,25 +67,25 @@ def download(url: str, dest: Path, *, checksum: str = "", limit: int = MAX_DOWNL
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as resp:
             if resp.status_code != 200:
-                raise BuildError(f"ADD {url}: HTTP {resp.status_code}")
+                raise BuildError(f"{what}: HTTP {resp.status_code}")
             mtime = parse_http_time(resp.headers.get("last-modified", "")) or 0.0
             with open(dest, "wb") as out:
                 for chunk in resp.iter_bytes(1 << 20):
                     size += len(chunk)
                     if size > limit:
-                        raise LimitExceeded(f"ADD {url}: more than {limit} bytes")
+                        raise LimitExceeded(f"{what}: more than {limit} bytes")
                     h.update(chunk)
                     out.write(chunk)
     except httpx.HTTPError as exc:
         dest.unlink(missing_ok=True)
-        raise BuildError(f"ADD {url}: {exc}") from exc
+        raise BuildError(f"{what}: {exc}") from exc
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
     got = f"{h.name}:{h.hexdigest()}"
     if expected is not None and got != str(expected):
         dest.unlink(missing_ok=True)
-        raise BuildError(f"ADD {url}: checksum mismatch: expected {expected}, got {got}")
+        raise BuildError(f"{what}: checksum mismatch: expected {expected}, got {got}")
     os.chmod(dest, 0o600)
     os.utime(dest, (mtime, mtime))
     if expected is None or expected.algorithm == "sha256":
