@@ -215,3 +215,30 @@ def test_flags_buildkit_never_reads_are_dropped() -> None:
 def test_a_declared_arg_without_a_value_is_not_undefined() -> None:
     p = plan("FROM alpine AS base\nARG FOO\nCOPY x$FOO /\nFROM base\nENV A=$FOO B=$NOPE\n")
     assert [f.message for f in p.findings] == ["Usage of undefined variable '$NOPE'"]
+
+
+# --- RUN --device, SOURCE_DATE_EPOCH -------------------------------------------------------------------------------
+
+def test_run_device_is_refused_naming_it() -> None:
+    with pytest.raises(ParseError, match=r"RUN --device=nvidia.com/gpu=all: CDI devices are not supported"):
+        plan_build("FROM alpine\nRUN --device=nvidia.com/gpu=all nvidia-smi\n")
+
+
+@pytest.mark.parametrize(("text", "build_args", "ok"), [
+    ("ARG SOURCE_DATE_EPOCH=1700000000\nFROM alpine\n", {}, True),
+    ("ARG SOURCE_DATE_EPOCH\nFROM alpine\n", {}, True),
+    ("ARG SOURCE_DATE_EPOCH=\nFROM alpine\n", {}, True),
+    ("FROM alpine\nARG SOURCE_DATE_EPOCH=junk\n", {}, True),  # a stage ARG is not the build's epoch
+    ("FROM alpine\n", {"SOURCE_DATE_EPOCH": "-5"}, True),
+    ("ARG SOURCE_DATE_EPOCH=abc\nFROM alpine\n", {}, False),
+    ("ARG SOURCE_DATE_EPOCH=abc\nFROM alpine\n", {"SOURCE_DATE_EPOCH": "1"}, True),
+    ("FROM alpine\n", {"SOURCE_DATE_EPOCH": "1.5"}, False),
+    ("FROM alpine\n", {"SOURCE_DATE_EPOCH": "99999999999999999999"}, False),
+])
+def test_invalid_source_date_epoch_where_buildkit_refuses_it(text: str, build_args: dict[str, str],
+                                                             ok: bool) -> None:
+    if ok:
+        plan_build(text, build_args=build_args)
+    else:
+        with pytest.raises(ParseError, match="invalid SOURCE_DATE_EPOCH"):
+            plan_build(text, build_args=build_args)

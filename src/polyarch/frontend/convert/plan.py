@@ -34,7 +34,7 @@ from polyarch import ops
 from polyarch.errors import UsageError
 from polyarch.frontend.convert.capture import Capture
 from polyarch.frontend.convert.diagnostics import Finding
-from polyarch.frontend.convert.scope import BUILTIN_ARGS, platform_context
+from polyarch.frontend.convert.scope import BUILTIN_ARGS, check_source_date_epoch, platform_context
 from polyarch.frontend.convert.stage import convert_stage
 from polyarch.frontend.convert.state import BuildInputs, ConvertedStage, Progress, ResolveImage
 from polyarch.frontend.dockerfile.instructions import Dockerfile
@@ -153,6 +153,8 @@ def plan_build(
     results = []
     for p in targets:
         ctx, progress = platform_context(inputs, p, progress.next_platform(), convert_stage)
+        if not results:
+            check_source_date_epoch(ctx)
         _, progress = convert_stage(ctx, progress, target_index)
         plans = {i: _stage_plan(progress.built[i]) for i in progress.order}
         results.append(PlatformPlan(p, plans[target_index], tuple(plans.values())))

@@ -5,6 +5,7 @@ platform, base image or parent stage, the config it starts with) and ``ARG`` (``
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -24,6 +25,7 @@ from polyarch.frontend.convert.state import (
     expand,
     expand_in,
     named_context,
+    source_span,
     variables,
 )
 from polyarch.frontend.dockerfile import instructions as ins
@@ -32,8 +34,8 @@ from polyarch.oci import reference
 from polyarch.platform import Platform
 from polyarch.platform import parse as parse_platform
 
-__all__ = ["BUILD_ARGS", "BUILTIN_ARGS", "PLATFORM_ARGS", "TARGET_ARGS", "arg", "from_", "platform_args",
-           "platform_context"]
+__all__ = ["BUILD_ARGS", "BUILTIN_ARGS", "PLATFORM_ARGS", "TARGET_ARGS", "arg", "check_source_date_epoch", "from_",
+           "platform_args", "platform_context"]
 
 TARGET_ARGS = frozenset({"TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT"})
 BUILD_ARGS = frozenset({"BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT"})
@@ -90,6 +92,32 @@ def platform_context(inputs: BuildInputs, target: Platform, progress: Progress,
                                                       inst.src.start_line, deps=frozenset(deps)))
     ctx = replace(partial, global_env=env, global_declared=frozenset(declared), global_tainted=frozenset(tainted))
     return ctx, progress.with_capture(capture)
+
+
+_EPOCH_RE = re.compile(r"^[+-]?[0-9]+$")
+
+
+def check_source_date_epoch(ctx: PlatformContext) -> None:
+    """BuildKit resolves a non-empty ``SOURCE_DATE_EPOCH`` (``--build-arg``, else the global ARG's value) that is
+    not a Unix time from ``context``, a named context or a stage; anything else is refused.
+
+    :raises ParseError: ``invalid SOURCE_DATE_EPOCH`` (pointing at the global ARG when it gave the value), or one
+        naming the stage/context form, which polyarch does not resolve.
+    """
+    inputs = ctx.inputs
+    value = inputs.build_args.get("SOURCE_DATE_EPOCH")
+    src: ins.Source | None = None
+    if value is None:
+        value = ctx.global_env.get("SOURCE_DATE_EPOCH", "")
+        src = next((inst.src for inst in reversed(inputs.df.global_args)
+                    if any(d.name == "SOURCE_DATE_EPOCH" for d in inst.args)), None)
+    if not value or (_EPOCH_RE.match(value) and -(2 ** 63) <= int(value) < 2 ** 63):
+        return
+    span = source_span(inputs.df, src, value) if src is not None else None
+    if value == "context" or value in inputs.build_contexts or value.lower() in inputs.stage_by_name:
+        raise ParseError(f"SOURCE_DATE_EPOCH={value}: taking the epoch from a context or a stage is not "
+                         "supported by polyarch", span, hint="pass the Unix time (e.g. $(git log -1 --format=%ct))")
+    raise ParseError(f"invalid SOURCE_DATE_EPOCH: {value}", span)
 
 
 def _from_expand(st: StageState, word: str, src: ins.Source) -> tuple[str, frozenset[str], StageState]:

@@ -24,7 +24,7 @@ __all__ = ["parse_dockerfile", "parse_duration", "parse_line"]
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 _FLAGS: dict[str, dict[str, str]] = {  # flag -> "str" | "bool" | "multi"
     "FROM": {"platform": "str"},
-    "RUN": {"mount": "multi", "network": "str", "security": "str"},
+    "RUN": {"mount": "multi", "network": "str", "security": "str", "device": "multi"},
     "COPY": {"from": "str", "chown": "str", "chmod": "str", "link": "bool", "parents": "bool", "exclude": "multi"},
     "ADD": {"chown": "str", "chmod": "str", "link": "bool", "exclude": "multi", "checksum": "str",
             "keep-git-dir": "bool", "unpack": "bool"},
@@ -253,6 +253,9 @@ def parse_line(line: Line, escape: str = "\\") -> ins.Instruction:
         security = flags.get("security", [""])[-1]
         if security and security not in ("sandbox", "insecure"):
             raise line.error(f"unsupported security mode {security!r} (want sandbox or insecure)", security)
+        for device in flags.get("device", ()):
+            raise line.error(f"RUN --device={device}: CDI devices are not supported by polyarch", device,
+                             hint="remove --device, or build with BuildKit on a host with the device's CDI spec")
         return ins.Run(src, _command(line, rest), mounts, network, security, line.heredocs)
     if name in ("COPY", "ADD"):
         return _copy(line, src, flags, rest, escape)
