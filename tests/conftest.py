@@ -82,3 +82,23 @@ def store_root(base_root: Path, tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def empty_root(tmp_path: Path) -> Path:
     return tmp_path / "empty-store"
+
+
+@pytest.fixture
+def local_address() -> Iterator[str]:
+    """A non-loopback address of this machine, on a veth pair made for the test (loopback registries get plain
+    http without asking, so insecure-registry tests need another address). Name and address depend on the pid:
+    two sessions may run such tests at once."""
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 is not installed")
+    n = os.getpid()
+    name, address = f"pa-ins{n % 100000}", f"10.204.{n % 250 + 1}.1"
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", name], check=True)
+        for dev in (name, name + "p"):
+            subprocess.run(["ip", "link", "set", dev, "up"], check=True)
+        yield address
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)

@@ -6,9 +6,7 @@ without ``--insecure-registry`` and used with it."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,25 +15,6 @@ from tests.conftest import run_cli
 from tests.registry.refregistry import start_registry
 
 from .conftest import build, write_tree
-
-ADDRESS = "10.204.0.1"
-
-
-@pytest.fixture
-def local_address() -> Iterator[str]:
-    """A non-loopback address of this machine (loopback registries get plain http without asking)."""
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 is not installed")
-    name = "pa-insecure0"
-    subprocess.run(["ip", "link", "del", name], capture_output=True)
-    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
-    try:
-        subprocess.run(["ip", "addr", "add", f"{ADDRESS}/32", "dev", name], check=True)
-        for dev in (name, name + "p"):
-            subprocess.run(["ip", "link", "set", dev, "up"], check=True)
-        yield ADDRESS
-    finally:
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
 def _error_lines(stderr: str) -> list[str]:

@@ -107,7 +107,8 @@ class Where:
 
 
 def _key_parts(text: str) -> tuple[str, ...]:
-    return tuple(p.strip().strip('"').strip("'") for p in re.findall(r'"[^"]*"|\'[^\']*\'|[^.]+', text))
+    parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^."\']+', text)
+    return tuple(p.strip().strip('"').strip("'") for p in parts if p.strip())
 
 
 def _bool(table: dict[str, Any], key: str, keys: tuple[str, ...], where: Where) -> bool:
