@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import run_cli
 from tests.pipeline.conftest import build
 from tests.registry.refregistry import RefRegistry, start_registry
 
@@ -90,3 +91,13 @@ def test_inline_cache_is_refused(store_root: Path, ctx: Path, flag: str) -> None
     errors = _lines(proc.stderr, "error:")
     assert errors == [f"error: {flag} type=inline is not supported: polyarch does not write cache metadata into "
                       f"the image config"], proc.stderr
+
+
+def test_bake_refuses_inline_cache(store_root: Path, ctx: Path, tmp_path: Path) -> None:
+    (tmp_path / "docker-bake.hcl").write_text(f'target "default" {{\n  context = "{ctx}"\n'
+                                              f'  cache-to = ["type=inline"]\n}}\n')
+    proc = run_cli("bake", "--progress", "plain", root=store_root, cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        "error: --cache-to type=inline is not supported: polyarch does not write cache metadata into the image "
+        "config"], proc.stderr
