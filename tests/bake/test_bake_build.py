@@ -41,7 +41,16 @@ def events(stderr: str) -> list[dict[str, object]]:
 
 
 def names(evs: list[dict[str, object]], kind: str) -> list[str]:
-    return [str(e["name"]) for e in evs if e["type"] == kind and "name" in e]
+    """Names of the vertices of rawjson (BuildKit's SolveStatus) lines: ``VertexStarted`` (run, first update
+    of each) or ``VertexCached``."""
+    out = []
+    for e in evs:
+        for v in e.get("vertexes", []):  # type: ignore[attr-defined]
+            if kind == "VertexCached" and v.get("cached"):
+                out.append(str(v["name"]))
+            elif kind == "VertexStarted" and not v.get("cached") and "completed" not in v:
+                out.append(str(v["name"]))
+    return out
 
 
 def _run(root: Path, project: Path, args: tuple[str, ...], check: bool) -> subprocess.CompletedProcess[str]:

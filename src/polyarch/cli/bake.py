@@ -114,11 +114,15 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 and not all(s.attrs.get("name") for s in specs[name] if s.type in ("image", "registry")):
             raise UsageError(f"target {name!r}: --load and --push need a name", hint=f"add tags to {name!r} "
                              f"or --set {name}.tags=NAME")
+    from polyarch.cli.interrupt import cancel_on_signals
     from polyarch.cli.wiring import build_deps
     from polyarch.pipeline.run import build_many
     from polyarch.worker.reap import reap_crashed
 
     reap_crashed(app.store.root, runtime=app.env.runtime)
+    from polyarch.cli.prune import gc_after_build, gc_policy
+
+    gc = gc_policy(app)  # the config file's [gc], read before the build: a bad file fails before any work
     epoch = app.env.build_epoch()
     require_epoch([s for target_specs in specs.values() for s in target_specs], epoch)
     progress = Progress(make_renderer(progress_mode))
@@ -132,7 +136,9 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
         for names in rounds:
             reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch, allow=allow)
                     for n in names]
-            for name, (_, result) in zip(names, build_many(deps, reqs, progress=progress), strict=True):
+            with cancel_on_signals() as cancel:  # ^C: cancel the build (exit 130), a second ^C: exit at once
+                done = build_many(deps, reqs, progress=progress, cancel=cancel)
+            for name, (_, result) in zip(names, done, strict=True):
                 built[name] = result
                 if name in needed:
                     handed[name] = f"polyarch.bake/{name}:{str(result.index.digest)[7:19]}"
@@ -167,6 +173,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 pass
     if metadata_file:
         Path(metadata_file).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    gc_after_build(app, gc)  # the build cache cut back to the [gc] policy
 
 
 def read_bake_files(names: Sequence[str], directory: Path) -> list[tuple[str, str]]:

@@ -6,7 +6,9 @@ client, lock, emulation check) from its caller and never constructs them. ``plan
 runs the vertices of several platform plans (several targets, for bake) in one solve, so identical work runs once;
 a failure is re-raised as one ``BuildError`` that names the platform, stage, instruction and Dockerfile line.
 Blobs written by a failed build are removed again (store transaction), so a failed build leaves the store as it
-was; the cache keeps only entries whose blobs exist.
+was; the cache keeps only entries whose blobs exist. Cancellation: the caller's ``Cancel`` token (the CLI triggers
+it on ^C) reaches the solver and the RUN runner; a cancelled build takes the same path as a failed one (running
+steps stopped, temporary state removed, blobs rolled back) and raises ``Cancelled``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyarch import ops
+from polyarch.cancel import Cancel, Cancelled
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
@@ -114,16 +117,20 @@ def _find_step(plans: Sequence[PlatformPlan], match: Callable[[ops.Vertex], bool
 def solve_plans(deps: BuildDeps, plans: Sequence[PlatformPlan], *, contexts: Mapping[str, Path],
                 progress: Progress, bases: BaseImageSource, no_cache: bool = False, epoch: int | None = None,
                 filename: str = "Dockerfile", secrets: Mapping[str, bytes] | None = None,
-                ssh: Mapping[str, str] | None = None, network: str = "default") -> dict[str, State]:
+                ssh: Mapping[str, str] | None = None, network: str = "default",
+                cancel: Cancel | None = None) -> dict[str, State]:
     """Solve every platform plan in one run; returns vertex digest → State.
 
     :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
+    :raises Cancelled: ``cancel`` was triggered (running steps were stopped first).
     """
+    cancel = cancel or Cancel()
     cache = deps.open_cache(not no_cache)
     executor = Executor(deps.store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network,
                                                            snapshotter=deps.snapshotter),
-                        run_exec=deps.exec_runner(secrets or {}, ssh or {}), resolve_image=bases.image)
-    solver = Solver(executor, progress=progress, labels=step_labels(plans))
+                        run_exec=deps.exec_runner(secrets or {}, ssh or {}), resolve_image=bases.image,
+                        cancel=cancel)
+    solver = Solver(executor, progress=progress, labels=step_labels(plans), cancel=cancel)
     try:
         # every platform a RUN step needs must work (natively or emulated) before any step runs
         for platform in {str(v.platform): v.platform for v in ops.walk([pp.result for pp in plans])
@@ -178,12 +185,13 @@ def _distinct_contexts(reqs: Sequence[BuildRequest], plans: list[BuildPlan]
     return out_plans, out_contexts
 
 
-def build_image(deps: BuildDeps, req: BuildRequest, *, progress: Progress) -> tuple[BuildPlan, BuildResult]:
+def build_image(deps: BuildDeps, req: BuildRequest, *, progress: Progress, cancel: Cancel | None = None
+                ) -> tuple[BuildPlan, BuildResult]:
     """Plan, solve and assemble (config, manifests, index in the store; no names). All or nothing."""
-    return build_many(deps, [req], progress=progress)[0]
+    return build_many(deps, [req], progress=progress, cancel=cancel)[0]
 
 
-def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progress
+def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progress, cancel: Cancel | None = None
                ) -> list[tuple[BuildPlan, BuildResult]]:
     """Several builds (bake targets) as one: every request is planned first, then the requests that share the
     same context directories (and cache and secret settings) are solved together, so identical steps across
@@ -192,8 +200,11 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
     name reaches by then: a concurrent build into the same store may share them).
 
     :raises BuildError: a step failed (named: platform, stage, instruction, file:line).
+    :raises Cancelled: ``cancel`` was triggered; the store is rolled back as for a failure.
     """
     import concurrent.futures
+
+    cancel = cancel or Cancel()
 
     store = deps.store
     bases = deps.base_images(any(r.pull for r in reqs), progress)
@@ -229,7 +240,7 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
             merged = {name: path for i in members for name, path in contexts[i].items()}
             return solve_plans(deps, platform_plans, contexts=merged, progress=progress, bases=bases,
                                no_cache=first.no_cache, epoch=first.epoch, filename=first.filename,
-                               secrets=first.secrets, ssh=first.ssh, network=first.network)
+                               secrets=first.secrets, ssh=first.ssh, network=first.network, cancel=cancel)
 
         if len(groups) == 1:
             states.update(solve(next(iter(groups.values()))))
@@ -252,7 +263,10 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
     doomed: list[Digest] = []
     with store.transaction() as created:
         try:
-            return work()
+            cancel.check()
+            done = work()
+            cancel.check()  # cancelled while assembling: roll back all the same
+            return done
         except BaseException as exc:  # roll back below, carefully, instead of in the transaction
             failure, doomed = exc, list(created)
             created.clear()
@@ -260,6 +274,8 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
             bases.close()
     _rollback(store, doomed)
     assert failure is not None
+    if cancel.cancelled and not isinstance(failure, Cancelled):
+        raise Cancelled() from failure  # a step killed by the cancellation failed because of it
     raise failure
 
 

@@ -3,7 +3,8 @@
 Maps an ``ops.Exec`` and the host paths of its mounted inputs to a ``StepSpec`` with worker mount values; a
 non-zero exit becomes ``BuildError("process did not complete successfully: exit code: N")`` (the solver adds
 platform, stage, instruction and Dockerfile line). Secret values and ssh sockets come from the command line
-(``--secret``/``--ssh``), never from the graph.
+(``--secret``/``--ssh``), never from the graph. The build's ``Cancel`` token goes on to the runner: triggering it
+kills the running container and raises ``Cancelled``.
 
 Entitlements (buildx's ``--allow``): ``parse_allow`` checks the flag values; ``check_entitlements`` is called on
 the planned graph before any step runs and refuses a RUN on the host network (``RUN --network=host`` or the
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from polyarch import ops
+from polyarch.cancel import Cancel
 from polyarch.errors import BuildError, UsageError
 from polyarch.solver.executor import ExecRunner
 
@@ -94,14 +96,15 @@ def make_runner(store_root: Path, *, secrets: Mapping[str, bytes] | None = None,
 
     holder: list[Runner] = []
 
-    def run(vertex: ops.Exec, rootfs: Path, sources: Mapping[int, Path], on_output: Callable[[str], None]) -> None:
+    def run(vertex: ops.Exec, rootfs: Path, sources: Mapping[int, Path], on_output: Callable[[str], None], *,
+            cancel: Cancel) -> None:
         if not holder:
             holder.append(Runner(store_root, options or RuntimeOptions()))
         spec = StepSpec(args=vertex.args, context=StepContext(vertex.platform), env=vertex.env, user=vertex.user,
                         workdir=vertex.cwd or "/", network=vertex.network, security=vertex.security,
                         mounts=_mounts(vertex, sources))  # type: ignore[arg-type]
         try:
-            holder[0].run(rootfs, spec, on_output, secrets=secrets or {}, ssh=ssh or {})
+            holder[0].run(rootfs, spec, on_output, secrets=secrets or {}, ssh=ssh or {}, cancel=cancel)
         except BuildError as exc:
             code = getattr(exc, "step_exit_code", None)
             if code is None:

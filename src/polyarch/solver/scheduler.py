@@ -3,12 +3,15 @@
 Identical work (same definition digest, e.g. a builder stage on ``$BUILDPLATFORM`` used by every target
 platform) runs once and every user shares its ``State``. At most ``parallelism`` vertices run at a time (default:
 CPU count). A vertex runs when all its inputs are done; the first failure stops new work, lets running vertices
-finish, and is raised (a ``BuildError`` naming the step). Progress: steps that add a layer are shown with their
-description (``[linux/arm64 builder 3/5] RUN …``) as started/done, or as ``CACHED`` when the cache had them.
+finish, and is raised (a ``BuildError`` naming the step). Cancellation (the ``Cancel`` token, shared with the
+executor, whose RUN runner kills its container when it is triggered): no vertex starts once it is set, the running
+ones are waited for (a RUN ends within a second: it is killed), and ``Cancelled`` is raised rather than the error
+of a step that was killed. Progress: steps that add a layer are shown with their description
+(``[linux/arm64 builder 3/5] RUN …``) and vertex digest as started/done, or as ``CACHED`` when the cache had them.
 
 API (for ``polyarch build`` and bake, which merges several targets' vertices into one solve)::
 
-    solver = Solver(executor, progress=progress, labels={digest: "linux/arm64"})
+    solver = Solver(executor, progress=progress, labels={digest: "linux/arm64"}, cancel=cancel)
     states = solver.solve([plan.result for plan in platform_plans])   # digest -> State
 """
 
@@ -22,6 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 from polyarch import ops
+from polyarch.cancel import Cancel, Cancelled
 from polyarch.errors import BuildError, PolyarchError
 
 from .executor import Executor, StepLog
@@ -49,10 +53,12 @@ def step_name(vertex: ops.Vertex, label: str = "") -> str:
 
 class ProgressSink(Protocol):
     """What the solver reports to (``polyarch.progress.Progress`` is one): a step served from the cache, and a
-    step that runs (a context manager giving its output log; an exception leaving it marks the step failed)."""
+    step that runs (a context manager giving its output log; an exception leaving it marks the step failed).
+    ``digest`` and ``inputs``: the vertex's and its inputs' definition digests (BuildKit's rawjson shows them)."""
 
-    def cached(self, name: str) -> None: ...
-    def vertex(self, name: str) -> AbstractContextManager[StepLog]: ...
+    def cached(self, name: str, *, digest: str = "", inputs: Sequence[str] = ()) -> None: ...
+    def vertex(self, name: str, *, digest: str = "", inputs: Sequence[str] = ()
+               ) -> AbstractContextManager[StepLog]: ...
 
 
 class _Silent:
@@ -61,18 +67,20 @@ class _Silent:
 
 
 class NullProgress:
-    def cached(self, name: str) -> None:
+    def cached(self, name: str, *, digest: str = "", inputs: Sequence[str] = ()) -> None:
         return None
 
     @contextmanager
-    def vertex(self, name: str) -> Iterator[StepLog]:
+    def vertex(self, name: str, *, digest: str = "", inputs: Sequence[str] = ()) -> Iterator[StepLog]:
         yield _Silent()
 
 
 class Solver:
     def __init__(self, executor: Executor, *, progress: ProgressSink | None = None,
-                 labels: Mapping[str, str] | None = None, parallelism: int | None = None) -> None:
+                 labels: Mapping[str, str] | None = None, parallelism: int | None = None,
+                 cancel: Cancel | None = None) -> None:
         self.executor = executor
+        self.cancel = cancel or Cancel()
         self.progress: ProgressSink = progress or NullProgress()
         self.labels = dict(labels or {})
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
@@ -84,6 +92,7 @@ class Solver:
         """Run everything ``roots`` need; returns the state of every vertex by digest.
 
         :raises PolyarchError: the first step that failed (other running steps finish first).
+        :raises Cancelled: the token was triggered (running steps were stopped and waited for).
         """
         order = ops.walk(roots)
         waiting: dict[str, set[str]] = {}
@@ -98,6 +107,9 @@ class Solver:
         failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="solve") as pool:
             while ready or running:
+                if self.cancel.cancelled and failure is None:
+                    failure = Cancelled()
+                    ready.clear()
                 while ready and failure is None and len(running) < self.parallelism:
                     v = ready.pop(0)
                     running[pool.submit(self._run, v)] = v
@@ -108,7 +120,9 @@ class Solver:
                     v = running.pop(fut)
                     exc = fut.exception()
                     if exc is not None:
-                        if failure is None:
+                        if self.cancel.cancelled:  # a killed step's error is not the cause
+                            failure = failure if isinstance(failure, Cancelled) else Cancelled()
+                        elif failure is None:
                             failure, self.failed = exc, v
                         continue
                     self.states[v.digest] = fut.result()
@@ -119,22 +133,28 @@ class Solver:
                             ready.append(user)
                 if failure is not None:
                     ready.clear()
+        if failure is None and self.cancel.cancelled:
+            failure = Cancelled()
         if failure is not None:
+            if isinstance(failure, Cancelled):
+                self.failed = None
             raise failure
         return self.states
 
     def _run(self, v: ops.Vertex) -> State:
         inputs = [self.states[i.digest] for i in v.inputs]
         name = step_name(v, self.labels.get(v.digest, ""))
+        self.cancel.check()
         key = self.executor.cache_key(v, inputs)
+        ids = [i.digest for i in v.inputs]
         if key:
             hit = self.executor.lookup(key, inputs)
             if hit is not None:
-                self.progress.cached(name)
+                self.progress.cached(name, digest=v.digest, inputs=ids)
                 return hit
         if not isinstance(v, _SHOWN):
             return self.executor.run(v, inputs, None, key)
-        with self.progress.vertex(name) as handle:
+        with self.progress.vertex(name, digest=v.digest, inputs=ids) as handle:
             try:
                 return self.executor.run(v, inputs, handle, key)
             except PolyarchError:

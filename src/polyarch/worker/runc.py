@@ -4,7 +4,8 @@ The only module that spawns the container runtime.
 API (for the solver)::
 
     runner = Runner(store_root, RuntimeOptions(...))  # runtime (default runc), network helper, binfmt dir
-    runner.run(rootfs, StepSpec(...), on_output, secrets={"id": b"..."}, ssh={"default": "/path/sock"})
+    runner.run(rootfs, StepSpec(...), on_output, secrets={"id": b"..."}, ssh={"default": "/path/sock"},
+               cancel=cancel)   # cancel: polyarch.cancel.Cancel; cancelling it kills the running container
     run_step(rootfs, spec, on_output, store_root=..., ...)   # the same, one call
 
 ``StepSpec`` holds what defines a step (argv, env, user, workdir, network, mounts, platform, ``StepContext``);
@@ -14,6 +15,12 @@ instruction and exit code (``.step_exit_code`` set); a failure of the runtime it
 command it could not exec) raises BuildError with the runtime's reason from its log (no ``.step_exit_code``);
 a mount point the image does not allow (``mounts.MountSetup``) fails before the runtime starts. The container
 is always deleted (``runc delete --force``), also on Ctrl-C.
+
+Cancellation: when the caller's ``Cancel`` token is triggered, the container gets SIGKILL (``runc kill KILL``,
+repeated until ``runc run`` returns: it may not have created the container yet); its init dies and with it the
+container's pid namespace, so every process of the step (qemu included) ends; then the container is deleted,
+mounts undone, the bundle removed, and ``Cancelled`` raised. ``runc run`` runs in its own process group, so a
+terminal's ^C reaches polyarch only, never the step (the step stops because polyarch kills it).
 
 Container (BuildKit's sandbox): own mount/pid/ipc/uts namespaces and, with ``network="default"``, its own
 network namespace with outbound access through slirp4netns or pasta and no way to the host's loopback
@@ -38,12 +45,14 @@ import resource
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polyarch.cancel import Cancel
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.platform import Platform
 
@@ -190,12 +199,16 @@ class Runner:
         reap_crashed(self.store_root, runtime=self.runtime)
 
     def run(self, rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *,
-            secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None) -> None:
+            secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None,
+            cancel: Cancel | None = None) -> None:
         """Run ``spec`` in ``rootfs`` (the mounted, writable rootfs of an active snapshot).
 
         :raises BuildError: the step failed (non-zero exit: ``.step_exit_code``), or could not be set up or
             started (the reason in the message).
+        :raises Cancelled: ``cancel`` was triggered (before or while the step ran; its container is gone).
         """
+        cancel = cancel or Cancel()
+        cancel.check()
         if spec.network not in NETWORKS:
             raise BuildError(f"unknown network mode {spec.network!r}", hint="use default, host or none")
         if spec.security not in SECURITY:
@@ -212,7 +225,8 @@ class Runner:
                     StepNetwork(spec.network, bundle, helper=self.options.net_helper) as net:
                 config = self._config(rootfs, spec, setup, bundle, net)
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
-                code, failure = self._exec(cid, bundle, on_output)
+                code, failure = self._exec(cid, bundle, on_output, cancel)
+            cancel.check()  # a killed step's exit code is not its failure
             if failure:
                 raise BuildError(failure)
             if code != 0:
@@ -280,7 +294,7 @@ class Runner:
             "linux": linux,
         }
 
-    def _exec(self, cid: str, bundle: Path, on_output: OutputFn) -> tuple[int, str]:
+    def _exec(self, cid: str, bundle: Path, on_output: OutputFn, cancel: Cancel) -> tuple[int, str]:
         """Run the container; returns its exit code and, when the runtime itself failed (it could not set up or
         start the container), the runtime's reason. Only the runtime writes its log (the container cannot reach
         the bundle), so the log tells its failures from the process's exit codes; the copy of the reason that
@@ -291,35 +305,55 @@ class Runner:
         try:
             proc = subprocess.Popen([*base, "--log", os.fspath(log), "--log-format", "json", "run", "--bundle",
                                      os.fspath(bundle), cid], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, cwd=bundle)
+                                    stderr=subprocess.STDOUT, cwd=bundle, process_group=0)
         except BaseException:
             os.close(log_fd)
             raise
-        seen_size, runtime_lines = 0, set[str]()  # the log parsed again only when it grew
         try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                size = os.fstat(log_fd).st_size
-                if size != seen_size:
-                    seen_size, runtime_lines = size, _lines(_runtime_errors(log_fd))
-                # (a step line equal to one of the runtime's own error lines is its stderr copy: dropped)
-                if line not in runtime_lines:
-                    on_output(line)
-            code = proc.wait()
-            errors = _runtime_errors(log_fd) if code != 0 else []
+            with cancel.hook(lambda: _kill_until_gone(base, cid, proc)):
+                code = self._stream(proc, log_fd, on_output)
+            errors = _runtime_errors(log_fd) if code != 0 and not cancel.cancelled else []
             return code, "; ".join(errors)
         except BaseException:
-            subprocess.run([*base, "kill", cid, "KILL"], capture_output=True, timeout=30, check=False)
-            with contextlib.suppress(OSError):
-                proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            _kill_until_gone(base, cid, proc)
             raise
         finally:
             os.close(log_fd)
             if proc.stdout is not None:
                 proc.stdout.close()
             subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=60, check=False)
+
+    @staticmethod
+    def _stream(proc: subprocess.Popen[bytes], log_fd: int, on_output: OutputFn) -> int:
+        """Pass the container's output on line by line until it ends; returns ``runc run``'s exit code."""
+        assert proc.stdout is not None
+        seen_size, runtime_lines = 0, set[str]()  # the log parsed again only when it grew
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            size = os.fstat(log_fd).st_size
+            if size != seen_size:
+                seen_size, runtime_lines = size, _lines(_runtime_errors(log_fd))
+            # (a step line equal to one of the runtime's own error lines is its stderr copy: dropped)
+            if line not in runtime_lines:
+                on_output(line)
+        return proc.wait()
+
+
+def _kill_until_gone(base: list[str], cid: str, proc: subprocess.Popen[bytes], *, patience: float = 5.0) -> None:
+    """SIGKILL the container until ``runc run`` returns (it may not have created the container yet when this
+    starts); if it still runs after ``patience`` seconds, SIGKILL ``runc run`` itself (the watcher and the next
+    start reap what that leaves)."""
+    deadline = time.monotonic() + patience
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([*base, "kill", cid, "KILL"], capture_output=True, timeout=10, check=False)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.1)
+    if proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
 
 def _lines(messages: list[str]) -> set[str]:
@@ -356,10 +390,10 @@ def runtime_version(binary: str) -> str:
 
 def run_step(rootfs: Path | str, spec: StepSpec, on_output: OutputFn, *, store_root: Path | str,
              secrets: Mapping[str, bytes] | None = None, ssh: Mapping[str, str] | None = None,
-             options: RuntimeOptions = RuntimeOptions()) -> None:
+             options: RuntimeOptions = RuntimeOptions(), cancel: Cancel | None = None) -> None:
     """One step with a fresh Runner (see Runner.run)."""
     try:
-        Runner(store_root, options).run(rootfs, spec, on_output, secrets=secrets, ssh=ssh)
+        Runner(store_root, options).run(rootfs, spec, on_output, secrets=secrets, ssh=ssh, cancel=cancel)
     except PolyarchError:
         raise
     except OSError as exc:
