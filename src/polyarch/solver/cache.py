@@ -10,7 +10,8 @@ parent and when a build last used it, so ``polyarch prune`` knows which snapshot
 
 This module is the only one that opens the database or knows its tables: ``BuildCache.in_store(root)`` opens
 the one of a store, and ``polyarch prune`` reads and deletes through ``result_blobs``, ``layer_index_digests``,
-``snapshot_uses``, ``forget`` and ``forget_snapshots``. The schema is versioned (``PRAGMA user_version``,
+``snapshot_uses``, ``forget`` and ``forget_snapshots``; ``polyarch du`` and the prune filters read
+``result_uses`` (each entry's last use: created, or hit — ``get`` refreshes it at most once a minute). The schema is versioned (``PRAGMA user_version``,
 ``polyarch.sqlschema``): a database of an older polyarch is migrated on open, one of a newer polyarch refused.
 """
 
@@ -32,7 +33,7 @@ from polyarch.sqlschema import Migration, migrate, statements
 
 from .state import Layer
 
-__all__ = ["DB_NAME", "MIGRATIONS", "NO_LAYER", "BuildCache", "ResultBlob", "SnapshotUse"]
+__all__ = ["DB_NAME", "MIGRATIONS", "NO_LAYER", "BuildCache", "ResultBlob", "ResultUse", "SnapshotUse"]
 
 DB_NAME = "buildcache.db"
 NO_LAYER = "none"
@@ -46,7 +47,10 @@ CREATE TABLE IF NOT EXISTS snapshots (chain TEXT PRIMARY KEY, parent TEXT NOT NU
 """
 MIGRATIONS: tuple[Migration, ...] = (
     statements(_SCHEMA_V1),  # 1: the schema before versions were recorded (polyarch up to issue 14)
+    # 2: when a result was last used (a cache hit), for 'polyarch du/prune --filter until=' and the gc policy
+    statements("ALTER TABLE results ADD COLUMN used REAL NOT NULL DEFAULT 0;"),
 )
+_TOUCH_EVERY = 60.0  # a hit refreshes the last-use time at most once a minute (no write on every hit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,18 @@ class ResultBlob:
     key: str
     blob: Digest | None
     diff_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResultUse:
+    """A result entry for ``polyarch du``: its key, its layer's blob (None for a step that added no layer, or
+    an unreadable entry), diff_id, and when it was last used (created or hit)."""
+
+    key: str
+    blob: Digest | None
+    diff_id: str
+    last_used: float
+    has_layer: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +120,9 @@ class BuildCache:
         if not self.enabled:
             return ""
         with self._lock:
-            row = self._db.execute("SELECT layer FROM results WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute("SELECT layer, used FROM results WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[1] < time.time() - _TOUCH_EVERY:
+                self._db.execute("UPDATE results SET used = ? WHERE key = ?", (time.time(), key))
         if row is None:
             return ""
         if row[0] == NO_LAYER:
@@ -114,8 +132,9 @@ class BuildCache:
     def put(self, key: str, layer: Layer | None) -> None:
         value = NO_LAYER if layer is None else json.dumps(layer.to_json(), sort_keys=True)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO results (key, layer, created) VALUES (?, ?, ?)",
-                             (key, value, time.time()))
+            now = time.time()
+            self._db.execute("INSERT OR REPLACE INTO results (key, layer, created, used) VALUES (?, ?, ?, ?)",
+                             (key, value, now, now))
 
     def file_hash(self, path: str, sig: str) -> str | None:
         with self._lock:
@@ -157,6 +176,23 @@ class BuildCache:
                 out.append(ResultBlob(key, Digest.parse(doc["descriptor"]["digest"]), str(doc.get("diff_id", ""))))
             except (ValueError, KeyError, TypeError, AttributeError, PolyarchError):
                 out.append(ResultBlob(key, None, ""))
+        return out
+
+    def result_uses(self) -> list[ResultUse]:
+        """Every result entry with its last use, for ``polyarch du`` and the prune filters."""
+        with self._cleaning():
+            rows = self._db.execute("SELECT key, layer, max(created, used) FROM results").fetchall()
+        out: list[ResultUse] = []
+        for key, value, used in rows:
+            if value == NO_LAYER:
+                out.append(ResultUse(key, None, "", float(used), False))
+                continue
+            try:
+                doc = json.loads(value)
+                out.append(ResultUse(key, Digest.parse(doc["descriptor"]["digest"]), str(doc.get("diff_id", "")),
+                                     float(used), True))
+            except (ValueError, KeyError, TypeError, AttributeError, PolyarchError):
+                out.append(ResultUse(key, None, "", float(used), True))
         return out
 
     def layer_index_digests(self) -> list[str]:

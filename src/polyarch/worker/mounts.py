@@ -8,6 +8,8 @@ API::
     SecretMount(id, target="", env="", required=False, mode=0o400, uid=0, gid=0)
     SshMount(id="default", target="", required=False, mode=0o600, uid=0, gid=0)
     cache_key(mount, platform) -> str                 # the cache dir name; default id includes the platform
+    cache_mount_dirs(store_root) -> [CacheMountDir]   # polyarch du/prune: key, id, size, last use, busy
+    remove_cache_mount(entry) -> bool                 # under its exclusive lock; False while a step holds it
     MountSetup(store_root, rootfs, scratch, platform, secrets, ssh, overlay_binds=True)   # context manager (runc)
         .add(mount) ; .oci_mounts ; .env ; on exit: stubs removed, locks released, temp mounts undone
 
@@ -49,15 +51,19 @@ from .mountpoints import MountPoints
 __all__ = [
     "BindMount",
     "CacheMount",
+    "CacheMountDir",
     "Mount",
     "MountSetup",
     "SecretMount",
     "SshMount",
     "TmpfsMount",
     "cache_key",
+    "cache_mount_dirs",
+    "remove_cache_mount",
 ]
 
 SHARING = ("shared", "private", "locked")
+_CACHE_MOUNTS = "cache-mounts"
 _PRIVATE_INSTANCES = 16
 
 
@@ -221,7 +227,7 @@ class MountSetup:
     def _add_cache(self, mount: CacheMount) -> None:
         target = _check_target(mount.target)
         key = cache_key(mount, self.platform)
-        base = self.store_root / "cache-mounts"
+        base = self.store_root / _CACHE_MOUNTS
         private_dir(base)  # the caches hold what steps wrote, setuid binaries included
         names = [key] if mount.sharing != "private" else [key] + [f"{key}-{i}" for i in range(1, _PRIVATE_INSTANCES)]
         for i, name in enumerate(names):
@@ -251,6 +257,8 @@ class MountSetup:
                                      "are in use") from None
                 continue
             self._stack.callback(os.close, fd)
+            with contextlib.suppress(OSError):
+                os.utime(fd)  # the lock file's mtime is the cache's last use (polyarch du/prune)
             self.stub(target, is_dir=True)
             self.oci_mounts.append(_bind(target, os.fspath(data), readonly=mount.readonly))
             return
@@ -301,6 +309,73 @@ class MountSetup:
         self.stub(target, is_dir=False)
         self.oci_mounts.append(_bind(target, sock, readonly=False))
         self.env.setdefault("SSH_AUTH_SOCK", target)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMountDir:
+    """A cache mount's directory (``<root>/cache-mounts/<key>``): its id as written at creation, its size as
+    ``du -sb`` counts it, last use (a step took its lock) and whether a step holds it now."""
+
+    key: str
+    path: Path
+    label: str
+    size: int
+    last_used: float
+    busy: bool
+
+
+def cache_mount_dirs(store_root: Path | str) -> list[CacheMountDir]:
+    """Every cache mount directory of the store at ``store_root``."""
+    from .diskuse import tree_size
+
+    base = Path(store_root) / _CACHE_MOUNTS
+    out: list[CacheMountDir] = []
+    for folder in sorted(base.iterdir()) if base.is_dir() else []:
+        with contextlib.suppress(OSError):
+            try:
+                label = (folder / "id").read_text(encoding="utf-8", errors="replace").strip()
+            except FileNotFoundError:
+                label = ""
+            lock = folder / "lock"
+            used = (lock if lock.exists() else folder).stat().st_mtime
+            out.append(CacheMountDir(folder.name, folder, label, tree_size(folder), used, _busy(lock)))
+    return out
+
+
+def _busy(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_cache_mount(entry: CacheMountDir) -> bool:
+    """Delete a cache mount's directory under its exclusive lock; False (nothing deleted) when a step holds it."""
+    lock = entry.path / "lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1
+    try:
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        # the data first, the lock file last: a step that waits on the lock meanwhile finds no data and makes it anew
+        shutil.rmtree(entry.path / "data", ignore_errors=True)
+        shutil.rmtree(entry.path, ignore_errors=True)
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _overlay_ok(store_root: Path) -> bool:

@@ -24,8 +24,9 @@ complete, after the diff_id was verified, so a partial or wrong snapshot is neve
   chain dir holds the full tree; a RUN rootfs is a copy of it; ``commit`` diffs the two trees.
 
 This module is the only one that knows the layout. ``SnapshotDirs(store_root)`` serves everything that is not one
-driver's store: the committed snapshots of every driver with their size (``polyarch prune`` decides, it asks
-``remove``), leftovers of dead builders (``clean_leftovers``), the active dirs ``worker.reap`` owns, and
+driver's store: the committed snapshots of every driver with their size as ``du -sb`` counts it (``polyarch
+prune`` and ``du`` decide, they ask ``remove``), the temp and active dirs builders leave (``leftovers``,
+``remove_leftover``, ``clean_leftovers``), the active dirs ``worker.reap`` owns, and
 ``build_lock``: ``flock`` on ``snapshots/build.lock``, shared for every build, exclusive for prune, so a snapshot
 a running build has mounted is never deleted.
 """
@@ -56,9 +57,10 @@ from . import linux
 from .apply import ApplyLimits, apply_layer
 from .copytree import copy_tree
 from .diff import LayerOptions, layer_from_diff, layer_from_upper
+from .diskuse import tree_size
 from .overlay import OverlayMount, overlay_supported, prune_copy_ups
 
-__all__ = ["ActiveSnapshot", "Committed", "LayerRef", "SnapshotDirs", "SnapshotEntry", "SnapshotStore", "build_lock",
+__all__ = ["ActiveSnapshot", "Committed", "LayerRef", "Leftover", "SnapshotDirs", "SnapshotEntry", "SnapshotStore", "build_lock",
            "chain_ids", "overlay_usable"]
 
 DRIVERS = ("overlay", "copy")
@@ -95,6 +97,16 @@ def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
 def overlay_usable(store_root: Path | str) -> bool:
     """Can the overlay driver work in the store at ``store_root``? (``overlay_supported`` on its driver dir)"""
     return overlay_supported(SnapshotDirs(store_root).driver_dir("overlay"))
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """A temp or active dir under ``snapshots/<driver>/`` (``area``: ``overlay/tmp``, ``copy/active``, …)."""
+
+    area: str
+    path: Path
+    size: int
+    mtime: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +153,25 @@ class SnapshotDirs:
 
     @staticmethod
     def size(entry: SnapshotEntry) -> int:
-        """Disk use of a snapshot's tree in bytes (allocated blocks)."""
-        total = 0
-        for dirpath, _dirs, files in os.walk(entry.path):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-        return total
+        """Disk use of a snapshot's tree in bytes, as ``du -sb`` counts it (``diskuse.tree_size``)."""
+        return tree_size(entry.path)
+
+    def leftovers(self) -> list[Leftover]:
+        """What builders leave while they run (and, killed, behind): temp dirs of snapshots being extracted and
+        active snapshots (``<pid>-<hex>``), of every driver, with their size and last change."""
+        out: list[Leftover] = []
+        for driver in DRIVERS:
+            for area in ("tmp", "active"):
+                folder = self.base / driver / area
+                for entry in list(folder.iterdir()) if folder.is_dir() else []:
+                    with contextlib.suppress(OSError):
+                        out.append(Leftover(f"{driver}/{area}", entry, tree_size(entry), entry.lstat().st_mtime))
+        return out
+
+    @staticmethod
+    def remove_leftover(leftover: Leftover) -> None:
+        """Remove a temp dir (an active dir goes through ``worker.reap``, which unmounts it first)."""
+        shutil.rmtree(leftover.path, ignore_errors=True)
 
     @staticmethod
     def remove(entry: SnapshotEntry) -> None:
