@@ -92,3 +92,18 @@ def test_every_registry_command_reaches_a_plain_http_lan_registry(store_root: Pa
         assert len(json.loads(made)["manifests"]) == 3
     finally:
         registry.stop()
+
+
+def test_config_ca_is_trusted_for_its_host_only(tls_server: tuple[str, Path], tmp_path: Path) -> None:
+    """``[registry."HOST"] ca = [...]`` trusts that CA for HOST (here a Docker Hub mirror with a self-signed
+    certificate) and for no other host."""
+    host, cert = tls_server
+    env = {"POLYARCH_REGISTRY_RETRIES": "0", "DOCKER_CONFIG": str(tmp_path / "dc"),
+           "POLYARCH_CONFIG": str(tmp_path / "config.toml")}
+    mirror = f'[registry."docker.io"]\nmirrors = ["https://{host}"]\n\n[docker]\ndaemon-json = ""\n'
+    for ca_host, trusted in (("elsewhere.lan:443", False), (host, True)):
+        (tmp_path / "config.toml").write_text(f'{mirror}\n[registry."{ca_host}"]\nca = ["{cert}"]\n')
+        proc = run_cli("imagetools", "inspect", "busybox:1", root=tmp_path / "root", env=env, check=False)
+        assert proc.returncode == 1 and len(_errors(proc.stderr)) == 1, proc.stderr
+        # trusted: TLS works and the fake server's "{}" is refused as a manifest
+        assert ("CERTIFICATE_VERIFY_FAILED" in proc.stderr) is not trusted, proc.stderr
