@@ -358,3 +358,59 @@ def test_bad_named_contexts_fail_with_one_line(empty_root: Path, tmp_path: Path,
     _fails_once(_build(empty_root, str(ctx), "--build-context", f"x=oci-layout://{missing}"), str(missing))
     _fails_once(_build(empty_root, str(ctx), "--build-context", f"x={web}/missing.tar"), "HTTP 404")
     _no_leftovers(empty_root)
+
+
+def test_bake_context_path_that_does_not_exist(empty_root: Path, tmp_path: Path) -> None:
+    project = write_tree(tmp_path / "proj", {
+        "Dockerfile": "FROM scratch\nCOPY --from=x a /\n",
+        "docker-bake.hcl": 'target "default" {\n  contexts = { x = "./no-such-dir" }\n}\n'})
+    proc = run_cli("bake", "--progress", "plain", root=empty_root, cwd=project, check=False, env=EPOCH)
+    _fails_once(proc, "./no-such-dir", "no such directory")
+
+
+# --- the fetcher's limits and leftovers (the seam the CLI uses) ------------------------------------------------------
+
+def test_limits_are_enforced(tmp_path: Path, web: str) -> None:
+    from polyarch.content.images import ImageStore
+    from polyarch.content.store import ContentStore
+    from polyarch.errors import PolyarchError
+    from polyarch.pipeline.remotectx import ContextLimits, RemoteContexts
+
+    images = ImageStore(ContentStore(tmp_path / "store"))
+    size = len(_targz({"n.txt": "named tarball\n"}))
+    cases = [(ContextLimits(download=size - 1), "more than"), (ContextLimits(unpacked=600), "bytes"),
+             (ContextLimits(entries=0), "entries")]
+    for limits, needle in cases:
+        with RemoteContexts(tmp_path / "store", images, limits=limits) as remote:
+            with pytest.raises(PolyarchError) as info:
+                remote.http(f"{web}/named.tar.gz", "ctx")
+            assert info.value.message.startswith("ctx: ") and needle in info.value.message, info.value.message
+        assert list((tmp_path / "store" / "contexts").iterdir()) == []
+    big = io.BytesIO(b"x" * 2048)
+    with RemoteContexts(tmp_path / "store", images, limits=ContextLimits(download=1024)) as remote, \
+            pytest.raises(PolyarchError, match="more than 1024 bytes on stdin"):
+        remote.stdin(big, "stdin")
+
+
+def test_a_killed_builds_leftovers_are_swept(tmp_path: Path) -> None:
+    from polyarch.content.images import ImageStore
+    from polyarch.content.store import ContentStore
+    from polyarch.oci.config import ImageConfig
+    from polyarch.pipeline.remotectx import TEMP_REPOSITORY, RemoteContexts
+
+    images = ImageStore(ContentStore(tmp_path / "store"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    contexts = tmp_path / "store" / "contexts"
+    (contexts / f"build-{dead.pid}-abc" / "git-x").mkdir(parents=True)
+    (contexts / f"build-{os.getpid()}-live").mkdir()
+    manifest = images.put_image(ImageConfig(architecture="amd64", os="linux"), [])
+    images.set_name(f"{TEMP_REPOSITORY}/0123:{dead.pid}", manifest)
+    images.set_name(f"{TEMP_REPOSITORY}/4567:{os.getpid()}", manifest)
+    with RemoteContexts(tmp_path / "store", images) as remote:
+        remote.stdin(io.BytesIO(b"FROM scratch\n"), "stdin")
+        assert sorted(p.name.rsplit("-", 1)[0] for p in contexts.iterdir()) == \
+            [f"build-{os.getpid()}"] * 2
+        assert [n for n, _ in images.names()] == [f"{TEMP_REPOSITORY}/4567:{os.getpid()}"]
+    assert [p.name for p in contexts.iterdir()] == [f"build-{os.getpid()}-live"]
+

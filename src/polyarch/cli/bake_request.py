@@ -122,6 +122,9 @@ def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bo
             continue
         if value.startswith("target:"):
             contexts[name] = "docker-image://" + handed[value[7:]]
+        elif not value.startswith("docker-image://") and not Path(value).is_dir():
+            raise UsageError(f"target {t.name!r}: context {name}={value}: "
+                             + ("not a directory" if Path(value).exists() else "no such directory"))
         else:
             contexts[name] = value
     network = t.get("network") or "default"

@@ -5,7 +5,8 @@ The CLI decides what a context string is (``pipeline.ctxurl``) and asks a ``Remo
 closed after it, also on failure) to fetch it; the build then sees plain local directories (and store names for
 layout images). Everything fetched is untrusted:
 
-- it lands in one private (0700) temporary directory under ``<store>/contexts/``, removed by ``close``;
+- it lands in one private (0700) temporary directory under ``<store>/contexts/``, removed by ``close``; what a
+  killed build left (its process gone) is removed by the next one (``sweep``);
 - tarballs (plain, gzip, zstd, bzip2, xz) are unpacked with ``worker.apply.apply_layer``: no absolute or ``..``
   names, parents resolved inside the directory (a symlink entry never leads out), bounded by ``ContextLimits``
   (bytes fetched, bytes unpacked, entries);
@@ -139,8 +140,29 @@ class RemoteContexts:
     def _work(self, prefix: str) -> Path:
         if self._dir is None:
             private_dir(self._parent)
-            self._dir = Path(tempfile.mkdtemp(prefix="build-", dir=self._parent))
+            self.sweep()
+            self._dir = Path(tempfile.mkdtemp(prefix=f"build-{os.getpid()}-", dir=self._parent))
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._dir))
+
+    def sweep(self) -> int:
+        """Remove what a killed build left (its process is gone): ``build-PID-*`` directories and temporary
+        ``polyarch-build-context/…:PID`` names. Returns how many were removed."""
+        removed = 0
+        for entry in os.scandir(self._parent) if self._parent.is_dir() else ():
+            pid = entry.name.split("-")[1] if entry.name.startswith("build-") and entry.name.count("-") >= 2 else ""
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+        images = self._store()
+        for name, _desc in images.names():
+            repo, _, pid = name.rpartition(":")
+            if repo.startswith(TEMP_REPOSITORY + "/") and pid.isdigit() and not _alive(int(pid)):
+                try:
+                    images.remove_name(name)
+                    removed += 1
+                except PolyarchError:
+                    pass
+        return removed
 
     # --- git --------------------------------------------------------------------------------------------------
 
@@ -237,6 +259,16 @@ class RemoteContexts:
             raise BuildError(f"{what}: {exc.message}", hint=exc.hint) from exc
         self._names.append(name)
         return name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _copy_tree(images: ImageStore, src: ContentSource, desc: Descriptor) -> None:
