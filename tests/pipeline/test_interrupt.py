@@ -167,6 +167,7 @@ def test_second_ctrl_c_exits_at_once_and_leftovers_are_reaped(store_root: Path, 
         _container_running(store_root)
         # the first ^C starts the cancellation, the second leaves at once without waiting for it
         term.ctrl_c()
+        time.sleep(0.005)  # two signals at once would merge into one
         term.ctrl_c()
         sent = time.monotonic()
         rc = term.finish(timeout=30)
