@@ -39,10 +39,10 @@ from polyarch.oci.spec import (
 )
 from polyarch.platform import Platform
 from polyarch.registry.client import RegistryClient
-from polyarch.sources.transfer import PushResult, push_image
 from polyarch.sources.composite import CompositeSource
 from polyarch.sources.location import REGISTRY_ONLY, open_source, parse_location
 from polyarch.sources.protocol import ContentSource, Opened, read_config
+from polyarch.sources.transfer import PushResult, push_image
 
 __all__ = [
     "Annotation",
@@ -141,6 +141,10 @@ class _Merge:
     children: list[Descriptor] = field(default_factory=list)
     routes: dict[str, ContentSource] = field(default_factory=dict)
     oci: bool = False
+    replaceable: set[Digest] = field(default_factory=set)  # --append: the existing index's children
+
+
+_REFERENCE_DIGEST = "vnd.docker.reference.digest"  # an attestation manifest's subject
 
 
 def _platform_of(src: ContentSource, desc: Descriptor, raw: bytes) -> Platform | None:
@@ -151,12 +155,22 @@ def _platform_of(src: ContentSource, desc: Descriptor, raw: bytes) -> Platform |
     return parse_config(read_config(src, manifest.config)).platform
 
 
-def _add(merge: _Merge, resolved: Opened, desc: Descriptor, raw: bytes | None) -> None:
+def _add(merge: _Merge, resolved: Opened, desc: Descriptor, raw: bytes | None,
+         platforms: Sequence[Platform] = ()) -> None:
     if any(c.digest == desc.digest for c in merge.children):
         return
     if desc.platform is None and is_manifest(desc.media_type):
         raw = raw if raw is not None else resolved.source.read(desc)
         desc = desc.with_platform(_platform_of(resolved.source, desc, raw))
+    if platforms and not _attestation(desc) and \
+            (desc.platform is None or not any(desc.platform.same(p) for p in platforms)):
+        return
+    if desc.platform is not None and not _attestation(desc):
+        # --append: a source's platform replaces the existing index's image of that platform (and its attestation)
+        gone = {c.digest for c in merge.children if c.digest in merge.replaceable and c.platform is not None
+                and not _attestation(c) and c.platform.same(desc.platform)}
+        merge.children = [c for c in merge.children if c.digest not in gone
+                          and not (_attestation(c) and c.annotations.get(_REFERENCE_DIGEST) in map(str, gone))]
     merge.children.append(desc)
     merge.routes[str(desc.digest)] = resolved.source.route(desc)
     if desc.media_type.startswith("application/vnd.oci."):
@@ -165,10 +179,14 @@ def _add(merge: _Merge, resolved: Opened, desc: Descriptor, raw: bytes | None) -
 
 def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = (),
                  descriptors: Sequence[tuple[Descriptor, ContentSource]] = (), *,
-                 append: bool = False) -> tuple[Descriptor, bytes, CompositeSource]:
+                 append: bool = False, platforms: Sequence[Platform] = ()) -> tuple[Descriptor, bytes, CompositeSource]:
     """Merge sources (indexes contribute their children, manifests themselves) into one new index.
 
-    With ``append`` the first source is the existing target: its index annotations are kept.
+    With ``append`` the first source is the existing target: its index annotations are kept, and an image of a
+    platform it already has is REPLACED by a later source's image of that platform (with its attestation), never
+    listed twice. With ``platforms`` only the sources' images of those platforms are taken (``-p``).
+
+    :raises NotFound: a wanted platform none of the sources has.
     """
     if not sources and not descriptors:
         raise UsageError("imagetools create needs at least one source")
@@ -176,16 +194,23 @@ def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = 
     index_annotations: dict[str, str] = {}
     if append and sources and isinstance(sources[0].document, Index):
         index_annotations.update(sources[0].document.annotations)
-    for res in sources:
+    for n, res in enumerate(sources):
         doc = res.document
         if isinstance(doc, Index):
             merge.oci |= doc.media_type == MediaType.OCI_INDEX
             for child in doc.manifests:
-                _add(merge, res, child, None)
+                _add(merge, res, child, None, platforms)
         else:
-            _add(merge, res, res.descriptor, res.raw)
+            _add(merge, res, res.descriptor, res.raw, platforms)
+        if append and n == 0:
+            merge.replaceable = {c.digest for c in merge.children}
     for desc, src in descriptors:
-        _add(merge, Opened(src, desc, b"", "file"), desc, None)
+        _add(merge, Opened(src, desc, b"", "file"), desc, None, platforms)
+    for p in platforms:
+        if not any(c.platform is not None and c.platform.same(p) for c in merge.children):
+            raise NotFound(f"no source has an image for {p}")
+    kept = {str(c.digest) for c in merge.children}
+    merge.children = [c for c in merge.children if not _attestation(c) or c.annotations[_REFERENCE_DIGEST] in kept]
     for a in annotations:
         if a.kind == "index":
             index_annotations[a.key] = a.value
@@ -201,6 +226,10 @@ def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = 
     desc = Descriptor(index.media_type, Digest.of(raw), len(raw))
     default = sources[0].source if sources else descriptors[0][1]
     return desc, raw, CompositeSource({str(desc.digest): raw}, merge.routes, default)
+
+
+def _attestation(desc: Descriptor) -> bool:
+    return desc.platform is not None and desc.platform.os == "unknown" and _REFERENCE_DIGEST in desc.annotations
 
 
 def push_index(source: ContentSource, root: Descriptor, tags: Sequence[Reference], *,

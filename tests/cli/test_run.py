@@ -26,7 +26,7 @@ def test_exit_status_and_env(store_root: Path) -> None:
 
 
 def test_run_errors(store_root: Path) -> None:
-    proc = run_cli("run", "no/such:1", "true", root=store_root, check=False)
+    proc = run_cli("run", "--pull", "never", "no/such:1", "true", root=store_root, check=False)
     assert proc.returncode == 1 and "no image named" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("run", BASE_NAME, root=store_root, check=False)
     assert proc.returncode == 2 and "no entrypoint or cmd" in proc.stderr

@@ -1,4 +1,4 @@
-"""Local image store commands: images, inspect, tag, rm, prune."""
+"""Local image store commands: images, inspect, tag, rm."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from polyarch.cli.context import AppContext, pass_app
 
-__all__ = ["images", "inspect", "prune", "rm", "tag"]
+__all__ = ["images", "inspect", "rm", "tag"]
 
 
 def _human(n: int) -> str:
@@ -21,20 +21,49 @@ def _human(n: int) -> str:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.argument("reference_filter", required=False, metavar="[REPOSITORY[:TAG]]")
+@click.option("--format", "fmt", default="table", show_default=True, metavar="table|json|TEMPLATE",
+              help="table; json (one JSON array); or a Go template as docker: '{{.Repository}}:{{.Tag}}', "
+                   "'{{json .}}', 'table {{.ID}}\\t{{.Repository}}'.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only image IDs.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="reference=PATTERN, dangling=true|false, before=IMAGE, since=IMAGE, label=KEY[=VALUE] "
+                   "(repeatable; one key's values are OR-ed).")
 @click.option("--digests/--no-trunc-digests", "short", default=True, help="Show short digests (default).")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and digests.")
+@click.option("-a", "--all", "all_", is_flag=True, hidden=True, help="Accepted for docker compatibility.")
 @pass_app
-def images(app: AppContext, fmt: str, short: bool) -> None:
-    """List names in the local store with their platforms and size."""
-    from polyarch.content.summary import summarize
+def images(app: AppContext, reference_filter: str | None, fmt: str, quiet: bool, filters: tuple[str, ...],
+           short: bool, no_trunc: bool, all_: bool) -> None:
+    """List images of the local store with their platforms and size (unnamed ones as <none>)."""
+    from polyarch.cli.gotemplate import parse_template
+    from polyarch.content.images import REF_NAME
+    from polyarch.content.summary import docker_row, parse_filters, summarize
 
-    rows = [summarize(app.images, name, desc) for name, desc in app.images.names()]
-    if fmt == "json":
+    short = short and not no_trunc
+    chosen = parse_filters([*filters, *([f"reference={reference_filter}"] if reference_filter else [])])
+    template = parse_template(fmt) if fmt not in ("table", "json") else None
+    entries = [(d.annotations.get(REF_NAME, ""), d) for d in app.images.entries()]
+    rows = chosen.select([summarize(app.images, name, desc) for name, desc in entries])
+    if fmt == "json":  # index order, as before
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
+    rows.sort(key=lambda r: (not r.name, r.name, str(r.digest)))
+    if quiet:
+        seen: dict[str, None] = {}
+        for r in rows:
+            image_id = r.image_id or r.digest
+            seen.setdefault(image_id.short if short else str(image_id), None)
+        for line in seen:
+            click.echo(line)
+        return
+    if template is not None:
+        for line in template.render_all([docker_row(r, short=short) for r in rows]):
+            click.echo(line)
+        return
     table = [("REF", "DIGEST", "PLATFORMS", "SIZE")]
-    for r in sorted(rows, key=lambda r: r.name):
-        table.append((r.name, r.digest.short if short else str(r.digest),
+    for r in rows:
+        table.append((r.name or "<none>", r.digest.short if short else str(r.digest),
                       ",".join(map(str, r.platforms)) or "-", _human(r.size)))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
@@ -74,42 +103,17 @@ def tag(app: AppContext, source: str, target: tuple[str, ...]) -> None:
 @click.argument("refs", nargs=-1, required=True)
 @pass_app
 def rm(app: AppContext, refs: tuple[str, ...]) -> None:
-    """Remove names from the local store (blobs stay until 'polyarch prune')."""
+    """Remove names (or unnamed images, by ID) from the local store (blobs stay until 'polyarch prune').
+
+    Also available as 'rmi'."""
+    from polyarch.content.images import REF_NAME
+
     for ref in refs:
-        found = app.images.remove_name(ref)
-        click.echo(f"Untagged: {ref} ({found.digest})")
-
-
-@click.command()
-@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
-@click.option("--grace", default=3600.0, show_default=True, type=float,
-              help="Keep unreferenced blobs and temp files younger than this many seconds.")
-@pass_app
-def prune(app: AppContext, dry_run: bool, grace: float) -> None:
-    """Delete blobs that no name reaches (and abandoned temp files), then the build's own state nothing can
-    use any more: build cache entries whose layers are gone, and snapshots (extracted layers) of neither a named
-    image nor a remaining cache entry. Build cache layers are blobs no name reaches: they go too once older than
-    --grace (like 'docker buildx prune'). Snapshots a running build uses are never deleted."""
-    from polyarch.content.gc import prune as do_prune
-    from polyarch.digest import Digest
-
-    keep: set[Digest] = set()
-    if (app.store.root / "registry.db").exists():
-        # The embedded registry serves from this store: what it references is not garbage.
-        from polyarch.registry.server import registry_roots
-
-        keep = {Digest.parse(d) for d in registry_roots(app.store)}
-    result = do_prune(app.images, dry_run=dry_run, grace=grace, extra_keep=keep)
-    verb = "would delete" if dry_run else "deleted"
-    click.echo(f"{verb} {result.blobs} blobs, {_human(result.bytes)}; {result.temp_files} temp files")
-    from polyarch.pipeline.prune import prune_build_state
-
-    # a dry run deleted nothing: the build state is judged as if it had
-    doomed = frozenset(str(d) for d in result.digests) if dry_run else frozenset()
-    built = prune_build_state(app.store.root, app.images, grace=grace, dry_run=dry_run, doomed=doomed)
-    line = f"{verb} {built.cache_entries} build cache entries"
-    if built.skipped_busy:
-        line += "; snapshots kept: a build is running"
-    else:
-        line += f", {built.snapshots} snapshots, {_human(built.snapshot_bytes)}"
-    click.echo(line)
+        found = app.images.lookup(ref)
+        if found.annotations.get(REF_NAME):
+            app.images.remove_name(found.annotations[REF_NAME])
+            click.echo(f"Untagged: {ref} ({found.digest})")
+            continue
+        app.images.update(lambda entries, d=found: [e for e in entries
+                                                    if e.annotations.get(REF_NAME) or e.digest != d.digest])
+        click.echo(f"Deleted: {found.digest}")

@@ -7,10 +7,15 @@ image does on this host); not a container manager: no detach, no ports, the root
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from polyarch.cli.context import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from polyarch.oci.spec import Descriptor
+    from polyarch.platform import Platform
 
 __all__ = ["run"]
 
@@ -23,14 +28,18 @@ __all__ = ["run"]
 @click.option("-w", "--workdir", default=None, help="Working directory inside the container.")
 @click.option("-u", "--user", default=None, help="User (name or uid[:gid]) inside the container.")
 @click.option("--entrypoint", default=None, help="Replace the image's entrypoint.")
+@click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing",
+              show_default=True, help="Pull the image (its platform only) before running: when not in the store, "
+                                      "always, or never.")
 @click.argument("ref")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_app
 def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str, ...], workdir: str | None,
-        user: str | None, entrypoint: str | None, ref: str, command: tuple[str, ...]) -> None:
+        user: str | None, entrypoint: str | None, pull_policy: str, ref: str, command: tuple[str, ...]) -> None:
     """Run the image REF (its entrypoint and cmd, or COMMAND) once and print its output.
 
-    The exit status is the container's.
+    The platform is this host's unless --platform says otherwise; an image not in the local store is pulled
+    first (that platform only), as docker run does. The exit status is the container's.
     """
     from polyarch import platform as plat
     from polyarch.errors import BuildError, UsageError
@@ -39,7 +48,7 @@ def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str
 
     wanted = plat.parse(platform_text) if platform_text else plat.host()
     images = app.images
-    image = images.images(images.lookup(ref), [wanted])[0]
+    image = images.images(_local_or_pulled(app, ref, wanted, pull_policy), [wanted])[0]
     cfg = image.config.config
     head = (entrypoint,) if entrypoint is not None else (cfg.entrypoint or ())
     args = tuple(head) + (command or (cfg.cmd or () if entrypoint is None else ()))
@@ -63,3 +72,24 @@ def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str
                 raise
             sys.stdout.flush()
             sys.exit(code)
+
+
+def _local_or_pulled(app: AppContext, ref: str, wanted: Platform, policy: str) -> Descriptor:
+    """The store's image REF; pulled (platform ``wanted`` only) when no such name is in the store, or always
+    with ``policy`` ``always``. A local name is never replaced by a pull unless asked (``always``): a local
+    image that lacks ``wanted`` is an error naming its platforms, as before."""
+    from polyarch.cli.registry_cmds import make_client
+    from polyarch.errors import NotFound
+    from polyarch.oci import reference
+    from polyarch.sources.transfer import pull_image
+
+    if policy != "always":
+        try:
+            return app.images.lookup(ref)
+        except NotFound:
+            if policy == "never":
+                raise
+    click.echo(f"Pulling {ref} ({wanted})", err=True)
+    with make_client(app.env) as client, app.images.store.transaction():
+        return pull_image(client, reference.parse(ref).defaulted(), app.images, name=ref,
+                          platforms=[wanted]).descriptor
