@@ -211,3 +211,29 @@ def test_failing_step_log_shown_after_the_progress(store_root: Path, tmp_path: P
     shown = [re.sub(r"^\d+\.\d+ ", "", line) for line in lines[1:]]
     assert shown == [f"out-line-{i}" for i in range(3, 13)]
     assert "error: " in block and "exit code: 3" in block.split("------")[-1]
+
+
+@needs_run("linux/amd64,linux/arm64")
+def test_ctrl_c_cancels_every_running_step_of_a_bake(store_root: Path, tmp_path: Path) -> None:
+    project = write_tree(tmp_path / "proj", {
+        "Dockerfile": SLEEPER,
+        "docker-bake.hcl": 'target "default" {\n  platforms = ["linux/amd64", "linux/arm64"]\n  tags = ["x/y:1"]\n}\n',
+    })
+    before = _store_state(store_root)
+    term = Terminal(["bake", "--load", "--progress", "tty"], store_root, cwd=project)
+    try:
+        term.wait_for("step-started")
+        deadline = time.monotonic() + 60
+        while len(_runc_list(store_root)) < 2:  # both platforms' containers run
+            assert time.monotonic() < deadline, term.text[-2000:]
+            time.sleep(0.05)
+        sent = time.monotonic()
+        term.ctrl_c()
+        rc = term.finish(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        term.kill()
+    assert rc == 130 and elapsed < 3.0, term.text[-2000:]
+    assert term.text.count("CANCELED") >= 2 and "build cancelled" in term.text
+    assert _runc_list(store_root) == [] and _mounts_under(store_root) == [] and _leftovers(store_root) == []
+    assert _store_state(store_root) == before
