@@ -414,3 +414,24 @@ def test_a_killed_builds_leftovers_are_swept(tmp_path: Path) -> None:
         assert [n for n, _ in images.names()] == [f"{TEMP_REPOSITORY}/4567:{os.getpid()}"]
     assert [p.name for p in contexts.iterdir()] == [f"build-{os.getpid()}-live"]
 
+
+
+def test_untrusted_archives_are_only_unpacked_contained() -> None:
+    """No module extracts with tarfile (``extract``/``extractall`` follow no containment rule); every tar of
+    untrusted content goes through ``worker.apply.apply_layer``. Remote contexts are fetched only through a
+    ``RemoteContexts`` that the CLI (the composition root) makes."""
+    import ast
+
+    src = Path(__file__).resolve().parents[2] / "src" / "polyarch"
+    extracting: list[str] = []
+    makers: set[str] = set()
+    for path in sorted(src.rglob("*.py")):
+        rel = str(path.relative_to(src))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ("extract", "extractall"):
+                extracting.append(f"{rel}:{node.lineno}")
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("RemoteContexts"):
+                makers.add(rel)
+    assert extracting == []
+    assert makers == {"cli/buildctx.py"}
