@@ -346,3 +346,24 @@ def test_every_format_option_is_covered() -> None:
                       if re.search(r'"--format".*json', p.read_text()) or
                       re.search(r'"--format"[^\n]*\n[^\n]*json', p.read_text()))
     assert offering == ["audit", "build", "doctor", "du", "images", "imagetools", "verify"], offering
+
+
+def test_save_and_load_refuse_a_terminal(three: Path) -> None:
+    """No -o with stdout a terminal, no -i with stdin a terminal: one error line, nothing written to the tty."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {**os.environ, "POLYARCH_ROOT": str(three)}
+    for args, stream, message in ((("save", "app:1"), "stdout", "refusing to write an archive to a terminal"),
+                                  (("load",), "stdin", "no archive on stdin")):
+        leader, follower = pty.openpty()
+        try:
+            redirect = {stream: follower}
+            proc = subprocess.run([sys.executable, "-m", "polyarch", *args], env=env, timeout=60,
+                                  stderr=subprocess.PIPE, **({"stdout": subprocess.PIPE} | redirect))
+        finally:
+            os.close(follower)
+            os.close(leader)
+        assert proc.returncode != 0 and proc.stderr.decode().startswith(f"error: {message}"), proc.stderr
