@@ -89,7 +89,8 @@ class Record:
     def to_json(self) -> dict[str, object]:
         return {"id": self.id, "kind": self.kind, "type": self.type, "size": self.size,
                 "lastUsed": self.last_used, "inUse": self.in_use, "reclaimable": self.reclaimable,
-                "description": self.description, **({"parent": self.parent} if self.parent else {})}
+                "image": self.image, "description": self.description,
+                **({"parent": self.parent} if self.parent else {})}
 
 
 @dataclass(frozen=True, slots=True)
