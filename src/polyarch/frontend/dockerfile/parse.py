@@ -172,6 +172,8 @@ def _copy(line: Line, src: ins.Source, flags: dict[str, list[str]], rest: str, e
 
 def _healthcheck(line: Line, src: ins.Source, flags: dict[str, list[str]], rest: str) -> ins.Healthcheck:
     kind, _, body = rest.partition(" ")
+    if not kind:
+        raise line.error("HEALTHCHECK requires at least one argument")
     if kind.upper() == "NONE":
         if body.strip() or flags:
             raise line.error("HEALTHCHECK NONE takes no arguments or flags")
