@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -176,8 +177,11 @@ def test_second_ctrl_c_exits_at_once_and_leftovers_are_reaped(store_root: Path, 
         term.kill()
     assert rc == 130
     # the watcher kills what is left and reaps the rest; a new start reaps anything it missed
+    def temp_dirs() -> list[Path]:
+        return list(Path(tempfile.gettempdir()).glob(f"polyarch-build-{term.proc.pid}-*"))
+
     deadline = time.monotonic() + 30
-    while (_runc_list(store_root) or _mounts_under(store_root) or _leftovers(store_root)) \
+    while (_runc_list(store_root) or _mounts_under(store_root) or _leftovers(store_root) or temp_dirs()) \
             and time.monotonic() < deadline:
         time.sleep(0.2)
     from polyarch.worker.reap import reap_crashed
@@ -186,6 +190,7 @@ def test_second_ctrl_c_exits_at_once_and_leftovers_are_reaped(store_root: Path, 
     assert _runc_list(store_root) == []
     assert _mounts_under(store_root) == []
     assert _leftovers(store_root) == []
+    assert temp_dirs() == []
 
 
 FAILING = ("FROM base/busybox:1\n"

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +67,12 @@ def _start_build(root: Path, tmp_path: Path) -> tuple[subprocess.Popen, dict]:
     (container,) = _containers(root)
     assert container["id"].startswith(f"polyarch-{proc.pid}-")
     assert _mounts_under(root) and list((root / "bundles").iterdir())  # rootfs overlay, secret tmpfs, rw bind
+    assert _temp_dirs(proc.pid)  # the build's temporary directory (context view for the rw bind)
     return proc, container
+
+
+def _temp_dirs(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"polyarch-build-{pid}-*"))
 
 
 def _assert_clean(root: Path) -> None:
@@ -81,6 +87,7 @@ def test_killed_builder_takes_its_container_along_and_prune_reaps(store_root: Pa
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _wait(lambda: not _alive(container["pid"]), 5), "the RUN container outlived its builder"
+    assert _wait(lambda: not _temp_dirs(proc.pid), 15), "the watcher left the build's temporary directory"
     run_cli("prune", root=store_root)
     _assert_clean(store_root)
 
@@ -98,6 +105,7 @@ def test_next_build_reaps_when_the_watcher_died_too(store_root: Path, tmp_path: 
     assert reap_crashed(store_root)  # what the next build does first
     assert _wait(lambda: not _alive(container["pid"]), 5)
     _assert_clean(store_root)
+    assert not _temp_dirs(proc.pid)
     assert not reap_crashed(store_root)  # nothing left: the next check is a few directory listings
 
 
@@ -108,6 +116,23 @@ def test_reap_leaves_live_owners_alone(store_root: Path) -> None:
         d.mkdir(parents=True)
     assert not reap(store_root, everything=False).containers
     assert live.is_dir() and not dead.exists()
+
+
+def test_build_temp_dir_of_a_dead_builder_is_reaped(store_root: Path) -> None:
+    """A second ^C (or a kill) leaves the build's temporary directory: the next start removes it, not a live
+    builder's."""
+    from polyarch.worker.reap import build_temp_prefix
+
+    live = Path(tempfile.mkdtemp(prefix=build_temp_prefix()))
+    dead = Path(tempfile.mkdtemp(prefix="polyarch-build-999999999-"))
+    (dead / "context-view").mkdir()
+    try:
+        assert reap_crashed(store_root).dirs == 1
+        assert live.is_dir() and not dead.exists()
+        assert not reap_crashed(store_root)
+    finally:
+        for d in (live, dead):
+            subprocess.run(["rm", "-rf", os.fspath(d)], check=False)
 
 
 def test_an_owner_holding_its_lock_is_alive_whatever_its_pid(store_root: Path) -> None:

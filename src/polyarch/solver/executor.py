@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from polyarch import ops
+from polyarch.cancel import Cancel
 from polyarch.content.images import Image
 from polyarch.content.store import ContentStore
 from polyarch.errors import BuildError, PolyarchError, UsageError
@@ -54,10 +55,11 @@ class StepLog(Protocol):
 
 
 class ExecRunner(Protocol):
-    """Runs one RUN step in ``rootfs`` (the worker's executor, adapted); raises BuildError on failure."""
+    """Runs one RUN step in ``rootfs`` (the worker's executor, adapted); raises BuildError on failure, and
+    ``polyarch.cancel.Cancelled`` once ``cancel`` is triggered (the step is stopped first)."""
 
     def __call__(self, vertex: ops.Exec, rootfs: Path, sources: Mapping[int, Path],
-                 on_output: Callable[[str], None]) -> None: ...
+                 on_output: Callable[[str], None], *, cancel: Cancel) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +73,17 @@ class ExecutorOptions:
 
 class Executor:
     def __init__(self, store: ContentStore, cache: BuildCache, options: ExecutorOptions,
-                 run_exec: ExecRunner | None = None, *, resolve_image: Callable[[str, Platform], Image]) -> None:
+                 run_exec: ExecRunner | None = None, *, resolve_image: Callable[[str, Platform], Image],
+                 cancel: Cancel | None = None) -> None:
         self.store = store
+        self.cancel = cancel or Cancel()  # the build's token: a running RUN is stopped when it is triggered
         self.resolve_image = resolve_image  # FROM images (pipeline.bases.BaseImages.image)
         self.cache = cache
         self.options = options
         self.run_exec = run_exec
-        self._tmp = Path(tempfile.mkdtemp(prefix="polyarch-build-"))
+        from polyarch.worker.reap import build_temp_prefix
+
+        self._tmp = Path(tempfile.mkdtemp(prefix=build_temp_prefix()))  # pid in the name: reaped if killed
         self._layers: Once[Layer | None] = Once()
         self._snapshots: SnapshotStore | None = None
         self._snap_lock = threading.Lock()
@@ -340,7 +346,7 @@ class Executor:
             active = stack.enter_context(self._prepare(root.layers))
             network = self.network_of(vertex)
             run = vertex if network == vertex.network else dataclasses.replace(vertex, network=network)
-            self.run_exec(run, Path(active.rootfs), sources, on_output)
+            self.run_exec(run, Path(active.rootfs), sources, on_output, cancel=self.cancel)
             committed = active.commit(LayerOptions(compression=self.options.compression, epoch=self.options.epoch))
             parent = chain_ids([x.diff_id for x in root.layers])[-1].hex if root.layers else ""
             self.cache.used_snapshots([(committed.chain.hex, parent, str(committed.layer.diff_id))])

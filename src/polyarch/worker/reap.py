@@ -8,7 +8,8 @@ API::
     python -m polyarch.worker.reap STORE_ROOT PID RUNTIME   # what the watcher runs after its builder died
 
 Ownership is in the names: containers and bundles are ``polyarch-<pid>-<hex>``, active snapshots
-``<pid>-<hex>`` (``snapshots/<driver>/active``). Every owner holds a shared ``flock`` on ``owners/<pid>.lock`` in
+``<pid>-<hex>`` (``snapshots/<driver>/active``), a build's temporary directory (context views, downloads, heredoc
+files; ``build_temp_prefix``) ``polyarch-build-<pid>-<random>`` in the system's temporary directory. Every owner holds a shared ``flock`` on ``owners/<pid>.lock`` in
 the store while it lives. Something is *stale* when nobody holds its owner's lock (or, with no lock file, when
 that pid no longer runs): a builder in another pid namespace sharing the store is never taken for dead;
 ``everything=True`` (``polyarch prune`` holding the exclusive build lock: no build runs) also takes what has no
@@ -20,7 +21,9 @@ mounted under them any more.
 The watcher: a ``sh`` in its own session that reads a pipe whose only writer is the builder. At a normal exit the
 builder writes ``done`` and the watcher exits; when the builder is killed the pipe reaches EOF and the watcher
 kills the builder's containers (each RUN runs in its own PID namespace, so killing its init ends every process
-of the step) and then runs this module to reap the rest.
+of the step) and then runs this module to reap the rest. That is also what a second ^C during a build leaves
+(``cli.interrupt`` exits at once): running containers, their bundles, mounted active snapshots and the build's
+temporary directory; whatever the watcher could not take, the next start takes (``reap_crashed``).
 """
 
 from __future__ import annotations
@@ -33,15 +36,17 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from polyarch.errors import PolyarchError
 
-__all__ = ["Reaped", "container_id", "reap", "reap_crashed", "watch"]
+__all__ = ["Reaped", "build_temp_prefix", "container_id", "reap", "reap_crashed", "watch"]
 
 _OWNED = re.compile(r"^(?:polyarch-)?(\d+)-[0-9a-f]+$")
+_TEMP = re.compile(r"^polyarch-build-(\d+)-[a-z0-9_]+$")
 _lock = threading.Lock()
 _watchers: dict[str, int] = {}  # state dir -> write end of the watcher's pipe
 _owner_locks: list[int] = []  # descriptors holding this process's owner locks (see _alive)
@@ -60,6 +65,28 @@ class Reaped:
 def container_id(suffix: str) -> str:
     """``polyarch-<this pid>-<suffix>``: a container (and bundle) name that says who owns it."""
     return f"polyarch-{os.getpid()}-{suffix}"
+
+
+def build_temp_prefix() -> str:
+    """The name prefix of a build's temporary directory (``tempfile.mkdtemp(prefix=...)``): this pid, so the
+    directory of a builder that was killed is reaped."""
+    return f"polyarch-build-{os.getpid()}-"
+
+
+def _temp_dirs() -> list[tuple[Path, int]]:
+    """Build temporary directories in the system's temporary directory, with their owner pid."""
+    top = Path(tempfile.gettempdir())
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return []
+    return [(top / n, int(m.group(1))) for n in names if (m := _TEMP.match(n))]
+
+
+def _temp_stale(pid: int, root: Path, only: int | None) -> bool:
+    if only is not None:
+        return pid == only
+    return pid != os.getpid() and not _alive(pid, root)
 
 
 def _owner(name: str) -> int | None:
@@ -165,7 +192,8 @@ def _owned_dirs(root: Path) -> list[Path]:
 def reap_crashed(store_root: Path | str, *, runtime: str = "runc") -> Reaped:
     """Reap what dead builders left in ``store_root``; a few directory listings when there is nothing."""
     root = Path(store_root)
-    if not any(_stale(d.name, root, False, None) for d in _owned_dirs(root)):
+    if not any(_stale(d.name, root, False, None) for d in _owned_dirs(root)) and \
+            not any(_temp_stale(pid, root, None) for _, pid in _temp_dirs()):
         return Reaped()
     return reap(root, runtime=runtime)
 
@@ -246,6 +274,10 @@ def reap(store_root: Path | str, *, everything: bool = False, only: int | None =
             continue  # never delete through a mount
         shutil.rmtree(d, ignore_errors=True)
         dirs += 1
+    for temp, pid in _temp_dirs():
+        if _temp_stale(pid, root, only) and not any(_within(p, temp) for p in still):
+            shutil.rmtree(temp, ignore_errors=True)
+            dirs += 1
     with contextlib.suppress(OSError):
         for lock in os.listdir(root / "owners"):
             pid = int(lock.partition(".")[0]) if lock.partition(".")[0].isdigit() else None
