@@ -128,3 +128,25 @@ def test_push_json_unchanged_stdout(make_image: Callable[..., tuple[Path, str]],
     assert proc.stdout.splitlines()[0] == f"{fault_proxy.host}/gen/stdout:1: pushed (2 uploaded, 0 mounted, " \
                                           "0 already present)"
     assert [line.split()[0] for line in proc.stderr.splitlines()] == ["pushed", "pushed"], proc.stderr
+
+
+def test_build_reports_retries_and_blobs_in_its_progress(fault_proxy: FaultProxy,
+                                                         make_image: Callable[..., tuple[Path, str]],
+                                                         tmp_path: Path) -> None:
+    """A build's FROM pull and --push report through the build's progress: retries as warnings, blobs as info."""
+    root, name = make_image("gen/buildbase:1", platforms=("linux/amd64",), layer_sizes=(5000,), seed=24)
+    run_cli("push", name, f"{fault_proxy.host}/gen/buildbase:1", root=root, env=ENV)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a").write_text("a\n")
+    (ctx / "Dockerfile").write_text(f"FROM {fault_proxy.host}/gen/buildbase:1\nCOPY a /a\n")
+    fault_proxy.add("GET", r"/blobs/sha256:", "status", status=503, times=1)
+    fault_proxy.add("POST", r"/blobs/uploads/", "status", status=502, times=1)
+    proc = run_cli("build", str(ctx), "--progress", "plain", "--platform", "linux/amd64", "--push",
+                   "-t", f"{fault_proxy.host}/gen/built:1", root=tmp_path / "fresh", env=ENV)
+    lines = proc.stderr.splitlines()
+    assert any(line.startswith(f"WARNING: {fault_proxy.host}: retrying in ") and "503 Service Unavailable" in line
+               for line in lines), proc.stderr
+    assert any("502 Bad Gateway (POST /v2/gen/built/blobs/uploads/)" in line for line in lines), proc.stderr
+    assert any(re.match(r"INFO: pulled sha256:[0-9a-f]{12} .* in \d+\.\ds \(", line) for line in lines), proc.stderr
+    assert any(re.match(r"INFO: pushed sha256:[0-9a-f]{12} .* in \d+\.\ds \(", line) for line in lines), proc.stderr

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from polyarch.cli.context import AppContext, pass_app
-from polyarch.cli.registry_cmds import client_options, registry_factory
+from polyarch.cli.registry_cmds import client_options, registry_factory, reporting_to
 from polyarch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
     epoch = app.env.build_epoch()
     require_epoch([s for target_specs in specs.values() for s in target_specs], epoch)
     progress = Progress(make_renderer(progress_mode))
+    registry = reporting_to(registry, progress)  # retries and blob transfers as progress messages
     deps = build_deps(app, registry)
     handed: dict[str, str] = {}  # target -> local image name given to later rounds
     needed = {v[7:] for t in chosen.values() for v in t.get("contexts", {}).values()

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from polyarch.cli.context import AppContext, pass_app
-from polyarch.cli.registry_cmds import client_options, registry_factory
+from polyarch.cli.registry_cmds import client_options, registry_factory, reporting_to
 from polyarch.errors import UsageError
 
 __all__ = ["build"]
@@ -228,8 +228,8 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                        tuple(parse_cache_spec(c, export=False) for c in cache_from),
                        tuple(parse_cache_spec(c, export=True) for c in cache_to), network=network,
                        allow=entitlements)
-    registry = registry_factory(app.env, insecure, tls_ca)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
+    registry = reporting_to(registry_factory(app.env, insecure, tls_ca), progress)  # retries, blobs: progress
     try:
         with cancel_on_signals() as cancel:  # ^C: cancel the build (exit 130), a second ^C: exit at once
             plan, result = build_image(build_deps(app, registry), req, progress=progress, cancel=cancel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -21,11 +22,12 @@ if TYPE_CHECKING:
     from polyarch.content.images import ImageStore
     from polyarch.oci.reference import Reference
     from polyarch.oci.spec import Descriptor
+    from polyarch.progress import Progress
     from polyarch.registry.client import RegistryClient
     from polyarch.registry.observer import TransferObserver
 
-__all__ = ["client_options", "login", "logout", "make_client", "progress_option", "pull", "push",
-           "registry_factory"]
+__all__ = ["RegistryFactory", "client_options", "login", "logout", "make_client", "progress_option", "pull", "push",
+           "registry_factory", "reporting_to"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,14 +70,34 @@ def make_client(env: Environment, insecure: tuple[str, ...] = (), tls_ca: str | 
                           observer=observer if observer is not None else TransferProgress("retries", sys.stderr))
 
 
+@dataclass(frozen=True)
+class RegistryFactory:
+    """``make_client`` with fixed options, for collaborators that open a client when they first need one; called
+    with ``insecure=(HOST,)`` the client also trusts those hosts (an output's ``registry.insecure=true``)."""
+
+    env: Environment
+    insecure: tuple[str, ...] = ()
+    tls_ca: str | None = None
+    observer: TransferObserver | None = None
+
+    def __call__(self, *, insecure: tuple[str, ...] = ()) -> RegistryClient:
+        return make_client(self.env, (*self.insecure, *insecure), self.tls_ca, observer=self.observer)
+
+
 def registry_factory(env: Environment, insecure: tuple[str, ...] = (),
                      tls_ca: str | None = None) -> Callable[..., RegistryClient]:
-    """``make_client`` with these options, for collaborators that open a client when they first need one; called
-    with ``insecure=(HOST,)`` the client also trusts those hosts (an output's ``registry.insecure=true``)."""
-    def factory(*, insecure: tuple[str, ...] = ()) -> RegistryClient:
-        return make_client(env, (*hosts, *insecure), tls_ca)
+    """A ``RegistryFactory`` of these options (retries shown on stderr until ``reporting_to`` a build's
+    progress)."""
+    return RegistryFactory(env, insecure, tls_ca)
 
-    hosts = insecure
+
+def reporting_to(factory: Callable[..., RegistryClient], progress: Progress) -> Callable[..., RegistryClient]:
+    """``factory`` whose clients report retries and finished blob transfers to a build's ``progress`` (as
+    messages); a factory made elsewhere (tests) is returned as it is."""
+    from polyarch.cli.transferprogress import ProgressObserver
+
+    if isinstance(factory, RegistryFactory):
+        return replace(factory, observer=ProgressObserver(progress))
     return factory
 
 

@@ -1,6 +1,8 @@
 """What the registry client reports (``registry.observer.TransferObserver``), shown on stderr.
 
 - Every retry, in every mode: ``10.0.0.5:5000: retrying in 1.2s (2/5): 503 Service Unavailable (GET /v2/…)``.
+- In a build (``ProgressObserver``): retries as warnings and each blob pulled, pushed or mounted as an info
+  message of the build's progress.
 - Per blob, for ``pull``/``push``/``imagetools copy``: ``plain`` prints one line when a blob is done
   (``pulled sha256:0123456789ab 12.3 MB in 1.2s (10.2 MB/s)``, ``mounted …``, ``already present …``); ``tty``
   shows a live bar per blob (bytes and rate, through rich); ``quiet`` and ``retries`` show none.
@@ -18,9 +20,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from polyarch.oci.spec import Descriptor
+    from polyarch.progress import Progress
     from polyarch.registry.observer import Retry
 
-__all__ = ["MODES", "TransferProgress", "format_bytes", "transfer_progress"]
+__all__ = ["MODES", "ProgressObserver", "TransferProgress", "format_bytes", "retry_line", "transfer_progress"]
 
 MODES = ("auto", "tty", "plain", "quiet")
 _DONE_WORD = {"fetched": "pulled", "uploaded": "pushed", "mounted": "mounted", "exists": "already present"}
@@ -36,6 +39,16 @@ def format_bytes(n: float) -> str:
 
 def _short(desc: Descriptor) -> str:
     return f"{desc.digest.algorithm}:{desc.digest.hex[:12]}"
+
+
+def done_line(desc: Descriptor, outcome: str, seconds: float) -> str:
+    """``pulled sha256:0123456789ab 12.3 MB in 1.2s (10.2 MB/s)``; ``mounted …`` and ``already present …``
+    without time."""
+    word = _DONE_WORD.get(outcome, outcome)
+    if outcome in ("fetched", "uploaded"):
+        rate = desc.size / seconds if seconds > 0 else 0.0
+        return f"{word} {_short(desc)} {format_bytes(desc.size)} in {seconds:.1f}s ({format_bytes(rate)}/s)"
+    return f"{word} {_short(desc)} {format_bytes(desc.size)}"
 
 
 def retry_line(retry: Retry) -> str:
@@ -105,14 +118,29 @@ class TransferProgress:
                     task = self._tasks[str(desc.digest)] = self._bar.add_task("", total=desc.size)
                 self._bar.update(task, completed=desc.size, description=f"{word} {_short(desc)}")
                 return
-            if self.mode != "plain":
-                return
-            if outcome in ("fetched", "uploaded"):
-                rate = desc.size / seconds if seconds > 0 else 0.0
-                self._print(f"{word} {_short(desc)} {format_bytes(desc.size)} in {seconds:.1f}s "
-                            f"({format_bytes(rate)}/s)")
-            else:
-                self._print(f"{word} {_short(desc)} {format_bytes(desc.size)}")
+            if self.mode == "plain":
+                self._print(done_line(desc, outcome, seconds))
+
+
+class ProgressObserver:
+    """A build's ``TransferObserver``: retries become warnings, blobs moved become info messages of ``progress``
+    (blobs the registry already had are not mentioned)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def retrying(self, retry: Retry) -> None:
+        self.progress.message(retry_line(retry))
+
+    def blob_started(self, desc: Descriptor, action: str) -> None:
+        return None
+
+    def blob_progress(self, desc: Descriptor, done: int) -> None:
+        return None
+
+    def blob_done(self, desc: Descriptor, action: str, outcome: str, seconds: float) -> None:
+        if outcome != "exists":
+            self.progress.message(done_line(desc, outcome, seconds), level="info")
 
 
 @contextmanager
