@@ -3,6 +3,8 @@
 Read: ``build`` (a context string, or ``context``, ``dockerfile``, ``dockerfile_inline``, ``args`` (map or
 ``KEY=VALUE`` list), ``target``, ``labels``, ``tags``, ``cache_from``, ``cache_to``, ``platforms``, ``secrets``,
 ``ssh``, ``network``, ``pull``, ``no_cache``, ``additional_contexts``, ``shm_size``), ``image`` (the first tag),
+top-level ``secrets`` (a build secret keeps its ``file`` or ``environment`` source: ``id=NAME,src=FILE`` or
+``id=NAME,env=VAR``, as buildx passes it on),
 and ``build.x-bake`` (bake attribute names: ``platforms``, ``tags``, ``output``, ``cache-from``…, added last).
 Values are interpolated from the environment as compose does (``frontend/interpolation.py``: ``$VAR``,
 ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``, ``$$``).
@@ -10,6 +12,7 @@ Values are interpolated from the environment as compose does (``frontend/interpo
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -93,6 +96,8 @@ def parse_compose(text: str, filename: str, env: Mapping[str, str]) -> Body:
             raise ParseError(exc.message, SourceSpan(filename, pos.line, 1)) from None
         attrs: dict[str, Any] = {}
         for key, value in build.items():
+            if key == "secrets":
+                value = _secrets(value, doc.get("secrets"), filename, str(name), pos)
             if key in _KEYS:
                 attrs[_KEYS[key]] = _kv(value, env) if key in ("args", "labels", "additional_contexts") else value
         if image:
@@ -108,6 +113,30 @@ def parse_compose(text: str, filename: str, env: Mapping[str, str]) -> Body:
     group = Block("group", ("default",), Body((Attribute("targets", _lit(names, Pos(filename, 1, 1)),
                                                           Pos(filename, 1, 1)),), ()), Pos(filename, 1, 1))
     return Body((), (*blocks, group) if names else tuple(blocks))
+
+
+def _secrets(uses: Any, defined: Any, filename: str, service: str, pos: Pos) -> list[str]:
+    """A service's build secrets (``- NAME`` or ``- source: NAME``) with the source the top-level ``secrets``
+    section gives each: a file (relative to the compose file) or an environment variable."""
+    where = SourceSpan(filename, pos.line, 1)
+    if not isinstance(uses, list):
+        raise ParseError(f"service {service!r}: build.secrets must be a list", where)
+    defined = defined if isinstance(defined, dict) else {}
+    out: list[str] = []
+    for use in uses:
+        source = use.get("source") if isinstance(use, dict) else use
+        if not isinstance(source, str) or not source:
+            raise ParseError(f"service {service!r}: a build secret needs a name (source)", where)
+        spec = defined.get(source)
+        if not isinstance(spec, dict):
+            raise ParseError(f"service {service!r} refers to undefined build secret {source}", where)
+        attrs = [f"id={source}"]
+        if isinstance(spec.get("file"), str) and spec["file"]:
+            attrs.append("src=" + posixpath.join(posixpath.dirname(filename), spec["file"]))
+        if isinstance(spec.get("environment"), str) and spec["environment"]:
+            attrs.append("env=" + spec["environment"])
+        out.append(",".join(attrs))
+    return out
 
 
 def _line(text: str, name: str) -> int:
