@@ -1,7 +1,7 @@
 """Every command that reaches a registry reaches a plain-http one on the LAN (a Debian docker-registry on a
 non-loopback address of this machine): refused without being told, accepted with ``--insecure-registry HOST``,
 with the config file's ``[registry."HOST"] http = true``, and with docker's ``daemon.json``
-``insecure-registries`` (a CIDR, a host) named by the config file. (``build``/``bake``:
+``insecure-registries`` (a CIDR, a host) named by the config file. (``bake --insecure-registry``:
 tests/pipeline/test_build_registry_options.py.)"""
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ def _commands(host: str, tmp: Path, name: str) -> dict[str, list[str]]:
     hosts = tmp / "hosts.txt"
     hosts.write_text("pi linux/arm64\n")
     src = f"{host}/base/busybox:1"
+    ctx = tmp / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "a").write_text("a\n")
+    (ctx / "Dockerfile").write_text(f"FROM {src}\nCOPY a /a\n")
     return {
         "push": ["push", "base/busybox:1", f"{host}/{name}/pushed:1"],
         "pull": ["pull", "--platform", "linux/arm64", src],
@@ -31,6 +35,9 @@ def _commands(host: str, tmp: Path, name: str) -> dict[str, list[str]]:
         "imagetools copy": ["imagetools", "copy", src, f"{host}/{name}/copied:1"],
         "verify": ["verify", "--platform", "linux/arm64", src],
         "audit": ["audit", "--hosts", str(hosts), "--image", src],
+        "run": ["run", "--pull", "always", src, "true"],
+        "build": ["build", str(ctx), "--progress", "plain", "--platform", "linux/arm64", "--push",
+                  "-t", f"{host}/{name}/built:1"],
     }
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from polyarch.cli.context import AppContext, pass_app
+from polyarch.cli.registry_cmds import client_options
 
 if TYPE_CHECKING:
     from polyarch.oci.spec import Descriptor
@@ -31,11 +32,13 @@ __all__ = ["run"]
 @click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing",
               show_default=True, help="Pull the image (its platform only) before running: when not in the store, "
                                       "always, or never.")
+@client_options
 @click.argument("ref")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_app
 def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str, ...], workdir: str | None,
-        user: str | None, entrypoint: str | None, pull_policy: str, ref: str, command: tuple[str, ...]) -> None:
+        user: str | None, entrypoint: str | None, pull_policy: str, insecure: tuple[str, ...], tls_ca: str | None,
+        ref: str, command: tuple[str, ...]) -> None:
     """Run the image REF (its entrypoint and cmd, or COMMAND) once and print its output.
 
     The platform is this host's unless --platform says otherwise; an image not in the local store is pulled
@@ -48,7 +51,7 @@ def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str
 
     wanted = plat.parse(platform_text) if platform_text else plat.host()
     images = app.images
-    image = images.images(_local_or_pulled(app, ref, wanted, pull_policy), [wanted])[0]
+    image = images.images(_local_or_pulled(app, ref, wanted, pull_policy, insecure, tls_ca), [wanted])[0]
     cfg = image.config.config
     head = (entrypoint,) if entrypoint is not None else (cfg.entrypoint or ())
     args = tuple(head) + (command or (cfg.cmd or () if entrypoint is None else ()))
@@ -74,7 +77,8 @@ def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str
             sys.exit(code)
 
 
-def _local_or_pulled(app: AppContext, ref: str, wanted: Platform, policy: str) -> Descriptor:
+def _local_or_pulled(app: AppContext, ref: str, wanted: Platform, policy: str, insecure: tuple[str, ...] = (),
+                     tls_ca: str | None = None) -> Descriptor:
     """The store's image REF; pulled (platform ``wanted`` only) when no such name is in the store, or always
     with ``policy`` ``always``. A local name is never replaced by a pull unless asked (``always``): a local
     image that lacks ``wanted`` is an error naming its platforms, as before."""
@@ -90,6 +94,6 @@ def _local_or_pulled(app: AppContext, ref: str, wanted: Platform, policy: str) -
             if policy == "never":
                 raise
     click.echo(f"Pulling {ref} ({wanted})", err=True)
-    with make_client(app.env) as client, app.images.store.transaction():
+    with make_client(app.env, insecure, tls_ca) as client, app.images.store.transaction():
         return pull_image(client, reference.parse(ref).defaulted(), app.images, name=ref,
                           platforms=[wanted]).descriptor
