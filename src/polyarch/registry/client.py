@@ -1,9 +1,13 @@
 """OCI distribution client on httpx: one synchronous ``httpx.Client`` shared by the threads of a pool.
 
-- **Endpoints** (see ``endpoints``): ``docker.io`` is ``registry-1.docker.io`` (or ``ClientOptions.mirror``, for
-  pulls); loopback registries speak plain http; other hosts https with verification, unless listed in
-  ``ClientOptions.insecure``: https without verification, falling back to http. ``SSL_CERT_FILE`` (read by the ssl
-  module) and ``ClientOptions.ca_file`` (``--tls-ca``) add trusted CAs. The options are built by the CLI.
+- **Endpoints** (see ``endpoints``): ``docker.io`` is ``registry-1.docker.io`` (or a mirror, for pulls); per-host
+  rules (``ClientOptions.hosts``: http, insecure, CAs, mirror); loopback registries speak plain http; other hosts
+  https with verification, unless listed in ``ClientOptions.insecure`` or inside ``insecure_networks``: https
+  without verification, falling back to http. ``SSL_CERT_FILE`` (read by the ssl module) and
+  ``ClientOptions.ca_file`` (``--tls-ca``) add trusted CAs; a host's own CAs are trusted for it alone. The options
+  are built by the CLI; each host's route is worked out once per client.
+- **Observer**: retries (with their reason) and blob transfers are reported to ``observer``
+  (``observer.TransferObserver``); the client never prints.
 - **Auth**: anonymous first; a 401 teaches the challenge, then basic or bearer (see ``auth``) is sent proactively.
 - **Redirects** are followed here, not by httpx: the Authorization header goes only to the registry's own origin,
   so a blob GET redirected to S3 never carries credentials.
@@ -44,7 +48,7 @@ from . import auth
 from .blobs import READ_CHUNK, fetch_blob, push_blob
 from .bodies import buffered, read_capped
 from .credentials import Credential, CredentialStore
-from .endpoints import ClientOptions, Endpoint, route_for
+from .endpoints import ClientOptions, Endpoint, Route, route_for
 from .httperrors import status_error, transport_error
 from .observer import NULL_OBSERVER, Retry, TransferObserver, describe_failure
 from .sink import BlobSink
@@ -99,6 +103,7 @@ class RegistryClient:
         self._http_noverify = httpx.Client(verify=False, **self._client_args)
         self._http_ca: dict[tuple[str, ...], httpx.Client] = {}  # per-host CAs of the config file
         self._registries: dict[str, Endpoint] = {}
+        self._routes: dict[tuple[str, bool], Route] = {}
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, Digest], set[str]] = {}
         self.sleep: Callable[[float], None] = time.sleep
@@ -139,7 +144,9 @@ class RegistryClient:
     # --- endpoints ---------------------------------------------------------------------------------------
 
     def endpoint(self, domain: str, *, push: bool = False) -> Endpoint:
-        route = route_for(self.options, domain, push=push)
+        route = self._routes.get((domain, push))
+        if route is None:  # once per host: the rules may resolve the name (insecure networks)
+            route = self._routes[(domain, push)] = route_for(self.options, domain, push=push)
         with self._lock:
             reg = self._registries.get(route.base)
             if reg is None:
