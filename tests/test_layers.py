@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "polyarch"
 
 #: top-level package or module of polyarch → layer (docs/architecture.md, "Layers")
 LAYERS: dict[str, int] = {
-    "polyarch": 0, "__main__": 9,
+    "polyarch": 0, "__main__": 10,
     "errors": 0, "digest": 0, "platform": 0, "oci": 0, "ops": 0, "progress": 0, "cancel": 0, "fsutil": 0, "libpatches": 0, "sqlschema": 0,
     "frontend": 1,
     "content": 2,
@@ -23,7 +23,8 @@ LAYERS: dict[str, int] = {
     "sources": 5,
     "exporters": 6, "verify": 6, "imagetools": 6, "audit": 6,
     "pipeline": 7,
-    "cli": 8,
+    "nodes": 8,
+    "cli": 9,
 }
 
 

@@ -18,6 +18,9 @@ Variables (unset and empty mean the same):
   registry client (``client_options``, ``credentials``).
 - ``POLYARCH_CONFIG``, ``XDG_CONFIG_HOME``: where polyarch's configuration file is (``config_location``; the file
   itself is read by ``cli/config.py``).
+- ``POLYARCH_CONFIG_DIR`` (else ``$XDG_CONFIG_HOME/polyarch``, else ``~/.config/polyarch``): polyarch's per-user
+  state directory, where ``builders.json`` keeps the builder instances (``state_dir``); ``POLYARCH_BUILDER``: the
+  builder ``build`` and ``bake`` use when ``--builder`` is not given (``builder``).
 
 A bad value fails the command that uses it, with one ``error:`` line naming the variable, as it always did; a
 command that does not use a variable never fails because of it.
@@ -67,6 +70,8 @@ class Environment:
     allow_nondistributable: bool = False  # POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS in 1, true, yes, on
     config_file: str = ""  # POLYARCH_CONFIG
     config_home: str = ""  # XDG_CONFIG_HOME
+    config_dir: str = ""  # POLYARCH_CONFIG_DIR
+    builder: str = ""  # POLYARCH_BUILDER
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Environment:
@@ -91,6 +96,8 @@ class Environment:
             allow_nondistributable=get("POLYARCH_ALLOW_NONDISTRIBUTABLE_ARTIFACTS").lower() in _YES,
             config_file=get("POLYARCH_CONFIG"),
             config_home=environ.get("XDG_CONFIG_HOME", ""),
+            config_dir=get("POLYARCH_CONFIG_DIR"),
+            builder=get("POLYARCH_BUILDER"),
         )
 
     # --- the store ---------------------------------------------------------------------------------------------
@@ -112,6 +119,13 @@ class Environment:
             return Path("/etc/polyarch/config.toml"), False
         return (Path(self.config_home) if self.config_home else Path.home() / ".config") / "polyarch" / "config.toml", \
             False
+
+    def state_dir(self) -> Path:
+        """polyarch's per-user state directory (builder instances): ``POLYARCH_CONFIG_DIR``, else
+        ``$XDG_CONFIG_HOME/polyarch`` (default ``~/.config/polyarch``), for root too (builders are per user)."""
+        if self.config_dir:
+            return Path(self.config_dir)
+        return (Path(self.config_home) if self.config_home else Path.home() / ".config") / "polyarch"
 
     # --- reproducibility -----------------------------------------------------------------------------------------
 
