@@ -13,6 +13,7 @@ No polyarch imports: any layer may use this module.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import tempfile
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "atomic_write", "fsync_dir", "private_dir", "start_writeback"]
+__all__ = ["atomic_file", "atomic_write", "fsync_dir", "lock_held", "private_dir", "start_writeback"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -78,6 +79,21 @@ def private_dir(path: Path) -> None:
             os.chmod(path, 0o700)
         except PermissionError:
             pass
+
+
+def lock_held(path: Path) -> bool | None:
+    """Whether someone holds an ``flock`` on ``path`` (shared or exclusive); None when there is no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return False
 
 
 @functools.cache

@@ -94,3 +94,22 @@ def test_content_store_keeps_no_copy_of_the_file_helpers() -> None:
     tree = ast.parse(Path(store.__file__).read_text(encoding="utf-8"))
     defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert defined & {"atomic_file", "atomic_write", "fsync_dir", "private_dir", "start_writeback"} == set()
+
+
+def test_lock_held_sees_shared_and_exclusive_locks_of_others(tmp_path: Path) -> None:
+    import fcntl
+
+    from polyarch.fsutil import lock_held
+
+    path = tmp_path / "owner.lock"
+    assert lock_held(path) is None
+    path.write_bytes(b"")
+    assert lock_held(path) is False
+    for mode in (fcntl.LOCK_SH, fcntl.LOCK_EX):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, mode)
+            assert lock_held(path) is True
+        finally:
+            os.close(fd)
+        assert lock_held(path) is False

@@ -40,6 +40,7 @@ from polyarch.errors import BuildError, PolyarchError
 from polyarch.fsutil import private_dir
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_index, is_manifest, parse_document
 from polyarch.sources.protocol import ContentSource
+from polyarch.worker.reap import pid_alive
 
 from .ctxurl import GitURL
 
@@ -150,13 +151,13 @@ class RemoteContexts:
         removed = 0
         for entry in os.scandir(self._parent) if self._parent.is_dir() else ():
             pid = entry.name.split("-")[1] if entry.name.startswith("build-") and entry.name.count("-") >= 2 else ""
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
         images = self._store()
         for name, _desc in images.names():
             repo, _, pid = name.rpartition(":")
-            if repo.startswith(TEMP_REPOSITORY + "/") and pid.isdigit() and not _alive(int(pid)):
+            if repo.startswith(TEMP_REPOSITORY + "/") and pid.isdigit() and not pid_alive(int(pid)):
                 try:
                     images.remove_name(name)
                     removed += 1
@@ -259,16 +260,6 @@ class RemoteContexts:
             raise BuildError(f"{what}: {exc.message}", hint=exc.hint) from exc
         self._names.append(name)
         return name
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _copy_tree(images: ImageStore, src: ContentSource, desc: Descriptor) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from polyarch.errors import BuildError, PolyarchError, UsageError
-from polyarch.fsutil import private_dir
+from polyarch.fsutil import lock_held, private_dir
 from polyarch.platform import Platform
 
 from . import linux
@@ -338,22 +338,8 @@ def cache_mount_dirs(store_root: Path | str) -> list[CacheMountDir]:
                 label = ""
             lock = folder / "lock"
             used = (lock if lock.exists() else folder).stat().st_mtime
-            out.append(CacheMountDir(folder.name, folder, label, tree_size(folder), used, _busy(lock)))
+            out.append(CacheMountDir(folder.name, folder, label, tree_size(folder), used, lock_held(lock) is True))
     return out
-
-
-def _busy(lock: Path) -> bool:
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def remove_cache_mount(entry: CacheMountDir) -> bool:

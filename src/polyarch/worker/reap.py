@@ -42,8 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyarch.errors import PolyarchError
+from polyarch.fsutil import lock_held
 
-__all__ = ["Reaped", "build_temp_prefix", "container_id", "reap", "reap_crashed", "watch"]
+__all__ = ["Reaped", "build_temp_prefix", "container_id", "pid_alive", "reap", "reap_crashed", "watch"]
 
 _OWNED = re.compile(r"^(?:polyarch-)?(\d+)-[0-9a-f]+$")
 _TEMP = re.compile(r"^polyarch-build-(\d+)-[a-z0-9_]+$")
@@ -110,23 +111,19 @@ def _alive(pid: int, root: Path) -> bool:
     """Whether owner ``pid`` may still run. Its lock decides where it has one: a builder in another pid
     namespace sharing this store has a pid that means nothing here, but its lock is held all the same (the lock
     is shared, so an owner of the same pid in another namespace keeps it too: never reaped wrongly)."""
+    held = lock_held(_owner_lock(root, pid))
+    return pid_alive(pid) if held is None else held
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists in this pid namespace (one we may not signal counts as alive)."""
     try:
-        fd = os.open(_owner_lock(root, pid), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return True
 
 
 def _stale(name: str, root: Path, everything: bool, only: int | None) -> bool:
