@@ -44,10 +44,10 @@ from polyarch.digest import Digest
 from polyarch.errors import PolyarchError
 from polyarch.solver.cache import BuildCache, SnapshotUse
 from polyarch.worker.mounts import cache_mount_dirs, remove_cache_mount
-from polyarch.worker.snapshot import Leftover, SnapshotDirs, SnapshotEntry, chain_ids
+from polyarch.worker.snapshot import Leftover, SnapshotDirs, SnapshotEntry
 
 from .gcpolicy import GcPolicy
-from .usage import Record, RecordFilter, cache_total, collect_usage
+from .usage import Record, RecordFilter, cache_total, collect_usage, image_chains
 
 __all__ = ["BuildPruneResult", "RecordsPruned", "enforce_gc", "prune_build_state", "prune_cache_mounts",
            "prune_records"]
@@ -61,21 +61,6 @@ class BuildPruneResult:
     skipped_busy: bool = False  # a build was running: snapshots and cache mounts were left alone
     cache_mounts: int = 0
     cache_mount_bytes: int = 0
-
-
-def _image_chains(images: ImageStore) -> tuple[set[str], set[str]]:
-    """(chain ids as hex, diff_ids) of every image a name reaches."""
-    chains: set[str] = set()
-    diff_ids: set[str] = set()
-    for _, desc in images.names():
-        try:
-            imgs = images.images(desc)
-        except PolyarchError:
-            continue
-        for img in imgs:
-            diff_ids.update(str(d) for d in img.config.diff_ids)
-            chains.update(c.hex for c in chain_ids(list(img.config.diff_ids)))
-    return chains, diff_ids
 
 
 def _prune_cache(cache: BuildCache, images: ImageStore, dry_run: bool,
@@ -102,7 +87,7 @@ def _has(images: ImageStore, digest: str) -> bool:
         return False
 
 
-def _live_chains(uses: dict[str, SnapshotUse], image_chains: set[str], live_diffs: set[str]) -> set[str]:
+def _live_chains(uses: dict[str, SnapshotUse], named: set[str], live_diffs: set[str]) -> set[str]:
     """Image chains, and recorded chains whose layer and every layer below are still in use."""
     memo: dict[str, bool] = {}
 
@@ -112,7 +97,7 @@ def _live_chains(uses: dict[str, SnapshotUse], image_chains: set[str], live_diff
             if chain in memo:
                 result = memo[chain]
                 break
-            if chain in image_chains:
+            if chain in named:
                 result = True
                 break
             use = uses.get(chain)
@@ -129,7 +114,7 @@ def _live_chains(uses: dict[str, SnapshotUse], image_chains: set[str], live_diff
             memo[c] = result
         return result
 
-    return image_chains | {c for c in uses if alive(c)}
+    return named | {c for c in uses if alive(c)}
 
 
 def prune_build_state(root: Path, images: ImageStore, *, grace: float = 3600.0, dry_run: bool = False,
@@ -142,9 +127,9 @@ def prune_build_state(root: Path, images: ImageStore, *, grace: float = 3600.0, 
         return BuildPruneResult()
     with BuildCache.in_store(root) as cache:
         entries, live_diffs = _prune_cache(cache, images, dry_run, doomed)
-        image_chains, image_diffs = _image_chains(images)
+        named_chains, image_diffs = image_chains(images)
         uses = cache.snapshot_uses()
-        live = _live_chains(uses, image_chains, live_diffs | image_diffs)
+        live = _live_chains(uses, named_chains, live_diffs | image_diffs)
         with dirs.lock(exclusive=True, wait=False) as held:
             if not held:
                 return BuildPruneResult(entries, skipped_busy=True)

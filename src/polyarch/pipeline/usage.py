@@ -47,7 +47,7 @@ from polyarch.worker.snapshot import SnapshotDirs, chain_ids
 
 from .gcpolicy import parse_duration
 
-__all__ = ["BUILDX_TYPES", "IN_FLIGHT", "KINDS", "Record", "RecordFilter", "Usage", "cache_total", "collect_usage",
+__all__ = ["BUILDX_TYPES", "IN_FLIGHT", "KINDS", "Record", "RecordFilter", "Usage", "cache_total", "collect_usage", "image_chains",
            "parse_filters"]
 
 KINDS = ("result", "snapshot", "cachemount", "blob", "leftover", "metadata")
@@ -162,16 +162,19 @@ def _named(images: ImageStore, keep: Iterable[Digest]) -> dict[Digest, str]:
     return out
 
 
-def _image_chains(images: ImageStore) -> set[str]:
+def image_chains(images: ImageStore) -> tuple[set[str], set[str]]:
+    """(chain ids as hex, diff_ids) of every image a name reaches: snapshots and layers still in use."""
     chains: set[str] = set()
+    diff_ids: set[str] = set()
     for _, desc in images.names():
         try:
             imgs = images.images(desc)
         except PolyarchError:
             continue
         for img in imgs:
+            diff_ids.update(str(d) for d in img.config.diff_ids)
             chains.update(c.hex for c in chain_ids(list(img.config.diff_ids)))
-    return chains
+    return chains, diff_ids
 
 
 def _results(cache: BuildCache | None, sizes: dict[Digest, tuple[int, float]], named: dict[Digest, str],
@@ -243,7 +246,7 @@ def collect_usage(root: Path, images: ImageStore, *, keep: Iterable[Digest] = ()
         if cache is not None:
             cache.close()
     in_results = {r.ref[1] for r in records if r.kind == "result" and r.ref[1] is not None}  # type: ignore[index]
-    records += _snapshots(dirs, uses, _image_chains(images))
+    records += _snapshots(dirs, uses, image_chains(images)[0])
     for mount in cache_mount_dirs(root):
         records.append(Record("cachemount", mount.key, mount.size, mount.last_used, mount.busy,
                               f"cache mount {mount.label}" if mount.label else "cache mount", ref=mount))
