@@ -47,12 +47,14 @@ __all__ = ["bake", "read_bake_files"]
 @click.option("--metadata-file", default=None, type=click.Path(dir_okay=False), help="Write per-target build metadata as JSON.")
 @click.option("--verify", is_flag=True,
               help="Before any output: check every target's platforms hold binaries of their own architecture.")
+@click.option("--builder", "builder_name", default=None,
+              help="Builder instance to use (default: $POLYARCH_BUILDER, else the one in use).")
 @client_options
 @pass_app
 def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], print_: bool,
          list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
          metadata_file: str | None, verify: bool = False, allow: tuple[str, ...] = (), insecure: tuple[str, ...] = (),
-         tls_ca: str | None = None) -> None:
+         tls_ca: str | None = None, builder_name: str | None = None) -> None:
     """Build several targets from a bake or compose file."""
     from polyarch.frontend.bake import Evaluator, parse_files, parse_overrides
     from polyarch.platform import host
@@ -80,8 +82,12 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
     from polyarch.pipeline.runexec import parse_allow
 
     from .bake_request import run_calls
+    from .builder import remote_build_unavailable, selected_builder
 
+    chosen = selected_builder(app, builder_name)  # an unknown builder or a bad builders file fails here
     targets, status = run_calls(definition.targets, local_resolver(app.images))  # call = "check" etc.
+    if targets and not chosen.is_local:
+        remote_build_unavailable(chosen)
     if targets:
         _build(app, ev, targets, load=load, push=push, no_cache=no_cache, pull=pull,
                progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from polyarch.cli.attestations import attest_options
 from polyarch.cli.context import AppContext, pass_app
 from polyarch.cli.registry_cmds import client_options, registry_factory, reporting_to
 from polyarch.errors import UsageError
@@ -144,6 +145,9 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format of --call.")
 @click.option("--verify", "verify", is_flag=True,
               help="Before any output: check every platform holds binaries of its own architecture (polyarch verify).")
+@click.option("--builder", "builder_name", default=None,
+              help="Builder instance to use (default: $POLYARCH_BUILDER, else the one in use).")
+@attest_options
 @client_options
 @pass_app
 def build(app: AppContext, context: str, dockerfile: str | None, platforms: tuple[str, ...], tags: tuple[str, ...],
@@ -152,7 +156,9 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
           no_cache: bool, cache_from: tuple[str, ...], cache_to: tuple[str, ...], pull: bool, network: str,
           allow: tuple[str, ...], progress_mode: str, quiet: bool,
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str,
-          verify: bool = False, insecure: tuple[str, ...] = (), tls_ca: str | None = None) -> None:
+          verify: bool = False, insecure: tuple[str, ...] = (), tls_ca: str | None = None,
+          builder_name: str | None = None, sbom: str | None = None, provenance: str | None = None,
+          attest: tuple[str, ...] = (), attest_mode: str = "referrers") -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.cli.buildctx import RemoteArgs
     from polyarch.oci import reference
@@ -174,6 +180,9 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     args = _pairs(build_args, "--build-arg", from_env=True)
     excludes = _excludes(ctx_dir, df_path)
     wanted = parse_list(platforms)
+    from polyarch.cli.builder import selected_builder
+
+    chosen = selected_builder(app, builder_name)  # an unknown builder or a bad builders file fails here
     what = "check" if check else call_name
     if what != "build":
         from polyarch.frontend.reports.call import CALLS, call
@@ -202,6 +211,9 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     from polyarch.worker.reap import reap_crashed
 
     entitlements = parse_allow(allow)
+    from polyarch.cli.attestations import attest_result, build_facts, parse_flags
+
+    attest_opts = parse_flags(sbom, provenance, attest, attest_mode)  # bad values fail before any work
     reap_crashed(app.store.root, runtime=app.env.runtime)
     from polyarch.cli.prune import gc_after_build, gc_policy
 
@@ -230,15 +242,33 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                        allow=entitlements)
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     registry = reporting_to(registry_factory(app.env, insecure, tls_ca), progress)  # retries, blobs: progress
+    import time
+
+    started = time.time()
     try:
         with cancel_on_signals() as cancel:  # ^C: cancel the build (exit 130), a second ^C: exit at once
-            plan, result = build_image(build_deps(app, registry), req, progress=progress, cancel=cancel)
+            if chosen.is_local:
+                plan, result = build_image(build_deps(app, registry), req, progress=progress, cancel=cancel)
+            else:  # platforms spread over the builder's nodes (cli/node.py, nodes/distribute.py)
+                from polyarch.cli.node import build_over_nodes
+                from polyarch.pipeline.bases import local_resolver
+                from polyarch.pipeline.run import plan_request
+
+                plan = plan_request(req, local_resolver(app.images))  # findings; a bad Dockerfile fails here
+                result, _ = build_over_nodes(app, chosen, req, progress=progress, cancel=cancel, registry=registry)
         for finding in plan.findings:
             progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
         for name in plan.unused_build_args:
             progress.message(f"build-arg {name} was not consumed by any instruction")
         if verify:
             verify_before_export(app, result.index, wanted, progress)
+        if attest_opts.any:
+            facts = build_facts(ctx_dir=ctx_dir, context_arg=context, dockerfile_name=df_path.name,
+                                dockerfile_text=text, build_args=args, target=target,
+                                platforms=[str(p.platform) for p in result.images], secrets=list(req.secrets),
+                                ssh=list(req.ssh), epoch=epoch, started=started, opts=attest_opts)
+            result = attest_result(app.images, result, plan, attest_opts, facts, name=tags[0] if tags else "",
+                                   epoch=epoch, progress=progress)
         report = ExportReport(result=result)
         if not specs:
             progress.message("no output specified: the build result stays in the build cache only "

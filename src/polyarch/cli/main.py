@@ -44,7 +44,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("polyarch.cli.registry_cmds:push", "Upload a local image to a registry"),
     "imagetools": ("polyarch.cli.imagetools:imagetools", "Inspect, create and copy images in registries"),
     "verify": ("polyarch.cli.verify:verify", "Check that every platform of an image is built for it"),
+    "attestations": ("polyarch.cli.attestations:attestations", "List and read an image's SBOM and provenance"),
     "audit": ("polyarch.cli.audit:audit", "Show which image runs native, emulated or not at all on which host"),
+    "builder": ("polyarch.cli.builder:builder", "Manage builder instances (local and ssh nodes)"),
+    "create": ("polyarch.cli.builder:create", "Create a builder or add a node to it (= builder create)"),
+    "ls": ("polyarch.cli.builder:ls", "List builders and their nodes (= builder ls)"),
+    "use": ("polyarch.cli.builder:use", "Use a builder for build and bake (= builder use)"),
+    "stop": ("polyarch.cli.builder:stop", "Stop a builder (= builder stop)"),
+    "node": ("polyarch.cli.node:node", "Serve builds for a builder's node (run by ssh: node serve --stdio)"),
 }
 
 
