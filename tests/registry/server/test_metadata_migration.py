@@ -1,6 +1,7 @@
 """registry.db schema versions: a database written before versions were recorded (a dump made by polyarch at
 50548e4, ``data/registry-v0.sql``) opens, is migrated and keeps repositories, manifests, tags, links and
-upload sessions; one of a newer polyarch is refused with one line and left untouched."""
+upload sessions (and, from step 2, image manifests stored without an artifact type get their config's media
+type); one of a newer polyarch is refused with one line and left untouched."""
 
 from __future__ import annotations
 
@@ -39,9 +40,12 @@ def test_a_database_of_today_is_migrated_and_keeps_its_rows(tmp_path: Path) -> N
         assert meta.tag("library/alpine", "3.19") == M2
         row = meta.manifest("library/alpine", M2)
         assert row is not None and (row.size, row.annotations) == (500, {"org.example": "x"})
-        assert [r.digest for r in meta.referrers("library/alpine", M2)] == [M4]
+        # migration 2: an OCI image manifest stored without an artifact type gets its (OCI) config's
+        assert row.artifact_type == "application/vnd.oci.image.config.v1+json"
+        assert [(r.digest, r.artifact_type) for r in meta.referrers("library/alpine", M2)] == [
+            (M4, "application/vnd.example.sig")]
         assert meta.has_link("library/alpine", M1)
-        assert meta.referenced_in_repo("library/alpine", M1) == [M2]
+        assert M1 in meta.referenced_digests()
         assert [(u.id, u.offset) for u in meta.uploads()] == [("upload-1", 1024)]
         meta.link("library/busybox", M1)  # and it takes writes
     finally:
@@ -64,7 +68,7 @@ def newer(root: Path) -> Path:
 def test_a_database_of_a_newer_polyarch_is_refused_untouched(tmp_path: Path) -> None:
     path = newer(tmp_path)
     before = path.read_bytes()
-    with pytest.raises(StoreError, match="has schema version 2, newer than this polyarch knows"):
+    with pytest.raises(StoreError, match=f"has schema version {len(MIGRATIONS) + 1}, newer than this polyarch knows"):
         Metadata(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
@@ -76,6 +80,7 @@ def test_registry_gc_refuses_a_newer_database_with_one_line(tmp_path: Path) -> N
     before = path.read_bytes()
     proc = run_cli("registry", "gc", "--dry-run", root=root, check=False)
     assert proc.returncode != 0
-    assert proc.stderr.splitlines() == [f"error: the registry database {path} has schema version 2, newer than "
-                                        f"this polyarch knows (1): use a newer polyarch with it"]
+    assert proc.stderr.splitlines() == [f"error: the registry database {path} has schema version "
+                                        f"{len(MIGRATIONS) + 1}, newer than this polyarch knows "
+                                        f"({len(MIGRATIONS)}): use a newer polyarch with it"]
     assert path.read_bytes() == before

@@ -304,8 +304,6 @@ def test_r14_delete_enabled_policy(api: Api) -> None:
     raw, d = api.push_image("app", "1")
     api.put_manifest("app", "2", raw)
     layer = json.loads(raw)["layers"][0]["digest"]
-    r = api.c.delete(f"/v2/app/blobs/{layer}")  # still referenced by a manifest: refused
-    assert r.status_code == 409 and r.json()["errors"][0]["code"] == "DENIED"
     assert api.c.delete("/v2/app/manifests/2").status_code == 202  # by tag: only the tag goes
     assert api.c.get("/v2/app/manifests/2").status_code == 404
     assert api.c.get("/v2/app/manifests/1").status_code == 200

@@ -27,7 +27,7 @@ from . import blobs, manifests, upload_api
 from .auth import Access
 from .body import ClientGone, read_capped
 from .errors import ApiError, error_response
-from .names import Route, parse_digest, parse_reference, parse_route
+from .names import Route, parse_digest, parse_reference, parse_route, parse_tag_params
 from .state import Registry
 
 __all__ = ["create_app"]
@@ -83,7 +83,8 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
         if method in ("GET", "HEAD"):
             return manifests.get_manifest(reg, name, ref, head=head)
         if method == "PUT":
-            return await manifests.put_manifest(reg, name, ref, request.receive, request.headers)
+            tags = () if isinstance(ref, str) else parse_tag_params(request.query_params.getlist("tag"))
+            return await manifests.put_manifest(reg, name, ref, request.receive, request.headers, tags)
         return await manifests.delete_manifest(reg, name, ref)
     if kind == "blob":
         digest = parse_digest(route.ref)

@@ -101,19 +101,18 @@ async def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str |
 
 
 async def delete_blob(reg: Registry, repo: str, digest: Digest) -> Response:
-    """Unlink ``digest`` from ``repo`` (the bytes go at the next GC). Refused while a manifest of the
-    repository references it, or when it comes from a local store name."""
+    """Unlink ``digest`` from ``repo``: 202, and the repository serves it no more (as distribution does, also
+    while a manifest of the repository still references it: a re-push or mount links it again). Only the link
+    goes: the bytes stay while any manifest of any repository or a local store name references them (GC's
+    rule), and other repositories keep theirs. 405 when deletes are off or the blob comes only from a local
+    store name (that is ``polyarch rm``'s), 404 when the repository has no link to it."""
     if not reg.config.delete_enabled:
         raise ApiError("UNSUPPORTED", "deletes are disabled on this registry", status=405)
     text = str(digest)
-    users = reg.meta.referenced_in_repo(repo, text)
-    if users:
-        raise ApiError("DENIED", "blob is referenced by manifests of this repository", status=409,
-                       detail={"manifests": users})
     if not reg.meta.has_link(repo, text):
         if text in reg.local.reachable(repo):
-            raise ApiError("DENIED", "blob belongs to a local store image; remove it with 'polyarch rm'",
-                           status=409)
+            raise ApiError("UNSUPPORTED", "blob belongs to a local store image; remove it with 'polyarch rm'",
+                           status=405)
         raise ApiError("BLOB_UNKNOWN", "blob unknown to registry", detail={"digest": text})
     await run_io(reg.meta.unlink, repo, text)
     return Response(status_code=202, headers={"Docker-Content-Digest": text, "Content-Length": "0"})

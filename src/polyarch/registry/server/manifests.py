@@ -1,5 +1,9 @@
 """Manifests (GET/HEAD/PUT/DELETE by tag or digest), tag lists, the catalog and the referrers API.
 
+A PUT by digest may name tags as ``?tag=`` parameters: each is created with the manifest, in one transaction,
+and answered in an ``OCI-Tag`` header. The referrers API lists a manifest's ``artifactType``, or for an image
+manifest without one its config's media type (distribution-spec 1.1).
+
 A manifest is stored once as a blob of the content store (its exact pushed bytes) and recorded per repository
 in the database with what it references. A PUT is accepted only when every config, layer and child it names
 is readable in the same repository with the declared size (a missing ``subject`` is allowed; a layer with
@@ -117,8 +121,10 @@ def _validate(reg: Registry, repo: str, doc: Manifest | Index) -> None:
             _check_descriptor(reg, repo, child, f"manifests[{i}]", manifest=is_doc)
 
 
-async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any,
-                       headers: Any) -> Response:
+async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any, headers: Any,
+                       tag_params: tuple[str, ...] = ()) -> Response:
+    """Store a manifest; by tag, the tag moves to it; by digest, every tag of ``tag_params`` (the ``?tag=``
+    parameters) moves to it in the same transaction and each is named in an ``OCI-Tag`` answer header."""
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > reg.config.max_manifest:
         raise ApiError("SIZE_INVALID", f"manifest larger than {reg.config.max_manifest} bytes", status=413,
@@ -135,9 +141,7 @@ async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any
                        detail={"digest": str(ref)})
     if isinstance(doc, Manifest):
         refs = [str(doc.config.digest), *(str(layer.digest) for layer in doc.layers)]
-        artifact = doc.artifact_type or (doc.config.media_type if doc.config.media_type != MediaType.OCI_CONFIG
-                                         else "")
-        artifact = doc.artifact_type or artifact
+        artifact = doc.artifact_type or doc.config.media_type  # an image's artifact type is its config's
     else:
         refs = [str(m.digest) for m in doc.manifests]
         artifact = doc.artifact_type
@@ -145,13 +149,17 @@ async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any
     row = ManifestRow(repo, str(digest), doc.media_type, len(raw), artifact, subject, dict(doc.annotations))
     _validate(reg, repo, doc)  # early, outside the write lock, for a quick answer
     await run_io(reg.store.write, raw, digest)
-    await run_io(reg.meta.put_manifest, row, refs, ref if isinstance(ref, str) else None,
-                 lambda: _validate(reg, repo, doc))
+    tags = (ref,) if isinstance(ref, str) else tag_params
+    await run_io(reg.meta.put_manifest, row, refs, tags, lambda: _validate(reg, repo, doc))
     out = {"Location": f"/v2/{repo}/manifests/{digest}", "Docker-Content-Digest": str(digest),
            "Content-Length": "0"}
     if subject is not None:
         out["OCI-Subject"] = subject
-    return Response(status_code=201, headers=out)
+    response = Response(status_code=201, headers=out)
+    if not isinstance(ref, str):
+        for tag in tag_params:
+            response.headers.append("OCI-Tag", tag)
+    return response
 
 
 async def delete_manifest(reg: Registry, repo: str, ref: Digest | str) -> Response:

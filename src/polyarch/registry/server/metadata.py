@@ -50,8 +50,16 @@ CREATE TABLE IF NOT EXISTS uploads (
   id TEXT PRIMARY KEY, repo TEXT NOT NULL, algorithm TEXT NOT NULL, offset INTEGER NOT NULL,
   created REAL NOT NULL, updated REAL NOT NULL) WITHOUT ROWID;
 """
+# Migration 2: an image manifest without ``artifactType`` is listed by the referrers API with its config's media
+# type (distribution-spec 1.1). Rows stored before that left it empty only for an OCI image manifest whose config
+# was the standard OCI image config (any other config type was stored), so that type is exactly what they lack.
+_ARTIFACT_TYPE_FROM_CONFIG = """
+UPDATE manifests SET artifact_type = 'application/vnd.oci.image.config.v1+json'
+  WHERE artifact_type = '' AND media_type = 'application/vnd.oci.image.manifest.v1+json';
+"""
 MIGRATIONS: tuple[Migration, ...] = (
     statements(_SCHEMA_V1),  # 1: the schema before versions were recorded (polyarch up to issue 14)
+    statements(_ARTIFACT_TYPE_FROM_CONFIG),  # 2: image manifests' artifact type falls back to the config's
 )
 
 
@@ -163,11 +171,6 @@ class Metadata:
     def repos_with_blob(self, digest: str) -> list[str]:
         return [r[0] for r in self._all("SELECT repo FROM links WHERE digest=? LIMIT 1000", (digest,))]
 
-    def referenced_in_repo(self, repo: str, digest: str) -> list[str]:
-        """Manifests of ``repo`` that reference ``digest``."""
-        return [r[0] for r in self._all("SELECT manifest FROM refs WHERE repo=? AND target=? LIMIT 20",
-                                        (repo, digest))]
-
     def tags(self, repo: str, *, last: str = "", limit: int = 1000) -> list[str]:
         return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=? AND tag>? ORDER BY tag LIMIT ?",
                                         (repo, last, limit))]
@@ -223,10 +226,10 @@ class Metadata:
         with self.write() as c:
             c.execute("DELETE FROM links WHERE repo=? AND digest=?", (repo, digest))
 
-    def put_manifest(self, row: ManifestRow, refs: Sequence[str], tag: str | None,
+    def put_manifest(self, row: ManifestRow, refs: Sequence[str], tags: Sequence[str],
                      check: Callable[[], None]) -> None:
-        """Record a manifest (and move ``tag`` to it) atomically; ``check`` runs inside the transaction, so a
-        concurrent GC cannot delete a referenced blob between the check and the commit."""
+        """Record a manifest and move every tag of ``tags`` to it, atomically (all or none); ``check`` runs inside
+        the transaction, so a concurrent GC cannot delete a referenced blob between the check and the commit."""
         now = time.time()
         with self.write() as c:
             check()
@@ -238,9 +241,9 @@ class Metadata:
             c.executemany("INSERT OR IGNORE INTO refs VALUES (?,?,?)", [(row.repo, row.digest, t) for t in refs])
             c.execute("INSERT INTO links VALUES (?,?,?) ON CONFLICT(repo, digest) DO UPDATE SET "
                       "touched=excluded.touched", (row.repo, row.digest, now))
-            if tag is not None:
-                c.execute("INSERT INTO tags VALUES (?,?,?,?) ON CONFLICT(repo, tag) DO UPDATE SET "
-                          "digest=excluded.digest, updated=excluded.updated", (row.repo, tag, row.digest, now))
+            c.executemany("INSERT INTO tags VALUES (?,?,?,?) ON CONFLICT(repo, tag) DO UPDATE SET "
+                          "digest=excluded.digest, updated=excluded.updated",
+                          [(row.repo, tag, row.digest, now) for tag in tags])
 
     def delete_manifest(self, repo: str, digest: str) -> bool:
         with self.write() as c:

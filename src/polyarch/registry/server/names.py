@@ -3,7 +3,8 @@
 Routing works on the **raw** path: a ``%`` anywhere (``%2F``, ``%2e%2e``) is refused before any decoding, so a
 name can never smuggle a separator or a dot segment past validation (zot ``FuzzInitRepo``). Repository names
 follow the distribution grammar (lowercase components, ``.``/``_``/``__``/``-+`` separators, at most 255
-characters); tags are ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``; digests go through ``Digest.parse``.
+characters); tags are ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``, in the path or as ``?tag=`` parameters of a manifest
+PUT by digest (at most 100); digests go through ``Digest.parse``.
 
 Local names (``org.opencontainers.image.ref.name`` in ``index.json``) are served as follows: when the first
 path component looks like a registry host (contains ``.`` or ``:``, or is ``localhost``) it is stripped, the
@@ -20,6 +21,7 @@ registry does not flood ``polyarch images`` or contend for the ``index.json`` lo
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from polyarch.digest import Digest
@@ -28,7 +30,10 @@ from polyarch.oci.reference import valid_repository, valid_tag
 
 from .errors import ApiError
 
-__all__ = ["Route", "local_repo_tag", "parse_digest", "parse_reference", "parse_route"]
+__all__ = ["MAX_TAG_PARAMS", "Route", "local_repo_tag", "parse_digest", "parse_reference", "parse_route",
+           "parse_tag_params"]
+
+MAX_TAG_PARAMS = 100
 
 _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("tags", re.compile(r"^(?P<name>.+)/tags/list$")),
@@ -104,6 +109,19 @@ def parse_reference(text: str) -> Digest | str:
     if not valid_tag(text):
         raise ApiError("TAG_INVALID", "invalid tag", detail={"tag": text[:200]})
     return text
+
+
+def parse_tag_params(values: Sequence[str]) -> tuple[str, ...]:
+    """The ``?tag=`` parameters of a manifest PUT by digest, each a valid tag, in order, without repeats.
+
+    :raises ApiError: TAG_INVALID (400) for a bad tag; 414 for more than :data:`MAX_TAG_PARAMS`.
+    """
+    if len(values) > MAX_TAG_PARAMS:
+        raise ApiError("TAG_INVALID", f"at most {MAX_TAG_PARAMS} tags per request", status=414)
+    for tag in values:
+        if not valid_tag(tag):
+            raise ApiError("TAG_INVALID", "invalid tag", detail={"tag": tag[:200]})
+    return tuple(dict.fromkeys(values))
 
 
 def local_repo_tag(ref_name: str) -> tuple[str, str] | None:
