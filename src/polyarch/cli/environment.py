@@ -21,6 +21,10 @@ Variables (unset and empty mean the same):
 - ``POLYARCH_CONFIG_DIR`` (else ``$XDG_CONFIG_HOME/polyarch``, else ``~/.config/polyarch``): polyarch's per-user
   state directory, where ``builders.json`` keeps the builder instances (``state_dir``); ``POLYARCH_BUILDER``: the
   builder ``build`` and ``bake`` use when ``--builder`` is not given (``builder``).
+- ``REGISTRY_*`` (distribution's names, e.g. ``REGISTRY_STORAGE_S3_BUCKET``): values of ``registry serve``'s
+  configuration file, overriding the file (``registry_vars``; validated by ``cli/registry_config.py``).
+- ``POLYARCH_SSH``: the ssh command line builder nodes are reached with (``ssh``; default ``ssh -o BatchMode=yes
+  -o ConnectTimeout=10``), as for ``polyarch audit``'s hosts.
 
 A bad value fails the command that uses it, with one ``error:`` line naming the variable, as it always did; a
 command that does not use a variable never fails because of it.
@@ -72,6 +76,8 @@ class Environment:
     config_home: str = ""  # XDG_CONFIG_HOME
     config_dir: str = ""  # POLYARCH_CONFIG_DIR
     builder: str = ""  # POLYARCH_BUILDER
+    ssh: str = ""  # POLYARCH_SSH: the ssh command line for builder nodes (shell words)
+    registry_vars: tuple[tuple[str, str], ...] = ()  # every REGISTRY_* variable, sorted (registry serve --config)
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Environment:
@@ -98,6 +104,8 @@ class Environment:
             config_home=environ.get("XDG_CONFIG_HOME", ""),
             config_dir=get("POLYARCH_CONFIG_DIR"),
             builder=get("POLYARCH_BUILDER"),
+            ssh=get("POLYARCH_SSH"),
+            registry_vars=tuple(sorted((k, v) for k, v in environ.items() if k.startswith("REGISTRY_") and v)),
         )
 
     # --- the store ---------------------------------------------------------------------------------------------

@@ -1,0 +1,282 @@
+"""The client side of the node protocol: one OpenSSH connection to a node running ``polyarch node serve --stdio``.
+
+``ssh_argv`` is the command line: the caller's ssh command (default ``ssh -o BatchMode=yes -o
+ConnectTimeout=10``; the user's ssh config, keys, agent and known_hosts checking apply), ``-T``, ``-p PORT`` when
+the endpoint has one, ``--``, ``[user@]host`` and the remote command ``polyarch [FLAGS] node serve --stdio``
+(each word quoted for the remote shell). ``NodeClient`` owns the ssh process: ``connect`` exchanges ``hello``
+(a node of another protocol version is refused with both versions named), ``build`` sends one request for some
+platforms, the context files the node lacks, relays the node's progress (every step named ``[NODE …]``), then
+streams the result's blobs the local store lacks into it (digests verified; listed in ``received_blobs``) and
+returns the images. Any failure
+is one ``BuildError`` naming the node and, when the node was running one, the step.
+"""
+
+from __future__ import annotations
+
+import collections
+import shlex
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polyarch.content.images import ImageStore
+from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
+from polyarch.errors import BuildError, PolyarchError
+from polyarch.exporters.assemble import PlatformImage
+from polyarch.frontend.dockerignore import matcher, parse_dockerignore
+from polyarch.oci.spec import Descriptor
+from polyarch.pipeline.run import BuildRequest
+from polyarch.platform import Platform, parse
+from polyarch.progress import Progress, VertexHandle
+from polyarch.solver.state import Layer
+
+from . import filesync, wire
+from .model import Node
+from .protocol import PROTOCOL_VERSION, Channel, ConnectionLost, ProtocolError, check_version
+
+__all__ = ["DEFAULT_SSH", "NodeClient", "NodeHello", "ssh_argv"]
+
+DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
+
+
+def ssh_argv(node: Node, ssh: Sequence[str] = DEFAULT_SSH) -> list[str]:
+    ep = node.endpoint
+    remote = ["polyarch", *node.flags, "node", "serve", "--stdio"]
+    return [*ssh, "-T", *(["-p", str(ep.port)] if ep.port else []), "--", ep.ssh_target,
+            " ".join(shlex.quote(w) for w in remote)]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHello:
+    version: str
+    native: tuple[Platform, ...]
+    emulated: tuple[Platform, ...]
+
+
+class _Relay:
+    """The node's progress events as steps of the local progress, each name prefixed with the node's."""
+
+    def __init__(self, progress: Progress, node: str, platforms: tuple[Platform, ...]) -> None:
+        self._progress = progress
+        # a node building one platform names its steps without it: the prefix carries it then
+        self._node = node if len(platforms) != 1 else f"{node} {platforms[0]}"
+        self._open: dict[int, tuple[AbstractContextManager[VertexHandle], VertexHandle, str]] = {}
+
+    def _name(self, name: str) -> str:
+        return f"[{self._node} {name[1:]}" if name.startswith("[") else f"[{self._node}] {name}"
+
+    @property
+    def step(self) -> str:
+        """The step the node was running last (its name as the node showed it), or ""."""
+        return next(reversed(self._open.values()))[2] if self._open else ""
+
+    def event(self, ev: Mapping[str, Any]) -> None:
+        kind = ev.get("ev")
+        vid = int(ev.get("id", 0))
+        if kind == "start":
+            name = str(ev.get("name", ""))
+            cm = self._progress.vertex(self._name(name))
+            self._open[vid] = (cm, cm.__enter__(), name)
+        elif kind == "log" and vid in self._open:
+            self._open[vid][1].log(str(ev.get("line", "")), str(ev.get("stream", "stdout")))
+        elif kind == "done" and vid in self._open:
+            self._open.pop(vid)[0].__exit__(None, None, None)
+        elif kind == "error" and vid in self._open:
+            self._fail(vid, str(ev.get("error", "failed")))
+        elif kind == "cached":
+            self._progress.cached(self._name(str(ev.get("name", ""))))
+        elif kind == "message":
+            level = "info" if ev.get("level") == "info" else "warning"
+            self._progress.message(f"node {self._node}: {ev.get('text', '')}", level=level)
+
+    def _fail(self, vid: int, error: str) -> None:
+        cm, _, _ = self._open.pop(vid)
+        exc = BuildError(error)
+        cm.__exit__(BuildError, exc, None)  # the progress shows the step failed; the exception is not re-raised
+
+    def close(self, error: str) -> None:
+        for vid in list(self._open):
+            self._fail(vid, error)
+
+
+class NodeClient:
+    """One node's ssh connection; ``close`` (or ``abort`` from another thread) ends it."""
+
+    def __init__(self, node: Node, ssh: Sequence[str] = DEFAULT_SSH) -> None:
+        self.node = node
+        self._argv = ssh_argv(node, ssh)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._channel: Channel | None = None
+        self._stderr: collections.deque[str] = collections.deque(maxlen=5)
+        self.hello: NodeHello | None = None
+        self.received_blobs: list[Digest] = []  # result blobs written into the local store (deleted on failure)
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._channel.sent if self._channel else 0
+
+    @property
+    def bytes_received(self) -> int:
+        return self._channel.received if self._channel else 0
+
+    def _drain(self, stream: Any) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                self._stderr.append(line)
+
+    def _why(self) -> str:
+        """What ssh or the node said last on stderr, or the exit status."""
+        proc = self._proc
+        status = None
+        if proc is not None:
+            try:
+                status = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                status = None
+        if self._stderr:
+            return self._stderr[-1]
+        return f"exit status {status}" if status is not None else "connection lost"
+
+    def connect(self) -> NodeHello:
+        """Start ssh and exchange ``hello``. :raises BuildError: unreachable, or of another protocol version."""
+        try:
+            self._proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise BuildError(f"node {self.name} ({self.node.endpoint}): cannot run ssh: {exc.strerror or exc}") \
+                from None
+        assert self._proc.stdin and self._proc.stdout and self._proc.stderr
+        threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True).start()
+        self._channel = Channel(self._proc.stdout, self._proc.stdin)  # type: ignore[arg-type]
+        try:
+            self._channel.send({"type": "hello", "version": PROTOCOL_VERSION})
+            reply = self._channel.expect(self._channel.recv(), "hello")
+            check_version(reply.get("version"), peer=f"node {self.name}")
+            self.hello = NodeHello(str(reply.get("polyarch", "")),
+                                   tuple(parse(str(p)) for p in reply.get("native", [])),
+                                   tuple(parse(str(p)) for p in reply.get("emulated", [])))
+        except ConnectionLost:
+            raise BuildError(f"node {self.name} ({self.node.endpoint}) is unreachable: {self._why()}") from None
+        except PolyarchError as exc:
+            raise BuildError(f"node {self.name} ({self.node.endpoint}): {exc.message}", hint=exc.hint) from None
+        return self.hello
+
+    def build(self, req: BuildRequest, platforms: tuple[Platform, ...], *, store: ContentStore,
+              progress: Progress, memo: filesync.DigestMemo | None = None) -> list[PlatformImage]:
+        """Build ``platforms`` of ``req`` on the node; their blobs end up in ``store``.
+
+        :raises BuildError: the build failed on the node, or the connection was lost (node and step named)."""
+        assert self._channel is not None, "connect first"
+        channel = self._channel
+        relay = _Relay(progress, self.name, platforms)
+        phase = "sending the build context"
+        try:
+            excluded = matcher(parse_dockerignore("\n".join(req.excludes))) if req.excludes else None
+            trees: dict[str, list[filesync.Entry]] = {}
+            paths: dict[str, tuple[Path, int]] = {}
+            for name, root in wire.local_contexts(req).items():
+                entries = filesync.scan(root, excluded if name == "context" else None, memo)
+                trees[name] = entries
+                for e in entries:
+                    if e.kind == "file":
+                        paths.setdefault(e.digest, (root / e.path, e.size))
+            channel.send({"type": "build", "request": wire.request_to_json(req, platforms),
+                          "contexts": {n: [e.to_json() for e in es] for n, es in trees.items()}})
+            while True:  # the node may refuse the request before asking for files
+                message = channel.expect(channel.recv(), "need", "error")
+                if message["type"] == "error":
+                    raise self._failed(message, relay)
+                break
+            for digest in message.get("digests", []):
+                if str(digest) not in paths:
+                    raise ProtocolError(f"node asked for {digest}, which is not in the context")
+                path, size = paths[str(digest)]
+                with open(path, "rb") as src:
+                    channel.send_blob(str(digest), size, src)
+            channel.send({"type": "sent"})
+            phase = "building"
+            while True:
+                message = channel.expect(channel.recv(), "progress", "error", "result")
+                if message["type"] == "progress":
+                    relay.event(message)
+                elif message["type"] == "error":
+                    raise self._failed(message, relay)
+                else:
+                    break
+            phase = "receiving the result"
+            want = [str(b["digest"]) for b in message.get("blobs", [])
+                    if store.stat(Digest.parse(str(b["digest"]))) != int(b["size"])]
+            channel.send({"type": "need", "digests": want})
+            for _ in want:
+                header = channel.expect(channel.recv(), "blob")
+                if str(header.get("digest")) not in want:
+                    raise ProtocolError(f"node sent blob {header.get('digest')}, which was not asked for")
+                self.received_blobs.append(channel.recv_blob(store, header))
+            channel.expect(channel.recv(), "sent")
+            return [_image(doc, ImageStore(store)) for doc in message.get("images", [])]
+        except ConnectionLost:
+            step = relay.step
+            relay.close("connection to the node lost")
+            where = f" at step {step}" if step else f" while {phase}"
+            raise BuildError(f"node {self.name} ({self.node.endpoint}): connection lost{where}: {self._why()}") \
+                from None
+        except OSError as exc:
+            relay.close("failed")
+            raise BuildError(f"node {self.name}: {phase}: {exc.strerror or exc}") from None
+        except BuildError:
+            relay.close("failed")
+            raise
+        except PolyarchError as exc:
+            relay.close("failed")
+            raise BuildError(f"node {self.name} ({self.node.endpoint}): {phase}: {exc.message}", hint=exc.hint) \
+                from None
+
+    def _failed(self, message: Mapping[str, Any], relay: _Relay) -> BuildError:
+        relay.close("failed")
+        return BuildError(f"node {self.name}: {message.get('message', 'build failed')}",
+                          hint=str(message.get("hint") or "") or None)
+
+    def abort(self) -> None:
+        """Kill the ssh process (the node sees its input end and cancels): from any thread."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+
+    def close(self) -> None:
+        """Say ``bye`` and end the connection (the node removes its temporary state)."""
+        if self._channel is not None:
+            try:
+                self._channel.send({"type": "bye"})
+            except PolyarchError:
+                pass
+            self._channel.close()
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def _image(doc: Mapping[str, Any], images: ImageStore) -> PlatformImage:
+    """One result image, read back from the local store (its blobs arrived, digests verified)."""
+    try:
+        manifest = Descriptor.from_dict(doc["manifest"])
+        layers = tuple(Layer.from_json(x) for x in doc.get("layers", []))
+        base_layers = int(doc.get("base_layers", 0))
+        platform = parse(str(doc["platform"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"bad result image: {exc!r}") from None
+    image = images.image(manifest)
+    if [x.descriptor.digest for x in layers] != [d.digest for d in image.manifest.layers]:
+        raise ProtocolError(f"result image {manifest.digest}: its layers differ from the manifest's")
+    return PlatformImage(platform, manifest, image.config, image.manifest.config, layers, base_layers)

@@ -1,0 +1,158 @@
+"""One build spread over a builder's nodes: connect, schedule, run every node's platforms at once, one index.
+
+``build_on_nodes`` connects to every ssh node first (in parallel; ``hello`` tells what each runs), schedules
+each platform (``schedule``: native, else emulated with a warning, else an error before any work; a node that is
+unreachable at the start is left out with a warning when the other nodes can run its platforms, else its error
+is the build's), then runs the local node's platforms here (``local_build``, the usual pipeline) and each ssh
+node's platforms over its connection, in parallel threads. Any failure cancels the rest (a node sees its
+connection end and stops) and is raised as the one ``BuildError`` naming the node and step; the blobs received
+from nodes are deleted again and nothing is exported (a local part that had finished leaves its images unnamed in
+the store, as cache for gc to take). On success the per-platform
+images (local and remote) are put into one index, in the order the platforms were asked for.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from polyarch.cancel import Cancel, Cancelled
+from polyarch.content.images import ImageStore
+from polyarch.content.store import ContentStore
+from polyarch.errors import BuildError, PolyarchError
+from polyarch.exporters.assemble import Annotations, BuildResult, PlatformImage
+from polyarch.pipeline.run import BuildRequest
+from polyarch.platform import Platform
+from polyarch.progress import Progress
+
+from . import filesync, wire
+from .client import NodeClient
+from .model import Builder, Node, NodeStatus
+from .schedule import Assignment, Candidate, schedule
+
+__all__ = ["NodeReport", "build_on_nodes"]
+
+#: builds the local node's platforms (the request's platforms replaced): the usual pipeline, images in the store
+LocalBuild = Callable[[BuildRequest, Cancel], BuildResult]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    """What ran where, and the bytes each ssh connection carried (sent = context and request)."""
+
+    assignments: tuple[Assignment, ...]
+    sent: dict[str, int]
+    received: dict[str, int]
+
+
+def _connect_all(nodes: Sequence[Node], connect: Callable[[Node], NodeClient]
+                 ) -> tuple[dict[str, NodeClient], dict[str, BuildError]]:
+    clients: dict[str, NodeClient] = {}
+    errors: dict[str, BuildError] = {}
+
+    def one(node: Node) -> None:
+        client = connect(node)
+        try:
+            client.connect()
+            clients[node.name] = client
+        except BuildError as exc:
+            client.abort()
+            client.close()
+            errors[node.name] = exc
+
+    if nodes:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            list(pool.map(one, nodes))
+    return clients, errors
+
+
+def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClient]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for node in builder.nodes:
+        if node.endpoint.is_local:
+            native, emulated = (*node.platforms, *local.native), local.emulated
+        elif node.name in clients and clients[node.name].hello is not None:
+            hello = clients[node.name].hello
+            assert hello is not None
+            native, emulated = (*node.platforms, *hello.native), hello.emulated
+        else:
+            continue
+        out.append(Candidate(node.name, tuple(dict.fromkeys(native)), tuple(dict.fromkeys(emulated))))
+    return out
+
+
+def build_on_nodes(builder: Builder, req: BuildRequest, *, local: NodeStatus, local_build: LocalBuild,
+                   connect: Callable[[Node], NodeClient], store: ContentStore, progress: Progress,
+                   cancel: Cancel, default_platform: Platform) -> tuple[BuildResult, NodeReport]:
+    """The build of ``req`` over ``builder``'s nodes. :raises BuildError: naming the node (and step);
+    :raises UsageError: a platform no node runs, or a request nodes cannot take (before any work);
+    :raises Cancelled: ``cancel`` was triggered."""
+    wanted = req.platforms or (default_platform,)
+    for node in builder.remote_nodes:
+        wire.check_forwardable(req, node.name)
+    clients, unreachable = _connect_all(builder.remote_nodes, connect)
+    try:
+        try:
+            plan = schedule(wanted, _candidates(builder, local, clients), builder=builder.name)
+        except PolyarchError:
+            if unreachable:
+                raise next(iter(unreachable.values())) from None
+            raise
+        for name, exc in unreachable.items():
+            progress.message(f"{exc.message}; building without node {name}")
+        for a in plan:
+            if a.emulated:
+                progress.message(f"node {a.node} builds {a.platform} through emulation (slower)")
+        by_node: dict[str, list[Platform]] = {}
+        for a in plan:
+            by_node.setdefault(a.node, []).append(a.platform)
+        images = _run(builder, req, by_node, clients, local_build, store, progress, cancel)
+    finally:
+        for client in clients.values():
+            client.close()
+    order = {str(p): i for i, p in enumerate(wanted)}
+    ordered = sorted(images, key=lambda img: order.get(str(img.platform), len(order)))
+    notes = Annotations.parse(req.annotations)
+    index = ImageStore(store).put_index([img.descriptor for img in ordered], annotations=dict(notes.index) or None)
+    report = NodeReport(tuple(plan), {n: c.bytes_sent for n, c in clients.items()},
+                        {n: c.bytes_received for n, c in clients.items()})
+    return BuildResult(index, tuple(ordered)), report
+
+
+def _run(builder: Builder, req: BuildRequest, by_node: dict[str, list[Platform]], clients: dict[str, NodeClient],
+         local_build: LocalBuild, store: ContentStore, progress: Progress, cancel: Cancel) -> list[PlatformImage]:
+    memo = filesync.DigestMemo()
+    inner = Cancel()  # the first failure stops every other node
+
+    def job(name: str, platforms: list[Platform]) -> list[PlatformImage]:
+        sub = dataclasses.replace(req, platforms=tuple(platforms))
+        if builder.node(name).endpoint.is_local:
+            return list(local_build(sub, inner).images)
+        client = clients[name]
+        with inner.hook(client.abort):
+            return client.build(sub, tuple(platforms), store=store, progress=progress, memo=memo)
+
+    failure: BaseException | None = None
+    out: list[PlatformImage] = []
+    with cancel.hook(inner.cancel), concurrent.futures.ThreadPoolExecutor(max_workers=len(by_node)) as pool:
+        futures = {pool.submit(job, name, platforms): name for name, platforms in by_node.items()}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                out.extend(future.result())
+            except BaseException as exc:  # the first real failure wins over the cancellations it caused
+                if failure is None or (isinstance(failure, Cancelled) and not isinstance(exc, Cancelled)):
+                    failure = exc
+                inner.cancel()
+    if failure is not None:
+        for client in clients.values():  # what nodes sent goes again (the local build rolled back its own)
+            for digest in client.received_blobs:
+                try:
+                    store.delete(digest)
+                except PolyarchError:
+                    pass
+        if cancel.cancelled:
+            raise Cancelled() from failure
+        raise failure
+    return out

@@ -1,0 +1,212 @@
+"""The node side of the node protocol: one session over stdio (``polyarch node serve --stdio``, run by ssh).
+
+``NodeServer.serve`` answers ``hello`` (this node's protocol version and platforms), then serves ``build``
+requests until ``bye`` or the end of its input: it asks for the context files its store lacks, lays the contexts
+out in a private directory (``<root>/contexts/build-PID-…``, swept when a killed node left it), runs the build with
+its own store and cache (the ``build`` function the CLI made), forwards every progress event, and sends the
+result's blobs the client asks for. One reader thread receives everything; when the input ends mid-build (ssh
+killed, client gone) the build is cancelled, so running steps stop, its blobs are rolled back and the temporary
+directory is removed. Secret values stay in memory (the RUN runner mounts them on a tmpfs, as for a local build).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polyarch.cancel import Cancel
+from polyarch.content.store import ContentStore
+from polyarch.errors import PolyarchError
+from polyarch.exporters.assemble import BuildResult
+from polyarch.fsutil import private_dir
+from polyarch.pipeline.run import BuildRequest
+from polyarch.platform import Platform
+from polyarch.progress import (
+    Event,
+    Message,
+    Progress,
+    VertexCached,
+    VertexDone,
+    VertexError,
+    VertexLog,
+    VertexStarted,
+)
+
+from . import filesync, wire
+from .protocol import PROTOCOL_VERSION, Channel, ConnectionLost, ProtocolError
+
+__all__ = ["BuildFunction", "ForwardingRenderer", "NodeServer", "event_to_json"]
+
+#: runs one build on this node's store: (request, progress, cancel) → result (images + index, no names)
+BuildFunction = Callable[[BuildRequest, Progress, Cancel], BuildResult]
+
+_EOF: dict[str, Any] = {"type": "eof"}
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    if isinstance(event, VertexStarted):
+        return {"type": "progress", "ev": "start", "id": event.id, "name": event.name}
+    if isinstance(event, VertexLog):
+        return {"type": "progress", "ev": "log", "id": event.id, "line": event.line, "stream": event.stream}
+    if isinstance(event, VertexDone):
+        return {"type": "progress", "ev": "done", "id": event.id}
+    if isinstance(event, VertexCached):
+        return {"type": "progress", "ev": "cached", "id": event.id, "name": event.name}
+    if isinstance(event, VertexError):
+        return {"type": "progress", "ev": "error", "id": event.id, "error": event.error, "canceled": event.canceled}
+    assert isinstance(event, Message)
+    return {"type": "progress", "ev": "message", "level": event.level, "text": event.text}
+
+
+class ForwardingRenderer:
+    """A progress renderer that sends every event to the client; a lost client cancels the build."""
+
+    def __init__(self, channel: Channel, cancel: Cancel) -> None:
+        self._channel = channel
+        self._cancel = cancel
+
+    def emit(self, event: Event) -> None:
+        try:
+            self._channel.send(event_to_json(event))
+        except ConnectionLost:
+            self._cancel.cancel()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlatforms:
+    native: tuple[Platform, ...]
+    emulated: tuple[Platform, ...]
+
+
+class NodeServer:
+    """One client session; ``serve`` returns when the client says ``bye`` or its input ends."""
+
+    def __init__(self, channel: Channel, *, store: ContentStore, build: BuildFunction, platforms: NodePlatforms,
+                 version: str) -> None:
+        self._channel = channel
+        self._store = store
+        self._build = build
+        self._platforms = platforms
+        self._version = version
+        self._inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._cancel: Cancel | None = None
+        self._lock = threading.Lock()
+
+    # --- receiving (one thread) -------------------------------------------------------------------------------
+
+    def _reader(self) -> None:
+        try:
+            while True:
+                message = self._channel.recv()
+                if message["type"] == "blob":
+                    self._channel.recv_blob(self._store, message)
+                    message = {"type": "stored", "digest": message["digest"]}
+                self._inbox.put(message)
+        except (PolyarchError, OSError) as exc:
+            with self._lock:
+                if self._cancel is not None:
+                    self._cancel.cancel()  # the client is gone: stop the build
+            self._inbox.put({**_EOF, "why": str(exc)})
+
+    def _next(self, *types: str) -> dict[str, Any]:
+        message = self._inbox.get()
+        if message["type"] == "eof":
+            raise ConnectionLost(message.get("why", "connection lost"))
+        return self._channel.expect(message, *types)
+
+    # --- the session ------------------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        threading.Thread(target=self._reader, name="node-reader", daemon=True).start()
+        try:
+            hello = self._next("hello")
+            self._channel.send({"type": "hello", "version": PROTOCOL_VERSION, "polyarch": self._version,
+                                "native": [str(p) for p in self._platforms.native],
+                                "emulated": [str(p) for p in self._platforms.emulated]})
+            if hello.get("version") != PROTOCOL_VERSION:
+                return  # the client refuses us with both versions named
+            while True:
+                message = self._next("build", "bye")
+                if message["type"] == "bye":
+                    return
+                self._serve_build(message)
+        except ConnectionLost:
+            return
+
+    def _serve_build(self, message: dict[str, Any]) -> None:
+        work = self._store.root / "contexts"
+        private_dir(work)
+        tmp = Path(tempfile.mkdtemp(prefix=f"build-{os.getpid()}-node-", dir=work))
+        cancel = Cancel()
+        with self._lock:
+            self._cancel = cancel
+        try:
+            contexts = self._receive_contexts(message, tmp)
+            req = wire.request_from_json(message.get("request", {}), contexts)
+            progress = Progress(ForwardingRenderer(self._channel, cancel))
+            result = self._build(req, progress, cancel)
+        except ConnectionLost:
+            raise
+        except PolyarchError as exc:
+            self._channel.send({"type": "error", "message": exc.message, "hint": exc.hint or ""})
+            return
+        finally:
+            with self._lock:
+                self._cancel = None
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._send_result(result)
+
+    def _receive_contexts(self, message: dict[str, Any], tmp: Path) -> dict[str, Path]:
+        raw = message.get("contexts")
+        if not isinstance(raw, dict) or "context" not in raw:
+            raise ProtocolError("build request without a context")
+        trees = {str(name): [filesync.Entry.from_json(e) for e in entries] for name, entries in raw.items()}
+        need = filesync.missing(self._store, [e for entries in trees.values() for e in entries])
+        self._channel.send({"type": "need", "digests": need})
+        for _ in need:
+            self._next("stored")
+        self._next("sent")
+        out: dict[str, Path] = {}
+        for i, (name, entries) in enumerate(trees.items()):
+            dest = tmp / f"c{i}"
+            dest.mkdir()
+            filesync.materialize(self._store, entries, dest)
+            out[name] = dest
+        return out
+
+    def _send_result(self, result: BuildResult) -> None:
+        images: list[dict[str, Any]] = []
+        blobs: dict[str, int] = {}
+        for img in result.images:
+            images.append({"platform": str(img.platform), "manifest": img.descriptor.to_dict(),
+                           "config": img.config_descriptor.to_dict(),
+                           "layers": [x.to_json() for x in img.layers], "base_layers": img.base_layers})
+            for desc in (img.config_descriptor, img.descriptor, *(x.descriptor for x in img.layers)):
+                blobs[str(desc.digest)] = desc.size
+        self._channel.send({"type": "result", "images": images,
+                            "blobs": [{"digest": d, "size": s} for d, s in blobs.items()]})
+        want = self._next("need")
+        digests = _digests(want.get("digests", []), blobs)
+        self._channel.send_blobs(self._store, digests)
+        self._channel.send({"type": "sent"})
+
+
+def _digests(asked: Sequence[Any], offered: dict[str, int]) -> list[Any]:
+    from polyarch.digest import Digest
+
+    out = []
+    for d in asked:
+        if str(d) not in offered:
+            raise ProtocolError(f"client asked for blob {d}, which is not part of the result")
+        out.append(Digest.parse(str(d)))
+    return out
