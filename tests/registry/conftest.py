@@ -19,6 +19,8 @@ import pytest
 from tests.registry.faultproxy import FaultProxy
 from tests.registry.imagegen import make_test_image
 from tests.registry.refregistry import RefRegistry, start_registry
+from tests.registry.rgw import Rgw, start_rgw
+from tests.registry.rgw import available as rgw_available
 
 
 def _need(binary: str) -> None:
@@ -104,3 +106,14 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     yield f"localhost:{srv.server_address[1]}", cert
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
+    """A throwaway Ceph RGW (S3) for the session: tests/registry/rgw.py; scripts/setup.sh installs Ceph."""
+    if not rgw_available():
+        raise AssertionError("Ceph RGW is not installed: apt-get install --no-install-recommends ceph-mon ceph-osd "
+                             "radosgw (scripts/setup.sh)")
+    cluster = start_rgw(tmp_path_factory.mktemp("rgw"))
+    yield cluster
+    cluster.stop()

@@ -1,14 +1,21 @@
-"""``polyarch registry serve`` and ``polyarch registry gc``: the embedded OCI registry over the local store."""
+"""``polyarch registry serve`` and ``polyarch registry gc``: the embedded OCI registry over the local store, or with
+its blobs in S3 (``--config``, :mod:`polyarch.cli.registry_config`)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from polyarch.cli.context import AppContext, pass_app
 from polyarch.errors import UsageError
+
+if TYPE_CHECKING:
+    from polyarch.registry.server.storage import BlobStorage
+
+    from .registry_config import S3Settings
 
 __all__ = ["parse_duration", "registry"]
 
@@ -29,7 +36,10 @@ def registry() -> None:
 
 
 @registry.command("serve")
-@click.option("--addr", default="127.0.0.1:5000", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="distribution-style config.yml (http, auth, storage: filesystem or s3); flags and REGISTRY_* "
+                   "variables override it.")
+@click.option("--addr", default=None, help="HOST:PORT to listen on.  [default: 127.0.0.1:5000]")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="TLS private key (PEM).")
 @click.option("--tls-client-ca", type=click.Path(dir_okay=False, path_type=Path),
@@ -39,8 +49,10 @@ def registry() -> None:
 @click.option("--token-auth", is_flag=True, help="Require bearer tokens from the built-in /token endpoint.")
 @click.option("--token-key", type=click.Path(dir_okay=False, path_type=Path),
               help="HS256 signing key file (>= 32 bytes); default: a key generated at start.")
-@click.option("--read-only", is_flag=True, help="Refuse pushes and deletes.")
-@click.option("--delete-enabled", is_flag=True, help="Allow DELETE of manifests, tags and blob links.")
+@click.option("--read-only", is_flag=True, default=None, help="Refuse pushes and deletes.")
+@click.option("--delete-enabled", is_flag=True, default=None, help="Allow DELETE of manifests, tags and blob links.")
+@click.option("--no-redirect", is_flag=True, default=None,
+              help="Stream blobs from S3 storage instead of answering 307 to a presigned URL.")
 @click.option("--upload-ttl", default="1h", show_default=True, help="Expire idle upload sessions after this.")
 @click.option("--max-uploads-per-repo", default=64, show_default=True, type=click.IntRange(min=1),
               help="Open upload sessions a repository may have; more answer 429 TOOMANYREQUESTS.")
@@ -53,10 +65,11 @@ def registry() -> None:
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @pass_app
-def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None,
-          htpasswd: Path | None, token_auth: bool, token_key: Path | None, read_only: bool, delete_enabled: bool,
-          upload_ttl: str, max_uploads_per_repo: int, max_uploads_per_client: int, header_timeout: str,
-          body_timeout: str, log_level: str) -> None:
+def serve(app: AppContext, config_file: Path | None, addr: str | None, tls_cert: Path | None, tls_key: Path | None,
+          tls_client_ca: Path | None, htpasswd: Path | None, token_auth: bool, token_key: Path | None,
+          read_only: bool | None, delete_enabled: bool | None, no_redirect: bool | None, upload_ttl: str,
+          max_uploads_per_repo: int, max_uploads_per_client: int, header_timeout: str, body_timeout: str,
+          log_level: str) -> None:
     """Serve the local store as an OCI distribution registry.
 
     Local names are served at once: 'base/busybox:1' as repository base/busybox tag 1, and a leading registry
@@ -65,6 +78,15 @@ def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | Non
     from polyarch.registry.server import Authorizer, Htpasswd, Registry, RegistryConfig, TokenIssuer
     from polyarch.registry.server import serve as srv
 
+    from .registry_config import load_serve_file
+
+    conf = load_serve_file(config_file, app.env.registry_vars)
+    addr = addr or conf.addr or "127.0.0.1:5000"
+    tls_cert, tls_key = tls_cert or conf.tls_cert, tls_key or conf.tls_key
+    tls_client_ca, htpasswd = tls_client_ca or conf.tls_client_ca, htpasswd or conf.htpasswd
+    read_only = bool(read_only if read_only is not None else conf.read_only)
+    delete_enabled = bool(delete_enabled if delete_enabled is not None else conf.delete_enabled)
+    redirect = conf.redirect and not no_redirect
     host, port = srv.parse_addr(addr)
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
@@ -86,10 +108,13 @@ def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | Non
     authorizer = Authorizer(users, tokens)
     config = RegistryConfig(read_only=read_only, delete_enabled=delete_enabled,
                             upload_ttl=parse_duration(upload_ttl), idle_timeout=parse_duration(body_timeout),
-                            max_uploads_per_repo=max_uploads_per_repo, max_uploads_per_client=max_uploads_per_client)
+                            max_uploads_per_repo=max_uploads_per_repo, max_uploads_per_client=max_uploads_per_client,
+                            redirect=redirect)
     store = app.store
+    storage = _s3_storage(conf.s3) if conf.storage == "s3" and conf.s3 is not None else None
+    where = f"s3://{conf.s3.bucket}/{conf.s3.rootdirectory.strip('/')}" if conf.s3 is not None else str(store.root)
     with srv.single_instance(store.root):
-        reg = Registry(store, config, authorizer)
+        reg = Registry(store, config, authorizer, storage)
         try:
             purged = reg.recover()
             warning = srv.exposure_warning(host, authorizer.enabled)
@@ -97,10 +122,22 @@ def serve(app: AppContext, addr: str, tls_cert: Path | None, tls_key: Path | Non
                 click.echo(f"warning: {warning}", err=True)
             scheme = "https" if tls else "http"
             note = f" (purged {purged} upload sessions of a previous run)" if purged else ""
-            click.echo(f"polyarch registry serving {store.root} on {scheme}://{addr}{note}", err=True)
+            click.echo(f"polyarch registry serving {where} on {scheme}://{addr}{note}", err=True)
             srv.run(reg, host, port, tls=tls, log_level=log_level, header_timeout=parse_duration(header_timeout))
         finally:
             reg.close()
+
+
+def _s3_storage(s3: S3Settings) -> BlobStorage:
+    """The s3 driver (imports boto3), checked against the bucket before serving. :raises StoreError:"""
+    from polyarch.registry.server.storage.s3 import S3Options, S3Storage
+
+    storage = S3Storage(S3Options(
+        bucket=s3.bucket, region=s3.region, regionendpoint=s3.regionendpoint, rootdirectory=s3.rootdirectory,
+        accesskey=s3.accesskey, secretkey=s3.secretkey, profile=s3.profile, secure=s3.secure,
+        forcepathstyle=s3.forcepathstyle, ca_file=s3.cafile, part_size=s3.chunksize))
+    storage.check()
+    return storage
 
 
 @registry.command("gc")

@@ -29,6 +29,7 @@ from .body import ClientGone, read_capped
 from .errors import ApiError, error_response
 from .names import Route, parse_digest, parse_reference, parse_route, parse_tag_params
 from .state import Registry
+from .storage import StorageUnavailable
 
 __all__ = ["create_app"]
 
@@ -99,7 +100,7 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
         return await upload_api.finish_upload(reg, name, route.ref, request)
     if method == "DELETE":
         return await upload_api.cancel_upload(reg, name, route.ref)
-    return upload_api.upload_status(reg, name, route.ref)
+    return await upload_api.upload_status(reg, name, route.ref)
 
 
 def _storage_error(exc: BaseException) -> Response:
@@ -132,6 +133,10 @@ def create_app(reg: Registry, *, purge_interval: float = 60.0) -> Starlette:
             response = error_response(413, "SIZE_INVALID", exc.message, head=head)
         except NotFound:
             response = error_response(404, "BLOB_UNKNOWN", "not found", head=head)
+        except StorageUnavailable as exc:
+            log.error("storage unavailable: %s", exc)
+            response = error_response(503, "UNAVAILABLE", "storage backend unavailable, retry later",
+                                      headers={"Retry-After": "5"}, head=head)
         except (StoreError, OSError) as exc:
             response = _storage_error(exc)
         except Exception:

@@ -3,6 +3,10 @@
 Ranges: one ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` gives 206 with ``Content-Range``; a range past the end
 or inverted (``bytes=500-0``) gives 416 with ``Content-Range: bytes */<size>``; a multi-range or any other
 unit is ignored and the whole blob is sent with 200 (RFC 9110 allows ignoring Range).
+
+A GET of a storage that has presigned URLs (S3) answers 307 to one unless ``RegistryConfig.redirect`` is off (the
+client's ``Range`` then applies at the storage); HEAD and the filesystem storage always answer here, streamed
+from ``BlobStorage.open``.
 """
 
 from __future__ import annotations
@@ -10,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import BinaryIO
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from polyarch.digest import Digest
+from polyarch.errors import StoreError
 
 from .body import _IO, run_io
 from .errors import ApiError
 from .state import Registry
+from .storage import BlobReader
 
 __all__ = ["delete_blob", "get_blob", "parse_range"]
 
@@ -51,13 +56,11 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-async def _stream(f: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
+async def _stream(f: BlobReader, length: int) -> AsyncIterator[bytes]:
     """Read ahead: the next chunk is read on a worker thread while the current one is being sent."""
     loop = asyncio.get_running_loop()
     ahead: asyncio.Future[bytes] | None = None
     try:
-        if start:
-            f.seek(start)
         remaining = length
         ahead = loop.run_in_executor(_IO, f.read, min(READ_CHUNK, remaining)) if remaining > 0 else None
         while ahead is not None:
@@ -72,9 +75,9 @@ async def _stream(f: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
         if ahead is not None:
             try:
                 await ahead
-            except OSError:
+            except (OSError, StoreError):
                 pass
-        f.close()
+        await run_io(f.close)
 
 
 async def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str | None, *,
@@ -94,9 +97,13 @@ async def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str |
         headers["Content-Length"] = str(length)
     if head:
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
-    # opened before answering, so a storage failure is a clean 500, not a torn 200
-    f: BinaryIO = await run_io(open, reg.store.blob_path(digest), "rb", 0)  # type: ignore[assignment]
-    return StreamingResponse(_stream(f, start, length), status_code=status, headers=headers,
+    if reg.config.redirect:
+        url = await run_io(reg.blobs.presign, digest, reg.config.redirect_ttl)
+        if url is not None:
+            return RedirectResponse(str(url), status_code=307, headers={"Docker-Content-Digest": str(digest)})
+    # opened before answering, so a storage failure is a clean 5xx, not a torn 200
+    f: BlobReader = await run_io(reg.blobs.open, digest, start, length)  # type: ignore[assignment]
+    return StreamingResponse(_stream(f, length), status_code=status, headers=headers,
                              media_type="application/octet-stream")
 
 

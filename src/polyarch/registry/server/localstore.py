@@ -31,14 +31,18 @@ class LocalView:
 
 
 class LocalNames:
-    def __init__(self, images: ImageStore) -> None:
+    def __init__(self, images: ImageStore, *, enabled: bool = True) -> None:
+        """``enabled=False``: no names at all (the registry keeps its blobs outside this store)."""
         self._images = images
+        self._enabled = enabled
         self._path = images.store.root / "index.json"
         self._key: tuple[int, int, int] | None = None
         self._view = LocalView({}, {})
         self._lock = threading.Lock()
 
     def view(self) -> LocalView:
+        if not self._enabled:
+            return self._view
         try:
             st = os.stat(self._path)
             key = (st.st_ino, st.st_size, st.st_mtime_ns)

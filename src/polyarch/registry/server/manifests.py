@@ -70,7 +70,7 @@ def get_manifest(reg: Registry, repo: str, ref: Digest | str, *, head: bool) -> 
     digest_text, media_type, _ = _resolve(reg, repo, ref)
     digest = Digest.parse(digest_text)
     try:
-        raw = reg.store.read(digest, limit=reg.config.max_manifest)
+        raw = reg.blobs.read(digest, limit=reg.config.max_manifest)
     except NotFound:
         raise ApiError("MANIFEST_UNKNOWN", "manifest unknown", detail={"reference": str(ref)}) from None
     except PolyarchError:
@@ -96,7 +96,7 @@ def _check_descriptor(reg: Registry, repo: str, desc: Descriptor, where: str, *,
         row = reg.meta.manifest(repo, text)
         local = reg.local.manifest(repo, text) if row is None else None
         size = row.size if row is not None else (local.size if local is not None else None)
-        if size is not None and reg.store.stat(desc.digest) is None:
+        if size is not None and reg.blobs.stat(desc.digest) is None:
             size = None
     else:
         size = reg.blob_size(repo, desc.digest)
@@ -148,7 +148,7 @@ async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any
     subject = str(doc.subject.digest) if doc.subject is not None else None
     row = ManifestRow(repo, str(digest), doc.media_type, len(raw), artifact, subject, dict(doc.annotations))
     _validate(reg, repo, doc)  # early, outside the write lock, for a quick answer
-    await run_io(reg.store.write, raw, digest)
+    await run_io(reg.blobs.write, raw, digest)
     tags = (ref,) if isinstance(ref, str) else tag_params
     await run_io(reg.meta.put_manifest, row, refs, tags, lambda: _validate(reg, repo, doc))
     out = {"Location": f"/v2/{repo}/manifests/{digest}", "Docker-Content-Digest": str(digest),

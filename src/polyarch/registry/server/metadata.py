@@ -57,9 +57,12 @@ _ARTIFACT_TYPE_FROM_CONFIG = """
 UPDATE manifests SET artifact_type = 'application/vnd.oci.image.config.v1+json'
   WHERE artifact_type = '' AND media_type = 'application/vnd.oci.image.manifest.v1+json';
 """
+# Migration 3: what the storage driver needs to continue a session after a restart (``storage/protocol.py``).
+_UPLOAD_STATE = "ALTER TABLE uploads ADD COLUMN state TEXT NOT NULL DEFAULT '';"
 MIGRATIONS: tuple[Migration, ...] = (
     statements(_SCHEMA_V1),  # 1: the schema before versions were recorded (polyarch up to issue 14)
     statements(_ARTIFACT_TYPE_FROM_CONFIG),  # 2: image manifests' artifact type falls back to the config's
+    statements(_UPLOAD_STATE),  # 3: a session's storage state (S3 multipart upload) beside its offset
 )
 
 
@@ -260,12 +263,18 @@ class Metadata:
     def create_upload(self, upload_id: str, repo: str, algorithm: str) -> None:
         now = time.time()
         with self.write() as c:
-            c.execute("INSERT INTO uploads VALUES (?,?,?,?,?,?)", (upload_id, repo, algorithm, 0, now, now))
+            c.execute("INSERT INTO uploads (id, repo, algorithm, offset, created, updated) VALUES (?,?,?,?,?,?)",
+                      (upload_id, repo, algorithm, 0, now, now))
 
-    def advance_upload(self, upload_id: str, offset: int) -> bool:
+    def advance_upload(self, upload_id: str, offset: int, state: str = "") -> bool:
+        """Record a session's offset and its storage driver's state (``storage.UploadWriter.flush``)."""
         with self.write() as c:
-            return c.execute("UPDATE uploads SET offset=?, updated=? WHERE id=?",
-                             (offset, time.time(), upload_id)).rowcount > 0
+            return c.execute("UPDATE uploads SET offset=?, state=?, updated=? WHERE id=?",
+                             (offset, state, time.time(), upload_id)).rowcount > 0
+
+    def upload_state(self, upload_id: str) -> str | None:
+        row = self._one("SELECT state FROM uploads WHERE id=?", (upload_id,))
+        return str(row[0]) if row else None
 
     def finish_upload(self, upload_id: str, repo: str | None = None, digest: str | None = None) -> bool:
         """Delete the session row; with ``digest``, link the blob to ``repo`` in the same transaction."""

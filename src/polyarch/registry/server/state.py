@@ -1,8 +1,11 @@
-"""The registry's shared state: configuration, content store, metadata, local names, sessions, auth.
+"""The registry's shared state: configuration, content store, blob storage, metadata, local names, sessions, auth.
 
 ``blob_size`` is the one access rule for blobs: a repository may serve a digest when it holds a link to it
 (pushed, mounted, or a manifest of it) or when a local store name served as that repository reaches it, and
-the store really has the file (checked on every request: no existence cache to go stale).
+the blob storage really has it (checked on every request: no existence cache to go stale).
+
+Blob bytes live in a ``storage.BlobStorage`` (default: the local content store). With another storage (S3), local
+store names are not served: their blobs are in the local store, not in the registry's storage.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from polyarch.digest import Digest
 from .auth import Authorizer
 from .localstore import LocalNames
 from .metadata import DB_NAME, Metadata
+from .storage import BlobStorage, FilesystemStorage
 from .uploads import MAX_PER_CLIENT, MAX_PER_REPO, Uploads
 
 __all__ = ["Registry", "RegistryConfig"]
@@ -35,19 +39,22 @@ class RegistryConfig:
     max_uploads_per_client: int = MAX_PER_CLIENT
     idle_timeout: float = 60.0
     page_max: int = 1000
+    redirect: bool = True  # blob GET answers 307 to the storage's presigned URL when it has one
+    redirect_ttl: int = 1200
 
 
 class Registry:
     """Owns the database and the live upload sessions; close with ``close()``."""
 
     def __init__(self, root: Path | ContentStore, config: RegistryConfig | None = None,
-                 authorizer: Authorizer | None = None) -> None:
+                 authorizer: Authorizer | None = None, storage: BlobStorage | None = None) -> None:
         self.store = root if isinstance(root, ContentStore) else ContentStore(root)
         self.images = ImageStore(self.store)
         self.config = config or RegistryConfig()
+        self.blobs: BlobStorage = storage if storage is not None else FilesystemStorage(self.store)
         self.meta = Metadata(self.store.root / DB_NAME)
-        self.local = LocalNames(self.images)
-        self.uploads = Uploads(self.store, self.meta, self.config.upload_ttl,
+        self.local = LocalNames(self.images, enabled=self.blobs.name == FilesystemStorage.name)
+        self.uploads = Uploads(self.blobs, self.meta, self.config.upload_ttl,
                                max_per_repo=self.config.max_uploads_per_repo,
                                max_per_client=self.config.max_uploads_per_client)
         self.auth = authorizer or Authorizer()
@@ -60,7 +67,7 @@ class Registry:
         text = str(digest)
         if not (self.meta.has_link(repo, text) or text in self.local.reachable(repo)):
             return None
-        return self.store.stat(digest)
+        return self.blobs.stat(digest)
 
     def repo_known(self, repo: str) -> bool:
         return self.meta.repo_exists(repo) or repo in self.local.view().repos

@@ -30,6 +30,14 @@ def _progress(session: Session, status: int) -> Response:
         "Docker-Upload-UUID": session.id, "Content-Length": "0"})
 
 
+async def _session(reg: Registry, upload_id: str, repo: str) -> Session:
+    """A live session at once (no await: requests keep their arrival order on its lock); one of an earlier
+    process is resumed from storage on an I/O thread."""
+    if reg.uploads.is_live(upload_id):
+        return reg.uploads.get(upload_id, repo)
+    return await run_io(reg.uploads.get, upload_id, repo)  # type: ignore[return-value]
+
+
 def _client(request: Request) -> str:
     """The address the session limits count against (the peer: behind a proxy, all clients are one)."""
     return request.client.host if request.client is not None else ""
@@ -50,9 +58,9 @@ async def _try_mount(reg: Registry, repo: str, digest: Digest, source: str | Non
         repos = reg.meta.repos_with_blob(text)
         if not any(reg.auth.can(headers, Access("repository", r, frozenset({"pull"}))) for r in repos):
             return False
-        if reg.store.stat(digest) is None:
+        if reg.blobs.stat(digest) is None:
             return False
-    elif reg.store.stat(digest) is None:
+    elif reg.blobs.stat(digest) is None:
         return False
     await run_io(reg.meta.link, repo, text)
     return True
@@ -119,9 +127,10 @@ async def _append(reg: Registry, session: Session, request: Request, *, required
 
 
 async def patch_upload(reg: Registry, repo: str, upload_id: str, request: Request) -> Response:
-    session = reg.uploads.get(upload_id, repo)
+    session: Session = await _session(reg, upload_id, repo)
     async with session.lock:
-        session = reg.uploads.get(upload_id, repo)  # finished or purged while we waited?
+        # finished or purged while we waited?
+        session = await _session(reg, upload_id, repo)
         await _append(reg, session, request, required=True)
         await run_io(reg.uploads.save_offset, session)
         return _progress(session, 202)
@@ -132,22 +141,23 @@ async def finish_upload(reg: Registry, repo: str, upload_id: str, request: Reque
     if not text:
         raise ApiError("DIGEST_INVALID", "digest query parameter is required")
     digest = parse_digest(text)
-    session = reg.uploads.get(upload_id, repo)
+    session: Session = await _session(reg, upload_id, repo)
     async with session.lock:
-        session = reg.uploads.get(upload_id, repo)
+        session = await _session(reg, upload_id, repo)
         await _append(reg, session, request, required=False)
         await run_io(reg.uploads.commit, session, digest)
         await run_io(reg.meta.finish_upload, session.id, repo, str(digest))
     return _created(repo, digest)
 
 
-def upload_status(reg: Registry, repo: str, upload_id: str) -> Response:
-    return _progress(reg.uploads.get(upload_id, repo), 204)
+async def upload_status(reg: Registry, repo: str, upload_id: str) -> Response:
+    session: Session = await _session(reg, upload_id, repo)
+    return _progress(session, 204)
 
 
 async def cancel_upload(reg: Registry, repo: str, upload_id: str) -> Response:
-    session = reg.uploads.get(upload_id, repo)
+    session: Session = await _session(reg, upload_id, repo)
     async with session.lock:
-        session = reg.uploads.get(upload_id, repo)
+        session = await _session(reg, upload_id, repo)
         await run_io(reg.uploads.cancel, session)
     return Response(status_code=204, headers={"Content-Length": "0"})

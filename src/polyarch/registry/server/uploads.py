@@ -1,18 +1,18 @@
 """Blob upload sessions: POST → PATCH… → PUT ``?digest=``, and the monolithic ``POST ?digest=``.
 
-A session is a row in the registry database (the authority: ``registry gc`` may purge it) plus, in this
-process, a data file under ``<root>/registry/uploads/`` and a running hash kept in memory. No descriptor is held
-between requests: each append opens the file, writes at the session's offset and closes it, so idle sessions
-cost memory only. Chunks must arrive in order (``Content-Range`` start = current offset, else 416); a chunk that
-fails half-way is rolled back (file truncated, hash restored), so the session stays at its last good offset.
-Completion verifies digest and size, fsyncs and renames the file into the content store under its digest: the
-same temp → verify → fsync → rename protocol as ``ContentStore``; a wrong digest answers 400 ``DIGEST_INVALID``
-and closes the session.
+A session is a row in the registry database (the authority: ``registry gc`` may purge it) plus its data in the
+storage driver (``storage.UploadWriter``: a file under ``<root>/registry/uploads/``, or an S3 multipart upload) and,
+in the process that received its bytes, a running hash. Chunks must arrive in order (``Content-Range`` start =
+current offset, else 416); a chunk that fails half-way is rolled back (data and hash), so the session stays at its
+last good offset, and after each good request the driver's state is recorded beside the offset. Completion
+verifies digest and size and publishes the blob through the driver; a wrong digest answers 400
+``DIGEST_INVALID`` and closes the session.
 
 Open sessions are limited per repository (default 64) and per client address (default 256); a POST over either
 limit answers 429 ``TOOMANYREQUESTS``. A session counts until it completes, is cancelled (DELETE) or has been idle
-for the upload TTL. Sessions do not survive a restart: the server purges them on start (the clients restart those
-uploads).
+for the upload TTL. Sessions survive a restart: a session this process has not seen is resumed from its row and
+the driver's data on first use (its hash is then recomputed from the data at completion); on start only data
+without a row is purged.
 """
 
 from __future__ import annotations
@@ -20,24 +20,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import os
 import re
 import secrets
-import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from polyarch.content.store import ContentStore
-from polyarch.digest import CHUNK, Digest
+from polyarch.digest import Digest
 from polyarch.errors import StoreError
-from polyarch.fsutil import fsync_dir
 
-from .body import write_and_hash
 from .errors import ApiError
 from .metadata import Metadata
+from .storage import BlobStorage, SessionGone, UploadWriter
 
 __all__ = ["Session", "Uploads", "parse_content_range"]
 
@@ -70,40 +66,46 @@ def _release(counts: collections.Counter[str], key: str) -> None:
         del counts[key]
 
 
+_HASH = ThreadPoolExecutor(max_workers=4, thread_name_prefix="registry-upload-hash")
+
+
+def _gone() -> ApiError:
+    return ApiError("BLOB_UPLOAD_UNKNOWN", "upload session was purged")
+
+
 @dataclass(eq=False)
 class Session:
     id: str
     repo: str
     algorithm: str
-    path: Path
+    writer: UploadWriter
     client: str
-    hasher: Any
-    offset: int = 0
+    hasher: Any  # None when resumed in a process that did not see the earlier bytes
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
 
+    @property
+    def offset(self) -> int:
+        return self.writer.offset
+
     def append(self, chunks: list[bytes]) -> None:
-        """Blocking: write one batch of chunks at the session's offset and hash them; no descriptor is kept."""
+        """Blocking: write one batch of chunks at the session's offset while hashing them on another thread."""
+        hasher = self.hasher
+        done = _HASH.submit(lambda: [hasher.update(c) for c in chunks]) if hasher is not None else None
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:  # purged by ``registry gc`` while this request was running
-            raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session was purged") from None
-        try:
-            os.lseek(fd, self.offset, os.SEEK_SET)
-            write_and_hash(fd, chunks, self.hasher)
+            self.writer.append(chunks)
+        except SessionGone:
+            raise _gone() from None
         finally:
-            os.close(fd)
-        self.offset += sum(len(c) for c in chunks)
+            if done is not None:
+                done.result()
 
-    def checkpoint(self) -> tuple[int, Any]:
-        return self.offset, self.hasher.copy()
+    def checkpoint(self) -> tuple[object, Any]:
+        return self.writer.checkpoint(), None if self.hasher is None else self.hasher.copy()
 
-    def rollback(self, state: tuple[int, Any]) -> None:
-        self.offset, self.hasher = state[0], state[1]
-        try:
-            os.truncate(self.path, self.offset)
-        except OSError:
-            pass
+    def rollback(self, state: tuple[object, Any]) -> None:
+        self.writer.rollback(state[0])
+        self.hasher = state[1]
 
     def range_header(self) -> str:
         return f"0-{max(self.offset - 1, 0)}"
@@ -112,35 +114,31 @@ class Session:
 class Uploads:
     """Owner of the live sessions of this process and of their limits."""
 
-    def __init__(self, store: ContentStore, meta: Metadata, ttl: float = 3600.0, *,
+    def __init__(self, storage: BlobStorage, meta: Metadata, ttl: float = 3600.0, *,
                  max_per_repo: int = MAX_PER_REPO, max_per_client: int = MAX_PER_CLIENT) -> None:
-        self.store = store
+        self.storage = storage
         self.meta = meta
         self.ttl = ttl
         self.max_per_repo = max_per_repo
         self.max_per_client = max_per_client
-        self.dir = store.root / "registry" / "uploads"
         self._live: dict[str, Session] = {}
         self._per_repo: collections.Counter[str] = collections.Counter()
         self._per_client: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()  # start() runs on I/O threads: check and count in one step
+        self._resume_lock = threading.Lock()
 
     def recover(self) -> int:
-        """Startup: forget every session of a previous process and delete its data. Returns how many."""
-        ids = self.meta.clear_uploads()
-        if self.dir.exists():
-            shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        return len(ids)
+        """Startup: delete session data the database has no row for. Returns how many were purged."""
+        rows = {r.id for r in self.meta.uploads()}
+        purged = 0
+        for upload_id in list(self.storage.sessions()):
+            if upload_id not in rows:
+                self.storage.forget(upload_id, "")
+                purged += 1
+        return purged
 
-    def start(self, repo: str, algorithm: str = "sha256", client: str = "") -> Session:
-        """A new empty session of ``repo`` for the client at address ``client``.
-
-        :raises ApiError: 429 TOOMANYREQUESTS when the repository or the client has too many open sessions.
-        """
-        upload_id = secrets.token_hex(16)
-        path = self.dir / upload_id
-        session = Session(upload_id, repo, algorithm, path, client, hashlib.new(algorithm))
+    def _count(self, session: Session) -> None:
+        repo, client = session.repo, session.client
         with self._count_lock:
             if self._per_repo[repo] >= self.max_per_repo:
                 raise ApiError("TOOMANYREQUESTS", f"repository {repo} has {self.max_per_repo} open upload sessions: "
@@ -150,22 +148,60 @@ class Uploads:
                                "finish or cancel some first", status=429, headers={"Retry-After": RETRY_AFTER})
             self._per_repo[repo] += 1
             self._per_client[client] += 1
-            self._live[upload_id] = session
+            self._live[session.id] = session
+
+    def start(self, repo: str, algorithm: str = "sha256", client: str = "") -> Session:
+        """A new empty session of ``repo`` for the client at address ``client``.
+
+        :raises ApiError: 429 TOOMANYREQUESTS when the repository or the client has too many open sessions.
+        """
+        upload_id = secrets.token_hex(16)
+        writer = self.storage.begin(upload_id)
+        session = Session(upload_id, repo, algorithm, writer, client, hashlib.new(algorithm))
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            self._count(session)
+        except BaseException:
+            writer.abort()
+            raise
+        try:
             self.meta.create_upload(upload_id, repo, algorithm)
         except BaseException:
             self._drop(session)
             raise
         return session
 
+    def _resume(self, upload_id: str, repo: str) -> Session:
+        """Blocking: a session of an earlier process (or another replica) continued from its row."""
+        with self._resume_lock:
+            session = self._live.get(upload_id)
+            if session is not None:
+                return session
+            row = self.meta.upload(upload_id)
+            state = self.meta.upload_state(upload_id)
+            if row is None or state is None or row.repo != repo:
+                raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session not found")
+            try:
+                writer = self.storage.resume(upload_id, row.offset, state)
+            except SessionGone:
+                self.storage.forget(upload_id, state)
+                self.meta.finish_upload(upload_id)
+                raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session not found") from None
+            session = Session(upload_id, repo, row.algorithm, writer, "", None)
+            self._count(session)
+            return session
+
+    def is_live(self, upload_id: str) -> bool:
+        return upload_id in self._live
+
     def get(self, upload_id: str, repo: str) -> Session:
-        """:raises ApiError: 404 BLOB_UPLOAD_UNKNOWN for a finished, cancelled, expired or foreign session."""
+        """Blocking. :raises ApiError: 404 BLOB_UPLOAD_UNKNOWN for a finished, cancelled, expired or foreign
+        session."""
         session = self._live.get(upload_id)
+        if session is None:
+            return self._resume(upload_id, repo)
         row = self.meta.upload(upload_id)
-        if session is None or session.closed or row is None or row.repo != repo or session.repo != repo:
-            if session is not None and row is None:
+        if session.closed or row is None or row.repo != repo or session.repo != repo:
+            if row is None:
                 self._drop(session)  # purged by gc or expiry
             raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session not found")
         return session
@@ -179,10 +215,7 @@ class Uploads:
 
     def _drop(self, session: Session) -> None:
         self._forget(session)
-        try:
-            os.unlink(session.path)
-        except OSError:
-            pass
+        session.writer.abort()
 
     def cancel(self, session: Session) -> None:
         """Close the session: data first (frees space when the disk is full), then the row (left for the
@@ -194,60 +227,58 @@ class Uploads:
             pass
 
     def save_offset(self, session: Session) -> None:
-        self.meta.advance_upload(session.id, session.offset)
+        """Blocking, after a good request: make the data durable in the driver, then record offset and state."""
+        state = session.writer.flush()
+        self.meta.advance_upload(session.id, session.offset, state)
 
     def commit(self, session: Session, expected: Digest) -> int:
         """Blocking: verify and publish the session's data as blob ``expected``; returns its size.
 
         :raises ApiError: DIGEST_INVALID (session closed) when the data does not hash to ``expected``.
         """
-        try:
-            if expected.algorithm == session.algorithm:
-                got = session.hasher.hexdigest()
-            else:
-                h = hashlib.new(expected.algorithm)
-                with open(session.path, "rb", buffering=0) as f:
-                    while chunk := f.read(CHUNK * 4):
-                        h.update(chunk)
-                got = h.hexdigest()
-            if got != expected.hex:
+        verified = False
+        if expected.algorithm == session.algorithm and session.hasher is not None:
+            if session.hasher.hexdigest() != expected.hex:
                 self.cancel(session)
                 raise ApiError("DIGEST_INVALID", "uploaded content does not match the digest",
                                detail={"digest": str(expected)})
-            fd = os.open(session.path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            target = self.store.blob_path(expected)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(session.path, 0o644)
-            os.replace(session.path, target)
-            fsync_dir(target.parent)
-        except FileNotFoundError:
+            verified = True
+        try:
+            ok = session.writer.complete(expected, verified=verified)
+        except SessionGone:
             self.cancel(session)
-            raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session was purged") from None
+            raise _gone() from None
         except OSError:
             self.cancel(session)
             raise
+        if not ok:
+            self.cancel(session)
+            raise ApiError("DIGEST_INVALID", "uploaded content does not match the digest",
+                           detail={"digest": str(expected)})
         self._forget(session)
         return session.offset
 
     def expire(self, now: float | None = None) -> int:
-        """Drop sessions idle longer than the TTL (and live sessions whose row is gone)."""
+        """Drop sessions idle longer than the TTL (also those of earlier processes), and live sessions whose row
+        is gone."""
         now = time.time() if now is None else now
         rows = {r.id: r for r in self.meta.uploads()}
         dropped = 0
         for session in list(self._live.values()):
-            row = rows.get(session.id)
+            row = rows.pop(session.id, None)
             if row is None or now - row.updated > self.ttl:
                 if session.lock.locked():
                     continue
                 self.cancel(session)
                 dropped += 1
+        for row in rows.values():
+            if now - row.updated > self.ttl and row.id not in self._live:
+                self.storage.forget(row.id, self.meta.upload_state(row.id) or "")
+                self.meta.finish_upload(row.id)
+                dropped += 1
         return dropped
 
     def close(self) -> None:
-        """Forget the live sessions (their data goes at the next start's ``recover``)."""
+        """Forget the live sessions (their rows and data stay: a later process resumes them)."""
         for session in list(self._live.values()):
             self._forget(session)

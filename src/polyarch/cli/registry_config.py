@@ -1,0 +1,215 @@
+"""``registry serve --config registry.yaml``: distribution's ``config.yml`` shape, read into frozen ``ServeFile``.
+
+Keys polyarch uses (where distribution has the concept, its key): ``http.addr`` (``:5000`` listens everywhere),
+``http.tls.certificate``, ``http.tls.key``, ``http.tls.clientcas`` (one CA file), ``auth.htpasswd.path``,
+``storage.delete.enabled``, ``storage.redirect.disable``, ``storage.maintenance.readonly.enabled``, and one storage
+driver: ``storage.filesystem`` (the local store; its ``rootdirectory`` must be left out: the store is ``--root``)
+or ``storage.s3.{regionendpoint, region, bucket, rootdirectory, accesskey, secretkey, secure, forcepathstyle,
+chunksize}`` plus polyarch's ``storage.s3.{cafile, profile}``. Keys of distribution that do not apply here are
+accepted and ignored (``version``, ``log``, ``storage.cache``, ``http.headers``, ``health``, …), so a registry:2
+file keeps working; any other key is refused.
+
+Precedence: the file, then ``REGISTRY_*`` environment variables (distribution's names: the key upper-cased with
+``_`` for ``.``, e.g. ``REGISTRY_STORAGE_S3_BUCKET``), then the command's flags. Every bad value is one error
+naming its key (``registry.yaml: storage.s3.secure: expected true or false``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from polyarch.errors import UsageError
+
+__all__ = ["S3Settings", "ServeFile", "load_serve_file"]
+
+MIN_CHUNK = 5 << 20
+_IGNORED = ("version", "log", "loglevel", "storage.cache", "storage.maintenance.uploadpurging", "http.headers",
+            "http.secret", "http.debug", "http.host", "http.prefix", "http.relativeurls", "http.draintimeout",
+            "http.http2", "health", "notifications", "auth.htpasswd.realm", "storage.s3.v4auth",
+            "storage.s3.encrypt", "storage.s3.multipartcopychunksize", "storage.s3.multipartcopymaxconcurrency",
+            "storage.s3.multipartcopythresholdsize", "storage.s3.storageclass", "validation", "redis")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    bucket: str = ""
+    region: str = "us-east-1"
+    regionendpoint: str | None = None
+    rootdirectory: str = ""
+    accesskey: str | None = None
+    secretkey: str | None = None
+    secure: bool = True
+    forcepathstyle: bool = False
+    chunksize: int = 16 << 20
+    cafile: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeFile:
+    """What the configuration file and ``REGISTRY_*`` say; None: not said (the flag or default decides)."""
+
+    addr: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    htpasswd: Path | None = None
+    delete_enabled: bool | None = None
+    read_only: bool | None = None
+    redirect: bool = True
+    storage: str = "filesystem"
+    s3: S3Settings | None = None
+
+
+class _Bad(Exception):
+    pass
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)) or str(v).strip() == "":
+        raise _Bad("expected a non-empty string")
+    return str(v).strip()
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    raise _Bad(f"expected true or false, got {str(v)[:40]!r}")
+
+
+def _size(v: Any) -> int:
+    if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())):
+        raise _Bad(f"expected a number of bytes, got {str(v)[:40]!r}")
+    n = int(v)
+    if n < MIN_CHUNK:
+        raise _Bad(f"must be at least {MIN_CHUNK} (S3's smallest part), got {n}")
+    return n
+
+
+def _addr(v: Any) -> str:
+    text = _text(v)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise _Bad(f"expected HOST:PORT or :PORT, got {text[:60]!r}")
+    return f"{host or '0.0.0.0'}:{port}"
+
+
+def _cas(v: Any) -> Path:
+    items = v if isinstance(v, list) else [v]
+    if len(items) != 1:
+        raise _Bad("polyarch takes exactly one client CA file")
+    return Path(_text(items[0]))
+
+
+def _endpoint(v: Any) -> str:
+    text = _text(v)
+    if "://" in text and not text.startswith(("http://", "https://")):
+        raise _Bad(f"expected an http:// or https:// URL or HOST[:PORT], got {text[:60]!r}")
+    return text
+
+
+_KEYS: dict[str, Callable[[Any], Any]] = {
+    "http.addr": _addr, "http.tls.certificate": lambda v: Path(_text(v)), "http.tls.key": lambda v: Path(_text(v)),
+    "http.tls.clientcas": _cas, "auth.htpasswd.path": lambda v: Path(_text(v)),
+    "storage.delete.enabled": _bool, "storage.redirect.disable": _bool,
+    "storage.maintenance.readonly.enabled": _bool,
+    "storage.s3.regionendpoint": _endpoint, "storage.s3.region": _text, "storage.s3.bucket": _text,
+    "storage.s3.rootdirectory": lambda v: str(v).strip() if v is not None else "",
+    "storage.s3.accesskey": _text, "storage.s3.secretkey": _text, "storage.s3.secure": _bool,
+    "storage.s3.forcepathstyle": _bool, "storage.s3.chunksize": _size, "storage.s3.cafile": _text,
+    "storage.s3.profile": _text,
+}
+_SECTIONS = ("storage.filesystem", "storage.s3")  # may be empty mappings
+
+
+def _ignored(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in _IGNORED)
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str, out: dict[str, Any], where: str) -> None:
+    for k, v in doc.items():
+        key = f"{prefix}{k}".lower() if isinstance(k, str) else f"{prefix}{k!r}"
+        if _ignored(key):
+            continue
+        if isinstance(v, Mapping) and key not in _KEYS:
+            if not v and key in _SECTIONS:
+                out[key] = {}
+            _flatten(v, key + ".", out, where)
+        elif key == "storage.filesystem.rootdirectory":
+            raise UsageError(f"{where}: {key}: not used by polyarch", hint="the store is --root (POLYARCH_ROOT)")
+        elif key in _KEYS or key in _SECTIONS:
+            out[key] = v
+        else:
+            raise UsageError(f"{where}: {key}: unknown key")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read --config {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{path}: invalid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: expected a mapping of keys at the top")
+    flat: dict[str, Any] = {}
+    _flatten(doc, "", flat, str(path))
+    return flat
+
+
+def _env_keys() -> dict[str, str]:
+    return {("REGISTRY_" + k.upper().replace(".", "_")): k for k in _KEYS}
+
+
+def load_serve_file(path: Path | None, environ: tuple[tuple[str, str], ...] = ()) -> ServeFile:
+    """The file at ``path`` (None: no file) overlaid with ``REGISTRY_*`` variables. :raises UsageError:"""
+    raw: dict[str, tuple[Any, str]] = {}
+    if path is not None:
+        raw.update((k, (v, f"{path}: {k}")) for k, v in _read(path).items())
+    names = _env_keys()
+    for var, value in environ:
+        if var in names:
+            raw[names[var]] = (value, var)
+    values: dict[str, Any] = {}
+    for key, (value, where) in raw.items():
+        if key in _SECTIONS:
+            if value not in (None, {}) and not isinstance(value, Mapping):
+                raise UsageError(f"{where}: expected a mapping")
+            values[key] = True
+            continue
+        try:
+            values[key] = _KEYS[key](value)
+        except _Bad as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    drivers = sorted({k.split(".")[1] for k in values if k.startswith(("storage.s3", "storage.filesystem"))})
+    if len(drivers) > 1:
+        raise UsageError(f"{path or 'environment'}: storage: more than one driver configured ({', '.join(drivers)})")
+    out = ServeFile(addr=values.get("http.addr"), tls_cert=values.get("http.tls.certificate"),
+                    tls_key=values.get("http.tls.key"), tls_client_ca=values.get("http.tls.clientcas"),
+                    htpasswd=values.get("auth.htpasswd.path"), delete_enabled=values.get("storage.delete.enabled"),
+                    read_only=values.get("storage.maintenance.readonly.enabled"),
+                    redirect=not values.get("storage.redirect.disable", False))
+    if drivers == ["s3"]:
+        s3 = {k.removeprefix("storage.s3."): v for k, v in values.items() if k.startswith("storage.s3.")}
+        if not s3.get("bucket"):
+            where = f"{path}: storage.s3.bucket" if path else "REGISTRY_STORAGE_S3_BUCKET"
+            raise UsageError(f"{where}: required by the s3 driver")
+        if ("accesskey" in s3) != ("secretkey" in s3):
+            raise UsageError(f"{path or 'environment'}: storage.s3.accesskey and storage.s3.secretkey go together")
+        out = replace(out, storage="s3", s3=S3Settings(**s3))
+    return out
