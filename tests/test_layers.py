@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "worker": 3,
     "solver": 4, "registry": 4,
     "sources": 5,
-    "exporters": 6, "verify": 6, "imagetools": 6, "audit": 6,
+    "exporters": 6, "verify": 6, "imagetools": 6, "audit": 6, "attest": 6,
     "pipeline": 7,
     "nodes": 8,
     "cli": 9,

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from polyarch.cli.attestations import attest_options
+from polyarch.cli.attestations import AttestCommand, attest_options
 from polyarch.cli.context import AppContext, pass_app
 from polyarch.cli.registry_cmds import client_options, registry_factory, reporting_to
 from polyarch.errors import UsageError
@@ -105,7 +105,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.command("build")
+@click.command("build", cls=AttestCommand)
 @click.argument("context", default=".")
 @click.option("-f", "--file", "dockerfile", default=None, help="Name of the Dockerfile (default: CONTEXT/Dockerfile).")
 @click.option("--platform", "platforms", multiple=True, help="Target platforms (comma-separated or repeated).")

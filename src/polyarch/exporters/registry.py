@@ -28,6 +28,7 @@ class RegistryExporter:
 
     def export(self, result: BuildResult, spec: OutputSpec, ctx: ExportContext) -> ExportReport:
         from polyarch.oci import reference
+        from polyarch.sources.referrers import push_referrers
         from polyarch.sources.transfer import push_image
 
         names = output_names(spec, ctx.tags)
@@ -48,6 +49,8 @@ class RegistryExporter:
                 ref = reference.parse(name)
                 dest = reference.Reference(ref.domain, ref.path) if by_digest else ref.defaulted()
                 pushed[name] = str(push_image(ctx.images, result.index, dest, client=client).descriptor.digest)
+                # attestations kept as referrers of the platform manifests go after them (none: nothing sent)
+                push_referrers(ctx.images, [i.descriptor.digest for i in result.images], dest, client=client)
                 written.append(name)
                 if canonical:  # the manifest is addressable by digest once pushed
                     written.append(canonical_name(name, pushed[name]))

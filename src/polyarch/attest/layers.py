@@ -1,0 +1,244 @@
+"""The packages in an image's final filesystem, read from its layers as streams (nothing unpacked, nothing on disk).
+
+API::
+
+    scan_layer(stream) -> LayerFiles                     # one uncompressed tar stream
+    merge(layers: [(diff_id, LayerFiles)]) -> Found      # bottom-up, with whiteouts
+    image_packages(source, manifest, config) -> list[Package]   # scan (each layer once per process) + merge + scanners
+
+Each layer is read once through ``worker.tarmembers`` (the one tar reader) and only the files the scanners read
+are kept: ``/etc/os-release`` (or ``/usr/lib/os-release``), ``/var/lib/dpkg/status`` and ``status.d/*``,
+``/lib/apk/db/installed``, ``*.dist-info/METADATA`` and ``*.egg-info/PKG-INFO``, each at most ``MAX_DB`` bytes,
+and the module info of ELF files that hold Go build info (found by streaming through the file's data). Whiteouts
+(``.wh.NAME``, ``.wh..wh..opq``) delete what lower layers put there, as containerd applies them. Names with
+``..`` components are skipped. A package's ``layer`` is the diff_id of the lowest layer from which on its file
+listed it, so a dpkg package installed by a build step names that step's layer, not the base's.
+
+Layer results are kept per diff_id for the life of the process (``LayerCache``), so a re-attested result (after
+recompression, say) reads no layer twice.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import IO
+
+from polyarch.content.compression import decompressed
+from polyarch.digest import Digest
+from polyarch.oci.spec import Descriptor, Manifest
+from polyarch.sources.protocol import ContentSource
+from polyarch.worker.tarmembers import open_members
+
+from .goinfo import MAGIC, MAX_INFO, BuildInfo, parse_buildinfo
+from .scanners import Distro, Package, apk_installed, dpkg_status, go_binary, os_release, python_metadata
+
+__all__ = ["MAX_DB", "Found", "LayerCache", "LayerFiles", "image_packages", "merge", "scan_layer"]
+
+MAX_DB = 64 << 20
+MAX_GO_BINARY = 1 << 30
+_CHUNK = 1 << 20
+_OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
+_DPKG = "var/lib/dpkg/status"
+_DPKG_D = "var/lib/dpkg/status.d/"
+_APK = "lib/apk/db/installed"
+
+
+@dataclass(slots=True)
+class LayerFiles:
+    """What one layer holds of interest: file path → bytes (databases) or ``BuildInfo`` (Go binaries), the paths
+    its whiteouts delete and the directories it makes opaque."""
+
+    files: dict[str, bytes | BuildInfo] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    opaque: list[str] = field(default_factory=list)
+
+
+def _name(raw: str) -> str | None:
+    name = posixpath.normpath("/" + raw).lstrip("/")
+    if not name or ".." in raw.split("/"):
+        return None
+    return name
+
+
+def _wanted(name: str) -> bool:
+    if name in _OS_RELEASE or name in (_DPKG, _APK):
+        return True
+    if name.startswith(_DPKG_D):
+        rest = name[len(_DPKG_D):]
+        return "/" not in rest and not rest.endswith((".md5sums", ".list")) and bool(rest)
+    base = posixpath.basename(name)
+    parent = posixpath.basename(posixpath.dirname(name))
+    return (base == "METADATA" and parent.endswith(".dist-info")) or \
+        (base == "PKG-INFO" and parent.endswith(".egg-info"))
+
+
+def _read_upto(f: IO[bytes], limit: int) -> bytes | None:
+    data = f.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def _go_info(f: IO[bytes]) -> BuildInfo | None:
+    """Stream an ELF file's data looking for Go's build info magic; read the blob after it."""
+    head = f.read(4)
+    if head != b"\x7fELF":
+        return None
+    tail = b""
+    while chunk := f.read(_CHUNK):
+        buf = tail + chunk
+        at = buf.find(MAGIC)
+        if at >= 0:
+            blob = buf[at:]
+            while len(blob) < MAX_INFO and (more := f.read(_CHUNK)):
+                blob += more
+            return parse_buildinfo(blob[:MAX_INFO + 64])
+        tail = buf[-(len(MAGIC) - 1):]
+    return None
+
+
+def scan_layer(stream: IO[bytes]) -> LayerFiles:
+    """The files of interest in one uncompressed layer tar stream (read to its end).
+
+    :raises InvalidLayer: the tar stream is malformed (bounded headers, see ``worker.tarmembers``).
+    """
+    out = LayerFiles()
+    tar = open_members(stream, stream=True)
+    for member in tar:
+        name = _name(member.name)
+        if name is None:
+            continue
+        base = posixpath.basename(name)
+        if base.startswith(".wh."):
+            parent = posixpath.dirname(name)
+            if base == ".wh..wh..opq":
+                out.opaque.append(parent)
+            else:
+                out.deleted.append(posixpath.join(parent, base[4:]))
+            continue
+        out.files.pop(name, None)  # a later entry of the same path replaces it
+        if not member.isreg():
+            continue
+        if _wanted(name):
+            f = tar.extractfile(member)
+            data = _read_upto(f, MAX_DB) if f is not None else None
+            if data is not None:
+                out.files[name] = data
+        elif member.size >= 64 and member.size <= MAX_GO_BINARY and member.mode & 0o111:
+            f = tar.extractfile(member)
+            info = _go_info(f) if f is not None else None
+            if info is not None:
+                out.files[name] = info
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The merged view: path → (bytes or BuildInfo, the diff_ids of the layers that held that path, lowest
+    first, each with the content it had there)."""
+
+    files: dict[str, list[tuple[str, bytes | BuildInfo]]]
+
+
+def _under(path: str, top: str) -> bool:
+    return top == "" or top == "." or path == top or path.startswith(top + "/")
+
+
+def merge(layers: Sequence[tuple[str, LayerFiles]]) -> Found:
+    """Apply the layers bottom-up: whiteouts and opaque directories drop lower layers' files."""
+    files: dict[str, list[tuple[str, bytes | BuildInfo]]] = {}
+    for diff_id, lf in layers:
+        gone = [*lf.deleted, *lf.opaque]
+        if gone:
+            for path in [p for p in files if any(_under(p, g) for g in gone)]:
+                del files[path]
+        for path, content in lf.files.items():
+            files.setdefault(path, []).append((diff_id, content))
+    return Found(files)
+
+
+def _packages_of(path: str, content: bytes | BuildInfo, distro: Distro) -> list[Package]:
+    abspath = "/" + path
+    if isinstance(content, BuildInfo):
+        return go_binary(content, path=abspath)
+    if path == _DPKG or path.startswith(_DPKG_D):
+        return dpkg_status(content, path=abspath, distro=distro)
+    if path == _APK:
+        return apk_installed(content, path=abspath, distro=distro)
+    if path in _OS_RELEASE:
+        return []
+    return python_metadata(content, path=abspath)
+
+
+def packages(found: Found) -> list[Package]:
+    """Every package of the merged view, each with the layer that added it (see the module docstring)."""
+    distro = Distro()
+    for rel in _OS_RELEASE:
+        history = found.files.get(rel)
+        if history and isinstance(history[-1][1], bytes):
+            distro = os_release(history[-1][1])
+            break
+    out: list[Package] = []
+    for path in sorted(found.files):
+        history = found.files[path]
+        final = _packages_of(path, history[-1][1], distro)
+        if not final:
+            continue
+        # the lowest layer from which on every version of this file lists the package (same name and version)
+        seen: list[set[tuple[str, str]]] = [
+            {(p.name, p.version) for p in _packages_of(path, content, distro)} if i < len(history) - 1 else set()
+            for i, (_diff, content) in enumerate(history)] if len(history) > 1 else []
+        for pkg in final:
+            layer_at = len(history) - 1
+            key = (pkg.name, pkg.version)
+            while layer_at > 0 and key in seen[layer_at - 1]:
+                layer_at -= 1
+            out.append(replace(pkg, layer=history[layer_at][0]))
+    return out
+
+
+class LayerCache:
+    """``scan_layer`` results per diff_id, shared by the threads of one process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[str, LayerFiles] = {}
+
+    def get(self, diff_id: str) -> LayerFiles | None:
+        with self._lock:
+            return self._done.get(diff_id)
+
+    def put(self, diff_id: str, files: LayerFiles) -> None:
+        with self._lock:
+            self._done[diff_id] = files
+
+
+def image_packages(source: ContentSource, manifest: Manifest, diff_ids: Sequence[Digest],
+                   cache: LayerCache | None = None) -> list[Package]:
+    """The packages of one image (its layers streamed from ``source``).
+
+    :raises InvalidLayer, DigestMismatch, NotFound, LimitExceeded: a layer cannot be read.
+    """
+    scanned: list[tuple[str, LayerFiles]] = []
+    for i, layer in enumerate(manifest.layers):
+        key = str(diff_ids[i]) if i < len(diff_ids) else str(layer.digest)
+        lf = cache.get(key) if cache is not None else None
+        if lf is None:
+            lf = _scan_blob(source, layer)
+            if cache is not None:
+                cache.put(key, lf)
+        scanned.append((key, lf))
+    return packages(merge(scanned))
+
+
+def _scan_blob(source: ContentSource, layer: Descriptor) -> LayerFiles:
+    with source.open_blob(layer) as blob:
+        plain = decompressed(blob)  # type: ignore[arg-type]
+        try:
+            return scan_layer(plain)
+        except tarfile.TarError as exc:
+            from polyarch.errors import InvalidLayer
+
+            raise InvalidLayer(f"layer {layer.digest}: {exc}") from exc

@@ -1,0 +1,259 @@
+"""Attestations end to end through the CLI: a 2-platform image FROM a Debian-like base (busybox + a dpkg status
+file), built with ``--sbom --provenance`` and pushed to the embedded registry (referrers API) and to Debian's
+docker-registry (no referrers API: the ``sha256-<hex>`` tag schema); ``--attest-mode=buildx``; ``--load``;
+``attestations ls/get``; skopeo still copies the image."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import run_cli
+from tests.registry.refregistry import RefRegistry, start_registry
+
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
+PLATFORMS = "linux/amd64,linux/arm64"
+STATUS = ("Package: base-files\nStatus: install ok installed\nVersion: 12.4+deb12u5\nArchitecture: amd64\n"
+          "Description: Debian base system\n miscellaneous files\n\n"
+          "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u4\nArchitecture: amd64\n\n"
+          "Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13.dfsg-1\nArchitecture: amd64\n\n"
+          "Package: removed-one\nStatus: deinstall ok config-files\nVersion: 1.0\n")
+CURL = "\nPackage: curl\nStatus: install ok installed\nVersion: 7.88.1-10+deb12u5\nArchitecture: amd64\n"
+METADATA = ("Metadata-Version: 2.1\nName: Requests\nVersion: 2.31.0\nLicense: Apache 2.0\n\n# requests\n")
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.fixture
+def debianish(store_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The store with ``base/debianish:1`` (busybox + dpkg status + os-release, 2 platforms) and the app's
+    context: it adds a Python package and the curl package (a new dpkg status in its own layer)."""
+    base = _write(tmp_path / "base", {"Dockerfile": "FROM base/busybox:1\nCOPY status /var/lib/dpkg/status\n"
+                                                    "COPY os-release /etc/os-release\n",
+                                      "status": STATUS, "os-release": 'ID=debian\nVERSION_ID="12"\n'})
+    run_cli("build", "--platform", PLATFORMS, "-t", "base/debianish:1", "--load", str(base), root=store_root,
+            env=EPOCH)
+    app = _write(tmp_path / "app", {
+        "Dockerfile": "FROM base/debianish:1\n"
+                      "COPY METADATA /usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA\n"
+                      "COPY status /var/lib/dpkg/status\n",
+        "METADATA": METADATA, "status": STATUS + CURL})
+    return store_root, app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[str]:
+    """``polyarch registry serve`` (it has the referrers API); yields ``host:port``."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(tmp_path / "reg"), "registry", "serve",
+                             "--addr", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "registry did not start"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefRegistry]:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed")
+    reg = start_registry(tmp_path_factory.mktemp("attest-registry"))
+    yield reg
+    reg.stop()
+
+
+ACCEPT = ",".join(["application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                   "application/vnd.docker.distribution.manifest.list.v2+json"])
+
+
+def _get(host: str, repo: str, ref: str) -> dict[str, Any]:
+    r = httpx.get(f"http://{host}/v2/{repo}/manifests/{ref}", headers={"Accept": ACCEPT})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _blob(host: str, repo: str, digest: str) -> dict[str, Any]:
+    r = httpx.get(f"http://{host}/v2/{repo}/blobs/{digest}", follow_redirects=True)
+    assert r.status_code == 200
+    return dict(r.json())
+
+
+def _statements(host: str, repo: str, referrers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for desc in referrers:
+        assert desc["artifactType"] == "application/vnd.in-toto+json"
+        manifest = _get(host, repo, desc["digest"])
+        layer = manifest["layers"][0]
+        assert layer["mediaType"] == "application/vnd.in-toto+json"
+        st = _blob(host, repo, layer["digest"])
+        assert st["predicateType"] == layer["annotations"]["in-toto.io/predicate-type"]
+        out[st["predicateType"]] = st | {"_subject": manifest["subject"]["digest"]}
+    return out
+
+
+def _base_digests(root: Path) -> dict[str, str]:
+    doc = json.loads(run_cli("imagetools", "inspect", "local:base/debianish:1", "--raw", root=root).stdout)
+    return {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in doc["manifests"]}
+
+
+def _check_pushed(host: str, repo: str, root: Path, referrers_of: Any) -> None:
+    index = _get(host, repo, "1")
+    platforms = [f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index["manifests"]]
+    assert platforms == ["linux/amd64", "linux/arm64"]  # exactly the two: no unknown/unknown entry
+    bases = _base_digests(root)
+    for m in index["manifests"]:
+        plat = f"{m['platform']['os']}/{m['platform']['architecture']}"
+        sts = _statements(host, repo, referrers_of(m["digest"]))
+        assert set(sts) == {"https://spdx.dev/Document", "https://slsa.dev/provenance/v1"}
+        sbom = sts["https://spdx.dev/Document"]
+        assert sbom["_subject"] == m["digest"] and sbom["subject"][0]["digest"]["sha256"] == m["digest"][7:]
+        pkgs = {p["name"]: p for p in sbom["predicate"]["packages"]}
+        assert sbom["predicate"]["spdxVersion"] == "SPDX-2.3"
+        assert {n: pkgs[n]["versionInfo"] for n in ("base-files", "libc6", "zlib1g", "curl", "Requests")} == {
+            "base-files": "12.4+deb12u5", "libc6": "2.36-9+deb12u4", "zlib1g": "1:1.2.13.dfsg-1",
+            "curl": "7.88.1-10+deb12u5", "Requests": "2.31.0"}
+        assert "removed-one" not in pkgs
+        refs = pkgs["zlib1g"]["externalRefs"][0]["referenceLocator"]
+        assert refs == "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12"
+        assert pkgs["Requests"]["licenseDeclared"] == "Apache 2.0"
+        layer_of = {n: pkgs[n]["annotations"][0]["comment"] for n in ("libc6", "curl")}
+        assert layer_of["libc6"] != layer_of["curl"]  # curl came with the app's last layer
+        prov = sts["https://slsa.dev/provenance/v1"]["predicate"]
+        deps = prov["buildDefinition"]["resolvedDependencies"]
+        base = [d for d in deps if d["uri"].startswith("pkg:docker/base/debianish@1")]
+        assert base and "sha256:" + base[0]["digest"]["sha256"] == bases[plat]
+        assert prov["runDetails"]["metadata"]["startedOn"] == "2023-11-14T22:13:20Z"  # SOURCE_DATE_EPOCH
+
+
+def test_push_embedded_registry_referrers_api(debianish: tuple[Path, Path], embedded: str, tmp_path: Path) -> None:
+    root, app = debianish
+    name = f"{embedded}/att/app:1"
+    run_cli("build", "--platform", PLATFORMS, "-t", name, "--push", "--sbom", "--provenance=mode=max", str(app),
+            root=root, env=EPOCH)
+
+    def referrers(digest: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"http://{embedded}/v2/att/app/referrers/{digest}")
+        assert r.status_code == 200
+        return list(r.json()["manifests"])
+
+    _check_pushed(embedded, "att/app", root, referrers)
+    listed = run_cli("attestations", "ls", name, "--format", "json", root=root)
+    rows = json.loads(listed.stdout)
+    assert sorted((r["platform"], r["type"], r["attached"]) for r in rows) == [
+        ("linux/amd64", "provenance", "referrer"), ("linux/amd64", "sbom", "referrer"),
+        ("linux/arm64", "provenance", "referrer"), ("linux/arm64", "sbom", "referrer")]
+    got = run_cli("attestations", "get", name, "--type", "provenance", "--platform", "linux/arm64", root=root)
+    steps = json.loads(got.stdout)["predicate"]["buildDefinition"]["internalParameters"]["buildConfig"]["steps"]
+    assert any("COPY status" in s["description"] for s in steps)  # mode=max
+
+
+def test_push_docker_registry_tag_schema_and_skopeo(debianish: tuple[Path, Path], docker_registry: RefRegistry,
+                                                    tmp_path: Path) -> None:
+    root, app = debianish
+    host = docker_registry.host
+    name = f"{host}/att/app:1"
+    run_cli("build", "--platform", PLATFORMS, "-t", name, "--push", "--sbom", "--provenance", str(app),
+            root=root, env=EPOCH)
+    assert httpx.get(f"http://{host}/v2/att/app/referrers/sha256:{'0' * 64}").status_code == 404
+
+    def referrers(digest: str) -> list[dict[str, Any]]:
+        return list(_get(host, "att/app", digest.replace(":", "-"))["manifests"])
+
+    _check_pushed(host, "att/app", root, referrers)
+    rows = json.loads(run_cli("attestations", "ls", name, "--format", "json", root=root).stdout)
+    assert len(rows) == 4 and {r["attached"] for r in rows} == {"referrer"}
+    sbom = run_cli("attestations", "get", name, "--type", "sbom", "--platform", "linux/amd64", "--predicate",
+                   root=root)
+    assert "curl" in {p["name"] for p in json.loads(sbom.stdout)["packages"]}
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    out = tmp_path / "copied"
+    proc = subprocess.run(["skopeo", "copy", "--all", "--src-tls-verify=false", f"docker://{name}",
+                           f"oci:{out}:1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    index = json.loads((out / "index.json").read_text())
+    copied = json.loads((out / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    assert len(copied["manifests"]) == 2
+
+
+def test_buildx_mode_shape(debianish: tuple[Path, Path], embedded: str) -> None:
+    root, app = debianish
+    name = f"{embedded}/att/bx:1"
+    run_cli("build", "--platform", PLATFORMS, "-t", name, "--push", "--attest", "type=sbom",
+            "--attest", "type=provenance,mode=min,version=v0.2", "--attest-mode=buildx", str(app), root=root,
+            env=EPOCH)
+    index = _get(embedded, "att/bx", "1")
+    images = [m for m in index["manifests"] if m["platform"]["os"] != "unknown"]
+    atts = [m for m in index["manifests"] if m["platform"]["os"] == "unknown"]
+    assert len(images) == 2 and len(atts) == 2
+    for att, image in zip(atts, images, strict=True):
+        assert att["platform"] == {"os": "unknown", "architecture": "unknown"}
+        assert att["annotations"] == {"vnd.docker.reference.digest": image["digest"],
+                                      "vnd.docker.reference.type": "attestation-manifest"}
+        manifest = _get(embedded, "att/bx", att["digest"])
+        config = _blob(embedded, "att/bx", manifest["config"]["digest"])
+        assert (config["os"], config["architecture"]) == ("unknown", "unknown")
+        types = [x["annotations"]["in-toto.io/predicate-type"] for x in manifest["layers"]]
+        assert types == ["https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"]
+        assert {x["mediaType"] for x in manifest["layers"]} == {"application/vnd.in-toto+json"}
+    rows = json.loads(run_cli("attestations", "ls", name, "--format", "json", root=root).stdout)
+    assert {r["attached"] for r in rows} == {"index"} and len(rows) == 4
+    prov = json.loads(run_cli("attestations", "get", name, "--type", "provenance", "--platform", "linux/amd64",
+                              root=root).stdout)
+    assert prov["predicateType"] == "https://slsa.dev/provenance/v0.2"
+    assert any(m["uri"].startswith("pkg:docker/base/debianish@1") for m in prov["predicate"]["materials"])
+
+
+def test_load_keeps_them_as_store_referrers(debianish: tuple[Path, Path]) -> None:
+    root, app = debianish
+    run_cli("build", "--platform", PLATFORMS, "-t", "app:1", "--load", "--sbom", str(app), root=root, env=EPOCH)
+    rows = json.loads(run_cli("attestations", "ls", "app:1", "--format", "json", root=root).stdout)
+    assert [(r["platform"], r["type"]) for r in rows] == [("linux/amd64", "sbom"), ("linux/arm64", "sbom")]
+    listed = run_cli("images", "--format", "{{.Repository}}", root=root).stdout.split()
+    assert "<none>" not in listed  # the referrer entries are not images
+    none = run_cli("attestations", "get", "app:1", "--type", "provenance", root=root, check=False)
+    assert none.returncode == 1 and none.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--sbom=maybe"], "invalid --sbom"),
+    (["--provenance=mode=huge"], "mode must be min or max"),
+    (["--attest", "type=signature"], "type must be sbom or provenance"),
+    (["--attest", "type=sbom,colour=red"], "unknown key 'colour'"),
+    (["--provenance=version=v3"], "version must be v1 or v0.2"),
+])
+def test_bad_flags_one_error_line(debianish: tuple[Path, Path], flags: list[str], message: str) -> None:
+    root, app = debianish
+    proc = run_cli("build", *flags, str(app), root=root, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and message in proc.stderr
