@@ -257,3 +257,21 @@ def test_bad_flags_one_error_line(debianish: tuple[Path, Path], flags: list[str]
     proc = run_cli("build", *flags, str(app), root=root, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and message in proc.stderr
+
+
+def test_bake_attest_attribute_and_flags(debianish: tuple[Path, Path]) -> None:
+    root, app = debianish
+    (app / "docker-bake.hcl").write_text(
+        'target "default" {\n  context = "."\n  platforms = ["linux/amd64", "linux/arm64"]\n'
+        '  tags = ["bakeapp:1"]\n  attest = ["type=sbom"]\n}\n')
+    run_cli("bake", "--load", "--provenance=mode=max", root=root, env=EPOCH, cwd=app)
+    rows = json.loads(run_cli("attestations", "ls", "bakeapp:1", "--format", "json", root=root).stdout)
+    assert sorted((r["platform"], r["type"]) for r in rows) == [
+        ("linux/amd64", "provenance"), ("linux/amd64", "sbom"), ("linux/arm64", "provenance"),
+        ("linux/arm64", "sbom")]
+    # referrers belong to the manifest digest: another image (no SOURCE_DATE_EPOCH: new created times) has none
+    run_cli("bake", "--load", "--set", "*.tags=bakeapp:2", "--set", "*.attest=type=sbom,disabled=true", root=root,
+            cwd=app)
+    assert json.loads(run_cli("attestations", "ls", "bakeapp:2", "--format", "json", root=root).stdout) == []
+    bad = run_cli("bake", "--set", "*.attest=type=sbom,colour=red", root=root, cwd=app, check=False)
+    assert bad.returncode != 0 and bad.stderr.startswith("error: target 'default': attribute 'attest'")

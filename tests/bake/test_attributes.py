@@ -1,5 +1,5 @@
 """Every bake attribute takes effect or fails the bake naming target and attribute: ``entitlements`` must be
-granted by ``--allow``, ``attest`` only when disabled, ``shm-size``/``ulimits``/``no-cache-filter`` rejected,
+granted by ``--allow``, ``attest`` entries are valid ``--attest`` values, ``shm-size``/``ulimits``/``no-cache-filter`` rejected,
 ``call`` runs the build's ``--call`` report instead of building."""
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from tests.bake.test_cli import bake
     ({"shm-size": "128m"}, (), "attribute 'shm-size' is not supported"),
     ({"ulimits": ("nofile=1024:1024",)}, (), "attribute 'ulimits' is not supported"),
     ({"no-cache-filter": ("build",)}, (), "attribute 'no-cache-filter' is not supported"),
-    ({"attest": ("type=sbom",)}, (), "attribute 'attest' (type=sbom) is not supported"),
-    ({"attest": ("type=provenance,disabled=true", "type=provenance,mode=max")}, (), "attribute 'attest'"),
+    ({"attest": ("type=sbom,colour=red",)}, (), "attribute 'attest': invalid --attest"),
+    ({"attest": ("type=provenance,mode=huge",)}, (), "attribute 'attest'"),
+    ({"attest": ("type=signature",)}, (), "type must be sbom or provenance"),
     ({"entitlements": ("network.host",)}, (), "attribute 'entitlements' needs network.host, not granted"),
     ({"entitlements": ("device",)}, ("device",), "unknown entitlement 'device'"),
 ])
@@ -32,6 +33,7 @@ def test_unsupported_or_ungranted_attributes_fail(attrs: dict[str, object], allo
 
 @pytest.mark.parametrize("attrs", [
     {}, {"attest": ("type=sbom,disabled=true", "type=provenance,disabled=true")},
+    {"attest": ("type=sbom", "type=provenance,mode=max")}, {"attest": ({"type": "sbom", "generator": "x"},)},
     {"entitlements": ("network.host", "security.insecure")}, {"no-cache-filter": ()}, {"call": "build"},
 ])
 def test_supported_attributes_pass(attrs: dict[str, object]) -> None:

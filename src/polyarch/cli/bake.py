@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from polyarch.cli.attestations import AttestCommand
 from polyarch.cli.context import AppContext, pass_app
 from polyarch.cli.registry_cmds import client_options, registry_factory, reporting_to
 from polyarch.errors import UsageError
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["bake", "read_bake_files"]
 
 
-@click.command("bake")
+@click.command("bake", cls=AttestCommand)
 @click.argument("names", nargs=-1)
 @click.option("-f", "--file", "files", multiple=True, help="Build definition file (repeatable; default: buildx's lookup).")
 @click.option("--set", "overrides", multiple=True, help="Override a target attribute: PATTERN.KEY[.NAME]=VALUE.")
@@ -49,12 +50,19 @@ __all__ = ["bake", "read_bake_files"]
               help="Before any output: check every target's platforms hold binaries of their own architecture.")
 @click.option("--builder", "builder_name", default=None,
               help="Builder instance to use (default: $POLYARCH_BUILDER, else the one in use).")
+@click.option("--sbom", "sbom", default=None, metavar="true|false|generator=…",
+              help="Shorthand for --set=*.attest=type=sbom.")
+@click.option("--provenance", "provenance", default=None, metavar="true|false|mode=min|max,…",
+              help="Shorthand for --set=*.attest=type=provenance.")
+@click.option("--attest-mode", "attest_mode", type=click.Choice(["referrers", "buildx"]), default="referrers",
+              help="Attach attestations as OCI 1.1 referrers (default) or as buildx does.")
 @client_options
 @pass_app
 def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], print_: bool,
          list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
          metadata_file: str | None, verify: bool = False, allow: tuple[str, ...] = (), insecure: tuple[str, ...] = (),
-         tls_ca: str | None = None, builder_name: str | None = None) -> None:
+         tls_ca: str | None = None, builder_name: str | None = None, sbom: str | None = None,
+         provenance: str | None = None, attest_mode: str = "referrers") -> None:
     """Build several targets from a bake or compose file."""
     from polyarch.frontend.bake import Evaluator, parse_files, parse_overrides
     from polyarch.platform import host
@@ -91,14 +99,16 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
     if targets:
         _build(app, ev, targets, load=load, push=push, no_cache=no_cache, pull=pull,
                progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
-               allow=parse_allow(allow), registry=registry_factory(app.env, insecure, tls_ca))
+               allow=parse_allow(allow), registry=registry_factory(app.env, insecure, tls_ca),
+               attest=(sbom, provenance, attest_mode))
     if status:
         sys.exit(status)
 
 
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False,
-           allow: frozenset[str] = frozenset(), registry: Callable[[], RegistryClient]) -> None:
+           allow: frozenset[str] = frozenset(), registry: Callable[[], RegistryClient],
+           attest: tuple[str | None, str | None, str] = (None, None, "referrers")) -> None:
     from polyarch.exporters.dispatch import export
     from polyarch.exporters.exporter import ExportReport
     from polyarch.exporters.metadata import build_metadata
@@ -106,12 +116,20 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
     from polyarch.frontend.bake.overrides import parse_overrides
     from polyarch.progress import Progress, make_renderer
 
-    from .bake_request import check_supported, output_specs, plan_rounds, to_request, with_dependencies
+    from .bake_request import (
+        check_supported,
+        output_specs,
+        plan_rounds,
+        target_attest,
+        to_request,
+        with_dependencies,
+    )
 
     chosen = with_dependencies(ev, targets, parse_overrides(overrides))
     rounds = plan_rounds(list(chosen.values()))
     for t in chosen.values():  # an attribute polyarch cannot honour fails the bake before anything is built
         check_supported(t, allow)
+    attests = {name: target_attest(t, *attest) for name, t in chosen.items()}
     selected = {t.name for t in targets}  # dependencies pulled in by target: contexts get no --load/--push
     specs = {name: output_specs(t, load=load and name in selected, push=push and name in selected)
              for name, t in chosen.items()}
@@ -138,15 +156,19 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
     needed = {v[7:] for t in chosen.values() for v in t.get("contexts", {}).values()
               if v and v.startswith("target:")}
     built: dict[str, Any] = {}
+    plans: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
+    import time
+
+    started = time.time()
     try:
         for names in rounds:
             reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch, allow=allow)
                     for n in names]
             with cancel_on_signals() as cancel:  # ^C: cancel the build (exit 130), a second ^C: exit at once
                 done = build_many(deps, reqs, progress=progress, cancel=cancel)
-            for name, (_, result) in zip(names, done, strict=True):
-                built[name] = result
+            for name, (plan, result) in zip(names, done, strict=True):
+                built[name], plans[name] = result, plan
                 if name in needed:
                     handed[name] = f"polyarch.bake/{name}:{str(result.index.digest)[7:19]}"
                     app.images.set_name(handed[name], result.index)
@@ -157,6 +179,9 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
             for name in sorted(selected & set(built)):
                 verify_before_export(app, built[name].index, parse_list(chosen[name].get("platforms") or ()), progress,
                                label=f"[{name}] ")
+        for name in sorted(selected & set(built)):  # attestations of the selected targets, before any export
+            built[name] = _attest(app, chosen[name], built[name], plans[name], attests[name], epoch, started,
+                                  progress)
         for name, result in built.items():  # every target built: now export, like polyarch build
             report = ExportReport(result=result)
             tags = list(chosen[name].get("tags", ()))
@@ -181,6 +206,27 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
     if metadata_file:
         Path(metadata_file).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     gc_after_build(app, gc)  # the build cache cut back to the [gc] policy
+
+
+def _attest(app: AppContext, t: Target, result: Any, plan: Any, opts: Any, epoch: int | None, started: float,
+            progress: Any) -> Any:
+    """The target's attestations made and attached (cli/attestations.py); the result, maybe with a new index."""
+    if not opts.any:
+        return result
+    from polyarch.cli.attestations import attest_result, build_facts
+
+    ctx = Path(t.context)
+    inline = t.get("dockerfile-inline")
+    df_path = Path(t.dockerfile) if Path(t.dockerfile).is_absolute() else ctx / t.dockerfile
+    text = inline if inline is not None else df_path.read_text(encoding="utf-8", errors="replace")
+    facts = build_facts(ctx_dir=ctx, context_arg=t.context, dockerfile_name=df_path.name, dockerfile_text=text,
+                        build_args=t.build_args(), target=t.get("target", ""),
+                        platforms=[str(i.platform) for i in result.images],
+                        secrets=[s.split(",")[0].removeprefix("id=") for s in t.get("secret", ())],
+                        ssh=list(t.get("ssh", ())), epoch=epoch, started=started, opts=opts)
+    tags = list(t.get("tags", ()))
+    return attest_result(app.images, result, plan, opts, facts, name=tags[0] if tags else "", epoch=epoch,
+                         progress=progress)
 
 
 def read_bake_files(names: Sequence[str], directory: Path) -> list[tuple[str, str]]:

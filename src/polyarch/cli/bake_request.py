@@ -2,8 +2,8 @@
 
 Paths are relative to the working directory, as in buildx; ``dockerfile`` is relative to ``context``.
 Every attribute either takes effect or fails the bake naming target and attribute (``check_supported``):
-``entitlements`` must be granted by ``--allow``; ``attest`` only as ``disabled=true`` (polyarch makes no
-attestations); ``shm-size``, ``ulimits`` and ``no-cache-filter`` are not supported; ``call`` = ``outline``,
+``entitlements`` must be granted by ``--allow``; ``attest`` entries are checked as ``--attest`` values
+(``target_attest`` merges them with bake's ``--sbom``/``--provenance``); ``shm-size``, ``ulimits`` and ``no-cache-filter`` are not supported; ``call`` = ``outline``,
 ``targets``, ``plan`` or ``check`` prints that report instead of building (``run_calls``).
 The request is built by keyword, one bake attribute per ``BuildRequest`` field (``network``: default, none
 or host; host needs ``--allow network.host``). ``contexts`` values: a directory, ``docker-image://REF``, or ``target:NAME`` (built in an earlier round and given
@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyarch.errors import UsageError
+
+if TYPE_CHECKING:
+    from polyarch.attest.options import AttestOptions
 from polyarch.exporters.spec import OutputSpec, parse_output
 from polyarch.frontend.bake import Evaluator, Override, Target
 from polyarch.pipeline.run import BuildRequest
@@ -61,10 +64,7 @@ def check_supported(t: Target, allow: frozenset[str]) -> None:
         if t.get(key):
             raise UsageError(f"target {t.name!r}: attribute {key!r} is not supported by polyarch",
                              hint=f"remove {key} from the target (or --set {t.name}.{key}=)")
-    for entry in t.get("attest", ()):
-        if "disabled=true" not in entry.split(","):
-            raise UsageError(f"target {t.name!r}: attribute 'attest' ({entry}) is not supported: polyarch makes "
-                             "no attestations", hint="remove it, or disable it (type=…,disabled=true)")
+    target_attest(t)  # a bad attest entry fails here, naming the target
     for name in t.get("entitlements", ()):
         if name not in _ENTITLEMENTS:
             raise UsageError(f"target {t.name!r}: attribute 'entitlements': unknown entitlement {name!r}",
@@ -101,6 +101,23 @@ def run_calls(targets: Sequence[Target], resolve_image: Callable[..., Any]) -> t
         click.echo(result.text, nl=False)
         status = max(status, result.exit_code)
     return [t for t in targets if t not in reports], status
+
+
+def target_attest(t: Target, sbom: str | None = None, provenance: str | None = None,
+                  mode: str = "referrers") -> AttestOptions:
+    """The target's ``attest`` entries, then bake's ``--sbom``/``--provenance`` (which win, as buildx's
+    ``--set *.attest=`` does).
+
+    :raises UsageError: a bad entry, naming the target.
+    """
+    from polyarch.attest.options import parse_attest
+
+    entries = [e if isinstance(e, str) else ",".join(f"{k}={v}" for k, v in e.items() if v is not None)
+               for e in t.get("attest", ())]
+    try:
+        return parse_attest(sbom, provenance, entries, mode)
+    except UsageError as exc:
+        raise UsageError(f"target {t.name!r}: attribute 'attest': {exc.message}", hint=exc.hint) from None
 
 
 def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bool,
