@@ -112,6 +112,9 @@ def build_on_nodes(builder: Builder, req: BuildRequest, *, local: NodeStatus, lo
     finally:
         for client in clients.values():
             client.close()
+    for name, client in clients.items():
+        progress.message(f"node {name}: {client.bytes_sent} bytes sent, {client.bytes_received} received over ssh",
+                         level="info")
     order = {str(p): i for i, p in enumerate(wanted)}
     ordered = sorted(images, key=lambda img: order.get(str(img.platform), len(order)))
     notes = Annotations.parse(req.annotations)
