@@ -72,8 +72,13 @@ def test_create_ls_inspect_use_rm(tmp_path: Path) -> None:
     assert text.startswith("Name:          homelab\nDriver:        polyarch\n\nNodes:\n")
     assert "Name:             mini\nEndpoint:         ssh://mini\nStatus:           inactive\n" \
            "Flags:            --root '/srv/poly arch'\nPlatforms:        linux/amd64*, linux/arm64*\n" in text
-    boot = pa(cfg, "builder", "inspect", "--bootstrap", "homelab").stdout
-    assert "Status:           unknown" in boot and "Status:           running" in boot
+    pa(cfg, "builder", "create", "--name", "down", "--node", "gone", "--platform", "linux/arm64",
+       "ssh://nobody@127.0.0.1:1")  # nothing listens on port 1
+    boot = pa(cfg, "builder", "inspect", "--bootstrap", "down", check=False, timeout=60)
+    one_error(boot, "builder down: node gone (ssh://nobody@127.0.0.1:1) ")
+    assert "Name:             gone\nEndpoint:         ssh://nobody@127.0.0.1:1\nStatus:           error\n" in boot.stdout
+    assert "Status:           running" in pa(cfg, "builder", "inspect", "--bootstrap", "default").stdout
+    pa(cfg, "builder", "rm", "down")
 
     assert pa(cfg, "builder", "rm", "homelab", "--node", "mini").stdout == "node mini removed from homelab\n"
     assert [n["name"] for n in ls_json(cfg)["homelab"]["nodes"]] == ["pi5", "homelab0"]  # type: ignore[attr-defined]

@@ -40,11 +40,14 @@ def builder_store(app: AppContext) -> BuilderStore:
 
 
 def drivers(app: AppContext) -> Drivers:
-    """The node drivers: this host through its binfmt_misc directory; ssh nodes not reachable yet."""
-    from polyarch.nodes.driver import Drivers, UnavailableSsh
+    """The node drivers: this host through its binfmt_misc directory; ssh nodes through OpenSSH
+    (``POLYARCH_SSH``, see ``cli/node.ssh_command``)."""
+    from polyarch.cli.node import ssh_command
+    from polyarch.nodes.driver import Drivers
     from polyarch.nodes.local import LocalDriver
+    from polyarch.nodes.sshdriver import SshDriver
 
-    return Drivers(local=LocalDriver(app.env.binfmt_dir), ssh=UnavailableSsh())
+    return Drivers(local=LocalDriver(app.env.binfmt_dir), ssh=SshDriver(ssh_command(app)))
 
 
 def selected_builder(app: AppContext, name: str | None) -> Builder:
@@ -188,9 +191,9 @@ def inspect(app: AppContext, name: str | None, bootstrap: bool) -> None:
         if st.message:
             click.echo(f"Error:            {st.message}")
         if st.status == "error":
-            failed.append(f"{n.name}: {st.message or 'not reachable'}")
+            failed.append(st.message or f"node {n.name} ({n.endpoint}) is not reachable")
     if failed:
-        raise PolyarchError(f"builder {b.name}: node " + "; node ".join(failed))
+        raise PolyarchError(f"builder {b.name}: " + "; ".join(failed))
 
 
 @click.command("use")

@@ -8,9 +8,9 @@ API::
         stop(node) -> None              # release what the driver holds for the node (``builder stop``)
 
     Drivers(local, ssh).for_node(node) -> NodeDriver
-    UnavailableSsh()                    # the ssh driver until remote nodes exist: inactive / unknown
 
-``nodes/local.py`` is the local driver; the CLI (``cli/builder.py``) makes the drivers and passes them here.
+``nodes/local.py`` is the local driver, ``nodes/sshdriver.py`` the ssh one; the CLI (``cli/builder.py``) makes
+them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Protocol
 
 from .model import Node, NodeStatus
 
-__all__ = ["Drivers", "NodeDriver", "UnavailableSsh"]
+__all__ = ["Drivers", "NodeDriver"]
 
 
 class NodeDriver(Protocol):
@@ -46,17 +46,3 @@ class Drivers:
 
     def for_node(self, node: Node) -> NodeDriver:
         return self.local if node.endpoint.is_local else self.ssh
-
-
-class UnavailableSsh:
-    """ssh nodes while polyarch cannot reach them: declared platforms, status ``inactive`` (``unknown`` when asked
-    to bootstrap)."""
-
-    def status(self, node: Node) -> NodeStatus:
-        return NodeStatus("inactive", native=node.platforms)
-
-    def bootstrap(self, node: Node) -> NodeStatus:
-        return NodeStatus("unknown", native=node.platforms, message="remote nodes cannot be reached yet")
-
-    def stop(self, node: Node) -> None:
-        return None
