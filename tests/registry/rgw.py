@@ -159,7 +159,15 @@ def start_rgw(d: Path, timeout: float = 90.0) -> Rgw:
         _run(["ceph-mon", "-c", conf, "-i", "a", "--mkfs", "--monmap", str(d / "monmap")], d)
         rgw._spawn("mon", ["ceph-mon", "-f", "-c", conf, "-i", "a"])
         osd_uuid = str(uuid.uuid4())
-        _run(["ceph", "-c", conf, "osd", "new", osd_uuid, "0"], d)
+        deadline = time.monotonic() + 30
+        while True:  # the mon answers once it has formed its quorum of one
+            try:
+                _run(["ceph", "-c", conf, "--connect-timeout", "5", "osd", "new", osd_uuid, "0"], d)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline or rgw.procs["mon"].poll() is not None:
+                    raise
+                time.sleep(0.1)
         _run(["ceph-osd", "-c", conf, "-i", "0", "--mkfs", "--osd-uuid", osd_uuid], d)
         rgw._spawn("osd", ["ceph-osd", "-f", "-c", conf, "-i", "0"])
         _run(["ceph", "-c", conf, "osd", "crush", "add", "osd.0", "1.0", "host=localhost", "root=default"], d)

@@ -99,8 +99,9 @@ async def start_upload(reg: Registry, repo: str, request: Request) -> Response:
     return _progress(session, 202)
 
 
-async def _append(reg: Registry, session: Session, request: Request, *, required: bool) -> None:
-    """Stream the request body onto the session, honouring ``Content-Range``; rolled back on any failure."""
+async def _append(reg: Registry, session: Session, request: Request, *, required: bool, save: bool = False) -> None:
+    """Stream the request body onto the session, honouring ``Content-Range``; with ``save``, make it durable and
+    record the new offset; rolled back on any failure (also of the save)."""
     cr = request.headers.get("content-range")
     cl = request.headers.get("content-length")
     expected = None
@@ -121,6 +122,8 @@ async def _append(reg: Registry, session: Session, request: Request, *, required
         n = await pump(request.receive, session.append, reg.config.idle_timeout, limit)
         if expected is not None and n != expected:
             raise ApiError("SIZE_INVALID", f"chunk has {n} bytes, Content-Range says {expected}", status=400)
+        if save:
+            await run_io(reg.uploads.save_offset, session)
     except BaseException:
         await run_io(session.rollback, state)
         raise
@@ -131,8 +134,7 @@ async def patch_upload(reg: Registry, repo: str, upload_id: str, request: Reques
     async with session.lock:
         # finished or purged while we waited?
         session = await _session(reg, upload_id, repo)
-        await _append(reg, session, request, required=True)
-        await run_io(reg.uploads.save_offset, session)
+        await _append(reg, session, request, required=True, save=True)
         return _progress(session, 202)
 
 
