@@ -54,8 +54,8 @@ class Entry:
                         str(doc.get("target", "")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"bad context entry: {exc}") from None
-        parts = PurePosixPath(entry.path).parts
-        if not parts or entry.path.startswith("/") or any(p in ("..", ".") for p in parts) or "\0" in entry.path:
+        parts = entry.path.split("/")
+        if any(p in ("", ".", "..") for p in parts) or "\0" in entry.path:
             raise ProtocolError(f"bad context entry path {entry.path!r}")
         if entry.kind not in ("dir", "file", "symlink"):
             raise ProtocolError(f"bad context entry kind {entry.kind!r}")

@@ -1,0 +1,153 @@
+"""The node protocol's pieces without ssh: framing and version check, blobs verified, the context by content
+(only missing files asked for, entries that would leave the directory refused), the request round trip and the
+scheduler's choices."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
+from polyarch.errors import DigestMismatch, UsageError
+from polyarch.nodes import filesync, wire
+from polyarch.nodes.protocol import PROTOCOL_VERSION, Channel, ConnectionLost, ProtocolError, check_version
+from polyarch.nodes.schedule import Assignment, Candidate, schedule
+from polyarch.pipeline.run import BuildRequest
+from polyarch.platform import parse
+
+
+def _pair() -> tuple[Channel, io.BytesIO]:
+    out = io.BytesIO()
+    return Channel(io.BytesIO(), out), out
+
+
+def _reader(data: bytes) -> Channel:
+    return Channel(io.BytesIO(data), io.BytesIO())
+
+
+def test_messages_and_blobs_round_trip(tmp_path: Path) -> None:
+    src = ContentStore(tmp_path / "a")
+    dst = ContentStore(tmp_path / "b")
+    big = os.urandom(3 * (1 << 20) + 5)  # several B frames
+    digest, _ = src.write(big)
+    sender, wire_bytes = _pair()
+    sender.send({"type": "hello", "version": PROTOCOL_VERSION})
+    sender.send_blobs(src, [digest])
+    receiver = _reader(wire_bytes.getvalue())
+    assert receiver.recv() == {"type": "hello", "version": PROTOCOL_VERSION}
+    header = receiver.expect(receiver.recv(), "blob")
+    assert receiver.recv_blob(dst, header) == digest
+    assert dst.read(digest, limit=1 << 30) == big
+    assert receiver.received == sender.sent
+    with pytest.raises(ConnectionLost):
+        receiver.recv()
+
+
+def test_a_blob_that_does_not_match_its_digest_is_not_stored(tmp_path: Path) -> None:
+    dst = ContentStore(tmp_path / "b")
+    sender, wire_bytes = _pair()
+    fake = Digest.of(b"something else")
+    sender.send_blob(str(fake), 5, io.BytesIO(b"hello"))
+    receiver = _reader(wire_bytes.getvalue())
+    with pytest.raises(DigestMismatch, match="hashes to"):
+        receiver.recv_blob(dst, receiver.recv())
+    assert not dst.has(fake) and list(dst.list()) == []
+
+
+@pytest.mark.parametrize("data", [
+    struct.pack(">cI", b"X", 2) + b"{}",  # unknown frame type
+    struct.pack(">cI", b"J", 2) + b"[]",  # not an object
+    struct.pack(">cI", b"J", 4) + b"{\"a\"",  # not JSON
+    struct.pack(">cI", b"B", 1) + b"x",  # blob bytes where a message is due
+    struct.pack(">cI", b"J", 0xFFFFFFFF),  # absurd length
+])
+def test_bad_frames_are_protocol_errors(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        _reader(data).recv()
+
+
+def test_version_check_names_both() -> None:
+    check_version(PROTOCOL_VERSION, peer="node x")
+    with pytest.raises(ProtocolError, match=f"node pi5 speaks node protocol 7, this polyarch speaks {PROTOCOL_VERSION}"):
+        check_version(7, peer="node pi5")
+
+
+def test_context_goes_by_content(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "a.txt").write_text("same")
+    (ctx / "sub" / "b.txt").write_text("same")
+    (ctx / "big.bin").write_bytes(b"x" * 10000)
+    (ctx / "skip.log").write_text("left out")
+    os.chmod(ctx / "a.txt", 0o755)
+    os.symlink("a.txt", ctx / "link")
+    entries = filesync.scan(ctx, lambda p: p.endswith(".log"))
+    assert [e.path for e in entries] == ["a.txt", "big.bin", "link", "sub", "sub/b.txt"]
+    node = ContentStore(tmp_path / "node")
+    # two files of the same content are asked for once; after they are stored nothing is missing
+    need = filesync.missing(node, entries)
+    assert len(need) == 2
+    for e in entries:
+        if e.kind == "file" and e.digest in need:
+            node.write((ctx / e.path).read_bytes())
+    assert filesync.missing(node, entries) == []
+    out = tmp_path / "out"
+    out.mkdir()
+    filesync.materialize(node, [filesync.Entry.from_json(e.to_json()) for e in entries], out)
+    assert (out / "sub" / "b.txt").read_text() == "same" and os.readlink(out / "link") == "a.txt"
+    assert os.stat(out / "a.txt").st_mode & 0o777 == 0o755
+    assert os.stat(out / "big.bin").st_mtime_ns == os.stat(ctx / "big.bin").st_mtime_ns
+    assert not (out / "skip.log").exists()
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../x", "", ".", "a/./b"])
+def test_entries_that_leave_the_context_are_refused(path: str) -> None:
+    with pytest.raises(ProtocolError):
+        filesync.Entry.from_json({"path": path, "kind": "dir"})
+
+
+def test_entries_under_a_symlink_are_refused(tmp_path: Path) -> None:
+    node = ContentStore(tmp_path / "node")
+    digest, _ = node.write(b"pwned")
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    entries = [filesync.Entry("d", "symlink", target=str(outside)),
+               filesync.Entry("d/f", "file", size=5, digest=str(digest))]
+    with pytest.raises(ProtocolError, match="leaves the context"):
+        filesync.materialize(node, entries, out)
+    assert list(outside.iterdir()) == []
+
+
+def test_request_round_trip_keeps_secrets_and_replaces_contexts(tmp_path: Path) -> None:
+    req = BuildRequest("FROM x\n", "Dockerfile", tmp_path, (parse("linux/amd64"),), "t", {"A": "1"}, {"l": "v"},
+                       ("*.log",), {"img": "docker-image://alpine", "extra": str(tmp_path)}, True, 5,
+                       {"tok": b"\x00secret"}, annotations=("index:a=b",))
+    assert set(wire.local_contexts(req)) == {"context", "extra"}
+    doc = wire.request_to_json(req, (parse("linux/arm64"),))
+    back = wire.request_from_json(doc, {"context": Path("/n/c0"), "extra": Path("/n/c1")})
+    assert back.platforms == (parse("linux/arm64"),) and back.secrets == {"tok": b"\x00secret"}
+    assert back.build_contexts == {"img": "docker-image://alpine", "extra": "/n/c1"}
+    assert (back.target, back.build_args, back.no_cache, back.epoch, back.excludes) == ("t", {"A": "1"}, True, 5,
+                                                                                         ("*.log",))
+    with pytest.raises(UsageError, match="--ssh"):
+        wire.check_forwardable(BuildRequest("", ssh={"default": "/s"}), "pi5")
+
+
+def test_schedule_native_then_emulated_then_error() -> None:
+    amd, arm, v7, s390 = (parse(p) for p in ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"))
+    here = Candidate("here", (amd,), (arm, v7))
+    pi = Candidate("pi5", (arm,))
+    pi2 = Candidate("pi4", (arm,))
+    assert schedule([amd, arm], [here, pi]) == [Assignment(amd, "here"), Assignment(arm, "pi5")]
+    assert schedule([v7], [here, pi]) == [Assignment(v7, "here", emulated=True)]
+    # equal native nodes share the work
+    assert [a.node for a in schedule([arm, parse("linux/arm64/v8")], [pi, pi2])] == ["pi5", "pi4"]
+    with pytest.raises(UsageError, match="no node of builder b can run linux/s390x"):
+        schedule([amd, s390], [here, pi], builder="b")
