@@ -275,3 +275,22 @@ def test_bake_attest_attribute_and_flags(debianish: tuple[Path, Path]) -> None:
     assert json.loads(run_cli("attestations", "ls", "bakeapp:2", "--format", "json", root=root).stdout) == []
     bad = run_cli("bake", "--set", "*.attest=type=sbom,colour=red", root=root, cwd=app, check=False)
     assert bad.returncode != 0 and bad.stderr.startswith("error: target 'default': attribute 'attest'")
+
+
+def test_verify_require_attestations_and_imagetools_templates(debianish: tuple[Path, Path], embedded: str) -> None:
+    root, app = debianish
+    with_atts, without = f"{embedded}/att/v:1", f"{embedded}/att/v:bare"
+    run_cli("build", "--platform", PLATFORMS, "-t", with_atts, "--push", "--sbom", "--provenance", str(app),
+            root=root, env=EPOCH)
+    run_cli("build", "--platform", PLATFORMS, "-t", without, "--push", str(app), root=root)
+    assert run_cli("verify", "--require-attestations", with_atts, root=root).returncode == 0
+    bare = run_cli("verify", "--require-attestations", without, root=root, check=False)
+    assert bare.returncode == 1
+    assert "linux/arm64: missing-attestation: no sbom attestation" in bare.stdout
+    assert "Traceback" not in bare.stderr
+    prov = json.loads(run_cli("imagetools", "inspect", with_atts, "--format", "{{json .Provenance}}",
+                              root=root).stdout)
+    assert sorted(prov) == ["linux/amd64", "linux/arm64"]
+    assert prov["linux/amd64"]["SLSA"]["buildDefinition"]["buildType"] == "https://mobyproject.org/buildkit@v1"
+    sbom = json.loads(run_cli("imagetools", "inspect", with_atts, "--format", "{{ json .SBOM }}", root=root).stdout)
+    assert "curl" in {p["name"] for p in sbom["linux/arm64"]["SPDX"]["packages"]}

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from polyarch.frontend.convert.plan import BuildPlan
     from polyarch.registry.client import RegistryClient
 
-__all__ = ["AttestCommand", "attest_options", "attest_result", "attestations", "build_facts", "parse_flags"]
+__all__ = ["AttestCommand", "attest_options", "attest_result", "attestations", "build_facts",
+           "missing_attestations", "parse_flags"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -152,6 +153,41 @@ def attest_result(images: ImageStore, result: BuildResult, plan: BuildPlan, opts
 
 
 # --- reading ------------------------------------------------------------------------------------------------
+
+
+def template_view(opened: Any, images: ImageStore, client: RegistryClient | None, kind: str) -> dict[str, Any]:
+    """``imagetools inspect --format '{{json .Provenance}}'`` / ``'{{json .SBOM}}'`` as buildx shows them: for an
+    index, platform → ``{"SLSA": predicate}`` / ``{"SPDX": document}``; for a single manifest the inner object."""
+    from polyarch.attest.read import list_attestations, read_statement
+    from polyarch.oci.spec import Index
+
+    key = "SLSA" if kind == "provenance" else "SPDX"
+    out: dict[str, Any] = {}
+    for att in list_attestations(opened, images=images, client=client):
+        if att.kind == kind and att.platform not in out:
+            out[att.platform] = {key: read_statement(opened, att).get("predicate")}
+    if not isinstance(opened.document, Index):
+        return next(iter(out.values()), {})
+    return out
+
+
+def missing_attestations(opened: Any, images: ImageStore, client: RegistryClient | None,
+                         platforms: Sequence[Any] = ()) -> list[str]:
+    """``verify --require-attestations``: one line per platform (of ``platforms``, default all) that lacks an
+    SBOM or a provenance attestation."""
+    from polyarch.attest.read import list_attestations
+
+    found = list_attestations(opened, images=images, client=client)
+    have = {(a.platform, a.kind) for a in found}
+    wanted = {str(p) for p in platforms}
+    lines = []
+    for plat in opened.platforms():
+        if wanted and str(plat) not in wanted:
+            continue
+        for kind in ("sbom", "provenance"):
+            if (str(plat), kind) not in have:
+                lines.append(f"{plat}: missing-attestation: no {kind} attestation")
+    return lines
 
 
 @click.group("attestations")

@@ -41,6 +41,16 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
         raise UsageError("--raw and --format are mutually exclusive")
     with make_client(app.env, insecure, tls_ca) as client:
         resolved = resolve(ref, client=client, images=lambda: app.images)
+        compact = (fmt or "").replace(" ", "")
+        if compact in ("{{json.Provenance}}", "{{json.SBOM}}"):  # buildx's: per platform, read from attestations
+            from polyarch.cli.attestations import template_view
+
+            try:
+                view = template_view(resolved, app.images, client, "provenance" if "Provenance" in compact else "sbom")
+            finally:
+                resolved.close()
+            click.echo(json.dumps(view, indent=2))
+            return
         resolved.close()  # inspect shows the root document only
     if raw:
         sys.stdout.buffer.write(resolved.raw)
@@ -56,7 +66,8 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
     elif compact == "{{json.Manifest}}":
         click.echo(json.dumps(json.loads(resolved.raw), indent=2))
     else:
-        raise UsageError(f"unsupported --format {fmt!r}", hint="use json, '{{json .}}' or '{{json .Manifest}}'")
+        raise UsageError(f"unsupported --format {fmt!r}", hint="use json, '{{json .}}', '{{json .Manifest}}', "
+                                                              "'{{json .Provenance}}' or '{{json .SBOM}}'")
 
 
 @imagetools.command("create")

@@ -28,11 +28,13 @@ __all__ = ["verify"]
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=None, envvar="POLYARCH_VERIFY_JOBS",
               help="Platforms verified at once (default: up to 4, at most the CPU count).")
+@click.option("--require-attestations", "require_attestations", is_flag=True,
+              help="Fail unless every platform has an SBOM and a provenance attestation (referrers or buildx's).")
 @client_options
 @pass_app
 def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tuple[str, ...],
            ignores: tuple[str, ...], fmt: str, jobs: int | None, insecure: tuple[str, ...],
-           tls_ca: str | None) -> None:
+           tls_ca: str | None, require_attestations: bool = False) -> None:
     """Check every platform of REF: present when required, config matching the index, and every ELF file of
     its merged filesystem built for it (an amd64 binary in an arm64 image, an ARMv7 one in arm/v6).
 
@@ -59,6 +61,11 @@ def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tupl
             subject = ref if opened.ref is not None else opened.name
             report = verify_image(opened.source, opened.descriptor, platforms=selected, require=require,
                                   ignore=(*DEFAULT_IGNORE, *ignores), subject=subject, jobs=jobs)
+            missing: list[str] = []
+            if require_attestations:
+                from polyarch.cli.attestations import missing_attestations
+
+                missing = missing_attestations(opened, app.images, clients[0] if clients else None, selected)
     finally:
         for client in clients:
             client.close()
@@ -69,5 +76,7 @@ def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tupl
         if out:
             click.echo(out, nl=False)
         click.echo(summary, err=True)
-    if not report.ok:
+    for line in missing:
+        click.echo(line, err=fmt == "json")
+    if not report.ok or missing:
         sys.exit(1)
