@@ -291,3 +291,43 @@ def test_ssh_killed_mid_build(env: Env) -> None:
         time.sleep(0.2)
     assert _node_contexts(env) == []
     assert _pids(["node", "serve", str(env.node)]) == []
+
+
+def test_secret_reaches_the_node_build_but_never_its_disk(env: Env, tmp_path: Path) -> None:
+    value = "s3cr3t-" + os.urandom(8).hex()
+    (tmp_path / "tok").write_text(value)
+    (env.ctx / "Dockerfile").write_text(f"FROM {BASE_NAME}\nRUN --mount=type=secret,id=tok "
+                                        "sha256sum /run/secrets/tok | cut -c1-64 > /sum\n")
+    env.homelab(name="armonly", local=False)
+    env.ok("build", "--builder", "armonly", "--platform", "linux/arm64", "--secret", f"id=tok,src={tmp_path / 'tok'}",
+           "-t", "sec:1", "--load", str(env.ctx))
+    import hashlib
+
+    got = env.ok("run", "--platform", "linux/arm64", "sec:1", "cat", "/sum").stdout.strip()
+    assert got == hashlib.sha256(value.encode()).hexdigest()
+    needle = value.encode()
+    for dirpath, _dirs, files in os.walk(env.node):
+        for name in files:
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                assert needle not in path.read_bytes(), f"the secret was written to {path}"
+
+
+def test_push_from_two_nodes_gives_one_index(env: Env, tmp_path: Path) -> None:
+    from tests.registry.refregistry import start_registry
+
+    reg = start_registry(tmp_path / "registry")
+    try:
+        env.homelab()
+        ref = f"{reg.host}/demo/app:1"
+        env.ok("build", "--builder", "homelab", "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push",
+               str(env.ctx))
+        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                             capture_output=True, text=True, check=True).stdout
+        index = json.loads(raw)
+        assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+        for arch, want in (("arm64", "aarch64"), ("amd64", "x86_64")):  # each pulled into a store of its own
+            out = env.ok("run", "--platform", f"linux/{arch}", ref, "cat", "/arch", root=tmp_path / arch).stdout
+            assert out == f"{want}\n"
+    finally:
+        reg.stop()
