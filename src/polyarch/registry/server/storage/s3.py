@@ -3,7 +3,8 @@ boto3 (chosen by measurement: see docs/architecture.md, registry/server/storage)
 
 Layout under ``rootdirectory``: ``blobs/<algorithm>/<hex>`` (content-addressed, written once, after
 verification) and ``_uploads/<id>/…`` for sessions. A session streams into an S3 multipart upload: bytes are
-buffered until a part (``part_size``, at least 5 MiB) is full and then uploaded; at the end of each request the
+buffered until a part (``part_size``, at least 5 MiB) is full and then uploaded (up to ``IN_FLIGHT`` parts at once
+while the body keeps streaming in); at the end of each request the
 rest (the tail, smaller than a part) is written as the object ``_uploads/<id>/tail-<offset>`` and the state
 (multipart upload id, part ETags and sizes, tail length) goes to the registry database beside the offset. So a
 session survives a restart and can be continued by another process: ``resume`` checks the multipart upload with
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -36,6 +38,8 @@ from .protocol import SessionGone, StorageUnavailable
 __all__ = ["S3Options", "S3Storage", "S3Upload"]
 
 MIN_PART = 5 << 20
+IN_FLIGHT = 4  # parts of one session uploading at once while the request body keeps streaming in
+_PARTS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="registry-s3-part")
 _GONE = {"NoSuchUpload", "NoSuchKey", "404"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 T = TypeVar("T")
@@ -114,6 +118,7 @@ class S3Upload:
         self.parts = parts or []
         self.buffer = bytearray(tail)
         self._tail_offset = offset if tail else None  # the tail object now recorded in the database
+        self._inflight: list[Future[tuple[str, int]]] = []  # parts len(parts)+1… being uploaded, in order
 
     @property
     def data_key(self) -> str:
@@ -122,20 +127,42 @@ class S3Upload:
     def tail_key(self, offset: int) -> str:
         return self.s3.key(f"_uploads/{self.id}/tail-{offset}")
 
-    def _upload_part(self, data: bytes | bytearray | memoryview) -> None:
-        c = self.s3.client
-        if self.mpu is None:
-            self.mpu = _call("CreateMultipartUpload", c.create_multipart_upload, Bucket=self.s3.bucket,
-                             Key=self.data_key)["UploadId"]
-        number = len(self.parts) + 1
+    def _put_part(self, number: int, data: bytes) -> tuple[str, int]:
         try:
-            res = _call("UploadPart", c.upload_part, Bucket=self.s3.bucket, Key=self.data_key, UploadId=self.mpu,
-                        PartNumber=number, Body=bytes(data))
+            res = _call("UploadPart", self.s3.client.upload_part, Bucket=self.s3.bucket, Key=self.data_key,
+                        UploadId=self.mpu, PartNumber=number, Body=data)
         except botocore.exceptions.ClientError as exc:
             if _code(exc) in _GONE:
                 raise SessionGone("upload session was purged") from exc
             raise
-        self.parts.append((str(res["ETag"]), len(data)))
+        return str(res["ETag"]), len(data)
+
+    def _upload_part(self, data: bytes | bytearray | memoryview, *, wait: bool = False) -> None:
+        """Start uploading the next part (at most ``IN_FLIGHT`` at once); with ``wait``, finish all."""
+        if self.mpu is None:
+            self.mpu = _call("CreateMultipartUpload", self.s3.client.create_multipart_upload, Bucket=self.s3.bucket,
+                             Key=self.data_key)["UploadId"]
+        while len(self._inflight) >= IN_FLIGHT:
+            self.parts.append(self._inflight.pop(0).result())
+        number = len(self.parts) + len(self._inflight) + 1
+        self._inflight.append(_PARTS.submit(self._put_part, number, bytes(data)))
+        if wait:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait for every part in flight; the first failure is raised after all have ended."""
+        error: BaseException | None = None
+        for fut in self._inflight:
+            try:
+                result = fut.result()
+            except BaseException as exc:  # re-raised below, after the others ended
+                error = error or exc
+                continue
+            if error is None:
+                self.parts.append(result)
+        self._inflight = []
+        if error is not None:
+            raise error
 
     def append(self, chunks: list[bytes]) -> None:
         part = self.s3.options.part_size
@@ -154,10 +181,15 @@ class S3Upload:
                     del self.buffer[:done]
 
     def checkpoint(self) -> object:
+        self._settle()
         return self.offset, len(self.parts), bytes(self.buffer)
 
     def rollback(self, state: object) -> None:
         assert isinstance(state, tuple)
+        try:
+            self._settle()
+        except BaseException:  # the request failed already: its parts are dropped below
+            pass
         self.offset, n, tail = state
         del self.parts[n:]  # later parts are overwritten: part numbers follow len(parts)
         self.buffer = bytearray(tail)
@@ -166,6 +198,7 @@ class S3Upload:
         return json.dumps({"mpu": self.mpu, "parts": self.parts, "tail": len(self.buffer)})
 
     def flush(self) -> str:
+        self._settle()
         old = self._tail_offset
         if self.buffer and old != self.offset:
             _call("PutObject", self.s3.client.put_object, Bucket=self.s3.bucket, Key=self.tail_key(self.offset),
@@ -197,9 +230,10 @@ class S3Upload:
             _call("PutObject", c.put_object, Bucket=bucket, Key=target, Body=data)
             self.abort()  # the tail object, if any
             return True
-        if self.buffer or not self.parts:
+        if self.buffer or not (self.parts or self._inflight):
             self._upload_part(self.buffer)
             self.buffer = bytearray()
+        self._settle()
         parts = [{"PartNumber": i + 1, "ETag": etag} for i, (etag, _) in enumerate(self.parts)]
         try:
             # RGW may answer an empty ETag here: the answer is not used
@@ -221,6 +255,10 @@ class S3Upload:
         return True
 
     def abort(self) -> None:
+        try:
+            self._settle()
+        except BaseException:  # dropping the session anyway
+            pass
         self.s3.forget(self.id, self.state())
         self.mpu = None
         self.parts = []
@@ -286,7 +324,10 @@ class S3Storage:
         try:
             if int(res["ContentLength"]) > limit:
                 raise StoreError(f"blob {digest} is larger than {limit} bytes")
-            return reader.read(limit + 1)
+            out = bytearray()
+            while len(out) <= limit and (chunk := reader.read(limit + 1 - len(out))):
+                out += chunk
+            return bytes(out)
         finally:
             reader.close()
 
