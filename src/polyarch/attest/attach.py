@@ -27,7 +27,7 @@ from polyarch.content.images import ImageStore
 from polyarch.digest import Digest
 from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType
 from polyarch.platform import Platform
-from polyarch.sources.referrers import add_store_referrer
+from polyarch.sources.referrers import add_store_referrers
 
 from .generate import Statement
 from .statement import ANNOTATION_PREDICATE, INTOTO_MEDIA_TYPE
@@ -48,7 +48,7 @@ def attach_referrers(images: ImageStore, statements: Sequence[Statement]) -> lis
     """Write each statement as a referrer of its subject; returns the referrer descriptors."""
     digest, size = images.store.write(_EMPTY)
     config = Descriptor(MediaType.OCI_EMPTY, digest, size)
-    out: list[Descriptor] = []
+    out: list[tuple[Descriptor, Digest]] = []
     for st in statements:
         layer = _layer(images, st)
         subject = Descriptor(st.subject.media_type, st.subject.digest, st.subject.size)
@@ -57,8 +57,8 @@ def attach_referrers(images: ImageStore, statements: Sequence[Statement]) -> lis
                             artifact_type=INTOTO_MEDIA_TYPE)
         desc = images.put_document(manifest)
         desc = Descriptor(desc.media_type, desc.digest, desc.size, annotations=notes, artifact_type=INTOTO_MEDIA_TYPE)
-        out.append(add_store_referrer(images, desc, st.subject.digest))
-    return out
+        out.append((desc, st.subject.digest))
+    return add_store_referrers(images, out)
 
 
 def attach_buildx(images: ImageStore, index: Descriptor, statements: Sequence[Statement]) -> Descriptor:

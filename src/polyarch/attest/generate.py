@@ -25,7 +25,7 @@ from polyarch.oci.spec import Descriptor, Manifest
 from polyarch.platform import Platform
 from polyarch.sources.store import StoreSource
 
-from .layers import LayerCache, image_packages
+from .layers import LayerCache, image_packages, prescan
 from .options import AttestOptions
 from .provenance import BuildFacts, platform_materials, predicate_v02, predicate_v1
 from .sbom import spdx_document
@@ -72,6 +72,15 @@ def make_statements(images: ImageStore, subjects: Sequence[Descriptor], opts: At
     source = StoreSource(images)
     resolve = _resolver(images)
     facts = replace(facts, mode=opts.provenance_mode)
+    cache = cache if cache is not None else LayerCache()
+    if opts.sbom:  # every platform's layers scanned at once, each once
+        layers: list[tuple[str, Descriptor]] = []
+        for subject in subjects:
+            doc = images.read_document(subject).document
+            assert isinstance(doc, Manifest)
+            diff_ids = parse_config(images.store.read(doc.config.digest)).diff_ids
+            layers += [(str(diff_ids[i]) if i < len(diff_ids) else str(x.digest), x) for i, x in enumerate(doc.layers)]
+        prescan(source, layers, cache)
     for i, subject in enumerate(subjects):
         platform = subject.platform
         subj = [Subject(subject_name(name, platform), subject.digest)]

@@ -15,7 +15,7 @@ and the module info of ELF files that hold Go build info (found by streaming thr
 listed it, so a dpkg package installed by a build step names that step's layer, not the base's.
 
 Layer results are kept per diff_id for the life of the process (``LayerCache``), so a re-attested result (after
-recompression, say) reads no layer twice.
+recompression, say) reads no layer twice; ``prescan`` fills it for all platforms at once on a few threads.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from polyarch.worker.tarmembers import open_members
 from .goinfo import MAGIC, MAX_INFO, BuildInfo, parse_buildinfo
 from .scanners import Distro, Package, apk_installed, dpkg_status, go_binary, os_release, python_metadata
 
-__all__ = ["MAX_DB", "Found", "LayerCache", "LayerFiles", "image_packages", "merge", "scan_layer"]
+__all__ = ["MAX_DB", "Found", "LayerCache", "LayerFiles", "image_packages", "merge", "prescan", "scan_layer"]
 
 MAX_DB = 64 << 20
 MAX_GO_BINARY = 1 << 30
@@ -231,6 +231,21 @@ def image_packages(source: ContentSource, manifest: Manifest, diff_ids: Sequence
                 cache.put(key, lf)
         scanned.append((key, lf))
     return packages(merge(scanned))
+
+
+def prescan(source: ContentSource, layers: Sequence[tuple[str, Descriptor]], cache: LayerCache,
+            workers: int = 4) -> None:
+    """Scan the layers (diff_id, descriptor) ``cache`` lacks, several at once (decompression releases the GIL):
+    the layers of every platform of a build in one go."""
+    todo = {key: desc for key, desc in layers if cache.get(key) is None}
+    if not todo:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+        done = dict(zip(todo, pool.map(lambda d: _scan_blob(source, d), todo.values()), strict=True))
+    for key, files in done.items():
+        cache.put(key, files)
 
 
 def _scan_blob(source: ContentSource, layer: Descriptor) -> LayerFiles:

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyarch.content.images import ImageStore
 from polyarch.digest import Digest
 from polyarch.errors import InvalidManifest
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_manifest, parse_document
-from polyarch.registry.client import RegistryClient
 from polyarch.sources.protocol import Opened
 from polyarch.sources.referrers import registry_referrers, store_referrers
 from polyarch.sources.store import StoreSource
 
 from .attach import REFERENCE_DIGEST
+
+if TYPE_CHECKING:
+    from polyarch.registry.client import RegistryClient
 from .statement import ANNOTATION_PREDICATE, INTOTO_MEDIA_TYPE, kind_of
 
 __all__ = ["MAX_STATEMENT", "Attestation", "list_attestations", "read_statement"]

@@ -5,7 +5,7 @@ API::
 
     SUBJECT_ANNOTATION                                # index.json entries: the subject digest of a referrer
     store_referrers(images, subject) -> [Descriptor]  # referrers of ``subject`` in the local store
-    add_store_referrer(images, desc, subject)         # keep one (an unnamed index.json entry, gc root)
+    add_store_referrers(images, [(desc, subject)])    # keep them (unnamed index.json entries, gc roots)
     registry_referrers(client, ref, subject) -> [Descriptor]   # API, else the ``sha256-<hex>`` tag's index
     push_referrers(images, subjects, dest, client) -> int      # every store referrer of ``subjects``
 
@@ -24,6 +24,7 @@ referrers, read, extended and written back.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from polyarch.content.images import ImageStore
 from polyarch.digest import Digest
@@ -31,10 +32,11 @@ from polyarch.errors import RegistryError
 from polyarch.oci.jsonutil import canonical_json
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import Descriptor, Index, MediaType, parse_document
-from polyarch.registry import auth
-from polyarch.registry.client import RegistryClient
 
-__all__ = ["SUBJECT_ANNOTATION", "add_store_referrer", "fallback_tag", "push_referrers", "registry_referrers",
+if TYPE_CHECKING:
+    from polyarch.registry.client import RegistryClient
+
+__all__ = ["SUBJECT_ANNOTATION", "add_store_referrers", "fallback_tag", "push_referrers", "registry_referrers",
            "store_referrers"]
 
 SUBJECT_ANNOTATION = "io.polyarch.referrer.subject"
@@ -51,21 +53,24 @@ def store_referrers(images: ImageStore, subject: Digest) -> list[Descriptor]:
     return [d for d in images.entries() if d.annotations.get(SUBJECT_ANNOTATION) == str(subject)]
 
 
-def add_store_referrer(images: ImageStore, desc: Descriptor, subject: Digest) -> Descriptor:
-    """Keep ``desc`` (already in the store) as a referrer of ``subject``; a second add of the same is a no-op."""
-    entry = desc.with_annotations({**desc.annotations, SUBJECT_ANNOTATION: str(subject)})
+def add_store_referrers(images: ImageStore, items: Sequence[tuple[Descriptor, Digest]]) -> list[Descriptor]:
+    """Keep each ``(desc, subject)`` (``desc`` already in the store) as a referrer of ``subject``, in one
+    index.json update; one already kept is not added twice. Returns the entries."""
+    entries = [d.with_annotations({**d.annotations, SUBJECT_ANNOTATION: str(subject)}) for d, subject in items]
 
-    def change(entries: list[Descriptor]) -> list[Descriptor]:
-        if any(e.digest == entry.digest and e.annotations.get(SUBJECT_ANNOTATION) == str(subject) for e in entries):
-            return entries
-        return [*entries, entry]
+    def change(current: list[Descriptor]) -> list[Descriptor]:
+        have = {(str(e.digest), e.annotations.get(SUBJECT_ANNOTATION)) for e in current}
+        return [*current, *(e for e in entries if (str(e.digest), e.annotations[SUBJECT_ANNOTATION]) not in have)]
 
-    images.update(change)
-    return entry
+    if entries:
+        images.update(change)
+    return entries
 
 
 def _api(client: RegistryClient, ref: Reference, subject: Digest) -> list[Descriptor] | None:
     """The referrers API's answer, or None when the registry has no such API (404)."""
+    from polyarch.registry import auth
+
     reg = client.endpoint(ref.domain)
     scopes = [auth.scope_for(ref.path, "pull")]
     url = f"{reg.base}/v2/{ref.path}/referrers/{subject}"
