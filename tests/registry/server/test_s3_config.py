@@ -6,11 +6,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.conftest import run_cli
 
 from polyarch.cli.registry_config import S3Settings, ServeFile, load_serve_file
 from polyarch.errors import UsageError
+
+from .conftest import Api, start_server
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "polyarch"
 
@@ -132,6 +135,17 @@ def test_the_cli_says_one_error_line(tmp_path: Path, text: str, message: str) ->
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(f"error: {path}") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "http:\n  addr: 127.0.0.1:1\nstorage:\n  filesystem: {}\n  delete:\n    enabled: true\n")
+    server = start_server(tmp_path / "store", "--config", str(path))  # start_server passes --addr: it wins
+    try:
+        api = Api(httpx.Client(base_url=server.url, timeout=10))
+        _, digest = api.push_image("app", "1")
+        assert api.c.delete(f"/v2/app/manifests/{digest}").status_code == 202  # storage.delete.enabled
+    finally:
+        server.stop()
 
 
 def test_the_cli_says_when_the_bucket_cannot_be_reached(tmp_path: Path) -> None:

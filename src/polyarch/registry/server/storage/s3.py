@@ -1,5 +1,10 @@
 """The ``s3`` storage driver: blobs as objects of an S3-compatible bucket (AWS, MinIO, Ceph RGW, Garage), through
-boto3 (chosen by measurement: see docs/architecture.md, registry/server/storage).
+boto3. Chosen by measurement against Ceph RGW (200 MB object, 2 shared cores): boto3 upload 131 MB/s (sequential
+parts 120), download 621 MB/s, import 0.27 s; minio 143 / 635 MB/s, 0.37 s; obstore 142 / 429 MB/s, 0.006 s.
+Throughput is bound by the store, not the client; boto3 alone has a public API for what sessions need
+(multipart upload by id across processes: UploadPart, ListParts, Complete, Abort; presigned GETs) and reads
+credentials from the usual places (environment, ``~/.aws`` config and profiles). Its import cost is paid only by
+``registry serve`` with s3 storage.
 
 Layout under ``rootdirectory``: ``blobs/<algorithm>/<hex>`` (content-addressed, written once, after
 verification) and ``_uploads/<id>/…`` for sessions. A session streams into an S3 multipart upload: bytes are
