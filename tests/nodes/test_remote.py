@@ -28,8 +28,9 @@ COPY a.txt /a.txt
 RUN uname -m > /arch && cat /a.txt
 """
 SLOW = f"""FROM {BASE_NAME}
+ARG PAUSE=60
 COPY a.txt /a.txt
-RUN echo started && sleep 60
+RUN echo started && sleep $PAUSE
 """
 
 
@@ -220,10 +221,14 @@ def _pids(match: list[str], parent: int | None = None) -> list[int]:
     return out
 
 
-def _start_slow_build(env: Env) -> subprocess.Popen[str]:
+def _start_slow_build(env: Env, builder: str = "armonly", platforms: str = "linux/arm64",
+                      *extra: str) -> subprocess.Popen[str]:
     (env.ctx / "Dockerfile").write_text(SLOW)
-    env.homelab()
-    proc = subprocess.Popen(env.argv("build", "--builder", "homelab", "--platform", "linux/amd64,linux/arm64",
+    if builder == "armonly":
+        env.homelab(name="armonly", local=False)
+    else:
+        env.homelab()
+    proc = subprocess.Popen(env.argv("build", "--builder", builder, "--platform", platforms, *extra,
                                      "--progress", "plain", "-t", "slow:1", "--load", str(env.ctx)),
                             env=env.env, stderr=subprocess.PIPE, text=True)
     RUNNING.append(proc)
@@ -234,7 +239,7 @@ def _start_slow_build(env: Env) -> subprocess.Popen[str]:
     while time.monotonic() < deadline:  # until the node's RUN step printed its first line
         line = proc.stderr.readline()
         seen.append(line)
-        if line.rstrip().endswith("[pi5 linux/arm64 stage-0 3/3] RUN echo started && sleep 60"):
+        if line.rstrip().endswith("[pi5 linux/arm64 stage-0 4/4] RUN echo started && sleep $PAUSE"):
             node_step = line.split()[0]
         if node_step and line.startswith(node_step + " ") and line.rstrip().endswith(" started"):
             break
@@ -266,12 +271,12 @@ def test_node_process_killed_mid_build(env: Env) -> None:
     errors = [x for x in out.splitlines() if x.startswith("error:")]
     assert proc.returncode == 1 and len(errors) == 1, out
     assert "node pi5 (ssh://polynode): connection lost at step" in errors[0], errors
-    assert "RUN echo started && sleep 60" in errors[0]
+    assert "[stage-0 4/4] RUN echo started && sleep $PAUSE" in errors[0]
     assert "slow:1" not in env.ok("images").stdout  # nothing exported
     # the killed node left its context copy; the next session sweeps it (and reaps its container)
     assert _node_contexts(env)
     (env.ctx / "Dockerfile").write_text(DOCKERFILE)
-    env.ok("build", "--builder", "homelab", "--platform", "linux/arm64", str(env.ctx))
+    env.ok("build", "--builder", "armonly", "--platform", "linux/arm64", str(env.ctx))
     assert _node_contexts(env) == []
 
 
@@ -331,3 +336,17 @@ def test_push_from_two_nodes_gives_one_index(env: Env, tmp_path: Path) -> None:
             assert out == f"{want}\n"
     finally:
         reg.stop()
+
+
+def test_failover_when_a_node_dies_mid_build(env: Env) -> None:
+    """The local node emulates arm64: when pi5 dies, its platform is built here instead (with a warning)."""
+    proc = _start_slow_build(env, "homelab", "linux/amd64,linux/arm64", "--build-arg", "PAUSE=3")
+    servers = _pids(["python", "node", "serve", str(env.node)])
+    assert len(servers) == 1
+    os.kill(servers[0], signal.SIGKILL)
+    out = _finish(proc)
+    assert proc.returncode == 0, out
+    assert "node pi5 (ssh://polynode): connection lost at step" in out
+    assert "building linux/arm64 on node here instead" in out
+    assert env.ok("run", "--platform", "linux/arm64", "slow:1", "uname", "-m").stdout == "aarch64\n"
+    assert env.ok("run", "--platform", "linux/amd64", "slow:1", "uname", "-m").stdout == "x86_64\n"

@@ -39,7 +39,7 @@ from . import filesync, wire
 from .model import Node
 from .protocol import PROTOCOL_VERSION, Channel, ConnectionLost, ProtocolError, check_version
 
-__all__ = ["DEFAULT_SSH", "NodeClient", "NodeHello", "ssh_argv"]
+__all__ = ["DEFAULT_SSH", "NodeClient", "NodeHello", "NodeLost", "ssh_argv"]
 
 DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 
@@ -49,6 +49,10 @@ def ssh_argv(node: Node, ssh: Sequence[str] = DEFAULT_SSH) -> list[str]:
     remote = ["polyarch", *node.flags, "node", "serve", "--stdio"]
     return [*ssh, "-T", *(["-p", str(ep.port)] if ep.port else []), "--", ep.ssh_target,
             " ".join(shlex.quote(w) for w in remote)]
+
+
+class NodeLost(BuildError):
+    """The connection to a node ended during a build (ssh or the node process killed, the host gone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +232,7 @@ class NodeClient:
             step = relay.step
             relay.close("connection to the node lost")
             where = f" at step {step}" if step else f" while {phase}"
-            raise BuildError(f"node {self.name} ({self.node.endpoint}): connection lost{where}: {self._why()}") \
+            raise NodeLost(f"node {self.name} ({self.node.endpoint}): connection lost{where}: {self._why()}") \
                 from None
         except OSError as exc:
             relay.close("failed")

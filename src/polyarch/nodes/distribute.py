@@ -4,8 +4,10 @@
 each platform (``schedule``: native, else emulated with a warning, else an error before any work; a node that is
 unreachable at the start is left out with a warning when the other nodes can run its platforms, else its error
 is the build's), then runs the local node's platforms here (``local_build``, the usual pipeline) and each ssh
-node's platforms over its connection, in parallel threads. Any failure cancels the rest (a node sees its
-connection end and stops) and is raised as the one ``BuildError`` naming the node and step; the blobs received
+node's platforms over its connection, in parallel threads. A node whose connection is lost mid-build (ssh or
+the node killed) hands its platforms to the nodes left that run them (failover, with a warning); when none can,
+or on any other failure, the rest is cancelled (a node sees its connection end and stops) and the failure is
+raised as the one ``BuildError`` naming the node and step; the blobs received
 from nodes are deleted again and nothing is exported (a local part that had finished leaves its images unnamed in
 the store, as cache for gc to take). On success the per-platform
 images (local and remote) are put into one index, in the order the platforms were asked for.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +31,7 @@ from polyarch.platform import Platform
 from polyarch.progress import Progress
 
 from . import filesync, wire
-from .client import NodeClient
+from .client import NodeClient, NodeLost
 from .model import Builder, Node, NodeStatus
 from .schedule import Assignment, Candidate, schedule
 
@@ -95,7 +98,8 @@ def build_on_nodes(builder: Builder, req: BuildRequest, *, local: NodeStatus, lo
     clients, unreachable = _connect_all(builder.remote_nodes, connect)
     try:
         try:
-            plan = schedule(wanted, _candidates(builder, local, clients), builder=builder.name)
+            candidates = _candidates(builder, local, clients)
+            plan = schedule(wanted, candidates, builder=builder.name)
         except PolyarchError:
             if unreachable:
                 raise next(iter(unreachable.values())) from None
@@ -108,7 +112,7 @@ def build_on_nodes(builder: Builder, req: BuildRequest, *, local: NodeStatus, lo
         by_node: dict[str, list[Platform]] = {}
         for a in plan:
             by_node.setdefault(a.node, []).append(a.platform)
-        images = _run(builder, req, by_node, clients, local_build, store, progress, cancel)
+        images = _run(builder, req, by_node, clients, candidates, local_build, store, progress, cancel)
     finally:
         for client in clients.values():
             client.close()
@@ -125,17 +129,35 @@ def build_on_nodes(builder: Builder, req: BuildRequest, *, local: NodeStatus, lo
 
 
 def _run(builder: Builder, req: BuildRequest, by_node: dict[str, list[Platform]], clients: dict[str, NodeClient],
-         local_build: LocalBuild, store: ContentStore, progress: Progress, cancel: Cancel) -> list[PlatformImage]:
+         candidates: list[Candidate], local_build: LocalBuild, store: ContentStore, progress: Progress,
+         cancel: Cancel) -> list[PlatformImage]:
     memo = filesync.DigestMemo()
     inner = Cancel()  # the first failure stops every other node
+    locks = {name: threading.Lock() for name in clients}  # one build at a time per connection
+    lost: set[str] = set()
 
     def job(name: str, platforms: list[Platform]) -> list[PlatformImage]:
         sub = dataclasses.replace(req, platforms=tuple(platforms))
         if builder.node(name).endpoint.is_local:
             return list(local_build(sub, inner).images)
         client = clients[name]
-        with inner.hook(client.abort):
-            return client.build(sub, tuple(platforms), store=store, progress=progress, memo=memo)
+        try:
+            with locks[name], inner.hook(client.abort):
+                return client.build(sub, tuple(platforms), store=store, progress=progress, memo=memo)
+        except NodeLost as exc:
+            if inner.cancelled:
+                raise
+            lost.add(name)
+            try:  # failover: the platforms go to the nodes left that run them
+                again = schedule(platforms, [c for c in candidates if c.name not in lost], builder=builder.name)
+            except PolyarchError:
+                raise exc from None
+            moves: dict[str, list[Platform]] = {}
+            for a in again:
+                moves.setdefault(a.node, []).append(a.platform)
+            progress.message(f"{exc.message}; building " + "; ".join(
+                f"{', '.join(str(p) for p in ps)} on node {n}" for n, ps in moves.items()) + " instead")
+            return [img for n, ps in moves.items() for img in job(n, ps)]
 
     failure: BaseException | None = None
     out: list[PlatformImage] = []
