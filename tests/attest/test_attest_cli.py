@@ -294,3 +294,18 @@ def test_verify_require_attestations_and_imagetools_templates(debianish: tuple[P
     assert prov["linux/amd64"]["SLSA"]["buildDefinition"]["buildType"] == "https://mobyproject.org/buildkit@v1"
     sbom = json.loads(run_cli("imagetools", "inspect", with_atts, "--format", "{{ json .SBOM }}", root=root).stdout)
     assert "curl" in {p["name"] for p in sbom["linux/arm64"]["SPDX"]["packages"]}
+
+
+def test_oci_archive_and_layout_keep_them(debianish: tuple[Path, Path], tmp_path: Path) -> None:
+    root, app = debianish
+    archive, layout = tmp_path / "app.tar", tmp_path / "layout"
+    run_cli("build", "--platform", PLATFORMS, "-t", "app:1", "--sbom", "--provenance", "-o",
+            f"type=oci,dest={archive}", "-o", f"type=oci,tar=false,dest={layout}", str(app), root=root, env=EPOCH)
+    rows = json.loads(run_cli("attestations", "ls", f"oci-layout://{layout}:app:1", "--format", "json",
+                              root=root).stdout)
+    assert len(rows) == 4 and {r["attached"] for r in rows} == {"referrer"}
+    rows = json.loads(run_cli("attestations", "ls", f"oci-archive://{archive}", "--format", "json",
+                              root=root).stdout)
+    assert len(rows) == 4
+    inspect = json.loads(run_cli("imagetools", "inspect", f"oci-archive://{archive}", "--raw", root=root).stdout)
+    assert len(inspect["manifests"]) == 2  # the archive's image is still the index, referrers set aside

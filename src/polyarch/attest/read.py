@@ -7,7 +7,7 @@ API::
     read_statement(opened, att) -> dict                                       # the in-toto statement, parsed
 
 ``attached`` says how: ``referrer`` (OCI 1.1 subject) or ``index`` (buildx's ``unknown/unknown`` entries). Store
-referrers are found with ``images`` (``sources.referrers.store_referrers``), registry ones with ``client``
+referrers are found in the source's own ``index.json`` (store, layout, OCI archive), registry ones with ``client``
 (the referrers API, else the tag schema). A statement is at most ``MAX_STATEMENT`` bytes and must be a JSON
 object with a ``predicateType``.
 """
@@ -23,8 +23,9 @@ from polyarch.digest import Digest
 from polyarch.errors import InvalidManifest
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_manifest, parse_document
 from polyarch.sources.protocol import Opened
-from polyarch.sources.referrers import registry_referrers, store_referrers
+from polyarch.sources.referrers import SUBJECT_ANNOTATION, registry_referrers
 from polyarch.sources.store import StoreSource
+from polyarch.sources.tarball import TarballSource
 
 from .attach import REFERENCE_DIGEST
 
@@ -66,6 +67,22 @@ def _platform_entries(opened: Opened) -> tuple[list[Descriptor], list[Descriptor
     return images, atts
 
 
+def _index_entries(opened: Opened, images: ImageStore | None) -> list[Descriptor] | None:
+    """The entries of the index.json of a store, layout or OCI archive source (None for a registry)."""
+    source = opened.source
+    if isinstance(source, StoreSource):
+        return source.images.entries()
+    if isinstance(source, TarballSource):
+        reader = source.reader
+        if "index.json" not in reader.members:
+            return []
+        doc = reader.read_json("index.json")
+        raw = doc.get("manifests") if isinstance(doc, dict) else None
+        return [Descriptor.from_dict(d, "index.json") for d in raw if isinstance(d, dict)] \
+            if isinstance(raw, list) else []
+    return None if opened.ref is not None else (images.entries() if images is not None else [])
+
+
 def list_attestations(opened: Opened, *, images: ImageStore | None = None,
                       client: RegistryClient | None = None) -> list[Attestation]:
     """Every attestation of every platform manifest of ``opened``."""
@@ -74,8 +91,9 @@ def list_attestations(opened: Opened, *, images: ImageStore | None = None,
     for entry in entries:
         label = str(entry.platform) if entry.platform is not None else "?"
         found: list[tuple[Descriptor, str]] = []
-        if images is not None and isinstance(opened.source, StoreSource):
-            found += [(d, "referrer") for d in store_referrers(images, entry.digest)]
+        local = _index_entries(opened, images)
+        if local is not None:
+            found += [(d, "referrer") for d in local if d.annotations.get(SUBJECT_ANNOTATION) == str(entry.digest)]
         elif client is not None and opened.ref is not None:
             found += [(d, "referrer") for d in registry_referrers(client, opened.ref, entry.digest)
                       if d.artifact_type in ("", INTOTO_MEDIA_TYPE)]

@@ -109,10 +109,13 @@ def write_oci_archive_entries(images: ImageStore, entries: Sequence[tuple[Descri
     """Write an OCI layout tar holding every ``(desc, name)`` entry, each optionally narrowed to ``platforms``
     (``polyarch save A B``); each blob once. Returns the roots written."""
     entries = [(_select(images, desc, platforms), name) for desc, name in entries]
+    from polyarch.sources.referrers import referrers_under
+
+    refs = [r for root, _ in entries for r in referrers_under(images, root)]  # attestations, as in the store
     index = canonical_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                             "manifests": [root.with_annotations({REF_NAME: name} if name else {}).to_dict()
-                                          for root, name in entries]})
-    blobs = sorted({d for root, _ in entries for d in _blobs(images, root)})
+                                          for root, name in entries] + [r.to_dict() for r in refs]})
+    blobs = sorted({d for root in [*(e[0] for e in entries), *refs] for d in _blobs(images, root)})
     with _atomic_output(dest) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_dir(tar, "blobs")
         for alg in sorted({d.algorithm for d in blobs}):
@@ -137,6 +140,15 @@ def write_oci_dir(images: ImageStore, desc: Descriptor, name: str | None, dest: 
         target.set_name(name, desc)
     else:
         target.update(lambda entries: [*entries, desc])
+    from polyarch.sources.referrers import SUBJECT_ANNOTATION, add_store_referrers, referrers_under
+
+    kept = referrers_under(images, desc)  # attestations: unnamed entries of the layout's index.json too
+    for ref in kept:
+        for digest in _blobs(images, ref):
+            if not target.store.has(digest):
+                with images.store.open(digest) as f:
+                    target.store.ingest(f, expected=digest)
+    add_store_referrers(target, [(r, Digest.parse(r.annotations[SUBJECT_ANNOTATION])) for r in kept])
 
 
 def docker_repo_tag(name: str) -> str:

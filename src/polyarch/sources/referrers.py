@@ -5,6 +5,7 @@ API::
 
     SUBJECT_ANNOTATION                                # index.json entries: the subject digest of a referrer
     store_referrers(images, subject) -> [Descriptor]  # referrers of ``subject`` in the local store
+    referrers_under(images, root) -> [Descriptor]     # of every manifest under ``root`` (archives, layouts)
     add_store_referrers(images, [(desc, subject)])    # keep them (unnamed index.json entries, gc roots)
     registry_referrers(client, ref, subject) -> [Descriptor]   # API, else the ``sha256-<hex>`` tag's index
     push_referrers(images, subjects, dest, client) -> int      # every store referrer of ``subjects``
@@ -36,8 +37,8 @@ from polyarch.oci.spec import Descriptor, Index, MediaType, parse_document
 if TYPE_CHECKING:
     from polyarch.registry.client import RegistryClient
 
-__all__ = ["SUBJECT_ANNOTATION", "add_store_referrers", "fallback_tag", "push_referrers", "registry_referrers",
-           "store_referrers"]
+__all__ = ["SUBJECT_ANNOTATION", "add_store_referrers", "fallback_tag", "push_referrers", "referrers_under",
+           "registry_referrers", "store_referrers"]
 
 SUBJECT_ANNOTATION = "io.polyarch.referrer.subject"
 _MAX_INDEX = 4 << 20
@@ -51,6 +52,20 @@ def fallback_tag(subject: Digest) -> str:
 def store_referrers(images: ImageStore, subject: Digest) -> list[Descriptor]:
     """The store's referrers of ``subject`` (index.json order)."""
     return [d for d in images.entries() if d.annotations.get(SUBJECT_ANNOTATION) == str(subject)]
+
+
+def referrers_under(images: ImageStore, root: Descriptor) -> list[Descriptor]:
+    """The store's referrers of every manifest under ``root`` (itself and its children), each once."""
+    from polyarch.oci.spec import is_index, is_manifest
+
+    subjects = [d.digest for d in images.walk(root) if is_manifest(d.media_type) or is_index(d.media_type)]
+    out: dict[Digest, Descriptor] = {}
+    if subjects:
+        wanted = {str(s) for s in subjects}
+        for d in images.entries():
+            if d.annotations.get(SUBJECT_ANNOTATION) in wanted:
+                out.setdefault(d.digest, d)
+    return list(out.values())
 
 
 def add_store_referrers(images: ImageStore, items: Sequence[tuple[Descriptor, Digest]]) -> list[Descriptor]:
