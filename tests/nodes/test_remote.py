@@ -350,3 +350,20 @@ def test_failover_when_a_node_dies_mid_build(env: Env) -> None:
     assert "building linux/arm64 on node here instead" in out
     assert env.ok("run", "--platform", "linux/arm64", "slow:1", "uname", "-m").stdout == "aarch64\n"
     assert env.ok("run", "--platform", "linux/amd64", "slow:1", "uname", "-m").stdout == "x86_64\n"
+
+
+def test_bake_spreads_every_target_over_the_nodes(env: Env) -> None:
+    env.homelab()
+    (env.ctx / "docker-bake.hcl").write_text(
+        'group "default" {\n  targets = ["app", "tool"]\n}\n'
+        'target "app" {\n  platforms = ["linux/amd64", "linux/arm64"]\n  tags = ["app:1"]\n}\n'
+        'target "tool" {\n  platforms = ["linux/arm64"]\n  tags = ["tool:1"]\n  args = { X = "1" }\n}\n')
+    proc = subprocess.run(env.argv("bake", "--builder", "homelab", "--progress", "plain", "--load"),
+                          env=env.env, capture_output=True, text=True, timeout=600, cwd=env.ctx)
+    assert proc.returncode == 0, proc.stderr
+    steps = [x for x in proc.stderr.splitlines() if x.startswith("#") and "RUN uname" in x]
+    # app's amd64 here; app's and tool's arm64 on pi5 (the second time from the node's cache)
+    assert sum("[pi5 linux/arm64" in x for x in steps) == 2 and len(steps) == 3, proc.stderr
+    assert env.ok("run", "--platform", "linux/arm64", "tool:1", "cat", "/arch").stdout == "aarch64\n"
+    assert sorted(_index(env.client, "app:1")) == ["linux/amd64", "linux/arm64"]
+    assert sorted(_index(env.client, "tool:1")) == ["linux/arm64"]

@@ -26,6 +26,7 @@ from polyarch.errors import UsageError
 
 if TYPE_CHECKING:
     from polyarch.frontend.bake import Evaluator, Target
+    from polyarch.nodes.model import Builder
     from polyarch.registry.client import RegistryClient
 
 __all__ = ["bake", "read_bake_files"]
@@ -90,17 +91,15 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
     from polyarch.pipeline.runexec import parse_allow
 
     from .bake_request import run_calls
-    from .builder import remote_build_unavailable, selected_builder
+    from .builder import selected_builder
 
     chosen = selected_builder(app, builder_name)  # an unknown builder or a bad builders file fails here
     targets, status = run_calls(definition.targets, local_resolver(app.images))  # call = "check" etc.
-    if targets and not chosen.is_local:
-        remote_build_unavailable(chosen)
     if targets:
         _build(app, ev, targets, load=load, push=push, no_cache=no_cache, pull=pull,
                progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
                allow=parse_allow(allow), registry=registry_factory(app.env, insecure, tls_ca),
-               attest=(sbom, provenance, attest_mode))
+               attest=(sbom, provenance, attest_mode), builder=chosen)
     if status:
         sys.exit(status)
 
@@ -108,7 +107,8 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
 def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: bool, push: bool, no_cache: bool, pull: bool,
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False,
            allow: frozenset[str] = frozenset(), registry: Callable[[], RegistryClient],
-           attest: tuple[str | None, str | None, str] = (None, None, "referrers")) -> None:
+           attest: tuple[str | None, str | None, str] = (None, None, "referrers"),
+           builder: Builder | None = None) -> None:
     from polyarch.exporters.dispatch import export
     from polyarch.exporters.exporter import ExportReport
     from polyarch.exporters.metadata import build_metadata
@@ -157,6 +157,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
               if v and v.startswith("target:")}
     built: dict[str, Any] = {}
     plans: dict[str, Any] = {}
+    reattest: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     import time
 
@@ -166,7 +167,12 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
             reqs = [to_request(chosen[n], handed, no_cache=no_cache, pull=pull, epoch=epoch, allow=allow)
                     for n in names]
             with cancel_on_signals() as cancel:  # ^C: cancel the build (exit 130), a second ^C: exit at once
-                done = build_many(deps, reqs, progress=progress, cancel=cancel)
+                if builder is None or builder.is_local:
+                    done = build_many(deps, reqs, progress=progress, cancel=cancel)
+                else:  # every target's platforms spread over the builder's nodes (cli/node.py)
+                    from polyarch.cli.node import build_over_nodes
+
+                    done = build_over_nodes(app, builder, reqs, progress=progress, cancel=cancel, registry=registry)
             for name, (plan, result) in zip(names, done, strict=True):
                 built[name], plans[name] = result, plan
                 if name in needed:
@@ -180,14 +186,15 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 verify_before_export(app, built[name].index, parse_list(chosen[name].get("platforms") or ()), progress,
                                label=f"[{name}] ")
         for name in sorted(selected & set(built)):  # attestations of the selected targets, before any export
-            built[name] = _attest(app, chosen[name], built[name], plans[name], attests[name], epoch, started,
-                                  progress)
+            built[name], reattest[name] = _attest(app, chosen[name], built[name], plans[name], attests[name],
+                                                  epoch, started, progress)
         for name, result in built.items():  # every target built: now export, like polyarch build
             report = ExportReport(result=result)
             tags = list(chosen[name].get("tags", ()))
             if specs[name]:
                 with progress.vertex(f"[{name}] exporting to image") as handle:
-                    report = export(app.images, result, specs[name], tags=tags, client_factory=registry, epoch=epoch)
+                    report = export(app.images, result, specs[name], tags=tags, client_factory=registry, epoch=epoch,
+                                    attest=reattest.get(name))
                     for ref in report.names:
                         handle.log(f"naming to {ref}" if ref not in report.pushed else
                                    f"pushed {ref}@{report.pushed[ref]}")
@@ -212,7 +219,7 @@ def _attest(app: AppContext, t: Target, result: Any, plan: Any, opts: Any, epoch
             progress: Any) -> Any:
     """The target's attestations made and attached (cli/attestations.py); the result, maybe with a new index."""
     if not opts.any:
-        return result
+        return result, None
     from polyarch.cli.attestations import attest_result, build_facts
 
     ctx = Path(t.context)

@@ -251,11 +251,9 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                 plan, result = build_image(build_deps(app, registry), req, progress=progress, cancel=cancel)
             else:  # platforms spread over the builder's nodes (cli/node.py, nodes/distribute.py)
                 from polyarch.cli.node import build_over_nodes
-                from polyarch.pipeline.bases import local_resolver
-                from polyarch.pipeline.run import plan_request
 
-                plan = plan_request(req, local_resolver(app.images))  # findings; a bad Dockerfile fails here
-                result, _ = build_over_nodes(app, chosen, req, progress=progress, cancel=cancel, registry=registry)
+                [(plan, result)] = build_over_nodes(app, chosen, [req], progress=progress, cancel=cancel,
+                                                    registry=registry)
         for finding in plan.findings:
             progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
         for name in plan.unused_build_args:
@@ -267,15 +265,18 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                                 dockerfile_text=text, build_args=args, target=target,
                                 platforms=[str(p.platform) for p in result.images], secrets=list(req.secrets),
                                 ssh=list(req.ssh), epoch=epoch, started=started, opts=attest_opts)
-            result = attest_result(app.images, result, plan, attest_opts, facts, name=tags[0] if tags else "",
-                                   epoch=epoch, progress=progress)
+            result, reattest = attest_result(app.images, result, plan, attest_opts, facts,
+                                             name=tags[0] if tags else "", epoch=epoch, progress=progress)
+        else:
+            reattest = None
         report = ExportReport(result=result)
         if not specs:
             progress.message("no output specified: the build result stays in the build cache only "
                              "(use --load, --push or -o)")
         else:
             with progress.vertex("exporting to image") as handle:
-                report = export(app.images, result, specs, tags=tags, client_factory=registry, epoch=epoch)
+                report = export(app.images, result, specs, tags=tags, client_factory=registry, epoch=epoch,
+                                attest=reattest)
                 for name in report.names:
                     handle.log(f"naming to {name}" if name not in report.pushed else
                                f"pushed {name}@{report.pushed[name]}")

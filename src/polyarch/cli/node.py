@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,7 +23,7 @@ from polyarch.errors import UsageError
 if TYPE_CHECKING:
     from polyarch.cancel import Cancel
     from polyarch.exporters.assemble import BuildResult
-    from polyarch.nodes.distribute import NodeReport
+    from polyarch.frontend.convert.plan import BuildPlan
     from polyarch.nodes.model import Builder
     from polyarch.pipeline.run import BuildRequest
     from polyarch.progress import Progress
@@ -86,25 +87,30 @@ def serve(app: AppContext, stdio: bool) -> None:
     channel.close()
 
 
-def build_over_nodes(app: AppContext, builder: Builder, req: BuildRequest, *, progress: Progress, cancel: Cancel,
-                     registry: Any) -> tuple[BuildResult, NodeReport]:
-    """``req`` built over ``builder``'s nodes (the local node through the usual pipeline)."""
+def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequest], *, progress: Progress,
+                     cancel: Cancel, registry: Any) -> list[tuple[BuildPlan, BuildResult]]:
+    """``reqs`` (one build, or a bake round's targets) built over ``builder``'s nodes, the local node's share
+    through the usual pipeline. Each plan is made here from the local store alone (``--check`` findings, unused
+    build args; a bad Dockerfile fails before any node is contacted)."""
     from polyarch.cli.wiring import build_deps
     from polyarch.nodes.client import NodeClient
     from polyarch.nodes.distribute import build_on_nodes
     from polyarch.nodes.local import LocalDriver
     from polyarch.nodes.model import LOCAL, Node
-    from polyarch.pipeline.run import build_image
+    from polyarch.pipeline.bases import local_resolver
+    from polyarch.pipeline.run import build_many, plan_request
     from polyarch.platform import host
 
+    plans = [plan_request(req, local_resolver(app.images)) for req in reqs]
     ssh = ssh_command(app)
     local_nodes = [n for n in builder.nodes if n.endpoint.is_local]
     status = LocalDriver(app.env.binfmt_dir).status(local_nodes[0] if local_nodes else Node("local", LOCAL))
     deps = build_deps(app, registry)
 
-    def local_build(sub: BuildRequest, cancel: Cancel) -> BuildResult:
-        return build_image(deps, sub, progress=progress, cancel=cancel)[1]
+    def local_build(subs: list[BuildRequest], cancel: Cancel) -> list[BuildResult]:
+        return [result for _, result in build_many(deps, subs, progress=progress, cancel=cancel)]
 
-    return build_on_nodes(builder, req, local=status, local_build=local_build,
-                          connect=lambda n: NodeClient(n, ssh), store=app.store, progress=progress,
-                          cancel=cancel, default_platform=host())
+    results, _ = build_on_nodes(builder, reqs, local=status, local_build=local_build,
+                                connect=lambda n: NodeClient(n, ssh), store=app.store, progress=progress,
+                                cancel=cancel, default_platform=host())
+    return list(zip(plans, results, strict=True))

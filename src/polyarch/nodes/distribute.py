@@ -1,16 +1,17 @@
-"""One build spread over a builder's nodes: connect, schedule, run every node's platforms at once, one index.
+"""Builds spread over a builder's nodes: connect, schedule, run every node's platforms at once, one index each.
 
-``build_on_nodes`` connects to every ssh node first (in parallel; ``hello`` tells what each runs), schedules
+``build_on_nodes`` (one request, or every target of a bake in one go) connects to every ssh node first (in parallel; ``hello`` tells what each runs), schedules
 each platform (``schedule``: native, else emulated with a warning, else an error before any work; a node that is
 unreachable at the start is left out with a warning when the other nodes can run its platforms, else its error
-is the build's), then runs the local node's platforms here (``local_build``, the usual pipeline) and each ssh
-node's platforms over its connection, in parallel threads. A node whose connection is lost mid-build (ssh or
+is the build's), then runs the local node's share here (``local_build``: the usual pipeline, all of its requests
+in one solve) and each ssh node's share over its connection (request after request on one connection; the
+node's cache makes steps it already ran cached), the nodes in parallel threads. A node whose connection is lost mid-build (ssh or
 the node killed) hands its platforms to the nodes left that run them (failover, with a warning); when none can,
 or on any other failure, the rest is cancelled (a node sees its connection end and stops) and the failure is
 raised as the one ``BuildError`` naming the node and step; the blobs received
 from nodes are deleted again and nothing is exported (a local part that had finished leaves its images unnamed in
 the store, as cache for gc to take). On success the per-platform
-images (local and remote) are put into one index, in the order the platforms were asked for.
+images (local and remote) of each request are put into one index, in the order its platforms were asked for.
 """
 
 from __future__ import annotations
@@ -37,15 +38,16 @@ from .schedule import Assignment, Candidate, schedule
 
 __all__ = ["NodeReport", "build_on_nodes"]
 
-#: builds the local node's platforms (the request's platforms replaced): the usual pipeline, images in the store
-LocalBuild = Callable[[BuildRequest, Cancel], BuildResult]
+#: builds the local node's share: the requests (platforms replaced) in one solve, their images in the store
+LocalBuild = Callable[[list[BuildRequest], Cancel], list[BuildResult]]
+Item = tuple[int, tuple[Platform, ...]]  # (request index, platforms of it) given to one node
 
 
 @dataclass(frozen=True, slots=True)
 class NodeReport:
-    """What ran where, and the bytes each ssh connection carried (sent = context and request)."""
+    """What ran where (per request), and the bytes each ssh connection carried (sent = context and request)."""
 
-    assignments: tuple[Assignment, ...]
+    assignments: tuple[tuple[Assignment, ...], ...]
     sent: dict[str, int]
     received: dict[str, int]
 
@@ -86,64 +88,84 @@ def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClie
     return out
 
 
-def build_on_nodes(builder: Builder, req: BuildRequest, *, local: NodeStatus, local_build: LocalBuild,
+def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: NodeStatus, local_build: LocalBuild,
                    connect: Callable[[Node], NodeClient], store: ContentStore, progress: Progress,
-                   cancel: Cancel, default_platform: Platform) -> tuple[BuildResult, NodeReport]:
-    """The build of ``req`` over ``builder``'s nodes. :raises BuildError: naming the node (and step);
-    :raises UsageError: a platform no node runs, or a request nodes cannot take (before any work);
-    :raises Cancelled: ``cancel`` was triggered."""
-    wanted = req.platforms or (default_platform,)
-    for node in builder.remote_nodes:
-        wire.check_forwardable(req, node.name)
+                   cancel: Cancel, default_platform: Platform) -> tuple[list[BuildResult], NodeReport]:
+    """The builds of ``reqs`` (one, or a bake's targets) over ``builder``'s nodes; one result per request.
+
+    :raises BuildError: naming the node (and step); :raises UsageError: a platform no node runs, or a request
+    nodes cannot take (before any work); :raises Cancelled: ``cancel`` was triggered."""
+    wanted = [req.platforms or (default_platform,) for req in reqs]
+    for req in reqs:
+        for node in builder.remote_nodes:
+            wire.check_forwardable(req, node.name)
     clients, unreachable = _connect_all(builder.remote_nodes, connect)
     try:
+        candidates = _candidates(builder, local, clients)
         try:
-            candidates = _candidates(builder, local, clients)
-            plan = schedule(wanted, candidates, builder=builder.name)
+            plans = [schedule(w, candidates, builder=builder.name) for w in wanted]
         except PolyarchError:
             if unreachable:
                 raise next(iter(unreachable.values())) from None
             raise
         for name, exc in unreachable.items():
             progress.message(f"{exc.message}; building without node {name}")
-        for a in plan:
-            if a.emulated:
-                progress.message(f"node {a.node} builds {a.platform} through emulation (slower)")
-        by_node: dict[str, list[Platform]] = {}
-        for a in plan:
-            by_node.setdefault(a.node, []).append(a.platform)
-        images = _run(builder, req, by_node, clients, candidates, local_build, store, progress, cancel)
+        by_node: dict[str, list[Item]] = {}
+        for i, plan in enumerate(plans):
+            shares: dict[str, list[Platform]] = {}
+            for a in plan:
+                if a.emulated:
+                    progress.message(f"node {a.node} builds {a.platform} through emulation (slower)")
+                shares.setdefault(a.node, []).append(a.platform)
+            for node_name, platforms in shares.items():
+                by_node.setdefault(node_name, []).append((i, tuple(platforms)))
+        images = _run(builder, list(reqs), by_node, clients, candidates, local_build, store, progress, cancel)
     finally:
         for client in clients.values():
             client.close()
     for name, client in clients.items():
         progress.message(f"node {name}: {client.bytes_sent} bytes sent, {client.bytes_received} received over ssh",
                          level="info")
-    order = {str(p): i for i, p in enumerate(wanted)}
-    ordered = sorted(images, key=lambda img: order.get(str(img.platform), len(order)))
-    notes = Annotations.parse(req.annotations)
-    index = ImageStore(store).put_index([img.descriptor for img in ordered], annotations=dict(notes.index) or None)
-    report = NodeReport(tuple(plan), {n: c.bytes_sent for n, c in clients.items()},
+    results: list[BuildResult] = []
+    for i, req in enumerate(reqs):
+        order = {str(p): n for n, p in enumerate(wanted[i])}
+        ordered = sorted(images.get(i, []), key=lambda img: order.get(str(img.platform), len(order)))
+        notes = Annotations.parse(req.annotations)
+        index = ImageStore(store).put_index([img.descriptor for img in ordered],
+                                            annotations=dict(notes.index) or None)
+        results.append(BuildResult(index, tuple(ordered)))
+    report = NodeReport(tuple(tuple(p) for p in plans), {n: c.bytes_sent for n, c in clients.items()},
                         {n: c.bytes_received for n, c in clients.items()})
-    return BuildResult(index, tuple(ordered)), report
+    return results, report
 
 
-def _run(builder: Builder, req: BuildRequest, by_node: dict[str, list[Platform]], clients: dict[str, NodeClient],
-         candidates: list[Candidate], local_build: LocalBuild, store: ContentStore, progress: Progress,
-         cancel: Cancel) -> list[PlatformImage]:
+def _run(builder: Builder, reqs: list[BuildRequest], by_node: dict[str, list[Item]],
+         clients: dict[str, NodeClient], candidates: list[Candidate], local_build: LocalBuild,
+         store: ContentStore, progress: Progress, cancel: Cancel) -> dict[int, list[PlatformImage]]:
+    """Every node's items in parallel (a node's items one after another; the local ones in one solve)."""
     memo = filesync.DigestMemo()
     inner = Cancel()  # the first failure stops every other node
     locks = {name: threading.Lock() for name in clients}  # one build at a time per connection
     lost: set[str] = set()
 
-    def job(name: str, platforms: list[Platform]) -> list[PlatformImage]:
-        sub = dataclasses.replace(req, platforms=tuple(platforms))
+    def job(name: str, items: list[Item]) -> list[tuple[int, PlatformImage]]:
         if builder.node(name).endpoint.is_local:
-            return list(local_build(sub, inner).images)
+            subs = [dataclasses.replace(reqs[i], platforms=ps) for i, ps in items]
+            return [(i, img) for (i, _), result in zip(items, local_build(subs, inner), strict=True)
+                    for img in result.images]
+        out: list[tuple[int, PlatformImage]] = []
+        for i, platforms in items:
+            out.extend(remote(name, i, platforms))
+        return out
+
+    def remote(name: str, i: int, platforms: tuple[Platform, ...]) -> list[tuple[int, PlatformImage]]:
         client = clients[name]
         try:
+            if name in lost:
+                raise NodeLost(f"node {name} ({client.node.endpoint}) was lost earlier in this build")
             with locks[name], inner.hook(client.abort):
-                return client.build(sub, tuple(platforms), store=store, progress=progress, memo=memo)
+                sub = dataclasses.replace(reqs[i], platforms=platforms)
+                return [(i, img) for img in client.build(sub, platforms, store=store, progress=progress, memo=memo)]
         except NodeLost as exc:
             if inner.cancelled:
                 raise
@@ -157,15 +179,16 @@ def _run(builder: Builder, req: BuildRequest, by_node: dict[str, list[Platform]]
                 moves.setdefault(a.node, []).append(a.platform)
             progress.message(f"{exc.message}; building " + "; ".join(
                 f"{', '.join(str(p) for p in ps)} on node {n}" for n, ps in moves.items()) + " instead")
-            return [img for n, ps in moves.items() for img in job(n, ps)]
+            return [pair for n, ps in moves.items() for pair in job(n, [(i, tuple(ps))])]
 
     failure: BaseException | None = None
-    out: list[PlatformImage] = []
+    out: dict[int, list[PlatformImage]] = {}
     with cancel.hook(inner.cancel), concurrent.futures.ThreadPoolExecutor(max_workers=len(by_node)) as pool:
-        futures = {pool.submit(job, name, platforms): name for name, platforms in by_node.items()}
+        futures = {pool.submit(job, name, items): name for name, items in by_node.items()}
         for future in concurrent.futures.as_completed(futures):
             try:
-                out.extend(future.result())
+                for i, img in future.result():
+                    out.setdefault(i, []).append(img)
             except BaseException as exc:  # the first real failure wins over the cancellations it caused
                 if failure is None or (isinstance(failure, Cancelled) and not isinstance(exc, Cancelled)):
                     failure = exc
