@@ -309,3 +309,20 @@ def test_oci_archive_and_layout_keep_them(debianish: tuple[Path, Path], tmp_path
     assert len(rows) == 4
     inspect = json.loads(run_cli("imagetools", "inspect", f"oci-archive://{archive}", "--raw", root=root).stdout)
     assert len(inspect["manifests"]) == 2  # the archive's image is still the index, referrers set aside
+
+
+@pytest.mark.parametrize("mode", ["referrers", "buildx"])
+def test_outputs_that_change_manifests_get_attestations_about_the_new_digests(
+        debianish: tuple[Path, Path], embedded: str, mode: str) -> None:
+    root, app = debianish
+    name = f"{embedded}/att/zstd-{mode}:1"
+    run_cli("build", "--platform", PLATFORMS, "-t", name, "--sbom", "--attest-mode", mode, "-o",
+            "type=registry,compression=zstd,force-compression=true", str(app), root=root, env=EPOCH)
+    index = _get(embedded, f"att/zstd-{mode}", "1")
+    images = [m for m in index["manifests"] if m["platform"]["os"] != "unknown"]
+    assert len(images) == 2
+    rows = json.loads(run_cli("attestations", "ls", name, "--format", "json", root=root).stdout)
+    assert sorted(r["subject"] for r in rows) == sorted(m["digest"] for m in images)
+    for m in images:
+        layer = _get(embedded, f"att/zstd-{mode}", m["digest"])["layers"][0]
+        assert layer["mediaType"].endswith("zstd")

@@ -126,30 +126,33 @@ def build_facts(*, ctx_dir: Path, context_arg: str, dockerfile_name: str, docker
 
 
 def attest_result(images: ImageStore, result: BuildResult, plan: BuildPlan, opts: AttestOptions, facts: BuildFacts,
-                  *, name: str, epoch: int | None, progress: Any = None) -> BuildResult:
-    """Make and attach the attestations ``opts`` asks for; the result comes back unchanged (referrers) or with
-    the new index (``--attest-mode=buildx``)."""
+                  *, name: str, epoch: int | None, progress: Any = None
+                  ) -> tuple[BuildResult, Callable[[BuildResult], BuildResult] | None]:
+    """Make and attach the attestations ``opts`` asks for: the result comes back unchanged (referrers) or with
+    the new index (``--attest-mode=buildx``), with the hook ``export(attest=…)`` calls for an output that changed
+    the manifests (the same statements about the new digests; no layer read twice)."""
     if not opts.any:
-        return result
+        return result, None
     from polyarch.attest.attach import attach_buildx, attach_referrers
     from polyarch.attest.generate import make_statements
     from polyarch.attest.layers import LayerCache
 
     created = _when(epoch) if epoch is not None else facts.finished
     what = " and ".join(k for k, on in (("SBOM", opts.sbom), ("provenance", opts.provenance)) if on)
+    cache = LayerCache()
 
-    def run() -> BuildResult:
-        statements = make_statements(images, [i.descriptor for i in result.images], opts, facts, plan.platforms,
-                                     name=name, created=created, cache=LayerCache())
+    def run(target: BuildResult) -> BuildResult:
+        statements = make_statements(images, [i.descriptor for i in target.images], opts, facts, plan.platforms,
+                                     name=name, created=created, cache=cache)
         if opts.mode == "buildx":
-            return replace(result, index=attach_buildx(images, result.index, statements))
+            return replace(target, index=attach_buildx(images, target.index, statements))
         attach_referrers(images, statements)
-        return result
+        return target
 
     if progress is None:
-        return run()
+        return run(result), run
     with progress.vertex(f"generating {what} attestations"):
-        return run()
+        return run(result), run
 
 
 # --- reading ------------------------------------------------------------------------------------------------

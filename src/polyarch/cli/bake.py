@@ -217,7 +217,8 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
 
 def _attest(app: AppContext, t: Target, result: Any, plan: Any, opts: Any, epoch: int | None, started: float,
             progress: Any) -> Any:
-    """The target's attestations made and attached (cli/attestations.py); the result, maybe with a new index."""
+    """The target's attestations made and attached (cli/attestations.py): the result, maybe with a new index, and
+    the hook ``export`` calls for an output that changes the manifests (None: no attestations)."""
     if not opts.any:
         return result, None
     from polyarch.cli.attestations import attest_result, build_facts

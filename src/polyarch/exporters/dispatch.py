@@ -9,7 +9,7 @@ is the one an output prepared or pushed last (what ``--metadata-file`` describes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from polyarch.content.images import ImageStore
@@ -82,19 +82,25 @@ def _prepare(result: BuildResult, spec: OutputSpec, ctx: ExportContext) -> tuple
 
 
 def export(images: ImageStore, result: BuildResult, outputs: Sequence[OutputSpec], *, tags: Sequence[str],
-           client_factory: ClientFactory | None = None, epoch: int | None = None) -> ExportReport:
+           client_factory: ClientFactory | None = None, epoch: int | None = None,
+           attest: Callable[[BuildResult], BuildResult] | None = None) -> ExportReport:
     """Write ``result`` to every output in order; returns what was named and pushed.
 
     ``client_factory`` makes the registry client of ``type=registry`` outputs; ``epoch`` is ``SOURCE_DATE_EPOCH``
-    (for ``rewrite-timestamp=true``). Both come from the caller: exporters read no environment.
+    (for ``rewrite-timestamp=true``). Both come from the caller: exporters read no environment. ``attest``
+    (the CLI's, when the build made attestations) makes them again for an output whose preparation changed the
+    platform manifests (compression, media types, rewritten timestamps): their subjects are the new digests.
 
     :raises UsageError: an unknown output type, or an output that cannot hold this result.
     """
-    ctx = ExportContext(images, tuple(tags), epoch, client_factory)
+    ctx = ExportContext(images, tuple(tags), epoch, client_factory, attest)
     report = ExportReport(result=result)
     for spec in outputs:
         exporter = exporter_for(spec)
         prepared, changed = _prepare(result, spec, ctx)
+        if ctx.attest is not None and [i.descriptor.digest for i in prepared.images] != \
+                [i.descriptor.digest for i in result.images]:
+            prepared = ctx.attest(prepared)
         part = exporter.export(prepared, spec, ctx)
         report = report.then(part if not changed else ExportReport(part.names, part.pushed, prepared))
     return report

@@ -9,7 +9,7 @@ verification.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
@@ -37,6 +37,8 @@ class ExportContext:
     tags: tuple[str, ...] = ()  # the -t names: the default names of image, registry, oci and docker outputs
     epoch: int | None = None  # SOURCE_DATE_EPOCH, for rewrite-timestamp=true
     client_factory: ClientFactory | None = None  # for type=registry; None: pushing is an error
+    # attestations made again for a result an output changed (other manifest digests): made by the CLI
+    attest: Callable[[BuildResult], BuildResult] | None = None
 
 
 @dataclass(frozen=True, slots=True)
