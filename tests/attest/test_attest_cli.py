@@ -326,3 +326,15 @@ def test_outputs_that_change_manifests_get_attestations_about_the_new_digests(
     for m in images:
         layer = _get(embedded, f"att/zstd-{mode}", m["digest"])["layers"][0]
         assert layer["mediaType"].endswith("zstd")
+
+
+def test_push_command_carries_store_referrers(debianish: tuple[Path, Path], docker_registry: RefRegistry) -> None:
+    root, app = debianish
+    run_cli("build", "--platform", PLATFORMS, "-t", "app:1", "--load", "--sbom", "--provenance", str(app),
+            root=root, env=EPOCH)
+    dest = f"{docker_registry.host}/att/pushed:1"
+    run_cli("push", "app:1", dest, root=root)
+    rows = json.loads(run_cli("attestations", "ls", dest, "--format", "json", root=root).stdout)
+    assert sorted((r["platform"], r["type"]) for r in rows) == [
+        ("linux/amd64", "provenance"), ("linux/amd64", "sbom"), ("linux/arm64", "provenance"),
+        ("linux/arm64", "sbom")]

@@ -234,6 +234,8 @@ def push(app: AppContext, ref: str, dest: str | None, quiet: bool, all_tags: boo
          insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Upload a local image (every platform it has) to a registry, as REF or DEST."""
     from polyarch.cli.transferprogress import transfer_progress
+    from polyarch.oci.spec import is_manifest
+    from polyarch.sources.referrers import push_referrers
     from polyarch.sources.transfer import push_image
 
     images = app.images
@@ -243,6 +245,9 @@ def push(app: AppContext, ref: str, dest: str | None, quiet: bool, all_tags: boo
             make_client(app.env, insecure, tls_ca, observer=observer) as client:
         for desc, target in todo:
             results.append((target, push_image(images, desc, target, client=client)))
+            # its attestations (store referrers of its manifests) go along; none: nothing sent
+            subjects = [d.digest for d in images.walk(desc) if is_manifest(d.media_type)]
+            push_referrers(images, subjects, target, client=client)
     for target, result in results:
         if quiet:
             click.echo(str(result.descriptor.digest))
