@@ -367,3 +367,23 @@ def test_bake_spreads_every_target_over_the_nodes(env: Env) -> None:
     assert env.ok("run", "--platform", "linux/arm64", "tool:1", "cat", "/arch").stdout == "aarch64\n"
     assert sorted(_index(env.client, "app:1")) == ["linux/amd64", "linux/arm64"]
     assert sorted(_index(env.client, "tool:1")) == ["linux/arm64"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--ssh", "default=/nonexistent.sock"), "error: --ssh is not forwarded to builder nodes yet (node pi5)"),
+    (("--cache-to", "type=local,dest=/tmp/x"), "error: --cache-from/--cache-to are not supported with builder "
+                                                "nodes yet (node pi5)"),
+])
+def test_what_nodes_cannot_take_fails_before_any_work(env: Env, args: tuple[str, ...], message: str) -> None:
+    env.homelab()
+    before = _blobs(env.node)
+    proc = env.run("build", "--builder", "homelab", "--platform", "linux/arm64", *args, str(env.ctx))
+    assert proc.returncode == 2 and proc.stderr.splitlines()[0] == message, proc.stderr
+    assert _blobs(env.node) == before
+
+
+def test_bad_ssh_command_setting(env: Env) -> None:
+    env.homelab()
+    env.env["POLYARCH_SSH"] = "ssh -o 'unbalanced"
+    proc = env.run("build", "--builder", "homelab", "--platform", "linux/arm64", str(env.ctx))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: POLYARCH_SSH: No closing quotation"), proc.stderr
