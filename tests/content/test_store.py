@@ -174,3 +174,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_nested_transactions_with_equal_contents_each_close_their_own(tmp_path: Path) -> None:
+    """Two open transactions whose lists are equal (both empty): closing the inner one must not close the outer
+    one, or a later failure would leave the outer's blobs behind."""
+    store = ContentStore(tmp_path / "store")
+    with pytest.raises(RuntimeError), store.transaction():
+        with store.transaction():
+            pass  # closes while the outer list is equal to its own (both empty)
+        digest, _ = store.write(b"written after the inner transaction closed")
+        raise RuntimeError("fail the outer transaction")
+    assert not store.has(digest)

@@ -434,4 +434,4 @@ def test_untrusted_archives_are_only_unpacked_contained() -> None:
             if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("RemoteContexts"):
                 makers.add(rel)
     assert extracting == []
-    assert makers == {"cli/buildctx.py"}
+    assert "cli/buildctx.py" in makers and all(m.startswith("cli/") for m in makers), makers

@@ -28,6 +28,7 @@ from polyarch.cli.context import AppContext
 from polyarch.errors import PolyarchError, UsageError
 from polyarch.pipeline.ctxurl import is_http_url, parse_git_url
 from polyarch.pipeline.remotectx import Fetched, RemoteContexts
+from polyarch.sources.location import Scheme, explicit_scheme
 
 __all__ = ["MainContext", "RemoteArgs"]
 
@@ -100,7 +101,7 @@ class RemoteArgs:
             what = f"--build-context {name}={value}"
             if value.startswith("docker-image://"):
                 out[name] = value
-            elif value.startswith("oci-layout://"):
+            elif explicit_scheme(value) is Scheme.LAYOUT:
                 out[name] = "docker-image://" + self.remote.layout_image(value, what)
             elif value.startswith("target:"):
                 raise UsageError(f"{what}: target: contexts exist only in bake", hint="use polyarch bake")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from polyarch.nodes.model import Builder, BuilderState, NodeStatus
     from polyarch.nodes.store import BuilderStore
 
-__all__ = ["builder", "create", "inspect", "ls", "remote_build_unavailable", "rm", "selected_builder", "stop",
+__all__ = ["builder", "create", "inspect", "ls", "rm", "selected_builder", "stop",
            "use"]
 
 
@@ -57,13 +57,6 @@ def selected_builder(app: AppContext, name: str | None) -> Builder:
     """
     state = builder_store(app).load()
     return state.get(name or app.env.builder or state.current)
-
-
-def remote_build_unavailable(builder: Builder) -> NoReturn:
-    """The one place a build through a builder with ssh nodes stops (until remote execution exists)."""
-    names = ", ".join(f"{n.name} ({n.endpoint})" for n in builder.remote_nodes)
-    raise UsageError(f"builder {builder.name} has ssh nodes: {names}; building on remote nodes is not "
-                     f"available yet", hint="use a builder of local nodes: --builder default")
 
 
 def _platforms(status: NodeStatus) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -168,6 +169,7 @@ class ContentStore:
         self.root = Path(root)
         self.ingest_dir = self.root / INGEST_DIR
         self._transactions: list[list[Digest]] = []
+        self._transactions_lock = threading.Lock()  # builds open transactions from several threads
         if create:
             self._init_layout(private)
         elif not (self.root / "oci-layout").exists():
@@ -292,15 +294,17 @@ class ContentStore:
             return w.commit(digest, len(data))
 
     def _created(self, digest: Digest) -> None:
-        for created in self._transactions:
-            created.append(digest)
+        with self._transactions_lock:
+            for created in self._transactions:
+                created.append(digest)
 
     @contextmanager
     def transaction(self) -> Iterator[list[Digest]]:
         """Blobs this store object newly creates inside the block are deleted again if the block fails, so a
         failed import, load or build leaves the store as it was. Yields the list of created digests."""
         created: list[Digest] = []
-        self._transactions.append(created)
+        with self._transactions_lock:
+            self._transactions.append(created)
         try:
             yield created
         except BaseException:
@@ -310,8 +314,9 @@ class ContentStore:
                 except StoreError:
                     pass
             raise
-        finally:
-            self._transactions.remove(created)
+        finally:  # by identity: two open transactions may hold equal lists (both empty, say)
+            with self._transactions_lock:
+                self._transactions[:] = [t for t in self._transactions if t is not created]
 
     def delete(self, digest: Digest) -> bool:
         try:

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from polyarch.content.images import ImageStore
     from polyarch.registry.client import RegistryClient
 
-__all__ = ["REGISTRY_ONLY", "STORE_THEN_REGISTRY", "VERIFY_ORDER", "Kind", "Location", "Scheme", "open_source",
-           "parse_location"]
+__all__ = ["REGISTRY_ONLY", "STORE_THEN_REGISTRY", "VERIFY_ORDER", "Kind", "Location", "Scheme", "explicit_scheme",
+           "open_source", "parse_location"]
 
 
 class Kind(StrEnum):
@@ -88,6 +88,20 @@ def parse_location(text: str) -> Location:
             raise UsageError(f"{text[:200]!r}: {exc.message}", hint=exc.hint) from None
         body = head
     return Location(scheme, _nonempty(body, text, "PATH"), digest)
+
+
+def explicit_scheme(text: str) -> Scheme | None:
+    """The scheme ``text`` spells out (``oci-layout://…``, ``local:…``), None when it spells none polyarch knows:
+    for callers that accept other strings too (``--build-context`` also takes paths and git/http URLs)."""
+    if text.startswith("local:"):
+        return Scheme.LOCAL
+    m = _SCHEME_PREFIX.match(text)
+    if m is None:
+        return None
+    try:
+        return Scheme(m.group(1))
+    except ValueError:
+        return None
 
 
 def _nonempty(part: str, text: str, what: str) -> str:
