@@ -1,4 +1,10 @@
-"""``polyarch doctor``: can this host build? Runtime, privileges, overlayfs, binfmt handlers, platforms, store.
+"""``polyarch doctor``: can this host build? Mode (root or rootless), runtime, overlayfs, binfmt handlers,
+platforms, store.
+
+The ``mode`` check says how RUN steps run: as root (under ``sudo`` also whose store and credentials are used), or
+rootless (``worker/userns.py``: the user's subordinate ranges, ``newuidmap``/``newgidmap``, user namespaces
+allowed, ``/dev/net/tun`` usable by the user for slirp4netns/pasta). When rootless mode has everything, doctor
+enters the user namespace itself, so the overlayfs check is the real one a build would meet.
 
 Each check prints ``ok``, ``warn`` or ``FAIL`` with what was found and, when something is missing, the command
 that fixes it. Exit 0 when everything needed is fine (warnings allowed), 1 otherwise.
@@ -52,11 +58,38 @@ def _run_network(env: Environment) -> Check:
     return Check("run network", "ok", f"own namespace per RUN through {name}")
 
 
-def _privileges() -> Check:
-    if os.geteuid() == 0:
-        return Check("privileges", "ok", "running as root")
-    return Check("privileges", "fail", "RUN steps need root (mounts, runc); rootless mode is not supported",
-                 "run polyarch as root (sudo)")
+def _mode(env: Environment, root: Path) -> list[Check]:
+    """Root or rootless, and what rootless mode lacks (each with its fix)."""
+    if env.is_root():
+        if env.sudo_user:
+            return [Check("mode", "ok", f"root under sudo: store {root}, credentials {env.credentials().path} "
+                          f"(not {env.sudo_user}'s)", f"run without sudo for rootless mode as {env.sudo_user}")]
+        return [Check("mode", "ok", f"root: store {root}, credentials {env.credentials().path}")]
+    from polyarch.worker import userns
+
+    lacking = userns.missing()
+    checks = [Check("mode", "fail", f"rootless: {m.what}", m.fix) for m in lacking]
+    if not lacking:
+        plan = userns.rootless_plan()
+        last = plan.uids.start + plan.uids.count - 1
+        checks.append(Check("mode", "ok", f"rootless: a user namespace per build (uid 0 = {plan.user}, 1-"
+                            f"{plan.uids.count} = {plan.uids.start}-{last}); store {root}, credentials "
+                            f"{env.credentials().path}"))
+    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        checks.append(Check("run network", "warn", "/dev/net/tun is not usable by this user: RUN steps need "
+                            "--network none", "sudo chmod 0666 /dev/net/tun"))
+    return checks
+
+
+def _enter_rootless(checks: list[Check]) -> None:
+    """Enter the user namespace a build would use (only when the mode checks found nothing missing)."""
+    from polyarch.errors import PolyarchError
+    from polyarch.worker.userns import enter, rootless_plan
+
+    try:
+        enter(rootless_plan())
+    except PolyarchError as exc:
+        checks.append(Check("mode", "fail", exc.message, exc.hint or ""))
 
 
 def _store(root: Path) -> list[Check]:
@@ -83,14 +116,18 @@ def _snapshotter(root: Path, env: Environment) -> Check:
     from polyarch.worker.snapshot import overlay_usable
 
     forced = env.snapshotter
+    where = "" if env.is_root() else " in the user namespace"
     if overlay_usable(root):
         note = " (POLYARCH_SNAPSHOTTER=copy forces the copying snapshotter)" if forced == "copy" else ""
-        return Check("overlayfs", "ok", "overlayfs can be mounted; layers are stacked without copies" + note)
-    return Check("overlayfs", "warn", "overlayfs cannot be mounted here: the copying snapshotter is used (slower, "
-                 "more disk)", "run as root on a filesystem that is not itself overlayfs (e.g. ext4, xfs)")
+        return Check("overlayfs", "ok", f"overlayfs can be mounted{where}; layers are stacked without copies" + note)
+    fix = "run as root on a filesystem that is not itself overlayfs (e.g. ext4, xfs)" if env.is_root() else \
+        "use Linux 5.11 or later, with the store on ext4 or xfs (or run as root)"
+    return Check("overlayfs", "warn", f"overlayfs cannot be mounted{where}: the copying snapshotter is used "
+                 "(slower, more disk)", fix)
 
 
-def _binfmt(wanted: list[str], binfmt_dir: Path) -> list[Check]:
+def _binfmt(wanted: list[str], binfmt_dir: Path, sudo: str = "") -> list[Check]:
+    """``sudo``: the prefix of root's commands in fixes (``"sudo "`` in rootless mode: registering is root's)."""
     from polyarch import platform as plat
     from polyarch.worker import binfmt, emulation
 
@@ -98,7 +135,7 @@ def _binfmt(wanted: list[str], binfmt_dir: Path) -> list[Check]:
     mounted = (binfmt_dir / "register").exists()
     if not mounted:
         checks.append(Check("binfmt_misc", "warn", f"not mounted at {binfmt_dir}",
-                            "polyarch binfmt --install all (mounts it)"))
+                            f"{sudo}polyarch binfmt --install all (mounts it)"))
     entries = binfmt.handlers(binfmt_dir)
     for a in binfmt.ARCHES.values():
         if plat.runs_natively(a.platform):
@@ -113,7 +150,7 @@ def _binfmt(wanted: list[str], binfmt_dir: Path) -> list[Check]:
         else:
             checks.append(Check(f"binfmt {a.arch}", "fail", f"{h.name} -> {h.interpreter} flags "
                                 f"{h.flags or 'none'}: needs F and P and an existing interpreter{extra}",
-                                f"polyarch binfmt --install {a.arch}"))
+                                f"{sudo}polyarch binfmt --install {a.arch}"))
     native = [str(p) for p in plat.host_compatible()]
     checks.append(Check("native platforms", "ok", ", ".join(native)))
     for spec in wanted:
@@ -125,15 +162,18 @@ def _binfmt(wanted: list[str], binfmt_dir: Path) -> list[Check]:
             checks.append(Check(f"platform {p}", "ok", f"emulated by {result.handler.name if result.handler else '?'}"))
         else:
             fix = result.problem.split(": run ", 1)[1].strip("'") if ": run " in result.problem else ""
+            fix = sudo + fix if fix.startswith("polyarch ") else fix
             checks.append(Check(f"platform {p}", "fail", result.problem.split(": run ")[0], fix))
     return checks
 
 
 def run_checks(root: Path, platforms: list[str], env: Environment) -> list[Check]:
-    checks = [_privileges(), _runtime(env), _run_network(env), *_store(root)]
+    checks = [*_mode(env, root), _runtime(env), _run_network(env), *_store(root)]
+    if not env.is_root() and os.geteuid() != 0 and not any(c.status == "fail" for c in checks):
+        _enter_rootless(checks)
     if os.geteuid() == 0:
         checks.append(_snapshotter(root, env))
-    checks += _binfmt(platforms, env.binfmt_dir)
+    checks += _binfmt(platforms, env.binfmt_dir, "" if env.is_root() else "sudo ")
     return checks
 
 
@@ -143,7 +183,7 @@ def run_checks(root: Path, platforms: list[str], env: Environment) -> list[Check
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_app
 def doctor(app: AppContext, platforms: str, fmt: str) -> None:
-    """Check the host: runtime, privileges, overlayfs, binfmt handlers, native and emulated platforms, store."""
+    """Check the host: mode (root or rootless), runtime, overlayfs, binfmt handlers, platforms, store."""
     wanted = [p.strip() for p in platforms.split(",") if p.strip()]
     checks = run_checks(app.store_root, wanted, app.env)
     failed = any(c.status == "fail" for c in checks)

@@ -23,6 +23,7 @@ Variables (unset and empty mean the same):
   builder ``build`` and ``bake`` use when ``--builder`` is not given (``builder``).
 - ``REGISTRY_*`` (distribution's names, e.g. ``REGISTRY_STORAGE_S3_BUCKET``): values of ``registry serve``'s
   configuration file, overriding the file (``registry_vars``; validated by ``cli/registry_config.py``).
+- ``SUDO_USER``: under ``sudo``, doctor and builds say that root's store and credentials are used (``sudo_user``).
 - ``POLYARCH_SSH``: the ssh command line builder nodes are reached with (``ssh``; default ``ssh -o BatchMode=yes
   -o ConnectTimeout=10``), as for ``polyarch audit``'s hosts.
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,8 @@ class Environment:
     builder: str = ""  # POLYARCH_BUILDER
     ssh: str = ""  # POLYARCH_SSH: the ssh command line for builder nodes (shell words)
     registry_vars: tuple[tuple[str, str], ...] = ()  # every REGISTRY_* variable, sorted (registry serve --config)
+    euid: int | None = field(default=None, compare=False)  # the process's user when read (paths stay the user's inside rootless mode's namespace)
+    sudo_user: str = ""  # SUDO_USER: the user who ran ``sudo polyarch`` (doctor and builds say whose store is used)
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Environment:
@@ -106,14 +109,20 @@ class Environment:
             builder=get("POLYARCH_BUILDER"),
             ssh=get("POLYARCH_SSH"),
             registry_vars=tuple(sorted((k, v) for k, v in environ.items() if k.startswith("REGISTRY_") and v)),
+            euid=os.geteuid(),
+            sudo_user=get("SUDO_USER"),
         )
+
+    def is_root(self) -> bool:
+        """Was polyarch started by root? (not: is it uid 0 now; rootless mode makes it 0 in its namespace)"""
+        return (os.geteuid() if self.euid is None else self.euid) == 0
 
     # --- the store ---------------------------------------------------------------------------------------------
 
     def default_root(self) -> Path:
         """The store without ``--root``/``POLYARCH_ROOT``: ``/var/lib/polyarch`` for root, else
         ``$XDG_DATA_HOME/polyarch`` (default ``~/.local/share/polyarch``)."""
-        if os.geteuid() == 0:
+        if self.is_root():
             return Path("/var/lib/polyarch")
         return (Path(self.data_home) if self.data_home else Path.home() / ".local" / "share") / "polyarch"
 
@@ -123,7 +132,7 @@ class Environment:
         ``~/.config/polyarch/config.toml``) for other users."""
         if self.config_file:
             return Path(self.config_file), True
-        if os.geteuid() == 0:
+        if self.is_root():
             return Path("/etc/polyarch/config.toml"), False
         return (Path(self.config_home) if self.config_home else Path.home() / ".config") / "polyarch" / "config.toml", \
             False

@@ -2,10 +2,16 @@
 
 ``polyarch build`` and ``polyarch bake`` call ``build_deps`` with their registry options; the pipeline receives
 the result and never constructs a registry client, the runtime, the cache database or the build lock itself.
+
+Rootless mode: for a normal user, ``build_deps`` first moves the process into its user namespace
+(``enter_rootless``, ``worker/userns.py``), after the store, configuration and credentials paths were fixed as
+the user's; a missing subordinate range or ``newuidmap`` is one ``error:`` line with the command that fixes it.
+Under ``sudo`` it says which store and credentials are used (root's, not the invoking user's): ``sudo_note``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -18,7 +24,29 @@ if TYPE_CHECKING:
     from polyarch.solver.cache import BuildCache
     from polyarch.solver.executor import ExecRunner
 
-__all__ = ["build_deps"]
+__all__ = ["build_deps", "enter_rootless", "sudo_note"]
+
+
+def enter_rootless(app: AppContext) -> None:
+    """Make this process able to run RUN steps: nothing for root (or a process already uid 0 in a namespace),
+    else enter the user's namespace (``worker.userns``). Call before any thread is started.
+
+    :raises BuildError: rootless mode lacks something (the fix in the hint).
+    """
+    if os.geteuid() == 0:
+        return
+    from polyarch.worker.userns import enter, rootless_plan
+
+    _ = app.store_root  # fixed as the user's before the process becomes 0 in its namespace
+    enter(rootless_plan())
+
+
+def sudo_note(app: AppContext) -> str:
+    """Under ``sudo``: which store and credentials this root process uses (empty otherwise)."""
+    if not app.env.sudo_user or not app.env.is_root():
+        return ""
+    return (f"running as root under sudo: store {app.store_root}, credentials {app.env.credentials().path} "
+            f"(not {app.env.sudo_user}'s; run without sudo for rootless mode with the user's own)")
 
 
 def build_deps(app: AppContext, registry: Callable[[], RegistryClient]) -> BuildDeps:
@@ -31,6 +59,12 @@ def build_deps(app: AppContext, registry: Callable[[], RegistryClient]) -> Build
     from polyarch.worker.emulation import ensure_runnable
     from polyarch.worker.snapshot import build_lock
 
+    note = sudo_note(app)
+    if note:
+        import click
+
+        click.echo(f"note: {note}", err=True)
+    enter_rootless(app)
     store = app.store
     images = app.images
 
@@ -41,7 +75,8 @@ def build_deps(app: AppContext, registry: Callable[[], RegistryClient]) -> Build
         return make_runner(store.root, secrets=secrets, ssh=ssh, options=app.env.runtime_options())
 
     def base_images(pull: bool, progress: Progress) -> BaseImageSource:
-        return BaseImages(images, pull=pull, client_factory=registry, progress=progress)
+        return BaseImages(images, pull=pull, client_factory=registry, progress=progress,
+                          index_store=lambda: BuildCache.in_store(store.root))
 
     return BuildDeps(store=store, open_cache=open_cache, exec_runner=exec_runner, base_images=base_images,
                      check_runnable=lambda p: ensure_runnable(p, binfmt_dir=app.env.binfmt_dir),

@@ -10,9 +10,9 @@ API::
 Reproducible output: PAX format, entries sorted by name bytes (depth first, a directory before its children),
 numeric uid/gid without names, no atime/ctime, mtimes clamped to ``LayerOptions.epoch`` when set (the build's
 ``SOURCE_DATE_EPOCH``, integer seconds), whiteouts with mtime 0. Xattrs kept: ``user.*``, ``security.capability``, ``trusted.*`` except
-``trusted.overlay.*``. Hardlinks inside the tree become hardlink entries to the first name. Sockets are skipped.
+``trusted.overlay.*`` (and ``user.overlay.*`` in rootless mode). Hardlinks inside the tree become hardlink entries to the first name. Sockets are skipped.
 
-Overlay conversion: a 0:0 character device → ``.wh.NAME``; a directory with ``trusted.overlay.opaque=y`` → the
+Overlay conversion: a 0:0 character device → ``.wh.NAME``; a directory with ``trusted.overlay.opaque=y`` (rootless: ``user.``) → the
 directory entry followed by ``.wh..wh..opq``. Tree diff: compares type, mode, owner, size, mtime (ns), link
 target, device numbers and xattrs; a path only in ``lower`` → ``.wh.NAME``; changed paths bring their parent
 directories along.
@@ -31,6 +31,7 @@ from polyarch.content.compression import LayerResult, LayerWriter
 from polyarch.content.store import ContentStore
 from polyarch.errors import StoreError
 
+from .overlay import opaque_xattr, overlay_prefix
 from .tarwriter import TarWriter
 
 __all__ = [
@@ -71,7 +72,7 @@ def _xattrs(path: str | bytes | int) -> dict[str, bytes]:
 def _kept_xattrs(path: str | bytes | int, names: list[str]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name in sorted(names):
-        if not name.startswith(_XATTR_KEEP) or name.startswith("trusted.overlay."):
+        if not name.startswith(_XATTR_KEEP) or name.startswith(("trusted.overlay.", overlay_prefix())):
             continue
         try:
             out[name] = os.getxattr(path, name) if isinstance(path, int) else \
@@ -83,7 +84,7 @@ def _kept_xattrs(path: str | bytes | int, names: list[str]) -> dict[str, bytes]:
 
 def _is_opaque(path: bytes) -> bool:
     try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+        return os.getxattr(path, opaque_xattr(), follow_symlinks=False) == b"y"
     except OSError:
         return False
 

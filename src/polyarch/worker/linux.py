@@ -61,6 +61,7 @@ _SYS_FSMOUNT = 432
 _SYS_OPENAT2 = 437
 _FSOPEN_CLOEXEC = 1
 _FSMOUNT_CLOEXEC = 1
+_FSCONFIG_SET_FLAG = 0
 _FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
@@ -160,7 +161,7 @@ def mount_overlay(lowers: Sequence[str | os.PathLike[str]], upper: str | os.Path
             _mount_overlay_fsconfig(lower_names, upper_name, work_name, target, options)
             return
         data = ",".join([f"lowerdir={':'.join(lower_names)}", f"upperdir={upper_name}", f"workdir={work_name}",
-                         *(f"{k}={v}" for k, v in options)])
+                         *(f"{k}={v}" if v else k for k, v in options)])
         if len(data) > _MAX_MOUNT_DATA:
             raise StoreError(f"too many layers ({len(lowers)}) to stack with overlayfs on this kernel",
                              hint="set POLYARCH_SNAPSHOTTER=copy, or use Linux 6.8 or later")
@@ -178,8 +179,11 @@ def _mount_overlay_fsconfig(lowers: list[str], upper: str, work: str, target: st
     mnt = -1
     try:
         params = [("lowerdir+", lower) for lower in lowers] + [("upperdir", upper), ("workdir", work), *options]
-        for key, value in params:
-            _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key.encode(), value.encode(), 0)
+        for key, value in params:  # an empty value: a flag option (``userxattr``)
+            if value:
+                _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key.encode(), value.encode(), 0)
+            else:
+                _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_SET_FLAG, key.encode(), None, 0)
         _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0)
         mnt = _syscall(_SYS_FSMOUNT, fs, _FSMOUNT_CLOEXEC, 0)
         tfd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -47,6 +47,7 @@ from polyarch.platform import Platform
 from . import linux
 from .copytree import copy_tree
 from .mountpoints import MountPoints
+from .overlay import overlay_options
 
 __all__ = [
     "BindMount",
@@ -212,7 +213,7 @@ class MountSetup:
             if is_dir and self.overlay_binds and _overlay_ok(self.store_root):
                 for d in ("u", "w", "m"):
                     (work / d).mkdir()
-                linux.mount_overlay([source], work / "u", work / "w", work / "m")
+                linux.mount_overlay([source], work / "u", work / "w", work / "m", overlay_options())
                 self._stack.callback(linux.umount, work / "m")
                 path = os.fspath(work / "m")
             elif is_dir:

@@ -2,13 +2,17 @@
 copy-ups that change nothing dropped before the upper dir becomes a layer.
 
 Options ``redirect_dir=off,metacopy=off,index=off`` keep an upper dir self-contained (it is moved into place as
-the next snapshot and read as a layer). Layers are passed to ``linux.mount_overlay`` as paths it opens O_PATH,
+the next snapshot and read as a layer). In a user namespace (rootless mode, ``worker.userns``; Linux ≥ 5.11)
+overlayfs cannot use ``trusted.*`` xattrs: ``overlay_options`` adds ``userxattr`` (opaque marks become
+``user.overlay.opaque``, ``opaque_xattr``) with ``redirect_dir=nofollow``, the one redirect setting it allows;
+where even that cannot be mounted, ``overlay_supported`` says no and snapshots are copied. Layers are passed to ``linux.mount_overlay`` as paths it opens O_PATH,
 never put in an option string.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import stat
@@ -21,9 +25,34 @@ from polyarch.fsutil import private_dir
 
 from . import linux
 
-__all__ = ["OVERLAY_OPTS", "OverlayMount", "overlay_supported", "prune_copy_ups"]
+__all__ = ["OVERLAY_OPTS", "OverlayMount", "opaque_xattr", "overlay_options", "overlay_prefix", "overlay_supported",
+           "prune_copy_ups"]
 
 OVERLAY_OPTS = (("redirect_dir", "off"), ("metacopy", "off"), ("index", "off"))
+USERNS_OPTS = (("redirect_dir", "nofollow"), ("metacopy", "off"), ("index", "off"), ("userxattr", ""))
+
+
+@functools.cache
+def _rootless() -> bool:
+    from .userns import in_user_namespace
+
+    return in_user_namespace()
+
+
+def overlay_options() -> tuple[tuple[str, str], ...]:
+    """The mount options of every overlay polyarch mounts in this process (``USERNS_OPTS`` in a user namespace)."""
+    return USERNS_OPTS if _rootless() else OVERLAY_OPTS
+
+
+def overlay_prefix() -> str:
+    """The xattr namespace overlayfs keeps its marks in here: ``trusted.overlay.``, or ``user.overlay.`` in a
+    user namespace; such xattrs are never copied into a layer."""
+    return "user.overlay." if _rootless() else "trusted.overlay."
+
+
+def opaque_xattr() -> str:
+    """The xattr that marks an upper directory opaque (``overlay_prefix`` + ``opaque``)."""
+    return overlay_prefix() + "opaque"
 
 _probe_lock = threading.Lock()
 _probe_cache: dict[str, bool] = {}
@@ -42,7 +71,7 @@ def overlay_supported(base: Path) -> bool:
             try:
                 for d in ("l", "u", "w", "m"):
                     (probe / d).mkdir()
-                linux.mount_overlay([probe / "l"], probe / "u", probe / "w", probe / "m", OVERLAY_OPTS)
+                linux.mount_overlay([probe / "l"], probe / "u", probe / "w", probe / "m", overlay_options())
                 linux.umount(probe / "m")
                 ok = True
             except PolyarchError:
@@ -65,7 +94,7 @@ class OverlayMount:
         else:
             lowers = self.lowers
         # overlay wants the top-most lower first
-        linux.mount_overlay(lowers[::-1], self.upper, self.workdir, self.target, OVERLAY_OPTS)
+        linux.mount_overlay(lowers[::-1], self.upper, self.workdir, self.target, overlay_options())
         return self.target
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +132,7 @@ def prune_copy_ups(upper: Path, lowers: list[Path]) -> None:
             continue
         rel = os.path.relpath(dirpath, upper)
         try:
-            if os.getxattr(dirpath, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
+            if os.getxattr(dirpath, opaque_xattr(), follow_symlinks=False) == b"y":
                 continue
         except OSError:
             pass
