@@ -189,6 +189,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     from polyarch.cli.transferprogress import transfer_progress
     from polyarch.errors import UsageError
     from polyarch.oci import reference
+    from polyarch.solver.cache import BuildCache
     from polyarch.sources.transfer import pull_image
 
     if platforms and all_platforms:
@@ -200,7 +201,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     results = []
     with transfer_progress("quiet" if quiet else progress) as observer, \
             make_client(app.env, insecure, tls_ca, allow_nondistributable=allow_nondistributable,
-                        observer=observer) as client:
+                        observer=observer) as client, BuildCache.in_store(app.store.root) as indexes:
         # -a: every tag, each named as the user wrote the repository plus the tag
         todo = [(f"{ref}:{t}", parsed.with_tag(t)) for t in client.list_tags(parsed)] if all_tags else \
             [(ref, parsed.defaulted())]
@@ -210,7 +211,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
             # A refused or failed pull removes the blobs it fetched: the store is left as it was.
             with app.images.store.transaction():
                 results.append((name, pull_image(client, target, app.images, name=name, platforms=wanted,
-                                                  all_platforms=all_platforms)))
+                                                  all_platforms=all_platforms, indexes=indexes)))
     for name, result in results:
         if quiet:
             click.echo(str(result.descriptor.digest))

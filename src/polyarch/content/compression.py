@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -22,6 +23,7 @@ from .store import BlobWriter, ContentStore
 __all__ = [
     "COMPRESSIONS",
     "DEFAULT_DECOMPRESS_LIMIT",
+    "Inflater",
     "LayerResult",
     "LayerWriter",
     "decompressed",
@@ -310,6 +312,70 @@ def _gzip_decompressor() -> Any:
         return isal_zlib.decompressobj(31)
     except ImportError:  # pragma: no cover
         return zlib.decompressobj(31)
+
+
+class Inflater:
+    """Push-mode decompression for a consumer that is handed bytes as they arrive (a blob being downloaded):
+    ``feed`` yields decompressed pieces of at most ``step`` bytes (gzip members and zstd frames chained, as
+    ``decompressed`` reads them); ``complete`` says the input ended at a member or frame boundary.
+
+    :raises InvalidLayer: corrupt input.
+    """
+
+    def __init__(self, kind: str, *, step: int = 1 << 20) -> None:
+        self.kind = kind
+        self._step = step
+        self._d: Any = None
+        self._started = False
+        if kind == "zstd":
+            import zstandard
+
+            self._zstd = zstandard
+
+    def _new(self) -> Any:
+        if self.kind == "gzip":
+            return _gzip_decompressor()
+        return self._zstd.ZstdDecompressor().decompressobj()
+
+    def feed(self, data: bytes | memoryview) -> Iterator[bytes]:
+        if self.kind == "none":
+            if data:
+                yield bytes(data)
+            return
+        rest = bytes(data)
+        while rest:
+            if self._d is None or self._d.eof:
+                self._d = self._new()
+            self._started = True
+            try:
+                if self.kind == "gzip":
+                    out = self._d.decompress(rest, self._step)
+                    rest = self._d.unconsumed_tail
+                else:  # zstd: small slices bound what one call inflates
+                    piece, rest = rest[:2048], rest[2048:]
+                    out = self._d.decompress(piece)
+            except (*_GZIP_ERRORS, OSError, ValueError, EOFError) as exc:
+                raise InvalidLayer(f"corrupt {self.kind} stream: {exc}") from exc
+            except Exception as exc:  # zstandard.ZstdError
+                if self.kind == "zstd" and isinstance(exc, self._zstd.ZstdError):
+                    raise InvalidLayer(f"corrupt zstd stream: {exc}") from exc
+                raise
+            if self._d.eof and self._d.unused_data:
+                rest = self._d.unused_data + rest
+            if out:
+                yield out
+            while not rest and self.kind == "gzip" and not self._d.eof:  # output held back by ``step``
+                try:
+                    out = self._d.decompress(b"", self._step)
+                except (*_GZIP_ERRORS, OSError, ValueError, EOFError) as exc:
+                    raise InvalidLayer(f"corrupt gzip stream: {exc}") from exc
+                rest = self._d.unconsumed_tail
+                if not out:
+                    break
+                yield out
+
+    def complete(self) -> bool:
+        return self.kind == "none" or (self._started and self._d is not None and self._d.eof)
 
 
 def decompressed(raw: BinaryIO, *, limit: int = DEFAULT_DECOMPRESS_LIMIT) -> IO[bytes]:

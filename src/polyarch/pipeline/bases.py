@@ -21,6 +21,7 @@ from polyarch.sources.store import StoreSource
 
 if TYPE_CHECKING:
     from polyarch.registry.client import RegistryClient
+    from polyarch.solver.cache import BuildCache
 
 __all__ = ["BaseImages", "local_resolver"]
 
@@ -31,7 +32,7 @@ class BaseImages:
     ``client_factory`` (the caller's) makes one registry client for every pull of the build, on first use."""
 
     def __init__(self, images: ImageStore, *, client_factory: Callable[[], RegistryClient], pull: bool = False,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, index_store: Callable[[], BuildCache] | None = None) -> None:
         self.images = images
         self.local = StoreSource(images)
         self.pull = pull
@@ -41,6 +42,8 @@ class BaseImages:
         self._pulled: set[tuple[str, str]] = set()
         self._failed: dict[tuple[str, str], PolyarchError] = {}
         self._client: RegistryClient | None = None
+        self._index_store = index_store  # where pulls record layer path indexes (opened on the first pull)
+        self._indexes: BuildCache | None = None
 
     def _pull(self, ref: str, platform: Platform) -> None:
         from polyarch.oci import reference
@@ -49,13 +52,18 @@ class BaseImages:
         parsed = reference.parse(ref).defaulted()
         if self._client is None:
             self._client = self.client_factory()
-        pull_image(self._client, parsed, self.images, name=ref, platforms=[platform])
+        if self._indexes is None and self._index_store is not None:
+            self._indexes = self._index_store()
+        pull_image(self._client, parsed, self.images, name=ref, platforms=[platform], indexes=self._indexes)
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._indexes is not None:
+                self._indexes.close()
+                self._indexes = None
 
     def image(self, ref: str, platform: Platform) -> Image:
         """:raises BuildError: neither the store nor the registry has ``ref`` for ``platform``."""

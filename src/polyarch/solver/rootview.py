@@ -3,86 +3,33 @@
 COPY and WORKDIR need a few facts about the tree they land on: does the destination exist (and is it a
 directory), which parents must be created, and the ids of user and group names (``/etc/passwd``,
 ``/etc/group``). Reading the layer tars' headers answers that; the entries of a layer are kept in memory per
-blob digest for the process, and persisted (``IndexStore``, the build cache) so a large base is read once.
+blob digest for the process, and persisted (``content.pathindex.LayerIndexes``, the build cache) so a large base is read once. A pull
+usually made the index already, while the blob streamed in (``polyarch.content.pathindex``); a layer without one is
+read here from the store.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import posixpath
 import tarfile
 import threading
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from polyarch.content.compression import decompressed
+from polyarch.content.pathindex import LayerIndex, LayerIndexes, PathInfo, add_member, decode, encode
 from polyarch.content.store import ContentStore
 from polyarch.errors import BuildError, InvalidLayer
 
 from .state import Layer
 
-__all__ = ["IndexStore", "PathInfo", "RootView", "resolve_chown"]
+__all__ = ["PathInfo", "RootView", "resolve_chown"]
 
-_SMALL_FILES = ("etc/passwd", "etc/group")
 _MAX_LINKS = 40
 
-
-@dataclass(frozen=True, slots=True)
-class PathInfo:
-    kind: str  # dir | file | symlink | other
-    mode: int = 0o755
-    uid: int = 0
-    gid: int = 0
-    linkname: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _LayerIndex:
-    entries: tuple[tuple[str, PathInfo | None, bool], ...]  # (path, info or None = whiteout, opaque marker)
-    small: dict[str, bytes]
-
-
-_cache: dict[str, _LayerIndex] = {}
+_cache: dict[str, LayerIndex] = {}
 _cache_lock = threading.Lock()
 
 
-def _kind(m: tarfile.TarInfo) -> str:
-    if m.isdir():
-        return "dir"
-    if m.issym():
-        return "symlink"
-    if m.isreg() or m.islnk():
-        return "file"
-    return "other"
-
-
-class IndexStore(Protocol):
-    """Persistent layer indexes by blob digest (``BuildCache`` implements it)."""
-
-    def layer_index(self, digest: str) -> bytes | None: ...
-    def put_layer_index(self, digest: str, data: bytes) -> None: ...
-
-
-def _dump(index: _LayerIndex) -> bytes:
-    doc = {"e": [[p, None if i is None else [i.kind, i.mode, i.uid, i.gid, i.linkname], o]
-                 for p, i, o in index.entries],
-           "s": {k: base64.b64encode(v).decode() for k, v in index.small.items()}}
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
-
-
-def _load(data: bytes) -> _LayerIndex | None:
-    try:
-        doc = json.loads(zlib.decompress(data))
-        entries = tuple((p, None if i is None else PathInfo(*i), bool(o)) for p, i, o in doc["e"])
-        return _LayerIndex(entries, {k: base64.b64decode(v) for k, v in doc["s"].items()})
-    except (ValueError, KeyError, TypeError, zlib.error):
-        return None
-
-
-def _index(content: ContentStore, layer: Layer, persist: IndexStore | None = None) -> _LayerIndex:
+def _index(content: ContentStore, layer: Layer, persist: LayerIndexes | None = None) -> LayerIndex:
     key = str(layer.descriptor.digest)
     with _cache_lock:
         found = _cache.get(key)
@@ -90,7 +37,7 @@ def _index(content: ContentStore, layer: Layer, persist: IndexStore | None = Non
         return found
     if persist is not None:
         data = persist.layer_index(key)
-        loaded = _load(data) if data is not None else None
+        loaded = decode(data) if data is not None else None
         if loaded is not None:
             with _cache_lock:
                 _cache[key] = loaded
@@ -100,35 +47,25 @@ def _index(content: ContentStore, layer: Layer, persist: IndexStore | None = Non
     try:
         with content.open(layer.descriptor.digest) as raw, tarfile.open(fileobj=decompressed(raw), mode="r|") as tf:
             for m in tf:
-                name = posixpath.normpath(m.name.lstrip("/"))
-                if name in (".", "") or name.startswith("../"):
-                    continue
-                base = posixpath.basename(name)
-                parent = posixpath.dirname(name)
-                if base == ".wh..wh..opq":
-                    entries.append((parent, None, True))
-                elif base.startswith(".wh."):
-                    entries.append((posixpath.join(parent, base[4:]), None, False))
-                else:
-                    entries.append((name, PathInfo(_kind(m), m.mode & 0o7777, m.uid, m.gid, m.linkname), False))
-                    if name in _SMALL_FILES and m.isreg() and m.size < (1 << 20):
-                        f = tf.extractfile(m)
-                        if f is not None:
-                            small[name] = f.read()
+                name = add_member(entries, m)
+                if name is not None:
+                    f = tf.extractfile(m)
+                    if f is not None:
+                        small[name] = f.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InvalidLayer(f"cannot read layer {layer.descriptor.digest}: {exc}") from exc
-    index = _LayerIndex(tuple(entries), small)
+    index = LayerIndex(tuple(entries), small)
     with _cache_lock:
         _cache[key] = index
     if persist is not None:
-        persist.put_layer_index(key, _dump(index))
+        persist.put_layer_index(key, encode(index))
     return index
 
 
 class RootView:
     """Paths of the merged tree of ``layers`` (base first)."""
 
-    def __init__(self, content: ContentStore, layers: Sequence[Layer], persist: IndexStore | None = None) -> None:
+    def __init__(self, content: ContentStore, layers: Sequence[Layer], persist: LayerIndexes | None = None) -> None:
         self._paths: dict[str, PathInfo] = {}
         self._small: dict[str, bytes] = {}
         for layer in layers:

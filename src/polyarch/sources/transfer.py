@@ -30,6 +30,7 @@ from typing import TypeVar
 from polyarch import platform as plat
 from polyarch.content.images import ImageStore, check_config_size, check_platform, select_platform
 from polyarch.content.origins import BlobOrigins
+from polyarch.content.pathindex import IndexingSink, LayerIndexes
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import NotFound, StoreError
@@ -45,6 +46,7 @@ from polyarch.oci.spec import (
 )
 from polyarch.platform import Platform
 from polyarch.registry.client import RegistryClient
+from polyarch.registry.sink import BlobSink
 from polyarch.sources.protocol import ContentSource
 from polyarch.sources.registry import RegistrySource
 from polyarch.sources.store import StoreSource
@@ -214,10 +216,12 @@ def _image_children(index: Index) -> list[Descriptor]:
 
 def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, name: str | None = None,
                platforms: Sequence[Platform] = (), all_platforms: bool = False,
-               parallel: int | None = None) -> PullResult:
+               parallel: int | None = None, indexes: LayerIndexes | None = None) -> PullResult:
     """Fetch ``ref`` into the store and point ``name`` (default: ``str(ref)``) at it.
 
-    Without ``platforms`` and ``all_platforms`` the host platform is pulled.
+    Without ``platforms`` and ``all_platforms`` the host platform is pulled. With ``indexes`` (the build cache,
+    given by the CLI) each fetched layer's path index is made in the pass that hashes it and recorded there, so
+    a build on this image never reads the layer again for WORKDIR/COPY/ADD/USER.
 
     :raises NotFound: no manifest for a requested platform (listing what the index has).
     :raises RegistryError: from the registry; nothing is named until everything is stored and verified.
@@ -251,14 +255,21 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
         for child in chosen:
             manifests.extend(_collect(src, child))
     blobs: dict[str, Descriptor] = {}
+    layers: set[str] = set()
     for desc, raw in manifests:
         mdoc = parse_document(raw, desc.media_type)
         if isinstance(mdoc, Manifest):
             check_config_size(mdoc.config)
+            layers.update(str(layer.digest) for layer in mdoc.layers)
             for blob in (mdoc.config, *mdoc.layers):
                 if store.stat(blob.digest) != blob.size:
                     blobs.setdefault(str(blob.digest), blob)
-    run_parallel(lambda b: client.fetch_blob(ref, b, lambda: store.writer(b.digest.algorithm)),
+
+    def sink(b: Descriptor) -> BlobSink:
+        writer = store.writer(b.digest.algorithm)
+        return IndexingSink(writer, indexes) if indexes is not None and str(b.digest) in layers else writer
+
+    run_parallel(lambda b: client.fetch_blob(ref, b, lambda: sink(b)),
                  sorted(blobs.values(), key=lambda b: -b.size), workers)
     with BlobOrigins(store.root) as origins:
         _record(origins, ref, [b.digest for desc, raw in manifests for b in _blobs_of(desc, raw)])

@@ -1,0 +1,286 @@
+"""Path index of a layer blob: the table of contents COPY, WORKDIR, ADD and USER need (``solver.rootview``), made
+in the same pass that hashes the blob while it is pulled, so a base layer's bytes are read once.
+
+A layer's index is its members in order: ``(path, PathInfo)``, whiteouts (``PathInfo`` None) and opaque markers,
+plus the bytes of ``etc/passwd`` and ``etc/group`` (< 1 MiB). ``add_member`` is the one rule that turns a tar
+member into an entry; ``solver.rootview`` uses it when it reads a stored blob, ``IndexBuilder`` when bytes arrive.
+
+``IndexBuilder`` is fed the blob's compressed bytes (``feed``) and decompresses them as they come
+(``compression.Inflater``: isal, zstandard). Headers are parsed by ``tarfile``'s own ``TarInfo.fromtarfile`` over
+the buffered header blocks, so names, PAX and GNU long names mean what they mean to ``tarfile``; file data is
+skipped by counting. It gives up (``result`` is None) on anything it is not sure ``tarfile``'s stream reader
+would read the same way — corrupt compression, a bad header, sparse members, truncation, more than
+``DEFAULT_DECOMPRESS_LIMIT`` inflated — and the solver then reads the blob from the store as before, with the
+errors it always gave. ``IndexingSink`` wraps a ``registry.sink.BlobSink``: the index is handed to a
+``LayerIndexes`` store (the build cache, made by the CLI) only after the blob verified and committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import posixpath
+import tarfile
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from polyarch.digest import Digest
+from polyarch.errors import PolyarchError
+
+from .compression import DEFAULT_DECOMPRESS_LIMIT, Inflater, sniff
+
+__all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathInfo", "add_member", "decode",
+           "encode", "wanted_data"]
+
+SMALL_FILES = ("etc/passwd", "etc/group")
+_SMALL_LIMIT = 1 << 20
+_MAX_HEADERS = 16 << 20  # PAX / GNU long-name blocks buffered for one member at most
+_EXTENDED = (b"L", b"K", b"x", b"g", b"X", b"S")
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    kind: str  # dir | file | symlink | other
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+    linkname: str = ""
+
+
+Entry = tuple[str, PathInfo | None, bool]  # (path, info or None = whiteout, opaque marker)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerIndex:
+    entries: tuple[Entry, ...]
+    small: dict[str, bytes]
+
+
+class LayerIndexes(Protocol):
+    """Persistent layer indexes by blob digest (``solver.cache.BuildCache`` implements it)."""
+
+    def layer_index(self, digest: str) -> bytes | None: ...
+    def put_layer_index(self, digest: str, data: bytes) -> None: ...
+
+
+def encode(index: LayerIndex) -> bytes:
+    doc = {"e": [[p, None if i is None else [i.kind, i.mode, i.uid, i.gid, i.linkname], o]
+                 for p, i, o in index.entries],
+           "s": {k: base64.b64encode(v).decode() for k, v in index.small.items()}}
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+
+
+def decode(data: bytes) -> LayerIndex | None:
+    try:
+        doc = json.loads(zlib.decompress(data))
+        entries = tuple((p, None if i is None else PathInfo(*i), bool(o)) for p, i, o in doc["e"])
+        return LayerIndex(entries, {k: base64.b64decode(v) for k, v in doc["s"].items()})
+    except (ValueError, KeyError, TypeError, zlib.error):
+        return None
+
+
+def _kind(m: tarfile.TarInfo) -> str:
+    if m.isdir():
+        return "dir"
+    if m.issym():
+        return "symlink"
+    if m.isreg() or m.islnk():
+        return "file"
+    return "other"
+
+
+def add_member(entries: list[Entry], m: tarfile.TarInfo) -> str | None:
+    """Append ``m``'s entry; returns the normalized path when its data belongs in the index (``wanted_data``)."""
+    name = posixpath.normpath(m.name.lstrip("/"))
+    if name in (".", "") or name.startswith("../"):
+        return None
+    base = posixpath.basename(name)
+    parent = posixpath.dirname(name)
+    if base == ".wh..wh..opq":
+        entries.append((parent, None, True))
+    elif base.startswith(".wh."):
+        entries.append((posixpath.join(parent, base[4:]), None, False))
+    else:
+        entries.append((name, PathInfo(_kind(m), m.mode & 0o7777, m.uid, m.gid, m.linkname), False))
+        if wanted_data(name, m):
+            return name
+    return None
+
+
+def wanted_data(name: str, m: tarfile.TarInfo) -> bool:
+    return name in SMALL_FILES and m.isreg() and m.size < _SMALL_LIMIT
+
+
+class _Headers:
+    """What ``TarInfo.fromtarfile`` reads from its tar file object: buffered header blocks."""
+
+    encoding = "utf-8"
+    errors = "surrogateescape"
+
+    def __init__(self, data: bytes, pax_headers: dict[str, str]) -> None:
+        self.fileobj = io.BytesIO(data)
+        self.pax_headers = pax_headers
+        self.offset = 0
+
+
+class _GiveUp(Exception):
+    pass
+
+
+class IndexBuilder:
+    """Fed a layer blob's bytes in order; ``result()`` is its ``LayerIndex``, or None when it gave up."""
+
+    def __init__(self, limit: int = DEFAULT_DECOMPRESS_LIMIT) -> None:
+        self._inflater: Inflater | None = None
+        self._sniff = b""
+        self._limit = limit
+        self._inflated = 0
+        self._head = bytearray()  # header blocks of the next member, not parsed yet
+        self._skip = 0  # data bytes of the current member still to pass
+        self._capture: bytearray | None = None
+        self._capture_left = 0
+        self._capture_name = ""
+        self._pax: dict[str, str] = {}
+        self._entries: list[Entry] = []
+        self._small: dict[str, bytes] = {}
+        self._ended = False  # end-of-archive block seen
+        self._failed = False
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if self._failed or self._ended:
+            return
+        try:
+            if self._inflater is None:
+                self._sniff += bytes(data)
+                if len(self._sniff) < 4:
+                    return
+                self._inflater = Inflater(sniff(self._sniff))
+                data, self._sniff = self._sniff, b""
+            for piece in self._inflater.feed(data):
+                self._inflated += len(piece)
+                if self._inflated > self._limit:
+                    raise _GiveUp
+                self._tar(piece)
+                if self._ended:
+                    return
+        except (_GiveUp, PolyarchError):
+            self._fail()
+
+    def _fail(self) -> None:
+        self._failed = True
+        self._head = bytearray()
+        self._entries = []
+        self._small = {}
+
+    def _take(self, data: memoryview) -> None:
+        """Pass ``data`` (the current member's data and padding), keeping what ``wanted_data`` asked for."""
+        if self._capture is not None:
+            keep = min(len(data), self._capture_left)
+            self._capture += data[:keep]
+            self._capture_left -= keep
+            if not self._capture_left:
+                self._small[self._capture_name] = bytes(self._capture)
+                self._capture = None
+        self._skip -= len(data)
+
+    def _tar(self, piece: bytes) -> None:
+        view = memoryview(piece)
+        pos = 0
+        while pos < len(view) and not self._ended:
+            if self._skip:
+                take = min(self._skip, len(view) - pos)
+                self._take(view[pos:pos + take])
+                pos += take
+                continue
+            if len(self._head) < 512:
+                need = 512 - len(self._head)
+                self._head += view[pos:pos + need]
+                pos = min(pos + need, len(view))
+                if len(self._head) < 512:
+                    return
+                if self._head.count(0) == 512:
+                    self._ended = True  # tarfile's stream reader stops at the first zero block too
+                    return
+            extended = self._head[156:157] in _EXTENDED
+            if extended:  # everything up to the member's own header must be buffered
+                self._head += view[pos:]
+                pos = len(view)
+                if len(self._head) > _MAX_HEADERS:
+                    raise _GiveUp
+            rest = self._member(extended)
+            if rest is not None and rest:
+                view, pos = memoryview(rest), 0  # bytes buffered past the member's headers
+
+    def _member(self, extended: bool) -> bytes | None:
+        """Parse the buffered headers; returns the bytes buffered past them, None when more are needed."""
+        head = bytes(self._head)
+        fake = _Headers(head, dict(self._pax))
+        try:
+            m = tarfile.TarInfo.fromtarfile(fake)  # type: ignore[arg-type]
+        except (tarfile.HeaderError, ValueError, IndexError, EOFError) as exc:
+            if not extended:
+                raise _GiveUp from exc
+            return None  # short, or bad: result() gives up unless more bytes complete it
+        if m.sparse is not None or m.type == tarfile.GNUTYPE_SPARSE:
+            raise _GiveUp
+        if m.type in tarfile.SUPPORTED_TYPES and m.type not in tarfile.REGULAR_TYPES and m.size:
+            raise _GiveUp  # tarfile would not skip this data; such odd layers are left to the blob reader
+        self._pax = fake.pax_headers
+        self._head = bytearray()
+        name = add_member(self._entries, m)
+        if name is not None:
+            self._capture, self._capture_left, self._capture_name = bytearray(), m.size, name
+            if not m.size:
+                self._small[name] = b""
+                self._capture = None
+        end = fake.offset  # the next header: data and padding passed
+        self._skip = end - m.offset_data
+        tail = memoryview(head)[m.offset_data:]
+        here = min(len(tail), self._skip)
+        self._take(tail[:here])
+        return bytes(tail[here:])
+
+    def result(self) -> LayerIndex | None:
+        """The index, when the whole archive was read and understood."""
+        if self._failed or self._inflater is None:
+            return None
+        # without an end-of-archive block, tarfile also ends at the end of the input on a header boundary
+        if not self._ended and (self._head or self._skip or not self._inflater.complete()):
+            return None
+        return LayerIndex(tuple(self._entries), dict(self._small))
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]: ...
+    def abort(self) -> None: ...
+
+
+class IndexingSink:
+    """A blob sink that also builds the blob's path index; after a verified commit the index goes to ``store``
+    (a store that fails to keep it is left aside: the solver reads the blob later instead)."""
+
+    def __init__(self, sink: _Sink, store: LayerIndexes) -> None:
+        self._sink = sink
+        self._store = store
+        self._builder = IndexBuilder()
+
+    def write(self, data: bytes, /) -> int:
+        n = self._sink.write(data)
+        self._builder.feed(data)
+        return n
+
+    def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]:
+        got = self._sink.commit(expected, size)
+        index = self._builder.result()
+        if index is not None:
+            try:
+                self._store.put_layer_index(str(got[0]), encode(index))
+            except PolyarchError:
+                pass  # a hint only
+        return got
+
+    def abort(self) -> None:
+        self._sink.abort()
