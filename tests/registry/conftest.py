@@ -19,6 +19,8 @@ import pytest
 from tests.registry.faultproxy import FaultProxy
 from tests.registry.imagegen import make_test_image
 from tests.registry.refregistry import RefRegistry, start_registry
+from tests.registry.pg import Postgres, start_postgres
+from tests.registry.pg import available as pg_available
 from tests.registry.rgw import Rgw, start_rgw
 from tests.registry.rgw import available as rgw_available
 
@@ -117,3 +119,19 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
     cluster = start_rgw(tmp_path_factory.mktemp("rgw"))
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL 15 cluster for the session: tests/registry/pg.py; scripts/setup.sh installs it."""
+    if not pg_available():
+        raise AssertionError("PostgreSQL 15 is not installed: apt-get install postgresql-15 (scripts/setup.sh)")
+    cluster = start_postgres()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg(pg_cluster: Postgres) -> str:
+    """The URL of a new empty database on the session's PostgreSQL cluster."""
+    return pg_cluster.database()

@@ -5,7 +5,8 @@ Keys polyarch uses (where distribution has the concept, its key): ``http.addr`` 
 ``storage.delete.enabled``, ``storage.redirect.disable``, ``storage.maintenance.readonly.enabled``, and one storage
 driver: ``storage.filesystem`` (the local store; its ``rootdirectory`` must be left out: the store is ``--root``)
 or ``storage.s3.{regionendpoint, region, bucket, rootdirectory, accesskey, secretkey, secure, forcepathstyle,
-chunksize}`` plus polyarch's ``storage.s3.{cafile, profile}``. Keys of distribution that do not apply here are
+chunksize}`` plus polyarch's ``storage.s3.{cafile, profile}`` and ``database`` (``sqlite``, the default: ``registry.db``
+in the store; or ``postgresql://user:password@host:port/name``, which replicas share). Keys of distribution that do not apply here are
 accepted and ignored (``version``, ``log``, ``storage.cache``, ``http.headers``, ``health``, …), so a registry:2
 file keeps working; any other key is refused.
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from polyarch.errors import UsageError
 
-__all__ = ["S3Settings", "ServeFile", "load_serve_file"]
+__all__ = ["S3Settings", "ServeFile", "check_database", "load_serve_file"]
 
 MIN_CHUNK = 5 << 20
 _IGNORED = ("version", "log", "loglevel", "storage.cache", "storage.maintenance.uploadpurging", "http.headers",
@@ -62,6 +63,7 @@ class ServeFile:
     redirect: bool = True
     storage: str = "filesystem"
     s3: S3Settings | None = None
+    database: str | None = None  # a postgresql:// URL; None: SQLite in the store
 
 
 class _Bad(Exception):
@@ -113,7 +115,18 @@ def _endpoint(v: Any) -> str:
     return text
 
 
+def database_url(v: Any) -> str | None:
+    """``sqlite`` → None (the default database); a ``postgresql://`` or ``postgres://`` URL as given."""
+    text = _text(v)
+    if text.lower() == "sqlite":
+        return None
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise _Bad("expected sqlite or a postgresql://USER[:PASSWORD]@HOST[:PORT]/NAME URL")
+    return text
+
+
 _KEYS: dict[str, Callable[[Any], Any]] = {
+    "database": database_url,
     "http.addr": _addr, "http.tls.certificate": lambda v: Path(_text(v)), "http.tls.key": lambda v: Path(_text(v)),
     "http.tls.clientcas": _cas, "auth.htpasswd.path": lambda v: Path(_text(v)),
     "storage.delete.enabled": _bool, "storage.redirect.disable": _bool,
@@ -203,7 +216,7 @@ def load_serve_file(path: Path | None, environ: tuple[tuple[str, str], ...] = ()
                     tls_key=values.get("http.tls.key"), tls_client_ca=values.get("http.tls.clientcas"),
                     htpasswd=values.get("auth.htpasswd.path"), delete_enabled=values.get("storage.delete.enabled"),
                     read_only=values.get("storage.maintenance.readonly.enabled"),
-                    redirect=not values.get("storage.redirect.disable", False))
+                    redirect=not values.get("storage.redirect.disable", False), database=values.get("database"))
     if drivers == ["s3"]:
         s3 = {k.removeprefix("storage.s3."): v for k, v in values.items() if k.startswith("storage.s3.")}
         if not s3.get("bucket"):
@@ -213,3 +226,11 @@ def load_serve_file(path: Path | None, environ: tuple[tuple[str, str], ...] = ()
             raise UsageError(f"{path or 'environment'}: storage.s3.accesskey and storage.s3.secretkey go together")
         out = replace(out, storage="s3", s3=S3Settings(**s3))
     return out
+
+
+def check_database(flag: str) -> str | None:
+    """The ``--database`` flag's value as ``database_url`` reads it. :raises UsageError:"""
+    try:
+        return database_url(flag)
+    except _Bad as exc:
+        raise UsageError(f"invalid --database: {exc}") from None

@@ -1,9 +1,11 @@
 """``polyarch registry serve`` and ``polyarch registry gc``: the embedded OCI registry over the local store, or with
-its blobs in S3 (``--config``, :mod:`polyarch.cli.registry_config`)."""
+its blobs in S3 (``--config``, :mod:`polyarch.cli.registry_config`), its metadata in SQLite (the store's
+``registry.db``) or PostgreSQL (``--database``/``database:``; replicas share it)."""
 
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ from polyarch.cli.context import AppContext, pass_app
 from polyarch.errors import UsageError
 
 if TYPE_CHECKING:
+    from polyarch.registry.server.metastore import MetadataStore
     from polyarch.registry.server.storage import BlobStorage
 
     from .registry_config import S3Settings
@@ -39,6 +42,9 @@ def registry() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="distribution-style config.yml (http, auth, storage: filesystem or s3); flags and REGISTRY_* "
                    "variables override it.")
+@click.option("--database", default=None, metavar="URL",
+              help="Metadata database: sqlite (registry.db in the store, the default) or postgresql://… (shared by "
+                   "replicas on the same storage).")
 @click.option("--addr", default=None, help="HOST:PORT to listen on.  [default: 127.0.0.1:5000]")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="TLS private key (PEM).")
@@ -65,7 +71,7 @@ def registry() -> None:
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @pass_app
-def serve(app: AppContext, config_file: Path | None, addr: str | None, tls_cert: Path | None, tls_key: Path | None,
+def serve(app: AppContext, config_file: Path | None, database: str | None, addr: str | None, tls_cert: Path | None, tls_key: Path | None,
           tls_client_ca: Path | None, htpasswd: Path | None, token_auth: bool, token_key: Path | None,
           read_only: bool | None, delete_enabled: bool | None, no_redirect: bool | None, upload_ttl: str,
           max_uploads_per_repo: int, max_uploads_per_client: int, header_timeout: str, body_timeout: str,
@@ -78,9 +84,10 @@ def serve(app: AppContext, config_file: Path | None, addr: str | None, tls_cert:
     from polyarch.registry.server import Authorizer, Htpasswd, Registry, RegistryConfig, TokenIssuer
     from polyarch.registry.server import serve as srv
 
-    from .registry_config import load_serve_file
+    from .registry_config import check_database, load_serve_file
 
     conf = load_serve_file(config_file, app.env.registry_vars)
+    db_url = check_database(database) if database is not None else conf.database
     addr = addr or conf.addr or "127.0.0.1:5000"
     tls_cert, tls_key = tls_cert or conf.tls_cert, tls_key or conf.tls_key
     tls_client_ca, htpasswd = tls_client_ca or conf.tls_client_ca, htpasswd or conf.htpasswd
@@ -113,8 +120,10 @@ def serve(app: AppContext, config_file: Path | None, addr: str | None, tls_cert:
     store = app.store
     storage = _s3_storage(conf.s3) if conf.storage == "s3" and conf.s3 is not None else None
     where = f"s3://{conf.s3.bucket}/{conf.s3.rootdirectory.strip('/')}" if conf.s3 is not None else str(store.root)
-    with srv.single_instance(store.root):
-        reg = Registry(store, config, authorizer, storage)
+    meta = _database(db_url) if db_url is not None else None
+    # SQLite in the store: one server per store. A shared database: replicas (sessions and gc go through it).
+    with srv.single_instance(store.root) if meta is None else nullcontext():
+        reg = Registry(store, config, authorizer, storage, meta)
         try:
             purged = reg.recover()
             warning = srv.exposure_warning(host, authorizer.enabled)
@@ -126,6 +135,13 @@ def serve(app: AppContext, config_file: Path | None, addr: str | None, tls_cert:
             srv.run(reg, host, port, tls=tls, log_level=log_level, header_timeout=parse_duration(header_timeout))
         finally:
             reg.close()
+
+
+def _database(url: str) -> MetadataStore:
+    """PostgreSQL metadata (imports psycopg), migrated and reachable. :raises StoreError:"""
+    from polyarch.registry.server.pgmeta import PostgresMetadata
+
+    return PostgresMetadata(url)
 
 
 def _s3_storage(s3: S3Settings) -> BlobStorage:
@@ -141,22 +157,40 @@ def _s3_storage(s3: S3Settings) -> BlobStorage:
 
 
 @registry.command("gc")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The registry's config.yml: gc the storage (filesystem or s3) and database it names.")
+@click.option("--database", default=None, metavar="URL",
+              help="Metadata database: sqlite (the default) or the postgresql://… URL the registry uses.")
 @click.option("--dry-run", is_flag=True, help="Report what would be deleted.")
 @click.option("--grace", default="1h", show_default=True,
               help="Keep unreferenced blobs and upload sessions younger than this.")
 @click.option("--scrub", "do_scrub", is_flag=True, help="Also re-hash every blob and delete corrupt ones.")
 @pass_app
-def gc(app: AppContext, dry_run: bool, grace: str, do_scrub: bool) -> None:
-    """Delete blobs no registry manifest and no local name reaches (safe beside a running registry)."""
+def gc(app: AppContext, config_file: Path | None, database: str | None, dry_run: bool, grace: str,
+       do_scrub: bool) -> None:
+    """Delete blobs no registry manifest and no local name reaches (safe beside running registries: one gc at a
+    time per database, pushes wait only for the final delete)."""
     from polyarch.registry.server import collect_garbage, scrub
 
+    from .registry_config import check_database, load_serve_file
+
     grace_s = parse_duration(grace)
+    conf = load_serve_file(config_file, app.env.registry_vars)
+    db_url = check_database(database) if database is not None else conf.database
+    storage = _s3_storage(conf.s3) if conf.storage == "s3" and conf.s3 is not None else None
+    if do_scrub and storage is not None:
+        raise UsageError("--scrub re-hashes the local store: not with s3 storage")
     store = app.store
     if do_scrub:
         bad = scrub(store, repair=not dry_run)
         for d in bad:
             click.echo(f"corrupt blob {d}{' (would delete)' if dry_run else ' deleted'}")
-    report = collect_garbage(store, grace=grace_s, dry_run=dry_run)
+    meta = _database(db_url) if db_url is not None else None
+    try:
+        report = collect_garbage(store, grace=grace_s, dry_run=dry_run, storage=storage, meta=meta)
+    finally:
+        if meta is not None:
+            meta.close()
     verb = "would delete" if dry_run else "deleted"
     for d in report.deleted:
         click.echo(f"{verb} {d}")

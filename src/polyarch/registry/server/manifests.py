@@ -32,7 +32,7 @@ from polyarch.oci.spec import (
 
 from .body import read_capped, run_io
 from .errors import ApiError
-from .metadata import ManifestRow
+from .metastore import ManifestRow
 from .state import Registry
 
 __all__ = ["catalog", "delete_manifest", "get_manifest", "list_tags", "put_manifest", "referrers"]

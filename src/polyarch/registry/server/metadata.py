@@ -1,4 +1,5 @@
-"""Registry metadata in SQLite beside the content store (``<root>/registry.db``, WAL mode).
+"""Registry metadata in SQLite beside the content store (``<root>/registry.db``, WAL mode): the default
+``metastore.MetadataStore``.
 
 Blobs themselves live once in the content store; this database holds what the store cannot: repositories,
 repo→blob links (who may read a blob), manifests per repository with what they reference (for GC and the
@@ -16,14 +17,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from polyarch.errors import StoreError
 from polyarch.sqlschema import Migration, migrate, statements
 
-__all__ = ["DB_NAME", "MIGRATIONS", "ManifestRow", "Metadata", "UploadRow"]
+from .metastore import ManifestRow, TagRow, UploadRow
+
+__all__ = ["DB_NAME", "MIGRATIONS", "Metadata"]
 
 DB_NAME = "registry.db"
 # Migration 1 as released: never edit a step that has shipped, append a new one.
@@ -66,29 +68,10 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestRow:
-    repo: str
-    digest: str
-    media_type: str
-    size: int
-    artifact_type: str
-    subject: str | None
-    annotations: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class UploadRow:
-    id: str
-    repo: str
-    algorithm: str
-    offset: int
-    created: float
-    updated: float
-
-
 class Metadata:
-    """The registry database; thread-safe. Close with ``close()``."""
+    """The registry database (``metastore.MetadataStore`` over SQLite); thread-safe. Close with ``close()``."""
+
+    shared = False  # one registry process per store (``serve.single_instance``); ``registry gc`` beside it
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -181,6 +164,11 @@ class Metadata:
     def tags_of(self, repo: str, digest: str) -> list[str]:
         return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=? AND digest=?", (repo, digest))]
 
+    def tag_rows(self) -> list[TagRow]:
+        return [TagRow(r[0], r[1], r[2], float(r[3]), r[4] or "", int(r[5] or 0)) for r in self._all(
+            "SELECT t.repo, t.tag, t.digest, t.updated, m.media_type, m.size FROM tags t LEFT JOIN manifests m"
+            " ON m.repo=t.repo AND m.digest=t.digest ORDER BY t.repo, t.tag", ())]
+
     def repo_exists(self, repo: str) -> bool:
         return self._one("SELECT 1 FROM repos WHERE name=?", (repo,)) is not None
 
@@ -211,10 +199,6 @@ class Metadata:
     def last_link_touch(self, digest: str) -> float:
         row = self._one("SELECT MAX(touched) FROM links WHERE digest=?", (digest,))
         return float(row[0]) if row and row[0] is not None else 0.0
-
-    def is_referenced(self, conn: sqlite3.Connection, digest: str) -> bool:
-        return (conn.execute("SELECT 1 FROM refs WHERE target=? LIMIT 1", (digest,)).fetchone() is not None
-                or conn.execute("SELECT 1 FROM manifests WHERE digest=? LIMIT 1", (digest,)).fetchone() is not None)
 
     # --- writes ---------------------------------------------------------------------------------------------
 
@@ -292,6 +276,35 @@ class Metadata:
             ids = [r[0] for r in c.execute("SELECT id FROM uploads").fetchall()]
             c.execute("DELETE FROM uploads")
             return ids
+
+
+    @contextmanager
+    def sweep(self) -> Iterator[_SqliteSweep]:
+        """gc's delete phase: one write transaction (every other writer waits)."""
+        with self.write() as conn:
+            yield _SqliteSweep(conn)
+
+    @contextmanager
+    def gc_lock(self) -> Iterator[bool]:
+        """Two collectors of one SQLite database cannot harm each other: each sweep is one write transaction."""
+        yield True
+
+
+class _SqliteSweep:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def is_referenced(self, digest: str) -> bool:
+        return (self._c.execute("SELECT 1 FROM refs WHERE target=? LIMIT 1", (digest,)).fetchone() is not None
+                or self._c.execute("SELECT 1 FROM manifests WHERE digest=? LIMIT 1", (digest,)).fetchone()
+                is not None)
+
+    def last_touch(self, digest: str) -> float:
+        row = self._c.execute("SELECT MAX(touched) FROM links WHERE digest=?", (digest,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else 0.0
+
+    def drop_links(self, digest: str) -> None:
+        self._c.execute("DELETE FROM links WHERE digest=?", (digest,))
 
 
 def _ensure_repo(c: sqlite3.Connection, repo: str, now: float) -> None:

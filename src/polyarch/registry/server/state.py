@@ -1,5 +1,8 @@
 """The registry's shared state: configuration, content store, blob storage, metadata, local names, sessions, auth.
 
+Metadata is a ``metastore.MetadataStore``: SQLite beside the store by default, or one the caller made (the CLI
+makes ``pgmeta.PostgresMetadata`` for ``--database postgresql://…``, which replicas share).
+
 ``blob_size`` is the one access rule for blobs: a repository may serve a digest when it holds a link to it
 (pushed, mounted, or a manifest of it) or when a local store name served as that repository reaches it, and
 the blob storage really has it (checked on every request: no existence cache to go stale).
@@ -20,6 +23,7 @@ from polyarch.digest import Digest
 from .auth import Authorizer
 from .localstore import LocalNames
 from .metadata import DB_NAME, Metadata
+from .metastore import MetadataStore
 from .storage import BlobStorage, FilesystemStorage
 from .uploads import MAX_PER_CLIENT, MAX_PER_REPO, Uploads
 
@@ -44,15 +48,17 @@ class RegistryConfig:
 
 
 class Registry:
-    """Owns the database and the live upload sessions; close with ``close()``."""
+    """Owns the metadata database (``meta``: SQLite ``<root>/registry.db`` unless one is given, e.g. PostgreSQL)
+    and the live upload sessions; close with ``close()``."""
 
     def __init__(self, root: Path | ContentStore, config: RegistryConfig | None = None,
-                 authorizer: Authorizer | None = None, storage: BlobStorage | None = None) -> None:
+                 authorizer: Authorizer | None = None, storage: BlobStorage | None = None,
+                 meta: MetadataStore | None = None) -> None:
         self.store = root if isinstance(root, ContentStore) else ContentStore(root)
         self.images = ImageStore(self.store)
         self.config = config or RegistryConfig()
         self.blobs: BlobStorage = storage if storage is not None else FilesystemStorage(self.store)
-        self.meta = Metadata(self.store.root / DB_NAME)
+        self.meta: MetadataStore = meta if meta is not None else Metadata(self.store.root / DB_NAME)
         self.local = LocalNames(self.images, enabled=self.blobs.name == FilesystemStorage.name)
         self.uploads = Uploads(self.blobs, self.meta, self.config.upload_ttl,
                                max_per_repo=self.config.max_uploads_per_repo,

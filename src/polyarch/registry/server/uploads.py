@@ -12,7 +12,8 @@ Open sessions are limited per repository (default 64) and per client address (de
 limit answers 429 ``TOOMANYREQUESTS``. A session counts until it completes, is cancelled (DELETE) or has been idle
 for the upload TTL. Sessions survive a restart: a session this process has not seen is resumed from its row and
 the driver's data on first use (its hash is then recomputed from the data at completion); on start only data
-without a row is purged.
+without a row is purged. With a shared database (replicas), a session continued on another replica since this
+process last saved it (its row's offset moved) is resumed again from the row.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from polyarch.digest import Digest
 from polyarch.errors import StoreError
 
 from .errors import ApiError
-from .metadata import Metadata
+from .metastore import MetadataStore
 from .storage import BlobStorage, SessionGone, UploadWriter
 
 __all__ = ["Session", "Uploads", "parse_content_range"]
@@ -83,6 +84,7 @@ class Session:
     hasher: Any  # None when resumed in a process that did not see the earlier bytes
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
+    saved: int = 0  # the offset this process last recorded in (or read from) the session's row
 
     @property
     def offset(self) -> int:
@@ -114,7 +116,7 @@ class Session:
 class Uploads:
     """Owner of the live sessions of this process and of their limits."""
 
-    def __init__(self, storage: BlobStorage, meta: Metadata, ttl: float = 3600.0, *,
+    def __init__(self, storage: BlobStorage, meta: MetadataStore, ttl: float = 3600.0, *,
                  max_per_repo: int = MAX_PER_REPO, max_per_client: int = MAX_PER_CLIENT) -> None:
         self.storage = storage
         self.meta = meta
@@ -128,11 +130,14 @@ class Uploads:
         self._resume_lock = threading.Lock()
 
     def recover(self) -> int:
-        """Startup: delete session data the database has no row for. Returns how many were purged."""
+        """Startup: delete session data the database has no row for. Returns how many were purged.
+
+        Each candidate's row is looked up again just before its data goes: with a shared database (replicas), a
+        session another process started after the first read has a row by then (rows come before data)."""
         rows = {r.id for r in self.meta.uploads()}
         purged = 0
         for upload_id in list(self.storage.sessions()):
-            if upload_id not in rows:
+            if upload_id not in rows and self.meta.upload(upload_id) is None:
                 self.storage.forget(upload_id, "")
                 purged += 1
         return purged
@@ -186,7 +191,7 @@ class Uploads:
                 self.storage.forget(upload_id, state)
                 self.meta.finish_upload(upload_id)
                 raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session not found") from None
-            session = Session(upload_id, repo, row.algorithm, writer, "", None)
+            session = Session(upload_id, repo, row.algorithm, writer, "", None, saved=row.offset)
             self._count(session)
             return session
 
@@ -204,6 +209,9 @@ class Uploads:
             if row is None:
                 self._drop(session)  # purged by gc or expiry
             raise ApiError("BLOB_UPLOAD_UNKNOWN", "upload session not found")
+        if row.offset != session.saved:
+            self._forget(session)  # continued by another replica since this process last saved it: the row wins
+            return self._resume(upload_id, repo)
         return session
 
     def _forget(self, session: Session) -> None:
@@ -230,6 +238,7 @@ class Uploads:
         """Blocking, after a good request: make the data durable in the driver, then record offset and state."""
         state = session.writer.flush()
         self.meta.advance_upload(session.id, session.offset, state)
+        session.saved = session.offset
 
     def commit(self, session: Session, expected: Digest) -> int:
         """Blocking: verify and publish the session's data as blob ``expected``; returns its size.

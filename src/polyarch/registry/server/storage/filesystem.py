@@ -169,3 +169,20 @@ class FilesystemStorage:
         """The session files (the folder is made here: the server's start lists it)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         return iter(os.listdir(self.dir))
+
+    def modified(self, digest: Digest) -> float | None:
+        try:
+            return self.store.blob_path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def stale_sessions(self, before: float) -> Iterator[tuple[str, str]]:
+        """Session files not written since ``before`` (a long streaming PATCH updates the file, not the row)."""
+        if not self.dir.is_dir():
+            return
+        for entry in os.scandir(self.dir):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < before:
+                    yield entry.name, ""
+            except OSError:
+                continue

@@ -99,3 +99,12 @@ class BlobStorage(Protocol):
     def sessions(self) -> Iterator[str]:
         """Ids of the upload sessions whose data this backend holds (for purging orphans)."""
         ...
+
+    def modified(self, digest: Digest) -> float | None:
+        """When the blob was written (epoch seconds; gc's grace period), or None when it is missing."""
+        ...
+
+    def stale_sessions(self, before: float) -> Iterator[tuple[str, str]]:
+        """Sessions whose data was last written before ``before``, with a state ``forget`` drops all of it by
+        (gc: also data the database has no row for, such as S3 multipart uploads a dead process left)."""
+        ...

@@ -420,10 +420,11 @@ class S3Storage:
 
     def forget(self, upload_id: str, state: str) -> None:
         try:
-            mpu = json.loads(state or "{}").get("mpu")
-        except (ValueError, AttributeError):
-            mpu = None
-        if mpu:
+            info = json.loads(state or "{}")
+            mpus = [str(m) for m in [info.get("mpu"), *info.get("mpus", [])] if m]
+        except (ValueError, AttributeError, TypeError):
+            mpus = []
+        for mpu in mpus:
             try:
                 _call("AbortMultipartUpload", self.client.abort_multipart_upload, Bucket=self.bucket,
                       Key=self.key(f"_uploads/{upload_id}/data"), UploadId=mpu)
@@ -438,3 +439,38 @@ class S3Storage:
             prefix = obj.get("Prefix", "")
             if prefix:
                 yield prefix.rstrip("/").rsplit("/", 1)[-1]
+
+    def modified(self, digest: Digest) -> float | None:
+        try:
+            res = _call("HeadObject", self.client.head_object, Bucket=self.bucket, Key=self.blob_key(digest))
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in _MISSING or _status(exc) == 404:
+                return None
+            raise StorageUnavailable(f"S3 HeadObject failed: {_code(exc)}") from exc
+        return float(res["LastModified"].timestamp())
+
+    def stale_sessions(self, before: float) -> Iterator[tuple[str, str]]:
+        """Sessions whose objects (tails, data) and multipart uploads are all older than ``before``; each with a
+        state naming every multipart upload of its data key (a dead process may have left more than one)."""
+        newest: dict[str, float] = {}
+        mpus: dict[str, list[str]] = {}
+        base = self.key("_uploads/")
+        for obj in self._keys("_uploads/"):
+            rel = obj.get("Key", "")[len(base):]
+            if "/" in rel and "LastModified" in obj:
+                sid = rel.split("/", 1)[0]
+                newest[sid] = max(newest.get(sid, 0.0), float(obj["LastModified"].timestamp()))
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=base)
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    rel = up.get("Key", "")[len(base):]
+                    if rel.endswith("/data") and rel.count("/") == 1:
+                        sid = rel.split("/", 1)[0]
+                        mpus.setdefault(sid, []).append(str(up["UploadId"]))
+                        newest[sid] = max(newest.get(sid, 0.0), float(up["Initiated"].timestamp()))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            raise StorageUnavailable(f"S3 ListMultipartUploads failed: {exc}") from exc
+        for sid, when in newest.items():
+            if when < before:
+                yield sid, json.dumps({"mpus": mpus.get(sid, [])})
