@@ -25,15 +25,21 @@ terminal's ^C reaches polyarch only, never the step (the step stops because poly
 Container (BuildKit's sandbox): own mount/pid/ipc/uts namespaces and, with ``network="default"``, its own
 network namespace with outbound access through slirp4netns or pasta and no way to the host's loopback
 (``worker.network``); ``"none"``: an empty one with loopback; ``"host"``: the host's (the caller checks the
-``network.host`` entitlement). Mounts: /proc, /dev (tmpfs with the usual devices, /dev/pts, /dev/shm,
-/dev/mqueue), /sys read-only, a generated /etc/resolv.conf and /etc/hosts read-only, then the step's
-``--mount``s. Docker's default capabilities, no_new_privs, Docker's default seccomp policy
+``network.host`` entitlement). Mounts: /proc, /dev (tmpfs with the usual devices, /dev/pts, /dev/shm of
+``shm_size`` bytes or 64 MiB, /dev/mqueue), /sys read-only, a generated /etc/resolv.conf and /etc/hosts (with the
+step's ``extra_hosts``) read-only, then the step's ``--mount``s. rlimits: NOFILE at the host's hard limit, then
+the step's ``ulimits``; ``cgroup_parent`` makes the container's cgroup ``<parent>/<container id>``. Docker's default capabilities, no_new_privs, Docker's default seccomp policy
 (``worker.seccomp``), runc's masked and read-only /proc and /sys paths. ``security="insecure"`` (the caller
 checks the ``security.insecure`` entitlement) lifts all of that but the namespaces: every capability, no
 seccomp, nothing masked, /sys writable.
 
 Containers and bundles are named ``polyarch-<pid>-<hex>``; the process's watcher (``worker.reap``) kills its
 containers if it dies, and a new Runner first reaps what a dead builder left in the store.
+
+Rootless mode (``worker.userns``): this process is uid 0 of the user's namespace and runc runs there as it runs
+for root, with the same spec; runc notices the namespace and manages no cgroups it was not delegated, binds
+the devices of /dev instead of making them. One difference: with ``network="host"`` the host's network namespace
+is not the user namespace's, so /sys is a read-only recursive bind of the host's instead of a new sysfs.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from .network import StepNetwork
 from .reap import container_id, reap_crashed, watch
 from .seccomp import profile as seccomp_profile
 from .securepath import secure_join
+from .userns import in_user_namespace
 from .users import resolve_user
 
 __all__ = ["DEFAULT_PATH", "Runner", "RuntimeOptions", "StepContext", "StepSpec", "run_step", "runtime_binary",
@@ -113,6 +120,9 @@ class StepSpec:
     mounts: tuple[Mount, ...] = ()
     extra_hosts: tuple[tuple[str, str], ...] = field(default=())
     security: str = "sandbox"
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # (docker name, soft, hard), -1 = unlimited → OCI rlimits
+    shm_size: int = 0  # bytes of /dev/shm; 0: 64 MiB
+    cgroup_parent: str = ""  # ``/a/b``: the container's cgroup is ``/a/b/<container id>`` (cgroupfs)
 
     @property
     def platform(self) -> Platform:
@@ -158,7 +168,7 @@ def _hosts(hostname: str, extra: tuple[tuple[str, str], ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _base_mounts(insecure: bool = False) -> list[dict[str, Any]]:
+def _base_mounts(insecure: bool = False, shm_size: int = 0) -> list[dict[str, Any]]:
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -166,11 +176,32 @@ def _base_mounts(insecure: bool = False) -> list[dict[str, Any]]:
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}" if shm_size else "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
          "options": ["nosuid", "noexec", "nodev"] + ([] if insecure else ["ro"])},
     ]
+
+
+def _rlimits(ulimits: tuple[tuple[str, int, int], ...]) -> list[dict[str, Any]]:
+    """OCI rlimits: RLIMIT_NOFILE at the host's hard limit (at most 2^20), then the step's ``--ulimit``s."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = 1048576 if nofile == resource.RLIM_INFINITY else min(nofile, 1048576)
+    limits = {"nofile": (nofile, nofile)}
+    limits.update({name: (soft, hard) for name, soft, hard in ulimits})
+    return [{"type": "RLIMIT_" + name.upper(), "soft": _rlim(soft), "hard": _rlim(hard)}
+            for name, (soft, hard) in limits.items()]
+
+
+def _rlim(value: int) -> int:
+    return 2**64 - 1 if value < 0 else value  # -1: RLIM_INFINITY
+
+
+def _sys_bind(insecure: bool) -> dict[str, Any]:
+    """/sys as a recursive bind of the host's: what a user namespace may use when the step shares the host's
+    network namespace (mounting a sysfs needs a network namespace the user namespace owns)."""
+    return {"destination": "/sys", "type": "bind", "source": "/sys",
+            "options": ["rbind", "nosuid", "noexec", "nodev"] + ([] if insecure else ["ro"])}
 
 
 def _env(spec: StepSpec, extra: Mapping[str, str], home: str) -> list[str]:
@@ -254,7 +285,9 @@ class Runner:
             except OSError as exc:
                 raise BuildError(f"cannot create working directory {workdir}: {exc.strerror}") from exc
         insecure = spec.security == "insecure"
-        mounts = _base_mounts(insecure)
+        mounts = _base_mounts(insecure, spec.shm_size)
+        if net.namespace is None and in_user_namespace():  # rootless, host network: no sysfs of its own to mount
+            mounts = [_sys_bind(insecure) if m["type"] == "sysfs" else m for m in mounts]
         for d in ("/proc", "/dev", "/sys"):
             setup.stub(d, is_dir=True, ordinary=True)  # no symlink there (see MountPoints.ensure)
         (bundle / "hosts").write_text(_hosts(spec.hostname, spec.extra_hosts))
@@ -274,8 +307,8 @@ class Runner:
         linux: dict[str, Any] = {"namespaces": namespaces, "resources": {"devices": [{"allow": False, "access": "rwm"}]}}
         if not insecure:
             linux.update(maskedPaths=MASKED, readonlyPaths=READONLY, seccomp=seccomp_profile(caps=caps))
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nofile = 1048576 if nofile == resource.RLIM_INFINITY else min(nofile, 1048576)
+        if spec.cgroup_parent:
+            linux["cgroupsPath"] = f"{spec.cgroup_parent}/{bundle.name}"
         return {
             "ociVersion": "1.0.2",
             "process": {
@@ -285,7 +318,7 @@ class Runner:
                 "env": _env(spec, setup.env, user.home),
                 "cwd": workdir,
                 "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+                "rlimits": _rlimits(spec.ulimits),
                 "noNewPrivileges": not insecure,
             },
             "root": {"path": os.fspath(rootfs), "readonly": False},
