@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "polyarch"
 LAYERS: dict[str, int] = {
     "polyarch": 0, "__main__": 10,
     "errors": 0, "digest": 0, "platform": 0, "oci": 0, "ops": 0, "progress": 0, "cancel": 0, "fsutil": 0, "libpatches": 0, "sqlschema": 0,
-    "frontend": 1,
+    "frontend": 1, "ci": 1,
     "content": 2,
     "worker": 3,
     "solver": 4, "registry": 4,

@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "use": ("polyarch.cli.builder:use", "Use a builder for build and bake (= builder use)"),
     "stop": ("polyarch.cli.builder:stop", "Stop a builder (= builder stop)"),
     "node": ("polyarch.cli.node:node", "Serve builds for a builder's node (run by ssh: node serve --stdio)"),
+    "ci": ("polyarch.cli.ci:ci", "Write a CI workflow that publishes multi-platform images on tags"),
 }
 
 
@@ -78,7 +79,7 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="polyarch")
-@click.option("--debug", is_flag=True, envvar="POLYARCH_DEBUG", help="Show tracebacks for errors.")
+@click.option("-D", "--debug", is_flag=True, envvar="POLYARCH_DEBUG", help="Show tracebacks for errors.")
 @click.option("--root", "root", envvar="POLYARCH_ROOT", type=click.Path(file_okay=False),
               help="Store root (default: $POLYARCH_ROOT, /var/lib/polyarch as root, else ~/.local/share/polyarch).")
 @click.pass_context
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> Any:
 
     args = list(sys.argv[1:] if argv is None else argv)
     env = Environment.read(os.environ)  # the one read of the environment (see cli.environment)
-    debug = "--debug" in args or env.debug
+    debug = "--debug" in args or "-D" in args or env.debug  # top-level or a command's (build, bake) -D/--debug
     try:
         # Without standalone mode, click returns the code given to ctx.exit(n) instead of raising.
         rc = cli.main(args=args, prog_name="polyarch", standalone_mode=False, obj=env)
