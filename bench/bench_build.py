@@ -25,6 +25,12 @@ Workloads:
   here: no Docker Hub, and mmdebstrap for arm64 would need the network and minutes);
 - ``diff`` (not in the default ``--only``): one native RUN (linux/amd64 only) writing ~300 MB in 30150 files: the
   step's layer (overlay upper dir -> layer -> store) in each builder; the rebuild is the cache hit.
+- ``app`` (issue 22): a COPY-only app (200 files of 1-8 KB + 20 MiB incompressible; ``FROM
+  --platform=$TARGETPLATFORM``, WORKDIR + 2 COPY) on ``base/pybase:1``, a generated 2-platform base of ~80 MB
+  compressed per platform (busybox + a Python-library-like tree; made once per run with ``polyarch import``).
+  Also printed in the same run: the pull-only limit (``polyarch pull --all-platforms`` of the base into an empty
+  store, median of ``--runs``), the cold build's ratio to it, the push of the built image to the registry the
+  base came from (a new repository each time: the base's blobs can be mounted), and ``polyarch --help``.
 
 Prints seconds (median of ``--runs``), the ratio polyarch / best peer, and polyarch's peak RSS (``ru_maxrss`` of
 the ``polyarch build`` process tree, from ``wait4``). Needs root, runc, qemu binfmt handlers with the F flag
@@ -65,10 +71,69 @@ RUN mkdir -p /out/big && i=0 && while [ $i -lt 150 ]; do head -c 1048576 /dev/ur
     i=$((i+1)); done && i=0 && while [ $i -lt 300 ]; do mkdir -p /out/small/$i; i=$((i+1)); done && \\
     i=0 && while [ $i -lt 30000 ]; do printf '%05000d' $i > /out/small/$((i % 300))/f$i.txt; i=$((i+1)); done
 """
-TARGETS = {"copy": "cold <= 0.3x", "cross": "<= 0.9x", "qemu": "<= 1.0x", "diff": "-", "rebuild": "<= 1.0x"}
+TARGETS = {"copy": "cold <= 0.3x", "cross": "<= 0.9x", "qemu": "<= 1.0x", "diff": "-", "app": "<= 0.2x",
+           "rebuild": "<= 1.0x"}
+APP_DOCKERFILE = """FROM --platform=$TARGETPLATFORM {reg}/base/pybase:1
+WORKDIR /srv/w1
+COPY app/ ./app/
+COPY data.bin ./
+CMD ["/bin/sh"]
+"""
+APP_PLATFORMS = ("linux/amd64", "linux/arm64")
+PYBASE_MB = 80  # compressed size of each platform's base (one layer)
+
+
+def _pybase_tar(busybox: Path, out: Path, seed: int) -> None:
+    """busybox's rootfs plus a ``usr/lib/python3.11``-like tree: ~half incompressible, ~half text."""
+    import io
+    import random
+    import tarfile
+
+    rnd = random.Random(seed)
+    words = [("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(rnd.randint(2, 12)))).encode()
+             for _ in range(3000)]
+    pool = b" ".join(rnd.choice(words) + (b"\n" if rnd.random() < 0.1 else b"") for _ in range(400_000))
+    with tarfile.open(busybox) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+        budget = PYBASE_MB << 20  # compressed bytes to reach, roughly
+        n = 0
+        while budget > 0:
+            d = f"usr/lib/python3.11/site-packages/pkg{n // 50}"
+            if n % 50 == 0:
+                ti = tarfile.TarInfo(d)
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                dst.addfile(ti)
+            size = rnd.randint(2_000, 120_000)
+            if n % 3 == 0:
+                data = rnd.randbytes(size)
+                budget -= size
+            else:
+                off = rnd.randint(0, len(pool) - size)
+                data = pool[off:off + size]
+                budget -= size // 3
+            ti = tarfile.TarInfo(f"{d}/mod{n}.py" if n % 3 else f"{d}/_native{n}.so")
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1700000000
+            dst.addfile(ti, io.BytesIO(data))
+            n += 1
+
+
+def _pybase(root: Path) -> None:
+    work = root.parent / "pybase"
+    work.mkdir(exist_ok=True)
+    args = []
+    for i, (platform, arch) in enumerate((("linux/amd64", "amd64"), ("linux/arm64", "arm64"))):
+        tar = work / f"rootfs-{arch}.tar"
+        _pybase_tar(CACHE / "busybox" / f"rootfs-{arch}.tar", tar, seed=i)
+        args += ["--platform", f"{platform}={tar}"]
+    sh([sys.executable, "-m", "polyarch", "--root", str(root), "import", "-t", "base/pybase:1", *args],
+       env={**os.environ, **EPOCH})
+    shutil.rmtree(work)
 
 
 def platforms_for(workload: str) -> tuple[str, ...]:
+    if workload == "app":
+        return APP_PLATFORMS
     return ("linux/amd64",) if workload == "diff" else PLATFORMS
 
 
@@ -100,9 +165,16 @@ def _go_bases(root: Path) -> None:
     images.set_name("base/golang-amd64:1.19", images.images(images.lookup("base/golang:1.19"))[0].descriptor)
 
 
-def Registry(work: Path) -> LocalRegistry:
-    """The bases (busybox ×3, the Go builder) on a loopback ``polyarch registry serve``."""
-    return LocalRegistry(work, BASE, _go_bases)
+def Registry(work: Path, only: Sequence[str] = ("copy", "cross", "qemu")) -> LocalRegistry:
+    """The bases (busybox ×3, the Go builder when ``cross`` runs, the Python-like base when ``app`` runs) on a
+    loopback ``polyarch registry serve``."""
+    def prepare(root: Path) -> None:
+        if "cross" in only:
+            _go_bases(root)
+        if "app" in only:
+            _pybase(root)
+
+    return LocalRegistry(work, BASE, prepare)
 
 
 class Polyarch:
@@ -129,6 +201,23 @@ class Polyarch:
         self.rss = max(self.rss, rss)
         self.rss_by[self.workload] = max(self.rss_by.get(self.workload, 0), rss)
         return elapsed
+
+    def pull_limit(self, ref: str) -> float:
+        """``polyarch pull --all-platforms REF`` into an empty store (the cold build's limit)."""
+        root = self.root.parent / "pullstore"
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            return timed_rss([sys.executable, "-m", "polyarch", "--root", str(root), "pull", "--all-platforms",
+                              "-q", ref], self.bytecode)[0]
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def push(self, dest: str) -> float:
+        return timed_rss([sys.executable, "-m", "polyarch", "--root", str(self.root), "push", "-q", "bench:1",
+                          dest], self.bytecode)[0]
+
+    def help(self) -> float:
+        return timed_rss([sys.executable, "-m", "polyarch", "--help"], self.bytecode)[0]
 
     def close(self) -> None:
         self.fresh()
@@ -208,6 +297,16 @@ def workloads(work: Path, reg: str, qemu_n: int) -> dict[str, tuple[Path, Path]]
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(DIFF_DOCKERFILE.format(reg=reg))
     out["diff"] = (ctx, ctx / "Dockerfile")
+    ctx = work / "app"
+    (ctx / "app").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(APP_DOCKERFILE.format(reg=reg))
+    rnd = __import__("random").Random(22)
+    for i in range(200):
+        sub = ctx / "app" / f"m{i % 10}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{i}.py").write_bytes(bytes(rnd.choice(b"abcdefgh =()\n") for _ in range(rnd.randint(1024, 8192))))
+    (ctx / "data.bin").write_bytes(os.urandom(20 << 20))
+    out["app"] = (ctx, ctx / "Dockerfile")
     return out
 
 
@@ -235,7 +334,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("needs root (runc, overlayfs, dockerd)")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-build-"))
-    registry = Registry(work)
+    registry = Registry(work, args.only.split(","))
     tools: list[Tool] = [Polyarch(work)]
     missing: list[str] = []
     for peer, cls in (("buildkit", BuildKit), ("buildah", Buildah)):
@@ -248,7 +347,8 @@ def main() -> None:
         loads = workloads(work, registry.addr, args.qemu_iterations)
         warm = tools[0]  # one untimed polyarch build first: bytecode written, page cache warm
         warm.fresh()  # type: ignore[union-attr]
-        warm.build(*loads["copy"])  # type: ignore[union-attr]
+        first = "app" if "app" in args.only.split(",") else "copy"
+        warm.build(*loads[first], platforms_for(first))  # type: ignore[union-attr]
         warm.rss_by.clear()  # type: ignore[union-attr]
         results: dict[str, dict[str, tuple[float, float]]] = {}
         for name in args.only.split(","):
@@ -263,6 +363,8 @@ def main() -> None:
                 print(f"  {name:<6} {tool.name:<9} {results.get(name, {}).get(tool.name)}", file=sys.stderr,
                       flush=True)
         report(results, [t.name for t in tools], args.runs, tools[0].rss_by)  # type: ignore[union-attr]
+        if "app" in results and "polyarch" in results["app"]:
+            app_limits(tools[0], registry.addr, results["app"], args.runs, loads["app"])  # type: ignore[arg-type]
         for line in missing:
             print(f"not measured: {line}")
     finally:
@@ -294,6 +396,26 @@ def report(results: dict[str, dict[str, tuple[float, float]]], names: list[str],
             print(row)
     print("polyarch peak RSS (ru_maxrss from wait4: the largest process of the build's tree, RUN processes "
           "included): " + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in rss_kib.items()))
+
+
+def app_limits(tool: Polyarch, reg: str, by_tool: dict[str, tuple[float, float]], runs: int,
+               load: tuple[Path, Path]) -> None:
+    """The app workload against its limits, measured now: pull-only, push, ``--help``."""
+    pulls = [tool.pull_limit(f"{reg}/base/pybase:1") for _ in range(runs)]
+    pushes = []
+    for i in range(runs):
+        tool.fresh()
+        tool.build(*load, APP_PLATFORMS)
+        pushes.append(tool.push(f"{reg}/bench/app-{os.getpid()}-{i}:1"))
+    helps = sorted(tool.help() for _ in range(5))
+    pull, cold, rebuild = statistics.median(pulls), by_tool["polyarch"][0], by_tool["polyarch"][1]
+    print(f"app: pull-only limit {pull:.2f} s; cold build {cold:.2f} s = {cold / pull:.2f}x the pull "
+          f"(target <= 1.3x); no-change rebuild {rebuild:.2f} s (target < 0.3 s)")
+    if "buildkit" in by_tool:
+        bk = by_tool["buildkit"]
+        print(f"app vs BuildKit: cold {cold / bk[0]:.2f}x (target <= 0.2x), rebuild {rebuild / bk[1]:.2f}x")
+    print(f"app push to the base's registry (new repository): {statistics.median(pushes):.2f} s (target <= 0.3 s); "
+          f"polyarch --help {helps[2]:.3f} s (median of 5; target < 0.15 s)")
 
 
 if __name__ == "__main__":

@@ -67,3 +67,21 @@ def test_pull_records_index_and_build_reads_no_base_layer(base_root: Path, tmp_p
         assert got == want and len(got) == 2
     finally:
         registry.stop()
+
+
+@pytest.mark.parametrize("fmt", ["oci", "docker"])
+def test_load_records_index(base_root: Path, tmp_path: Path, fmt: str) -> None:
+    """``polyarch load`` makes each layer's index in the pass that hashes it, as a pull does."""
+    archive = tmp_path / "base.tar"
+    run_cli("save", BASE_NAME, "-o", str(archive), "--format", fmt, "--platform", "linux/amd64", root=base_root)
+    fresh = tmp_path / "fresh"
+    run_cli("load", "-i", str(archive), root=fresh)
+    images = ImageStore(ContentStore(fresh))
+    layers = {str(layer.digest) for img in images.images(images.lookup(BASE_NAME)) for layer in img.manifest.layers}
+    assert layers
+    with BuildCache.in_store(fresh) as cache:
+        for digest in layers:
+            data = cache.layer_index(digest)
+            assert data is not None
+            index = decode(data)
+            assert index is not None and any(path == "bin" for path, _i, _o in index.entries)

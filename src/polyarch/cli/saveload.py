@@ -69,18 +69,20 @@ def load(app: AppContext, path: str, quiet: bool) -> None:
     """Load an OCI archive or docker-archive into the local store."""
     from polyarch.content.loader import load_archive
     from polyarch.errors import UsageError
+    from polyarch.solver.cache import BuildCache
 
-    if path != "-":
-        loaded = load_archive(app.images, Path(path))
-    else:
-        if sys.stdin.isatty():
-            raise UsageError("no archive on stdin", hint="use -i FILE or redirect stdin")
-        spool_dir = app.store.root / "ingest"
-        spool_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="load-", suffix=".tar") as spool:
-            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
-            spool.flush()
-            loaded = load_archive(app.images, Path(spool.name))
+    if path == "-" and sys.stdin.isatty():
+        raise UsageError("no archive on stdin", hint="use -i FILE or redirect stdin")
+    with BuildCache.in_store(app.store.root) as indexes:  # layer path indexes made as the layers are hashed
+        if path != "-":
+            loaded = load_archive(app.images, Path(path), indexes=indexes)
+        else:
+            spool_dir = app.store.root / "ingest"
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="load-", suffix=".tar") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+                spool.flush()
+                loaded = load_archive(app.images, Path(spool.name), indexes=indexes)
     if quiet:
         return
     for item in loaded:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from polyarch.content.compression import sniff
+from polyarch.content.pathindex import IndexBuilder, LayerIndexes, record
 from polyarch.digest import Digest
 from polyarch.errors import InvalidLayer, InvalidManifest, LimitExceeded, NotFound
 from polyarch.oci.spec import Descriptor, Manifest, MediaType, parse_config, parse_document
@@ -87,15 +88,17 @@ class Loaded:
     image_id: Digest
 
 
-def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str], None] | None = None) -> list[Loaded]:
-    """Load the archive at ``path``; returns what it brought, in archive order.
+def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str], None] | None = None,
+                 indexes: LayerIndexes | None = None) -> list[Loaded]:
+    """Load the archive at ``path``; returns what it brought, in archive order. With ``indexes`` (the build
+    cache, given by the CLI) each layer's path index is made in the pass that hashes it.
 
     An entry without a name (a docker archive without RepoTags, an OCI archive entry without a ref name) is kept
     unnamed in ``index.json`` (once) and is usable through its image ID, as docker's ``Loaded image ID:``.
     """
     archive = ArchiveReader(path)
     with images.store.transaction():
-        pending = _load(images, archive)
+        pending = _load(images, archive, indexes)
     loaded = []
     for name, desc in pending:  # only now that every blob is in: names never point at missing content
         if name:
@@ -107,13 +110,14 @@ def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str],
     return loaded
 
 
-def _load(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, Descriptor]]:
+def _load(images: ImageStore, archive: ArchiveReader, indexes: LayerIndexes | None
+          ) -> list[tuple[str | None, Descriptor]]:
     path = archive.path
     try:
         if "index.json" in archive.members and "oci-layout" in archive.members:
-            return _load_oci(images, archive)
+            return _load_oci(images, archive, indexes)
         if "manifest.json" in archive.members:
-            return _load_docker(images, archive)
+            return _load_docker(images, archive, indexes)
         raise InvalidLayer(f"{path}: neither an OCI archive (index.json) nor a docker archive (manifest.json)")
     except (tarfile.TarError, EOFError) as exc:
         raise InvalidLayer(f"{path}: truncated or corrupt tar archive ({exc})") from None
@@ -121,15 +125,21 @@ def _load(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, 
         archive.tar.close()
 
 
-def _ingest_blob(images: ImageStore, archive: ArchiveReader, desc: Descriptor, limit: int | None = None) -> None:
+def _ingest_blob(images: ImageStore, archive: ArchiveReader, desc: Descriptor, limit: int | None = None,
+                 indexes: LayerIndexes | None = None) -> None:
     name = f"blobs/{desc.digest.algorithm}/{desc.digest.hex}"
     if images.store.stat(desc.digest) == desc.size:
         return
+    builder = IndexBuilder() if indexes is not None else None
     with archive.open(name) as f:
-        images.store.ingest(f, expected=desc.digest, size=desc.size, limit=limit)  # type: ignore[arg-type]
+        images.store.ingest(f, expected=desc.digest, size=desc.size, limit=limit,  # type: ignore[arg-type]
+                            tap=builder.feed if builder is not None else None)
+    if indexes is not None and builder is not None:
+        record(indexes, desc.digest, builder)
 
 
-def _load_tree(images: ImageStore, archive: ArchiveReader, desc: Descriptor, limit: int | None = None) -> None:
+def _load_tree(images: ImageStore, archive: ArchiveReader, desc: Descriptor, limit: int | None = None,
+               indexes: LayerIndexes | None = None, *, layer: bool = False) -> None:
     """Ingest children before parents, so a document is never in the store without what it references.
     Documents are read with ``MAX_MANIFEST``, configs ingested with ``MAX_CONFIG`` (declared and actual size)."""
     if desc.media_type in (MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST,
@@ -142,31 +152,33 @@ def _load_tree(images: ImageStore, archive: ArchiveReader, desc: Descriptor, lim
         if isinstance(doc, Manifest):
             check_config_size(doc.config)
             _load_tree(images, archive, doc.config, MAX_CONFIG)
-            for layer in doc.layers:
-                _load_tree(images, archive, layer)
+            for blob in doc.layers:
+                _load_tree(images, archive, blob, indexes=indexes, layer=True)
         else:
             for child in doc.manifests:
                 if child.platform is not None and \
                         f"blobs/{child.digest.algorithm}/{child.digest.hex}" not in archive.members:
                     continue  # a platform the archive does not carry (e.g. narrowed by --platform)
-                _load_tree(images, archive, child)
-    _ingest_blob(images, archive, desc, limit)
+                _load_tree(images, archive, child, indexes=indexes)
+    _ingest_blob(images, archive, desc, limit, indexes if layer else None)
 
 
-def _load_oci(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, Descriptor]]:
+def _load_oci(images: ImageStore, archive: ArchiveReader, indexes: LayerIndexes | None
+              ) -> list[tuple[str | None, Descriptor]]:
     doc = archive.read_json("index.json")
     if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
         raise InvalidManifest(f"{archive.path}: index.json has no manifests list")
     pending: list[tuple[str | None, Descriptor]] = []
     for i, raw in enumerate(doc["manifests"]):
         desc = Descriptor.from_dict(raw, f"index.json manifests[{i}]")
-        _load_tree(images, archive, desc)
+        _load_tree(images, archive, desc, indexes=indexes)
         name = desc.annotations.get(REF_NAME) or desc.annotations.get("io.containerd.image.name")
         pending.append((name, desc.with_annotations({})))
     return pending
 
 
-def _load_docker(images: ImageStore, archive: ArchiveReader) -> list[tuple[str | None, Descriptor]]:
+def _load_docker(images: ImageStore, archive: ArchiveReader, indexes: LayerIndexes | None
+                 ) -> list[tuple[str | None, Descriptor]]:
     entries = archive.read_json("manifest.json")
     if not isinstance(entries, list) or not entries:
         raise InvalidManifest(f"{archive.path}: manifest.json must be a non-empty list")
@@ -182,7 +194,7 @@ def _load_docker(images: ImageStore, archive: ArchiveReader) -> list[tuple[str |
                                   f"{len(config.diff_ids)} diff_ids")
         layers = []
         for layer_name, diff_id in zip(entry["Layers"], config.diff_ids, strict=True):
-            layers.append(_ingest_docker_layer(images, archive, str(layer_name), diff_id))
+            layers.append(_ingest_docker_layer(images, archive, str(layer_name), diff_id, indexes))
         cfg_digest, cfg_size = images.store.write(raw_config)
         manifest = Manifest(Descriptor(MediaType.DOCKER_CONFIG, cfg_digest, cfg_size), tuple(layers),
                             MediaType.DOCKER_MANIFEST)
@@ -193,12 +205,16 @@ def _load_docker(images: ImageStore, archive: ArchiveReader) -> list[tuple[str |
     return pending
 
 
-def _ingest_docker_layer(images: ImageStore, archive: ArchiveReader, name: str, diff_id: Digest) -> Descriptor:
+def _ingest_docker_layer(images: ImageStore, archive: ArchiveReader, name: str, diff_id: Digest,
+                         indexes: LayerIndexes | None) -> Descriptor:
     with archive.open(name) as f:
         head = f.read(4)
     kind = sniff(head)
+    builder = IndexBuilder() if indexes is not None else None
     with archive.open(name) as f:
-        digest, size = images.store.ingest(f)  # type: ignore[arg-type]
+        digest, size = images.store.ingest(f, tap=builder.feed if builder is not None else None)  # type: ignore[arg-type]
+    if indexes is not None and builder is not None:
+        record(indexes, digest, builder)
     if kind == "none":
         if digest != diff_id:
             raise InvalidLayer(f"{archive.path}: layer {name} hashes to {digest}, config says {diff_id}")

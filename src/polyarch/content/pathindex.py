@@ -32,7 +32,7 @@ from polyarch.errors import PolyarchError
 from .compression import DEFAULT_DECOMPRESS_LIMIT, Inflater, sniff
 
 __all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathInfo", "add_member", "decode",
-           "encode", "wanted_data"]
+           "encode", "record", "wanted_data"]
 
 SMALL_FILES = ("etc/passwd", "etc/group")
 _SMALL_LIMIT = 1 << 20
@@ -252,6 +252,16 @@ class IndexBuilder:
         return LayerIndex(tuple(self._entries), dict(self._small))
 
 
+def record(store: LayerIndexes, digest: Digest, builder: IndexBuilder) -> None:
+    """Keep ``builder``'s index of the blob ``digest`` (verified by the caller) when it has one."""
+    index = builder.result()
+    if index is not None:
+        try:
+            store.put_layer_index(str(digest), encode(index))
+        except PolyarchError:
+            pass  # a hint only: the solver reads the blob when it needs the index
+
+
 class _Sink(Protocol):
     def write(self, data: bytes, /) -> int: ...
     def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]: ...
@@ -274,12 +284,7 @@ class IndexingSink:
 
     def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]:
         got = self._sink.commit(expected, size)
-        index = self._builder.result()
-        if index is not None:
-            try:
-                self._store.put_layer_index(str(got[0]), encode(index))
-            except PolyarchError:
-                pass  # a hint only
+        record(self._store, got[0], self._builder)
         return got
 
     def abort(self) -> None:

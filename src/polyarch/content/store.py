@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,8 +255,10 @@ class ContentStore:
         expected: Digest | None = None,
         size: int | None = None,
         limit: int | None = None,
+        tap: Callable[[bytes], None] | None = None,
     ) -> tuple[Digest, int]:
-        """Copy a stream into the store; hashing overlaps writing on a second thread for large blobs."""
+        """Copy a stream into the store; hashing overlaps writing on a second thread for large blobs. ``tap`` sees
+        every chunk in order as it is hashed (``content.pathindex.IndexBuilder.feed``: one read for both)."""
         if expected is not None and size is not None and self.stat(expected) == size:
             return expected, size
         algorithm = expected.algorithm if expected is not None else "sha256"
@@ -278,6 +280,8 @@ class ContentStore:
                         pending.result()
                     pending = pool.submit(w._write_all, chunk)
                     w._hasher.update(chunk)
+                    if tap is not None:
+                        tap(chunk)
                 if pending is not None:
                     pending.result()
             return w.commit(expected, size)
