@@ -11,8 +11,9 @@ Every write is one transaction. Writes that publish (a manifest and its tags, a 
 interleave across replicas (the SQLite write lock's guarantee, across processes). ``gc_lock`` is a session advisory
 lock: one gc at a time over the whole database.
 
-psycopg 3, one connection per thread (autocommit; explicit transactions), re-opened after a failure. A server
-that cannot be reached (stopped, restarting, network) raises ``StorageUnavailable`` (503, retry later).
+psycopg 3, one connection per thread (autocommit; explicit transactions), re-opened after a failure; one the server
+dropped while idle (a restart) is replaced and the statement run again once, before any transaction began. A
+server that cannot be reached (stopped, restarting, network) raises ``StorageUnavailable`` (503, retry later).
 """
 
 from __future__ import annotations
@@ -164,22 +165,50 @@ class PostgresMetadata:
             self._conns.clear()
         self._local = threading.local()
 
+    def _begin(self) -> tuple[psycopg.Connection[Any], psycopg.Transaction]:
+        """A started transaction; a connection the server dropped while it was idle (a restart) is replaced once."""
+        for attempt in (0, 1):
+            conn = self._conn()
+            tx = conn.transaction()
+            try:
+                tx.__enter__()
+                return conn, tx
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if attempt or not (conn.broken or conn.closed):
+                    raise
+        raise AssertionError("unreachable")
+
     @contextmanager
     def write(self, *, publish: bool = False) -> Iterator[psycopg.Connection[Any]]:
         """One transaction; with ``publish``, holding ``PUBLISH_LOCK`` shared (gc's sweep waits)."""
-        conn = self._conn()
-        with _errors("write"), conn.transaction():
-            if publish:
-                conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PUBLISH_LOCK,))
-            yield conn
+        with _errors("write"):
+            conn, tx = self._begin()
+            try:
+                if publish:
+                    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PUBLISH_LOCK,))
+                yield conn
+            except BaseException as exc:
+                tx.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            tx.__exit__(None, None, None)
+
+    def _query(self, sql: str, args: Sequence[Any]) -> psycopg.Cursor[Any]:
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                return conn.execute(sql, args)  # type: ignore[arg-type]
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if attempt or not (conn.broken or conn.closed):  # else: dropped while idle, once more
+                    raise
+        raise AssertionError("unreachable")
 
     def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
         with _errors("read"):
-            return self._conn().execute(sql, args).fetchone()  # type: ignore[arg-type]
+            return self._query(sql, args).fetchone()
 
     def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         with _errors("read"):
-            return self._conn().execute(sql, args).fetchall()  # type: ignore[arg-type]
+            return self._query(sql, args).fetchall()
 
     # --- reads ----------------------------------------------------------------------------------------------
 
@@ -319,13 +348,20 @@ class PostgresMetadata:
 
     @contextmanager
     def gc_lock(self) -> Iterator[bool]:
-        conn = self._connect()  # its own session: the lock lives as long as it
+        conn = self._connect()  # its own session: the lock dies with it if this process does
         try:
             with _errors("gc lock"):
                 got = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (GC_LOCK,)).fetchone()[0])  # type: ignore[index]
-            yield got
+            try:
+                yield got
+            finally:
+                if got:
+                    try:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (GC_LOCK,))
+                    except psycopg.Error:
+                        pass  # the session is gone, and its lock with it
         finally:
-            conn.close()  # releases the session lock
+            conn.close()
 
 
 class _PgSweep:
