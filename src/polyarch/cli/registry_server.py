@@ -70,12 +70,18 @@ def registry() -> None:
               "this long.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--ui/--no-ui", "ui", default=None,
+              help="Serve the web page at /ui/ (behind the same auth).  [default: on for a loopback address]")
+@click.option("--hosts", "hosts_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Hosts file of 'polyarch audit': the web page filters images that would run emulated on one.")
+@click.option("--ui-viewer", "ui_viewers", multiple=True, metavar="USER",
+              help="A user who may look at the web page but never delete (repeatable).")
 @pass_app
 def serve(app: AppContext, config_file: Path | None, database: str | None, addr: str | None, tls_cert: Path | None, tls_key: Path | None,
           tls_client_ca: Path | None, htpasswd: Path | None, token_auth: bool, token_key: Path | None,
           read_only: bool | None, delete_enabled: bool | None, no_redirect: bool | None, upload_ttl: str,
           max_uploads_per_repo: int, max_uploads_per_client: int, header_timeout: str, body_timeout: str,
-          log_level: str) -> None:
+          log_level: str, ui: bool | None, hosts_file: Path | None, ui_viewers: tuple[str, ...]) -> None:
     """Serve the local store as an OCI distribution registry.
 
     Local names are served at once: 'base/busybox:1' as repository base/busybox tag 1, and a leading registry
@@ -113,6 +119,12 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     elif token_key is not None:
         raise UsageError("--token-key needs --token-auth")
     authorizer = Authorizer(users, tokens)
+    from .registry_ui import load_ui_hosts, ui_enabled, ui_options
+
+    with_ui = ui_enabled(ui, host)
+    if hosts_file is not None and not with_ui:
+        raise UsageError("--hosts is for the web page: add --ui")
+    ui_hosts = load_ui_hosts(hosts_file, app.env.ssh) if hosts_file is not None else ()
     config = RegistryConfig(read_only=read_only, delete_enabled=delete_enabled,
                             upload_ttl=parse_duration(upload_ttl), idle_timeout=parse_duration(body_timeout),
                             max_uploads_per_repo=max_uploads_per_repo, max_uploads_per_client=max_uploads_per_client,
@@ -124,6 +136,11 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     # SQLite in the store: one server per store. A shared database: replicas (sessions and gc go through it).
     with srv.single_instance(store.root) if meta is None else nullcontext():
         reg = Registry(store, config, authorizer, storage, meta)
+        web = None
+        if with_ui:
+            from polyarch.registry.server.ui import WebUi
+
+            web = WebUi(reg, ui_options(reg, store, filesystem=storage is None, hosts=ui_hosts, viewers=ui_viewers))
         try:
             purged = reg.recover()
             warning = srv.exposure_warning(host, authorizer.enabled)
@@ -132,7 +149,10 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
             scheme = "https" if tls else "http"
             note = f" (purged {purged} upload sessions of a previous run)" if purged else ""
             click.echo(f"polyarch registry serving {where} on {scheme}://{addr}{note}", err=True)
-            srv.run(reg, host, port, tls=tls, log_level=log_level, header_timeout=parse_duration(header_timeout))
+            if web is not None:
+                click.echo(f"web page: {scheme}://{addr}/ui/", err=True)
+            srv.run(reg, host, port, tls=tls, log_level=log_level, header_timeout=parse_duration(header_timeout),
+                    ui=web)
         finally:
             reg.close()
 

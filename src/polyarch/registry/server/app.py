@@ -15,10 +15,12 @@ import logging
 import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
 
 from polyarch.errors import LimitExceeded, NotFound, StoreError
@@ -30,6 +32,9 @@ from .errors import ApiError, error_response
 from .names import Route, parse_digest, parse_reference, parse_route, parse_tag_params
 from .state import Registry
 from .storage import StorageUnavailable
+
+if TYPE_CHECKING:
+    from .ui import WebUi
 
 __all__ = ["create_app"]
 
@@ -115,8 +120,9 @@ def _storage_error(exc: BaseException) -> Response:
     return error_response(500, "UNKNOWN", "storage error")
 
 
-def create_app(reg: Registry, *, purge_interval: float = 60.0) -> Starlette:
-    """The ASGI app over ``reg`` (which the caller owns and closes)."""
+def create_app(reg: Registry, *, purge_interval: float = 60.0, ui: WebUi | None = None) -> Starlette:
+    """The ASGI app over ``reg`` (which the caller owns and closes); with ``ui`` the web page at ``/ui/`` (and
+    ``/`` redirects there), told of every stored manifest."""
 
     async def dispatch(request: Request) -> Response:
         head = request.method == "HEAD"
@@ -125,6 +131,8 @@ def create_app(reg: Registry, *, purge_interval: float = 60.0) -> Starlette:
             if route is None:
                 raise ApiError("UNSUPPORTED", "not found", status=404)
             response = await _handle(reg, request, route)
+            if ui is not None and route.kind == "manifest" and response.status_code == 201:
+                ui.after_push(route.name, response.headers["Docker-Content-Digest"])
         except ApiError as exc:
             response = exc.response(head=head)
         except ClientGone:
@@ -172,12 +180,21 @@ def create_app(reg: Registry, *, purge_interval: float = 60.0) -> Starlette:
                     log.exception("upload purge failed")
 
         task = asyncio.create_task(purge())
+        if ui is not None:
+            ui.start()
         try:
             yield
         finally:
             task.cancel()
+            if ui is not None:
+                ui.close()
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [StarletteRoute("/token", token, methods=["GET", "POST"]),
-              StarletteRoute("/{path:path}", dispatch, methods=methods)]
+    routes = [StarletteRoute("/token", token, methods=["GET", "POST"])]
+    if ui is not None:
+        async def home(request: Request) -> Response:
+            return RedirectResponse("/ui/", status_code=302)
+
+        routes += [StarletteRoute("/", home, methods=["GET", "HEAD"]), Mount("/ui", app=ui.router())]
+    routes.append(StarletteRoute("/{path:path}", dispatch, methods=methods))
     return Starlette(routes=routes, lifespan=lifespan)

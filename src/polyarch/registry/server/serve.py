@@ -21,6 +21,7 @@ from polyarch.libpatches import uvicorn_protocol
 
 from .app import create_app
 from .state import Registry
+from .ui import WebUi
 
 __all__ = ["exposure_warning", "is_loopback", "parse_addr", "run", "single_instance", "tls_context"]
 
@@ -84,11 +85,11 @@ def single_instance(root: Path) -> Iterator[None]:
 
 
 def run(reg: Registry, host: str, port: int, *, tls: ssl.SSLContext | None = None, header_timeout: float = 30.0,
-        keep_alive: float = 30.0, log_level: str = "warning") -> None:
-    """Serve until interrupted (SIGINT/SIGTERM)."""
+        keep_alive: float = 30.0, log_level: str = "warning", ui: WebUi | None = None) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM); with ``ui`` the web page at ``/ui/``."""
     protocol = uvicorn_protocol(header_timeout)
     purge = min(60.0, max(reg.config.upload_ttl / 2, 0.5))
-    config = uvicorn.Config(create_app(reg, purge_interval=purge), host=host, port=port, http=protocol, lifespan="on",  # type: ignore[arg-type]
+    config = uvicorn.Config(create_app(reg, purge_interval=purge, ui=ui), host=host, port=port, http=protocol, lifespan="on",  # type: ignore[arg-type]
                             log_level=log_level, access_log=log_level in ("debug", "info", "trace"),
                             timeout_keep_alive=int(keep_alive), server_header=False, date_header=True)
     config.load()
