@@ -13,12 +13,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tests.conftest import run_cli
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from polyarch.errors import StoreError
+from polyarch.errors import StoreError, UsageError
 from polyarch.registry.server import Registry, RegistryConfig, create_app
 from polyarch.registry.server.metadata import DB_NAME, MIGRATIONS, Metadata
 from polyarch.registry.server.metastore import ManifestRow, MetadataStore
@@ -186,3 +187,34 @@ def test_the_sweep_excludes_publishing_writes_of_other_processes(pg: str) -> Non
 def test_password_never_in_messages() -> None:
     assert redact("postgresql://reg:s3cret@db:5432/x") == "postgresql://reg:***@db:5432/x"
     assert redact("postgresql://reg@db/x") == "postgresql://reg@db/x"
+
+
+def test_the_database_key_and_flag(tmp_path: Path) -> None:
+    from polyarch.cli.registry_config import load_serve_file
+
+    path = tmp_path / "registry.yaml"
+    path.write_text("version: 0.1\ndatabase: postgresql://reg:pw@db:5432/registry\n")
+    assert load_serve_file(path).database == "postgresql://reg:pw@db:5432/registry"
+    assert load_serve_file(path, (("REGISTRY_DATABASE", "sqlite"),)).database is None  # environment over file
+    path.write_text("database: mysql://reg@db/x\n")
+    with pytest.raises(UsageError, match=r"registry.yaml: database: expected sqlite or a postgresql://"):
+        load_serve_file(path)
+
+
+@pytest.mark.parametrize("args", [["--config", "{cfg}"], ["--database", "mysql://x"],
+                                  ["--database", "postgresql://reg:s3cret@127.0.0.1:{port}/x"]])
+def test_the_cli_says_one_error_line_for_a_bad_or_unreachable_database(args: list[str], tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("database: [1, 2]\n")
+    argv = [a.format(cfg=tmp_path / "r.yaml", port=_closed_port()) for a in args]
+    for command in (["registry", "serve", "--addr", f"127.0.0.1:{_closed_port()}"], ["registry", "gc"]):
+        proc = run_cli(*command, *argv, root=tmp_path / "store", check=False, timeout=60)
+        assert proc.returncode != 0 and proc.stderr.count("error:") == 1, proc.stderr
+        assert "Traceback" not in proc.stderr and "s3cret" not in proc.stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
