@@ -115,3 +115,14 @@ def test_ci_package_does_no_io() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
                 wrong.append(f"{path.name}:{node.lineno}: open()")
     assert wrong == []
+
+
+def test_readme_example_runs(tmp_path: Path) -> None:
+    """README's ``polyarch ci init`` line, as written (with --dry-run), gives a Gitea workflow."""
+    import shlex
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## CI that publishes on every tag", 1)[1].split("\n## ", 1)[0]
+    [line] = [ln for ln in section.splitlines() if ln.startswith("polyarch ci init ")]
+    out = run_cli(*shlex.split(line)[1:], "--dry-run", cwd=tmp_path).stdout
+    assert out.startswith("# .gitea/workflows/polyarch.yml") and '-t "registry.example.com/app:${VERSION}"' in out
