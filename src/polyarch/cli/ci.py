@@ -103,4 +103,5 @@ def init(directory: str, provider: str, dry_run: bool, matrix: bool, platforms: 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f.text, encoding="utf-8")
         click.echo(f"wrote {f.path}", err=True)
-    click.echo("add the secrets REGISTRY_USER and REGISTRY_PASSWORD to the CI, then push a tag v*", err=True)
+    secrets = "registry_user and registry_password" if provider == "woodpecker" else "REGISTRY_USER and REGISTRY_PASSWORD"
+    click.echo(f"add the secrets {secrets} to the CI, then push a tag v*", err=True)
