@@ -31,7 +31,9 @@ Every vertex's output is a filesystem tree (a "state"):
 ``InlineFiles``    files with literal content (heredocs of ``COPY <<EOF``, scripts of ``RUN <<EOF``); each
                    ``path`` is one path component (a file at the root of the vertex's own tree).
 ``Exec``           ``root`` with ``args`` run inside it (RUN): env, cwd, user, network (default = host
-                   network, none, host), security (sandbox, insecure), extra ``mounts``. ``platform`` is the
+                   network, none, host), security (sandbox, insecure), extra ``mounts``, the build's
+                   ``options`` (``RunOptions``: extra hosts, ulimits, /dev/shm size, cgroup parent; hashed
+                   only when set). ``platform`` is the
                    platform the process runs as; ``emulated`` says the host cannot run it natively (qemu).
                    Output: the root after the process exits; the layer is diff(output, root).
 ``Copy``           ``root`` plus files copied from ``source`` (COPY/ADD): ``paths`` inside ``source`` (globs
@@ -74,6 +76,7 @@ __all__ = [
     "InlineFiles",
     "LocalContext",
     "Mkdir",
+    "RunOptions",
     "Scratch",
     "Vertex",
     "replace_vertices",
@@ -228,6 +231,20 @@ class ExecMount:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What a build gives every RUN step (buildx ``--add-host``, ``--ulimit``, ``--shm-size``,
+    ``--cgroup-parent``); the frontend copies them into each ``Exec``. Empty values change nothing."""
+
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (host name, IP address), in /etc/hosts order
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # (name as docker spells it, soft, hard); -1 = unlimited
+    shm_size: int = 0  # bytes of the /dev/shm tmpfs; 0 = the default (64 MiB)
+    cgroup_parent: str = ""  # the parent cgroup of the step's container
+
+    def __bool__(self) -> bool:
+        return bool(self.extra_hosts or self.ulimits or self.shm_size or self.cgroup_parent)
+
+
 @dataclass(frozen=True, slots=True, eq=False, kw_only=True)
 class Exec(Vertex):
     kind: ClassVar[str] = "exec"
@@ -240,6 +257,7 @@ class Exec(Vertex):
     security: str = "sandbox"
     mounts: tuple[ExecMount, ...] = ()
     platform: Platform
+    options: RunOptions = RunOptions()  # part of the digest only when not empty (BuildKit's ExecOp meta)
     emulated: bool = field(default=False, compare=False)
     description: str = field(default="", compare=False)
 
@@ -255,7 +273,20 @@ class Exec(Vertex):
             mounts.append(doc)
         return {"args": list(self.args), "env": list(self.env), "cwd": self.cwd, "user": self.user,
                 "network": self.network, "security": self.security, "mounts": mounts,
-                "platform": _platform(self.platform)}
+                "platform": _platform(self.platform), **self._option_fields()}
+
+    def _option_fields(self) -> dict[str, Any]:
+        """The build's RUN options, each only when set: digests of steps without them stay as they were."""
+        o, out = self.options, dict[str, Any]()
+        if o.extra_hosts:
+            out["extra_hosts"] = [list(h) for h in o.extra_hosts]
+        if o.ulimits:
+            out["ulimits"] = [list(u) for u in o.ulimits]
+        if o.shm_size:
+            out["shm_size"] = o.shm_size
+        if o.cgroup_parent:
+            out["cgroup_parent"] = o.cgroup_parent
+        return out
 
 
 @dataclass(frozen=True, slots=True, eq=False, kw_only=True)

@@ -83,6 +83,10 @@ target "default" {
   cache-from = ["type=local,src=/tmp/cache"]
   cache-to = ["type=local,dest=/tmp/cache"]
   network = "none"
+  extra-hosts = { db = "10.0.0.1" }
+  ulimits = ["nofile=1024:2048"]
+  shm-size = "128m"
+  no-cache-filter = ["stage"]
 }
 ''')
     cwd = Path.cwd()
@@ -103,6 +107,8 @@ target "default" {
         ("1", {"L": "2"}, {"other": "docker-image://busybox"})
     assert (req.no_cache, req.pull, req.annotations, req.allow) == (True, True, ("index:k=v",),
                                                                    frozenset({"network.host"}))
+    assert (req.run_options.extra_hosts, req.run_options.ulimits, req.run_options.shm_size, req.no_cache_filter) == \
+        ((("db", "10.0.0.1"),), (("nofile", 1024, 2048),), 128 << 20, ("stage",))
 
 
 def test_bake_network_unknown_mode_is_one_error_line(store_root: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from polyarch.cli.attestations import AttestCommand
+from polyarch.cli.build import debug_option
 from polyarch.cli.context import AppContext, pass_app
 from polyarch.cli.registry_cmds import client_options, registry_factory, reporting_to
 from polyarch.errors import UsageError
@@ -57,13 +58,14 @@ __all__ = ["bake", "read_bake_files"]
               help="Shorthand for --set=*.attest=type=provenance.")
 @click.option("--attest-mode", "attest_mode", type=click.Choice(["referrers", "buildx"]), default="referrers",
               help="Attach attestations as OCI 1.1 referrers (default) or as buildx does.")
+@debug_option
 @client_options
 @pass_app
 def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...], print_: bool,
          list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
          metadata_file: str | None, verify: bool = False, allow: tuple[str, ...] = (), insecure: tuple[str, ...] = (),
          tls_ca: str | None = None, builder_name: str | None = None, sbom: str | None = None,
-         provenance: str | None = None, attest_mode: str = "referrers") -> None:
+         provenance: str | None = None, attest_mode: str = "referrers", debug: bool = False) -> None:
     """Build several targets from a bake or compose file."""
     from polyarch.frontend.bake import Evaluator, parse_files, parse_overrides
     from polyarch.platform import host

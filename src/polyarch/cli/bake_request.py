@@ -3,7 +3,9 @@
 Paths are relative to the working directory, as in buildx; ``dockerfile`` is relative to ``context``.
 Every attribute either takes effect or fails the bake naming target and attribute (``check_supported``):
 ``entitlements`` must be granted by ``--allow``; ``attest`` entries are checked as ``--attest`` values
-(``target_attest`` merges them with bake's ``--sbom``/``--provenance``); ``shm-size``, ``ulimits`` and ``no-cache-filter`` are not supported; ``call`` = ``outline``,
+(``target_attest`` merges them with bake's ``--sbom``/``--provenance``); ``extra-hosts``, ``ulimits``, ``shm-size``
+and ``no-cache-filter`` are ``--add-host``, ``--ulimit``, ``--shm-size`` and ``--no-cache-filter`` (``run_options``:
+a bad value names target and attribute); ``call`` = ``outline``,
 ``targets``, ``plan`` or ``check`` prints that report instead of building (``run_calls``).
 The request is built by keyword, one bake attribute per ``BuildRequest`` field (``network``: default, none
 or host; host needs ``--allow network.host``). ``contexts`` values: a directory, ``docker-image://REF``, or ``target:NAME`` (built in an earlier round and given
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polyarch import ops
 from polyarch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,9 +28,9 @@ from polyarch.exporters.spec import OutputSpec, parse_output
 from polyarch.frontend.bake import Evaluator, Override, Target
 from polyarch.pipeline.run import BuildRequest
 
-__all__ = ["check_supported", "output_specs", "plan_rounds", "run_calls", "to_request", "with_dependencies"]
+__all__ = ["check_supported", "output_specs", "plan_rounds", "run_calls", "run_options", "to_request",
+           "with_dependencies"]
 
-_UNSUPPORTED = ("shm-size", "ulimits", "no-cache-filter")
 _ENTITLEMENTS = ("network.host", "security.insecure")
 
 
@@ -60,10 +63,7 @@ def _pairs(items: Sequence[str], what: str, target: str) -> dict[str, str]:
 
 def check_supported(t: Target, allow: frozenset[str]) -> None:
     """:raises UsageError: an attribute polyarch cannot honour, or an entitlement ``--allow`` did not grant."""
-    for key in _UNSUPPORTED:
-        if t.get(key):
-            raise UsageError(f"target {t.name!r}: attribute {key!r} is not supported by polyarch",
-                             hint=f"remove {key} from the target (or --set {t.name}.{key}=)")
+    run_options(t)  # a bad extra-hosts, ulimits or shm-size value fails here, naming the target
     target_attest(t)  # a bad attest entry fails here, naming the target
     for name in t.get("entitlements", ()):
         if name not in _ENTITLEMENTS:
@@ -72,6 +72,25 @@ def check_supported(t: Target, allow: frozenset[str]) -> None:
         if name not in allow:
             raise UsageError(f"target {t.name!r}: attribute 'entitlements' needs {name}, not granted",
                              hint=f"pass --allow {name}")
+
+
+def run_options(t: Target) -> ops.RunOptions:
+    """The target's ``extra-hosts`` (map HOST → IP), ``ulimits`` and ``shm-size`` as an ``ops.RunOptions``.
+
+    :raises UsageError: a bad value, naming target and attribute."""
+    from polyarch.pipeline import runflags
+
+    hosts = [f"{host}={ip}" for host, ip in t.get("extra-hosts", {}).items() if ip is not None]
+    parts = (("extra-hosts", lambda: runflags.parse_add_hosts(hosts, what="value")),
+             ("ulimits", lambda: runflags.parse_ulimits(t.get("ulimits", ()), what="value")),
+             ("shm-size", lambda: runflags.parse_shm_size(t.get("shm-size"), what="value")))
+    values: dict[str, Any] = {}
+    for key, parse in parts:
+        try:
+            values[key] = parse()
+        except UsageError as exc:
+            raise UsageError(f"target {t.name!r}: attribute {key!r}: {exc.message}", hint=exc.hint) from None
+    return ops.RunOptions(extra_hosts=values["extra-hosts"], ulimits=values["ulimits"], shm_size=values["shm-size"])
 
 
 def run_calls(targets: Sequence[Target], resolve_image: Callable[..., Any]) -> tuple[list[Target], int]:
@@ -124,6 +143,7 @@ def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bo
                epoch: int | None, allow: frozenset[str] = frozenset()) -> BuildRequest:
     from polyarch.cli.build import _secrets, _ssh
     from polyarch.exporters.cache import parse_cache_spec
+    from polyarch.pipeline.runflags import parse_no_cache_filter
     from polyarch.platform import parse_list
 
     check_supported(t, allow)
@@ -157,7 +177,8 @@ def to_request(t: Target, handed: Mapping[str, str], *, no_cache: bool, pull: bo
         pull=pull or bool(t.get("pull", False)), annotations=tuple(t.get("annotations", ())),
         cache_from=tuple(parse_cache_spec(c, export=False) for c in t.get("cache-from", ())),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in t.get("cache-to", ())),
-        network=network, allow=allow)
+        network=network, allow=allow, run_options=run_options(t),
+        no_cache_filter=parse_no_cache_filter(t.get("no-cache-filter", ())))
 
 
 def output_specs(t: Target, *, load: bool, push: bool) -> list[OutputSpec]:

@@ -22,7 +22,11 @@ from polyarch.cli.context import AppContext, pass_app
 from polyarch.cli.registry_cmds import client_options, registry_factory, reporting_to
 from polyarch.errors import UsageError
 
-__all__ = ["build"]
+__all__ = ["build", "debug_option"]
+
+# ``-D/--debug`` on the command itself, as on the top-level group: ``cli.main`` sees it in the arguments and
+# shows tracebacks (here it only has to be accepted)
+debug_option = click.option("-D", "--debug", "debug", is_flag=True, help="Show tracebacks for errors.")
 
 
 def _read(path: Path) -> str:
@@ -124,6 +128,15 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR].")
 @click.option("--ssh", "ssh", multiple=True, help="SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET].")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--no-cache-filter", "no_cache_filter", multiple=True, metavar="STAGE",
+              help="Do not use the build cache for the steps of these stages (comma-separated or repeated).")
+@click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP",
+              help="Add a host-to-IP mapping to /etc/hosts of RUN steps (HOST:IP or HOST=IP).")
+@click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
+              help="Resource limit of RUN steps (nofile, nproc, core, …; -1: unlimited).")
+@click.option("--shm-size", "shm_size", default=None, metavar="SIZE", help="Size of /dev/shm of RUN steps (64m, 1g).")
+@click.option("--cgroup-parent", "cgroup_parent", default=None, metavar="PATH",
+              help="Parent cgroup of RUN steps' containers (cgroupfs path).")
 @click.option("--cache-from", "cache_from", multiple=True,
               help="Import build cache: type=local,src=DIR | type=registry,ref=REF | REF.")
 @click.option("--cache-to", "cache_to", multiple=True,
@@ -147,6 +160,7 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
               help="Before any output: check every platform holds binaries of its own architecture (polyarch verify).")
 @click.option("--builder", "builder_name", default=None,
               help="Builder instance to use (default: $POLYARCH_BUILDER, else the one in use).")
+@debug_option
 @attest_options
 @client_options
 @pass_app
@@ -158,7 +172,9 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
           metadata_file: str | None, iidfile: str | None, call_name: str, check: bool, fmt: str,
           verify: bool = False, insecure: tuple[str, ...] = (), tls_ca: str | None = None,
           builder_name: str | None = None, sbom: str | None = None, provenance: str | None = None,
-          attest: tuple[str, ...] = (), attest_mode: str = "referrers") -> None:
+          attest: tuple[str, ...] = (), attest_mode: str = "referrers", no_cache_filter: tuple[str, ...] = (),
+          add_hosts: tuple[str, ...] = (), ulimits: tuple[str, ...] = (), shm_size: str | None = None,
+          cgroup_parent: str | None = None, debug: bool = False) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.cli.buildctx import RemoteArgs
     from polyarch.oci import reference
@@ -211,6 +227,14 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     from polyarch.worker.reap import reap_crashed
 
     entitlements = parse_allow(allow)
+    from polyarch.pipeline.runflags import parse_no_cache_filter, run_options
+
+    run_opts = run_options(add_hosts=add_hosts, ulimits=ulimits, shm_size=shm_size, cgroup_parent=cgroup_parent)
+    if run_opts.cgroup_parent:
+        from polyarch.pipeline.runflags import check_rootless
+        from polyarch.worker.userns import in_user_namespace
+
+        check_rootless(run_opts, rootless=os.geteuid() != 0 or in_user_namespace())
     from polyarch.cli.attestations import attest_result, build_facts, parse_flags
 
     attest_opts = parse_flags(sbom, provenance, attest, attest_mode)  # bad values fail before any work
@@ -239,7 +263,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                        tuple(excludes), contexts, no_cache, epoch, _secrets(secrets), _ssh(ssh), pull, annotations,
                        tuple(parse_cache_spec(c, export=False) for c in cache_from),
                        tuple(parse_cache_spec(c, export=True) for c in cache_to), network=network,
-                       allow=entitlements)
+                       allow=entitlements, run_options=run_opts, no_cache_filter=parse_no_cache_filter(no_cache_filter))
     progress = Progress(make_renderer("quiet" if quiet else progress_mode))
     registry = reporting_to(registry_factory(app.env, insecure, tls_ca), progress)  # retries, blobs: progress
     import time

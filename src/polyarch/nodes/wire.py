@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from polyarch import ops
 from polyarch.errors import UsageError
 from polyarch.pipeline.run import BuildRequest
 from polyarch.platform import Platform, parse
@@ -49,8 +50,29 @@ def request_to_json(req: BuildRequest, platforms: tuple[Platform, ...]) -> dict[
         "image_contexts": {k: v for k, v in req.build_contexts.items() if v.startswith("docker-image://")},
         "no_cache": req.no_cache, "epoch": req.epoch, "pull": req.pull, "annotations": list(req.annotations),
         "network": req.network, "allow": sorted(req.allow),
+        "run_options": {"extra_hosts": [list(h) for h in req.run_options.extra_hosts],
+                        "ulimits": [list(u) for u in req.run_options.ulimits],
+                        "shm_size": req.run_options.shm_size, "cgroup_parent": req.run_options.cgroup_parent},
+        "no_cache_filter": list(req.no_cache_filter),
         "secrets": {k: base64.b64encode(v).decode() for k, v in req.secrets.items()},
     }
+
+
+def _run_options(doc: Mapping[str, Any]) -> ops.RunOptions:
+    """The build's RUN options, checked again as the CLI checks them (the client is not trusted)."""
+    from polyarch.pipeline import runflags
+
+    shm_size = int(doc.get("shm_size", 0))
+    if shm_size < 0:
+        raise ValueError(f"negative shm_size {shm_size}")
+    try:
+        return ops.RunOptions(
+            extra_hosts=runflags.parse_add_hosts(f"{h}={ip}" for h, ip in doc.get("extra_hosts", ())),
+            ulimits=runflags.parse_ulimits(f"{n}={int(s)}:{int(h)}" for n, s, h in doc.get("ulimits", ())),
+            shm_size=shm_size,
+            cgroup_parent=runflags.parse_cgroup_parent(str(doc.get("cgroup_parent", ""))))
+    except UsageError as exc:
+        raise ValueError(exc.message) from None
 
 
 def request_from_json(doc: Mapping[str, Any], contexts: Mapping[str, Path]) -> BuildRequest:
@@ -69,6 +91,8 @@ def request_from_json(doc: Mapping[str, Any], contexts: Mapping[str, Path]) -> B
             no_cache=bool(doc.get("no_cache")), epoch=None if epoch is None else int(epoch),
             secrets={str(k): base64.b64decode(str(v)) for k, v in dict(doc.get("secrets", {})).items()},
             pull=bool(doc.get("pull")), annotations=tuple(str(x) for x in doc.get("annotations", ())),
-            network=str(doc.get("network", "default")), allow=frozenset(str(x) for x in doc.get("allow", ())))
+            network=str(doc.get("network", "default")), allow=frozenset(str(x) for x in doc.get("allow", ())),
+            run_options=_run_options(dict(doc.get("run_options", {}))),
+            no_cache_filter=tuple(str(x) for x in doc.get("no_cache_filter", ())))
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad build request: {exc!r}") from None

@@ -37,7 +37,8 @@ from polyarch.solver.state import Layer, State
 from .deps import BaseImageSource, BuildDeps
 from .runexec import check_entitlements
 
-__all__ = ["BuildRequest", "build_image", "build_many", "cache_entries", "plan_request", "solve_plans", "step_labels"]
+__all__ = ["BuildRequest", "build_image", "build_many", "cache_entries", "plan_request", "solve_plans", "step_labels",
+           "uncached_steps"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +62,26 @@ class BuildRequest:
     cache_to: tuple[CacheSpec, ...] = ()
     network: str = "default"  # --network: default, none or host (RUN --network= overrides)
     allow: frozenset[str] = frozenset()  # --allow entitlements: network.host, security.insecure
+    run_options: ops.RunOptions = field(default_factory=ops.RunOptions)  # --add-host, --ulimit, --shm-size, --cgroup-parent
+    no_cache_filter: tuple[str, ...] = ()  # --no-cache-filter: stages whose steps ignore the cache
 
 
 def plan_request(req: BuildRequest, resolve_image: Callable[[str, Platform], ImageConfig | None]) -> BuildPlan:
     """The request's Dockerfile planned for its platforms; ``resolve_image`` gives ``FROM`` configs."""
     return plan_build(req.dockerfile, platforms=req.platforms, target=req.target, build_args=req.build_args,
                       resolve_image=resolve_image, context_excludes=req.excludes,
-                      build_contexts=req.build_contexts, filename=req.filename)
+                      build_contexts=req.build_contexts, filename=req.filename, run_options=req.run_options)
+
+
+def uncached_steps(plan: BuildPlan, stages: Sequence[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """``--no-cache-filter``: the digests of every step of the stages named ``stages`` (``AS`` names, any case,
+    as BuildKit), and the names no stage of the Dockerfile has."""
+    wanted = {s.lower() for s in stages}
+    names = {st.name.lower() for st in plan.dockerfile.stages if st.name}
+    digests = {step.vertex.digest for pp in plan.platforms for stage in pp.stages
+               if (plan.dockerfile.stages[stage.index].name or "").lower() in wanted
+               for step in stage.steps if step.vertex is not None}
+    return frozenset(digests), tuple(s for s in stages if s.lower() not in names)
 
 
 def step_labels(plans: Sequence[PlatformPlan]) -> dict[str, str]:
@@ -118,8 +132,9 @@ def solve_plans(deps: BuildDeps, plans: Sequence[PlatformPlan], *, contexts: Map
                 progress: Progress, bases: BaseImageSource, no_cache: bool = False, epoch: int | None = None,
                 filename: str = "Dockerfile", secrets: Mapping[str, bytes] | None = None,
                 ssh: Mapping[str, str] | None = None, network: str = "default",
-                cancel: Cancel | None = None) -> dict[str, State]:
-    """Solve every platform plan in one run; returns vertex digest → State.
+                cancel: Cancel | None = None, uncached: frozenset[str] = frozenset()) -> dict[str, State]:
+    """Solve every platform plan in one run; returns vertex digest → State. The steps whose digests are in
+    ``uncached`` run again even when the cache has their result (``--no-cache-filter``).
 
     :raises BuildError: a step failed (message: platform, stage, instruction, file:line, cause).
     :raises Cancelled: ``cancel`` was triggered (running steps were stopped first).
@@ -127,7 +142,7 @@ def solve_plans(deps: BuildDeps, plans: Sequence[PlatformPlan], *, contexts: Map
     cancel = cancel or Cancel()
     cache = deps.open_cache(not no_cache)
     executor = Executor(deps.store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network,
-                                                           snapshotter=deps.snapshotter),
+                                                           snapshotter=deps.snapshotter, uncached=uncached),
                         run_exec=deps.exec_runner(secrets or {}, ssh or {}), resolve_image=bases.image,
                         cancel=cancel)
     solver = Solver(executor, progress=progress, labels=step_labels(plans), cancel=cancel)
@@ -217,6 +232,9 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
         bases.close()
         raise
     plans, contexts = _distinct_contexts(reqs, plans)
+    for req, plan in zip(reqs, plans, strict=True):
+        for name in uncached_steps(plan, req.no_cache_filter)[1]:
+            progress.message(f"--no-cache-filter {name}: the Dockerfile has no stage of that name")
     groups: dict[str, list[int]] = {}
     for i, req in enumerate(reqs):
         ident = repr((req.no_cache, req.epoch, sorted(req.secrets.items()), sorted(req.ssh.items()), req.network))
@@ -238,9 +256,11 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
             first = reqs[members[0]]
             platform_plans = [pp for i in members for pp in plans[i].platforms]
             merged = {name: path for i in members for name, path in contexts[i].items()}
+            uncached = frozenset().union(*(uncached_steps(plans[i], reqs[i].no_cache_filter)[0] for i in members))
             return solve_plans(deps, platform_plans, contexts=merged, progress=progress, bases=bases,
                                no_cache=first.no_cache, epoch=first.epoch, filename=first.filename,
-                               secrets=first.secrets, ssh=first.ssh, network=first.network, cancel=cancel)
+                               secrets=first.secrets, ssh=first.ssh, network=first.network, cancel=cancel,
+                               uncached=uncached)
 
         if len(groups) == 1:
             states.update(solve(next(iter(groups.values()))))

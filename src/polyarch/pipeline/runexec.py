@@ -6,6 +6,9 @@ platform, stage, instruction and Dockerfile line). Secret values and ssh sockets
 (``--secret``/``--ssh``), never from the graph. The build's ``Cancel`` token goes on to the runner: triggering it
 kills the running container and raises ``Cancelled``.
 
+The build's RUN options (``ops.RunOptions``: ``--add-host``, ``--ulimit``, ``--shm-size``, ``--cgroup-parent``)
+travel in the vertex and become the step's /etc/hosts lines, rlimits, /dev/shm size and cgroup parent.
+
 Entitlements (buildx's ``--allow``): ``parse_allow`` checks the flag values; ``check_entitlements`` is called on
 the planned graph before any step runs and refuses a RUN on the host network (``RUN --network=host`` or the
 build's ``--network host``) without ``network.host`` and ``RUN --security=insecure`` without
@@ -102,7 +105,9 @@ def make_runner(store_root: Path, *, secrets: Mapping[str, bytes] | None = None,
             holder.append(Runner(store_root, options or RuntimeOptions()))
         spec = StepSpec(args=vertex.args, context=StepContext(vertex.platform), env=vertex.env, user=vertex.user,
                         workdir=vertex.cwd or "/", network=vertex.network, security=vertex.security,
-                        mounts=_mounts(vertex, sources))  # type: ignore[arg-type]
+                        mounts=_mounts(vertex, sources),  # type: ignore[arg-type]
+                        extra_hosts=vertex.options.extra_hosts, ulimits=vertex.options.ulimits,
+                        shm_size=vertex.options.shm_size, cgroup_parent=vertex.options.cgroup_parent)
         try:
             holder[0].run(rootfs, spec, on_output, secrets=secrets or {}, ssh=ssh or {}, cancel=cancel)
         except BuildError as exc:

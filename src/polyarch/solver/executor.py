@@ -69,6 +69,7 @@ class ExecutorOptions:
     compression: str = "gzip"
     network: str = "default"  # the build's --network: what a RUN without --network= (or with =default) gets
     snapshotter: str | None = None  # snapshot driver (overlay, copy, auto); None: automatic
+    uncached: frozenset[str] = frozenset()  # vertex digests that never take a cached result (--no-cache-filter)
 
 
 class Executor:
@@ -89,6 +90,7 @@ class Executor:
         self._snap_lock = threading.Lock()
         self._chain_locks: dict[str, threading.Lock] = {}
         self._view_locks: dict[str, threading.Lock] = {}
+        self._fresh: set[str] = set()  # cache keys of ``options.uncached`` vertices: looked up never, stored again
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -159,7 +161,14 @@ class Executor:
     # --- dispatch --------------------------------------------------------------------------------------------
 
     def cache_key(self, vertex: ops.Vertex, inputs: Sequence[State]) -> str:
-        """The persistent key of a layer step (Copy, Mkdir, Exec); "" for sources (never 'cached' steps)."""
+        """The persistent key of a layer step (Copy, Mkdir, Exec); "" for sources (never 'cached' steps). The key
+        of a vertex in ``options.uncached`` is never looked up (``lookup`` misses)."""
+        key = self._key(vertex, inputs)
+        if key and vertex.digest in self.options.uncached:
+            self._fresh.add(key)
+        return key
+
+    def _key(self, vertex: ops.Vertex, inputs: Sequence[State]) -> str:
         if isinstance(vertex, ops.Copy):
             return self._copy_key(vertex, inputs[0], inputs[1])
         if isinstance(vertex, ops.Mkdir):
@@ -190,6 +199,8 @@ class Executor:
 
     def lookup(self, key: str, inputs: Sequence[State]) -> State | None:
         """The cached result for ``key`` stacked on the root input, or None on a miss."""
+        if key in self._fresh:
+            return None
         hit, layer = self._cached(key)
         return self._stack(inputs[0], layer, key, True) if hit else None
 

@@ -22,6 +22,7 @@ ATTRIBUTES: dict[str, str] = {
     "cache-from": "list", "cache-to": "list", "target": "str", "secret": "list", "ssh": "list",
     "platforms": "list", "output": "list", "pull": "bool", "no-cache": "bool", "no-cache-filter": "list",
     "network": "str", "shm-size": "str", "ulimits": "list", "call": "str", "entitlements": "list",
+    "extra-hosts": "map",
 }
 LIST_ATTRS = frozenset(k for k, v in ATTRIBUTES.items() if v == "list")
 MAP_ATTRS = frozenset(k for k, v in ATTRIBUTES.items() if v == "map")

@@ -126,6 +126,7 @@ def plan_build(
     build_contexts: Mapping[str, str] | None = None,
     filename: str = "Dockerfile",
     strict: bool = True,
+    run_options: ops.RunOptions | None = None,
 ) -> BuildPlan:
     """Plan a build for each of ``platforms`` (default: the build platform).
 
@@ -133,6 +134,7 @@ def plan_build(
     for host-independent results. ``context_excludes`` are the ``.dockerignore`` patterns (as written) of the
     build context. ``build_contexts`` maps ``--build-context`` names to ``docker-image://REF`` or a local path.
     ``strict=False`` (for ``--check``) lets an invalid base-image reference through; the checks report it.
+    ``run_options`` (``--add-host``, ``--ulimit``, ``--shm-size``, ``--cgroup-parent``) go into every RUN.
 
     :raises ParseError: syntax or semantic error, with file, line and column.
     :raises UsageError: unknown ``--target``.
@@ -148,7 +150,8 @@ def plan_build(
     inputs = BuildInputs(df=df, build_args=dict(build_args or {}), resolve_image=resolve_image, build_platform=build,
                          is_native=is_native or runs_natively,
                          context=ops.LocalContext(name="context", exclude=tuple(context_excludes)),
-                         build_contexts=dict(build_contexts or {}), stage_by_name=by_name, strict=strict)
+                         build_contexts=dict(build_contexts or {}), stage_by_name=by_name, strict=strict,
+                         run_options=run_options or ops.RunOptions())
     progress = Progress()
     results = []
     for p in targets:

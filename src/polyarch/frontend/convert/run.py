@@ -99,7 +99,7 @@ def run(st: StageState, inst: ins.Run) -> StageState:
     tainted = st.tainted or st.config_tainted or st.inst_tainted
     vertex = ops.Exec(root=st.vertex, args=args, env=env, cwd=st.cfg.workdir or "/", user=st.cfg.user,
                       network=inst.network or "default", security=inst.security or "sandbox",
-                      mounts=tuple(mounts), platform=st.platform,
+                      mounts=tuple(mounts), platform=st.platform, options=st.ctx.inputs.run_options,
                       emulated=not st.ctx.inputs.is_native(st.platform), description=desc(st, inst))
     prefix = f"|{len(shown)} " + " ".join(shown) + " " if shown else ""
     return layer_step(st, inst, vertex, "RUN " + prefix + " ".join(args), tainted=tainted)

@@ -70,6 +70,7 @@ class BuildInputs:
     build_contexts: Mapping[str, str]
     stage_by_name: Mapping[str, int]
     strict: bool = True  # False for --check: an invalid base reference is a finding's business, not an error
+    run_options: ops.RunOptions = field(default_factory=ops.RunOptions)  # the build's --add-host/--ulimit/--shm-size/--cgroup-parent
 
 
 def _kebab(rule: str) -> str:
