@@ -190,3 +190,28 @@ def test_sudo_names_store_and_credentials(store_root: Path, tmp_path: Path) -> N
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM base/busybox:1\n")
     build = run_cli("build", str(tmp_path / "ctx"), root=store_root, env=env)
     assert f"note: running as root under sudo: store {store_root}, credentials" in build.stderr
+
+
+def test_missing_emulator_names_the_root_step(user: User, tmp_path: Path) -> None:
+    empty = user.home / "no-binfmt"
+    empty.mkdir(exist_ok=True)
+    user.write("arm/Dockerfile", "FROM base/busybox:1\nRUN uname -m\n")
+    env = User(user.name, user.home, user.python, (*user.env, f"POLYARCH_BINFMT_DIR={empty}"))
+    proc = env.polyarch("build", "--platform", "linux/arm64", str(user.home / "arm"), check=False)
+    assert proc.returncode != 0
+    assert "linux/arm64 needs QEMU: run 'sudo polyarch binfmt --install arm64'" in proc.stderr, proc.stderr
+    doctor = env.polyarch("doctor", "--platform", "linux/arm64", check=False).stdout
+    assert "fix: sudo polyarch binfmt --install arm64" in doctor
+
+
+def test_run_and_prune_in_the_namespace(user: User) -> None:
+    user.write("own/Dockerfile", "FROM base/busybox:1\nRUN mkdir /d && echo x > /d/f && chown -R 4321 /d\n")
+    user.polyarch("build", "-t", "rl/own", "--load", str(user.home / "own"))
+    assert user.polyarch("run", "rl/own", "stat", "-c", "%u", "/d/f").stdout.strip() == "4321"
+    snapshots = user.home / ".local/share/polyarch/snapshots"
+    owners = {p.stat().st_uid for p in snapshots.rglob("*") if not p.is_symlink()}
+    assert any(uid >= 100000 for uid in owners)  # subordinate uids on disk
+    user.polyarch("rm", "rl/own", "rl/native", check=False)
+    user.polyarch("prune", "-a", "-f", "--grace", "0")
+    left = [p for p in snapshots.rglob("*") if p.stat(follow_symlinks=False).st_uid >= 100000]
+    assert left == [], left[:5]

@@ -38,10 +38,12 @@ def du(app: AppContext, verbose: bool, filters: tuple[str, ...], fmt: str) -> No
     """Show the disk usage of the store: build cache, snapshots, cache mounts, blobs and what interrupted
     builds left, reclaimable (what 'polyarch prune' may delete) and in use."""
     from polyarch.cli.prune import registry_keep
+    from polyarch.cli.wiring import enter_rootless
     from polyarch.pipeline.gcpolicy import human_size
     from polyarch.pipeline.usage import KINDS, cache_total, collect_usage, parse_filters
     from polyarch.worker.snapshot import build_lock
 
+    enter_rootless(app, required=False)  # rootless store: snapshot trees owned by subordinate uids
     flt = parse_filters(filters)
     now = time.time()
     root = app.store.root

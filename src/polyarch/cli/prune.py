@@ -85,8 +85,10 @@ def prune(app: AppContext, dry_run: bool, grace: float, filters: tuple[str, ...]
 
     With --filter, --keep-storage or --all: the records 'polyarch du' lists that are not in use and match, as
     'docker buildx prune'. Nothing a name reaches is deleted, nor anything while a build runs."""
+    from polyarch.cli.wiring import enter_rootless
     from polyarch.pipeline.gcpolicy import human_size
 
+    enter_rootless(app, required=False)  # rootless store: snapshot trees owned by subordinate uids
     verb = "would delete" if dry_run else "deleted"
     if filters or keep_storage is not None or all_:
         from polyarch.pipeline.gcpolicy import parse_size

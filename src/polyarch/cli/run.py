@@ -45,10 +45,12 @@ def run(app: AppContext, platform_text: str | None, network: str, env: tuple[str
     first (that platform only), as docker run does. The exit status is the container's.
     """
     from polyarch import platform as plat
+    from polyarch.cli.wiring import enter_rootless
     from polyarch.errors import BuildError, UsageError
     from polyarch.worker.runc import Runner, StepContext, StepSpec
     from polyarch.worker.snapshot import LayerRef, SnapshotStore
 
+    enter_rootless(app)  # a normal user: its user namespace (worker/userns.py), before any thread
     wanted = plat.parse(platform_text) if platform_text else plat.host()
     images = app.images
     image = images.images(_local_or_pulled(app, ref, wanted, pull_policy, insecure, tls_ca), [wanted])[0]

@@ -27,18 +27,27 @@ if TYPE_CHECKING:
 __all__ = ["build_deps", "enter_rootless", "sudo_note"]
 
 
-def enter_rootless(app: AppContext) -> None:
-    """Make this process able to run RUN steps: nothing for root (or a process already uid 0 in a namespace),
-    else enter the user's namespace (``worker.userns``). Call before any thread is started.
+def enter_rootless(app: AppContext, *, required: bool = True) -> None:
+    """Make this process able to run RUN steps (and to read and delete the subordinate-owned trees of a rootless
+    store): nothing for root (or a process already uid 0 in a namespace), else enter the user's namespace
+    (``worker.userns``). Call before any thread is started. ``required=False`` (prune, du): a user without
+    rootless mode carries on as itself.
 
     :raises BuildError: rootless mode lacks something (the fix in the hint).
     """
     if os.geteuid() == 0:
         return
+    from polyarch.errors import BuildError
     from polyarch.worker.userns import enter, rootless_plan
 
     _ = app.store_root  # fixed as the user's before the process becomes 0 in its namespace
-    enter(rootless_plan())
+    try:
+        plan = rootless_plan()
+    except BuildError:
+        if required:
+            raise
+        return
+    enter(plan)
 
 
 def sudo_note(app: AppContext) -> str:

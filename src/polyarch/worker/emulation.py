@@ -8,11 +8,13 @@ API::
 Native when the host runs the platform (``platform.runs_natively``: amd64 runs 386, arm/v7 runs v6 …);
 otherwise through a binfmt_misc handler for QEMU that has the F flag (usable inside the container rootfs) and
 the P flag (argv[0] preserved, needed by busybox-style multi-call binaries). A missing or unfit handler is a
-clear error naming the command that fixes it: ``polyarch binfmt --install ARCH``.
+clear error naming the command that fixes it: ``polyarch binfmt --install ARCH`` (with ``sudo`` for a normal user
+and in rootless mode: registering is root's one step; F handlers then work in any user namespace).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from polyarch.errors import BuildError, UsageError
 from polyarch.platform import Platform
 
 from . import binfmt
+from .userns import in_user_namespace
 
 __all__ = ["Emulation", "check", "ensure_runnable"]
 
@@ -48,7 +51,8 @@ def check(platform: Platform, *, binfmt_dir: Path = binfmt.BINFMT_DIR) -> Emulat
     except UsageError:
         return Emulation(p, False, problem=f"{p} cannot run on this host: polyarch knows no QEMU emulation for "
                                            f"{p.architecture}")
-    fix = f"run 'polyarch binfmt --install {arch.arch}'"
+    sudo = "sudo " if os.geteuid() != 0 or in_user_namespace() else ""  # registering is root's (also rootless)
+    fix = f"run '{sudo}polyarch binfmt --install {arch.arch}'"
     handler = binfmt.handler_for(arch, directory=binfmt_dir)
     if handler is None:
         return Emulation(p, False, problem=f"{p} needs QEMU: {fix}")
