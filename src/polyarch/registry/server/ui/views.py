@@ -196,7 +196,8 @@ def tag_view(reg: Registry, catalog: Catalog, verdicts: VerdictCache, info: TagI
 def gc_view(reg: Registry) -> dict[str, Any]:
     uploads = reg.meta.uploads()
     oldest = min((u.created for u in uploads), default=None)
-    return {"deleteEnabled": reg.config.delete_enabled, "readOnly": reg.config.read_only,
+    return {"deleteEnabled": reg.config.delete_enabled and not reg.config.read_only,
+            "readOnly": reg.config.read_only,
             "uploadSessions": len(uploads), "uploadBytes": sum(u.offset for u in uploads),
             "oldestUpload": oldest, "oldestUploadText": _when(oldest),
             "uploadTtl": reg.config.upload_ttl,
