@@ -109,6 +109,17 @@ def tun_usable() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
+def fuse_usable() -> Iterator[None]:
+    """/dev/fuse open to users, as Debian's udev rules make it (fuse-overlayfs opens it)."""
+    mode = os.stat("/dev/fuse").st_mode & 0o777
+    os.chmod("/dev/fuse", 0o666)
+    try:
+        yield
+    finally:
+        os.chmod("/dev/fuse", mode)
+
+
+@pytest.fixture(scope="module")
 def user(interpreter: tuple[str, list[str]], base_root: Path, tun_usable: None) -> Iterator[User]:
     name = f"pa-rl{os.getpid() % 100000}"
     home = _make_user(name, ranges=True)
@@ -215,3 +226,53 @@ def test_run_and_prune_in_the_namespace(user: User) -> None:
     user.polyarch("prune", "-a", "-f", "--grace", "0")
     left = [p for p in snapshots.rglob("*") if p.stat(follow_symlinks=False).st_uid >= 100000]
     assert left == [], left[:5]
+
+
+def test_store_on_overlayfs_falls_back_to_fuse_overlayfs(user: User, base_root: Path, fuse_usable: None) -> None:
+    """A store whose filesystem is itself overlayfs (a container's root): the kernel refuses it as upper in the
+    user namespace, fuse-overlayfs mounts it; the layers are the ones the kernel's overlay gives (opaque dir,
+    whiteout, no marks of fuse-overlayfs), and a read-write bind mount works."""
+    base, merged = user.home / "ovl-base", user.home / "ovl"
+    for d in ("l", "u", "w"):
+        (base / d).mkdir(parents=True)
+    merged.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={base / 'l'},upperdir={base / 'u'},workdir={base / 'w'}", str(merged)], check=True)
+    try:
+        store = merged / "store"
+        shutil.copytree(base_root, store, ignore=shutil.ignore_patterns(".complete", "ingest"))
+        (store / "ingest").mkdir()
+        subprocess.run(["chown", "-R", f"{user.name}:", str(merged)], check=True)
+        user.write("fuse/Dockerfile", "FROM base/busybox:1\nRUN mkdir -p /o/a && echo 1 > /o/a/f\n"
+                                      "RUN rm -rf /o && mkdir /o && echo new > /o/x && rm /bin/ls\n"
+                                      "RUN --mount=type=bind,target=/c,rw touch /c/zz && ls /c /o\n")
+        proc = user.polyarch("--root", str(store), "build", "--progress", "plain", "-t", "rl/fuse", "--load",
+                             str(user.home / "fuse"))
+        assert "zz" in proc.stderr and "x" in proc.stderr
+        assert not (user.home / "fuse" / "zz").exists()
+        names = _layer_names(store, "rl/fuse")
+        assert names[1:] == [["o", "o/a", "o/a/f"], ["bin", "bin/.wh.ls", "o", "o/.wh..wh..opq", "o/x"]], names[1:]
+        doctor = user.polyarch("--root", str(store), "doctor").stdout
+        assert "overlayfs can be mounted in the user namespace through fuse-overlayfs" in doctor, doctor
+    finally:
+        subprocess.run(["umount", "-l", str(merged)], check=False)
+
+
+def _layer_names(store: Path, name: str) -> list[list[str]]:
+    """The entry names of each layer of the amd64 image ``name`` in ``store``."""
+    import json
+    import tarfile
+
+    def blob(digest: str) -> Path:
+        return store / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    index = json.loads((store / "index.json").read_text())
+    [entry] = [m for m in index["manifests"] if name in json.dumps(m.get("annotations", {}))]
+    doc = json.loads(blob(entry["digest"]).read_text())
+    if "manifests" in doc:
+        doc = json.loads(blob(doc["manifests"][0]["digest"]).read_text())
+    out = []
+    for layer in doc["layers"]:
+        with tarfile.open(blob(layer["digest"])) as tar:
+            out.append(tar.getnames())
+    return out

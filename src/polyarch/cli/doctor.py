@@ -113,15 +113,19 @@ def _store(root: Path) -> list[Check]:
 
 
 def _snapshotter(root: Path, env: Environment) -> Check:
+    from polyarch.worker.overlay import backend
     from polyarch.worker.snapshot import overlay_usable
 
     forced = env.snapshotter
     where = "" if env.is_root() else " in the user namespace"
     if overlay_usable(root):
         note = " (POLYARCH_SNAPSHOTTER=copy forces the copying snapshotter)" if forced == "copy" else ""
-        return Check("overlayfs", "ok", f"overlayfs can be mounted{where}; layers are stacked without copies" + note)
+        how = " through fuse-overlayfs (the kernel's refused)" if backend() == "fuse" else ""
+        return Check("overlayfs", "ok", f"overlayfs can be mounted{where}{how}; layers are stacked without copies"
+                     + note)
     fix = "run as root on a filesystem that is not itself overlayfs (e.g. ext4, xfs)" if env.is_root() else \
-        "use Linux 5.11 or later, with the store on ext4 or xfs (or run as root)"
+        "sudo apt-get install fuse-overlayfs (and /dev/fuse open to users: sudo chmod 0666 /dev/fuse), or " \
+        "Linux 5.11 or later with the store on ext4 or xfs"
     return Check("overlayfs", "warn", f"overlayfs cannot be mounted{where}: the copying snapshotter is used "
                  "(slower, more disk)", fix)
 

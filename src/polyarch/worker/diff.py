@@ -13,7 +13,7 @@ numeric uid/gid without names, no atime/ctime, mtimes clamped to ``LayerOptions.
 ``trusted.overlay.*`` (and ``user.overlay.*`` in rootless mode). Hardlinks inside the tree become hardlink entries to the first name. Sockets are skipped.
 
 Overlay conversion: a 0:0 character device → ``.wh.NAME``; a directory with ``trusted.overlay.opaque=y`` (rootless: ``user.``) → the
-directory entry followed by ``.wh..wh..opq``. Tree diff: compares type, mode, owner, size, mtime (ns), link
+directory entry followed by ``.wh..wh..opq`` (fuse-overlayfs's own marker entries skipped, ``overlay.marker_names``). Tree diff: compares type, mode, owner, size, mtime (ns), link
 target, device numbers and xattrs; a path only in ``lower`` → ``.wh.NAME``; changed paths bring their parent
 directories along.
 """
@@ -31,7 +31,7 @@ from polyarch.content.compression import LayerResult, LayerWriter
 from polyarch.content.store import ContentStore
 from polyarch.errors import StoreError
 
-from .overlay import opaque_xattr, overlay_prefix
+from .overlay import marker_names, opaque_xattr, overlay_prefix
 from .tarwriter import TarWriter
 
 __all__ = [
@@ -182,9 +182,10 @@ def _entries(path: bytes) -> list[os.DirEntry[bytes]]:
 def _walk(writer: _Writer, root: bytes, rel: bytes, *, overlay: bool, exclude: frozenset[bytes]) -> None:
     """Every entry under ``root``, named ``rel`` + its path (``rel`` is empty or ends with a slash)."""
     regular = writer.regular
+    marks = marker_names() if overlay else frozenset()
     for entry in _entries(root):
         child = rel + entry.name
-        if exclude and child in exclude:
+        if (exclude and child in exclude) or (marks and entry.name in marks):
             continue
         if entry.is_file(follow_symlinks=False) and regular(child, entry.path):  # the listing's d_type: no syscall
             continue

@@ -14,8 +14,8 @@ API::
         .add(mount) ; .oci_mounts ; .env ; on exit: stubs removed, locks released, temp mounts undone
 
 Policies: a bind is read-only unless ``readwrite``; then the step writes to a throw-away overlay (or copy) of
-the source and the changes are discarded. That overlay is mounted by ``linux.mount_overlay``, which names the
-source to the kernel by file descriptor: a source path is never put in a mount option string, so a directory
+the source and the changes are discarded. That overlay is mounted by ``overlay.mounted`` (``linux.mount_overlay``,
+or fuse-overlayfs in rootless mode), which names the source by file descriptor: a source path is never put in a mount option string, so a directory
 named ``d:/etc`` (or holding ``,`` ``\\`` ``=`` or a newline) is that one directory, not ``d`` over the host's
 ``/etc``. Cache dirs live under ``<root>/cache-mounts/<key>/data``; ``shared`` takes a shared lock, ``locked``
 waits for an exclusive one, ``private`` takes an exclusive one or uses another instance of the cache. Secrets
@@ -47,7 +47,7 @@ from polyarch.platform import Platform
 from . import linux
 from .copytree import copy_tree
 from .mountpoints import MountPoints
-from .overlay import overlay_options
+from .overlay import mounted
 
 __all__ = [
     "BindMount",
@@ -213,8 +213,7 @@ class MountSetup:
             if is_dir and self.overlay_binds and _overlay_ok(self.store_root):
                 for d in ("u", "w", "m"):
                     (work / d).mkdir()
-                linux.mount_overlay([source], work / "u", work / "w", work / "m", overlay_options())
-                self._stack.callback(linux.umount, work / "m")
+                self._stack.enter_context(mounted([source], work / "u", work / "w", work / "m"))
                 path = os.fspath(work / "m")
             elif is_dir:
                 copy_tree(source, work / "copy")
