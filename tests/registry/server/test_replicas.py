@@ -3,7 +3,7 @@
 on one replica is continued and finished on another (and a replica starting meanwhile leaves it alone); gc beside
 pushes on another replica deletes nothing referenced and publishes nothing half-way; ``registry gc`` against S3
 sweeps unreferenced blobs and abandoned multipart uploads; PostgreSQL stopped mid-push answers 503 and a retry
-after its restart succeeds."""
+after its restart succeeds; manifests are served from memory once verified."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from tests.registry.pg import Postgres
 from tests.registry.rgw import Rgw
 
 from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
+from polyarch.errors import NotFound
 from polyarch.registry.server import collect_garbage
 from polyarch.registry.server.pgmeta import PostgresMetadata
 from polyarch.registry.server.storage.s3 import S3Options, S3Storage
@@ -260,3 +262,20 @@ def test_postgres_stopped_mid_push_then_retry(replicas: Replicas, pg_cluster: Po
         r = c.put("/v2/pg/app/manifests/v1", content=manifest, headers={"Content-Type": MANIFEST})
         assert r.status_code == 201, r.text
         assert c.get("/v2/pg/app/manifests/v1").content == manifest
+
+
+def test_small_blobs_are_served_from_memory_once_verified(rgw: Rgw, bucket: str) -> None:
+    storage, s3 = _storage(rgw, bucket), _client(rgw)
+    data = b'{"schemaVersion": 2}'
+    digest = Digest.of(data)
+    storage.write(data, digest)
+    s3.delete_object(Bucket=bucket, Key=storage.blob_key(digest))  # gone from S3: the verified copy answers
+    assert storage.read(digest, limit=1 << 20) == data
+    storage.delete(digest)
+    with pytest.raises(NotFound):
+        storage.read(digest, limit=1 << 20)
+    other = Digest.of(b"right")
+    s3.put_object(Bucket=bucket, Key=storage.blob_key(other), Body=b"wrong")  # bytes that do not match their name
+    assert storage.read(other, limit=100) == b"wrong"  # returned (the caller verifies), never kept
+    s3.put_object(Bucket=bucket, Key=storage.blob_key(other), Body=b"right")
+    assert storage.read(other, limit=100) == b"right"
