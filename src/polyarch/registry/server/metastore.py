@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["ManifestRow", "MetadataStore", "Sweep", "TagRow", "UploadRow"]
 
@@ -33,9 +33,9 @@ class ManifestRow:
     annotations: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class TagRow:
-    """A tag with its manifest's media type and size (empty, 0 when the row is missing) and last push time."""
+class TagRow(NamedTuple):
+    """A tag with its manifest's media type and size (empty, 0 when the row is missing) and last push time (a
+    named tuple: the web page reads tens of thousands at once)."""
 
     repo: str
     tag: str

@@ -46,11 +46,14 @@ class Catalog:
 
     def tags(self) -> list[TagInfo]:
         """Every tag, by repository then tag."""
-        out = {(r.repo, r.tag): TagInfo(r.repo, r.tag, r.digest, r.media_type, r.updated)
-               for r in self._reg.meta.tag_rows()}
-        for (repo, tag), desc in self._reg.local.view().tags.items():
-            out.setdefault((repo, tag), TagInfo(repo, tag, str(desc.digest), desc.media_type, None, local=True))
-        return [out[k] for k in sorted(out)]
+        pushed = [TagInfo(r.repo, r.tag, r.digest, r.media_type, r.updated) for r in self._reg.meta.tag_rows()]
+        local = self._reg.local.view().tags
+        if not local:
+            return pushed  # already ordered by the query
+        seen = {(t.repo, t.tag) for t in pushed}
+        extra = [TagInfo(repo, tag, str(desc.digest), desc.media_type, None, True)
+                 for (repo, tag), desc in local.items() if (repo, tag) not in seen]
+        return sorted(pushed + extra, key=lambda t: (t.repo, t.tag))
 
     def repos(self, tags: list[TagInfo]) -> list[RepoInfo]:
         """Repositories with their tag count and last push (repositories without a tag included)."""
@@ -74,7 +77,7 @@ class Catalog:
             return TagInfo(repo, tag, digest, row.media_type if row else "", pushed)
         desc = self._reg.local.lookup(repo, tag)
         if desc is not None:
-            return TagInfo(repo, tag, str(desc.digest), desc.media_type, None, local=True)
+            return TagInfo(repo, tag, str(desc.digest), desc.media_type, None, True)
         return None
 
     def repo_known(self, repo: str) -> bool:

@@ -6,7 +6,7 @@ All frozen; ``to_dict`` gives the JSON of ``/ui/api/`` (the HTML pages show the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from polyarch.platform import Platform
 
@@ -40,10 +40,11 @@ class PlatformEntry:
     digest: str
     media_type: str
     size: int
+    key: str = ""  # str(platform), computed once
 
-    @property
-    def key(self) -> str:
-        return str(self.platform)
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", str(self.platform))
 
     def to_dict(self) -> dict[str, Any]:
         return {"platform": self.key, "digest": self.digest, "mediaType": self.media_type, "size": self.size}
@@ -66,9 +67,9 @@ class ImageSummary:
         return sum(e.size for e in self.entries)
 
 
-@dataclass(frozen=True, slots=True)
-class TagInfo:
-    """A tag as the registry serves it: pushed (``pushed`` is the time) or a local store name (``local``)."""
+class TagInfo(NamedTuple):
+    """A tag as the registry serves it: pushed (``pushed`` is the time) or a local store name (``local``); a named
+    tuple, as ``TagRow``: a matrix lists every tag."""
 
     repo: str
     tag: str

@@ -187,7 +187,7 @@ class UiRoutes:
 
     async def matrix(self, request: Request, viewer: Viewer) -> Response:
         view = await run_io(self._matrix_data, request, viewer)
-        return self._html("matrix.html", viewer, "matrix", title="Coverage", view=view)
+        return self._html("matrix.html", viewer, "matrix", title="Coverage", view=view, memo={})
 
     def _ref_data(self, request: Request, viewer: Viewer) -> dict[str, Any]:
         repo, tag = split_ref(request.path_params["ref"])

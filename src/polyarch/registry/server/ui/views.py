@@ -69,24 +69,37 @@ def matrix_view(catalog: Catalog, verdicts: VerdictCache, hosts: Sequence[HostPl
     summaries = [catalog.summary(t.digest, t.media_type) for t in tags]
     columns = platform_columns(summaries)
     rows = []
+    memo: dict[str, list[dict[str, Any]]] = {}  # tags of one digest share their cells (the same list object)
+    on_hosts: dict[str, str] = {}
     for t, s in zip(tags, summaries, strict=True):
-        on_host = host_verdict(s, host.platform) if host is not None else ""
+        on_host = ""
+        if host is not None:
+            on_host = on_hosts.get(s.digest, "")
+            if not on_host:
+                on_host = on_hosts[s.digest] = host_verdict(s, host.platform)
         if host is not None and on_host != "emulated":
             continue
-        by_key = {e.key: e for e in s.entries}
-        cells = []
-        for column in columns:
-            e = by_key.get(column)
-            if e is None:
-                cells.append({"platform": column, "state": "missing", "size": 0, "detail": ""})
-            else:
-                v = verdicts.get(e)
-                cells.append({"platform": column, "state": v.state, "size": e.size, "detail": v.detail,
-                              "digest": e.digest})
+        cells = memo.get(s.digest)
+        if cells is None:
+            cells = memo[s.digest] = _cells(s, columns, verdicts)
         rows.append({"repo": t.repo, "tag": t.tag, "digest": t.digest, "error": s.error, "host": on_host,
                      "cells": cells})
     return {"query": query, "host": host.name if host else "", "hosts": [h.name for h in hosts],
             "hostPlatform": str(host.platform) if host else "", "platforms": columns, "rows": rows}
+
+
+def _cells(s: ImageSummary, columns: list[str], verdicts: VerdictCache) -> list[dict[str, Any]]:
+    by_key = {e.key: e for e in s.entries}
+    cells: list[dict[str, Any]] = []
+    for column in columns:
+        e = by_key.get(column)
+        if e is None:
+            cells.append({"platform": column, "state": "missing", "size": 0, "detail": ""})
+        else:
+            v = verdicts.get(e)
+            cells.append({"platform": column, "state": v.state, "size": e.size, "detail": v.detail,
+                          "digest": e.digest})
+    return cells
 
 
 def _config_view(catalog: Catalog, manifest: Manifest) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
