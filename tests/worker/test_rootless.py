@@ -276,3 +276,47 @@ def _layer_names(store: Path, name: str) -> list[list[str]]:
         with tarfile.open(blob(layer["digest"])) as tar:
             out.append(tar.getnames())
     return out
+
+
+def test_closed_tun_is_one_error_with_the_fix(user: User) -> None:
+    user.write("tun/Dockerfile", "FROM base/busybox:1\nRUN true\n")
+    os.chmod("/dev/net/tun", 0o600)
+    try:
+        proc = user.polyarch("build", "--no-cache", str(user.home / "tun"), check=False)
+    finally:
+        os.chmod("/dev/net/tun", 0o666)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1, proc.stderr
+    assert "hint: /dev/net/tun is not open to this user: sudo chmod 0666 /dev/net/tun" in proc.stderr
+    ok = user.polyarch("build", "--no-cache", "--network", "none", str(user.home / "tun"), check=False)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_subordinate_ranges_are_read_by_name_or_uid(tmp_path: Path) -> None:
+    from polyarch.worker.userns import IdRange, subordinate_range
+
+    path = tmp_path / "subuid"
+    path.write_text("alice:100000:65536\n# comment\nbob:x:1\n1001:200000:131072\nalice:500000:10\n\nbad line\n")
+    assert subordinate_range(path, "alice", 1000) == IdRange(100000, 65536)  # the largest of alice's
+    assert subordinate_range(path, "carol", 1001) == IdRange(200000, 131072)  # by number
+    assert subordinate_range(path, "bob", 1002) is None
+    assert subordinate_range(tmp_path / "missing", "alice", 1000) is None
+
+
+def test_only_the_cli_enters_the_user_namespace() -> None:
+    """The CLI decides when a process enters its user namespace (before any thread): no module below cli/ calls
+    ``userns.enter``."""
+    import ast
+
+    src = REPO / "src" / "polyarch"
+    callers = []
+    for path in src.rglob("*.py"):
+        rel = path.relative_to(src).as_posix()
+        tree = ast.parse(path.read_text())
+        imports_enter = any(isinstance(n, ast.ImportFrom) and (n.module or "").endswith("userns")
+                            and any(a.name == "enter" for a in n.names) for n in ast.walk(tree))
+        uses_attr = any(isinstance(n, ast.Attribute) and n.attr == "enter" and isinstance(n.value, ast.Name)
+                        and n.value.id == "userns" for n in ast.walk(tree))
+        if (imports_enter or uses_attr) and not rel.startswith("cli/"):
+            callers.append(rel)
+    assert callers == []

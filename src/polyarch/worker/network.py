@@ -17,6 +17,11 @@ sees a tap device, 10.0.2.100/24, a default route and the user-mode resolver 10.
 the step ends or when the builder dies (slirp4netns: ``--exit-fd``; pasta: parent-death signal).
 ``none``: a namespace runc creates, with only the loopback device up. ``host``: the host's namespace and
 resolv.conf (needs the ``network.host`` entitlement; checked by the caller).
+
+Rootless mode (``worker.userns``): the same, run by uid 0 of the user's namespace; the step's network namespace
+belongs to that user namespace, so slirp4netns and pasta (uid 0 there too) join it without privileges on the
+host. They open ``/dev/net/tun``, which a normal user must be able to open (Debian's default mode 0666): when it
+cannot, the error says so and names the fix.
 """
 
 from __future__ import annotations
@@ -142,7 +147,7 @@ class StepNetwork:
         finally:
             os.close(ready_r)
         if ready != b"1":
-            raise BuildError(f"slirp4netns did not start: {self._helper_error()}")
+            raise BuildError(f"slirp4netns did not start: {self._helper_error()}", hint=_tun_hint())
 
     def _pasta(self, path: str) -> None:
         from . import linux
@@ -198,6 +203,13 @@ class StepNetwork:
                 self._fd = None
 
 
+def _tun_hint() -> str | None:
+    """The fix when /dev/net/tun is closed to this process (a normal user's, in rootless mode)."""
+    if os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return None
+    return "/dev/net/tun is not open to this user: sudo chmod 0666 /dev/net/tun, or build with --network none"
+
+
 def _read_with_timeout(fd: int) -> bytes:
     import select
 
@@ -234,4 +246,5 @@ def _wait_for_device(netns_fd: int | None, name: str, helper: subprocess.Popen[b
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             helper.kill()
             _, err = helper.communicate(timeout=5)
-        raise BuildError("pasta did not start: " + (err.decode("utf-8", "replace").strip() or "no output"))
+        raise BuildError("pasta did not start: " + (err.decode("utf-8", "replace").strip() or "no output"),
+                         hint=_tun_hint())
