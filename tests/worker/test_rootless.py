@@ -144,6 +144,16 @@ def test_native_run_in_the_users_namespace(user: User) -> None:
     assert "rl/native" in user.polyarch("images").stdout
 
 
+def test_tty_progress_and_bake(user: User) -> None:
+    """The tty renderer starts a thread: the namespace is entered before it (a threaded process cannot be)."""
+    user.write("tty/Dockerfile", "FROM base/busybox:1\nRUN echo tty-ok\n")
+    user.polyarch("build", "--progress", "tty", "--no-cache", str(user.home / "tty"))
+    user.write("tty/docker-bake.hcl", 'target "default" {\n  context = "."\n}\n')
+    proc = user.polyarch("bake", "--progress", "plain", "-f", str(user.home / "tty" / "docker-bake.hcl"),
+                         "--set", f"default.context={user.home / 'tty'}", "--no-cache")
+    assert "tty-ok" in proc.stderr, proc.stderr
+
+
 def test_emulated_run(user: User) -> None:
     user.write("arm/Dockerfile", "FROM base/busybox:1\nRUN uname -m\n")
     proc = user.polyarch("build", "--progress", "plain", "--platform", "linux/arm64", str(user.home / "arm"))

@@ -141,10 +141,12 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
             raise UsageError(f"target {name!r}: --load and --push need a name", hint=f"add tags to {name!r} "
                              f"or --set {name}.tags=NAME")
     from polyarch.cli.interrupt import cancel_on_signals
-    from polyarch.cli.wiring import build_deps
+    from polyarch.cli.wiring import build_deps, enter_rootless
     from polyarch.pipeline.run import build_many
     from polyarch.worker.reap import reap_crashed
 
+    if builder is None or builder.is_local:
+        enter_rootless(app)  # a normal user: its user namespace (worker/userns.py), before any thread
     reap_crashed(app.store.root, runtime=app.env.runtime)
     from polyarch.cli.prune import gc_after_build, gc_policy
 

@@ -215,7 +215,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
         return
 
     from polyarch.cli.interrupt import cancel_on_signals
-    from polyarch.cli.wiring import build_deps
+    from polyarch.cli.wiring import build_deps, enter_rootless
     from polyarch.exporters.cache import parse_cache_spec
     from polyarch.exporters.dispatch import export
     from polyarch.exporters.exporter import ExportReport
@@ -238,6 +238,8 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
     from polyarch.cli.attestations import attest_result, build_facts, parse_flags
 
     attest_opts = parse_flags(sbom, provenance, attest, attest_mode)  # bad values fail before any work
+    if chosen.is_local:
+        enter_rootless(app)  # a normal user: its user namespace (worker/userns.py), before any thread
     reap_crashed(app.store.root, runtime=app.env.runtime)
     from polyarch.cli.prune import gc_after_build, gc_policy
 
