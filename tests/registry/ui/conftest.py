@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import bcrypt
@@ -20,7 +20,7 @@ from tests.registry.ui.imagepush import Pusher
 from polyarch.cli.registry_ui import ui_options
 from polyarch.platform import parse
 from polyarch.registry.server import Authorizer, Htpasswd, Registry, RegistryConfig, TokenIssuer, create_app
-from polyarch.registry.server.ui import HostPlatform, WebUi
+from polyarch.registry.server.ui import HostPlatform, Verifier, WebUi
 
 HOSTS = (HostPlatform("pi4", parse("linux/arm64")), HostPlatform("nuc", parse("linux/amd64")))
 
@@ -45,14 +45,17 @@ def make_site(tmp_path: Path) -> Iterator[SiteFactory]:
     opened: list[tuple[TestClient, Registry]] = []
 
     def make(*, delete: bool = True, read_only: bool = False, users: dict[str, str] | None = None,
-             token: bool = False, viewers: tuple[str, ...] = ()) -> Site:
+             token: bool = False, viewers: tuple[str, ...] = (), verifier: Verifier | None = None) -> Site:
         root = tmp_path / f"site{len(opened)}"
         htpasswd = None
         if users:
             htpasswd = Htpasswd({u: bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)) for u, p in users.items()})
         auth = Authorizer(htpasswd, TokenIssuer() if token else None)
         reg = Registry(root, RegistryConfig(delete_enabled=delete, read_only=read_only), auth)
-        web = WebUi(reg, ui_options(reg, reg.store, filesystem=True, hosts=HOSTS, viewers=viewers))
+        options = ui_options(reg, reg.store, filesystem=True, hosts=HOSTS, viewers=viewers)
+        if verifier is not None:
+            options = replace(options, verifier=verifier)
+        web = WebUi(reg, options)
         client = TestClient(create_app(reg, ui=web), follow_redirects=False)
         client.__enter__()
         opened.append((client, reg))

@@ -4,9 +4,14 @@ escaping of hostile names, 404s, login, read-only users, delete with confirmatio
 from __future__ import annotations
 
 import re
+import time
 
 from tests.registry.imagegen import make_test_image
+from tests.registry.server.conftest import REPO
 from tests.registry.ui.conftest import Site, SiteFactory
+
+from polyarch.registry.server.ui import CellVerdict
+from polyarch.registry.server.ui.sessions import COOKIE, Sessions
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -197,3 +202,50 @@ def test_gc_status_and_home_redirect(make_site: SiteFactory) -> None:
     css = site.client.get("/ui/static/style.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert "prefers-color-scheme: dark" in css.text and "url(" not in css.text and "@import" not in css.text
+
+
+def test_forms_from_another_site_are_refused(make_site: SiteFactory) -> None:
+    site = make_site(users={"admin": "pw-admin"})
+    _populate(site)
+    c = site.client
+    c.auth = None
+    r = c.post("/ui/login", data={"user": "admin", "password": "pw-admin"}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and COOKIE not in r.headers.get("set-cookie", "")
+    assert c.post("/ui/login", data={"user": "admin", "password": "pw-admin"},
+                  headers={"Origin": "http://testserver"}).status_code == 303
+    token = _csrf(c.get("/ui/delete/apps/web:1.0").text)
+    r = c.post("/ui/delete/apps/web:1.0", data={"csrf": token}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    assert c.get("/v2/apps/web/manifests/1.0", auth=("admin", "pw-admin")).status_code == 200
+
+
+def test_verdict_details_from_the_image_are_escaped(make_site: SiteFactory) -> None:
+    site = make_site(verifier=lambda e: CellVerdict("mismatch", '/bin/"><script>x</script>: expected arm64'))
+    site.push.image("apps/evil", "1", {"linux/arm64": "amd64"})
+    site.settle()
+    html = site.client.get("/ui/matrix").text
+    _no_raw_script(html)
+    assert 'title="/bin/&#34;&gt;&lt;script&gt;x&lt;/script&gt;: expected arm64"' in html
+
+
+def test_sessions_expire_and_stay_bounded() -> None:
+    sessions = Sessions(ttl=0.05, max_sessions=3)
+    first = sessions.create("a")
+    assert sessions.get(first.id) == first and first.csrf_ok(first.csrf) and not first.csrf_ok("x")
+    for user in "bcd":
+        sessions.create(user)
+    assert sessions.get(first.id) is None  # the oldest made room
+    later = sessions.create("e")
+    time.sleep(0.1)
+    assert sessions.get(later.id) is None and sessions.get("x" * 200) is None
+
+
+def test_templates_and_stylesheet_are_package_data() -> None:
+    """pyproject's package-data globs cover every file the page loads (an installed wheel has them)."""
+    text = (REPO / "pyproject.toml").read_text()
+    globs = re.search(r'"polyarch\.registry\.server\.ui" = \[([^\]]*)\]', text)
+    assert globs, "package-data for polyarch.registry.server.ui"
+    patterns = re.findall(r'"([^"]+)"', globs.group(1))
+    ui = REPO / "src/polyarch/registry/server/ui"
+    files = [f.relative_to(ui) for d in ("templates", "static") for f in (ui / d).iterdir()]
+    assert files and all(any(f.match(p) for p in patterns) for f in files)

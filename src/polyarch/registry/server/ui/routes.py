@@ -4,7 +4,8 @@ Auth is the registry's: without it every visitor may look (and delete, when dele
 token auth a page needs a login (``/ui/login``, the htpasswd users; a session cookie after) and ``/ui/api/``
 also takes Basic credentials. Users named read-only (``UiOptions.viewers``), a ``--read-only`` registry or
 deletes off: no delete button, and the delete routes answer 403. A delete is a confirmation page, then a POST
-carrying the session's CSRF token; it deletes the tag as ``DELETE /v2/<repo>/manifests/<tag>`` does.
+carrying the session's CSRF token (and, when the browser sends one, an ``Origin`` of this site; the session
+cookie is SameSite=Strict); it deletes the tag as ``DELETE /v2/<repo>/manifests/<tag>`` does.
 Unknown or malformed repositories and tags answer a 404 page; nothing answers a traceback.
 """
 
@@ -271,6 +272,10 @@ class UiRoutes:
         return response
 
     async def _form(self, request: Request) -> dict[str, str]:
+        """A POSTed form (at most ``MAX_FORM`` bytes); refused when the browser says it came from another site."""
+        origin = request.headers.get("origin")
+        if origin and origin != "null" and urllib.parse.urlsplit(origin).netloc != request.url.netloc:
+            raise Refused(403, "The form came from another site.")
         body = await read_capped(request.receive, MAX_FORM, self.reg.config.idle_timeout)
         try:
             fields = urllib.parse.parse_qs(body.decode("utf-8"), max_num_fields=20, strict_parsing=False)
