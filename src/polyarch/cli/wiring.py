@@ -3,9 +3,11 @@
 ``polyarch build`` and ``polyarch bake`` call ``build_deps`` with their registry options; the pipeline receives
 the result and never constructs a registry client, the runtime, the cache database or the build lock itself.
 
-Rootless mode: for a normal user, ``build_deps`` first moves the process into its user namespace
-(``enter_rootless``, ``worker/userns.py``), after the store, configuration and credentials paths were fixed as
-the user's; a missing subordinate range or ``newuidmap`` is one ``error:`` line with the command that fixes it.
+Rootless mode: for a normal user, ``enter_rootless`` moves the process into its user namespace
+(``worker/userns.py``) after the store, configuration and credentials paths were fixed as the user's; ``build``
+and ``bake`` (local builders), ``run``, ``prune`` and ``du`` call it before any thread starts (the tty progress
+renderer has one), ``build_deps`` too (then a no-op). A missing subordinate range or ``newuidmap`` is one
+``error:`` line with the command that fixes it.
 Under ``sudo`` it says which store and credentials are used (root's, not the invoking user's): ``sudo_note``.
 """
 

@@ -16,9 +16,10 @@ process then becomes 0:0 of that namespace, with every capability *inside* it, u
 private, so nothing it mounts is ever seen outside and every mount vanishes when the build's processes end)
 and carries on as if it were root: snapshots are mounted with overlayfs (Linux ≥ 5.11 allows it in a user
 namespace; ``userxattr`` is added so overlayfs keeps its whiteout/opaque marks in ``user.overlay.*``, see
-``worker.overlay``; the copying snapshotter is used where that fails), layers are extracted with their owners
-(mapped into the subordinate range on disk), runc runs inside the namespace (it notices the namespace and
-manages no cgroups it was not delegated; ``worker.runc`` binds /sys instead of mounting a sysfs it does not own),
+``worker.overlay``; fuse-overlayfs where the kernel refuses, else the copying snapshotter), layers are extracted
+with their owners (mapped into the subordinate range on disk; a uid beyond the range cannot be represented), runc
+runs inside the namespace (it notices the namespace and manages no cgroups it was not delegated; for
+``--network=host`` ``worker.runc`` binds /sys instead of mounting a sysfs the namespace does not own),
 and each RUN's network is slirp4netns or pasta in a network namespace the user namespace owns. No second polyarch
 process, no re-exec, no daemon: ``os.geteuid()`` is the one test of "may mount" everywhere below.
 
@@ -26,7 +27,8 @@ What is read before the unshare stays the user's (the CLI computes store, config
 first): the store is ``~/.local/share/polyarch``, files it writes belong to the user on disk, files of other uids
 in a layer belong to the user's subordinate uids (``rm`` of a rootless store therefore goes through ``polyarch
 prune``, or ``podman unshare``-style tools). The runtime's state stays under the store (``<store>/runc-state``,
-reaped by ``worker.reap`` like root's), not ``$XDG_RUNTIME_DIR``: it lives and dies with the store it belongs to.
+reaped by ``worker.reap`` like root's), not ``$XDG_RUNTIME_DIR``: runc is uid 0 of the namespace here, not in its
+own ``--rootless`` mode (where that directory matters), and its state lives and dies with the store it belongs to.
 
 QEMU emulation needs nothing more once the binfmt handlers carry the F flag (the interpreter is opened at
 registration, so it runs in any namespace); registering them is the one step root does (``polyarch binfmt``).
