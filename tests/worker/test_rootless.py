@@ -330,3 +330,13 @@ def test_only_the_cli_enters_the_user_namespace() -> None:
         if (imports_enter or uses_attr) and not rel.startswith("cli/"):
             callers.append(rel)
     assert callers == []
+
+
+def test_host_network_binds_sys(user: User) -> None:
+    """--network=host in a user namespace: the host's network namespace is not the user namespace's, so /sys is
+    the host's, bound read-only (a new sysfs cannot be mounted there)."""
+    user.write("hostnet/Dockerfile", "FROM base/busybox:1\nRUN --network=host ls /sys/class/net && "
+                                     "(touch /sys/x 2>/dev/null && echo sys-writable || echo sys-read-only)\n")
+    proc = user.polyarch("build", "--progress", "plain", "--no-cache", "--allow", "network.host",
+                         str(user.home / "hostnet"))
+    assert " lo\n" in proc.stderr and "sys-read-only" in proc.stderr, proc.stderr
