@@ -148,6 +148,10 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
                 click.echo(f"warning: {warning}", err=True)
             scheme = "https" if tls else "http"
             note = f" (purged {purged} upload sessions of a previous run)" if purged else ""
+            if db_url is not None:
+                from polyarch.registry.server.pgmeta import redact
+
+                where += f" with metadata in {redact(db_url)}"
             click.echo(f"polyarch registry serving {where} on {scheme}://{addr}{note}", err=True)
             if web is not None:
                 click.echo(f"web page: {scheme}://{addr}/ui/", err=True)

@@ -1,6 +1,7 @@
 """Replicas: several ``polyarch registry serve`` processes on one S3 bucket (a real Ceph RGW) and one PostgreSQL
 (tests/registry/pg.py) serve the same content. Push through one and pull through another (skopeo); an upload begun
-on one replica is continued and finished on another (and a replica starting meanwhile leaves it alone); gc beside
+on one replica is continued and finished on another (and a replica starting meanwhile leaves it alone), also after
+the first one was killed; gc beside
 pushes on another replica deletes nothing referenced and publishes nothing half-way; ``registry gc`` against S3
 sweeps unreferenced blobs and abandoned multipart uploads; PostgreSQL stopped mid-push answers 503 and a retry
 after its restart succeeds; manifests are served from memory once verified."""
@@ -279,3 +280,19 @@ def test_small_blobs_are_served_from_memory_once_verified(rgw: Rgw, bucket: str)
     assert storage.read(other, limit=100) == b"wrong"  # returned (the caller verifies), never kept
     s3.put_object(Bucket=bucket, Key=storage.blob_key(other), Body=b"right")
     assert storage.read(other, limit=100) == b"right"
+
+
+def test_a_replica_killed_mid_upload_the_other_finishes_it(replicas: Replicas) -> None:
+    a, b = replicas.start("a"), replicas.start("b")
+    assert "with metadata in postgresql://" in a.log.read_text()
+    layer = os.urandom(PART + 4321)
+    with httpx.Client(base_url=a.url, timeout=60) as ca, httpx.Client(base_url=b.url, timeout=60) as cb:
+        loc = ca.post("/v2/kill/app/blobs/uploads/").headers["location"]
+        assert _patch(ca, loc, layer[:PART + 100], 0).status_code == 202
+        a.kill()
+        assert cb.get(loc).headers["range"] == f"0-{PART + 99}"
+        r = cb.put(f"{loc}?digest={sha256(layer)}", content=layer[PART + 100:],
+                   headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, r.text
+        got = cb.get(f"/v2/kill/app/blobs/{sha256(layer)}", follow_redirects=True)
+        assert hashlib.sha256(got.content).hexdigest() == sha256(layer).split(":")[1]
