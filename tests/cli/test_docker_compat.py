@@ -331,6 +331,9 @@ def test_every_format_json_prints_json(store_root: Path, tmp_path: Path) -> None
     json.loads(run_cli("verify", "--format", "json", BASE_NAME, root=store_root, check=False).stdout)
     json.loads(run_cli("doctor", "--format", "json", root=store_root, check=False).stdout)
     json.loads(run_cli("imagetools", "inspect", "--format", "json", f"local:{BASE_NAME}", root=store_root).stdout)
+    json.loads(run_cli("attestations", "ls", "--format", "json", f"local:{BASE_NAME}", root=store_root).stdout)
+    json.loads(run_cli("builder", "ls", "--format", "json", root=store_root,
+                       env={"POLYARCH_CONFIG_DIR": str(tmp_path / "config")}).stdout)
     hosts = tmp_path / "hosts.yaml"
     hosts.write_text("hosts:\n  pi: linux/arm64\n")
     proc = run_cli("audit", "--format", "json", "--hosts", str(hosts), "--image", BASE_NAME, "--local-only",
@@ -345,7 +348,8 @@ def test_every_format_option_is_covered() -> None:
     offering = sorted(p.stem for p in cli.glob("*.py")
                       if re.search(r'"--format".*json', p.read_text()) or
                       re.search(r'"--format"[^\n]*\n[^\n]*json', p.read_text()))
-    assert offering == ["audit", "build", "doctor", "du", "images", "imagetools", "verify"], offering
+    assert offering == ["attestations", "audit", "build", "builder", "doctor", "du", "images", "imagetools",
+                        "verify"], offering
 
 
 def test_save_and_load_refuse_a_terminal(three: Path) -> None:
