@@ -25,7 +25,7 @@ from polyarch.digest import Digest
 from polyarch.errors import NotFound, StoreError, UsageError
 from polyarch.fsutil import atomic_file
 from polyarch.oci import reference
-from polyarch.oci.spec import Descriptor, Index, canonical_json, is_index
+from polyarch.oci.spec import Descriptor, Index, MediaType, canonical_json, is_index
 from polyarch.platform import Platform
 
 from .exporter import ExportContext, ExportReport
@@ -79,16 +79,20 @@ def _add_blob(tar: tarfile.TarFile, images: ImageStore, digest: Digest) -> None:
         tar.addfile(info, f)
 
 
-def _select(images: ImageStore, desc: Descriptor, platforms: Sequence[Platform]) -> Descriptor:
-    """With platforms: a new index holding only the best match for each (or the single image itself)."""
+def _select(images: ImageStore, desc: Descriptor, platforms: Sequence[Platform]) -> tuple[Descriptor, Index | None]:
+    """With platforms: a new index holding only the best match for each (or the single image itself). A new index
+    is made in memory (and returned) and goes into the archive only, never into the store."""
     if not platforms:
-        return desc
+        return desc, None
     chosen = images.images(desc, platforms)
     if len(chosen) == 1 and not is_index(desc.media_type):
-        return desc
+        return desc, None
     doc = images.read_document(desc).document
     oci = not isinstance(doc, Index) or doc.media_type.startswith("application/vnd.oci")
-    return images.put_index([i.descriptor for i in chosen], oci=oci)
+    index = Index(tuple(i.descriptor for i in chosen), MediaType.OCI_INDEX if oci else MediaType.DOCKER_MANIFEST_LIST,
+                  {})
+    raw = index.to_json()
+    return Descriptor(index.media_type, Digest.of(raw), len(raw)), index
 
 
 def _blobs(images: ImageStore, root: Descriptor) -> list[Digest]:
@@ -108,20 +112,27 @@ def write_oci_archive_entries(images: ImageStore, entries: Sequence[tuple[Descri
                               dest: Path | str, *, platforms: Sequence[Platform] = ()) -> list[Descriptor]:
     """Write an OCI layout tar holding every ``(desc, name)`` entry, each optionally narrowed to ``platforms``
     (``polyarch save A B``); each blob once. Returns the roots written."""
-    entries = [(_select(images, desc, platforms), name) for desc, name in entries]
+    selected = [_select(images, desc, platforms) for desc, _ in entries]
+    made = {root.digest: index for root, index in selected if index is not None}  # narrowed indexes, in memory
+    entries = [(root, name) for (root, _), (_, name) in zip(selected, entries, strict=True)]
     from polyarch.sources.referrers import referrers_under
 
-    refs = [r for root, _ in entries for r in referrers_under(images, root)]  # attestations, as in the store
+    tops = [child for root, _ in entries for child in
+            (made[root.digest].manifests if root.digest in made else (root,))]  # what the store holds
+    refs = list({r.digest: r for top in tops for r in referrers_under(images, top)}.values())  # attestations
     index = canonical_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                             "manifests": [root.with_annotations({REF_NAME: name} if name else {}).to_dict()
                                           for root, name in entries] + [r.to_dict() for r in refs]})
-    blobs = sorted({d for root in [*(e[0] for e in entries), *refs] for d in _blobs(images, root)})
+    blobs = sorted({d for root in [*tops, *refs] for d in _blobs(images, root)} | set(made))
     with _atomic_output(dest) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_dir(tar, "blobs")
         for alg in sorted({d.algorithm for d in blobs}):
             _add_dir(tar, f"blobs/{alg}")
         for digest in blobs:
-            _add_blob(tar, images, digest)
+            if digest in made:
+                _add_bytes(tar, f"blobs/{digest.algorithm}/{digest.hex}", made[digest].to_json())
+            else:
+                _add_blob(tar, images, digest)
         _add_bytes(tar, "index.json", index)
         _add_bytes(tar, "oci-layout", LAYOUT_VERSION)
     return [root for root, _ in entries]
