@@ -111,7 +111,7 @@ def _pybase_tar(busybox: Path, out: Path, seed: int) -> None:
             else:
                 off = rnd.randint(0, len(pool) - size)
                 data = pool[off:off + size]
-                budget -= size // 3
+                budget -= size // 2
             ti = tarfile.TarInfo(f"{d}/mod{n}.py" if n % 3 else f"{d}/_native{n}.so")
             ti.size, ti.mode, ti.mtime = len(data), 0o644, 1700000000
             dst.addfile(ti, io.BytesIO(data))

@@ -5,6 +5,8 @@
 
 1. Ingest of a SIZE file into the store (hash + write + fsync + rename), MB/s, beside `openssl dgst -sha256` of the
    same file (the hashing limit of this machine) and `cp` + `sync` (the write limit). Target: >= 0.8x openssl.
+   Then a pull's shape: 8 blobs of SIZE/8 (layers) + 16 small ones (configs, manifests), one flush each vs one
+   batch (``ContentStore.batch``: one syncfs), with `cp` + `sync` of the same files as the write limit.
 2. `polyarch import` of a rootfs tar (half random, half compressible), gzip via isal, gzip via zlib (stdlib), zstd,
    beside `tar -c | gzip -1`.
 """
@@ -68,6 +70,40 @@ def main() -> None:
         print(f"  cp + sync              {mb / t_cp:8.0f} MB/s")
         print(f"  polyarch ingest        {mb / t_ing:8.0f} MB/s   ratio vs openssl {t_ssl / t_ing:.2f}x, "
               f"vs cp+sync {t_cp / t_ing:.2f}x")
+
+        # a pull's shape: several layers and small documents, one flush each vs one batch
+        parts = [os.urandom(1 << 20) * (size // 8 >> 20) for _ in range(2)]
+        blobs = [parts[i % 2] + i.to_bytes(4, "big") for i in range(8)] + \
+            [os.urandom(4096) + i.to_bytes(4, "big") for i in range(16)]
+        total = sum(map(len, blobs)) / 1e6
+
+        def each(batched: bool) -> None:
+            s = ContentStore(work / f"store-{'b' if batched else 'e'}")
+            if batched:
+                with s.batch() as b:
+                    for data in blobs:
+                        s.write(data, batch=b)
+            else:
+                for data in blobs:
+                    s.write(data)
+
+        def cp_sync() -> None:
+            out = work / "cp"
+            out.mkdir()
+            for i, data in enumerate(blobs):
+                (out / str(i)).write_bytes(data)
+            subprocess.run(["sync"])
+
+        drop_caches()
+        t_cps = timed(cp_sync)
+        drop_caches()
+        t_each = timed(lambda: each(False))
+        drop_caches()
+        t_batch = timed(lambda: each(True))
+        print(f"{len(blobs)} blobs, {total:.0f} MB (a pull's shape)")
+        print(f"  write + sync           {total / t_cps:8.0f} MB/s")
+        print(f"  one flush per blob     {total / t_each:8.0f} MB/s")
+        print(f"  one batch (syncfs)     {total / t_batch:8.0f} MB/s   {t_each / t_batch:.2f}x the per-blob flushes")
 
         # import: a rootfs-like tar, half random (incompressible) and half text-like
         rootfs = work / "rootfs"

@@ -7,6 +7,8 @@
 - ``start_writeback(fd, offset, length)``: ask the kernel to start writing a range to disk now
   (``sync_file_range``), so a later fsync has little left to wait for. An optimisation only.
 - ``private_dir(path)``: a directory only its owner can enter (0700), created or tightened.
+- ``sync_filesystem(path)``: make everything written to the filesystem holding ``path`` durable with one
+  ``syncfs`` (``os.sync`` where libc has none): the one flush at the end of a batch of store writes.
 
 No polyarch imports: any layer may use this module.
 """
@@ -22,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "atomic_write", "fsync_dir", "lock_held", "private_dir", "start_writeback"]
+__all__ = ["atomic_file", "atomic_write", "fsync_dir", "lock_held", "private_dir", "start_writeback",
+           "sync_filesystem"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -119,3 +122,36 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     fn = _sync_file_range()
     if fn is not None:
         fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int,)
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every dirty page and metadata change of the filesystem holding ``path`` to disk, and wait.
+
+    :raises OSError: the flush failed (an I/O error: what was written may not be durable).
+    """
+    fn = _syncfs()
+    if fn is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if fn(fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)

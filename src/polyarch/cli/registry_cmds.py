@@ -187,6 +187,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     """
     from polyarch import platform as plat
     from polyarch.cli.transferprogress import transfer_progress
+    from polyarch.content.pathindex import PendingIndexes
     from polyarch.errors import UsageError
     from polyarch.oci import reference
     from polyarch.solver.cache import BuildCache
@@ -201,7 +202,8 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
     results = []
     with transfer_progress("quiet" if quiet else progress) as observer, \
             make_client(app.env, insecure, tls_ca, allow_nondistributable=allow_nondistributable,
-                        observer=observer) as client, BuildCache.in_store(app.store.root) as indexes:
+                        observer=observer) as client:
+        indexes = PendingIndexes()  # layer path indexes made while the layers are hashed; kept on success
         # -a: every tag, each named as the user wrote the repository plus the tag
         todo = [(f"{ref}:{t}", parsed.with_tag(t)) for t in client.list_tags(parsed)] if all_tags else \
             [(ref, parsed.defaulted())]
@@ -212,6 +214,8 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
             with app.images.store.transaction():
                 results.append((name, pull_image(client, target, app.images, name=name, platforms=wanted,
                                                   all_platforms=all_platforms, indexes=indexes)))
+            with BuildCache.in_store(app.store.root) as cache:
+                indexes.flush_to(cache)
     for name, result in results:
         if quiet:
             click.echo(str(result.descriptor.digest))

@@ -68,21 +68,24 @@ def save(app: AppContext, refs: tuple[str, ...], output: str | None, fmt: str, p
 def load(app: AppContext, path: str, quiet: bool) -> None:
     """Load an OCI archive or docker-archive into the local store."""
     from polyarch.content.loader import load_archive
+    from polyarch.content.pathindex import PendingIndexes
     from polyarch.errors import UsageError
     from polyarch.solver.cache import BuildCache
 
     if path == "-" and sys.stdin.isatty():
         raise UsageError("no archive on stdin", hint="use -i FILE or redirect stdin")
-    with BuildCache.in_store(app.store.root) as indexes:  # layer path indexes made as the layers are hashed
-        if path != "-":
-            loaded = load_archive(app.images, Path(path), indexes=indexes)
-        else:
-            spool_dir = app.store.root / "ingest"
-            spool_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="load-", suffix=".tar") as spool:
-                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
-                spool.flush()
-                loaded = load_archive(app.images, Path(spool.name), indexes=indexes)
+    indexes = PendingIndexes()  # layer path indexes made as the layers are hashed, kept once the load succeeded
+    if path != "-":
+        loaded = load_archive(app.images, Path(path), indexes=indexes)
+    else:
+        spool_dir = app.store.root / "ingest"
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="load-", suffix=".tar") as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+            spool.flush()
+            loaded = load_archive(app.images, Path(spool.name), indexes=indexes)
+    with BuildCache.in_store(app.store.root) as cache:
+        indexes.flush_to(cache)
     if quiet:
         return
     for item in loaded:

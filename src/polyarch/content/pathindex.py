@@ -31,8 +31,8 @@ from polyarch.errors import PolyarchError
 
 from .compression import DEFAULT_DECOMPRESS_LIMIT, Inflater, sniff
 
-__all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathInfo", "add_member", "decode",
-           "encode", "record", "wanted_data"]
+__all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathInfo", "PendingIndexes",
+           "add_member", "decode", "encode", "record", "wanted_data"]
 
 SMALL_FILES = ("etc/passwd", "etc/group")
 _SMALL_LIMIT = 1 << 20
@@ -250,6 +250,25 @@ class IndexBuilder:
         if not self._ended and (self._head or self._skip or not self._inflater.complete()):
             return None
         return LayerIndex(tuple(self._entries), dict(self._small))
+
+
+class PendingIndexes:
+    """Indexes kept in memory until the transfer that made them succeeded (``flush_to`` the build cache then):
+    a failed pull or load leaves the store, build cache included, as it was."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, bytes] = {}
+
+    def layer_index(self, digest: str) -> bytes | None:
+        return self._items.get(digest)
+
+    def put_layer_index(self, digest: str, data: bytes) -> None:
+        self._items[digest] = data
+
+    def flush_to(self, store: LayerIndexes) -> None:
+        for digest, data in self._items.items():
+            store.put_layer_index(digest, data)
+        self._items.clear()
 
 
 def record(store: LayerIndexes, digest: Digest, builder: IndexBuilder) -> None:

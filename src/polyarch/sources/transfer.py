@@ -265,21 +265,24 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
                 if store.stat(blob.digest) != blob.size:
                     blobs.setdefault(str(blob.digest), blob)
 
-    def sink(b: Descriptor) -> BlobSink:
-        writer = store.writer(b.digest.algorithm)
-        return IndexingSink(writer, indexes) if indexes is not None and str(b.digest) in layers else writer
+    # One flush for every blob and manifest of the pull (content/store.py: batches); names only after it.
+    with store.batch() as batch:
+        def sink(b: Descriptor) -> BlobSink:
+            writer = store.writer(b.digest.algorithm, batch=batch)
+            return IndexingSink(writer, indexes) if indexes is not None and str(b.digest) in layers else writer
 
-    run_parallel(lambda b: client.fetch_blob(ref, b, lambda: sink(b)),
-                 sorted(blobs.values(), key=lambda b: -b.size), workers)
-    with BlobOrigins(store.root) as origins:
-        _record(origins, ref, [b.digest for desc, raw in manifests for b in _blobs_of(desc, raw)])
-    for desc, raw in manifests:
-        _check_platform(images, desc, raw, tuple(platforms) if isinstance(doc, Manifest) else ())
-        store.write(raw, desc.digest)
+        run_parallel(lambda b: client.fetch_blob(ref, b, lambda: sink(b)),
+                     sorted(blobs.values(), key=lambda b: -b.size), workers)
+        with BlobOrigins(store.root) as origins:
+            _record(origins, ref, [b.digest for desc, raw in manifests for b in _blobs_of(desc, raw)])
+        for desc, raw in manifests:
+            _check_platform(images, desc, raw, tuple(platforms) if isinstance(doc, Manifest) else ())
+            store.write(raw, desc.digest, batch=batch)
+        if not isinstance(doc, Index):
+            store.write(fetched.raw, root.digest, batch=batch)
     if isinstance(doc, Index):
         root, partial = _store_index(images, doc, fetched.raw, root, chosen, name or str(ref))
     else:
-        store.write(fetched.raw, root.digest)
         img = images.image(root)
         root = root.with_platform(img.platform)
     images.set_name(name or str(ref), root)
