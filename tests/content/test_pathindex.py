@@ -96,3 +96,48 @@ def test_gives_up_rather_than_differ(damage: str) -> None:
     else:
         blob = b"\x1f"
     assert _streamed(blob, 4096) is None
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes, /) -> int:
+        self.data += data
+        return len(data)
+
+    def commit(self, expected=None, size=None):  # type: ignore[no-untyped-def]
+        from polyarch.digest import Digest
+
+        got = Digest.of(bytes(self.data))
+        if expected is not None and got != expected:
+            raise ValueError("mismatch")
+        return got, len(self.data)
+
+    def abort(self) -> None:
+        self.data = bytearray()
+
+
+def test_indexing_sink_records_only_committed_blobs() -> None:
+    from polyarch.content.pathindex import IndexingSink, PendingIndexes
+    from polyarch.digest import Digest
+
+    blob = gzip.compress(_tar(tarfile.PAX_FORMAT), mtime=0)
+    store = PendingIndexes()
+    sink = IndexingSink(_Sink(), store)
+    for i in range(0, len(blob), 1000):
+        sink.write(blob[i:i + 1000])
+    digest, _ = sink.commit(Digest.of(blob), len(blob))
+    got = store.layer_index(str(digest))
+    assert got is not None and decode(got) == _reference(blob)
+
+    other = PendingIndexes()
+    sink = IndexingSink(_Sink(), other)
+    sink.write(blob[:5000])
+    sink.abort()
+    with pytest.raises(ValueError):
+        bad = IndexingSink(_Sink(), other)
+        bad.write(blob)
+        bad.commit(Digest.of(b"something else"))
+    assert other.layer_index(str(Digest.of(blob))) is None
+    assert not bad._thread.is_alive() and not sink._thread.is_alive()

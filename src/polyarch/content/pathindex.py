@@ -21,7 +21,9 @@ import base64
 import io
 import json
 import posixpath
+import queue
 import tarfile
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,6 +39,7 @@ __all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathIn
 SMALL_FILES = ("etc/passwd", "etc/group")
 _SMALL_LIMIT = 1 << 20
 _MAX_HEADERS = 16 << 20  # PAX / GNU long-name blocks buffered for one member at most
+_QUEUED = 64  # chunks waiting for the index thread (a download's chunks are 64 KiB or less)
 _EXTENDED = (b"L", b"K", b"x", b"g", b"X", b"S")
 
 
@@ -289,22 +292,49 @@ class _Sink(Protocol):
 
 class IndexingSink:
     """A blob sink that also builds the blob's path index; after a verified commit the index goes to ``store``
-    (a store that fails to keep it is left aside: the solver reads the blob later instead)."""
+    (a store that fails to keep it is left aside: the solver reads the blob later instead).
+
+    The index is built on a thread of its own, fed through a bounded queue: inflating (isal and zstandard release
+    the GIL) overlaps receiving, hashing and writing the blob instead of stalling them; the queue bounds the
+    memory (``_QUEUED`` chunks) and slows the download down only when the inflater falls behind."""
 
     def __init__(self, sink: _Sink, store: LayerIndexes) -> None:
         self._sink = sink
         self._store = store
         self._builder = IndexBuilder()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED)
+        self._thread = threading.Thread(target=self._run, name="layer-index", daemon=True)
+        self._thread.start()
+        self._done = False
+        self._aborted = False
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if not self._aborted:
+                self._builder.feed(data)
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._queue.put(None)
+            self._thread.join()
 
     def write(self, data: bytes, /) -> int:
         n = self._sink.write(data)
-        self._builder.feed(data)
+        self._queue.put(bytes(data))
         return n
 
     def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]:
-        got = self._sink.commit(expected, size)
+        try:
+            got = self._sink.commit(expected, size)
+        finally:
+            self._finish()
         record(self._store, got[0], self._builder)
         return got
 
     def abort(self) -> None:
-        self._sink.abort()
+        try:
+            self._sink.abort()
+        finally:
+            self._aborted = True  # the queue drains without inflating
+            self._finish()

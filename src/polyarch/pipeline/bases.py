@@ -2,7 +2,8 @@
 ``polyarch.sources.STORE_THEN_REGISTRY``: the local store's image (``sources.store.StoreSource.image``), else
 pulled from its registry into the store (always with ``--pull``), since the solver reads layers from the store.
 
-``BaseImages`` answers the frontend (``config``) and the solver (``image``); ``local_resolver`` is the
+``BaseImages`` answers the frontend (``config``: read from the registry when the image must be pulled, nothing
+stored) and the solver (``image``: pulled then, the platforms of a build at once); ``local_resolver`` is the
 frontend's resolver over the local store alone (``--call`` reports).
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from polyarch.content.images import Image, ImageStore
+from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.oci.spec import ImageConfig
 from polyarch.platform import Platform
@@ -44,17 +46,30 @@ class BaseImages:
         self._client: RegistryClient | None = None
         self._index_store = index_store  # where pulls record layer path indexes (opened on the first pull)
         self._indexes: BuildCache | None = None
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}  # pulls of different platforms run at once
+        self._resolved: dict[str, Digest] = {}  # ref -> the digest planning read its configs from
+
+    def _shared(self) -> tuple[RegistryClient, BuildCache | None]:
+        with self._lock:
+            if self._client is None:
+                self._client = self.client_factory()
+            if self._indexes is None and self._index_store is not None:
+                self._indexes = self._index_store()
+            return self._client, self._indexes
+
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
 
     def _pull(self, ref: str, platform: Platform) -> None:
         from polyarch.oci import reference
         from polyarch.sources.transfer import pull_image
 
         parsed = reference.parse(ref).defaulted()
-        if self._client is None:
-            self._client = self.client_factory()
-        if self._indexes is None and self._index_store is not None:
-            self._indexes = self._index_store()
-        pull_image(self._client, parsed, self.images, name=ref, platforms=[platform], indexes=self._indexes)
+        if ref in self._resolved:  # what planning read: the layers of that same image
+            parsed = parsed.with_digest(self._resolved[ref])
+        client, indexes = self._shared()
+        pull_image(client, parsed, self.images, name=ref, platforms=[platform], indexes=indexes)
 
     def close(self) -> None:
         with self._lock:
@@ -68,7 +83,7 @@ class BaseImages:
     def image(self, ref: str, platform: Platform) -> Image:
         """:raises BuildError: neither the store nor the registry has ``ref`` for ``platform``."""
         key = (ref, str(platform))
-        with self._lock:
+        with self._key_lock(key):
             if key in self._failed:
                 raise self._failed[key]
             if key not in self._pulled:
@@ -96,8 +111,26 @@ class BaseImages:
         return self.local.image(ref, platform)
 
     def config(self, ref: str, platform: Platform) -> ImageConfig | None:
+        """The config planning needs. An image that must be pulled is not pulled here: its config is read from
+        the registry, and the solver's ``image`` pulls the layers, every platform at once."""
+        key = (ref, str(platform))
         try:
-            return self.image(ref, platform).config
+            if key in self._pulled or key in self._failed:
+                return self.image(ref, platform).config
+            if not self.pull:
+                try:
+                    return self.local.image(ref, platform).config
+                except BuildError:
+                    pass
+            from polyarch.oci import reference
+            from polyarch.sources.transfer import remote_config
+
+            try:
+                config, digest = remote_config(self._shared()[0], reference.parse(ref).defaulted(), platform)
+                self._resolved.setdefault(ref, digest)
+                return config
+            except PolyarchError:
+                return self.image(ref, platform).config  # the error as a pull reports it
         except PolyarchError:
             return None
 

@@ -22,6 +22,7 @@ are hints: one that cannot be read or written is left aside and the transfer goe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -34,9 +35,11 @@ from polyarch.content.pathindex import IndexingSink, LayerIndexes
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import NotFound, StoreError
+from polyarch.oci.config import parse_config
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import (
     Descriptor,
+    ImageConfig,
     Index,
     Manifest,
     MediaType,
@@ -51,9 +54,10 @@ from polyarch.sources.protocol import ContentSource
 from polyarch.sources.registry import RegistrySource
 from polyarch.sources.store import StoreSource
 
-__all__ = ["PULLED_FROM", "PullResult", "PushResult", "pull_image", "push_image", "run_parallel"]
+__all__ = ["PULLED_FROM", "PullResult", "PushResult", "pull_image", "push_image", "remote_config", "run_parallel"]
 
 PULLED_FROM = "io.polyarch.pulled-from"
+_NAMING = threading.Lock()
 T = TypeVar("T")
 
 
@@ -280,14 +284,41 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
             store.write(raw, desc.digest, batch=batch)
         if not isinstance(doc, Index):
             store.write(fetched.raw, root.digest, batch=batch)
-    if isinstance(doc, Index):
-        root, partial = _store_index(images, doc, fetched.raw, root, chosen, name or str(ref))
-    else:
-        img = images.image(root)
-        root = root.with_platform(img.platform)
-    images.set_name(name or str(ref), root)
+    with _NAMING:  # pulls of one name's platforms may run at once (build FROMs): merge their partial indexes
+        if isinstance(doc, Index):
+            root, partial = _store_index(images, doc, fetched.raw, root, chosen, name or str(ref))
+        else:
+            img = images.image(root)
+            root = root.with_platform(img.platform)
+        images.set_name(name or str(ref), root)
     pulled = tuple(c.platform for c in chosen if c.platform is not None)
     return PullResult(root, name or str(ref), pulled, len(blobs), partial)
+
+
+def remote_config(client: RegistryClient, ref: Reference, platform: Platform) -> tuple[ImageConfig, Digest]:
+    """The image config ``ref`` has for ``platform``, read from the registry (manifests and config only, nothing
+    stored), and the digest ``ref`` resolved to: a build plans with the config, then ``pull_image`` brings the
+    layers of that same digest (a tag moved meanwhile changes nothing).
+
+    :raises NotFound: no image for ``platform``. :raises RegistryError: from the registry.
+    """
+    fetched = client.get_manifest(ref)
+    doc = parse_document(fetched.raw, fetched.media_type)
+    desc, raw = fetched.descriptor, fetched.raw
+    src = RegistrySource(client, ref)
+    if isinstance(doc, Index):
+        best = select_platform(_image_children(doc), platform)
+        if best is None:
+            raise NotFound(f"{ref} has no image for {platform}")
+        desc = best
+        raw = src.read(best)
+        doc = parse_document(raw, best.media_type)
+    if not isinstance(doc, Manifest):
+        raise NotFound(f"{ref} for {platform} is not an image manifest")
+    check_config_size(doc.config)
+    config = parse_config(src.read(doc.config))
+    check_platform(desc, config)
+    return config, fetched.descriptor.digest
 
 
 def _blobs_of(desc: Descriptor, raw: bytes) -> tuple[Descriptor, ...]:
