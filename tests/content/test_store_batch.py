@@ -3,6 +3,7 @@ step: a batch whose process died before its flush has its blobs re-verified by t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -14,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import run_cli
+from tests.registry.refregistry import start_registry
 
 from polyarch.content.store import BATCH_PREFIX, ContentStore
 from polyarch.digest import Digest
-from tests.conftest import run_cli
-from tests.registry.refregistry import start_registry
 
 
 def _marker(store: ContentStore, owner: dict[str, object]) -> Path:
@@ -82,8 +83,6 @@ def test_sigkill_mid_pull_leaves_a_store_that_verifies(tmp_path: Path) -> None:
             data = os.urandom(8 << 20)
             ti = tarfile.TarInfo(f"data/{i}.bin")
             ti.size = len(data)
-            import io
-
             tf.addfile(ti, io.BytesIO(data))
     src = tmp_path / "src"
     run_cli("import", "-t", "big:1", "--platform", f"linux/amd64={rootfs}", "--platform", f"linux/arm64={rootfs}",
