@@ -115,7 +115,6 @@ def test_sigkill_mid_pull_leaves_a_store_that_verifies(tmp_path: Path) -> None:
             with store.open(digest) as f:
                 assert Digest.of(f.read(), digest.algorithm) == digest
         run_cli("pull", "--all-platforms", ref, root=root)
-        run_cli("verify", ref, root=root, check=False)
         assert len(list(store.list())) >= 5
     finally:
         registry.stop()
