@@ -39,7 +39,7 @@ __all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathIn
 SMALL_FILES = ("etc/passwd", "etc/group")
 _SMALL_LIMIT = 1 << 20
 _MAX_HEADERS = 16 << 20  # PAX / GNU long-name blocks buffered for one member at most
-_QUEUED = 64  # chunks waiting for the index thread (a download's chunks are 64 KiB or less)
+_QUEUED = 8  # chunks waiting for the index thread (a download reads up to 1 MiB at a time: <= 8 MiB a blob)
 _EXTENDED = (b"L", b"K", b"x", b"g", b"X", b"S")
 
 
