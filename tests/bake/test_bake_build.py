@@ -46,9 +46,8 @@ def names(evs: list[dict[str, object]], kind: str) -> list[str]:
     out = []
     for e in evs:
         for v in e.get("vertexes", []):  # type: ignore[attr-defined]
-            if kind == "VertexCached" and v.get("cached"):
-                out.append(str(v["name"]))
-            elif kind == "VertexStarted" and not v.get("cached") and "completed" not in v:
+            cached = kind == "VertexCached" and v.get("cached")
+            if cached or (kind == "VertexStarted" and not v.get("cached") and "completed" not in v):
                 out.append(str(v["name"]))
     return out
 

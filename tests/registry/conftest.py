@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from tests.registry.faultproxy import FaultProxy
 from tests.registry.imagegen import make_test_image
-from tests.registry.refregistry import RefRegistry, start_registry
 from tests.registry.pg import Postgres, start_postgres
 from tests.registry.pg import available as pg_available
+from tests.registry.refregistry import RefRegistry, start_registry
 from tests.registry.rgw import Rgw, start_rgw
 from tests.registry.rgw import available as rgw_available
 

@@ -20,8 +20,8 @@ from polyarch.oci import reference
 from polyarch.oci.spec import Descriptor, Index, Manifest, is_index, is_manifest, parse_document
 from polyarch.registry.client import ClientOptions, RegistryClient
 from polyarch.registry.credentials import CredentialStore
-from polyarch.sources.transfer import push_image
 from polyarch.sources import VERIFY_ORDER, ContentSource, Opened, open_source, parse_location
+from polyarch.sources.transfer import push_image
 
 NAME = "gen/contract:1"
 KINDS = ["store", "layout", "bare-layout", "oci-archive", pytest.param("registry", marks=pytest.mark.registry)]
