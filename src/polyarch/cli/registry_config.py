@@ -6,7 +6,10 @@ Keys polyarch uses (where distribution has the concept, its key): ``http.addr`` 
 driver: ``storage.filesystem`` (the local store; its ``rootdirectory`` must be left out: the store is ``--root``)
 or ``storage.s3.{regionendpoint, region, bucket, rootdirectory, accesskey, secretkey, secure, forcepathstyle,
 chunksize}`` plus polyarch's ``storage.s3.{cafile, profile}`` and ``database`` (``sqlite``, the default: ``registry.db``
-in the store; or ``postgresql://user:password@host:port/name``, which replicas share). Keys of distribution that do not apply here are
+in the store; or ``postgresql://user:password@host:port/name``, which replicas share), and the pull-through mirror
+``proxy.{remoteurl, username, password, ttl}`` (``ttl``: how long a cached tag is served before it is checked
+against the upstream again, default 168h; 0: never) plus polyarch's ``proxy.allowpush``. Keys of distribution
+that do not apply here are
 accepted and ignored (``version``, ``log``, ``storage.cache``, ``http.headers``, ``health``, …), so a registry:2
 file keeps working; any other key is refused.
 
@@ -17,6 +20,8 @@ naming its key (``registry.yaml: storage.s3.secure: expected true or false``).
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +29,7 @@ from typing import Any
 
 from polyarch.errors import UsageError
 
-__all__ = ["S3Settings", "ServeFile", "check_database", "load_serve_file"]
+__all__ = ["ProxySettings", "S3Settings", "ServeFile", "check_database", "check_remote_url", "load_serve_file"]
 
 MIN_CHUNK = 5 << 20
 _IGNORED = ("version", "log", "loglevel", "storage.cache", "storage.maintenance.uploadpurging", "http.headers",
@@ -50,6 +55,15 @@ class S3Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySettings:
+    remoteurl: str  # http(s)://HOST[:PORT], no path
+    username: str | None = None
+    password: str | None = None
+    ttl: float = 168 * 3600.0  # seconds; 0: a cached tag is never checked again
+    allowpush: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ServeFile:
     """What the configuration file and ``REGISTRY_*`` say; None: not said (the flag or default decides)."""
 
@@ -64,6 +78,7 @@ class ServeFile:
     storage: str = "filesystem"
     s3: S3Settings | None = None
     database: str | None = None  # a postgresql:// URL; None: SQLite in the store
+    proxy: ProxySettings | None = None  # a pull-through mirror
 
 
 class _Bad(Exception):
@@ -115,6 +130,42 @@ def _endpoint(v: Any) -> str:
     return text
 
 
+_GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d))+$")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(v: Any) -> float:
+    """Go's duration text (``168h``, ``1h30m``, ``90s``; also ``2d``) or ``0`` → seconds."""
+    text = str(v).strip() if isinstance(v, (str, int)) and not isinstance(v, bool) else ""
+    if text == "0":
+        return 0.0
+    if not _GO_DURATION.match(text):
+        raise _Bad(f"expected a duration such as 168h, 30m or 90s, got {str(v)[:40]!r}")
+    return sum(float(n) * _GO_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)", text))
+
+
+def remote_url(v: Any) -> str:
+    """``http(s)://HOST[:PORT]`` without path, query or user, without a trailing ``/``."""
+    text = _text(v).rstrip("/")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise _Bad(f"expected an http:// or https:// URL, got {text[:60]!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or \
+            parts.fragment or parts.username is not None or (port is not None and not 0 < port < 65536):
+        raise _Bad(f"expected http(s)://HOST[:PORT] (no path, no user), got {text[:60]!r}")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def check_remote_url(flag: str) -> str:
+    """The ``--proxy-remote-url`` flag's value as ``remote_url`` reads it. :raises UsageError:"""
+    try:
+        return remote_url(flag)
+    except _Bad as exc:
+        raise UsageError(f"invalid --proxy-remote-url: {exc}") from None
+
+
 def database_url(v: Any) -> str | None:
     """``sqlite`` → None (the default database); a ``postgresql://`` or ``postgres://`` URL as given."""
     text = _text(v)
@@ -136,6 +187,8 @@ _KEYS: dict[str, Callable[[Any], Any]] = {
     "storage.s3.accesskey": _text, "storage.s3.secretkey": _text, "storage.s3.secure": _bool,
     "storage.s3.forcepathstyle": _bool, "storage.s3.chunksize": _size, "storage.s3.cafile": _text,
     "storage.s3.profile": _text,
+    "proxy.remoteurl": remote_url, "proxy.username": _text, "proxy.password": _text, "proxy.ttl": _duration,
+    "proxy.allowpush": _bool,
 }
 _SECTIONS = ("storage.filesystem", "storage.s3")  # may be empty mappings
 
@@ -217,6 +270,14 @@ def load_serve_file(path: Path | None, environ: tuple[tuple[str, str], ...] = ()
                     htpasswd=values.get("auth.htpasswd.path"), delete_enabled=values.get("storage.delete.enabled"),
                     read_only=values.get("storage.maintenance.readonly.enabled"),
                     redirect=not values.get("storage.redirect.disable", False), database=values.get("database"))
+    proxy = {k.removeprefix("proxy."): v for k, v in values.items() if k.startswith("proxy.")}
+    if proxy:
+        where = path or "environment"
+        if "remoteurl" not in proxy:
+            raise UsageError(f"{where}: proxy.remoteurl: required by the other proxy keys")
+        if ("username" in proxy) != ("password" in proxy):
+            raise UsageError(f"{where}: proxy.username and proxy.password go together")
+        out = replace(out, proxy=ProxySettings(**proxy))
     if drivers == ["s3"]:
         s3 = {k.removeprefix("storage.s3."): v for k, v in values.items() if k.startswith("storage.s3.")}
         if not s3.get("bucket"):

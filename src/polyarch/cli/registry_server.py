@@ -1,11 +1,13 @@
 """``polyarch registry serve`` and ``polyarch registry gc``: the embedded OCI registry over the local store, or with
 its blobs in S3 (``--config``, :mod:`polyarch.cli.registry_config`), its metadata in SQLite (the store's
-``registry.db``) or PostgreSQL (``--database``/``database:``; replicas share it)."""
+``registry.db``) or PostgreSQL (``--database``/``database:``; replicas share it); a pull-through mirror of another
+registry with ``--proxy-remote-url``/``proxy:`` (the upstream's client is made here)."""
 
 from __future__ import annotations
 
 import re
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,10 +17,12 @@ from polyarch.cli.context import AppContext, pass_app
 from polyarch.errors import UsageError
 
 if TYPE_CHECKING:
+    from polyarch.registry.client import RegistryClient
     from polyarch.registry.server.metastore import MetadataStore
+    from polyarch.registry.server.proxy import ProxyConfig
     from polyarch.registry.server.storage import BlobStorage
 
-    from .registry_config import S3Settings
+    from .registry_config import ProxySettings, S3Settings
 
 __all__ = ["parse_duration", "registry"]
 
@@ -68,6 +72,10 @@ def registry() -> None:
               "is not complete within this.")
 @click.option("--body-timeout", default="60s", show_default=True, help="Answer 408 when a request body stalls "
               "this long.")
+@click.option("--proxy-remote-url", default=None, metavar="URL",
+              help="Be a pull-through cache of this registry (e.g. https://registry-1.docker.io): pulls are fetched "
+                   "and kept, pushes refused; the config file's proxy: section sets credentials and the tag ttl.")
+@click.option("--proxy-allow-push", is_flag=True, default=None, help="Accept pushes on a pull-through cache.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--ui/--no-ui", "ui", default=None,
@@ -81,7 +89,7 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
           tls_client_ca: Path | None, htpasswd: Path | None, token_auth: bool, token_key: Path | None,
           read_only: bool | None, delete_enabled: bool | None, no_redirect: bool | None, upload_ttl: str,
           max_uploads_per_repo: int, max_uploads_per_client: int, header_timeout: str, body_timeout: str,
-          log_level: str, ui: bool | None, hosts_file: Path | None, ui_viewers: tuple[str, ...]) -> None:
+          proxy_remote_url: str | None, proxy_allow_push: bool | None, log_level: str, ui: bool | None, hosts_file: Path | None, ui_viewers: tuple[str, ...]) -> None:
     """Serve the local store as an OCI distribution registry.
 
     Local names are served at once: 'base/busybox:1' as repository base/busybox tag 1, and a leading registry
@@ -90,10 +98,18 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     from polyarch.registry.server import Authorizer, Htpasswd, Registry, RegistryConfig, TokenIssuer
     from polyarch.registry.server import serve as srv
 
-    from .registry_config import check_database, load_serve_file
+    from .registry_config import ProxySettings, check_database, check_remote_url, load_serve_file
 
     conf = load_serve_file(config_file, app.env.registry_vars)
     db_url = check_database(database) if database is not None else conf.database
+    proxy = conf.proxy
+    if proxy_remote_url is not None:
+        url = check_remote_url(proxy_remote_url)
+        proxy = replace(proxy, remoteurl=url) if proxy is not None else ProxySettings(url)
+    if proxy_allow_push:
+        if proxy is None:
+            raise UsageError("--proxy-allow-push needs --proxy-remote-url (or proxy.remoteurl in --config)")
+        proxy = replace(proxy, allowpush=True)
     addr = addr or conf.addr or "127.0.0.1:5000"
     tls_cert, tls_key = tls_cert or conf.tls_cert, tls_key or conf.tls_key
     tls_client_ca, htpasswd = tls_client_ca or conf.tls_client_ca, htpasswd or conf.htpasswd
@@ -133,9 +149,11 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     storage = _s3_storage(conf.s3) if conf.storage == "s3" and conf.s3 is not None else None
     where = f"s3://{conf.s3.bucket}/{conf.s3.rootdirectory.strip('/')}" if conf.s3 is not None else str(store.root)
     meta = _database(db_url) if db_url is not None else None
+    upstream, mirror = _upstream(proxy, parse_duration(body_timeout)) if proxy is not None else (None, None)
     # SQLite in the store: one server per store. A shared database: replicas (sessions and gc go through it).
-    with srv.single_instance(store.root) if meta is None else nullcontext():
-        reg = Registry(store, config, authorizer, storage, meta)
+    with srv.single_instance(store.root) if meta is None else nullcontext(), \
+            upstream if upstream is not None else nullcontext():
+        reg = Registry(store, config, authorizer, storage, meta, upstream=upstream, proxy=mirror)
         web = None
         if with_ui:
             from polyarch.registry.server.ui import WebUi
@@ -152,6 +170,8 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
                 from polyarch.registry.server.pgmeta import redact
 
                 where += f" with metadata in {redact(db_url)}"
+            if proxy is not None:
+                where += f", a pull-through cache of {proxy.remoteurl}"
             click.echo(f"polyarch registry serving {where} on {scheme}://{addr}{note}", err=True)
             if web is not None:
                 click.echo(f"web page: {scheme}://{addr}/ui/", err=True)
@@ -159,6 +179,41 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
                     ui=web)
         finally:
             reg.close()
+
+
+def _upstream(proxy: ProxySettings, idle_timeout: float) -> tuple[RegistryClient, ProxyConfig]:
+    """The pull-through mirror's client of the upstream (bearer tokens, retries, resumed blob downloads: a few quick
+    retries, the mirror's own client retries too) and its settings. :raises UsageError:"""
+    import urllib.parse
+
+    from polyarch.registry.client import RegistryClient
+    from polyarch.registry.credentials import Credential, CredentialStore
+    from polyarch.registry.endpoints import ClientOptions, HostConfig, is_loopback
+    from polyarch.registry.server.proxy import ProxyConfig
+
+    class UpstreamCredentials(CredentialStore):
+        """The proxy section's credential for the upstream alone (never the docker config of whoever runs this)."""
+
+        def __init__(self, host: str, credential: Credential | None) -> None:
+            self.host, self.credential = host, credential
+
+        def get(self, registry: str) -> Credential | None:
+            return self.credential if registry.lower() == self.host else None
+
+    parts = urllib.parse.urlsplit(proxy.remoteurl)
+    host = parts.netloc
+    hub = host in ("registry-1.docker.io", "index.docker.io", "docker.io", "registry.hub.docker.com")
+    if parts.scheme == "https" and is_loopback(host):
+        raise UsageError(f"proxy remote URL {proxy.remoteurl}: a loopback registry is reached over http",
+                         hint=f"use http://{host}")
+    if parts.scheme == "http" and hub:
+        raise UsageError(f"proxy remote URL {proxy.remoteurl}: Docker Hub is reached over https")
+    domain = "docker.io" if hub else host
+    hosts = (HostConfig(host, http=True),) if parts.scheme == "http" and not is_loopback(host) else ()
+    credential = Credential(proxy.username, proxy.password) if proxy.username and proxy.password else None
+    client = RegistryClient(ClientOptions(hosts=hosts, retries=3, backoff=0.25, max_backoff=2.0, timeout=30.0),
+                            UpstreamCredentials(domain, credential))
+    return client, ProxyConfig(domain, tag_ttl=proxy.ttl, allow_push=proxy.allowpush, idle_timeout=idle_timeout)
 
 
 def _database(url: str) -> MetadataStore:

@@ -2,7 +2,8 @@
 token endpoint, and the translation of every failure into a spec error answer.
 
 A ``--read-only`` registry answers every POST, PUT, PATCH and DELETE with 405 ``UNSUPPORTED`` before anything
-else is looked at (distribution registers no write handler then: 405 too). Client errors are 4xx with a spec code;
+else is looked at (distribution registers no write handler then: 405 too); so does a pull-through mirror
+(``Registry.proxy``) unless it allows pushes. Client errors are 4xx with a spec code;
 a full disk is 507; any other failure is 500 ``UNKNOWN`` whose body names no internal path. Expired upload sessions are purged by a background task.
 """
 
@@ -74,6 +75,8 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
                        headers={"Allow": ", ".join(_allowed(route))})
     if reg.config.read_only and method in _MUTATING:
         raise ApiError("UNSUPPORTED", "registry is read-only", status=405)
+    if reg.proxy is not None and not reg.proxy.config.allow_push and method in _MUTATING:
+        raise ApiError("UNSUPPORTED", "registry is a pull-through cache: pushes are refused", status=405)
     await reg.auth.authorize(request.headers, _needs(route, method), str(request.base_url))
     kind, name = route.kind, route.name
     if kind == "base":
@@ -87,7 +90,7 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
     if kind == "manifest":
         ref = parse_reference(route.ref)
         if method in ("GET", "HEAD"):
-            return manifests.get_manifest(reg, name, ref, head=head)
+            return await manifests.get_manifest(reg, name, ref, head=head)
         if method == "PUT":
             tags = () if isinstance(ref, str) else parse_tag_params(request.query_params.getlist("tag"))
             return await manifests.put_manifest(reg, name, ref, request.receive, request.headers, tags)

@@ -7,6 +7,9 @@ unit is ignored and the whole blob is sent with 200 (RFC 9110 allows ignoring Ra
 A GET of a storage that has presigned URLs (S3) answers 307 to one unless ``RegistryConfig.redirect`` is off (the
 client's ``Range`` then applies at the storage); HEAD and the filesystem storage always answer here, streamed
 from ``BlobStorage.open``.
+
+On a pull-through mirror (``reg.proxy``) a blob the repository does not have is asked of the upstream: HEAD
+answers its size, GET streams it while the mirror stores it, a GET with ``Range`` waits until it is stored.
 """
 
 from __future__ import annotations
@@ -83,10 +86,20 @@ async def _stream(f: BlobReader, length: int) -> AsyncIterator[bytes]:
 async def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str | None, *,
                    head: bool) -> Response:
     size = reg.blob_size(repo, digest)
+    upstream: AsyncIterator[bytes] | None = None
+    if size is None and reg.proxy is not None:  # a pull-through mirror: the upstream's blob
+        size = await run_io(reg.proxy.blob_size, repo, digest)
+        if not head and reg.blob_size(repo, digest) is None:
+            if range_header:
+                await reg.proxy.fill(repo, digest, size)
+            else:
+                upstream = await reg.proxy.stream(repo, digest, size)
     if size is None:
         raise ApiError("BLOB_UNKNOWN", "blob unknown to registry", detail={"digest": str(digest)})
     headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "Content-Length": str(size),
                "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
+    if upstream is not None:  # streamed while it is written to the storage
+        return StreamingResponse(upstream, headers=headers, media_type="application/octet-stream")
     rng = parse_range(range_header, size)
     status, start, length = 200, 0, size
     if rng is not None:

@@ -5,10 +5,11 @@ and answered in an ``OCI-Tag`` header. The referrers API lists a manifest's ``ar
 manifest without one its config's media type (distribution-spec 1.1).
 
 A manifest is stored once as a blob of the content store (its exact pushed bytes) and recorded per repository
-in the database with what it references. A PUT is accepted only when every config, layer and child it names
-is readable in the same repository with the declared size (a missing ``subject`` is allowed; a layer with
-``urls`` that was not pushed is accepted as data and never fetched); the check and the tag update are one
-transaction, so a concurrent GC cannot remove a blob in between (no "201 then 404").
+in the database with what it references. On a pull-through mirror (``reg.proxy``) a GET or HEAD first
+makes the local copy current from the upstream (``proxy.PullThrough.manifest``). A PUT is accepted only when
+every config, layer and child it names is readable in the same repository with the declared size (a missing
+``subject`` is allowed; a layer with ``urls`` that was not pushed is accepted as data and never fetched); the check
+and the tag update are one transaction, so a concurrent GC cannot remove a blob in between (no "201 then 404").
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ from polyarch.oci.spec import (
     Index,
     Manifest,
     MediaType,
-    parse_document,
 )
 
 from .body import read_capped, run_io
 from .errors import ApiError
-from .metastore import ManifestRow
+from .manifestdoc import describe
 from .state import Registry
 
 __all__ = ["catalog", "delete_manifest", "get_manifest", "list_tags", "put_manifest", "referrers"]
@@ -66,7 +66,9 @@ def _resolve(reg: Registry, repo: str, ref: Digest | str) -> tuple[str, str, int
     raise ApiError("MANIFEST_UNKNOWN", "manifest unknown", detail={"reference": str(ref)})
 
 
-def get_manifest(reg: Registry, repo: str, ref: Digest | str, *, head: bool) -> Response:
+async def get_manifest(reg: Registry, repo: str, ref: Digest | str, *, head: bool) -> Response:
+    if reg.proxy is not None:  # a pull-through mirror: the local copy made current first
+        await run_io(reg.proxy.manifest, repo, ref)
     digest_text, media_type, _ = _resolve(reg, repo, ref)
     digest = Digest.parse(digest_text)
     try:
@@ -130,23 +132,16 @@ async def put_manifest(reg: Registry, repo: str, ref: Digest | str, receive: Any
         raise ApiError("SIZE_INVALID", f"manifest larger than {reg.config.max_manifest} bytes", status=413,
                        headers={"Connection": "close"})
     raw = await read_capped(receive, reg.config.max_manifest, reg.config.idle_timeout)
-    try:
-        doc = parse_document(raw, _content_type(headers.get("content-type")))
-    except InvalidManifest as exc:
-        raise ApiError("MANIFEST_INVALID", exc.message) from None
     algorithm = ref.algorithm if isinstance(ref, Digest) else "sha256"
     digest = Digest.of(raw, algorithm)
+    try:
+        described = describe(repo, raw, digest, _content_type(headers.get("content-type")))
+    except InvalidManifest as exc:
+        raise ApiError("MANIFEST_INVALID", exc.message) from None
     if isinstance(ref, Digest) and digest != ref:
         raise ApiError("DIGEST_INVALID", "manifest content does not match the digest in the URL",
                        detail={"digest": str(ref)})
-    if isinstance(doc, Manifest):
-        refs = [str(doc.config.digest), *(str(layer.digest) for layer in doc.layers)]
-        artifact = doc.artifact_type or doc.config.media_type  # an image's artifact type is its config's
-    else:
-        refs = [str(m.digest) for m in doc.manifests]
-        artifact = doc.artifact_type
-    subject = str(doc.subject.digest) if doc.subject is not None else None
-    row = ManifestRow(repo, str(digest), doc.media_type, len(raw), artifact, subject, dict(doc.annotations))
+    doc, row, refs, subject = described.doc, described.row, described.refs, described.row.subject
     _validate(reg, repo, doc)  # early, outside the write lock, for a quick answer
     await run_io(reg.blobs.write, raw, digest)
     tags = (ref,) if isinstance(ref, str) else tag_params

@@ -7,6 +7,9 @@ makes ``pgmeta.PostgresMetadata`` for ``--database postgresql://…``, which rep
 (pushed, mounted, or a manifest of it) or when a local store name served as that repository reaches it, and
 the blob storage really has it (checked on every request: no existence cache to go stale).
 
+With ``upstream`` and ``proxy`` given, ``proxy`` is the pull-through mirror (``proxy.PullThrough``) the handlers
+ask for what the registry does not have yet.
+
 Blob bytes live in a ``storage.BlobStorage`` (default: the local content store). With another storage (S3), local
 store names are not served: their blobs are in the local store, not in the registry's storage.
 """
@@ -24,6 +27,7 @@ from .auth import Authorizer
 from .localstore import LocalNames
 from .metadata import DB_NAME, Metadata
 from .metastore import MetadataStore
+from .proxy import ProxyConfig, PullThrough, Upstream
 from .storage import BlobStorage, FilesystemStorage
 from .uploads import MAX_PER_CLIENT, MAX_PER_REPO, Uploads
 
@@ -53,7 +57,8 @@ class Registry:
 
     def __init__(self, root: Path | ContentStore, config: RegistryConfig | None = None,
                  authorizer: Authorizer | None = None, storage: BlobStorage | None = None,
-                 meta: MetadataStore | None = None) -> None:
+                 meta: MetadataStore | None = None, upstream: Upstream | None = None,
+                 proxy: ProxyConfig | None = None) -> None:
         self.store = root if isinstance(root, ContentStore) else ContentStore(root)
         self.images = ImageStore(self.store)
         self.config = config or RegistryConfig()
@@ -64,6 +69,9 @@ class Registry:
                                max_per_repo=self.config.max_uploads_per_repo,
                                max_per_client=self.config.max_uploads_per_client)
         self.auth = authorizer or Authorizer()
+        # a pull-through mirror of ``upstream`` (the caller's client) when both are given
+        self.proxy = PullThrough(upstream, proxy, self.blobs, self.meta, max_manifest=self.config.max_manifest) \
+            if upstream is not None and proxy is not None else None
 
     def recover(self) -> int:
         return self.uploads.recover()
@@ -79,5 +87,7 @@ class Registry:
         return self.meta.repo_exists(repo) or repo in self.local.view().repos
 
     def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.close()
         self.uploads.close()
         self.meta.close()
