@@ -23,7 +23,8 @@ from typing import Any
 from polyarch.errors import StoreError
 from polyarch.sqlschema import Migration, migrate, statements
 
-from .metastore import ManifestRow, TagRow, UploadRow
+from .metastore import ManifestRow
+from .sqlreads import SqlReads
 
 __all__ = ["DB_NAME", "MIGRATIONS", "Metadata"]
 
@@ -68,7 +69,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-class Metadata:
+class Metadata(SqlReads):
     """The registry database (``metastore.MetadataStore`` over SQLite); thread-safe. Close with ``close()``."""
 
     shared = False  # one registry process per store (``serve.single_instance``); ``registry gc`` beside it
@@ -142,64 +143,6 @@ class Metadata:
 
     # --- reads ----------------------------------------------------------------------------------------------
 
-    def tag(self, repo: str, tag: str) -> str | None:
-        row = self._one("SELECT digest FROM tags WHERE repo=? AND tag=?", (repo, tag))
-        return row[0] if row else None
-
-    def manifest(self, repo: str, digest: str) -> ManifestRow | None:
-        row = self._one("SELECT repo, digest, media_type, size, artifact_type, subject, annotations FROM manifests"
-                        " WHERE repo=? AND digest=?", (repo, digest))
-        return _manifest_row(row) if row else None
-
-    def has_link(self, repo: str, digest: str) -> bool:
-        return self._one("SELECT 1 FROM links WHERE repo=? AND digest=?", (repo, digest)) is not None
-
-    def repos_with_blob(self, digest: str) -> list[str]:
-        return [r[0] for r in self._all("SELECT repo FROM links WHERE digest=? LIMIT 1000", (digest,))]
-
-    def tags(self, repo: str, *, last: str = "", limit: int = 1000) -> list[str]:
-        return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=? AND tag>? ORDER BY tag LIMIT ?",
-                                        (repo, last, limit))]
-
-    def tags_of(self, repo: str, digest: str) -> list[str]:
-        return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=? AND digest=?", (repo, digest))]
-
-    def tag_rows(self) -> list[TagRow]:
-        return [TagRow(r[0], r[1], r[2], float(r[3]), r[4] or "", int(r[5] or 0)) for r in self._all(
-            "SELECT t.repo, t.tag, t.digest, t.updated, m.media_type, m.size FROM tags t LEFT JOIN manifests m"
-            " ON m.repo=t.repo AND m.digest=t.digest ORDER BY t.repo, t.tag", ())]
-
-    def repo_exists(self, repo: str) -> bool:
-        return self._one("SELECT 1 FROM repos WHERE name=?", (repo,)) is not None
-
-    def repos(self, *, last: str = "", limit: int = 1000) -> list[str]:
-        return [r[0] for r in self._all("SELECT name FROM repos WHERE name>? ORDER BY name LIMIT ?",
-                                        (last, limit))]
-
-    def referrers(self, repo: str, subject: str) -> list[ManifestRow]:
-        rows = self._all("SELECT repo, digest, media_type, size, artifact_type, subject, annotations FROM manifests"
-                         " WHERE repo=? AND subject=? ORDER BY created, digest LIMIT 10000", (repo, subject))
-        return [_manifest_row(r) for r in rows]
-
-    def upload(self, upload_id: str) -> UploadRow | None:
-        row = self._one("SELECT id, repo, algorithm, offset, created, updated FROM uploads WHERE id=?",
-                        (upload_id,))
-        return UploadRow(*row) if row else None
-
-    def uploads(self) -> list[UploadRow]:
-        return [UploadRow(*r) for r in self._all(
-            "SELECT id, repo, algorithm, offset, created, updated FROM uploads", ())]
-
-    def referenced_digests(self) -> set[str]:
-        """Every digest a registry manifest is, or references (config, layers, children)."""
-        out = {r[0] for r in self._all("SELECT DISTINCT digest FROM manifests", ())}
-        out.update(r[0] for r in self._all("SELECT DISTINCT target FROM refs", ()))
-        return out
-
-    def last_link_touch(self, digest: str) -> float:
-        row = self._one("SELECT MAX(touched) FROM links WHERE digest=?", (digest,))
-        return float(row[0]) if row and row[0] is not None else 0.0
-
     # --- writes ---------------------------------------------------------------------------------------------
 
     def link(self, repo: str, digest: str) -> None:
@@ -256,10 +199,6 @@ class Metadata:
             return c.execute("UPDATE uploads SET offset=?, state=?, updated=? WHERE id=?",
                              (offset, state, time.time(), upload_id)).rowcount > 0
 
-    def upload_state(self, upload_id: str) -> str | None:
-        row = self._one("SELECT state FROM uploads WHERE id=?", (upload_id,))
-        return str(row[0]) if row else None
-
     def finish_upload(self, upload_id: str, repo: str | None = None, digest: str | None = None) -> bool:
         """Delete the session row; with ``digest``, link the blob to ``repo`` in the same transaction."""
         now = time.time()
@@ -309,11 +248,3 @@ class _SqliteSweep:
 
 def _ensure_repo(c: sqlite3.Connection, repo: str, now: float) -> None:
     c.execute("INSERT OR IGNORE INTO repos VALUES (?,?)", (repo, now))
-
-
-def _manifest_row(row: tuple[Any, ...]) -> ManifestRow:
-    try:
-        annotations = json.loads(row[6]) if row[6] else {}
-    except ValueError:
-        annotations = {}
-    return ManifestRow(row[0], row[1], row[2], int(row[3]), row[4] or "", row[5], annotations)

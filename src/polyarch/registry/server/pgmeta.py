@@ -29,7 +29,8 @@ import psycopg
 
 from polyarch.errors import StoreError
 
-from .metastore import ManifestRow, TagRow, UploadRow
+from .metastore import ManifestRow
+from .sqlreads import SqlReads
 from .storage import StorageUnavailable
 
 __all__ = ["GC_LOCK", "MIGRATIONS", "PUBLISH_LOCK", "PostgresMetadata", "redact"]
@@ -65,7 +66,6 @@ _ARTIFACT_TYPE_FROM_CONFIG = (
 _UPLOAD_STATE = ("ALTER TABLE uploads ADD COLUMN state TEXT NOT NULL DEFAULT ''",)
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _ARTIFACT_TYPE_FROM_CONFIG, _UPLOAD_STATE)
 
-_MANIFEST_COLUMNS = "repo, digest, media_type, size, artifact_type, subject, annotations"
 _UPLOAD_COLUMNS = 'id, repo, algorithm, "offset", created, updated'
 
 
@@ -117,10 +117,12 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> int:
     return found
 
 
-class PostgresMetadata:
+class PostgresMetadata(SqlReads):
     """The registry database on a PostgreSQL server; thread-safe. Close with ``close()``."""
 
     shared = True
+    PLACEHOLDER = "%s"
+    UPLOAD_COLUMNS = _UPLOAD_COLUMNS
 
     def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
         self.url = url
@@ -211,63 +213,6 @@ class PostgresMetadata:
             return self._query(sql, args).fetchall()
 
     # --- reads ----------------------------------------------------------------------------------------------
-
-    def tag(self, repo: str, tag: str) -> str | None:
-        row = self._one("SELECT digest FROM tags WHERE repo=%s AND tag=%s", (repo, tag))
-        return row[0] if row else None
-
-    def manifest(self, repo: str, digest: str) -> ManifestRow | None:
-        row = self._one(f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE repo=%s AND digest=%s", (repo, digest))
-        return _manifest_row(row) if row else None
-
-    def has_link(self, repo: str, digest: str) -> bool:
-        return self._one("SELECT 1 FROM links WHERE repo=%s AND digest=%s", (repo, digest)) is not None
-
-    def repos_with_blob(self, digest: str) -> list[str]:
-        return [r[0] for r in self._all("SELECT repo FROM links WHERE digest=%s LIMIT 1000", (digest,))]
-
-    def tags(self, repo: str, *, last: str = "", limit: int = 1000) -> list[str]:
-        return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=%s AND tag>%s ORDER BY tag LIMIT %s",
-                                        (repo, last, limit))]
-
-    def tags_of(self, repo: str, digest: str) -> list[str]:
-        return [r[0] for r in self._all("SELECT tag FROM tags WHERE repo=%s AND digest=%s", (repo, digest))]
-
-    def tag_rows(self) -> list[TagRow]:
-        return [TagRow(r[0], r[1], r[2], float(r[3]), r[4] or "", int(r[5] or 0)) for r in self._all(
-            "SELECT t.repo, t.tag, t.digest, t.updated, m.media_type, m.size FROM tags t LEFT JOIN manifests m"
-            " ON m.repo=t.repo AND m.digest=t.digest ORDER BY t.repo, t.tag", ())]
-
-    def repo_exists(self, repo: str) -> bool:
-        return self._one("SELECT 1 FROM repos WHERE name=%s", (repo,)) is not None
-
-    def repos(self, *, last: str = "", limit: int = 1000) -> list[str]:
-        return [r[0] for r in self._all("SELECT name FROM repos WHERE name>%s ORDER BY name LIMIT %s",
-                                        (last, limit))]
-
-    def referrers(self, repo: str, subject: str) -> list[ManifestRow]:
-        rows = self._all(f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE repo=%s AND subject=%s "
-                         "ORDER BY created, digest LIMIT 10000", (repo, subject))
-        return [_manifest_row(r) for r in rows]
-
-    def upload(self, upload_id: str) -> UploadRow | None:
-        row = self._one(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id=%s", (upload_id,))
-        return _upload_row(row) if row else None
-
-    def uploads(self) -> list[UploadRow]:
-        return [_upload_row(r) for r in self._all(f"SELECT {_UPLOAD_COLUMNS} FROM uploads", ())]
-
-    def upload_state(self, upload_id: str) -> str | None:
-        row = self._one("SELECT state FROM uploads WHERE id=%s", (upload_id,))
-        return str(row[0]) if row else None
-
-    def referenced_digests(self) -> set[str]:
-        rows = self._all("SELECT digest FROM manifests UNION SELECT target FROM refs", ())
-        return {r[0] for r in rows}
-
-    def last_link_touch(self, digest: str) -> float:
-        row = self._one("SELECT MAX(touched) FROM links WHERE digest=%s", (digest,))
-        return float(row[0]) if row and row[0] is not None else 0.0
 
     # --- writes ---------------------------------------------------------------------------------------------
 
@@ -388,15 +333,3 @@ def _ensure_repo(c: psycopg.Connection[Any], repo: str, now: float) -> None:
 def _link(c: psycopg.Connection[Any], repo: str, digest: str, now: float) -> None:
     c.execute("INSERT INTO links VALUES (%s,%s,%s) ON CONFLICT (repo, digest) DO UPDATE SET touched=excluded.touched",
               (repo, digest, now))
-
-
-def _upload_row(row: tuple[Any, ...]) -> UploadRow:
-    return UploadRow(row[0], row[1], row[2], int(row[3]), float(row[4]), float(row[5]))
-
-
-def _manifest_row(row: tuple[Any, ...]) -> ManifestRow:
-    try:
-        annotations = json.loads(row[6]) if row[6] else {}
-    except ValueError:
-        annotations = {}
-    return ManifestRow(row[0], row[1], row[2], int(row[3]), row[4] or "", row[5], annotations)

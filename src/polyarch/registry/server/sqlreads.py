@@ -1,0 +1,105 @@
+"""The read queries both metadata databases answer alike (SQLite in ``metadata.py``, PostgreSQL in
+``pgmeta.py``): one text per query, written with ``?`` placeholders and turned into the driver's style once.
+
+A subclass gives ``_one``/``_all`` (its connection, its error translation), ``PLACEHOLDER`` (``?`` or ``%s``) and
+``UPLOAD_COLUMNS`` (``offset`` is a reserved word PostgreSQL wants quoted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from .metastore import ManifestRow, TagRow, UploadRow
+
+__all__ = ["SqlReads"]
+
+_MANIFEST_COLUMNS = "repo, digest, media_type, size, artifact_type, subject, annotations"
+
+
+class SqlReads:
+    """Reads of repositories, tags, manifests, links and upload sessions (no writes here)."""
+
+    PLACEHOLDER: ClassVar[str] = "?"
+    UPLOAD_COLUMNS: ClassVar[str] = "id, repo, algorithm, offset, created, updated"
+
+    def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", self.PLACEHOLDER)
+
+    def tag(self, repo: str, tag: str) -> str | None:
+        row = self._one(self._q("SELECT digest FROM tags WHERE repo=? AND tag=?"), (repo, tag))
+        return row[0] if row else None
+
+    def manifest(self, repo: str, digest: str) -> ManifestRow | None:
+        row = self._one(self._q(f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE repo=? AND digest=?"),
+                        (repo, digest))
+        return manifest_row(row) if row else None
+
+    def has_link(self, repo: str, digest: str) -> bool:
+        return self._one(self._q("SELECT 1 FROM links WHERE repo=? AND digest=?"), (repo, digest)) is not None
+
+    def repos_with_blob(self, digest: str) -> list[str]:
+        return [r[0] for r in self._all(self._q("SELECT repo FROM links WHERE digest=? LIMIT 1000"), (digest,))]
+
+    def tags(self, repo: str, *, last: str = "", limit: int = 1000) -> list[str]:
+        return [r[0] for r in self._all(self._q("SELECT tag FROM tags WHERE repo=? AND tag>? ORDER BY tag LIMIT ?"),
+                                        (repo, last, limit))]
+
+    def tags_of(self, repo: str, digest: str) -> list[str]:
+        return [r[0] for r in self._all(self._q("SELECT tag FROM tags WHERE repo=? AND digest=?"), (repo, digest))]
+
+    def tag_rows(self) -> list[TagRow]:
+        return [TagRow(r[0], r[1], r[2], float(r[3]), r[4] or "", int(r[5] or 0)) for r in self._all(
+            "SELECT t.repo, t.tag, t.digest, t.updated, m.media_type, m.size FROM tags t LEFT JOIN manifests m"
+            " ON m.repo=t.repo AND m.digest=t.digest ORDER BY t.repo, t.tag", ())]
+
+    def repo_exists(self, repo: str) -> bool:
+        return self._one(self._q("SELECT 1 FROM repos WHERE name=?"), (repo,)) is not None
+
+    def repos(self, *, last: str = "", limit: int = 1000) -> list[str]:
+        return [r[0] for r in self._all(self._q("SELECT name FROM repos WHERE name>? ORDER BY name LIMIT ?"),
+                                        (last, limit))]
+
+    def referrers(self, repo: str, subject: str) -> list[ManifestRow]:
+        rows = self._all(self._q(f"SELECT {_MANIFEST_COLUMNS} FROM manifests WHERE repo=? AND subject=? "
+                                 "ORDER BY created, digest LIMIT 10000"), (repo, subject))
+        return [manifest_row(r) for r in rows]
+
+    def upload(self, upload_id: str) -> UploadRow | None:
+        row = self._one(self._q(f"SELECT {self.UPLOAD_COLUMNS} FROM uploads WHERE id=?"), (upload_id,))
+        return _upload_row(row) if row else None
+
+    def uploads(self) -> list[UploadRow]:
+        return [_upload_row(r) for r in self._all(f"SELECT {self.UPLOAD_COLUMNS} FROM uploads", ())]
+
+    def upload_state(self, upload_id: str) -> str | None:
+        row = self._one(self._q("SELECT state FROM uploads WHERE id=?"), (upload_id,))
+        return str(row[0]) if row else None
+
+    def referenced_digests(self) -> set[str]:
+        """Every digest a registry manifest is, or references (config, layers, children)."""
+        return {r[0] for r in self._all("SELECT digest FROM manifests UNION SELECT target FROM refs", ())}
+
+    def last_link_touch(self, digest: str) -> float:
+        row = self._one(self._q("SELECT MAX(touched) FROM links WHERE digest=?"), (digest,))
+        return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def _upload_row(row: tuple[Any, ...]) -> UploadRow:
+    return UploadRow(row[0], row[1], row[2], int(row[3]), float(row[4]), float(row[5]))
+
+
+def manifest_row(row: tuple[Any, ...]) -> ManifestRow:
+    """A ``manifests`` row (``_MANIFEST_COLUMNS`` order) as a value; unreadable annotations read as none."""
+    try:
+        annotations = json.loads(row[6]) if row[6] else {}
+    except ValueError:
+        annotations = {}
+    return ManifestRow(row[0], row[1], row[2], int(row[3]), row[4] or "", row[5], annotations)
