@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import bcrypt
 import httpx
 import pytest
+from tests.conftest import run_cli
 from tests.registry.faultproxy import FaultProxy
 from tests.registry.imagegen import make_test_image
 
@@ -253,3 +255,66 @@ def test_upstream_with_bearer_tokens_reached_with_the_proxy_credentials(tmp_path
             assert sha256(m.http.get(f"/v2/gen/app/blobs/{digest}").content) == digest
     finally:
         m.close()
+
+
+def _push_blob(up: httpx.Client, repo: str, data: bytes) -> str:
+    r = up.post(f"/v2/{repo}/blobs/uploads/?digest={sha256(data)}", content=data)
+    assert r.status_code == 201, r.text
+    return sha256(data)
+
+
+def test_client_gone_mid_blob_the_blob_is_still_stored(mirror: Mirror) -> None:
+    big = os.urandom(40 << 20)
+    digest = _push_blob(mirror.up, "gen/app", big)
+    with mirror.http.stream("GET", f"/v2/gen/app/blobs/{digest}") as r:
+        assert r.status_code == 200
+        next(r.iter_raw(64 << 10))  # one chunk, then the client hangs up
+    deadline = time.monotonic() + 30
+    while mirror.store.stat(Digest.parse(digest)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mirror.store.stat(Digest.parse(digest)) == len(big)
+    assert len(mirror.upstream_gets(digest)) == 1
+    r = mirror.http.get(f"/v2/gen/app/blobs/{digest}")  # from the storage now
+    assert sha256(r.content) == digest and len(mirror.upstream_gets(digest)) == 1
+
+
+def test_concurrent_pulls_of_one_blob_fetch_it_once(mirror: Mirror) -> None:
+    big = os.urandom(24 << 20)
+    digest = _push_blob(mirror.up, "gen/app", big)
+    results: list[str] = []
+
+    def pull() -> None:
+        with httpx.Client(base_url=mirror.server.url, timeout=60) as c:
+            results.append(sha256(c.get(f"/v2/gen/app/blobs/{digest}").content))
+
+    threads = [threading.Thread(target=pull) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [digest] * 3
+    assert len(mirror.upstream_gets(digest)) == 1
+
+
+def test_allow_push_serves_local_tags_beside_the_upstream(tmp_path: Path) -> None:
+    m = Mirror(tmp_path, ttl="0", proxy_extra="  allowpush: true\n")
+    try:
+        mine = _push_small(m.http, "own/app", "1", b"local")  # the upstream never had it
+        r = m.http.get("/v2/own/app/manifests/1", headers={"Accept": OCI_MANIFEST})
+        assert r.status_code == 200 and r.headers["docker-content-digest"] == mine
+        r = m.http.get("/v2/gen/app/manifests/1", headers={"Accept": OCI_INDEX})  # still a mirror
+        assert r.status_code == 200
+    finally:
+        m.close()
+
+
+def test_polyarch_pulls_one_platform_through_the_mirror(mirror: Mirror, tmp_path: Path) -> None:
+    children = mirror.index()
+    proc = run_cli("pull", "--platform", ARM64, "--progress", "quiet", f"{mirror.server.host}/gen/app:1",
+                   root=tmp_path / "client")
+    assert proc.returncode == 0
+    assert mirror.store.stat(Digest.parse(str(children[ARM64]["digest"]))) is not None
+    assert mirror.store.stat(Digest.parse(str(children[AMD64]["digest"]))) is None
+    client = ContentStore(tmp_path / "client")
+    for d in _blobs(children[ARM64]["doc"]):  # type: ignore[arg-type]
+        assert client.stat(Digest.parse(d)) is not None

@@ -25,6 +25,7 @@ from polyarch.errors import StoreError
 
 from .body import _IO, run_io
 from .errors import ApiError
+from .proxy import UpstreamResponse
 from .state import Registry
 from .storage import BlobReader
 
@@ -99,7 +100,7 @@ async def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str |
     headers = {"Docker-Content-Digest": str(digest), "Accept-Ranges": "bytes", "Content-Length": str(size),
                "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
     if upstream is not None:  # streamed while it is written to the storage
-        return StreamingResponse(upstream, headers=headers, media_type="application/octet-stream")
+        return UpstreamResponse(upstream, headers=headers, media_type="application/octet-stream")
     rng = parse_range(range_header, size)
     status, start, length = 200, 0, size
     if rng is not None:

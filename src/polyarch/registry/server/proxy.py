@@ -35,6 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from starlette.responses import StreamingResponse
+from starlette.types import Send
+
 from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, PolyarchError, RegistryError
 from polyarch.oci.reference import Reference
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
     from polyarch.registry.client import FetchedManifest
     from polyarch.registry.sink import BlobSink
 
-__all__ = ["DEFAULT_TAG_TTL", "ProxyConfig", "PullThrough", "Upstream", "UpstreamCut"]
+__all__ = ["DEFAULT_TAG_TTL", "ProxyConfig", "PullThrough", "Upstream", "UpstreamCut", "UpstreamResponse"]
 
 log = logging.getLogger("polyarch.registry")
 DEFAULT_TAG_TTL = 168 * 3600.0  # distribution's proxy.ttl default
@@ -80,6 +83,17 @@ class Upstream(Protocol):
 
 class UpstreamCut(Exception):
     """The upstream failed after the client got bytes: the answer is cut short (the server closes it)."""
+
+
+class UpstreamResponse(StreamingResponse):
+    """A blob answer streamed from the upstream: cut short (never completed) when the upstream fails mid-way, so
+    the server closes the connection and the client sees a short body (the cause is logged once, by the fetch)."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except UpstreamCut:
+            pass
 
 
 def _unavailable(exc: BaseException) -> ApiError:
