@@ -12,15 +12,19 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
+import boto3
+import botocore.config
 import httpx
 import pytest
 from tests.conftest import run_cli
 from tests.registry.faultproxy import FaultProxy
 from tests.registry.imagegen import make_test_image
+from tests.registry.rgw import Rgw
 
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
@@ -35,7 +39,7 @@ class Mirror:
     """An upstream registry with ``gen/app:1`` (amd64 + arm64), the fault proxy before it, and the mirror."""
 
     def __init__(self, tmp: Path, *, ttl: str = "168h", upstream_args: tuple[str, ...] = (),
-                 proxy_extra: str = "") -> None:
+                 proxy_extra: str = "", storage: str = "") -> None:
         self.tmp = tmp
         make_test_image(tmp / "up" / "store", "gen/app:1", platforms=(AMD64, ARM64), layer_sizes=LAYERS)
         self.upstream = start_server(tmp / "up" / "store", *upstream_args)
@@ -43,7 +47,7 @@ class Mirror:
         self.faults.start()
         config = tmp / "mirror.yaml"
         config.write_text(f"version: 0.1\nproxy:\n  remoteurl: http://{self.faults.host}\n  ttl: {ttl}\n"
-                          f"{proxy_extra}")
+                          f"{proxy_extra}{storage}")
         self.server = start_server(tmp / "mirror" / "store", "--config", str(config))
         self.store = ContentStore(tmp / "mirror" / "store")
         self.http = httpx.Client(base_url=self.server.url, timeout=30)
@@ -318,3 +322,53 @@ def test_polyarch_pulls_one_platform_through_the_mirror(mirror: Mirror, tmp_path
     client = ContentStore(tmp_path / "client")
     for d in _blobs(children[ARM64]["doc"]):  # type: ignore[arg-type]
         assert client.stat(Digest.parse(d)) is not None
+
+
+def test_s3_storage_nothing_half_stored_then_retry(tmp_path: Path, rgw: Rgw) -> None:
+    """On the s3 driver the blob goes through a multipart upload: a fetch failing after a part was uploaded leaves
+    neither an object nor a multipart upload behind."""
+    s3 = boto3.client("s3", endpoint_url=rgw.endpoint, aws_access_key_id=rgw.access_key,
+                      aws_secret_access_key=rgw.secret_key, region_name="us-east-1",
+                      config=botocore.config.Config(s3={"addressing_style": "path"}))
+    bucket = f"p-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    storage = (f"storage:\n  redirect:\n    disable: true\n  s3:\n    regionendpoint: {rgw.endpoint}\n"
+               f"    region: us-east-1\n    bucket: {bucket}\n    accesskey: {rgw.access_key}\n"
+               f"    secretkey: {rgw.secret_key}\n    secure: false\n    forcepathstyle: true\n"
+               f"    chunksize: {5 << 20}\n")
+    m = Mirror(tmp_path, storage=storage)
+    try:
+        big = os.urandom(13 << 20)
+        digest = _push_blob(m.up, "gen/app", big)
+        m.faults.add("GET", f"/blobs/{digest}", "reset", after=3 << 20, times=4)  # 12 MiB of 13 arrive
+        with pytest.raises(httpx.HTTPError), m.http.stream("GET", f"/v2/gen/app/blobs/{digest}") as r:
+            b"".join(r.iter_bytes())
+        time.sleep(0.5)
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert not any(Digest.parse(digest).hex in k for k in keys)
+        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+        r = m.http.get(f"/v2/gen/app/blobs/{digest}")
+        assert r.status_code == 200 and sha256(r.content) == digest
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert any(Digest.parse(digest).hex in k for k in keys)
+        r = m.http.get("/v2/gen/app/manifests/1", headers={"Accept": OCI_INDEX})  # manifests in S3 too
+        assert r.status_code == 200
+        assert m.http.get(f"/v2/gen/app/blobs/{digest}").content == big  # now streamed from S3
+    finally:
+        m.close()
+
+
+def test_new_tag_target_unfetchable_cached_tag_served_until_it_is(tmp_path: Path) -> None:
+    m = Mirror(tmp_path, ttl="1s")
+    try:
+        first = _push_small(m.up, "lib/moving", "latest", b"one")
+        assert m.http.get("/v2/lib/moving/manifests/latest").headers["docker-content-digest"] == first
+        second = _push_small(m.up, "lib/moving", "latest", b"two")
+        time.sleep(1.2)
+        m.faults.add("GET", f"/manifests/{second}", "status", status=503, times=4)  # the HEAD answers, the GET fails
+        r = m.http.get("/v2/lib/moving/manifests/latest")
+        assert r.status_code == 200 and r.headers["docker-content-digest"] == first
+        r = m.http.get("/v2/lib/moving/manifests/latest")  # not marked checked: asked again at once
+        assert r.status_code == 200 and r.headers["docker-content-digest"] == second
+    finally:
+        m.close()

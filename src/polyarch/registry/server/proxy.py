@@ -306,7 +306,14 @@ class PullThrough:
                 return
             raise _upstream_error(exc, "MANIFEST_UNKNOWN", ref) from None
         if local != str(digest) or self.storage.stat(digest) is None:
-            self._cache(repo, digest, (ref,), fetched)
+            try:
+                self._cache(repo, digest, (ref,), fetched)
+            except ApiError:
+                if local is None:
+                    raise
+                log.warning("upstream manifest %s of %s could not be cached; serving the cached tag %s", digest,
+                            repo, ref)
+                return
         self._mark(repo, ref)
 
     def _cache(self, repo: str, digest: Digest, tags: tuple[str, ...], fetched: FetchedManifest | None = None) -> None:
