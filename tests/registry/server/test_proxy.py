@@ -372,3 +372,14 @@ def test_new_tag_target_unfetchable_cached_tag_served_until_it_is(tmp_path: Path
         assert r.status_code == 200 and r.headers["docker-content-digest"] == second
     finally:
         m.close()
+
+
+def test_tag_list_adds_the_upstreams_tags(mirror: Mirror) -> None:
+    _push_small(mirror.up, "lib/t", "a", b"a")
+    _push_small(mirror.up, "lib/t", "b", b"b")
+    assert mirror.http.get("/v2/lib/t/tags/list").json() == {"name": "lib/t", "tags": ["a", "b"]}
+    assert mirror.http.get("/v2/lib/t/tags/list?n=1").json()["tags"] == ["a"]
+    assert mirror.http.get("/v2/lib/t/manifests/a").status_code == 200
+    assert mirror.http.get("/v2/lib/none/tags/list").status_code == 404
+    mirror.upstream.stop()
+    assert mirror.http.get("/v2/lib/t/tags/list").json() == {"name": "lib/t", "tags": ["a"]}  # the cached ones

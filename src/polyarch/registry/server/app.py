@@ -84,7 +84,7 @@ async def _handle(reg: Registry, request: Request, route: Route) -> Response:
     if kind == "catalog":
         return manifests.catalog(reg, request.query_params)
     if kind == "tags":
-        return manifests.list_tags(reg, name, request.query_params)
+        return await manifests.list_tags(reg, name, request.query_params)
     if kind == "referrers":
         return manifests.referrers(reg, name, parse_digest(route.ref), request.query_params)
     if kind == "manifest":

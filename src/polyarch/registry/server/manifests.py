@@ -6,7 +6,8 @@ manifest without one its config's media type (distribution-spec 1.1).
 
 A manifest is stored once as a blob of the content store (its exact pushed bytes) and recorded per repository
 in the database with what it references. On a pull-through mirror (``reg.proxy``) a GET or HEAD first
-makes the local copy current from the upstream (``proxy.PullThrough.manifest``). A PUT is accepted only when
+makes the local copy current from the upstream (``proxy.PullThrough.manifest``), and a tag list adds the
+upstream's tags. A PUT is accepted only when
 every config, layer and child it names is readable in the same repository with the declared size (a missing
 ``subject`` is allowed; a layer with ``urls`` that was not pushed is accepted as data and never fetched); the check
 and the tag update are one transaction, so a concurrent GC cannot remove a blob in between (no "201 then 404").
@@ -198,13 +199,15 @@ def _page(items: list[str], n: int, link: str, doc: dict[str, Any], key: str) ->
     return Response(json.dumps({**doc, key: items}).encode(), headers=headers, media_type="application/json")
 
 
-def list_tags(reg: Registry, repo: str, query: Any) -> Response:
+async def list_tags(reg: Registry, repo: str, query: Any) -> Response:
+    """The repository's tags; on a pull-through mirror also the upstream's (when it answers)."""
     n, last = page_params(reg, query)
-    if not reg.repo_known(repo):
+    remote = await run_io(reg.proxy.tags, repo) if reg.proxy is not None else None
+    if remote is None and not reg.repo_known(repo):
         raise ApiError("NAME_UNKNOWN", "repository name not known to registry", detail={"name": repo})
     db = reg.meta.tags(repo, last=last, limit=n + 1)
     local = [t for t in reg.local.view().repos.get(repo, []) if t > last]
-    tags = sorted(set(db) | set(local))[: n + 1]
+    tags = sorted(set(db) | set(local) | {t for t in remote or () if t > last})[: n + 1]
     return _page(tags, n, f"/v2/{repo}/tags/list", {"name": repo}, "tags")
 
 

@@ -16,6 +16,7 @@
   is stored), and its retry fetches again. A client that
   goes away does not stop the fetch: the blob is still stored. A second request for a blob being fetched, and a
   ``Range`` request of a blob not cached yet, wait for the fetch and are served from the storage.
+- **Tag lists** add the upstream's tags to the cached ones (the cached ones alone when it cannot answer).
 - **Pushes** are refused (405 ``UNSUPPORTED``, as distribution's proxy does) unless ``ProxyConfig.allow_push``.
 
 The upstream is a ``Upstream`` (polyarch's ``RegistryClient``: bearer-token auth, retries, resume), made by the CLI
@@ -58,6 +59,7 @@ log = logging.getLogger("polyarch.registry")
 DEFAULT_TAG_TTL = 168 * 3600.0  # distribution's proxy.ttl default
 WINDOW = 16  # chunks queued for one client before the fetch waits for it
 BATCH = 4 << 20  # bytes gathered before one storage append
+MAX_TAG_PAGES = 20  # an upstream tag list longer than this many pages is not merged in
 _DOCUMENT_TYPES = MANIFEST_TYPES | INDEX_TYPES
 
 
@@ -79,6 +81,8 @@ class Upstream(Protocol):
     def blob_size(self, ref: Reference, digest: Digest, *, push: bool = False) -> int | None: ...
 
     def fetch_blob(self, ref: Reference, desc: Descriptor, sink_factory: Callable[[], BlobSink]) -> None: ...
+
+    def list_tags(self, ref: Reference, *, max_pages: int = 100) -> list[str]: ...
 
 
 class UpstreamCut(Exception):
@@ -341,6 +345,15 @@ class PullThrough:
         if fetched is not None:
             self.storage.write(raw, digest)
         self.meta.put_manifest(described.row, described.refs, tags, lambda: None)
+
+    def tags(self, repo: str) -> list[str] | None:
+        """The upstream's tags of ``repo`` (as distribution's proxy lists them), or None when it cannot say."""
+        try:
+            return self.upstream.list_tags(self.ref(repo), max_pages=MAX_TAG_PAGES)
+        except (RegistryError, PolyarchError) as exc:
+            if not (isinstance(exc, RegistryError) and exc.status == 404):
+                log.warning("upstream tags of %s: %s", repo, exc)
+            return None
 
     # --- blobs -------------------------------------------------------------------------------------------------
 
