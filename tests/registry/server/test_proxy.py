@@ -285,19 +285,23 @@ def test_client_gone_mid_blob_the_blob_is_still_stored(mirror: Mirror) -> None:
 def test_concurrent_pulls_of_one_blob_fetch_it_once(mirror: Mirror) -> None:
     big = os.urandom(24 << 20)
     digest = _push_blob(mirror.up, "gen/app", big)
+    _push_blob(mirror.up, "gen/other", big)
     results: list[str] = []
 
-    def pull() -> None:
+    def pull(repo: str) -> None:
         with httpx.Client(base_url=mirror.server.url, timeout=60) as c:
-            results.append(sha256(c.get(f"/v2/gen/app/blobs/{digest}").content))
+            results.append(sha256(c.get(f"/v2/{repo}/blobs/{digest}").content))
 
-    threads = [threading.Thread(target=pull) for _ in range(3)]
+    threads = [threading.Thread(target=pull, args=(repo,)) for repo in ("gen/app", "gen/other", "gen/app")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert results == [digest] * 3
     assert len(mirror.upstream_gets(digest)) == 1
+    mirror.upstream.stop()  # both repositories serve it from the cache now
+    for repo in ("gen/app", "gen/other"):
+        assert mirror.http.head(f"/v2/{repo}/blobs/{digest}").status_code == 200
 
 
 def test_allow_push_serves_local_tags_beside_the_upstream(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from polyarch.errors import DigestMismatch, PolyarchError, RegistryError
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import INDEX_TYPES, MANIFEST_ACCEPT, MANIFEST_TYPES, Descriptor, MediaType
 
+from .body import run_io
 from .errors import ApiError
 from .manifestdoc import describe
 from .metastore import MetadataStore
@@ -377,7 +378,7 @@ class PullThrough:
         fetching it, and it is now stored: serve it from the storage). :raises ApiError: failed before any byte."""
         running = self._inflight.get(str(digest))
         if running is not None:
-            await running.wait()
+            await self._join(running, repo)
             return None
         fetch = self._start(repo, Descriptor(MediaType.OCI_LAYER, digest, size), client=True)
         head = await fetch.first()
@@ -388,7 +389,13 @@ class PullThrough:
         running = self._inflight.get(str(digest))
         if running is None:
             running = self._start(repo, Descriptor(MediaType.OCI_LAYER, digest, size), client=False)
+        await self._join(running, repo)
+
+    async def _join(self, running: _Fetch, repo: str) -> None:
+        """Wait for a fetch; one made for another repository links this one too (the upstream let it read it)."""
         await running.wait()
+        if running.repo != repo:
+            await run_io(self.meta.link, repo, str(running.desc.digest))
 
     def _start(self, repo: str, desc: Descriptor, *, client: bool) -> _Fetch:
         fetch = _Fetch(asyncio.get_running_loop(), self, repo, desc, client=client)
