@@ -21,14 +21,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from polyarch.cli.context import AppContext
 from polyarch.errors import PolyarchError, UsageError
 from polyarch.pipeline.ctxurl import is_http_url, parse_git_url
-from polyarch.pipeline.remotectx import Fetched, RemoteContexts
-from polyarch.sources.location import Scheme, explicit_scheme
+
+if TYPE_CHECKING:  # fetching code is loaded only when a context is remote (a local rebuild stays quick)
+    from polyarch.pipeline.remotectx import Fetched, RemoteContexts
 
 __all__ = ["MainContext", "RemoteArgs"]
 
@@ -54,6 +56,8 @@ class RemoteArgs:
         """Made on first use (a local build never opens the store for it); closed with the click command."""
         if self._remote is None:
             app = self._app
+            from polyarch.pipeline.remotectx import RemoteContexts
+
             self._remote = RemoteContexts(app.store.root, lambda: app.images)
             click.get_current_context().call_on_close(self._remote.close)
         return self._remote
@@ -70,6 +74,8 @@ class RemoteArgs:
             return self._dockerfile(fetched, dockerfile, what)
         git = parse_git_url(context)
         if git is not None:
+            from polyarch.pipeline.remotectx import Fetched
+
             return self._dockerfile(Fetched(self.remote.git(git, what)), dockerfile, what)
         if is_http_url(context):
             # BuildKit: a plain file is the Dockerfile, named "context" in a context of its own
@@ -96,6 +102,8 @@ class RemoteArgs:
 
     def named(self, contexts: Mapping[str, str]) -> dict[str, str]:
         """``--build-context`` values → what the build takes: a local directory or ``docker-image://REF``."""
+        from polyarch.sources.location import Scheme, explicit_scheme
+
         out: dict[str, str] = {}
         for name, value in contexts.items():
             what = f"--build-context {name}={value}"

@@ -19,8 +19,10 @@ import ipaddress
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from . import auth
+if TYPE_CHECKING:  # the CLI reads its config (HostConfig) without loading httpx
+    from . import auth
 
 __all__ = ["HUB_REGISTRY", "ClientOptions", "Endpoint", "HostConfig", "Route", "is_loopback", "route_for"]
 
