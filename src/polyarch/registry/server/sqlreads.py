@@ -8,6 +8,7 @@ A subclass gives ``_one``/``_all`` (its connection, its error translation), ``PL
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -18,17 +19,17 @@ __all__ = ["SqlReads"]
 _MANIFEST_COLUMNS = "repo, digest, media_type, size, artifact_type, subject, annotations"
 
 
-class SqlReads:
+class SqlReads(ABC):
     """Reads of repositories, tags, manifests, links and upload sessions (no writes here)."""
 
     PLACEHOLDER: ClassVar[str] = "?"
     UPLOAD_COLUMNS: ClassVar[str] = "id, repo, algorithm, offset, created, updated"
 
-    def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
+    @abstractmethod
+    def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None: ...
 
-    def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+    @abstractmethod
+    def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]: ...
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", self.PLACEHOLDER)
