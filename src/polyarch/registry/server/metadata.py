@@ -24,7 +24,7 @@ from polyarch.errors import StoreError
 from polyarch.sqlschema import Migration, migrate, statements
 
 from .metastore import ManifestRow
-from .sqlreads import SqlReads
+from .sqlcommon import SqlCommon
 
 __all__ = ["DB_NAME", "MIGRATIONS", "Metadata"]
 
@@ -69,7 +69,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-class Metadata(SqlReads):
+class Metadata(SqlCommon):
     """The registry database (``metastore.MetadataStore`` over SQLite); thread-safe. Close with ``close()``."""
 
     shared = False  # one registry process per store (``serve.single_instance``); ``registry gc`` beside it
@@ -174,24 +174,6 @@ class Metadata(SqlReads):
             c.executemany("INSERT INTO tags VALUES (?,?,?,?) ON CONFLICT(repo, tag) DO UPDATE SET "
                           "digest=excluded.digest, updated=excluded.updated",
                           [(row.repo, tag, row.digest, now) for tag in tags])
-
-    def delete_manifest(self, repo: str, digest: str) -> bool:
-        with self.write() as c:
-            cur = c.execute("DELETE FROM manifests WHERE repo=? AND digest=?", (repo, digest))
-            c.execute("DELETE FROM refs WHERE repo=? AND manifest=?", (repo, digest))
-            c.execute("DELETE FROM tags WHERE repo=? AND digest=?", (repo, digest))
-            c.execute("DELETE FROM links WHERE repo=? AND digest=?", (repo, digest))
-            return cur.rowcount > 0
-
-    def delete_tag(self, repo: str, tag: str) -> bool:
-        with self.write() as c:
-            return c.execute("DELETE FROM tags WHERE repo=? AND tag=?", (repo, tag)).rowcount > 0
-
-    def create_upload(self, upload_id: str, repo: str, algorithm: str) -> None:
-        now = time.time()
-        with self.write() as c:
-            c.execute("INSERT INTO uploads (id, repo, algorithm, offset, created, updated) VALUES (?,?,?,?,?,?)",
-                      (upload_id, repo, algorithm, 0, now, now))
 
     def advance_upload(self, upload_id: str, offset: int, state: str = "") -> bool:
         """Record a session's offset and its storage driver's state (``storage.UploadWriter.flush``)."""

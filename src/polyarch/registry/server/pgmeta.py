@@ -30,7 +30,7 @@ import psycopg
 from polyarch.errors import StoreError
 
 from .metastore import ManifestRow
-from .sqlreads import SqlReads
+from .sqlcommon import SqlCommon
 from .storage import StorageUnavailable
 
 __all__ = ["GC_LOCK", "MIGRATIONS", "PUBLISH_LOCK", "PostgresMetadata", "redact"]
@@ -117,7 +117,7 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> int:
     return found
 
 
-class PostgresMetadata(SqlReads):
+class PostgresMetadata(SqlCommon):
     """The registry database on a PostgreSQL server; thread-safe. Close with ``close()``."""
 
     shared = True
@@ -243,24 +243,6 @@ class PostgresMetadata(SqlReads):
                 cur.executemany("INSERT INTO tags VALUES (%s,%s,%s,%s) ON CONFLICT (repo, tag) DO UPDATE SET "
                                 "digest=excluded.digest, updated=excluded.updated",
                                 [(row.repo, tag, row.digest, now) for tag in tags])
-
-    def delete_manifest(self, repo: str, digest: str) -> bool:
-        with self.write() as c:
-            cur = c.execute("DELETE FROM manifests WHERE repo=%s AND digest=%s", (repo, digest))
-            c.execute("DELETE FROM refs WHERE repo=%s AND manifest=%s", (repo, digest))
-            c.execute("DELETE FROM tags WHERE repo=%s AND digest=%s", (repo, digest))
-            c.execute("DELETE FROM links WHERE repo=%s AND digest=%s", (repo, digest))
-            return cur.rowcount > 0
-
-    def delete_tag(self, repo: str, tag: str) -> bool:
-        with self.write() as c:
-            return c.execute("DELETE FROM tags WHERE repo=%s AND tag=%s", (repo, tag)).rowcount > 0
-
-    def create_upload(self, upload_id: str, repo: str, algorithm: str) -> None:
-        now = time.time()
-        with self.write() as c:
-            c.execute(f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s)",
-                      (upload_id, repo, algorithm, 0, now, now))
 
     def advance_upload(self, upload_id: str, offset: int, state: str = "") -> bool:
         with self.write() as c:

@@ -1,26 +1,29 @@
-"""The read queries both metadata databases answer alike (SQLite in ``metadata.py``, PostgreSQL in
-``pgmeta.py``): one text per query, written with ``?`` placeholders and turned into the driver's style once.
+"""The queries both metadata databases run alike (SQLite in ``metadata.py``, PostgreSQL in ``pgmeta.py``): every
+read, and the writes whose SQL is the same in both dialects. One text per query, written with ``?`` placeholders
+and turned into the driver's style once; writes that differ (upserts) stay with each database.
 
-A subclass gives ``_one``/``_all`` (its connection, its error translation), ``PLACEHOLDER`` (``?`` or ``%s``) and
-``UPLOAD_COLUMNS`` (``offset`` is a reserved word PostgreSQL wants quoted).
+A subclass gives ``_one``/``_all`` (its connection, its error translation), ``write()`` (one transaction),
+``PLACEHOLDER`` (``?`` or ``%s``) and ``UPLOAD_COLUMNS`` (``offset`` is a reserved word PostgreSQL wants quoted).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 from .metastore import ManifestRow, TagRow, UploadRow
 
-__all__ = ["SqlReads"]
+__all__ = ["SqlCommon"]
 
 _MANIFEST_COLUMNS = "repo, digest, media_type, size, artifact_type, subject, annotations"
 
 
-class SqlReads(ABC):
-    """Reads of repositories, tags, manifests, links and upload sessions (no writes here)."""
+class SqlCommon(ABC):
+    """Reads of repositories, tags, manifests, links and upload sessions, and the dialect-free writes."""
 
     PLACEHOLDER: ClassVar[str] = "?"
     UPLOAD_COLUMNS: ClassVar[str] = "id, repo, algorithm, offset, created, updated"
@@ -30,6 +33,9 @@ class SqlReads(ABC):
 
     @abstractmethod
     def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Any]: ...
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", self.PLACEHOLDER)
@@ -91,6 +97,26 @@ class SqlReads(ABC):
     def last_link_touch(self, digest: str) -> float:
         row = self._one(self._q("SELECT MAX(touched) FROM links WHERE digest=?"), (digest,))
         return float(row[0]) if row and row[0] is not None else 0.0
+
+    # --- writes the two dialects spell alike ------------------------------------------------------------------
+
+    def delete_manifest(self, repo: str, digest: str) -> bool:
+        with self.write() as c:
+            cur = c.execute(self._q("DELETE FROM manifests WHERE repo=? AND digest=?"), (repo, digest))
+            c.execute(self._q("DELETE FROM refs WHERE repo=? AND manifest=?"), (repo, digest))
+            c.execute(self._q("DELETE FROM tags WHERE repo=? AND digest=?"), (repo, digest))
+            c.execute(self._q("DELETE FROM links WHERE repo=? AND digest=?"), (repo, digest))
+            return bool(cur.rowcount > 0)
+
+    def delete_tag(self, repo: str, tag: str) -> bool:
+        with self.write() as c:
+            return bool(c.execute(self._q("DELETE FROM tags WHERE repo=? AND tag=?"), (repo, tag)).rowcount > 0)
+
+    def create_upload(self, upload_id: str, repo: str, algorithm: str) -> None:
+        now = time.time()
+        with self.write() as c:
+            c.execute(self._q(f"INSERT INTO uploads ({self.UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?)"),
+                      (upload_id, repo, algorithm, 0, now, now))
 
 
 def _upload_row(row: tuple[Any, ...]) -> UploadRow:
