@@ -313,14 +313,18 @@ class S3Storage:
         except botocore.exceptions.ClientError as exc:
             raise StoreError(f"S3 bucket {self.bucket!r}: {_code(exc) or _status(exc)}") from exc
 
-    def stat(self, digest: Digest) -> int | None:
+    def _head(self, digest: Digest) -> dict[str, Any] | None:
+        """The blob's HeadObject answer; None when there is no such blob."""
         try:
-            res = _call("HeadObject", self.client.head_object, Bucket=self.bucket, Key=self.blob_key(digest))
+            return _call("HeadObject", self.client.head_object, Bucket=self.bucket, Key=self.blob_key(digest))
         except botocore.exceptions.ClientError as exc:
             if _code(exc) in _MISSING or _status(exc) == 404:
                 return None
             raise StorageUnavailable(f"S3 HeadObject failed: {_code(exc)}") from exc
-        return int(res["ContentLength"])
+
+    def stat(self, digest: Digest) -> int | None:
+        res = self._head(digest)
+        return None if res is None else int(res["ContentLength"])
 
     def _get(self, digest: Digest, **kwargs: Any) -> Any:
         try:
@@ -478,13 +482,8 @@ class S3Storage:
                 yield prefix.rstrip("/").rsplit("/", 1)[-1]
 
     def modified(self, digest: Digest) -> float | None:
-        try:
-            res = _call("HeadObject", self.client.head_object, Bucket=self.bucket, Key=self.blob_key(digest))
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) in _MISSING or _status(exc) == 404:
-                return None
-            raise StorageUnavailable(f"S3 HeadObject failed: {_code(exc)}") from exc
-        return float(res["LastModified"].timestamp())
+        res = self._head(digest)
+        return None if res is None else float(res["LastModified"].timestamp())
 
     def stale_sessions(self, before: float) -> Iterator[tuple[str, str]]:
         """Sessions whose objects (tails, data) and multipart uploads are all older than ``before``; each with a
