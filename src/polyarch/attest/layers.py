@@ -8,8 +8,10 @@ API::
 
 Each layer is read once through ``worker.tarmembers`` (the one tar reader) and only the files the scanners read
 are kept: ``/etc/os-release`` (or ``/usr/lib/os-release``), ``/var/lib/dpkg/status`` and ``status.d/*``,
-``/lib/apk/db/installed``, ``*.dist-info/METADATA`` and ``*.egg-info/PKG-INFO``, each at most ``MAX_DB`` bytes,
-and the module info of ELF files that hold Go build info (found by streaming through the file's data). Whiteouts
+``/lib/apk/db/installed``, the rpm database (``rpmdb.sqlite`` or ``Packages`` under ``/var/lib/rpm`` or
+``/usr/lib/sysimage/rpm``), ``*.dist-info/METADATA``, ``*.egg-info/PKG-INFO`` and ``node_modules/[@scope/]NAME/
+package.json``, each at most ``MAX_DB`` bytes, and the Go build info or cargo-auditable data of executable ELF files
+(``binaries.read_binary``, one streamed pass). Whiteouts
 (``.wh.NAME``, ``.wh..wh..opq``) delete what lower layers put there, as containerd applies them. Names with
 ``..`` components are skipped. A package's ``layer`` is the diff_id of the lowest layer from which on its file
 listed it, so a dpkg package installed by a build step names that step's layer, not the base's.
@@ -33,26 +35,40 @@ from polyarch.oci.spec import Descriptor, Manifest
 from polyarch.sources.protocol import ContentSource
 from polyarch.worker.tarmembers import open_members
 
-from .goinfo import MAGIC, MAX_INFO, BuildInfo, parse_buildinfo
-from .scanners import Distro, Package, apk_installed, dpkg_status, go_binary, os_release, python_metadata
+from .binaries import read_binary
+from .cargo import AuditData
+from .goinfo import BuildInfo
+from .scanners import (
+    Distro,
+    Package,
+    apk_installed,
+    cargo_binary,
+    dpkg_status,
+    go_binary,
+    npm_package,
+    os_release,
+    python_metadata,
+    rpm_database,
+)
 
 __all__ = ["MAX_DB", "Found", "LayerCache", "LayerFiles", "image_packages", "merge", "prescan", "scan_layer"]
 
 MAX_DB = 64 << 20
 MAX_GO_BINARY = 1 << 30
-_CHUNK = 1 << 20
 _OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 _DPKG = "var/lib/dpkg/status"
 _DPKG_D = "var/lib/dpkg/status.d/"
 _APK = "lib/apk/db/installed"
+_RPM = tuple(f"{d}/{f}" for d in ("var/lib/rpm", "usr/lib/sysimage/rpm") for f in ("rpmdb.sqlite", "Packages"))
 
 
 @dataclass(slots=True)
 class LayerFiles:
-    """What one layer holds of interest: file path → bytes (databases) or ``BuildInfo`` (Go binaries), the paths
-    its whiteouts delete and the directories it makes opaque."""
+    """What one layer holds of interest: file path → bytes (databases), ``BuildInfo`` (Go binaries) or
+    ``AuditData`` (cargo-auditable Rust binaries), the paths its whiteouts delete and the directories it makes
+    opaque."""
 
-    files: dict[str, bytes | BuildInfo] = field(default_factory=dict)
+    files: dict[str, bytes | BuildInfo | AuditData] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     opaque: list[str] = field(default_factory=list)
 
@@ -65,7 +81,7 @@ def _name(raw: str) -> str | None:
 
 
 def _wanted(name: str) -> bool:
-    if name in _OS_RELEASE or name in (_DPKG, _APK):
+    if name in _OS_RELEASE or name in (_DPKG, _APK) or name in _RPM:
         return True
     if name.startswith(_DPKG_D):
         rest = name[len(_DPKG_D):]
@@ -73,30 +89,19 @@ def _wanted(name: str) -> bool:
     base = posixpath.basename(name)
     parent = posixpath.basename(posixpath.dirname(name))
     return (base == "METADATA" and parent.endswith(".dist-info")) or \
-        (base == "PKG-INFO" and parent.endswith(".egg-info"))
+        (base == "PKG-INFO" and parent.endswith(".egg-info")) or (base == "package.json" and _npm(name))
+
+
+def _npm(name: str) -> bool:
+    """``…/node_modules/NAME/package.json`` or ``…/node_modules/@SCOPE/NAME/package.json``."""
+    parts = name.split("/")
+    return (len(parts) >= 3 and parts[-3] == "node_modules" and not parts[-2].startswith("@")) or \
+        (len(parts) >= 4 and parts[-4] == "node_modules" and parts[-3].startswith("@"))
 
 
 def _read_upto(f: IO[bytes], limit: int) -> bytes | None:
     data = f.read(limit + 1)
     return None if len(data) > limit else data
-
-
-def _go_info(f: IO[bytes]) -> BuildInfo | None:
-    """Stream an ELF file's data looking for Go's build info magic; read the blob after it."""
-    head = f.read(4)
-    if head != b"\x7fELF":
-        return None
-    tail = b""
-    while chunk := f.read(_CHUNK):
-        buf = tail + chunk
-        at = buf.find(MAGIC)
-        if at >= 0:
-            blob = buf[at:]
-            while len(blob) < MAX_INFO and (more := f.read(_CHUNK)):
-                blob += more
-            return parse_buildinfo(blob[:MAX_INFO + 64])
-        tail = buf[-(len(MAGIC) - 1):]
-    return None
 
 
 def scan_layer(stream: IO[bytes]) -> LayerFiles:
@@ -128,7 +133,7 @@ def scan_layer(stream: IO[bytes]) -> LayerFiles:
                 out.files[name] = data
         elif member.size >= 64 and member.size <= MAX_GO_BINARY and member.mode & 0o111:
             f = tar.extractfile(member)
-            info = _go_info(f) if f is not None else None
+            info = read_binary(f, member.size) if f is not None else None
             if info is not None:
                 out.files[name] = info
     return out
@@ -136,10 +141,10 @@ def scan_layer(stream: IO[bytes]) -> LayerFiles:
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """The merged view: path → (bytes or BuildInfo, the diff_ids of the layers that held that path, lowest
+    """The merged view: path → (bytes, BuildInfo or AuditData, the diff_ids of the layers that held that path, lowest
     first, each with the content it had there)."""
 
-    files: dict[str, list[tuple[str, bytes | BuildInfo]]]
+    files: dict[str, list[tuple[str, bytes | BuildInfo | AuditData]]]
 
 
 def _under(path: str, top: str) -> bool:
@@ -148,7 +153,7 @@ def _under(path: str, top: str) -> bool:
 
 def merge(layers: Sequence[tuple[str, LayerFiles]]) -> Found:
     """Apply the layers bottom-up: whiteouts and opaque directories drop lower layers' files."""
-    files: dict[str, list[tuple[str, bytes | BuildInfo]]] = {}
+    files: dict[str, list[tuple[str, bytes | BuildInfo | AuditData]]] = {}
     for diff_id, lf in layers:
         gone = [*lf.deleted, *lf.opaque]
         if gone:
@@ -159,16 +164,22 @@ def merge(layers: Sequence[tuple[str, LayerFiles]]) -> Found:
     return Found(files)
 
 
-def _packages_of(path: str, content: bytes | BuildInfo, distro: Distro) -> list[Package]:
+def _packages_of(path: str, content: bytes | BuildInfo | AuditData, distro: Distro) -> list[Package]:
     abspath = "/" + path
     if isinstance(content, BuildInfo):
         return go_binary(content, path=abspath)
+    if isinstance(content, AuditData):
+        return cargo_binary(content, path=abspath)
     if path == _DPKG or path.startswith(_DPKG_D):
         return dpkg_status(content, path=abspath, distro=distro)
     if path == _APK:
         return apk_installed(content, path=abspath, distro=distro)
+    if path in _RPM:
+        return rpm_database(content, path=abspath, distro=distro)
     if path in _OS_RELEASE:
         return []
+    if path.endswith("/package.json"):
+        return npm_package(content, path=abspath)
     return python_metadata(content, path=abspath)
 
 

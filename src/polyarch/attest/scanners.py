@@ -6,6 +6,9 @@ API::
     apk_installed(data, *, path, distro) -> list[Package]   # /lib/apk/db/installed
     python_metadata(data, *, path) -> list[Package]         # *.dist-info/METADATA, *.egg-info/PKG-INFO
     go_binary(info, *, path) -> list[Package]               # a Go binary's embedded module info (goinfo.BuildInfo)
+    rpm_database(data, *, path, distro) -> list[Package]    # rpmdb.sqlite or BerkeleyDB Packages (rpmdb.py)
+    npm_package(data, *, path) -> list[Package]             # node_modules/[@scope/]NAME/package.json
+    cargo_binary(data, *, path) -> list[Package]            # a Rust binary's cargo-auditable data (cargo.AuditData)
     os_release(data) -> Distro
 
 Every input is untrusted (it comes from image layers): any bytes give a (possibly empty) list, never an
@@ -15,13 +18,16 @@ exception. Text is decoded as UTF-8 with replacement; a record without a name or
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .cargo import AuditData
 from .goinfo import BuildInfo
+from .rpmdb import headers, parse_header
 
-__all__ = ["MAX_FIELD", "MAX_RECORDS", "Distro", "Package", "apk_installed", "dpkg_status", "go_binary",
-           "os_release", "purl", "python_metadata"]
+__all__ = ["MAX_FIELD", "MAX_RECORDS", "Distro", "Package", "apk_installed", "cargo_binary", "dpkg_status",
+           "go_binary", "npm_package", "os_release", "purl", "python_metadata", "rpm_database"]
 
 MAX_RECORDS = 100_000
 MAX_FIELD = 4096
@@ -37,7 +43,7 @@ class Distro:
 
 @dataclass(frozen=True, slots=True)
 class Package:
-    """One package found in an image: ``kind`` is the purl type (deb, apk, pypi, golang)."""
+    """One package found in an image: ``kind`` is the purl type (deb, apk, rpm, pypi, golang, npm, cargo)."""
 
     kind: str
     name: str
@@ -203,3 +209,59 @@ def go_binary(info: BuildInfo, *, path: str) -> list[Package]:
         ns, _, name = mod.path.rpartition("/")
         out.append(Package("golang", mod.path, mod.version, purl("golang", name, mod.version, namespace=ns), path))
     return out
+
+
+def rpm_database(data: bytes, *, path: str, distro: Distro = Distro()) -> list[Package]:
+    """The packages of an rpm database (SQLite or BerkeleyDB hash; ``gpg-pubkey`` entries, which are imported
+    keys, left out). The version is ``[EPOCH:]VERSION-RELEASE``; the purl (purl spec) carries the epoch, arch,
+    source rpm (``upstream``) and distro as qualifiers, the distro id as namespace."""
+    out: list[Package] = []
+    for blob in headers(data):
+        h = parse_header(blob)
+        if h is None or h.name == "gpg-pubkey":
+            continue
+        name, vr = _cut(h.name), _cut(f"{h.version}-{h.release}" if h.release else h.version)
+        version = f"{h.epoch}:{vr}" if h.epoch is not None else vr
+        arch = _cut(h.arch)
+        out.append(Package("rpm", name, version, purl("rpm", name, vr, namespace=distro.id, qualifiers={
+            "arch": arch, "epoch": "" if h.epoch is None else str(h.epoch), "upstream": _cut(h.sourcerpm),
+            "distro": _distro_q(distro)}), path, _cut(h.license), arch))
+        if len(out) >= MAX_RECORDS:
+            break
+    return out
+
+
+def _npm_license(doc: dict[str, object]) -> str:
+    lic = doc.get("license")
+    if isinstance(lic, dict):
+        lic = lic.get("type")
+    if isinstance(lic, str):
+        return _cut(lic)
+    legacy = doc.get("licenses")  # the old form: [{"type": "MIT", "url": …}, …]
+    if isinstance(legacy, list):
+        types = [x.get("type") for x in legacy[:16] if isinstance(x, dict)]
+        return _cut(" OR ".join(t for t in types if isinstance(t, str) and t))
+    return ""
+
+
+def npm_package(data: bytes, *, path: str) -> list[Package]:
+    """The package a ``node_modules`` ``package.json`` describes (``name``, ``version``, ``license``; a scoped
+    ``@scope/name`` becomes the purl's namespace)."""
+    try:
+        doc = json.loads(data[:1 << 20])
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(doc, dict):
+        return []
+    name, version = doc.get("name"), doc.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not _cut(name) or not _cut(version):
+        return []
+    name, version = _cut(name), _cut(version)
+    scope, slash, bare = name.rpartition("/") if name.startswith("@") else ("", "", name)
+    return [Package("npm", name, version, purl("npm", bare if slash else name, version, namespace=scope), path,
+                    _npm_license(doc))]
+
+
+def cargo_binary(data: AuditData, *, path: str) -> list[Package]:
+    """Every crate a cargo-auditable Rust binary records, as ``cargo`` purls."""
+    return [Package("cargo", c.name, c.version, purl("cargo", c.name, c.version), path) for c in data.crates]
