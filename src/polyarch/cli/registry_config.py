@@ -2,7 +2,9 @@
 
 Keys polyarch uses (where distribution has the concept, its key): ``http.addr`` (``:5000`` listens everywhere),
 ``http.tls.certificate``, ``http.tls.key``, ``http.tls.clientcas`` (one CA file), ``auth.htpasswd.path``,
-``storage.delete.enabled``, ``storage.redirect.disable``, ``storage.maintenance.readonly.enabled``, and one storage
+``storage.delete.enabled``, ``storage.redirect.disable`` (plus polyarch's ``storage.redirect.minsize``: blobs
+smaller than this many bytes are streamed, not redirected; default ``state.REDIRECT_MIN``, 0 redirects every blob as
+distribution does), ``storage.maintenance.readonly.enabled``, and one storage
 driver: ``storage.filesystem`` (the local store; its ``rootdirectory`` must be left out: the store is ``--root``)
 or ``storage.s3.{regionendpoint, region, bucket, rootdirectory, accesskey, secretkey, secure, forcepathstyle,
 chunksize}`` plus polyarch's ``storage.s3.{cafile, profile}`` and ``database`` (``sqlite``, the default: ``registry.db``
@@ -15,7 +17,8 @@ file keeps working; any other key is refused.
 
 Precedence: the file, then ``REGISTRY_*`` environment variables (distribution's names: the key upper-cased with
 ``_`` for ``.``, e.g. ``REGISTRY_STORAGE_S3_BUCKET``), then the command's flags. Every bad value is one error
-naming its key (``registry.yaml: storage.s3.secure: expected true or false``).
+naming the file, the line and the key (``registry.yaml:12: storage.s3.secure: expected true or false``; the lines
+come from PyYAML's composed nodes), or the variable (``REGISTRY_STORAGE_S3_SECURE: …``).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class ServeFile:
     delete_enabled: bool | None = None
     read_only: bool | None = None
     redirect: bool = True
+    redirect_min: int | None = None  # storage.redirect.minsize: smaller blobs are streamed, not redirected
     storage: str = "filesystem"
     s3: S3Settings | None = None
     database: str | None = None  # a postgresql:// URL; None: SQLite in the store
@@ -99,10 +103,14 @@ def _bool(v: Any) -> bool:
     raise _Bad(f"expected true or false, got {str(v)[:40]!r}")
 
 
-def _size(v: Any) -> int:
-    if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())):
+def _bytes(v: Any) -> int:
+    if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())) or int(v) < 0:
         raise _Bad(f"expected a number of bytes, got {str(v)[:40]!r}")
-    n = int(v)
+    return int(v)
+
+
+def _size(v: Any) -> int:
+    n = _bytes(v)
     if n < MIN_CHUNK:
         raise _Bad(f"must be at least {MIN_CHUNK} (S3's smallest part), got {n}")
     return n
@@ -180,7 +188,7 @@ _KEYS: dict[str, Callable[[Any], Any]] = {
     "database": database_url,
     "http.addr": _addr, "http.tls.certificate": lambda v: Path(_text(v)), "http.tls.key": lambda v: Path(_text(v)),
     "http.tls.clientcas": _cas, "auth.htpasswd.path": lambda v: Path(_text(v)),
-    "storage.delete.enabled": _bool, "storage.redirect.disable": _bool,
+    "storage.delete.enabled": _bool, "storage.redirect.disable": _bool, "storage.redirect.minsize": _bytes,
     "storage.maintenance.readonly.enabled": _bool,
     "storage.s3.regionendpoint": _endpoint, "storage.s3.region": _text, "storage.s3.bucket": _text,
     "storage.s3.rootdirectory": lambda v: str(v).strip() if v is not None else "",
@@ -197,24 +205,41 @@ def _ignored(key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in _IGNORED)
 
 
-def _flatten(doc: Mapping[str, Any], prefix: str, out: dict[str, Any], where: str) -> None:
-    for k, v in doc.items():
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """One key's value and where it was said: ``registry.yaml:12`` or a ``REGISTRY_*`` variable's name."""
+
+    value: Any
+    place: str
+
+
+def _walk(loader: Any, node: Any, prefix: str, out: dict[str, _Said], lines: dict[str, int], path: Path) -> None:
+    """Flatten a composed mapping node into dotted keys, each with the line of its key (``lines`` also gets the
+    line of every section)."""
+    import yaml
+
+    loader.flatten_mapping(node)  # ``<<`` merge keys, as safe_load does
+    for key_node, value_node in node.value:
+        k = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
         key = f"{prefix}{k}".lower() if isinstance(k, str) else f"{prefix}{k!r}"
+        lines.setdefault(key, line)
         if _ignored(key):
             continue
-        if isinstance(v, Mapping) and key not in _KEYS:
-            if not v and key in _SECTIONS:
-                out[key] = {}
-            _flatten(v, key + ".", out, where)
+        if isinstance(value_node, yaml.MappingNode) and key not in _KEYS:
+            if not value_node.value and key in _SECTIONS:
+                out[key] = _Said({}, f"{path}:{line}")
+            _walk(loader, value_node, key + ".", out, lines, path)
         elif key == "storage.filesystem.rootdirectory":
-            raise UsageError(f"{where}: {key}: not used by polyarch", hint="the store is --root (POLYARCH_ROOT)")
+            raise UsageError(f"{path}:{line}: {key}: not used by polyarch", hint="the store is --root (POLYARCH_ROOT)")
         elif key in _KEYS or key in _SECTIONS:
-            out[key] = v
+            out[key] = _Said(loader.construct_object(value_node, deep=True), f"{path}:{line}")
         else:
-            raise UsageError(f"{where}: {key}: unknown key")
+            raise UsageError(f"{path}:{line}: {key}: unknown key")
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> tuple[dict[str, _Said], dict[str, int]]:
+    """The file's keys (each with its ``path:line``) and the line of every key and section."""
     import yaml
 
     try:
@@ -223,19 +248,23 @@ def _read(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read --config {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
+    flat: dict[str, _Said] = {}
+    lines: dict[str, int] = {}
+    loader = yaml.SafeLoader(text)
     try:
-        doc = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return flat, lines
+        if not isinstance(node, yaml.MappingNode):
+            raise UsageError(f"{path}:{node.start_mark.line + 1}: expected a mapping of keys at the top")
+        _walk(loader, node, "", flat, lines, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"{path}: invalid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise UsageError(f"{path}: expected a mapping of keys at the top")
-    flat: dict[str, Any] = {}
-    _flatten(doc, "", flat, str(path))
-    return flat
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise UsageError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    finally:
+        loader.dispose()
+    return flat, lines
 
 
 def _env_keys() -> dict[str, str]:
@@ -243,48 +272,65 @@ def _env_keys() -> dict[str, str]:
 
 
 def load_serve_file(path: Path | None, environ: tuple[tuple[str, str], ...] = ()) -> ServeFile:
-    """The file at ``path`` (None: no file) overlaid with ``REGISTRY_*`` variables. :raises UsageError:"""
-    raw: dict[str, tuple[Any, str]] = {}
+    """The file at ``path`` (None: no file) overlaid with ``REGISTRY_*`` variables. :raises UsageError: one line
+    naming the file, line and key (``registry.yaml:12: storage.s3.bucket: …``) or the variable."""
+    raw: dict[str, _Said] = {}
+    lines: dict[str, int] = {}
     if path is not None:
-        raw.update((k, (v, f"{path}: {k}")) for k, v in _read(path).items())
+        raw, lines = _read(path)
     names = _env_keys()
     for var, value in environ:
         if var in names:
-            raw[names[var]] = (value, var)
+            raw[names[var]] = _Said(value, var)
+
+    def place(*keys: str) -> str:
+        """Where the first of ``keys`` that was said (a key or a section of the file) was said."""
+        for key in keys:
+            if key in raw:
+                return raw[key].place
+            if path is not None and key in lines:
+                return f"{path}:{lines[key]}"
+        return str(path) if path is not None else "environment"
+
     values: dict[str, Any] = {}
-    for key, (value, where) in raw.items():
+    for key, said in raw.items():
         if key in _SECTIONS:
-            if value not in (None, {}) and not isinstance(value, Mapping):
-                raise UsageError(f"{where}: expected a mapping")
+            if said.value not in (None, {}) and not isinstance(said.value, Mapping):
+                raise UsageError(f"{said.place}: {key}: expected a mapping")
             values[key] = True
             continue
         try:
-            values[key] = _KEYS[key](value)
+            values[key] = _KEYS[key](said.value)
         except _Bad as exc:
+            where = f"{said.place}: {key}" if path is not None and said.place.startswith(f"{path}:") else said.place
             raise UsageError(f"{where}: {exc}") from None
     drivers = sorted({k.split(".")[1] for k in values if k.startswith(("storage.s3", "storage.filesystem"))})
     if len(drivers) > 1:
-        raise UsageError(f"{path or 'environment'}: storage: more than one driver configured ({', '.join(drivers)})")
+        second = max((f"storage.{d}" for d in drivers), key=lambda k: lines.get(k, 0))
+        raise UsageError(f"{place(second)}: storage: more than one driver configured ({', '.join(drivers)})")
     out = ServeFile(addr=values.get("http.addr"), tls_cert=values.get("http.tls.certificate"),
                     tls_key=values.get("http.tls.key"), tls_client_ca=values.get("http.tls.clientcas"),
                     htpasswd=values.get("auth.htpasswd.path"), delete_enabled=values.get("storage.delete.enabled"),
                     read_only=values.get("storage.maintenance.readonly.enabled"),
-                    redirect=not values.get("storage.redirect.disable", False), database=values.get("database"))
+                    redirect=not values.get("storage.redirect.disable", False),
+                    redirect_min=values.get("storage.redirect.minsize"), database=values.get("database"))
     proxy = {k.removeprefix("proxy."): v for k, v in values.items() if k.startswith("proxy.")}
     if proxy:
-        where = path or "environment"
         if "remoteurl" not in proxy:
-            raise UsageError(f"{where}: proxy.remoteurl: required by the other proxy keys")
+            raise UsageError(f"{place('proxy', *(f'proxy.{k}' for k in proxy))}: proxy.remoteurl: required by the "
+                             "other proxy keys")
         if ("username" in proxy) != ("password" in proxy):
-            raise UsageError(f"{where}: proxy.username and proxy.password go together")
+            raise UsageError(f"{place('proxy.username', 'proxy.password')}: proxy.username and proxy.password go "
+                             "together")
         out = replace(out, proxy=ProxySettings(**proxy))
     if drivers == ["s3"]:
         s3 = {k.removeprefix("storage.s3."): v for k, v in values.items() if k.startswith("storage.s3.")}
         if not s3.get("bucket"):
-            where = f"{path}: storage.s3.bucket" if path else "REGISTRY_STORAGE_S3_BUCKET"
+            where = f"{place('storage.s3')}: storage.s3.bucket" if path else "REGISTRY_STORAGE_S3_BUCKET"
             raise UsageError(f"{where}: required by the s3 driver")
         if ("accesskey" in s3) != ("secretkey" in s3):
-            raise UsageError(f"{path or 'environment'}: storage.s3.accesskey and storage.s3.secretkey go together")
+            raise UsageError(f"{place('storage.s3.accesskey', 'storage.s3.secretkey')}: storage.s3.accesskey and "
+                             "storage.s3.secretkey go together")
         out = replace(out, storage="s3", s3=S3Settings(**s3))
     return out
 

@@ -97,6 +97,7 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     """
     from polyarch.registry.server import Authorizer, Htpasswd, Registry, RegistryConfig, TokenIssuer
     from polyarch.registry.server import serve as srv
+    from polyarch.registry.server.state import REDIRECT_MIN
 
     from .registry_config import ProxySettings, check_database, check_remote_url, load_serve_file
 
@@ -144,7 +145,8 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     config = RegistryConfig(read_only=read_only, delete_enabled=delete_enabled,
                             upload_ttl=parse_duration(upload_ttl), idle_timeout=parse_duration(body_timeout),
                             max_uploads_per_repo=max_uploads_per_repo, max_uploads_per_client=max_uploads_per_client,
-                            redirect=redirect)
+                            redirect=redirect,
+                            redirect_min=REDIRECT_MIN if conf.redirect_min is None else conf.redirect_min)
     store = app.store
     storage = _s3_storage(conf.s3) if conf.storage == "s3" and conf.s3 is not None else None
     where = f"s3://{conf.s3.bucket}/{conf.s3.rootdirectory.strip('/')}" if conf.s3 is not None else str(store.root)

@@ -1,5 +1,5 @@
 """The pull-through mirror's configuration: distribution's ``proxy:`` keys (and polyarch's ``allowpush``), their
-``REGISTRY_PROXY_*`` overrides, one error naming the key for every bad value, the ``--proxy-*`` flags; and the rule
+``REGISTRY_PROXY_*`` overrides, one error naming the file, line and key for every bad value, the ``--proxy-*`` flags; and the rule
 that the upstream's registry client is made only in ``cli/`` (an AST check over src/)."""
 
 from __future__ import annotations
@@ -39,22 +39,22 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert got == ProxySettings("https://b.example", ttl=600.0)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("proxy:\n  remoteurl: ftp://x\n", "proxy.remoteurl: expected http(s)://HOST[:PORT]"),
-    ("proxy:\n  remoteurl: https://x/some/path\n", "proxy.remoteurl: expected http(s)://HOST[:PORT]"),
-    ("proxy:\n  remoteurl: https://u:p@x\n", "proxy.remoteurl: expected http(s)://HOST[:PORT]"),
-    ("proxy:\n  remoteurl: http://x:99999\n", "proxy.remoteurl: expected"),
-    ("proxy:\n  remoteurl: http://x\n  ttl: soon\n", "proxy.ttl: expected a duration"),
-    ("proxy:\n  remoteurl: http://x\n  ttl: 5\n", "proxy.ttl: expected a duration"),
-    ("proxy:\n  remoteurl: http://x\n  allowpush: maybe\n", "proxy.allowpush: expected true or false"),
-    ("proxy:\n  remoteurl: http://x\n  username: me\n", "proxy.username and proxy.password go together"),
-    ("proxy:\n  ttl: 1h\n", "proxy.remoteurl: required"),
-    ("proxy:\n  remoteurl: http://x\n  colour: red\n", "proxy.colour: unknown key"),
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("proxy:\n  remoteurl: ftp://x\n", 2, "proxy.remoteurl: expected http(s)://HOST[:PORT]"),
+    ("proxy:\n  remoteurl: https://x/some/path\n", 2, "proxy.remoteurl: expected http(s)://HOST[:PORT]"),
+    ("proxy:\n  remoteurl: https://u:p@x\n", 2, "proxy.remoteurl: expected http(s)://HOST[:PORT]"),
+    ("proxy:\n  remoteurl: http://x:99999\n", 2, "proxy.remoteurl: expected"),
+    ("proxy:\n  remoteurl: http://x\n  ttl: soon\n", 3, "proxy.ttl: expected a duration"),
+    ("proxy:\n  remoteurl: http://x\n  ttl: 5\n", 3, "proxy.ttl: expected a duration"),
+    ("proxy:\n  remoteurl: http://x\n  allowpush: maybe\n", 3, "proxy.allowpush: expected true or false"),
+    ("proxy:\n  remoteurl: http://x\n  username: me\n", 3, "proxy.username and proxy.password go together"),
+    ("version: 0.1\nproxy:\n  ttl: 1h\n", 2, "proxy.remoteurl: required"),
+    ("proxy:\n  remoteurl: http://x\n  colour: red\n", 3, "proxy.colour: unknown key"),
 ])
-def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_values_name_the_file_line_and_key(tmp_path: Path, text: str, line: int, message: str) -> None:
     with pytest.raises(UsageError) as err:
         _load(tmp_path, text)
-    assert message in err.value.message
+    assert err.value.message.startswith(f"{tmp_path / 'registry.yaml'}:{line}: {message}"), err.value.message
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -92,48 +92,102 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         load_serve_file(_write(tmp_path, GOOD), bad)
 
 
+# (file text, the line the error names, the message after "registry.yaml:LINE: ")
 BAD = [
-    ("storage:\n  s3:\n    bucket: b\n    secure: maybe\n", "storage.s3.secure: expected true or false"),
-    ("storage:\n  s3:\n    bucket: b\n    forcepathstyle: 3\n", "storage.s3.forcepathstyle: expected true or false"),
-    ("storage:\n  s3:\n    bucket: b\n    chunksize: 1000\n", "storage.s3.chunksize: must be at least"),
-    ("storage:\n  s3:\n    bucket: b\n    chunksize: lots\n", "storage.s3.chunksize: expected a number of bytes"),
-    ("storage:\n  s3:\n    region: x\n", "storage.s3.bucket: required by the s3 driver"),
-    ("storage:\n  s3:\n    bucket: ''\n", "storage.s3.bucket: expected a non-empty string"),
-    ("storage:\n  s3:\n    bucket: b\n    regionendpoint: ftp://x\n", "storage.s3.regionendpoint: expected an http"),
-    ("storage:\n  s3:\n    bucket: b\n    accesskey: a\n", "storage.s3.accesskey and storage.s3.secretkey go"),
-    ("storage:\n  s3:\n    bucket: b\n    region: [1]\n", "storage.s3.region: expected a non-empty string"),
-    ("storage:\n  s3:\n    bucket: b\n    regoin: x\n", "storage.s3.regoin: unknown key"),
-    ("storage:\n  s3:\n    bucket: b\n  filesystem: {}\n", "storage: more than one driver configured"),
-    ("storage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n", "storage.filesystem.rootdirectory: not used"),
-    ("storage:\n  delete:\n    enabled: yes please\n", "storage.delete.enabled: expected true or false"),
-    ("storage:\n  redirect:\n    disable: 1\n", "storage.redirect.disable: expected true or false"),
-    ("http:\n  addr: 5000\n", "http.addr: expected HOST:PORT"),
-    ("http:\n  addr: :99999\n", "http.addr: expected HOST:PORT"),
-    ("http:\n  tls:\n    certificate: ''\n", "http.tls.certificate: expected a non-empty string"),
-    ("http:\n  tls:\n    clientcas: [a, b]\n", "http.tls.clientcas: polyarch takes exactly one"),
-    ("auth:\n  htpasswd:\n    path: {x: 1}\n", "auth.htpasswd.path: expected a non-empty string"),
-    ("auth:\n  token:\n    realm: x\n", "auth.token.realm: unknown key"),
-    ("- a list\n", "expected a mapping of keys at the top"),
-    ("http: [\n", "invalid YAML at line 2"),
+    ("storage:\n  s3:\n    bucket: b\n    secure: maybe\n", 4, "storage.s3.secure: expected true or false"),
+    ("storage:\n  s3:\n    bucket: b\n    forcepathstyle: 3\n", 4, "storage.s3.forcepathstyle: expected true or false"),
+    ("storage:\n  s3:\n    bucket: b\n    chunksize: 1000\n", 4, "storage.s3.chunksize: must be at least"),
+    ("storage:\n  s3:\n    bucket: b\n    chunksize: lots\n", 4, "storage.s3.chunksize: expected a number of bytes"),
+    ("storage:\n  s3:\n    region: x\n", 2, "storage.s3.bucket: required by the s3 driver"),
+    ("storage:\n  s3:\n    bucket: ''\n", 3, "storage.s3.bucket: expected a non-empty string"),
+    ("storage:\n  s3:\n    bucket: b\n    regionendpoint: ftp://x\n", 4, "storage.s3.regionendpoint: expected an http"),
+    ("storage:\n  s3:\n    bucket: b\n    accesskey: a\n", 4, "storage.s3.accesskey and storage.s3.secretkey go"),
+    ("storage:\n  s3:\n    bucket: b\n    region: [1]\n", 4, "storage.s3.region: expected a non-empty string"),
+    ("storage:\n  s3:\n    bucket: b\n    regoin: x\n", 4, "storage.s3.regoin: unknown key"),
+    ("storage:\n  s3:\n    bucket: b\n  filesystem: {}\n", 4, "storage: more than one driver configured"),
+    ("storage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n", 3, "storage.filesystem.rootdirectory: not used"),
+    ("storage:\n  delete:\n    enabled: yes please\n", 3, "storage.delete.enabled: expected true or false"),
+    ("storage:\n  redirect:\n    disable: 1\n", 3, "storage.redirect.disable: expected true or false"),
+    ("http:\n  addr: 5000\n", 2, "http.addr: expected HOST:PORT"),
+    ("http:\n  addr: :99999\n", 2, "http.addr: expected HOST:PORT"),
+    ("http:\n  tls:\n    certificate: ''\n", 3, "http.tls.certificate: expected a non-empty string"),
+    ("http:\n  tls:\n    clientcas: [a, b]\n", 3, "http.tls.clientcas: polyarch takes exactly one"),
+    ("auth:\n  htpasswd:\n    path: {x: 1}\n", 3, "auth.htpasswd.path: expected a non-empty string"),
+    ("auth:\n  token:\n    realm: x\n", 3, "auth.token.realm: unknown key"),
+    ("# a list, not a mapping\n\n- a list\n", 3, "expected a mapping of keys at the top"),
+    ("http: [\n", 2, "invalid YAML"),
 ]
+# lines further down a realistic file, after comments, blank lines and ignored sections
+LATER = [
+    ("storage.s3.secure: maybe", 13, "storage.s3.secure: expected true or false"),
+    ("storage.s3.bucket: ''", 11, "storage.s3.bucket: expected a non-empty string"),
+    ("storage.redirect.minsize: -1", 16, "storage.redirect.minsize: expected a number of bytes"),
+    ("storage.redirect.minsize: big", 16, "storage.redirect.minsize: expected a number of bytes"),
+    ("storage.s3.colour: red", 13, "storage.s3.colour: unknown key"),
+]
+_LATER_FILE = """\
+# registry.yaml of a homelab
+version: 0.1
+log:
+  level: info
+
+storage:
+  cache:
+    blobdescriptor: inmemory
+  s3:
+    regionendpoint: http://127.0.0.1:7480
+    bucket: images
+    accesskey: AK
+    secretkey: SK
+  redirect:
+    disable: false
+    minsize: 1048576
+http:
+  addr: :5000
+"""
 
 
-@pytest.mark.parametrize(("text", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
-def test_each_bad_value_names_its_key(tmp_path: Path, text: str, message: str) -> None:
+@pytest.mark.parametrize(("text", "line", "message"), BAD, ids=[m.split(":")[0] for _, _, m in BAD])
+def test_each_bad_value_names_its_file_line_and_key(tmp_path: Path, text: str, line: int, message: str) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(UsageError) as info:
         load_serve_file(path)
-    assert str(info.value.message).startswith(f"{path}"), info.value.message
-    assert message in info.value.message
+    assert str(info.value.message).startswith(f"{path}:{line}: {message}"), info.value.message
 
 
-@pytest.mark.parametrize(("text", "message"), [BAD[0], BAD[14], BAD[-1]])
-def test_the_cli_says_one_error_line(tmp_path: Path, text: str, message: str) -> None:
+@pytest.mark.parametrize(("change", "line", "message"), LATER, ids=[c for c, _, _ in LATER])
+def test_the_line_is_that_of_the_bad_key_in_a_longer_file(tmp_path: Path, change: str, line: int,
+                                                           message: str) -> None:
+    key, _, value = change.partition(": ")
+    leaf = key.rsplit(".", 1)[1]
+    lines = _LATER_FILE.splitlines()
+    for i, text in enumerate(lines):
+        if text.strip().startswith(f"{leaf}:") and i + 1 == line:
+            lines[i] = text[:len(text) - len(text.lstrip())] + f"{leaf}: {value}"
+            break
+    else:
+        lines.insert(line - 1, f"    {leaf}: {value}")
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(UsageError) as info:
+        load_serve_file(path)
+    assert str(info.value.message).startswith(f"{path}:{line}: {message}"), info.value.message
+
+
+def test_redirect_minsize_is_read(tmp_path: Path) -> None:
+    got = load_serve_file(_write(tmp_path, _LATER_FILE))
+    assert (got.redirect, got.redirect_min) == (True, 1 << 20)
+    got = load_serve_file(_write(tmp_path, _LATER_FILE), (("REGISTRY_STORAGE_REDIRECT_MINSIZE", "0"),))
+    assert got.redirect_min == 0
+    assert load_serve_file(None).redirect_min is None
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [BAD[0], BAD[14], BAD[-1]])
+def test_the_cli_says_one_error_line(tmp_path: Path, text: str, line: int, message: str) -> None:
     path = _write(tmp_path, text)
     proc = run_cli("registry", "serve", "--config", str(path), root=tmp_path / "store", check=False, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
-    assert lines[0].startswith(f"error: {path}") and message in lines[0], proc.stderr
+    assert lines[0].startswith(f"error: {path}:{line}: {message}"), proc.stderr
     assert "Traceback" not in proc.stderr
 
 

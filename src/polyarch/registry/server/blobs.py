@@ -4,9 +4,10 @@ Ranges: one ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` gives 206 with ``Content
 or inverted (``bytes=500-0``) gives 416 with ``Content-Range: bytes */<size>``; a multi-range or any other
 unit is ignored and the whole blob is sent with 200 (RFC 9110 allows ignoring Range).
 
-A GET of a storage that has presigned URLs (S3) answers 307 to one unless ``RegistryConfig.redirect`` is off (the
-client's ``Range`` then applies at the storage); HEAD and the filesystem storage always answer here, streamed
-from ``BlobStorage.open``.
+A GET of a storage that has presigned URLs (S3) answers 307 to one unless ``RegistryConfig.redirect`` is off or the
+blob is smaller than ``RegistryConfig.redirect_min`` (the client's ``Range`` then applies at the storage); HEAD, small
+blobs and the filesystem storage always answer here, streamed from ``BlobStorage.open``, with
+``Docker-Content-Digest`` (a presigned storage answer cannot carry it: see ``state.REDIRECT_MIN``).
 
 On a pull-through mirror (``reg.proxy``) a blob the repository does not have is asked of the upstream: HEAD
 answers its size, GET streams it while the mirror stores it, a GET with ``Range`` waits until it is stored.
@@ -111,7 +112,7 @@ async def get_blob(reg: Registry, repo: str, digest: Digest, range_header: str |
         headers["Content-Length"] = str(length)
     if head:
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
-    if reg.config.redirect:
+    if reg.config.redirect and size >= reg.config.redirect_min:
         url = await run_io(reg.blobs.presign, digest, reg.config.redirect_ttl)
         if url is not None:
             return RedirectResponse(str(url), status_code=307, headers={"Docker-Content-Digest": str(digest)})

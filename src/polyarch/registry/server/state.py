@@ -31,9 +31,16 @@ from .proxy import ProxyConfig, PullThrough, Upstream
 from .storage import BlobStorage, FilesystemStorage
 from .uploads import MAX_PER_CLIENT, MAX_PER_REPO, Uploads
 
-__all__ = ["Registry", "RegistryConfig"]
+__all__ = ["REDIRECT_MIN", "Registry", "RegistryConfig"]
 
 MAX_MANIFEST = 4 << 20
+# Blobs smaller than this are streamed even when redirects are on (``storage.redirect.minsize``; 0: redirect every
+# blob, as distribution does). The spec asks for ``Docker-Content-Digest`` on the blob GET answer reached after any
+# redirect, and a presigned S3 answer can never carry that header (S3 returns only its own and ``x-amz-meta-*``
+# headers); streaming gives it. For a small blob (configs, signatures, SBOMs, attestations) the redirect also costs
+# more than it saves: a second request, often a new connection and TLS handshake to the storage, against a few
+# milliseconds of the registry's bandwidth. Large layers, where offloading the bytes matters, are redirected.
+REDIRECT_MIN = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ class RegistryConfig:
     idle_timeout: float = 60.0
     page_max: int = 1000
     redirect: bool = True  # blob GET answers 307 to the storage's presigned URL when it has one
+    redirect_min: int = REDIRECT_MIN  # … for blobs of at least this size
     redirect_ttl: int = 1200
 
 
