@@ -390,7 +390,8 @@ class S3Storage:
 
     def presign(self, digest: Digest, ttl: int) -> str | None:
         return str(self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self.blob_key(digest)}, ExpiresIn=ttl))
+            "get_object", Params={"Bucket": self.bucket, "Key": self.blob_key(digest),
+                                  "ResponseContentType": "application/octet-stream"}, ExpiresIn=ttl))
 
     def delete_key(self, key: str) -> None:
         try:
