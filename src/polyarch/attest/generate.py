@@ -25,11 +25,20 @@ from polyarch.oci.spec import Descriptor, Manifest
 from polyarch.platform import Platform
 from polyarch.sources.store import StoreSource
 
+from .cyclonedx import cyclonedx_document
 from .layers import LayerCache, image_packages, prescan
 from .options import AttestOptions
 from .provenance import BuildFacts, platform_materials, predicate_v02, predicate_v1
 from .sbom import spdx_document
-from .statement import PREDICATE_SLSA_V02, PREDICATE_SLSA_V1, PREDICATE_SPDX, Subject, encode, statement
+from .statement import (
+    PREDICATE_CYCLONEDX,
+    PREDICATE_SLSA_V02,
+    PREDICATE_SLSA_V1,
+    PREDICATE_SPDX,
+    Subject,
+    encode,
+    statement,
+)
 
 __all__ = ["Statement", "make_statements", "subject_name"]
 
@@ -89,9 +98,11 @@ def make_statements(images: ImageStore, subjects: Sequence[Descriptor], opts: At
             assert isinstance(doc, Manifest)
             config = parse_config(images.store.read(doc.config.digest))
             pkgs = image_packages(source, doc, config.diff_ids, cache)
-            sbom = spdx_document(pkgs, image_name=name, manifest_digest=subject.digest,
-                                 platform=str(platform or config.platform), created=created, tool=TOOL)
-            out.append(Statement(subject, PREDICATE_SPDX, encode(statement(PREDICATE_SPDX, sbom, subj))))
+            make, stype = ((cyclonedx_document, PREDICATE_CYCLONEDX) if opts.sbom_format == "cyclonedx"
+                           else (spdx_document, PREDICATE_SPDX))
+            sbom = make(pkgs, image_name=name, manifest_digest=subject.digest,
+                        platform=str(platform or config.platform), created=created, tool=TOOL)
+            out.append(Statement(subject, stype, encode(statement(stype, sbom, subj))))
         if opts.provenance and i < len(plans):
             materials, steps = platform_materials(plans[i], resolve)
             plat = platform or plans[i].platform

@@ -7,7 +7,9 @@ API::
 buildx's spellings: ``--sbom`` / ``--sbom=true|false`` / ``--sbom=generator=IMAGE``; ``--provenance`` /
 ``--provenance=true|false`` / ``--provenance=mode=min|max[,builder-id=ID][,version=v1|v0.2]``; ``--attest
 type=sbom|provenance[,disabled=true][,…]`` (a later value of the same type replaces an earlier one, as bake's
-merge does). ``generator`` is recorded and ignored: polyarch's own scanners make the SBOM. Provenance is
+merge does). ``generator`` is recorded and ignored: polyarch's own scanners make the SBOM. The SBOM is SPDX 2.3 JSON
+(BuildKit's only format) unless ``format=cyclonedx`` (polyarch's key; BuildKit would hand an unknown key to its
+generator) asks for CycloneDX 1.5 JSON: ``--sbom=format=cyclonedx``, ``--attest type=sbom,format=cyclonedx``. Provenance is
 ``version=v1`` by default; ``v0.2`` is what buildx writes by default. Attestations are attached as OCI 1.1
 referrers (``referrers``) or, with ``--attest-mode=buildx``, as buildx does (index entries).
 """
@@ -19,12 +21,13 @@ from dataclasses import dataclass
 
 from polyarch.errors import UsageError
 
-__all__ = ["MODES", "AttestOptions", "parse_attest", "parse_entry"]
+__all__ = ["MODES", "SBOM_FORMATS", "AttestOptions", "parse_attest", "parse_entry"]
 
 MODES = ("referrers", "buildx")
+SBOM_FORMATS = ("spdx", "cyclonedx")
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
-_KEYS = {"sbom": {"type", "disabled", "generator", "scan-context", "scan-stage"},
+_KEYS = {"sbom": {"type", "disabled", "generator", "scan-context", "scan-stage", "format"},
          "provenance": {"type", "disabled", "mode", "builder-id", "version", "reproducible", "inline-only"}}
 
 
@@ -32,6 +35,7 @@ _KEYS = {"sbom": {"type", "disabled", "generator", "scan-context", "scan-stage"}
 class AttestOptions:
     sbom: bool = False
     generator: str = ""
+    sbom_format: str = "spdx"  # or cyclonedx
     provenance: bool = False
     provenance_mode: str = "min"
     provenance_version: str = "v1"
@@ -106,6 +110,10 @@ def parse_attest(sbom: str | None = None, provenance: str | None = None, attest:
         text, attrs = by_type["sbom"]
         opts["sbom"] = not _flag(attrs, "disabled", text)
         opts["generator"] = attrs.get("generator", "")
+        fmt = attrs.get("format", "spdx").lower()
+        if fmt not in SBOM_FORMATS:
+            raise UsageError(f"invalid attestation {text!r}: format must be spdx or cyclonedx")
+        opts["sbom_format"] = fmt
     if "provenance" in by_type:
         text, attrs = by_type["provenance"]
         opts["provenance"] = not _flag(attrs, "disabled", text)

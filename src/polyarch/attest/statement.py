@@ -17,16 +17,18 @@ from typing import Any
 
 from polyarch.digest import Digest
 
-__all__ = ["ANNOTATION_PREDICATE", "INTOTO_MEDIA_TYPE", "PREDICATE_SLSA_V02", "PREDICATE_SLSA_V1",
-           "PREDICATE_SPDX", "STATEMENT_TYPE", "Subject", "encode", "kind_of", "statement"]
+__all__ = ["ANNOTATION_PREDICATE", "INTOTO_MEDIA_TYPE", "PREDICATE_CYCLONEDX", "PREDICATE_SLSA_V02",
+           "PREDICATE_SLSA_V1", "PREDICATE_SPDX", "STATEMENT_TYPE", "Subject", "encode", "kind_of", "statement"]
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"
 INTOTO_MEDIA_TYPE = "application/vnd.in-toto+json"
 ANNOTATION_PREDICATE = "in-toto.io/predicate-type"
 PREDICATE_SPDX = "https://spdx.dev/Document"
+PREDICATE_CYCLONEDX = "https://cyclonedx.org/bom"
 PREDICATE_SLSA_V1 = "https://slsa.dev/provenance/v1"
 PREDICATE_SLSA_V02 = "https://slsa.dev/provenance/v0.2"
-_KINDS = {PREDICATE_SPDX: "sbom", PREDICATE_SLSA_V1: "provenance", PREDICATE_SLSA_V02: "provenance"}
+_KINDS = {PREDICATE_SPDX: "sbom", PREDICATE_CYCLONEDX: "sbom", PREDICATE_SLSA_V1: "provenance",
+          PREDICATE_SLSA_V02: "provenance"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,14 +160,15 @@ def attest_result(images: ImageStore, result: BuildResult, plan: BuildPlan, opts
 
 def template_view(opened: Any, images: ImageStore, client: RegistryClient | None, kind: str) -> dict[str, Any]:
     """``imagetools inspect --format '{{json .Provenance}}'`` / ``'{{json .SBOM}}'`` as buildx shows them: for an
-    index, platform → ``{"SLSA": predicate}`` / ``{"SPDX": document}``; for a single manifest the inner object."""
+    index, platform → ``{"SLSA": predicate}`` / ``{"SPDX": document}`` (``{"CycloneDX": document}`` for a CycloneDX
+    SBOM); for a single manifest the inner object."""
     from polyarch.attest.read import list_attestations, read_statement
     from polyarch.oci.spec import Index
 
-    key = "SLSA" if kind == "provenance" else "SPDX"
     out: dict[str, Any] = {}
     for att in list_attestations(opened, images=images, client=client):
         if att.kind == kind and att.platform not in out:
+            key = "SLSA" if kind == "provenance" else "CycloneDX" if "cyclonedx" in att.predicate_type else "SPDX"
             out[att.platform] = {key: read_statement(opened, att).get("predicate")}
     if not isinstance(opened.document, Index):
         return next(iter(out.values()), {})
