@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
 from polyarch.errors import DigestMismatch, UsageError
+from polyarch.exporters.cache import parse_cache_spec
 from polyarch.nodes import filesync, wire
+from polyarch.nodes.agentrelay import ClientAgents, NodeAgents
 from polyarch.nodes.protocol import PROTOCOL_VERSION, Channel, ConnectionLost, ProtocolError, check_version
 from polyarch.nodes.schedule import Assignment, Candidate, schedule
 from polyarch.pipeline.run import BuildRequest
@@ -136,8 +139,82 @@ def test_request_round_trip_keeps_secrets_and_replaces_contexts(tmp_path: Path) 
     assert back.build_contexts == {"img": "docker-image://alpine", "extra": "/n/c1"}
     assert (back.target, back.build_args, back.no_cache, back.epoch, back.excludes) == ("t", {"A": "1"}, True, 5,
                                                                                          ("*.log",))
-    with pytest.raises(UsageError, match="--ssh"):
-        wire.check_forwardable(BuildRequest("", ssh={"default": "/s"}), "pi5")
+    wire.check_forwardable(BuildRequest("", ssh={"default": "/s"}), "pi5")  # relayed (agentrelay)
+    with pytest.raises(UsageError, match="type=local:/c is a directory of this machine, which builder node pi5"):
+        wire.check_forwardable(BuildRequest("", cache_to=(parse_cache_spec("type=local,dest=/c", export=True),)),
+                               "pi5")
+
+
+def test_cache_ssh_and_registry_access_round_trip(tmp_path: Path) -> None:
+    req = BuildRequest("FROM x\n", context=tmp_path, ssh={"default": "/client/agent.sock", "git": "/g.sock"},
+                       cache_from=(parse_cache_spec("reg.example/c:1", export=False),),
+                       cache_to=(parse_cache_spec("type=registry,ref=reg.example/c:1,mode=max", export=True),))
+    doc = wire.request_to_json(req, (parse("linux/arm64"),))
+    assert doc["ssh"] == ["default", "git"]  # the ids only: never a client path
+    assert wire.ssh_ids(doc) == ("default", "git")
+    back = wire.request_from_json(doc, {"context": tmp_path}, {"default": "/n/ssh-0.sock", "git": "/n/ssh-1.sock"})
+    assert back.cache_from == req.cache_from and back.cache_to == req.cache_to
+    assert back.ssh == {"default": "/n/ssh-0.sock", "git": "/n/ssh-1.sock"}
+    assert wire.registry_hosts(req) == {"reg.example"}
+    # a client may not make a node read or write its own directories
+    bad = {**doc, "cache_to": [{"type": "local", "ref": "", "attrs": {"dest": "/etc"}}]}
+    with pytest.raises(ProtocolError, match="not a registry reference"):
+        wire.request_from_json(bad, {"context": tmp_path})
+    with pytest.raises(ProtocolError, match="ssh ids"):
+        wire.ssh_ids({"ssh": ["../x"]})
+    access = wire.RegistryAccess({"reg.example": ("ci", "pw")}, ("reg.example",))
+    assert "pw" not in repr(access)
+    assert wire.RegistryAccess.from_json(access.to_json()) == access
+    with pytest.raises(ProtocolError):
+        wire.RegistryAccess.from_json({"auths": {"h": {"username": "u"}}})
+
+
+def test_agent_relay_reaches_the_clients_agent(tmp_path: Path) -> None:
+    """A real ssh-agent behind ClientAgents; ``ssh-add -l`` on the node's relay socket lists its key."""
+    import subprocess
+    import threading
+    import time
+
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "relay-key", "-f",
+                        str(tmp_path / "k")], check=True)
+        while not sock.exists():
+            time.sleep(0.02)
+        subprocess.run(["ssh-add", "-q", str(tmp_path / "k")], env={"SSH_AUTH_SOCK": str(sock)}, check=True,
+                       capture_output=True)
+        a_r, b_w = os.pipe()
+        b_r, a_w = os.pipe()
+        node_side = Channel(os.fdopen(a_r, "rb", buffering=0), os.fdopen(a_w, "wb"))
+        client_side = Channel(os.fdopen(b_r, "rb", buffering=0), os.fdopen(b_w, "wb"))
+        relay_dir = tmp_path / "build"
+        relay_dir.mkdir()
+        node = NodeAgents(("default",), relay_dir, node_side.send)
+        client = ClientAgents({"default": str(sock)}, client_side.send)
+
+        def pump(channel: Channel, handle: Callable[[dict[str, object]], None]) -> None:
+            try:
+                while True:
+                    handle(channel.recv())
+            except ConnectionLost:
+                pass
+
+        threading.Thread(target=pump, args=(client_side, client.handle), daemon=True).start()
+        threading.Thread(target=pump, args=(node_side, node.deliver), daemon=True).start()
+        listed = subprocess.run(["ssh-add", "-l"], env={"SSH_AUTH_SOCK": node.sockets["default"]},
+                                capture_output=True, text=True, timeout=30)
+        assert listed.returncode == 0 and "relay-key" in listed.stdout, listed
+        assert Path(node.sockets["default"]).parent == relay_dir
+        node.close()
+        client.close()
+        assert list(relay_dir.iterdir()) == []  # the socket went with the relay
+        node_side.close()
+        client_side.close()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
 
 
 def test_schedule_native_then_emulated_then_error() -> None:

@@ -160,6 +160,10 @@ def _ssh(items: tuple[str, ...]) -> dict[str, str]:
               help="Before any output: check every platform holds binaries of its own architecture (polyarch verify).")
 @click.option("--builder", "builder_name", default=None,
               help="Builder instance to use (default: $POLYARCH_BUILDER, else the one in use).")
+@click.option("--node-failover/--no-node-failover", "node_failover", default=None,
+              help="When a builder node fails (unreachable, connection lost, out of disk): rebuild its platforms on "
+                   "any node that runs them, emulated if need be / never (the build fails). Default: only on nodes "
+                   "that run them as planned (natively).")
 @debug_option
 @attest_options
 @client_options
@@ -174,7 +178,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
           builder_name: str | None = None, sbom: str | None = None, provenance: str | None = None,
           attest: tuple[str, ...] = (), attest_mode: str = "referrers", no_cache_filter: tuple[str, ...] = (),
           add_hosts: tuple[str, ...] = (), ulimits: tuple[str, ...] = (), shm_size: str | None = None,
-          cgroup_parent: str | None = None, debug: bool = False) -> None:
+          cgroup_parent: str | None = None, debug: bool = False, node_failover: bool | None = None) -> None:
     """Build an image for one or more platforms from a Dockerfile."""
     from polyarch.cli.buildctx import RemoteArgs
     from polyarch.oci import reference
@@ -276,10 +280,12 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
             if chosen.is_local:
                 plan, result = build_image(build_deps(app, registry), req, progress=progress, cancel=cancel)
             else:  # platforms spread over the builder's nodes (cli/node.py, nodes/distribute.py)
-                from polyarch.cli.node import build_over_nodes
+                from polyarch.cli.node import build_over_nodes, node_push
 
+                pushes = node_push(specs, tags, layers_needed=verify or attest_opts.any)  # nodes push by digest
                 [(plan, result)] = build_over_nodes(app, chosen, [req], progress=progress, cancel=cancel,
-                                                    registry=registry)
+                                                    registry=registry, pushes=[pushes] if pushes else (),
+                                                    node_failover=node_failover)
         for finding in plan.findings:
             progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
         for name in plan.unused_build_args:

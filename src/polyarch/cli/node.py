@@ -3,9 +3,13 @@
 ``node serve --stdio`` serves one client session of the node protocol (docs/node-protocol.md) on stdin/stdout
 with this host's store (``--root``/``POLYARCH_ROOT``), cache and runtime; stdout and stdin are taken over for the
 protocol at once (fd 1 then points to stderr, fd 0 to ``/dev/null``), so nothing a build step prints can corrupt
-the stream. ``build_over_nodes`` is what ``build`` calls when the chosen builder has ssh nodes: the ssh command
-(``POLYARCH_SSH``), the local node's platforms and the local pipeline are made here and handed to
-``nodes.distribute.build_on_nodes``.
+the stream. The node's registry clients for a build's cache and pushes take the credentials the client forwarded
+for that build (``ForwardedCredentials``: in memory, before the node's own docker config), and its pushes go by
+digest (``push_by_digest``). ``build_over_nodes`` is what ``build`` calls when the chosen builder has ssh nodes:
+the ssh command (``POLYARCH_SSH``), the local node's platforms, the local pipeline and the ``RegistryAccess`` the
+nodes get (the client's credentials of the push and cache registries) are made here and handed to
+``nodes.distribute.build_on_nodes``; ``node_push`` says when ``--push`` is left to the nodes (every output a
+registry push the client can finish with the manifests alone).
 """
 
 from __future__ import annotations
@@ -22,13 +26,21 @@ from polyarch.errors import UsageError
 
 if TYPE_CHECKING:
     from polyarch.cancel import Cancel
+    from polyarch.cli.environment import Environment
     from polyarch.exporters.assemble import BuildResult
+    from polyarch.exporters.spec import OutputSpec
     from polyarch.frontend.convert.plan import BuildPlan
     from polyarch.nodes.model import Builder
+    from polyarch.nodes.sshmux import SshMux
+    from polyarch.nodes.wire import RegistryAccess
     from polyarch.pipeline.run import BuildRequest
     from polyarch.progress import Progress
+    from polyarch.registry.credentials import CredentialStore
 
-__all__ = ["build_over_nodes", "node", "ssh_command"]
+__all__ = ["build_over_nodes", "node", "node_push", "push_by_digest", "ssh_command", "ssh_mux"]
+
+#: output attributes a push by the nodes honours (anything else needs the layers here)
+_NODE_PUSH_ATTRS = frozenset({"name", "push", "push-by-digest", "name-canonical", "registry.insecure"})
 
 
 def ssh_command(app: AppContext) -> tuple[str, ...]:
@@ -40,6 +52,13 @@ def ssh_command(app: AppContext) -> tuple[str, ...]:
     except ValueError as exc:
         raise UsageError(f"POLYARCH_SSH: {exc}") from None
     return tuple(words) or DEFAULT_SSH
+
+
+def ssh_mux(app: AppContext) -> SshMux:
+    """OpenSSH connection sharing for node connections, its master sockets under ``Environment.ssh_control_dir``."""
+    from polyarch.nodes.sshmux import SshMux
+
+    return SshMux(app.env.ssh_control_dir())
 
 
 @click.group("node")
@@ -78,20 +97,100 @@ def serve(app: AppContext, stdio: bool) -> None:
     status = LocalDriver(app.env.binfmt_dir).status(Node("self", LOCAL))
     deps = build_deps(app, registry_factory(app.env))
 
-    def build(req: BuildRequest, progress: Progress, cancel: Cancel) -> BuildResult:
-        return build_image(deps, req, progress=progress, cancel=cancel)[1]
+    def forwarded(access: RegistryAccess) -> Any:
+        from dataclasses import replace
+
+        from polyarch.cli.registry_cmds import RegistryFactory
+
+        return replace(RegistryFactory(app.env, access.insecure), credentials=_forwarded(app.env, access))
+
+    def build(req: BuildRequest, progress: Progress, cancel: Cancel, access: RegistryAccess) -> BuildResult:
+        from dataclasses import replace
+
+        return build_image(replace(deps, registry=forwarded(access)), req, progress=progress, cancel=cancel)[1]
+
+    def push(result: BuildResult, repositories: tuple[str, ...], access: RegistryAccess,
+             progress: Progress) -> None:
+        push_by_digest(app, result, repositories, forwarded(access), progress)
 
     channel = Channel(proto_in, proto_out)  # type: ignore[arg-type]
-    NodeServer(channel, store=app.store, build=build, platforms=NodePlatforms(status.native, status.emulated),
-               version=__version__).serve()
+    NodeServer(channel, store=app.store, build=build, push=push,
+               platforms=NodePlatforms(status.native, status.emulated), version=__version__).serve()
     channel.close()
 
 
+def _forwarded(env: Environment, access: RegistryAccess) -> CredentialStore:
+    """The node's credentials for one build: those the client forwarded (in memory), else the node's own."""
+    from polyarch.registry.credentials import Credential, CredentialStore, config_path, server_key
+
+    class ForwardedCredentials(CredentialStore):
+        def get(self, registry: str) -> Credential | None:
+            pair = access.auths.get(server_key(registry))
+            return Credential(*pair) if pair else super().get(registry)
+
+    return ForwardedCredentials(config_path(env.docker_config))
+
+
+def push_by_digest(app: AppContext, result: BuildResult, repositories: tuple[str, ...], factory: Any,
+                   progress: Progress) -> None:
+    """Every platform image of ``result`` pushed to each repository by digest (no tag: the client writes the
+    index)."""
+    from polyarch.oci import reference
+    from polyarch.sources.transfer import push_image
+
+    with factory() as client:
+        for repo in repositories:
+            ref = reference.parse(repo)
+            dest = reference.Reference(ref.domain, ref.path)
+            for img in result.images:
+                with progress.vertex(f"pushing {img.platform} to {ref.domain}/{ref.path} by digest") as handle:
+                    push_image(app.images, img.descriptor, dest, client=client)
+                    handle.log(f"pushed {img.descriptor.digest}")
+
+
+def node_push(specs: Sequence[OutputSpec], tags: Sequence[str], *, layers_needed: bool) -> tuple[str, ...]:
+    """The repositories ssh nodes push their platforms to by digest themselves: those of the outputs when every
+    output is a registry push the client can finish with the manifests alone (no ``--load``, ``-o`` file
+    output, conversion, attestation or ``--verify``: ``layers_needed``); else ``()`` (the layers come here)."""
+    from polyarch.exporters.spec import output_names
+    from polyarch.oci import reference
+
+    if layers_needed or not specs or any(s.type != "registry" or set(s.attrs) - _NODE_PUSH_ATTRS for s in specs):
+        return ()
+    repos = []
+    for spec in specs:
+        for name in output_names(spec, tags):
+            ref = reference.parse(name)
+            repos.append(f"{ref.domain}/{ref.path}")
+    return tuple(dict.fromkeys(repos))
+
+
+def _access(app: AppContext, reqs: Sequence[BuildRequest], pushes: Sequence[tuple[str, ...]],
+            registry: Any) -> RegistryAccess:
+    """The client's credentials of every registry the nodes push to or exchange cache with."""
+    from polyarch.nodes.wire import RegistryAccess, registry_hosts
+    from polyarch.oci import reference
+    from polyarch.registry.credentials import server_key
+
+    hosts = {h for req in reqs for h in registry_hosts(req)}
+    hosts |= {reference.parse(r).domain for repos in pushes for r in repos}
+    store = app.env.credentials()
+    auths: dict[str, tuple[str, str]] = {}
+    for host in sorted(hosts):
+        cred = store.get(host)
+        if cred is not None:
+            auths[server_key(host)] = (cred.username, cred.secret)
+    return RegistryAccess(auths, tuple(getattr(registry, "insecure", ())))
+
+
 def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequest], *, progress: Progress,
-                     cancel: Cancel, registry: Any) -> list[tuple[BuildPlan, BuildResult]]:
+                     cancel: Cancel, registry: Any, pushes: Sequence[tuple[str, ...]] = (),
+                     node_failover: bool | None = None) -> list[tuple[BuildPlan, BuildResult]]:
     """``reqs`` (one build, or a bake round's targets) built over ``builder``'s nodes, the local node's share
     through the usual pipeline. Each plan is made here from the local store alone (``--check`` findings, unused
-    build args; a bad Dockerfile fails before any node is contacted)."""
+    build args; a bad Dockerfile fails before any node is contacted). ``pushes`` (per request, ``node_push``):
+    the repositories ssh nodes push their platforms to by digest. ``node_failover``: ``--node-failover`` (True:
+    any node, emulated if need be), ``--no-node-failover`` (False: none), not given (None: native nodes only)."""
     from polyarch.cli.wiring import build_deps
     from polyarch.nodes.client import NodeClient
     from polyarch.nodes.distribute import build_on_nodes
@@ -103,6 +202,7 @@ def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequ
 
     plans = [plan_request(req, local_resolver(app.images)) for req in reqs]
     ssh = ssh_command(app)
+    mux = ssh_mux(app)
     local_nodes = [n for n in builder.nodes if n.endpoint.is_local]
     status = LocalDriver(app.env.binfmt_dir).status(local_nodes[0] if local_nodes else Node("local", LOCAL))
     deps = build_deps(app, registry)
@@ -110,7 +210,9 @@ def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequ
     def local_build(subs: list[BuildRequest], cancel: Cancel) -> list[BuildResult]:
         return [result for _, result in build_many(deps, subs, progress=progress, cancel=cancel)]
 
+    access = _access(app, reqs, pushes, registry)
     results, _ = build_on_nodes(builder, reqs, local=status, local_build=local_build,
-                                connect=lambda n: NodeClient(n, ssh), store=app.store, progress=progress,
-                                cancel=cancel, default_platform=host())
+                                connect=lambda n: NodeClient(n, mux.argv(ssh, n), access), store=app.store,
+                                progress=progress, cancel=cancel, default_platform=host(), pushes=pushes,
+                                node_failover="native" if node_failover is None else "any" if node_failover else "off")
     return list(zip(plans, results, strict=True))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from polyarch.oci.spec import Descriptor
     from polyarch.progress import Progress
     from polyarch.registry.client import RegistryClient
+    from polyarch.registry.credentials import CredentialStore
     from polyarch.registry.observer import TransferObserver
 
 __all__ = ["RegistryFactory", "client_options", "login", "logout", "make_client", "progress_option", "pull", "push",
@@ -51,9 +52,11 @@ def progress_option(f: F) -> F:
 
 
 def make_client(env: Environment, insecure: tuple[str, ...] = (), tls_ca: str | None = None, *,
-                allow_nondistributable: bool = False, observer: TransferObserver | None = None) -> RegistryClient:
+                allow_nondistributable: bool = False, observer: TransferObserver | None = None,
+                credentials: CredentialStore | None = None) -> RegistryClient:
     """A client from the environment ``env`` (``AppContext.env``), the configuration file it points at and these
-    options (``allow_nondistributable`` only ever turns it on), with the credentials ``DOCKER_CONFIG`` names.
+    options (``allow_nondistributable`` only ever turns it on), with the credentials ``DOCKER_CONFIG`` names
+    (or ``credentials``: a builder node's, forwarded by the client).
     ``observer`` (default: retry lines on stderr) hears of retries and blob transfers.
 
     :raises ConfigError: the configuration file or docker's daemon.json is bad.
@@ -66,7 +69,7 @@ def make_client(env: Environment, insecure: tuple[str, ...] = (), tls_ca: str | 
     options = env.client_options(insecure=(*insecure, *sorted(rules.insecure)), ca_file=tls_ca or "",
                                  allow_nondistributable=allow_nondistributable, hosts=rules.hosts,
                                  insecure_networks=rules.networks)
-    return RegistryClient(options, env.credentials(),
+    return RegistryClient(options, credentials if credentials is not None else env.credentials(),
                           observer=observer if observer is not None else TransferProgress("retries", sys.stderr))
 
 
@@ -79,9 +82,11 @@ class RegistryFactory:
     insecure: tuple[str, ...] = ()
     tls_ca: str | None = None
     observer: TransferObserver | None = None
+    credentials: CredentialStore | None = None
 
     def __call__(self, *, insecure: tuple[str, ...] = ()) -> RegistryClient:
-        return make_client(self.env, (*self.insecure, *insecure), self.tls_ca, observer=self.observer)
+        return make_client(self.env, (*self.insecure, *insecure), self.tls_ca, observer=self.observer,
+                           credentials=self.credentials)
 
 
 def registry_factory(env: Environment, insecure: tuple[str, ...] = (),
@@ -214,6 +219,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
             with app.images.store.transaction():
                 results.append((name, pull_image(client, target, app.images, name=name, platforms=wanted,
                                                   all_platforms=all_platforms, indexes=indexes)))
+            _pull_referrers(client, target, app.images, results[-1][1].descriptor)
             with BuildCache.in_store(app.store.root) as cache:
                 indexes.flush_to(cache)
     for name, result in results:
@@ -260,6 +266,19 @@ def push(app: AppContext, ref: str, dest: str | None, quiet: bool, all_tags: boo
         click.echo(f"{target}: pushed ({result.uploaded} uploaded, {result.mounted} mounted, "
                    f"{result.existed} already present)")
         click.echo(f"Digest: {result.descriptor.digest}")
+
+
+def _pull_referrers(client: RegistryClient, ref: Reference, images: ImageStore, root: Descriptor) -> None:
+    """The pulled image's referrers (attestations, signatures) kept with it; a registry that will not list or
+    give them costs a warning, not the pull."""
+    from polyarch.errors import PolyarchError
+    from polyarch.sources.referrers import pull_referrers
+
+    try:
+        with images.store.transaction():  # a failure removes the referrer blobs fetched; nothing is kept
+            pull_referrers(client, ref, images, root)
+    except PolyarchError as exc:
+        click.echo(f"warning: {ref}: referrers not pulled: {exc.message}", err=True)
 
 
 def _push_target(text: str) -> Reference:

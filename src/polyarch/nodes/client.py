@@ -7,7 +7,10 @@ the endpoint has one, ``--``, ``[user@]host`` and the remote command ``polyarch 
 (a node of another protocol version is refused with both versions named), ``build`` sends one request for some
 platforms, the context files the node lacks, relays the node's progress (every step named ``[NODE …]``), then
 streams the result's blobs the local store lacks into it (digests verified; listed in ``received_blobs``) and
-returns the images. Any failure
+returns the images. With ``push`` repositories the node pushes its images there by digest itself and only the
+manifests and configs come back (the client writes the index; no layer reaches its store). The client's
+``RegistryAccess`` (credentials of the push and cache registries) goes with every build; the node's ``--ssh``
+agent connections are relayed to the request's local agent sockets (``agentrelay.ClientAgents``). Any failure
 is one ``BuildError`` naming the node and, when the node was running one, the step.
 """
 
@@ -36,6 +39,7 @@ from polyarch.progress import Progress, VertexHandle
 from polyarch.solver.state import Layer
 
 from . import filesync, wire
+from .agentrelay import SSH_MESSAGES, ClientAgents
 from .model import Node
 from .protocol import PROTOCOL_VERSION, Channel, ConnectionLost, ProtocolError, check_version
 
@@ -111,13 +115,16 @@ class _Relay:
 class NodeClient:
     """One node's ssh connection; ``close`` (or ``abort`` from another thread) ends it."""
 
-    def __init__(self, node: Node, ssh: Sequence[str] = DEFAULT_SSH) -> None:
+    def __init__(self, node: Node, ssh: Sequence[str] = DEFAULT_SSH,
+                 access: wire.RegistryAccess | None = None) -> None:
         self.node = node
+        self._access = access or wire.RegistryAccess()
         self._argv = ssh_argv(node, ssh)
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=5)
         self.hello: NodeHello | None = None
+        self._phase = ""  # what the current build was doing (for messages)
         self.received_blobs: list[Digest] = []  # result blobs written into the local store (deleted on failure)
 
     @property
@@ -176,74 +183,92 @@ class NodeClient:
         return self.hello
 
     def build(self, req: BuildRequest, platforms: tuple[Platform, ...], *, store: ContentStore,
-              progress: Progress, memo: filesync.DigestMemo | None = None) -> list[PlatformImage]:
-        """Build ``platforms`` of ``req`` on the node; their blobs end up in ``store``.
+              progress: Progress, memo: filesync.DigestMemo | None = None,
+              push: tuple[str, ...] = ()) -> list[PlatformImage]:
+        """Build ``platforms`` of ``req`` on the node; their blobs end up in ``store`` (with ``push``
+        repositories: pushed there by the node, only manifests and configs in ``store``).
 
         :raises BuildError: the build failed on the node, or the connection was lost (node and step named)."""
         assert self._channel is not None, "connect first"
         channel = self._channel
         relay = _Relay(progress, self.name, platforms)
-        phase = "sending the build context"
+        agents = ClientAgents(req.ssh, channel.send)
         try:
-            excluded = matcher(parse_dockerignore("\n".join(req.excludes))) if req.excludes else None
-            trees: dict[str, list[filesync.Entry]] = {}
-            paths: dict[str, tuple[Path, int]] = {}
-            for name, root in wire.local_contexts(req).items():
-                entries = filesync.scan(root, excluded if name == "context" else None, memo)
-                trees[name] = entries
-                for e in entries:
-                    if e.kind == "file":
-                        paths.setdefault(e.digest, (root / e.path, e.size))
-            channel.send({"type": "build", "request": wire.request_to_json(req, platforms),
-                          "contexts": {n: [e.to_json() for e in es] for n, es in trees.items()}})
-            while True:  # the node may refuse the request before asking for files
-                message = channel.expect(channel.recv(), "need", "error")
-                if message["type"] == "error":
-                    raise self._failed(message, relay)
-                break
-            for digest in message.get("digests", []):
-                if str(digest) not in paths:
-                    raise ProtocolError(f"node asked for {digest}, which is not in the context")
-                path, size = paths[str(digest)]
-                with open(path, "rb") as src:
-                    channel.send_blob(str(digest), size, src)
-            channel.send({"type": "sent"})
-            phase = "building"
-            while True:
-                message = channel.expect(channel.recv(), "progress", "error", "result")
-                if message["type"] == "progress":
-                    relay.event(message)
-                elif message["type"] == "error":
-                    raise self._failed(message, relay)
-                else:
-                    break
-            phase = "receiving the result"
-            want = [str(b["digest"]) for b in message.get("blobs", [])
-                    if store.stat(Digest.parse(str(b["digest"]))) != int(b["size"])]
-            channel.send({"type": "need", "digests": want})
-            for _ in want:
-                header = channel.expect(channel.recv(), "blob")
-                if str(header.get("digest")) not in want:
-                    raise ProtocolError(f"node sent blob {header.get('digest')}, which was not asked for")
-                self.received_blobs.append(channel.recv_blob(store, header))
-            channel.expect(channel.recv(), "sent")
-            return [_image(doc, ImageStore(store)) for doc in message.get("images", [])]
+            return self._build(channel, req, platforms, store, relay, agents, memo, push)
         except ConnectionLost:
             step = relay.step
             relay.close("connection to the node lost")
-            where = f" at step {step}" if step else f" while {phase}"
+            where = f" at step {step}" if step else f" while {self._phase}"
             raise NodeLost(f"node {self.name} ({self.node.endpoint}): connection lost{where}: {self._why()}") \
                 from None
         except OSError as exc:
             relay.close("failed")
-            raise BuildError(f"node {self.name}: {phase}: {exc.strerror or exc}") from None
+            raise BuildError(f"node {self.name}: {self._phase}: {exc.strerror or exc}") from None
         except BuildError:
             relay.close("failed")
             raise
         except PolyarchError as exc:
             relay.close("failed")
-            raise BuildError(f"node {self.name} ({self.node.endpoint}): {phase}: {exc.message}", hint=exc.hint) \
-                from None
+            raise BuildError(f"node {self.name} ({self.node.endpoint}): {self._phase}: {exc.message}",
+                             hint=exc.hint) from None
+        finally:
+            agents.close()
+
+    def _build(self, channel: Channel, req: BuildRequest, platforms: tuple[Platform, ...], store: ContentStore,
+               relay: _Relay, agents: ClientAgents, memo: filesync.DigestMemo | None,
+               push: tuple[str, ...]) -> list[PlatformImage]:
+        self._phase = "sending the build context"
+        excluded = matcher(parse_dockerignore("\n".join(req.excludes))) if req.excludes else None
+        trees: dict[str, list[filesync.Entry]] = {}
+        paths: dict[str, tuple[Path, int]] = {}
+        for name, root in wire.local_contexts(req).items():
+            entries = filesync.scan(root, excluded if name == "context" else None, memo)
+            trees[name] = entries
+            for e in entries:
+                if e.kind == "file":
+                    paths.setdefault(e.digest, (root / e.path, e.size))
+        build: dict[str, Any] = {"type": "build", "request": wire.request_to_json(req, platforms),
+                                 "contexts": {n: [e.to_json() for e in es] for n, es in trees.items()},
+                                 "registry": self._access.to_json()}
+        if push:
+            build["push"] = {"repositories": list(push)}
+        channel.send(build)
+        while True:  # the node may refuse the request before asking for files
+            message = channel.expect(channel.recv(), "need", "error")
+            if message["type"] == "error":
+                raise self._failed(message, relay)
+            break
+        for digest in message.get("digests", []):
+            if str(digest) not in paths:
+                raise ProtocolError(f"node asked for {digest}, which is not in the context")
+            path, size = paths[str(digest)]
+            with open(path, "rb") as src:
+                channel.send_blob(str(digest), size, src)
+        channel.send({"type": "sent"})
+        self._phase = "building"
+        while True:
+            message = channel.expect(channel.recv(), "progress", "error", "result", *SSH_MESSAGES)
+            if message["type"] == "progress":
+                relay.event(message)
+            elif message["type"] in SSH_MESSAGES:
+                agents.handle(message)
+            elif message["type"] == "error":
+                raise self._failed(message, relay)
+            else:
+                break
+        self._phase = "receiving the result"
+        if bool(message.get("pushed")) != bool(push):
+            raise ProtocolError("the node's result does not say whether it pushed as asked")
+        want = [str(b["digest"]) for b in message.get("blobs", [])
+                if store.stat(Digest.parse(str(b["digest"]))) != int(b["size"])]
+        channel.send({"type": "need", "digests": want})
+        for _ in want:
+            header = channel.expect(_recv_late(channel), "blob")
+            if str(header.get("digest")) not in want:
+                raise ProtocolError(f"node sent blob {header.get('digest')}, which was not asked for")
+            self.received_blobs.append(channel.recv_blob(store, header))
+        channel.expect(_recv_late(channel), "sent")
+        return [_image(doc, ImageStore(store)) for doc in message.get("images", [])]
 
     def _failed(self, message: Mapping[str, Any], relay: _Relay) -> BuildError:
         relay.close("failed")
@@ -269,6 +294,13 @@ class NodeClient:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+def _recv_late(channel: Channel) -> dict[str, Any]:
+    """The next message after the result, past agent relay messages still in flight from the finished build."""
+    while (message := channel.recv())["type"] in SSH_MESSAGES:
+        pass
+    return message
 
 
 def _image(doc: Mapping[str, Any], images: ImageStore) -> PlatformImage:

@@ -1,13 +1,17 @@
 """Builds spread over a builder's nodes: connect, schedule, run every node's platforms at once, one index each.
 
 ``build_on_nodes`` (one request, or every target of a bake in one go) connects to every ssh node first (in parallel; ``hello`` tells what each runs), schedules
-each platform (``schedule``: native, else emulated with a warning, else an error before any work; a node that is
-unreachable at the start is left out with a warning when the other nodes can run its platforms, else its error
-is the build's), then runs the local node's share here (``local_build``: the usual pipeline, all of its requests
+each platform (``schedule``: native, else emulated with a warning, else an error before any work), then runs the local node's share here (``local_build``: the usual pipeline, all of its requests
 in one solve) and each ssh node's share over its connection (request after request on one connection; the
-node's cache makes steps it already ran cached), the nodes in parallel threads. A node whose connection is lost mid-build (ssh or
-the node killed) hands its platforms to the nodes left that run them (failover, with a warning); when none can,
-or on any other failure, the rest is cancelled (a node sees its connection end and stops) and the failure is
+node's cache makes steps it already ran cached; ``BUILDPLATFORM`` there is the node's first declared platform,
+else the node's own host), the nodes in parallel threads.
+
+A node fault — a node unreachable at the start (its declared platforms are scheduled to it, then moved), its
+connection lost mid-build (ssh or the node killed), the node out of disk (``NodeLost``) — moves the node's
+platforms to the nodes left as ``node_failover`` allows (``schedule.failover``: by default only where they run as
+well as planned; ``any`` with ``--node-failover``; ``off`` with ``--no-node-failover``), with a warning; when
+they cannot move, the node's error is the build's (its hint says what ``--node-failover`` would do). On that
+or any other failure the rest is cancelled (a node sees its connection end and stops) and the failure is
 raised as the one ``BuildError`` naming the node and step; the blobs received
 from nodes are deleted again and nothing is exported (a local part that had finished leaves its images unnamed in
 the store, as cache for gc to take). On success the per-platform
@@ -34,7 +38,7 @@ from polyarch.progress import Progress
 from . import filesync, wire
 from .client import NodeClient, NodeLost
 from .model import Builder, Node, NodeStatus
-from .schedule import Assignment, Candidate, schedule
+from .schedule import Assignment, Candidate, Failover, failover, schedule
 
 __all__ = ["NodeReport", "build_on_nodes"]
 
@@ -73,7 +77,9 @@ def _connect_all(nodes: Sequence[Node], connect: Callable[[Node], NodeClient]
     return clients, errors
 
 
-def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClient]) -> list[Candidate]:
+def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClient],
+                down: Sequence[str] = ()) -> list[Candidate]:
+    """Every reachable node with what it runs, and the ``down`` ones (unreachable) with their declared platforms."""
     out: list[Candidate] = []
     for node in builder.nodes:
         if node.endpoint.is_local:
@@ -82,6 +88,8 @@ def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClie
             hello = clients[node.name].hello
             assert hello is not None
             native, emulated = (*node.platforms, *hello.native), hello.emulated
+        elif node.name in down:
+            native, emulated = node.platforms, ()
         else:
             continue
         out.append(Candidate(node.name, tuple(dict.fromkeys(native)), tuple(dict.fromkeys(emulated))))
@@ -90,8 +98,11 @@ def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClie
 
 def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: NodeStatus, local_build: LocalBuild,
                    connect: Callable[[Node], NodeClient], store: ContentStore, progress: Progress,
-                   cancel: Cancel, default_platform: Platform) -> tuple[list[BuildResult], NodeReport]:
+                   cancel: Cancel, default_platform: Platform, pushes: Sequence[tuple[str, ...]] = (),
+                   node_failover: Failover = "native") -> tuple[list[BuildResult], NodeReport]:
     """The builds of ``reqs`` (one, or a bake's targets) over ``builder``'s nodes; one result per request.
+
+    ``pushes`` (per request, when given): the repositories ssh nodes push their platforms to by digest.
 
     :raises BuildError: naming the node (and step); :raises UsageError: a platform no node runs, or a request
     nodes cannot take (before any work); :raises Cancelled: ``cancel`` was triggered."""
@@ -103,11 +114,13 @@ def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: Nod
     try:
         candidates = _candidates(builder, local, clients)
         try:
-            plans = [schedule(w, candidates, builder=builder.name) for w in wanted]
+            plans = [schedule(w, _candidates(builder, local, clients, tuple(unreachable)), builder=builder.name)
+                     for w in wanted]
         except PolyarchError:
             if unreachable:
                 raise next(iter(unreachable.values())) from None
             raise
+        plans = [_without(plan, unreachable, candidates, node_failover, builder.name) for plan in plans]
         for name, exc in unreachable.items():
             progress.message(f"{exc.message}; building without node {name}")
         by_node: dict[str, list[Item]] = {}
@@ -119,7 +132,9 @@ def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: Nod
                 shares.setdefault(a.node, []).append(a.platform)
             for node_name, platforms in shares.items():
                 by_node.setdefault(node_name, []).append((i, tuple(platforms)))
-        images = _run(builder, list(reqs), by_node, clients, candidates, local_build, store, progress, cancel)
+        emulated = {(a.node, str(a.platform)) for plan in plans for a in plan if a.emulated}
+        images = _run(builder, list(reqs), by_node, clients, candidates, local_build, store, progress, cancel,
+                      pushes, _Failover(node_failover, emulated))
     finally:
         for client in clients.values():
             client.close()
@@ -139,9 +154,48 @@ def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: Nod
     return results, report
 
 
+@dataclass(slots=True)
+class _Failover:
+    """What a node fault mid-build does (``node_failover``), and which (node, platform) run emulated."""
+
+    mode: Failover
+    emulated: set[tuple[str, str]]
+
+
+def _stuck(exc: BuildError, lost: list[Assignment], left: list[Candidate], mode: Failover, builder: str
+           ) -> BuildError:
+    """``exc`` (the node's fault) as the build's error; its hint says what ``--node-failover`` would do."""
+    if mode == "any":
+        return exc
+    try:
+        alt = failover(lost, left, "any", builder=builder)
+    except PolyarchError:
+        return exc
+    where = "; ".join(f"{a.platform} on node {a.node}" + (" (emulated)" if a.emulated else "") for a in alt)
+    return type(exc)(exc.message, hint=f"with --node-failover the build goes on: {where}")
+
+
+def _without(plan: list[Assignment], unreachable: dict[str, BuildError], left: list[Candidate], mode: Failover,
+             builder: str) -> list[Assignment]:
+    """``plan`` with the platforms given to unreachable nodes moved to the nodes left (``schedule.failover``).
+
+    :raises BuildError: the unreachable node's error, when they cannot move."""
+    for name, exc in unreachable.items():
+        mine = [a for a in plan if a.node == name]
+        if not mine:
+            continue
+        try:
+            moved = iter(failover(mine, left, mode, builder=builder))
+        except PolyarchError:
+            raise _stuck(exc, mine, left, mode, builder) from None
+        plan = [next(moved) if a.node == name else a for a in plan]
+    return plan
+
+
 def _run(builder: Builder, reqs: list[BuildRequest], by_node: dict[str, list[Item]],
          clients: dict[str, NodeClient], candidates: list[Candidate], local_build: LocalBuild,
-         store: ContentStore, progress: Progress, cancel: Cancel) -> dict[int, list[PlatformImage]]:
+         store: ContentStore, progress: Progress, cancel: Cancel,
+         pushes: Sequence[tuple[str, ...]], moves: _Failover) -> dict[int, list[PlatformImage]]:
     """Every node's items in parallel (a node's items one after another; the local ones in one solve)."""
     memo = filesync.DigestMemo()
     inner = Cancel()  # the first failure stops every other node
@@ -164,22 +218,31 @@ def _run(builder: Builder, reqs: list[BuildRequest], by_node: dict[str, list[Ite
             if name in lost:
                 raise NodeLost(f"node {name} ({client.node.endpoint}) was lost earlier in this build")
             with locks[name], inner.hook(client.abort):
-                sub = dataclasses.replace(reqs[i], platforms=platforms)
-                return [(i, img) for img in client.build(sub, platforms, store=store, progress=progress, memo=memo)]
+                declared = builder.node(name).platforms  # BUILDPLATFORM: the node's own (else its host's)
+                sub = dataclasses.replace(reqs[i], platforms=platforms,
+                                          build_platform=declared[0] if declared else None)
+                push = pushes[i] if pushes else ()  # ssh nodes push these platforms by digest themselves
+                return [(i, img) for img in client.build(sub, platforms, store=store, progress=progress, memo=memo,
+                                                         push=push)]
         except NodeLost as exc:
             if inner.cancelled:
                 raise
             lost.add(name)
-            try:  # failover: the platforms go to the nodes left that run them
-                again = schedule(platforms, [c for c in candidates if c.name not in lost], builder=builder.name)
+            mine = [Assignment(p, name, (name, str(p)) in moves.emulated) for p in platforms]
+            left = [c for c in candidates if c.name not in lost]
+            try:  # failover: the platforms go to the nodes left, as --node-failover allows
+                again = failover(mine, left, moves.mode, builder=builder.name)
             except PolyarchError:
-                raise exc from None
-            moves: dict[str, list[Platform]] = {}
+                raise _stuck(exc, mine, left, moves.mode, builder.name) from None
+            targets: dict[str, list[Platform]] = {}
             for a in again:
-                moves.setdefault(a.node, []).append(a.platform)
+                targets.setdefault(a.node, []).append(a.platform)
+                if a.emulated:
+                    moves.emulated.add((a.node, str(a.platform)))
             progress.message(f"{exc.message}; building " + "; ".join(
-                f"{', '.join(str(p) for p in ps)} on node {n}" for n, ps in moves.items()) + " instead")
-            return [pair for n, ps in moves.items() for pair in job(n, [(i, tuple(ps))])]
+                f"{', '.join(str(p) for p in ps)} on node {n}" for n, ps in targets.items()) + " instead"
+                + (" (through emulation)" if any(a.emulated for a in again) else ""))
+            return [pair for n, ps in targets.items() for pair in job(n, [(i, tuple(ps))])]
 
     failure: BaseException | None = None
     out: dict[int, list[PlatformImage]] = {}

@@ -23,7 +23,7 @@ from polyarch.errors import PolyarchError
 __all__ = ["CHUNK", "MAX_MESSAGE", "PROTOCOL_VERSION", "Channel", "ConnectionLost", "ProtocolError",
            "check_version"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_MESSAGE = 64 << 20
 CHUNK = 1 << 20
 _HEADER = struct.Struct(">cI")

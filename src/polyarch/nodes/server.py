@@ -3,10 +3,14 @@
 ``NodeServer.serve`` answers ``hello`` (this node's protocol version and platforms), then serves ``build``
 requests until ``bye`` or the end of its input: it asks for the context files its store lacks, lays the contexts
 out in a private directory (``<root>/contexts/build-PID-…``, swept when a killed node left it), runs the build with
-its own store and cache (the ``build`` function the CLI made), forwards every progress event, and sends the
-result's blobs the client asks for. One reader thread receives everything; when the input ends mid-build (ssh
-killed, client gone) the build is cancelled, so running steps stop, its blobs are rolled back and the temporary
-directory is removed. Secret values stay in memory (the RUN runner mounts them on a tmpfs, as for a local build).
+its own store and cache (the ``build`` function the CLI made, given the build's ``RegistryAccess``: the client's
+credentials for its push and cache registries, in memory only), forwards every progress event, and sends the
+result's blobs the client asks for. With ``push`` repositories, the node first pushes each platform's image to
+each of them by digest itself (the ``push`` function the CLI made) and offers only the manifests and configs.
+``--ssh`` ids get relay sockets in the private directory (``agentrelay.NodeAgents``). One reader thread receives
+everything; when the input ends mid-build (ssh killed, client gone) the build is cancelled, so running steps stop,
+its blobs are rolled back and the temporary directory is removed. Secret values stay in memory (the RUN runner
+mounts them on a tmpfs, as for a local build).
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ from polyarch.progress import (
 )
 
 from . import filesync, wire
+from .agentrelay import SSH_MESSAGES, NodeAgents
 from .protocol import PROTOCOL_VERSION, Channel, ConnectionLost, ProtocolError
 
-__all__ = ["BuildFunction", "ForwardingRenderer", "NodeServer", "event_to_json"]
+__all__ = ["BuildFunction", "ForwardingRenderer", "NodeServer", "PushFunction", "event_to_json"]
 
-#: runs one build on this node's store: (request, progress, cancel) → result (images + index, no names)
-BuildFunction = Callable[[BuildRequest, Progress, Cancel], BuildResult]
+#: runs one build on this node's store: (request, progress, cancel, registry access) → result (no names)
+BuildFunction = Callable[[BuildRequest, Progress, Cancel, wire.RegistryAccess], BuildResult]
+#: pushes every platform image of a result to each repository (``host/path``) by digest
+PushFunction = Callable[[BuildResult, tuple[str, ...], wire.RegistryAccess, Progress], None]
 
 _EOF: dict[str, Any] = {"type": "eof"}
 
@@ -91,11 +98,13 @@ class NodePlatforms:
 class NodeServer:
     """One client session; ``serve`` returns when the client says ``bye`` or its input ends."""
 
-    def __init__(self, channel: Channel, *, store: ContentStore, build: BuildFunction, platforms: NodePlatforms,
-                 version: str) -> None:
+    def __init__(self, channel: Channel, *, store: ContentStore, build: BuildFunction, push: PushFunction,
+                 platforms: NodePlatforms, version: str) -> None:
         self._channel = channel
         self._store = store
         self._build = build
+        self._push = push
+        self._agents: NodeAgents | None = None
         self._platforms = platforms
         self._version = version
         self._inbox: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -111,6 +120,12 @@ class NodeServer:
                 if message["type"] == "blob":
                     self._channel.recv_blob(self._store, message)
                     message = {"type": "stored", "digest": message["digest"]}
+                elif message["type"] in SSH_MESSAGES:
+                    with self._lock:
+                        agents = self._agents
+                    if agents is not None:
+                        agents.deliver(message)
+                    continue
                 self._inbox.put(message)
         except (PolyarchError, OSError) as exc:
             with self._lock:
@@ -150,11 +165,22 @@ class NodeServer:
         cancel = Cancel()
         with self._lock:
             self._cancel = cancel
+        agents: NodeAgents | None = None
         try:
             contexts = self._receive_contexts(message, tmp)
-            req = wire.request_from_json(message.get("request", {}), contexts)
+            doc = message.get("request", {})
+            access = wire.RegistryAccess.from_json(message.get("registry"))
+            push = _repositories(message.get("push"))
+            ids = wire.ssh_ids(doc)
+            if ids:
+                agents = NodeAgents(ids, tmp, self._channel.send)
+                with self._lock:
+                    self._agents = agents
+            req = wire.request_from_json(doc, contexts, agents.sockets if agents else None)
             progress = Progress(ForwardingRenderer(self._channel, cancel))
-            result = self._build(req, progress, cancel)
+            result = self._build(req, progress, cancel, access)
+            if push:
+                self._push(result, push, access, progress)
         except ConnectionLost:
             raise
         except PolyarchError as exc:
@@ -163,8 +189,11 @@ class NodeServer:
         finally:
             with self._lock:
                 self._cancel = None
+                self._agents = None
+            if agents is not None:
+                agents.close()
             shutil.rmtree(tmp, ignore_errors=True)
-        self._send_result(result)
+        self._send_result(result, pushed=bool(push))
 
     def _receive_contexts(self, message: dict[str, Any], tmp: Path) -> dict[str, Path]:
         raw = message.get("contexts")
@@ -184,21 +213,38 @@ class NodeServer:
             out[name] = dest
         return out
 
-    def _send_result(self, result: BuildResult) -> None:
+    def _send_result(self, result: BuildResult, *, pushed: bool) -> None:
+        """The result's images; their blobs on demand (only manifests and configs when the node pushed them)."""
         images: list[dict[str, Any]] = []
         blobs: dict[str, int] = {}
         for img in result.images:
             images.append({"platform": str(img.platform), "manifest": img.descriptor.to_dict(),
                            "config": img.config_descriptor.to_dict(),
                            "layers": [x.to_json() for x in img.layers], "base_layers": img.base_layers})
-            for desc in (img.config_descriptor, img.descriptor, *(x.descriptor for x in img.layers)):
+            layers = () if pushed else tuple(x.descriptor for x in img.layers)
+            for desc in (img.config_descriptor, img.descriptor, *layers):
                 blobs[str(desc.digest)] = desc.size
-        self._channel.send({"type": "result", "images": images,
+        self._channel.send({"type": "result", "images": images, "pushed": pushed,
                             "blobs": [{"digest": d, "size": s} for d, s in blobs.items()]})
         want = self._next("need")
         digests = _digests(want.get("digests", []), blobs)
         self._channel.send_blobs(self._store, digests)
         self._channel.send({"type": "sent"})
+
+
+def _repositories(raw: Any) -> tuple[str, ...]:
+    """The ``push`` part of a build message: the repositories (``host/path``) to push to by digest."""
+    if raw is None:
+        return ()
+    repos = raw.get("repositories") if isinstance(raw, dict) else None
+    if not isinstance(repos, list) or not all(isinstance(r, str) and r for r in repos):
+        raise ProtocolError("bad push: repositories must be a list of names")
+    from polyarch.oci import reference
+
+    try:
+        return tuple(str(reference.parse(r)) for r in repos)
+    except PolyarchError as exc:
+        raise ProtocolError(f"bad push repository: {exc.message}") from None
 
 
 def _digests(asked: Sequence[Any], offered: dict[str, int]) -> list[Any]:

@@ -3,34 +3,96 @@
 Local context directories travel by content (``filesync``): the message names them (``context`` and every
 ``--build-context`` that is a directory) and the node substitutes its temporary copies. ``docker-image://``
 contexts stay strings (the node pulls them itself). Secret values travel base64-encoded in this one message and
-are only ever held in memory on the node. ``--ssh`` agents and ``--cache-from``/``--cache-to`` are not forwarded
-to nodes yet: ``check_forwardable`` refuses them before any work.
+are only ever held in memory on the node. ``--cache-from``/``--cache-to`` of ``type=registry`` travel as they
+are (each node imports and exports for its own platforms); ``type=local`` names a directory of the client's disk,
+so ``check_forwardable`` refuses it before any work. ``--ssh`` travels as its ids alone: the node makes one socket
+per id and relays its connections to the client's agent (``agentrelay``). ``RegistryAccess`` is the client's
+docker-config credentials of the registries the node pushes to or exchanges cache with, for one build only.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from polyarch import ops
 from polyarch.errors import UsageError
+from polyarch.exporters.cache import CacheSpec
 from polyarch.pipeline.run import BuildRequest
 from polyarch.platform import Platform, parse
 
 from .protocol import ProtocolError
 
-__all__ = ["check_forwardable", "local_contexts", "request_from_json", "request_to_json"]
+__all__ = ["RegistryAccess", "check_forwardable", "local_contexts", "registry_hosts", "request_from_json",
+           "request_to_json", "ssh_ids"]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAccess:
+    """What a node needs to reach the registries of one build: ``auths`` (docker config key of the host →
+    (user name, secret), forwarded from the client's docker config, held in memory only) and the hosts the
+    client reaches over plain http or without TLS verification (``insecure``)."""
+
+    auths: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    insecure: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"auths": {h: {"username": u, "secret": s} for h, (u, s) in self.auths.items()},
+                "insecure": list(self.insecure)}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> RegistryAccess:
+        """:raises ProtocolError: not the shape ``to_json`` writes."""
+        if doc is None:
+            return cls()
+        try:
+            auths = {str(h): (str(v["username"]), str(v["secret"])) for h, v in dict(doc.get("auths", {})).items()}
+            return cls(auths, tuple(str(h) for h in doc.get("insecure", ())))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProtocolError(f"bad registry access: {exc!r}") from None
 
 
 def check_forwardable(req: BuildRequest, node: str) -> None:
-    """:raises UsageError: the request uses something remote nodes cannot do yet."""
-    if req.ssh:
-        raise UsageError(f"--ssh is not forwarded to builder nodes yet (node {node})",
-                         hint="build the platforms that need an ssh agent on the local node")
-    if req.cache_from or req.cache_to:
-        raise UsageError(f"--cache-from/--cache-to are not supported with builder nodes yet (node {node})")
+    """:raises UsageError: the request uses something remote nodes cannot do."""
+    for spec in (*req.cache_from, *req.cache_to):
+        if spec.type != "registry":
+            raise UsageError(f"--cache-from/--cache-to {spec.describe()} is a directory of this machine, which "
+                             f"builder node {node} cannot read or write",
+                             hint="use type=registry,ref=NAME with builder nodes")
+
+
+def registry_hosts(req: BuildRequest) -> set[str]:
+    """The registry hosts of the request's cache import and export (what the node must be able to reach)."""
+    from polyarch.oci import reference
+
+    return {reference.parse(spec.ref).domain for spec in (*req.cache_from, *req.cache_to) if spec.ref}
+
+
+def _specs_json(specs: tuple[CacheSpec, ...]) -> list[dict[str, Any]]:
+    return [{"type": s.type, "ref": s.ref, "attrs": dict(s.attrs)} for s in specs]
+
+
+def _specs_from_json(raw: Any) -> tuple[CacheSpec, ...]:
+    out = []
+    for doc in raw or ():
+        spec = CacheSpec(str(doc["type"]), ref=str(doc.get("ref", "")),
+                         attrs={str(k): str(v) for k, v in dict(doc.get("attrs", {})).items()})
+        if spec.type != "registry" or not spec.ref:
+            raise ValueError(f"cache location {spec.describe()} is not a registry reference")
+        out.append(spec)
+    return tuple(out)
+
+
+def ssh_ids(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``--ssh`` ids of a request message. :raises ProtocolError: not a list of plain names."""
+    raw = doc.get("ssh", [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x and x.replace("-", "").replace("_", "")
+                                            .replace(".", "").isalnum() for x in raw):
+        raise ProtocolError("bad build request: ssh ids must be a list of names")
+    return tuple(raw)
 
 
 def local_contexts(req: BuildRequest) -> dict[str, Path]:
@@ -55,6 +117,9 @@ def request_to_json(req: BuildRequest, platforms: tuple[Platform, ...]) -> dict[
                         "shm_size": req.run_options.shm_size, "cgroup_parent": req.run_options.cgroup_parent},
         "no_cache_filter": list(req.no_cache_filter),
         "secrets": {k: base64.b64encode(v).decode() for k, v in req.secrets.items()},
+        "cache_from": _specs_json(req.cache_from), "cache_to": _specs_json(req.cache_to),
+        "ssh": sorted(req.ssh),  # the ids: the node makes its own sockets, relayed to the client's agent
+        "build_platform": str(req.build_platform) if req.build_platform else None,
     }
 
 
@@ -75,8 +140,11 @@ def _run_options(doc: Mapping[str, Any]) -> ops.RunOptions:
         raise ValueError(exc.message) from None
 
 
-def request_from_json(doc: Mapping[str, Any], contexts: Mapping[str, Path]) -> BuildRequest:
-    """:raises ProtocolError: a field of the wrong type."""
+def request_from_json(doc: Mapping[str, Any], contexts: Mapping[str, Path],
+                      ssh: Mapping[str, str] | None = None) -> BuildRequest:
+    """The request with the node's context copies and ``ssh`` (id → the node's relay socket).
+
+    :raises ProtocolError: a field of the wrong type, a cache location other than a registry."""
     try:
         named = {k: str(v) for k, v in dict(doc.get("image_contexts", {})).items()}
         named.update({k: str(v) for k, v in contexts.items() if k != "context"})
@@ -93,6 +161,9 @@ def request_from_json(doc: Mapping[str, Any], contexts: Mapping[str, Path]) -> B
             pull=bool(doc.get("pull")), annotations=tuple(str(x) for x in doc.get("annotations", ())),
             network=str(doc.get("network", "default")), allow=frozenset(str(x) for x in doc.get("allow", ())),
             run_options=_run_options(dict(doc.get("run_options", {}))),
-            no_cache_filter=tuple(str(x) for x in doc.get("no_cache_filter", ())))
+            no_cache_filter=tuple(str(x) for x in doc.get("no_cache_filter", ())),
+            cache_from=_specs_from_json(doc.get("cache_from")), cache_to=_specs_from_json(doc.get("cache_to")),
+            ssh=dict(ssh or {}),
+            build_platform=parse(str(doc["build_platform"])) if doc.get("build_platform") else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad build request: {exc!r}") from None
