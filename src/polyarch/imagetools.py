@@ -10,7 +10,12 @@ Image locations (``resolve``, through ``polyarch.sources``):
 ``create`` merges sources (digests, tags, whole indexes) into one index and pushes it to every ``-t``; blobs are
 mounted when a source lives in another repository of the same registry, streamed otherwise. ``copy`` copies an
 image (all platforms by default, digest unchanged; with platforms, only those: one platform gives its manifest,
-several a new index of the selected children).
+several a new index of the selected children and their buildx attestation manifests).
+
+**Referrers travel along** (unless ``referrers=False``): after the image, ``create`` and ``copy`` send the
+referrers (SBOM and provenance attestations, signatures, any OCI 1.1 artifact) of every manifest they copied,
+read from where each came from (``polyarch.sources.referrers``): through the destination's referrers API, else
+the referrers tag schema. Attestation manifests kept the buildx way are index entries and travel as they are.
 """
 
 from __future__ import annotations
@@ -42,10 +47,12 @@ from polyarch.registry.client import RegistryClient
 from polyarch.sources.composite import CompositeSource
 from polyarch.sources.location import REGISTRY_ONLY, open_source, parse_location
 from polyarch.sources.protocol import ContentSource, Opened, read_config
+from polyarch.sources.referrers import copy_referrers
 from polyarch.sources.transfer import PushResult, push_image
 
 __all__ = [
     "Annotation",
+    "Copied",
     "copy_image",
     "create_index",
     "format_inspect",
@@ -232,17 +239,28 @@ def _attestation(desc: Descriptor) -> bool:
     return desc.platform is not None and desc.platform.os == "unknown" and _REFERENCE_DIGEST in desc.annotations
 
 
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """What one copy sent to ``dest``: the image (``PushResult``) and how many referrer manifests went after it."""
+
+    dest: Reference
+    result: PushResult
+    referrers: int
+
+
 def push_index(source: ContentSource, root: Descriptor, tags: Sequence[Reference], *,
-               client: RegistryClient) -> list[PushResult]:
-    """Push ``root`` to every tag; one tree copy per repository, further tags there are manifest PUTs only."""
+               client: RegistryClient, referrers: bool = True) -> list[Copied]:
+    """Push ``root`` to every tag; one tree copy per repository, further tags there are manifest PUTs only. With
+    ``referrers`` the referrers of every manifest under ``root`` follow, once per repository."""
     by_repo: dict[str, list[Reference]] = {}
     for t in tags:
         by_repo.setdefault(t.name, []).append(t)
     results = []
     for refs in by_repo.values():
         first = refs[0]
-        results.append(push_image(source, root, first, client=client,
-                                  tags=[r.tag for r in refs if r.tag]))
+        pushed = push_image(source, root, first, client=client, tags=[r.tag for r in refs if r.tag])
+        sent = copy_referrers(source, root, first, client=client) if referrers else 0
+        results.append(Copied(first, pushed, sent))
     return results
 
 
@@ -265,10 +283,23 @@ def load_descriptor_files(paths: Sequence[str]) -> list[Descriptor]:
 # --- copy ------------------------------------------------------------------------------------------------------
 
 def copy_image(src: Opened, dest: Reference, *, client: RegistryClient,
-               platforms: Sequence[Platform] = ()) -> PushResult:
+               platforms: Sequence[Platform] = (), referrers: bool = True) -> Copied:
+    """Copy ``src`` (narrowed to ``platforms``, see module docstring) to ``dest``, then, with ``referrers``, the
+    referrers of every manifest copied."""
+    source, root = _narrowed(src, platforms)
+    pushed = push_image(source, root, dest, client=client)
+    return Copied(dest, pushed, copy_referrers(source, root, dest, client=client) if referrers else 0)
+
+
+def _narrowed(src: Opened, platforms: Sequence[Platform]) -> tuple[ContentSource, Descriptor]:
+    """The source and root to copy: ``src`` itself, one platform's manifest, or a new index of several (with the
+    buildx attestation manifests of the chosen images).
+
+    :raises NotFound: ``src`` has no image for a wanted platform.
+    """
     doc = src.document
     if not platforms or isinstance(doc, Manifest):
-        return push_image(src.source, src.descriptor, dest, client=client)
+        return src.source, src.descriptor
     children = [m for m in doc.manifests if is_manifest(m.media_type)]
     chosen: list[Descriptor] = []
     for p in platforms:
@@ -279,9 +310,10 @@ def copy_image(src: Opened, dest: Reference, *, client: RegistryClient,
         if best not in chosen:
             chosen.append(best)
     if len(chosen) == 1:
-        return push_image(src.source, chosen[0], dest, client=client)
-    index = Index(tuple(chosen), doc.media_type, doc.annotations)
+        return src.source, chosen[0]
+    subjects = {str(c.digest) for c in chosen}
+    atts = [m for m in doc.manifests if _attestation(m) and m.annotations[_REFERENCE_DIGEST] in subjects]
+    index = Index((*chosen, *atts), doc.media_type, doc.annotations)
     raw = index.to_json()
     desc = Descriptor(index.media_type, Digest.of(raw), len(raw))
-    composite = CompositeSource({str(desc.digest): raw}, {}, src.source)
-    return push_image(composite, desc, dest, client=client)
+    return CompositeSource({str(desc.digest): raw}, {}, src.source), desc

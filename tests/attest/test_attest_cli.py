@@ -1,96 +1,22 @@
 """Attestations end to end through the CLI: a 2-platform image FROM a Debian-like base (busybox + a dpkg status
 file), built with ``--sbom --provenance`` and pushed to the embedded registry (referrers API) and to Debian's
 docker-registry (no referrers API: the ``sha256-<hex>`` tag schema); ``--attest-mode=buildx``; ``--load``;
-``attestations ls/get``; skopeo still copies the image."""
+``attestations ls/get``; skopeo still copies the image. Fixtures: ``conftest.py``."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.attest.conftest import EPOCH, PLATFORMS
 from tests.conftest import run_cli
-from tests.registry.refregistry import RefRegistry, start_registry
-
-EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
-PLATFORMS = "linux/amd64,linux/arm64"
-STATUS = ("Package: base-files\nStatus: install ok installed\nVersion: 12.4+deb12u5\nArchitecture: amd64\n"
-          "Description: Debian base system\n miscellaneous files\n\n"
-          "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u4\nArchitecture: amd64\n\n"
-          "Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13.dfsg-1\nArchitecture: amd64\n\n"
-          "Package: removed-one\nStatus: deinstall ok config-files\nVersion: 1.0\n")
-CURL = "\nPackage: curl\nStatus: install ok installed\nVersion: 7.88.1-10+deb12u5\nArchitecture: amd64\n"
-METADATA = ("Metadata-Version: 2.1\nName: Requests\nVersion: 2.31.0\nLicense: Apache 2.0\n\n# requests\n")
-
-
-def _write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
-
-
-@pytest.fixture
-def debianish(store_root: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """The store with ``base/debianish:1`` (busybox + dpkg status + os-release, 2 platforms) and the app's
-    context: it adds a Python package and the curl package (a new dpkg status in its own layer)."""
-    base = _write(tmp_path / "base", {"Dockerfile": "FROM base/busybox:1\nCOPY status /var/lib/dpkg/status\n"
-                                                    "COPY os-release /etc/os-release\n",
-                                      "status": STATUS, "os-release": 'ID=debian\nVERSION_ID="12"\n'})
-    run_cli("build", "--platform", PLATFORMS, "-t", "base/debianish:1", "--load", str(base), root=store_root,
-            env=EPOCH)
-    app = _write(tmp_path / "app", {
-        "Dockerfile": "FROM base/debianish:1\n"
-                      "COPY METADATA /usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA\n"
-                      "COPY status /var/lib/dpkg/status\n",
-        "METADATA": METADATA, "status": STATUS + CURL})
-    return store_root, app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[str]:
-    """``polyarch registry serve`` (it has the referrers API); yields ``host:port``."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(tmp_path / "reg"), "registry", "serve",
-                             "--addr", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, "registry did not start"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefRegistry]:
-    if shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry is not installed")
-    reg = start_registry(tmp_path_factory.mktemp("attest-registry"))
-    yield reg
-    reg.stop()
-
+from tests.registry.refregistry import RefRegistry
 
 ACCEPT = ",".join(["application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
                    "application/vnd.docker.distribution.manifest.list.v2+json"])

@@ -8,7 +8,7 @@ API::
 **Referrers** (default): each statement is an OCI artifact manifest: ``artifactType``
 ``application/vnd.in-toto+json``, the empty config (``application/vnd.oci.empty.v1+json``, ``{}``), one layer (the
 statement, media type ``application/vnd.in-toto+json``, annotation ``in-toto.io/predicate-type``) and
-``subject`` = the platform manifest. They are kept in the store as referrers (``sources.referrers``); the index
+``subject`` = the platform manifest. They are kept in the store as referrers (``content.referrers``); the index
 is unchanged, so it never lists an ``unknown/unknown`` entry.
 
 **buildx** (``--attest-mode=buildx``, BuildKit's attestation storage): per platform one image manifest whose
@@ -24,10 +24,10 @@ import json
 from collections.abc import Sequence
 
 from polyarch.content.images import ImageStore
+from polyarch.content.referrers import add_store_referrers
 from polyarch.digest import Digest
 from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType
 from polyarch.platform import Platform
-from polyarch.sources.referrers import add_store_referrers
 
 from .generate import Statement
 from .statement import ANNOTATION_PREDICATE, INTOTO_MEDIA_TYPE

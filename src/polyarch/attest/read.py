@@ -3,12 +3,13 @@
 API::
 
     Attestation(platform, subject, kind, predicate_type, manifest, layer, attached)
-    list_attestations(opened, *, images=None, client=None) -> [Attestation]   # per platform, SBOM then provenance
+    list_attestations(opened) -> [Attestation]                                # per platform, SBOM then provenance
     read_statement(opened, att) -> dict                                       # the in-toto statement, parsed
 
-``attached`` says how: ``referrer`` (OCI 1.1 subject) or ``index`` (buildx's ``unknown/unknown`` entries). Store
-referrers are found in the source's own ``index.json`` (store, layout, OCI archive), registry ones with ``client``
-(the referrers API, else the tag schema). A statement is at most ``MAX_STATEMENT`` bytes and must be a JSON
+``attached`` says how: ``referrer`` (OCI 1.1 subject) or ``index`` (buildx's ``unknown/unknown`` entries).
+Referrers come from where the image is (``sources.referrers.source_referrers``): the ``index.json`` of a store,
+layout or OCI archive, a registry's referrers API or else its tag schema; only in-toto ones (``artifactType``
+``application/vnd.in-toto+json`` or none) are read. A statement is at most ``MAX_STATEMENT`` bytes and must be a JSON
 object with a ``predicateType``.
 """
 
@@ -16,21 +17,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from polyarch.content.images import ImageStore
 from polyarch.digest import Digest
 from polyarch.errors import InvalidManifest
-from polyarch.oci.spec import Descriptor, Index, Manifest, is_manifest, parse_document
+from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType, is_manifest, parse_document
 from polyarch.sources.protocol import Opened
-from polyarch.sources.referrers import SUBJECT_ANNOTATION, registry_referrers
-from polyarch.sources.store import StoreSource
-from polyarch.sources.tarball import TarballSource
+from polyarch.sources.referrers import source_referrers
 
 from .attach import REFERENCE_DIGEST
-
-if TYPE_CHECKING:
-    from polyarch.registry.client import RegistryClient
 from .statement import ANNOTATION_PREDICATE, INTOTO_MEDIA_TYPE, kind_of
 
 __all__ = ["MAX_STATEMENT", "Attestation", "list_attestations", "read_statement"]
@@ -58,8 +53,11 @@ def _layers(opened: Opened, desc: Descriptor) -> list[Descriptor]:
 
 def _platform_entries(opened: Opened) -> tuple[list[Descriptor], list[Descriptor]]:
     doc = opened.document
-    if isinstance(doc, Manifest):
-        return [opened.descriptor], []
+    if isinstance(doc, Manifest):  # one image: its platform is its config's
+        desc = opened.descriptor
+        if desc.platform is None and doc.config.media_type in (MediaType.OCI_CONFIG, MediaType.DOCKER_CONFIG):
+            desc = desc.with_platform(opened.platforms()[0])
+        return [desc], []
     assert isinstance(doc, Index)
     images = [m for m in doc.manifests if is_manifest(m.media_type) and REFERENCE_DIGEST not in m.annotations
               and not (m.platform is not None and m.platform.os == "unknown")]
@@ -67,36 +65,14 @@ def _platform_entries(opened: Opened) -> tuple[list[Descriptor], list[Descriptor
     return images, atts
 
 
-def _index_entries(opened: Opened, images: ImageStore | None) -> list[Descriptor] | None:
-    """The entries of the index.json of a store, layout or OCI archive source (None for a registry)."""
-    source = opened.source
-    if isinstance(source, StoreSource):
-        return source.images.entries()
-    if isinstance(source, TarballSource):
-        reader = source.reader
-        if "index.json" not in reader.members:
-            return []
-        doc = reader.read_json("index.json")
-        raw = doc.get("manifests") if isinstance(doc, dict) else None
-        return [Descriptor.from_dict(d, "index.json") for d in raw if isinstance(d, dict)] \
-            if isinstance(raw, list) else []
-    return None if opened.ref is not None else (images.entries() if images is not None else [])
-
-
-def list_attestations(opened: Opened, *, images: ImageStore | None = None,
-                      client: RegistryClient | None = None) -> list[Attestation]:
+def list_attestations(opened: Opened) -> list[Attestation]:
     """Every attestation of every platform manifest of ``opened``."""
     entries, in_index = _platform_entries(opened)
     out: list[Attestation] = []
     for entry in entries:
         label = str(entry.platform) if entry.platform is not None else "?"
-        found: list[tuple[Descriptor, str]] = []
-        local = _index_entries(opened, images)
-        if local is not None:
-            found += [(d, "referrer") for d in local if d.annotations.get(SUBJECT_ANNOTATION) == str(entry.digest)]
-        elif client is not None and opened.ref is not None:
-            found += [(d, "referrer") for d in registry_referrers(client, opened.ref, entry.digest)
-                      if d.artifact_type in ("", INTOTO_MEDIA_TYPE)]
+        found = [(d, "referrer") for d in source_referrers(opened.source, entry.digest)
+                 if d.artifact_type in ("", INTOTO_MEDIA_TYPE)]
         found += [(d, "index") for d in in_index if d.annotations.get(REFERENCE_DIGEST) == str(entry.digest)]
         for desc, how in found:
             for layer in _layers(opened, desc):

@@ -136,14 +136,19 @@ def attest_result(images: ImageStore, result: BuildResult, plan: BuildPlan, opts
     from polyarch.attest.attach import attach_buildx, attach_referrers
     from polyarch.attest.generate import make_statements
     from polyarch.attest.layers import LayerCache
+    from polyarch.solver.cache import BuildCache
 
     created = _when(epoch) if epoch is not None else facts.finished
     what = " and ".join(k for k, on in (("SBOM", opts.sbom), ("provenance", opts.provenance)) if on)
     cache = LayerCache()
 
     def run(target: BuildResult) -> BuildResult:
-        statements = make_statements(images, [i.descriptor for i in target.images], opts, facts, plan.platforms,
-                                     name=name, created=created, cache=cache)
+        indexes = BuildCache.in_store(images.store.root)  # layer path indexes: what pulls captured for the SBOM
+        try:
+            statements = make_statements(images, [i.descriptor for i in target.images], opts, facts,
+                                         plan.platforms, name=name, created=created, cache=cache, indexes=indexes)
+        finally:
+            indexes.close()
         if opts.mode == "buildx":
             return replace(target, index=attach_buildx(images, target.index, statements))
         attach_referrers(images, statements)
@@ -166,7 +171,7 @@ def template_view(opened: Any, images: ImageStore, client: RegistryClient | None
     from polyarch.oci.spec import Index
 
     out: dict[str, Any] = {}
-    for att in list_attestations(opened, images=images, client=client):
+    for att in list_attestations(opened):
         if att.kind == kind and att.platform not in out:
             key = "SLSA" if kind == "provenance" else "CycloneDX" if "cyclonedx" in att.predicate_type else "SPDX"
             out[att.platform] = {key: read_statement(opened, att).get("predicate")}
@@ -181,7 +186,7 @@ def missing_attestations(opened: Any, images: ImageStore, client: RegistryClient
     SBOM or a provenance attestation."""
     from polyarch.attest.read import list_attestations
 
-    found = list_attestations(opened, images=images, client=client)
+    found = list_attestations(opened)
     have = {(a.platform, a.kind) for a in found}
     wanted = {str(p) for p in platforms}
     lines = []
@@ -219,7 +224,7 @@ def _select(app: AppContext, ref: str, platform: str | None, kind: str | None, i
     clients: list[RegistryClient] = []
     try:
         with _open(app, ref, insecure, tls_ca, clients) as opened:
-            found = list_attestations(opened, images=app.images, client=clients[0] if clients else None)
+            found = list_attestations(opened)
             if wanted is not None:
                 found = [a for a in found if a.platform == str(wanted)]
             if kind:

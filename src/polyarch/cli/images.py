@@ -43,10 +43,10 @@ def images(app: AppContext, reference_filter: str | None, fmt: str, quiet: bool,
     short = short and not no_trunc
     chosen = parse_filters([*filters, *([f"reference={reference_filter}"] if reference_filter else [])])
     template = parse_template(fmt) if fmt not in ("table", "json") else None
-    from polyarch.sources.referrers import SUBJECT_ANNOTATION
+    from polyarch.content.referrers import is_referrer
 
     entries = [(d.annotations.get(REF_NAME, ""), d) for d in app.images.entries()
-               if SUBJECT_ANNOTATION not in d.annotations]  # attestations kept as referrers are not images
+               if not is_referrer(d)]  # attestations kept as referrers are not images
     rows = chosen.select([summarize(app.images, name, desc) for name, desc in entries])
     if fmt == "json":  # index order, as before
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))

@@ -2,6 +2,11 @@
 
 Locations (``polyarch.sources.location``): registry references, ``local:NAME`` (the local store),
 ``oci-layout://PATH[:TAG|@DIGEST]``, ``oci-archive://PATH[:TAG|@DIGEST]``, ``docker-archive://PATH[:TAG]``.
+
+``create`` and ``copy`` carry the referrers of every manifest they copy (attestations, signatures) to the
+destination; ``--no-referrers`` leaves them behind. The name is regctl's (``image copy --referrers``, opt-in
+there, as oras's ``cp -r``); buildx and crane have none (buildx copies its index attestation entries as they are,
+crane ignores referrers). When some were sent, one more line says how many.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from polyarch.cli.context import AppContext, pass_app
 from polyarch.cli.registry_cmds import client_options, make_client, progress_option
 
 __all__ = ["imagetools"]
+
+_REFERRERS = click.option(
+    "--referrers/--no-referrers", default=True, show_default=True,
+    help="Also copy the referrers (SBOM/provenance attestations, signatures) of every manifest copied.")
 
 
 @click.group("imagetools")
@@ -88,11 +97,12 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
 @click.option("-f", "--file", "files", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="Read source descriptors (JSON) from a file; their manifests must be in the first tag's repo.")
 @click.option("--progress", default="auto", hidden=True)
+@_REFERRERS
 @client_options
 @pass_app
 def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], append: bool,
            platforms: tuple[str, ...], prefer_index: bool, metadata_file: str | None,
-           annotations: tuple[str, ...], dry_run: bool, files: tuple[str, ...], progress: str,
+           annotations: tuple[str, ...], dry_run: bool, files: tuple[str, ...], progress: str, referrers: bool,
            insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Merge images, indexes and digests into one index and push it to every -t."""
     from polyarch import platform as plat
@@ -136,7 +146,7 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
         if dry_run:
             click.echo(json.dumps(json.loads(raw), indent=2))
             return
-        push_index(source, root, targets, client=client)
+        copied = push_index(source, root, targets, client=client, referrers=referrers)
     if metadata_file:
         meta = {"containerimage.descriptor": root.to_dict(), "containerimage.digest": str(root.digest),
                 "image.name": ",".join(str(t) for t in targets)}
@@ -147,6 +157,9 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
     what = "index" if is_index(root.media_type) else "manifest"
     for t in targets:
         click.echo(f"{t}: pushed {what} {root.digest}")
+    for c in copied:
+        if c.referrers:
+            click.echo(f"{c.dest}: {c.referrers} referrer(s) copied")
 
 
 @imagetools.command("copy")
@@ -155,10 +168,11 @@ def create(app: AppContext, sources: tuple[str, ...], tags: tuple[str, ...], app
 @click.option("--platform", "platforms", multiple=True, metavar="P[,P…]",
               help="Copy only these platforms (default: all, digest unchanged).")
 @progress_option
+@_REFERRERS
 @client_options
 @pass_app
-def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], progress: str, insecure: tuple[str, ...],
-         tls_ca: str | None) -> None:
+def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], progress: str, referrers: bool,
+         insecure: tuple[str, ...], tls_ca: str | None) -> None:
     """Copy an image or index to a registry repository, blobs mounted or streamed."""
     from polyarch import platform as plat
     from polyarch.cli.transferprogress import transfer_progress
@@ -171,6 +185,9 @@ def copy(app: AppContext, src: str, dest: str, platforms: tuple[str, ...], progr
         target = target.defaulted()
     with transfer_progress(progress) as observer, make_client(app.env, insecure, tls_ca, observer=observer) as client, \
             resolve(src, client=client, images=lambda: app.images) as resolved:
-        result = copy_image(resolved, target, client=client, platforms=wanted)
+        copied = copy_image(resolved, target, client=client, platforms=wanted, referrers=referrers)
+    result = copied.result
     click.echo(f"{target}: copied {result.descriptor.digest} ({result.uploaded} uploaded, {result.mounted} mounted, "
                f"{result.existed} already present)")
+    if copied.referrers:
+        click.echo(f"{target}: {copied.referrers} referrer(s) copied")

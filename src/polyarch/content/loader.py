@@ -5,7 +5,9 @@ OCI archives: every blob reachable from ``index.json`` is ingested with its dige
 ``org.opencontainers.image.ref.name`` becomes a name. Docker archives (``manifest.json``): the config and layer
 files are ingested as blobs (an uncompressed layer's digest is its diff_id), a manifest is written for each entry,
 and each of its RepoTags becomes a name; an entry without a name is kept unnamed, found by its image ID
-(``ImageStore.lookup``). Nothing is named until every blob of an image is in the store.
+(``ImageStore.lookup``). Nothing is named until every blob of an image is in the store. An OCI archive's
+referrers (attestations, signatures: unnamed entries annotated with their subject, or unnamed manifests with a
+``subject``) are kept as store referrers (``content.referrers``), not as images, and not reported.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from polyarch.errors import InvalidLayer, InvalidManifest, LimitExceeded, NotFou
 from polyarch.oci.spec import Descriptor, Manifest, MediaType, parse_config, parse_document
 
 from .images import MAX_CONFIG, MAX_MANIFEST, REF_NAME, ImageStore, check_config_size
+from .referrers import SUBJECT_ANNOTATION, add_store_referrers, is_referrer, plain_referrer, referrer_entry
 
 __all__ = ["ArchiveReader", "Loaded", "load_archive"]
 
@@ -100,13 +103,17 @@ def load_archive(images: ImageStore, path: Path, *, on_progress: Callable[[str],
     with images.store.transaction():
         pending = _load(images, archive, indexes)
     loaded = []
+    kept = [(plain_referrer(d), Digest.parse(d.annotations[SUBJECT_ANNOTATION])) for _, d in pending if is_referrer(d)]
     for name, desc in pending:  # only now that every blob is in: names never point at missing content
+        if is_referrer(desc):
+            continue
         if name:
             images.set_name(name, desc)
         else:
             images.update(lambda entries, d=desc: entries if any(e.digest == d.digest and not e.annotations.get(REF_NAME)
                                                                   for e in entries) else [*entries, d])
         loaded.append(Loaded(name, images.image_id(desc)))
+    add_store_referrers(images, kept)
     return loaded
 
 
@@ -173,8 +180,21 @@ def _load_oci(images: ImageStore, archive: ArchiveReader, indexes: LayerIndexes 
         desc = Descriptor.from_dict(raw, f"index.json manifests[{i}]")
         _load_tree(images, archive, desc, indexes=indexes)
         name = desc.annotations.get(REF_NAME) or desc.annotations.get("io.containerd.image.name")
-        pending.append((name, desc.with_annotations({})))
+        subject = desc.annotations.get(SUBJECT_ANNOTATION) or (None if name else _subject_of(archive, desc))
+        if subject and Digest.is_valid(subject):
+            pending.append((None, referrer_entry(desc, Digest.parse(subject))))  # its annotations kept
+        else:
+            pending.append((name, desc.with_annotations({})))
     return pending
+
+
+def _subject_of(archive: ArchiveReader, desc: Descriptor) -> str | None:
+    """The ``subject`` digest of an (already loaded and verified) image manifest entry, if it has one."""
+    if desc.media_type != MediaType.OCI_MANIFEST:
+        return None
+    doc = parse_document(archive.read_capped(f"blobs/{desc.digest.algorithm}/{desc.digest.hex}", MAX_MANIFEST),
+                         desc.media_type)
+    return str(doc.subject.digest) if isinstance(doc, Manifest) and doc.subject is not None else None
 
 
 def _load_docker(images: ImageStore, archive: ArchiveReader, indexes: LayerIndexes | None

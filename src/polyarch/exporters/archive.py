@@ -115,7 +115,7 @@ def write_oci_archive_entries(images: ImageStore, entries: Sequence[tuple[Descri
     selected = [_select(images, desc, platforms) for desc, _ in entries]
     made = {root.digest: index for root, index in selected if index is not None}  # narrowed indexes, in memory
     entries = [(root, name) for (root, _), (_, name) in zip(selected, entries, strict=True)]
-    from polyarch.sources.referrers import referrers_under
+    from polyarch.content.referrers import referrers_under
 
     tops = [child for root, _ in entries for child in
             (made[root.digest].manifests if root.digest in made else (root,))]  # what the store holds
@@ -151,7 +151,7 @@ def write_oci_dir(images: ImageStore, desc: Descriptor, name: str | None, dest: 
         target.set_name(name, desc)
     else:
         target.update(lambda entries: [*entries, desc])
-    from polyarch.sources.referrers import SUBJECT_ANNOTATION, add_store_referrers, referrers_under
+    from polyarch.content.referrers import SUBJECT_ANNOTATION, add_store_referrers, referrers_under
 
     kept = referrers_under(images, desc)  # attestations: unnamed entries of the layout's index.json too
     for ref in kept:

@@ -80,9 +80,9 @@ def find_named(entries: Sequence[Descriptor], name: str, where: str) -> Descript
 def pick_entry(entries: Sequence[Descriptor], where: str) -> tuple[Descriptor, bytes | None, str]:
     """The entry of an index.json when no tag names one: (descriptor, in-memory document bytes when index.json
     itself is read as the index, name for messages). Referrers (attestations) kept there are not images."""
-    from .referrers import SUBJECT_ANNOTATION
+    from polyarch.content.referrers import is_referrer
 
-    entries = [e for e in entries if SUBJECT_ANNOTATION not in e.annotations]
+    entries = [e for e in entries if not is_referrer(e)]
     if not entries:
         raise NotFound(f"OCI layout {where} has no image (index.json is empty)")
     if len(entries) == 1:

@@ -1,85 +1,64 @@
-"""OCI 1.1 referrers (manifests with a ``subject``): where they are kept in the store, how they are pushed and how
-they are listed from a registry, with the referrers tag schema where a registry has no referrers API.
+"""OCI 1.1 referrers (manifests with a ``subject``: SBOM and provenance attestations, signatures, any artifact)
+wherever an image is: listed from any source, copied along with an image to a registry, fetched into the store.
+How a store or layout keeps them is ``polyarch.content.referrers``.
 
 API::
 
-    SUBJECT_ANNOTATION                                # index.json entries: the subject digest of a referrer
-    store_referrers(images, subject) -> [Descriptor]  # referrers of ``subject`` in the local store
-    referrers_under(images, root) -> [Descriptor]     # of every manifest under ``root`` (archives, layouts)
-    add_store_referrers(images, [(desc, subject)])    # keep them (unnamed index.json entries, gc roots)
-    registry_referrers(client, ref, subject) -> [Descriptor]   # API, else the ``sha256-<hex>`` tag's index
-    push_referrers(images, subjects, dest, client) -> int      # every store referrer of ``subjects``
+    fallback_tag(subject) -> str                              # the referrers tag schema's ``sha256-<hex>``
+    registry_referrers(client, ref, subject) -> [Descriptor]  # the referrers API, else the fallback tag's index
+    source_referrers(source, subject) -> [Descriptor]         # from any ContentSource (store, layout, archive,
+                                                              #   registry, composite)
+    copy_referrers(source, root, dest, client=…) -> int       # of every manifest under ``root``, to ``dest``'s repo
+    push_referrers(images, subjects, dest, client=…) -> int   # the store's referrers of ``subjects`` to ``dest``
+    pull_referrers(client, ref, images, root) -> int          # ``ref``'s repository's referrers into the store
 
-**Store representation.** A referrer is an unnamed entry of the store's ``index.json`` (the OCI image layout's
-own way to keep an untagged manifest reachable, so gc keeps it) whose descriptor carries ``artifactType`` and
-the annotation ``io.polyarch.referrer.subject`` = the subject manifest's digest. Listing commands leave such
-entries out. The entry goes away with ``polyarch prune`` only when its subject is no longer named (not yet:
-referrers of a removed image stay until removed by hand).
+**Listing.** A store, layout or OCI archive keeps referrers as annotated ``index.json`` entries; a registry is
+asked ``GET /v2/NAME/referrers/DIGEST`` — 200 is its list, 404 means it has no referrers API (Debian's
+docker-registry 2.8) and the referrers tag schema is read: the tag ``<alg>-<hex>`` of the subject holds an OCI
+index of its referrers. A composite (``imagetools create``) asks the source each child came from.
 
-**Push.** Each referrer tree is pushed by digest after its subject. Then ``GET /v2/NAME/referrers/DIGEST``
-tells whether the registry keeps referrers itself (200); a 404 means it does not (Debian's docker-registry
-2.8), and the referrers tag schema is used: the tag ``<alg>-<hex>`` of the subject holds an OCI index of its
-referrers, read, extended and written back.
+**Copying** (``copy_referrers``, ``push_referrers``): each referrer's tree is pushed by digest after its subject
+(which is already there); the referrers of a referrer (a signature of an SBOM) follow, up to ``MAX_DEPTH``
+levels. A destination without the referrers API gets the tag schema: the subject's fallback tag is read,
+extended with what is new and written back. Whether the destination has the API is asked once per copy.
+
+**Fetching** (``pull_referrers``): the referrers of every manifest and index under ``root`` in the store (the
+pulled platforms) are fetched by digest — manifests, configs and layers, verified — and kept as store referrers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from polyarch.content.images import ImageStore
+from polyarch.content.referrers import add_store_referrers, plain_referrer, referrers_in, store_referrers
 from polyarch.digest import Digest
 from polyarch.errors import RegistryError
 from polyarch.oci.jsonutil import canonical_json
 from polyarch.oci.reference import Reference
-from polyarch.oci.spec import Descriptor, Index, MediaType, parse_document
+from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType, is_index, is_manifest, parse_document
+
+from .composite import CompositeSource
+from .protocol import ContentSource
+from .registry import RegistrySource
+from .store import StoreSource
+from .tarball import TarballSource
 
 if TYPE_CHECKING:
     from polyarch.registry.client import RegistryClient
 
-__all__ = ["SUBJECT_ANNOTATION", "add_store_referrers", "fallback_tag", "push_referrers", "referrers_under",
-           "registry_referrers", "store_referrers"]
+__all__ = ["MAX_DEPTH", "copy_referrers", "fallback_tag", "pull_referrers", "push_referrers", "registry_referrers",
+           "source_referrers"]
 
-SUBJECT_ANNOTATION = "io.polyarch.referrer.subject"
+MAX_DEPTH = 4  # referrers of referrers of … followed this deep
 _MAX_INDEX = 4 << 20
 
 
 def fallback_tag(subject: Digest) -> str:
     """The referrers tag schema's tag of ``subject``: ``sha256-<hex>``."""
     return f"{subject.algorithm}-{subject.hex}"[:128]
-
-
-def store_referrers(images: ImageStore, subject: Digest) -> list[Descriptor]:
-    """The store's referrers of ``subject`` (index.json order)."""
-    return [d for d in images.entries() if d.annotations.get(SUBJECT_ANNOTATION) == str(subject)]
-
-
-def referrers_under(images: ImageStore, root: Descriptor) -> list[Descriptor]:
-    """The store's referrers of every manifest under ``root`` (itself and its children), each once."""
-    from polyarch.oci.spec import is_index, is_manifest
-
-    subjects = [d.digest for d in images.walk(root) if is_manifest(d.media_type) or is_index(d.media_type)]
-    out: dict[Digest, Descriptor] = {}
-    if subjects:
-        wanted = {str(s) for s in subjects}
-        for d in images.entries():
-            if d.annotations.get(SUBJECT_ANNOTATION) in wanted:
-                out.setdefault(d.digest, d)
-    return list(out.values())
-
-
-def add_store_referrers(images: ImageStore, items: Sequence[tuple[Descriptor, Digest]]) -> list[Descriptor]:
-    """Keep each ``(desc, subject)`` (``desc`` already in the store) as a referrer of ``subject``, in one
-    index.json update; one already kept is not added twice. Returns the entries."""
-    entries = [d.with_annotations({**d.annotations, SUBJECT_ANNOTATION: str(subject)}) for d, subject in items]
-
-    def change(current: list[Descriptor]) -> list[Descriptor]:
-        have = {(str(e.digest), e.annotations.get(SUBJECT_ANNOTATION)) for e in current}
-        return [*current, *(e for e in entries if (str(e.digest), e.annotations[SUBJECT_ANNOTATION]) not in have)]
-
-    if entries:
-        images.update(change)
-    return entries
 
 
 def _api(client: RegistryClient, ref: Reference, subject: Digest) -> list[Descriptor] | None:
@@ -119,27 +98,142 @@ def registry_referrers(client: RegistryClient, ref: Reference, subject: Digest) 
     return found if found is not None else _tag_index(client, ref, subject)
 
 
+def _archive_entries(source: TarballSource) -> list[Descriptor]:
+    reader = source.reader
+    if "index.json" not in reader.members:
+        return []
+    doc = reader.read_json("index.json")
+    raw = doc.get("manifests") if isinstance(doc, dict) else None
+    return [Descriptor.from_dict(d, "index.json") for d in raw if isinstance(d, dict)] \
+        if isinstance(raw, list) else []
+
+
+def source_referrers(source: ContentSource, subject: Digest) -> list[Descriptor]:
+    """The referrers of ``subject`` where ``source`` is, as a referrers list names them (no store annotation)."""
+    if isinstance(source, CompositeSource):
+        if str(subject) in source.documents:
+            return []  # a document made in memory: nothing refers to it yet
+        return source_referrers(source.routes.get(str(subject), source.default), subject)
+    if isinstance(source, StoreSource):  # the store and OCI layouts
+        return [plain_referrer(d) for d in store_referrers(source.images, subject)]
+    if isinstance(source, TarballSource):
+        return [plain_referrer(d) for d in referrers_in(_archive_entries(source), subject)]
+    if isinstance(source, RegistrySource):
+        return registry_referrers(source.client, source.ref, subject)
+    return []
+
+
+def _subjects(source: ContentSource, root: Descriptor) -> list[tuple[Digest, ContentSource]]:
+    """Every manifest and index under ``root`` (itself first) with the source holding it; image manifests are
+    not read (their config and layers are no subjects)."""
+    out: list[tuple[Digest, ContentSource]] = []
+    seen: set[str] = set()
+
+    def visit(desc: Descriptor, src: ContentSource) -> None:
+        if str(desc.digest) in seen:
+            return
+        seen.add(str(desc.digest))
+        out.append((desc.digest, src))
+        if is_index(desc.media_type):
+            doc = parse_document(src.read(desc), desc.media_type)
+            assert isinstance(doc, Index)
+            for child in doc.manifests:
+                if is_index(child.media_type) or is_manifest(child.media_type):
+                    visit(child, src.route(child))
+
+    visit(root, source)
+    return out
+
+
+@dataclass(slots=True)
+class _Copy:
+    """One copy of referrers to one repository: whether it has the referrers API is asked once."""
+
+    client: RegistryClient
+    dest: Reference
+    api: bool | None = None
+    count: int = 0
+
+    def send(self, src: ContentSource, subject: Digest, referrers: Sequence[Descriptor], depth: int) -> None:
+        from .transfer import push_image
+
+        if not referrers:
+            return
+        for desc in referrers:
+            push_image(src, desc, self.dest, client=self.client)
+            self.count += 1
+        if self.api is None:
+            self.api = _api(self.client, self.dest, subject) is not None
+        if not self.api:  # the tag schema: the subject's fallback tag lists its referrers
+            have = _tag_index(self.client, self.dest, subject)
+            known = {str(d.digest) for d in have}
+            new = [d for d in referrers if str(d.digest) not in known]
+            if new:
+                raw = canonical_json({"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX,
+                                      "manifests": [d.to_dict() for d in [*have, *new]]})
+                self.client.put_manifest(self.dest.with_tag(fallback_tag(subject)), raw, MediaType.OCI_INDEX)
+        if depth < MAX_DEPTH:
+            for desc in referrers:
+                self.send(src, desc.digest, source_referrers(src, desc.digest), depth + 1)
+
+
+def copy_referrers(source: ContentSource, root: Descriptor, dest: Reference, *, client: RegistryClient) -> int:
+    """Copy the referrers of ``root`` and of every manifest under it (already copied) from ``source`` to
+    ``dest``'s repository; returns how many referrer manifests were sent."""
+    copy = _Copy(client, Reference(dest.domain, dest.path))
+    for subject, src in _subjects(source, root):
+        copy.send(src, subject, source_referrers(src, subject), 1)
+    return copy.count
+
+
 def push_referrers(images: ImageStore, subjects: Sequence[Digest], dest: Reference, *,
                    client: RegistryClient) -> int:
     """Push the store's referrers of each subject (already pushed) to ``dest``'s repository; returns how many."""
-    from .transfer import push_image
-
-    count = 0
-    base = Reference(dest.domain, dest.path)
+    source = StoreSource(images)
+    copy = _Copy(client, Reference(dest.domain, dest.path))
     for subject in subjects:
-        mine = store_referrers(images, subject)
-        if not mine:
-            continue
-        clean = [d.with_annotations({k: v for k, v in d.annotations.items() if k != SUBJECT_ANNOTATION})
-                 for d in mine]
-        for desc in clean:
-            push_image(images, desc, base, client=client)
-            count += 1
-        if _api(client, base, subject) is None:  # no referrers API: the tag schema
-            have = _tag_index(client, base, subject)
-            known = {str(d.digest) for d in have}
-            merged = [*have, *(d for d in clean if str(d.digest) not in known)]
-            raw = canonical_json({"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX,
-                                  "manifests": [d.to_dict() for d in merged]})
-            client.put_manifest(base.with_tag(fallback_tag(subject)), raw, MediaType.OCI_INDEX)
-    return count
+        copy.send(source, subject, source_referrers(source, subject), 1)
+    return copy.count
+
+
+def _fetch_tree(client: RegistryClient, ref: Reference, images: ImageStore, desc: Descriptor) -> None:
+    """``desc``'s tree from ``ref``'s repository into the store, children before parents, each blob verified."""
+    store = images.store
+    raw = RegistrySource(client, ref).read(desc)
+    doc = parse_document(raw, desc.media_type)
+    if isinstance(doc, Index):
+        for child in doc.manifests:
+            if is_index(child.media_type) or is_manifest(child.media_type):
+                _fetch_tree(client, ref, images, child)
+    elif isinstance(doc, Manifest):
+        for blob in (doc.config, *doc.layers):
+            if store.stat(blob.digest) != blob.size and not blob.urls:
+                client.fetch_blob(ref, blob, lambda b=blob: store.writer(b.digest.algorithm))
+    store.write(raw, desc.digest)
+
+
+def pull_referrers(client: RegistryClient, ref: Reference, images: ImageStore, root: Descriptor) -> int:
+    """Fetch the referrers (and theirs, up to ``MAX_DEPTH``) of every manifest and index under the store's
+    ``root`` from ``ref``'s repository and keep them as store referrers; returns how many were kept."""
+    repo = Reference(ref.domain, ref.path)
+    from .transfer import PULLED_FROM
+
+    subjects = [d.digest for d in images.walk(root) if is_index(d.media_type) or is_manifest(d.media_type)]
+    doc = images.read_document(root).document
+    if isinstance(doc, Index) and doc.annotations.get(PULLED_FROM):  # a partial index (made here): the remote's
+        subjects[0] = Digest.parse(doc.annotations[PULLED_FROM])
+    kept: list[tuple[Descriptor, Digest]] = []
+    todo = [(s, 1) for s in subjects]
+    seen: set[str] = set()
+    while todo:
+        subject, depth = todo.pop(0)
+        for desc in registry_referrers(client, repo, subject):
+            if str(desc.digest) in seen or not (is_manifest(desc.media_type) or is_index(desc.media_type)):
+                continue
+            seen.add(str(desc.digest))
+            _fetch_tree(client, repo, images, desc)
+            kept.append((desc, subject))
+            if depth < MAX_DEPTH:
+                todo.append((desc.digest, depth + 1))
+    add_store_referrers(images, kept)
+    return len(kept)
