@@ -104,6 +104,34 @@ def test_rpm_berkeleydb_packages_file(rpm_db: Path, tmp_path: Path) -> None:
         assert pkgs[0].purl.startswith("pkg:rpm/")
 
 
+def _ndb(blobs: list[bytes]) -> bytes:
+    """An ndb ``Packages.db`` (SUSE's rpm backend, which Debian's rpm lacks): a slot page, then 16-byte blocks of
+    blobs (header, data, trailer)."""
+    page = bytearray(4096)
+    page[:16] = b"RpmP" + struct.pack("<III", 0, 7, 1)
+    body = b""
+    for i, blob in enumerate(blobs, 1):
+        offset = (4096 + len(body)) // 16
+        record = b"BlbS" + struct.pack("<III", i, 1, len(blob)) + blob + struct.pack("<II", len(blob), 0) + b"BlbE"
+        record += b"\0" * (-len(record) % 16)
+        page[16 + 16 * i:32 + 16 * i] = b"Slot" + struct.pack("<III", i, offset, len(record) // 16)
+        body += record
+    page[32 + 16 * len(blobs):48 + 16 * len(blobs)] = b"Slot" + struct.pack("<III", 0, 0, 0)  # a free slot
+    return bytes(page) + body
+
+
+def test_rpm_ndb_packages_db(rpm_db: Path) -> None:
+    blobs = headers((rpm_db / "rpmdb.sqlite").read_bytes())
+    ndb = _ndb(blobs)
+    assert _rows(rpm_database(ndb, path="/usr/lib/sysimage/rpm/Packages.db")) == WANT
+    wrong_index = bytearray(ndb)
+    wrong_index[4096 + 4] = 9  # the first blob claims another package: skipped
+    assert [p.name for p in rpm_database(bytes(wrong_index), path="/p")] == [parse_header(blobs[1]).name]
+    assert rpm_database(ndb[:4096 + 100], path="/p") == []  # blobs cut short
+    layer = scan_layer(_tar([("usr/lib/sysimage/rpm/Packages.db", ndb, 0o644)]))
+    assert _rows(packages(merge([("sha256:suse", layer)]))) == WANT
+
+
 def _sqlite_bytes(sql: str) -> bytes:
     conn = sqlite3.connect(":memory:")
     conn.executescript(sql)
@@ -251,7 +279,7 @@ blobs = st.one_of(st.binary(max_size=4096), st.binary(max_size=64).map(lambda b:
 @given(blobs, st.integers(min_value=0, max_value=4096))
 def test_new_scanners_never_raise(data: bytes, cut: int) -> None:
     for blob in (data, data[:cut]):
-        for candidate in (blob, SQLITE_HEAD + blob, BDB_META + blob, struct.pack(">II", 3, len(blob)) + blob):
+        for candidate in (blob, SQLITE_HEAD + blob, BDB_META + blob, b"RpmP\0\0\0\0\0\0\0\0\1\0\0\0" + blob, struct.pack(">II", 3, len(blob)) + blob):
             for pkg in rpm_database(candidate, path="/r"):
                 assert pkg.name and pkg.version
             parse_header(candidate)

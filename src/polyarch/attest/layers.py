@@ -8,10 +8,10 @@ API::
 
 Each layer is read once through ``worker.tarmembers`` (the one tar reader) and only the files the scanners read
 are kept: ``/etc/os-release`` (or ``/usr/lib/os-release``), ``/var/lib/dpkg/status`` and ``status.d/*``,
-``/lib/apk/db/installed``, the rpm database (``rpmdb.sqlite`` or ``Packages`` under ``/var/lib/rpm`` or
-``/usr/lib/sysimage/rpm``), ``*.dist-info/METADATA``, ``*.egg-info/PKG-INFO`` and ``node_modules/[@scope/]NAME/
-package.json``, each at most ``MAX_DB`` bytes, and the Go build info or cargo-auditable data of executable ELF files
-(``binaries.read_binary``, one streamed pass). Whiteouts
+``/lib/apk/db/installed``, the rpm database (``rpmdb.sqlite``, ``Packages`` or ``Packages.db`` under
+``/var/lib/rpm`` or ``/usr/lib/sysimage/rpm``), ``*.dist-info/METADATA``, ``*.egg-info/PKG-INFO`` and
+``node_modules/[@scope/]NAME/package.json``, each at most ``MAX_DB`` bytes, and the Go build info or
+cargo-auditable data of executable ELF files (``binaries.read_binary``, one streamed pass). Whiteouts
 (``.wh.NAME``, ``.wh..wh..opq``) delete what lower layers put there, as containerd applies them. Names with
 ``..`` components are skipped. A package's ``layer`` is the diff_id of the lowest layer from which on its file
 listed it, so a dpkg package installed by a build step names that step's layer, not the base's.
@@ -59,7 +59,8 @@ _OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 _DPKG = "var/lib/dpkg/status"
 _DPKG_D = "var/lib/dpkg/status.d/"
 _APK = "lib/apk/db/installed"
-_RPM = tuple(f"{d}/{f}" for d in ("var/lib/rpm", "usr/lib/sysimage/rpm") for f in ("rpmdb.sqlite", "Packages"))
+_RPM = tuple(f"{d}/{f}" for d in ("var/lib/rpm", "usr/lib/sysimage/rpm")
+             for f in ("rpmdb.sqlite", "Packages", "Packages.db"))
 
 
 @dataclass(slots=True)

@@ -1,17 +1,18 @@
 """The rpm database of an image, read from its bytes (never from a path): SQLite ``rpmdb.sqlite`` (rpm ≥ 4.16:
-Fedora, RHEL 9, openSUSE), BerkeleyDB hash ``Packages`` (RHEL ≤ 8, CentOS, Amazon Linux 2) and the rpm header blobs
-both hold.
+Fedora, RHEL 9), BerkeleyDB hash ``Packages`` (RHEL ≤ 8, CentOS, Amazon Linux 2), ndb ``Packages.db`` (SUSE) and the
+rpm header blobs they hold.
 
 API::
 
-    headers(data) -> list[bytes]            # the header blobs of a database file (SQLite or BerkeleyDB hash)
+    headers(data) -> list[bytes]            # the header blobs of a database file (SQLite, BerkeleyDB hash or ndb)
     parse_header(blob) -> RpmHeader | None  # one header blob: name, version, release, epoch, license, arch, source rpm
 
 A header blob is ``il`` and ``dl`` (big-endian u32), ``il`` index entries of 16 bytes (tag, type, offset, count)
 and a data store of ``dl`` bytes the offsets point into. The SQLite file is opened in memory (``deserialize`` of a
 copy with the WAL flag cleared) with a step budget, read-only, untrusted schema, and only a real ``Packages``
 table is read. The BerkeleyDB file is walked page by page: the values of hash pages, inline or on overflow-page
-chains. Every offset and length is checked; any malformed part is skipped; never raises on any bytes. At most
+chains. The ndb file is a page of slots (``Slot``, package index, block offset and count; 16-byte blocks) that
+point at blobs (``BlbS``, package index, generation, length, then the header). Every offset and length is checked; any malformed part is skipped; never raises on any bytes. At most
 ``MAX_HEADERS`` headers of at most ``MAX_HEADER`` bytes each are returned.
 """
 
@@ -84,10 +85,39 @@ def parse_header(blob: bytes) -> RpmHeader | None:
 
 
 def headers(data: bytes) -> list[bytes]:
-    """The header blobs of an rpm database file (SQLite or BerkeleyDB hash); [] for anything else."""
+    """The header blobs of an rpm database file (SQLite, BerkeleyDB hash or ndb); [] for anything else."""
     if data.startswith(_SQLITE_MAGIC):
         return _sqlite_headers(data)
+    if data.startswith(_NDB_MAGIC):
+        return _ndb_headers(data)
     return _bdb_headers(data)
+
+
+_NDB_MAGIC, _NDB_SLOT, _NDB_BLOB = b"RpmP", b"Slot", b"BlbS"
+_NDB_PAGE, _NDB_BLOCK = 4096, 16
+
+
+def _ndb_headers(data: bytes) -> list[bytes]:
+    if len(data) < 32:
+        return []
+    version, _generation, slot_pages = struct.unpack_from("<III", data, 4)
+    if version != 0 or slot_pages == 0:
+        return []
+    out: list[bytes] = []
+    for at in range(32, min(slot_pages * _NDB_PAGE, len(data)) - 15, 16):  # the file header takes two slots
+        magic, pkgidx, blkoff, _blkcnt = struct.unpack_from("<4sIII", data, at)
+        if magic != _NDB_SLOT or pkgidx == 0:
+            continue
+        start = blkoff * _NDB_BLOCK
+        if start < slot_pages * _NDB_PAGE or start + 16 > len(data):
+            continue
+        bmagic, bidx, _gen, size = struct.unpack_from("<4sIII", data, start)
+        if bmagic != _NDB_BLOB or bidx != pkgidx or size > MAX_HEADER or start + 16 + size > len(data):
+            continue
+        out.append(data[start + 16:start + 16 + size])
+        if len(out) >= MAX_HEADERS:
+            break
+    return out
 
 
 def _sqlite_headers(data: bytes) -> list[bytes]:
