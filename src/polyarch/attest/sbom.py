@@ -27,7 +27,10 @@ __all__ = ["spdx_document"]
 
 _SOURCES = {"deb": "acquired package info from DPKG DB", "apk": "acquired package info from APK DB",
             "pypi": "acquired package info from installed python package metadata",
-            "golang": "acquired package info from go module information"}
+            "golang": "acquired package info from go module information",
+            "rpm": "acquired package info from RPM DB",
+            "npm": "acquired package info from installed node module manifest file",
+            "cargo": "acquired package info from cargo-auditable data in a Rust binary"}
 
 
 def _spdx_id(*parts: str) -> str:
