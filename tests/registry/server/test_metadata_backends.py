@@ -197,7 +197,7 @@ def test_the_database_key_and_flag(tmp_path: Path) -> None:
     assert load_serve_file(path).database == "postgresql://reg:pw@db:5432/registry"
     assert load_serve_file(path, (("REGISTRY_DATABASE", "sqlite"),)).database is None  # environment over file
     path.write_text("database: mysql://reg@db/x\n")
-    with pytest.raises(UsageError, match=r"registry.yaml: database: expected sqlite or a postgresql://"):
+    with pytest.raises(UsageError, match=r"registry.yaml:1: database: expected sqlite or a postgresql://"):
         load_serve_file(path)
 
 

@@ -62,10 +62,18 @@ UPDATE manifests SET artifact_type = 'application/vnd.oci.image.config.v1+json'
 """
 # Migration 3: what the storage driver needs to continue a session after a restart (``storage/protocol.py``).
 _UPLOAD_STATE = "ALTER TABLE uploads ADD COLUMN state TEXT NOT NULL DEFAULT '';"
+# Migration 4: the client address of a session, and indexes to count open sessions per repository and per client
+# in the database (``create_upload``'s limits, shared by every process using it).
+_UPLOAD_CLIENT = """
+ALTER TABLE uploads ADD COLUMN client TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS uploads_repo ON uploads (repo, updated);
+CREATE INDEX IF NOT EXISTS uploads_client ON uploads (client, updated);
+"""
 MIGRATIONS: tuple[Migration, ...] = (
     statements(_SCHEMA_V1),  # 1: the schema before versions were recorded (polyarch up to issue 14)
     statements(_ARTIFACT_TYPE_FROM_CONFIG),  # 2: image manifests' artifact type falls back to the config's
     statements(_UPLOAD_STATE),  # 3: a session's storage state (S3 multipart upload) beside its offset
+    statements(_UPLOAD_CLIENT),  # 4: a session's client address; open sessions counted per repository and client
 )
 
 
@@ -174,6 +182,9 @@ class Metadata(SqlCommon):
             c.executemany("INSERT INTO tags VALUES (?,?,?,?) ON CONFLICT(repo, tag) DO UPDATE SET "
                           "digest=excluded.digest, updated=excluded.updated",
                           [(row.repo, tag, row.digest, now) for tag in tags])
+
+    def _serialize_uploads(self, c: sqlite3.Connection) -> None:
+        """Nothing to add: ``BEGIN IMMEDIATE`` already makes every writer of the file (any process) take turns."""
 
     def advance_upload(self, upload_id: str, offset: int, state: str = "") -> bool:
         """Record a session's offset and its storage driver's state (``storage.UploadWriter.flush``)."""

@@ -8,7 +8,9 @@ transaction, after the blob bytes are durable, so no reader ever sees a tag whos
 
 ``sweep()`` is gc's delete phase: one transaction that excludes every publishing write for its duration (SQLite:
 the one write lock; PostgreSQL: an advisory lock publishing writes hold shared), so a candidate gc re-checks there
-cannot gain a reference before it is deleted. A database that cannot be reached raises
+cannot gain a reference before it is deleted. ``create_upload`` with ``UploadLimits`` counts a repository's and a
+client's open sessions and inserts the new one in one transaction that excludes every other ``create_upload``, so
+N replicas on one database share one limit. A database that cannot be reached raises
 ``storage.StorageUnavailable`` (the handlers answer 503).
 """
 
@@ -19,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-__all__ = ["ManifestRow", "MetadataStore", "Sweep", "TagRow", "UploadRow"]
+__all__ = ["ManifestRow", "MetadataStore", "Sweep", "TagRow", "TooManyUploads", "UploadLimits", "UploadRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,24 @@ class UploadRow:
     offset: int
     created: float
     updated: float
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """Open upload sessions a repository and a client address may have, counted over every process using the
+    database; a session idle (its row not written) for ``idle`` seconds no longer counts."""
+
+    per_repo: int
+    per_client: int
+    idle: float
+
+
+class TooManyUploads(Exception):
+    """``create_upload`` refused a session: ``scope`` (``repository`` or ``client``) already has ``limit`` open."""
+
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"{scope} has {limit} open upload sessions")
+        self.scope, self.limit = scope, limit
 
 
 class Sweep(Protocol):
@@ -124,7 +144,12 @@ class MetadataStore(Protocol):
 
     def delete_tag(self, repo: str, tag: str) -> bool: ...
 
-    def create_upload(self, upload_id: str, repo: str, algorithm: str) -> None: ...
+    def create_upload(self, upload_id: str, repo: str, algorithm: str, client: str = "",
+                      limits: UploadLimits | None = None) -> None:
+        """Record a new session of ``repo`` for the client at address ``client``. With ``limits``, the open
+        sessions of the repository and of the client are counted in the same transaction, serialized with every
+        other ``create_upload`` on the database (replicas share the limits). :raises TooManyUploads:"""
+        ...
 
     def advance_upload(self, upload_id: str, offset: int, state: str = "") -> bool: ...
 

@@ -9,7 +9,8 @@ polyarch is refused untouched. Names and tags compare byte-wise (``COLLATE "C"``
 Every write is one transaction. Writes that publish (a manifest and its tags, a blob link) hold the advisory lock
 ``PUBLISH_LOCK`` shared for their transaction; gc's ``sweep`` holds it exclusively, so a sweep and a publish never
 interleave across replicas (the SQLite write lock's guarantee, across processes). ``gc_lock`` is a session advisory
-lock: one gc at a time over the whole database.
+lock: one gc at a time over the whole database. ``create_upload`` counts open sessions and inserts under the
+transaction advisory lock ``UPLOAD_LOCK``, so the session limits hold across replicas.
 
 psycopg 3, one connection per thread (autocommit; explicit transactions), re-opened after a failure; one the server
 dropped while idle (a restart) is replaced and the statement run again once, before any transaction began. A
@@ -33,11 +34,12 @@ from .metastore import ManifestRow
 from .sqlcommon import SqlCommon
 from .storage import StorageUnavailable
 
-__all__ = ["GC_LOCK", "MIGRATIONS", "PUBLISH_LOCK", "PostgresMetadata", "redact"]
+__all__ = ["GC_LOCK", "MIGRATIONS", "PUBLISH_LOCK", "UPLOAD_LOCK", "PostgresMetadata", "redact"]
 
 PUBLISH_LOCK = 0x706F6C79_61726301  # "polyarc\x01": publishing writes shared, gc's sweep exclusive
 GC_LOCK = 0x706F6C79_61726302  # one gc run at a time
 MIGRATE_LOCK = 0x706F6C79_61726303
+UPLOAD_LOCK = 0x706F6C79_61726304  # create_upload's count-and-insert, one at a time across replicas
 
 # The same ordered steps as metadata.MIGRATIONS (never edit a released step, append a new one).
 _SCHEMA_V1 = (
@@ -64,7 +66,12 @@ _ARTIFACT_TYPE_FROM_CONFIG = (
     "WHERE artifact_type = '' AND media_type = 'application/vnd.oci.image.manifest.v1+json'",
 )
 _UPLOAD_STATE = ("ALTER TABLE uploads ADD COLUMN state TEXT NOT NULL DEFAULT ''",)
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _ARTIFACT_TYPE_FROM_CONFIG, _UPLOAD_STATE)
+_UPLOAD_CLIENT = (
+    "ALTER TABLE uploads ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX uploads_repo ON uploads (repo, updated)",
+    "CREATE INDEX uploads_client ON uploads (client, updated)",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _ARTIFACT_TYPE_FROM_CONFIG, _UPLOAD_STATE, _UPLOAD_CLIENT)
 
 _UPLOAD_COLUMNS = 'id, repo, algorithm, "offset", created, updated'
 
@@ -243,6 +250,10 @@ class PostgresMetadata(SqlCommon):
                 cur.executemany("INSERT INTO tags VALUES (%s,%s,%s,%s) ON CONFLICT (repo, tag) DO UPDATE SET "
                                 "digest=excluded.digest, updated=excluded.updated",
                                 [(row.repo, tag, row.digest, now) for tag in tags])
+
+    def _serialize_uploads(self, c: psycopg.Connection[Any]) -> None:
+        """Read committed lets two replicas count the same rows: their counts and inserts take turns instead."""
+        c.execute("SELECT pg_advisory_xact_lock(%s)", (UPLOAD_LOCK,))
 
     def advance_upload(self, upload_id: str, offset: int, state: str = "") -> bool:
         with self.write() as c:

@@ -3,7 +3,9 @@ read, and the writes whose SQL is the same in both dialects. One text per query,
 and turned into the driver's style once; writes that differ (upserts) stay with each database.
 
 A subclass gives ``_one``/``_all`` (its connection, its error translation), ``write()`` (one transaction),
-``PLACEHOLDER`` (``?`` or ``%s``) and ``UPLOAD_COLUMNS`` (``offset`` is a reserved word PostgreSQL wants quoted).
+``PLACEHOLDER`` (``?`` or ``%s``), ``UPLOAD_COLUMNS`` (``offset`` is a reserved word PostgreSQL wants quoted) and
+``_serialize_uploads`` (PostgreSQL: an advisory lock; SQLite: nothing more, its write lock already serializes), so the
+session limits ``create_upload`` checks hold across processes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
-from .metastore import ManifestRow, TagRow, UploadRow
+from .metastore import ManifestRow, TagRow, TooManyUploads, UploadLimits, UploadRow
 
 __all__ = ["SqlCommon"]
 
@@ -112,11 +114,28 @@ class SqlCommon(ABC):
         with self.write() as c:
             return bool(c.execute(self._q("DELETE FROM tags WHERE repo=? AND tag=?"), (repo, tag)).rowcount > 0)
 
-    def create_upload(self, upload_id: str, repo: str, algorithm: str) -> None:
+    @abstractmethod
+    def _serialize_uploads(self, c: Any) -> None:
+        """Inside ``create_upload``'s transaction, before counting: exclude every other ``create_upload`` on the
+        database until the commit."""
+
+    def create_upload(self, upload_id: str, repo: str, algorithm: str, client: str = "",
+                      limits: UploadLimits | None = None) -> None:
         now = time.time()
         with self.write() as c:
-            c.execute(self._q(f"INSERT INTO uploads ({self.UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?)"),
-                      (upload_id, repo, algorithm, 0, now, now))
+            if limits is not None:
+                self._serialize_uploads(c)
+                since = now - limits.idle
+                for scope, column, value, limit in (("repository", "repo", repo, limits.per_repo),
+                                                    ("client", "client", client, limits.per_client)):
+                    # at most ``limit`` rows are read: the count stops at the limit
+                    row = c.execute(self._q(f"SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE {column}=? AND "
+                                            "updated>? LIMIT ?) AS open_sessions"),
+                                    (value, since, limit)).fetchone()
+                    if int(row[0]) >= limit:
+                        raise TooManyUploads(scope, limit)
+            c.execute(self._q(f"INSERT INTO uploads ({self.UPLOAD_COLUMNS}, client) VALUES (?,?,?,?,?,?,?)"),
+                      (upload_id, repo, algorithm, 0, now, now, client))
 
 
 def _upload_row(row: tuple[Any, ...]) -> UploadRow:

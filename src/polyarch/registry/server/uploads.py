@@ -8,9 +8,10 @@ last good offset, and after each good request the driver's state is recorded bes
 verifies digest and size and publishes the blob through the driver; a wrong digest answers 400
 ``DIGEST_INVALID`` and closes the session.
 
-Open sessions are limited per repository (default 64) and per client address (default 256); a POST over either
-limit answers 429 ``TOOMANYREQUESTS``. A session counts until it completes, is cancelled (DELETE) or has been idle
-for the upload TTL. Sessions survive a restart: a session this process has not seen is resumed from its row and
+Open sessions are limited per repository (default 64) and per client address (default 256), counted in the metadata
+database when a session is created (``MetadataStore.create_upload``), so replicas on one database share the limits; a
+POST over either limit answers 429 ``TOOMANYREQUESTS``. A session counts until it completes, is cancelled (DELETE)
+or has been idle for the upload TTL (its row not written), also when the process that held it died. Sessions survive a restart: a session this process has not seen is resumed from its row and
 the driver's data on first use (its hash is then recomputed from the data at completion); on start only data
 without a row is purged. With a shared database (replicas), a session continued on another replica since this
 process last saved it (its row's offset moved) is resumed again from the row.
@@ -19,7 +20,6 @@ process last saved it (its row's offset moved) is resumed again from the row.
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import re
 import secrets
@@ -33,7 +33,7 @@ from polyarch.digest import Digest
 from polyarch.errors import StoreError
 
 from .errors import ApiError
-from .metastore import MetadataStore
+from .metastore import MetadataStore, TooManyUploads, UploadLimits
 from .storage import BlobStorage, SessionGone, UploadWriter
 
 __all__ = ["Session", "Uploads", "parse_content_range"]
@@ -59,12 +59,6 @@ def parse_content_range(value: str) -> tuple[int, int]:
 MAX_PER_REPO = 64
 MAX_PER_CLIENT = 256
 RETRY_AFTER = "60"
-
-
-def _release(counts: collections.Counter[str], key: str) -> None:
-    counts[key] -= 1
-    if counts[key] <= 0:
-        del counts[key]
 
 
 _HASH = ThreadPoolExecutor(max_workers=4, thread_name_prefix="registry-upload-hash")
@@ -114,7 +108,7 @@ class Session:
 
 
 class Uploads:
-    """Owner of the live sessions of this process and of their limits."""
+    """Owner of the live sessions of this process; their limits are counted in the database."""
 
     def __init__(self, storage: BlobStorage, meta: MetadataStore, ttl: float = 3600.0, *,
                  max_per_repo: int = MAX_PER_REPO, max_per_client: int = MAX_PER_CLIENT) -> None:
@@ -124,9 +118,7 @@ class Uploads:
         self.max_per_repo = max_per_repo
         self.max_per_client = max_per_client
         self._live: dict[str, Session] = {}
-        self._per_repo: collections.Counter[str] = collections.Counter()
-        self._per_client: collections.Counter[str] = collections.Counter()
-        self._count_lock = threading.Lock()  # start() runs on I/O threads: check and count in one step
+        self._count_lock = threading.Lock()  # start() runs on I/O threads
         self._resume_lock = threading.Lock()
 
     def recover(self) -> int:
@@ -143,16 +135,7 @@ class Uploads:
         return purged
 
     def _count(self, session: Session) -> None:
-        repo, client = session.repo, session.client
         with self._count_lock:
-            if self._per_repo[repo] >= self.max_per_repo:
-                raise ApiError("TOOMANYREQUESTS", f"repository {repo} has {self.max_per_repo} open upload sessions: "
-                               "finish or cancel some first", status=429, headers={"Retry-After": RETRY_AFTER})
-            if self._per_client[client] >= self.max_per_client:
-                raise ApiError("TOOMANYREQUESTS", f"this client has {self.max_per_client} open upload sessions: "
-                               "finish or cancel some first", status=429, headers={"Retry-After": RETRY_AFTER})
-            self._per_repo[repo] += 1
-            self._per_client[client] += 1
             self._live[session.id] = session
 
     def start(self, repo: str, algorithm: str = "sha256", client: str = "") -> Session:
@@ -164,15 +147,17 @@ class Uploads:
         writer = self.storage.begin(upload_id)
         session = Session(upload_id, repo, algorithm, writer, client, hashlib.new(algorithm))
         try:
-            self._count(session)
+            self.meta.create_upload(upload_id, repo, algorithm, client,
+                                    UploadLimits(self.max_per_repo, self.max_per_client, self.ttl))
+        except TooManyUploads as exc:
+            writer.abort()
+            who = f"repository {repo}" if exc.scope == "repository" else "this client"
+            raise ApiError("TOOMANYREQUESTS", f"{who} has {exc.limit} open upload sessions: finish or cancel some "
+                           "first", status=429, headers={"Retry-After": RETRY_AFTER}) from None
         except BaseException:
             writer.abort()
             raise
-        try:
-            self.meta.create_upload(upload_id, repo, algorithm)
-        except BaseException:
-            self._drop(session)
-            raise
+        self._count(session)
         return session
 
     def _resume(self, upload_id: str, repo: str) -> Session:
@@ -217,9 +202,7 @@ class Uploads:
     def _forget(self, session: Session) -> None:
         session.closed = True
         with self._count_lock:
-            if self._live.pop(session.id, None) is not None:
-                _release(self._per_repo, session.repo)
-                _release(self._per_client, session.client)
+            self._live.pop(session.id, None)
 
     def _drop(self, session: Session) -> None:
         self._forget(session)
