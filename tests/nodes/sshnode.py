@@ -3,8 +3,10 @@
 ``SshNode.start(tmp, node_root)`` makes a host key and a user key, an ``authorized_keys`` whose entry puts this
 interpreter's bin directory on ``PATH`` (so the remote command ``polyarch … node serve --stdio`` is this checkout),
 an sshd config (loopback only, keys only, no PAM) and a client config (``-F``) with known_hosts checking on;
-``sshd -D`` runs until ``stop``. ``ssh_env`` is the environment a client ``polyarch`` needs (``POLYARCH_SSH``).
-A second key may carry a forced command (an impostor node) with ``add_key``.
+``sshd -D`` runs until ``stop``. ``ssh_env`` is the environment a client ``polyarch`` needs (``POLYARCH_SSH``, and
+``XDG_RUNTIME_DIR``: a short private directory of this server where the clients' shared ssh master connections
+live, so no test uses the user's; ``stop`` ends those masters). A second key may carry a forced command (an
+impostor node) with ``add_key``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +34,16 @@ class SshNode:
         self.base = base
         self.port = port
         self.proc = proc
+        self.runtime = Path(tempfile.mkdtemp(prefix="pa-rt-"))  # short: unix socket paths are limited
+
+    @property
+    def control_dir(self) -> Path:
+        """Where polyarch keeps the ssh master sockets of clients given ``ssh_env`` (cli/environment.py)."""
+        return self.runtime / "polyarch" / "ssh"
+
+    def masters(self) -> list[Path]:
+        d = self.control_dir
+        return sorted(p for p in d.iterdir() if p.is_socket()) if d.is_dir() else []
 
     @classmethod
     def start(cls, base: Path) -> SshNode:
@@ -80,9 +93,14 @@ class SshNode:
 
     def ssh_env(self, identity: Path | None = None) -> dict[str, str]:
         extra = f" -o IdentityFile={identity}" if identity else ""
-        return {"POLYARCH_SSH": f"ssh -F {self.base / 'ssh_config'} -o BatchMode=yes -o ConnectTimeout=5{extra}"}
+        return {"POLYARCH_SSH": f"ssh -F {self.base / 'ssh_config'} -o BatchMode=yes -o ConnectTimeout=5{extra}",
+                "XDG_RUNTIME_DIR": str(self.runtime)}
 
     def stop(self) -> None:
+        for sock in self.masters():  # the ssh master connections clients left (ControlPersist)
+            subprocess.run(["ssh", "-F", str(self.base / "ssh_config"), "-o", f"ControlPath={sock}", "-O", "exit",
+                            "polynode"], capture_output=True, check=False, timeout=10)
+        shutil.rmtree(self.runtime, ignore_errors=True)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -5,17 +5,28 @@ Among the nodes that qualify, the one with the fewest platforms so far wins (tie
 multi-platform build spreads over equal nodes. A node's native platforms are the ones its user declared
 (``--platform`` on ``builder create``) followed by what the node reported; a declared platform is never counted as
 emulated.
+
+``failover`` moves the platforms of a node that failed (unreachable at the start, its connection lost, out of
+disk) to the nodes left, as ``--node-failover`` says (``Failover``): ``native`` (the default) only where they run
+as well as planned (a platform planned native goes to a node that runs it natively; one planned emulated to any
+node), ``any`` (``--node-failover``) to any node that runs them, emulated if need be, ``off``
+(``--no-node-failover``) nowhere: the fault fails the build.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from polyarch.errors import UsageError
 from polyarch.platform import Platform
 
-__all__ = ["Assignment", "Candidate", "schedule"]
+__all__ = ["FAILOVER_MODES", "Assignment", "Candidate", "Failover", "failover", "schedule"]
+
+#: what a node fault does to the node's platforms (see the module doc)
+Failover = Literal["native", "any", "off"]
+FAILOVER_MODES: tuple[Failover, ...] = ("native", "any", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +77,18 @@ def schedule(wanted: Sequence[Platform], nodes: Sequence[Candidate], *, builder:
         load[node.name] += 1
         out.append(Assignment(p, node.name, emulated))
     return out
+
+
+def failover(lost: Sequence[Assignment], nodes: Sequence[Candidate], mode: Failover, *, builder: str = ""
+             ) -> list[Assignment]:
+    """Where the platforms of ``lost`` (a failed node's assignments) go among ``nodes`` (the nodes left).
+
+    :raises UsageError: ``mode`` is ``off``, or no node left runs one of them as ``mode`` allows."""
+    if mode == "off":
+        raise UsageError("node failover is off (--no-node-failover)")
+    as_planned = [a for a in lost if mode == "native" and not a.emulated]
+    anyhow = [a for a in lost if a not in as_planned]
+    native_only = [Candidate(c.name, c.native) for c in nodes]
+    moved = {id(a): b for group, cands in ((as_planned, native_only), (anyhow, nodes))
+             for a, b in zip(group, schedule([a.platform for a in group], cands, builder=builder), strict=True)}
+    return [moved[id(a)] for a in lost]

@@ -2,7 +2,8 @@
 
 ``status`` makes no connection (``inactive``: polyarch runs no daemon; a node is started per build);
 ``bootstrap`` connects, exchanges ``hello`` (version checked) and reports the node's platforms — the declared
-ones first, as native — or ``error`` with the one-line reason; ``stop`` has nothing to stop.
+ones first, as native — or ``error`` with the one-line reason; ``stop`` ends the shared ssh master connection a
+build left for the node (``sshmux.SshMux``: kept ``ControlPersist`` seconds), if any.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ from polyarch.errors import PolyarchError
 
 from .client import DEFAULT_SSH, NodeClient
 from .model import Node, NodeStatus
+from .sshmux import SshMux
 
 __all__ = ["SshDriver"]
 
 
 class SshDriver:
-    def __init__(self, ssh: Sequence[str] = DEFAULT_SSH) -> None:
+    def __init__(self, ssh: Sequence[str] = DEFAULT_SSH, mux: SshMux | None = None) -> None:
         self.ssh = tuple(ssh)
+        self.mux = mux or SshMux(None)
 
     def status(self, node: Node) -> NodeStatus:
         return NodeStatus("inactive", native=node.platforms)
 
     def bootstrap(self, node: Node) -> NodeStatus:
-        client = NodeClient(node, self.ssh)
+        client = NodeClient(node, self.mux.argv(self.ssh, node))
         try:
             hello = client.connect()
         except PolyarchError as exc:
@@ -38,4 +41,4 @@ class SshDriver:
                           version=hello.version)
 
     def stop(self, node: Node) -> None:
-        return None
+        self.mux.close(self.ssh, node)
