@@ -42,12 +42,11 @@ def _need(*tools: str) -> None:
         pytest.fail(f"{', '.join(missing)} missing: scripts/setup.sh installs Debian's rpm and db5.3-util")
 
 
-@pytest.fixture(scope="module")
-def rpm_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real rpm database (rpm --initdb, rpm -i --justdb of two rpmbuild-made packages): its directory."""
+def make_rpm_db(top: Path) -> Path:
+    """A real rpm database (rpm --initdb, rpm -i --justdb of two rpmbuild-made packages) under ``top``: its
+    directory."""
     _need("rpm", "rpmbuild")
-    top = tmp_path_factory.mktemp("rpm")
-    (top / "SPECS").mkdir()
+    (top / "SPECS").mkdir(parents=True)
     for fields in ({"name": "hello-poly", "version": "2.1.3", "release": "4.fc39", "epoch": "Epoch: 2\n",
                     "license": "MIT AND (Apache-2.0 OR BSD-3-Clause)"},
                    {"name": "libtwo", "version": "0.9", "release": "1", "epoch": "", "license": "GPL-2.0-or-later"}):
@@ -61,6 +60,11 @@ def rpm_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["rpm", "--dbpath", str(db), "-i", "--nodeps", "--justdb", "--ignorearch",
                     *map(str, sorted((top / "RPMS").rglob("*.rpm")))], check=True, capture_output=True)
     return db
+
+
+@pytest.fixture(scope="module")
+def rpm_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_rpm_db(tmp_path_factory.mktemp("rpm"))
 
 
 WANT = [("hello-poly", "2:2.1.3-4.fc39", "MIT AND (Apache-2.0 OR BSD-3-Clause)", "noarch"),
