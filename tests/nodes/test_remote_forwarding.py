@@ -192,3 +192,25 @@ def test_ssh_agent_is_relayed_to_the_node(env: Env, tmp_path: Path) -> None:
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+def test_bake_target_contexts_on_nodes(env: Env) -> None:
+    """``app`` builds FROM the ``target:base`` context; its arm64 part runs on pi5, which receives base's arm64
+    image by content (never from a registry) and names it for that build alone."""
+    env.homelab()
+    (env.ctx / "docker-bake.hcl").write_text(
+        'group "default" {\n  targets = ["app"]\n}\n'
+        'target "base" {\n  platforms = ["linux/amd64", "linux/arm64"]\n'
+        f'  dockerfile-inline = "FROM {BASE_NAME}\\nRUN echo base-$(uname -m) > /base\\n"\n}}\n'
+        'target "app" {\n  platforms = ["linux/amd64", "linux/arm64"]\n  contexts = { base = "target:base" }\n'
+        '  dockerfile-inline = "FROM base\\nRUN cat /base > /seen\\n"\n  tags = ["app:1"]\n}\n')
+    proc = subprocess.run(env.argv("bake", "--builder", "homelab", "--progress", "plain", "--load"),
+                          env=env.env, capture_output=True, text=True, timeout=600, cwd=env.ctx)
+    assert proc.returncode == 0, proc.stderr
+    steps = [x for x in proc.stderr.splitlines() if x.startswith("#") and "RUN cat /base" in x]
+    assert any("[pi5 linux/arm64" in x for x in steps) and any("[pi5" not in x for x in steps), proc.stderr
+    assert env.ok("run", "--platform", "linux/arm64", "app:1", "cat", "/seen").stdout == "base-aarch64\n"
+    assert env.ok("run", "--platform", "linux/amd64", "app:1", "cat", "/seen").stdout == "base-x86_64\n"
+    names = [m.get("annotations", {}).get("org.opencontainers.image.ref.name", "")
+             for m in json.loads((env.node / "index.json").read_text())["manifests"]]
+    assert not [n for n in names if "polyarch.bake" in n], names  # named on the node for the build alone

@@ -52,6 +52,10 @@ __all__ = ["bake", "read_bake_files"]
               help="Before any output: check every target's platforms hold binaries of their own architecture.")
 @click.option("--builder", "builder_name", default=None,
               help="Builder instance to use (default: $POLYARCH_BUILDER, else the one in use).")
+@click.option("--node-failover/--no-node-failover", "node_failover", default=None,
+              help="When a builder node fails (unreachable, connection lost, out of disk): rebuild its platforms on "
+                   "any node that runs them, emulated if need be / never (the build fails). Default: only on nodes "
+                   "that run them as planned (natively).")
 @click.option("--sbom", "sbom", default=None, metavar="true|false|generator=…",
               help="Shorthand for --set=*.attest=type=sbom.")
 @click.option("--provenance", "provenance", default=None, metavar="true|false|mode=min|max,…",
@@ -65,7 +69,8 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
          list_: str | None, load: bool, push: bool, no_cache: bool, pull: bool, progress_mode: str,
          metadata_file: str | None, verify: bool = False, allow: tuple[str, ...] = (), insecure: tuple[str, ...] = (),
          tls_ca: str | None = None, builder_name: str | None = None, sbom: str | None = None,
-         provenance: str | None = None, attest_mode: str = "referrers", debug: bool = False) -> None:
+         provenance: str | None = None, attest_mode: str = "referrers", debug: bool = False,
+         node_failover: bool | None = None) -> None:
     """Build several targets from a bake or compose file."""
     from polyarch.frontend.bake import Evaluator, parse_files, parse_overrides
     from polyarch.platform import host
@@ -101,7 +106,7 @@ def bake(app: AppContext, names: tuple[str, ...], files: tuple[str, ...], overri
         _build(app, ev, targets, load=load, push=push, no_cache=no_cache, pull=pull,
                progress_mode=progress_mode, metadata_file=metadata_file, overrides=overrides, verify=verify,
                allow=parse_allow(allow), registry=registry_factory(app.env, insecure, tls_ca),
-               attest=(sbom, provenance, attest_mode), builder=chosen)
+               attest=(sbom, provenance, attest_mode), builder=chosen, node_failover=node_failover)
     if status:
         sys.exit(status)
 
@@ -110,7 +115,7 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
            progress_mode: str, metadata_file: str | None, overrides: tuple[str, ...], verify: bool = False,
            allow: frozenset[str] = frozenset(), registry: Callable[[], RegistryClient],
            attest: tuple[str | None, str | None, str] = (None, None, "referrers"),
-           builder: Builder | None = None) -> None:
+           builder: Builder | None = None, node_failover: bool | None = None) -> None:
     from polyarch.exporters.dispatch import export
     from polyarch.exporters.exporter import ExportReport
     from polyarch.exporters.metadata import build_metadata
@@ -176,7 +181,8 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 else:  # every target's platforms spread over the builder's nodes (cli/node.py)
                     from polyarch.cli.node import build_over_nodes
 
-                    done = build_over_nodes(app, builder, reqs, progress=progress, cancel=cancel, registry=registry)
+                    done = build_over_nodes(app, builder, reqs, progress=progress, cancel=cancel, registry=registry,
+                                            node_failover=node_failover, local_images=tuple(handed.values()))
             for name, (plan, result) in zip(names, done, strict=True):
                 built[name], plans[name] = result, plan
                 if name in needed:

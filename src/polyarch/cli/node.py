@@ -185,12 +185,15 @@ def _access(app: AppContext, reqs: Sequence[BuildRequest], pushes: Sequence[tupl
 
 def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequest], *, progress: Progress,
                      cancel: Cancel, registry: Any, pushes: Sequence[tuple[str, ...]] = (),
-                     node_failover: bool | None = None) -> list[tuple[BuildPlan, BuildResult]]:
+                     node_failover: bool | None = None, local_images: Sequence[str] = ()
+                     ) -> list[tuple[BuildPlan, BuildResult]]:
     """``reqs`` (one build, or a bake round's targets) built over ``builder``'s nodes, the local node's share
     through the usual pipeline. Each plan is made here from the local store alone (``--check`` findings, unused
     build args; a bad Dockerfile fails before any node is contacted). ``pushes`` (per request, ``node_push``):
     the repositories ssh nodes push their platforms to by digest. ``node_failover``: ``--node-failover`` (True:
-    any node, emulated if need be), ``--no-node-failover`` (False: none), not given (None: native nodes only)."""
+    any node, emulated if need be), ``--no-node-failover`` (False: none), not given (None: native nodes only).
+    ``local_images``: names of this store's images that ``docker-image://`` contexts name and ssh nodes receive
+    by content (a bake's ``target:`` contexts), never pulled from a registry."""
     from polyarch.cli.wiring import build_deps
     from polyarch.nodes.client import NodeClient
     from polyarch.nodes.distribute import build_on_nodes
@@ -211,8 +214,9 @@ def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequ
         return [result for _, result in build_many(deps, subs, progress=progress, cancel=cancel)]
 
     access = _access(app, reqs, pushes, registry)
+    handed = {name: app.images.lookup(name) for name in local_images}
     results, _ = build_on_nodes(builder, reqs, local=status, local_build=local_build,
-                                connect=lambda n: NodeClient(n, mux.argv(ssh, n), access), store=app.store,
+                                connect=lambda n: NodeClient(n, mux.argv(ssh, n), access, handed), store=app.store,
                                 progress=progress, cancel=cancel, default_platform=host(), pushes=pushes,
                                 node_failover="native" if node_failover is None else "any" if node_failover else "off")
     return list(zip(plans, results, strict=True))

@@ -10,7 +10,10 @@ streams the result's blobs the local store lacks into it (digests verified; list
 returns the images. With ``push`` repositories the node pushes its images there by digest itself and only the
 manifests and configs come back (the client writes the index; no layer reaches its store). The client's
 ``RegistryAccess`` (credentials of the push and cache registries) goes with every build; the node's ``--ssh``
-agent connections are relayed to the request's local agent sockets (``agentrelay.ClientAgents``). Any failure
+agent connections are relayed to the request's local agent sockets (``agentrelay.ClientAgents``). A
+``docker-image://NAME`` context whose NAME is one of ``local_images`` (a bake's ``target:`` context built in an
+earlier round) goes over by content too: the blobs of its manifests for the node's platforms (those it builds and
+its native ones), only those the node lacks; the node names the image for that build alone. Any failure
 is one ``BuildError`` naming the node and, when the node was running one, the step.
 """
 
@@ -32,9 +35,9 @@ from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError
 from polyarch.exporters.assemble import PlatformImage
 from polyarch.frontend.dockerignore import matcher, parse_dockerignore
-from polyarch.oci.spec import Descriptor
+from polyarch.oci.spec import Descriptor, Index, Manifest, is_manifest
 from polyarch.pipeline.run import BuildRequest
-from polyarch.platform import Platform, parse
+from polyarch.platform import Platform, parse, rank
 from polyarch.progress import Progress, VertexHandle
 from polyarch.solver.state import Layer
 
@@ -56,7 +59,8 @@ def ssh_argv(node: Node, ssh: Sequence[str] = DEFAULT_SSH) -> list[str]:
 
 
 class NodeLost(BuildError):
-    """The connection to a node ended during a build (ssh or the node process killed, the host gone)."""
+    """The node cannot go on with a build: its connection ended (ssh or the node process killed, the host gone),
+    or it ran out of disk (its error says ``"fault": "disk"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +120,11 @@ class NodeClient:
     """One node's ssh connection; ``close`` (or ``abort`` from another thread) ends it."""
 
     def __init__(self, node: Node, ssh: Sequence[str] = DEFAULT_SSH,
-                 access: wire.RegistryAccess | None = None) -> None:
+                 access: wire.RegistryAccess | None = None, local_images: Mapping[str, Descriptor] | None = None
+                 ) -> None:
         self.node = node
         self._access = access or wire.RegistryAccess()
+        self._local_images = dict(local_images or {})  # name → index of the client's store the node receives
         self._argv = ssh_argv(node, ssh)
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
@@ -227,9 +233,13 @@ class NodeClient:
             for e in entries:
                 if e.kind == "file":
                     paths.setdefault(e.digest, (root / e.path, e.size))
+        native = self.hello.native if self.hello else ()
+        images, image_blobs = self._images(req, ImageStore(store), (*platforms, *native))
         build: dict[str, Any] = {"type": "build", "request": wire.request_to_json(req, platforms),
                                  "contexts": {n: [e.to_json() for e in es] for n, es in trees.items()},
                                  "registry": self._access.to_json()}
+        if images:
+            build["images"] = images
         if push:
             build["push"] = {"repositories": list(push)}
         channel.send(build)
@@ -239,11 +249,14 @@ class NodeClient:
                 raise self._failed(message, relay)
             break
         for digest in message.get("digests", []):
-            if str(digest) not in paths:
+            if str(digest) in paths:
+                path, size = paths[str(digest)]
+                with open(path, "rb") as src:
+                    channel.send_blob(str(digest), size, src)
+            elif str(digest) in image_blobs:
+                channel.send_blobs(store, [Digest.parse(str(digest))])
+            else:
                 raise ProtocolError(f"node asked for {digest}, which is not in the context")
-            path, size = paths[str(digest)]
-            with open(path, "rb") as src:
-                channel.send_blob(str(digest), size, src)
         channel.send({"type": "sent"})
         self._phase = "building"
         while True:
@@ -270,10 +283,27 @@ class NodeClient:
         channel.expect(_recv_late(channel), "sent")
         return [_image(doc, ImageStore(store)) for doc in message.get("images", [])]
 
+    def _images(self, req: BuildRequest, images: ImageStore, platforms: Sequence[Platform]
+                ) -> tuple[dict[str, Any], set[str]]:
+        """The ``images`` of a build message (the request's contexts that are ``local_images``) and their
+        blob digests."""
+        out: dict[str, Any] = {}
+        digests: set[str] = set()
+        for value in req.build_contexts.values():
+            name = value.removeprefix("docker-image://")
+            if not value.startswith("docker-image://") or name not in self._local_images or name in out:
+                continue
+            desc = self._local_images[name]
+            blobs = _image_blobs(images, desc, platforms)
+            out[name] = {"index": desc.to_dict(), "blobs": [{"digest": str(b.digest), "size": b.size} for b in blobs]}
+            digests |= {str(b.digest) for b in blobs}
+        return out, digests
+
     def _failed(self, message: Mapping[str, Any], relay: _Relay) -> BuildError:
         relay.close("failed")
-        return BuildError(f"node {self.name}: {message.get('message', 'build failed')}",
-                          hint=str(message.get("hint") or "") or None)
+        kind = NodeLost if message.get("fault") == "disk" else BuildError  # out of disk: the node's fault
+        return kind(f"node {self.name}: {message.get('message', 'build failed')}",
+                    hint=str(message.get("hint") or "") or None)
 
     def abort(self) -> None:
         """Kill the ssh process (the node sees its input end and cancels): from any thread."""
@@ -294,6 +324,24 @@ class NodeClient:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+def _image_blobs(images: ImageStore, desc: Descriptor, platforms: Sequence[Platform]) -> list[Descriptor]:
+    """``desc`` (an index or a manifest) and, of each manifest for one of ``platforms``, itself, its config and
+    its layers."""
+    doc = images.read_document(desc).document
+    if isinstance(doc, Index):
+        manifests = [m for m in doc.manifests if is_manifest(m.media_type) and m.platform is not None
+                     and any(rank(m.platform, p) is not None for p in platforms)]
+    else:
+        manifests = [desc]
+    out = {str(desc.digest): desc}
+    for m in manifests:
+        manifest = images.read_document(m).document
+        assert isinstance(manifest, Manifest)
+        for blob in (m, manifest.config, *manifest.layers):
+            out.setdefault(str(blob.digest), blob)
+    return list(out.values())
 
 
 def _recv_late(channel: Channel) -> dict[str, Any]:

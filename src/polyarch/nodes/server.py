@@ -7,7 +7,9 @@ its own store and cache (the ``build`` function the CLI made, given the build's 
 credentials for its push and cache registries, in memory only), forwards every progress event, and sends the
 result's blobs the client asks for. With ``push`` repositories, the node first pushes each platform's image to
 each of them by digest itself (the ``push`` function the CLI made) and offers only the manifests and configs.
-``--ssh`` ids get relay sockets in the private directory (``agentrelay.NodeAgents``). One reader thread receives
+``--ssh`` ids get relay sockets in the private directory (``agentrelay.NodeAgents``). Images the client sends
+by content (``images``: a bake's ``target:`` contexts) are named in this node's store for that build alone (a name
+they replaced is restored after). One reader thread receives
 everything; when the input ends mid-build (ssh killed, client gone) the build is cancelled, so running steps stop,
 its blobs are rolled back and the temporary directory is removed. Secret values stay in memory (the RUN runner
 mounts them on a tmpfs, as for a local build).
@@ -26,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from polyarch.cancel import Cancel
+from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
-from polyarch.errors import PolyarchError
+from polyarch.digest import Digest
+from polyarch.errors import NotFound, PolyarchError
 from polyarch.exporters.assemble import BuildResult
 from polyarch.fsutil import private_dir
+from polyarch.oci.spec import Descriptor
 from polyarch.pipeline.run import BuildRequest
 from polyarch.platform import Platform
 from polyarch.progress import (
@@ -166,8 +171,9 @@ class NodeServer:
         with self._lock:
             self._cancel = cancel
         agents: NodeAgents | None = None
+        named: list[tuple[str, Descriptor | None]] = []  # names given for this build, and what they named before
         try:
-            contexts = self._receive_contexts(message, tmp)
+            contexts = self._receive_contexts(message, tmp, named)
             doc = message.get("request", {})
             access = wire.RegistryAccess.from_json(message.get("registry"))
             push = _repositories(message.get("push"))
@@ -184,7 +190,10 @@ class NodeServer:
         except ConnectionLost:
             raise
         except PolyarchError as exc:
-            self._channel.send({"type": "error", "message": exc.message, "hint": exc.hint or ""})
+            error = {"type": "error", "message": exc.message, "hint": exc.hint or ""}
+            if _out_of_disk(exc):
+                error["fault"] = "disk"  # the node's fault, not the build's: the client may build elsewhere
+            self._channel.send(error)
             return
         finally:
             with self._lock:
@@ -192,19 +201,25 @@ class NodeServer:
                 self._agents = None
             if agents is not None:
                 agents.close()
+            self._unname(named)
             shutil.rmtree(tmp, ignore_errors=True)
         self._send_result(result, pushed=bool(push))
 
-    def _receive_contexts(self, message: dict[str, Any], tmp: Path) -> dict[str, Path]:
+    def _receive_contexts(self, message: dict[str, Any], tmp: Path,
+                          named: list[tuple[str, Descriptor | None]]) -> dict[str, Path]:
         raw = message.get("contexts")
         if not isinstance(raw, dict) or "context" not in raw:
             raise ProtocolError("build request without a context")
         trees = {str(name): [filesync.Entry.from_json(e) for e in entries] for name, entries in raw.items()}
+        images = _images(message.get("images"))
         need = filesync.missing(self._store, [e for entries in trees.values() for e in entries])
+        need += [d for _, _, blobs in images for d, size in blobs.items()
+                 if d not in need and self._store.stat(Digest.parse(d)) != size]
         self._channel.send({"type": "need", "digests": need})
         for _ in need:
             self._next("stored")
         self._next("sent")
+        self._name(images, named)
         out: dict[str, Path] = {}
         for i, (name, entries) in enumerate(trees.items()):
             dest = tmp / f"c{i}"
@@ -212,6 +227,33 @@ class NodeServer:
             filesync.materialize(self._store, entries, dest)
             out[name] = dest
         return out
+
+    def _name(self, images: list[tuple[str, Descriptor, dict[str, int]]],
+              named: list[tuple[str, Descriptor | None]]) -> None:
+        """The images the client sent, named for this build (each blob checked there first)."""
+        store = ImageStore(self._store)
+        for name, desc, blobs in images:
+            for digest, size in blobs.items():
+                if self._store.stat(Digest.parse(digest)) != size:
+                    raise ProtocolError(f"image {name}: blob {digest} did not arrive")
+            try:
+                before: Descriptor | None = store.lookup(name)
+            except NotFound:
+                before = None
+            store.set_name(name, desc)
+            named.append((name, before))
+
+    def _unname(self, named: list[tuple[str, Descriptor | None]]) -> None:
+        store = ImageStore(self._store)
+        for name, before in reversed(named):
+            try:
+                if before is None:
+                    store.remove_name(name)
+                else:
+                    store.set_name(name, before)
+            except PolyarchError:
+                pass
+        named.clear()
 
     def _send_result(self, result: BuildResult, *, pushed: bool) -> None:
         """The result's images; their blobs on demand (only manifests and configs when the node pushed them)."""
@@ -232,6 +274,28 @@ class NodeServer:
         self._channel.send({"type": "sent"})
 
 
+def _images(raw: Any) -> list[tuple[str, Descriptor, dict[str, int]]]:
+    """The ``images`` of a build message: (name, index descriptor, blob digest → size); the index among them."""
+    from polyarch.oci import reference
+
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad images: not an object")
+    out = []
+    try:
+        for name, doc in raw.items():
+            reference.parse(str(name))
+            desc = Descriptor.from_dict(doc["index"])
+            blobs = {str(Digest.parse(str(b["digest"]))): int(b["size"]) for b in doc["blobs"]}
+            if blobs.get(str(desc.digest)) != desc.size:
+                raise ValueError("the image's own descriptor is not among its blobs")
+            out.append((str(name), desc, blobs))
+    except (KeyError, TypeError, ValueError, PolyarchError) as exc:
+        raise ProtocolError(f"bad images: {exc!r}") from None
+    return out
+
+
 def _repositories(raw: Any) -> tuple[str, ...]:
     """The ``push`` part of a build message: the repositories (``host/path``) to push to by digest."""
     if raw is None:
@@ -247,9 +311,21 @@ def _repositories(raw: Any) -> tuple[str, ...]:
         raise ProtocolError(f"bad push repository: {exc.message}") from None
 
 
-def _digests(asked: Sequence[Any], offered: dict[str, int]) -> list[Any]:
-    from polyarch.digest import Digest
+def _out_of_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from this node's disk being full (ENOSPC, EDQUOT anywhere in its chain)."""
+    import errno
 
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _digests(asked: Sequence[Any], offered: dict[str, int]) -> list[Any]:
     out = []
     for d in asked:
         if str(d) not in offered:
