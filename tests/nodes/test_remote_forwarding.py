@@ -65,9 +65,16 @@ def _nowhere_on_disk(needle: bytes, *roots: Path) -> None:
 def test_nodes_push_by_digest_and_the_client_writes_the_index(env: Env, base_root: Path, tmp_path: Path,
                                                               auth_registry: str) -> None:
     amd = _pair(env, base_root, tmp_path)
+    ref = f"{auth_registry}/demo/app:1"
+    # without the client's login the nodes have no credential for the registry: one error line naming the node
+    env.env["DOCKER_CONFIG"] = str(tmp_path / "nobody")
+    refused = env.run("build", "--builder", "pair", "--platform", "linux/arm64", "-t", ref, "--push", str(env.ctx))
+    errors = [x for x in refused.stderr.splitlines() if x.startswith("error:")]
+    assert refused.returncode == 1 and len(errors) == 1 and errors[0].startswith("error: node pi5: "), \
+        refused.stderr
+    assert "Traceback" not in refused.stderr
     _login(env, tmp_path, auth_registry)
     before = _blobs(env.client)
-    ref = f"{auth_registry}/demo/app:1"
     out = env.ok("build", "--builder", "pair", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
                  "-t", ref, "--push", str(env.ctx)).stderr
     assert f"[pi5 linux/arm64] pushing linux/arm64 to {auth_registry}/demo/app by digest" in out, out
@@ -88,6 +95,15 @@ def test_nodes_push_by_digest_and_the_client_writes_the_index(env: Env, base_roo
     _nowhere_on_disk(PASSWORD.encode(), env.node, amd)
     arm = env.ok("run", "--platform", "linux/arm64", ref, "cat", "/arch", root=tmp_path / "puller").stdout
     assert arm == "aarch64\n"
+    # bake --push leaves it to the nodes as well
+    (env.ctx / "docker-bake.hcl").write_text(
+        f'target "default" {{\n  platforms = ["linux/amd64", "linux/arm64"]\n  tags = ["{auth_registry}/demo/baked:1"]\n}}\n')
+    baked = subprocess.run(env.argv("bake", "--builder", "pair", "--progress", "plain", "--push"), env=env.env,
+                           capture_output=True, text=True, timeout=600, cwd=env.ctx)
+    assert baked.returncode == 0, baked.stderr
+    assert f"[pi5 linux/arm64] pushing linux/arm64 to {auth_registry}/demo/baked by digest" in baked.stderr
+    assert len(_skopeo(f"{auth_registry}/demo/baked:1")["manifests"]) == 2  # type: ignore[arg-type]
+    assert not layers & (_blobs(env.client) - before)
 
 
 def test_cache_goes_to_the_registry_and_a_fresh_node_reuses_it(env: Env, base_root: Path, tmp_path: Path,

@@ -179,10 +179,13 @@ def _build(app: AppContext, ev: Evaluator, targets: Sequence[Target], *, load: b
                 if builder is None or builder.is_local:
                     done = build_many(deps, reqs, progress=progress, cancel=cancel)
                 else:  # every target's platforms spread over the builder's nodes (cli/node.py)
-                    from polyarch.cli.node import build_over_nodes
+                    from polyarch.cli.node import build_over_nodes, node_push
 
+                    pushes = [node_push(specs[n], list(chosen[n].get("tags", ())),  # nodes push by digest
+                                        layers_needed=verify or attests[n].any or n in needed) for n in names]
                     done = build_over_nodes(app, builder, reqs, progress=progress, cancel=cancel, registry=registry,
-                                            node_failover=node_failover, local_images=tuple(handed.values()))
+                                            node_failover=node_failover, local_images=tuple(handed.values()),
+                                            pushes=pushes if any(pushes) else ())
             for name, (plan, result) in zip(names, done, strict=True):
                 built[name], plans[name] = result, plan
                 if name in needed:
