@@ -170,7 +170,16 @@ def start_rgw(d: Path, timeout: float = 90.0) -> Rgw:
                 time.sleep(0.1)
         _run(["ceph-osd", "-c", conf, "-i", "0", "--mkfs", "--osd-uuid", osd_uuid], d)
         rgw._spawn("osd", ["ceph-osd", "-f", "-c", conf, "-i", "0"])
-        _run(["ceph", "-c", conf, "osd", "crush", "add", "osd.0", "1.0", "host=localhost", "root=default"], d)
+        deadline = time.monotonic() + 30
+        while True:  # under load the mon may answer EPERM ("problem getting command descriptions") at first
+            try:
+                _run(["ceph", "-c", conf, "--connect-timeout", "5", "osd", "crush", "add", "osd.0", "1.0",
+                      "host=localhost", "root=default"], d)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline or rgw.procs["mon"].poll() is not None:
+                    raise
+                time.sleep(0.2)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             stat = json.loads(_run(["ceph", "-c", conf, "osd", "stat", "-f", "json"], d))
