@@ -64,13 +64,15 @@ class BuildRequest:
     allow: frozenset[str] = frozenset()  # --allow entitlements: network.host, security.insecure
     run_options: ops.RunOptions = field(default_factory=ops.RunOptions)  # --add-host, --ulimit, --shm-size, --cgroup-parent
     no_cache_filter: tuple[str, ...] = ()  # --no-cache-filter: stages whose steps ignore the cache
+    build_platform: Platform | None = None  # BUILDPLATFORM (None: this host); a builder node's own platform
 
 
 def plan_request(req: BuildRequest, resolve_image: Callable[[str, Platform], ImageConfig | None]) -> BuildPlan:
     """The request's Dockerfile planned for its platforms; ``resolve_image`` gives ``FROM`` configs."""
     return plan_build(req.dockerfile, platforms=req.platforms, target=req.target, build_args=req.build_args,
                       resolve_image=resolve_image, context_excludes=req.excludes,
-                      build_contexts=req.build_contexts, filename=req.filename, run_options=req.run_options)
+                      build_contexts=req.build_contexts, filename=req.filename, run_options=req.run_options,
+                      build_platform=req.build_platform)
 
 
 def uncached_steps(plan: BuildPlan, stages: Sequence[str]) -> tuple[frozenset[str], tuple[str, ...]]:
