@@ -175,11 +175,19 @@ def test_unreachable_node(env: Env) -> None:
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and "node pi5 (ssh://deadnode) is unreachable" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    # with a local node that emulates arm64, the build goes on there, with a warning
+    # a local node that emulates arm64: by default a native platform does not fall back to emulation (the
+    # hint says what --node-failover does); with --node-failover the build goes on there, with a warning
     env.ok("builder", "create", "--append", "--name", "dead", "--node", "here", "local")
-    ok = env.ok("build", "--builder", "dead", "--platform", "linux/arm64", "--progress", "plain", "-t", "dead:1",
-                "--load", str(env.ctx))
+    proc = env.run("build", "--builder", "dead", "--platform", "linux/arm64", "-t", "dead:1", "--load", str(env.ctx))
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 1 and lines[0].startswith("error: node pi5 (ssh://deadnode) is unreachable"), lines
+    assert lines[1] == "hint: with --node-failover the build goes on: linux/arm64 on node here (emulated)", lines
+    ok = env.ok("build", "--builder", "dead", "--platform", "linux/arm64", "--node-failover", "--progress", "plain",
+                "-t", "dead:1", "--load", str(env.ctx))
     assert "building without node pi5" in ok.stderr and "through emulation" in ok.stderr
+    # --no-node-failover: the unreachable node fails the build even so
+    proc = env.run("build", "--builder", "dead", "--platform", "linux/arm64", "--no-node-failover", str(env.ctx))
+    assert proc.returncode == 1 and proc.stderr.startswith("error: node pi5 (ssh://deadnode) is unreachable")
 
 
 def test_node_of_another_protocol_version_is_refused(env: Env, sshd: SshNode, tmp_path: Path) -> None:
@@ -341,15 +349,16 @@ def test_push_from_two_nodes_gives_one_index(env: Env, tmp_path: Path) -> None:
 
 
 def test_failover_when_a_node_dies_mid_build(env: Env) -> None:
-    """The local node emulates arm64: when pi5 dies, its platform is built here instead (with a warning)."""
-    proc = _start_slow_build(env, "homelab", "linux/amd64,linux/arm64", "--build-arg", "PAUSE=3")
+    """The local node emulates arm64: when pi5 dies, with --node-failover its platform is built here instead (with
+    a warning)."""
+    proc = _start_slow_build(env, "homelab", "linux/amd64,linux/arm64", "--build-arg", "PAUSE=3", "--node-failover")
     servers = _pids(["python", "node", "serve", str(env.node)])
     assert len(servers) == 1
     os.kill(servers[0], signal.SIGKILL)
     out = _finish(proc)
     assert proc.returncode == 0, out
     assert "node pi5 (ssh://polynode): connection lost at step" in out
-    assert "building linux/arm64 on node here instead" in out
+    assert "building linux/arm64 on node here instead (through emulation)" in out
     assert env.ok("run", "--platform", "linux/arm64", "slow:1", "uname", "-m").stdout == "aarch64\n"
     assert env.ok("run", "--platform", "linux/amd64", "slow:1", "uname", "-m").stdout == "x86_64\n"
 

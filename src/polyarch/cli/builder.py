@@ -41,13 +41,13 @@ def builder_store(app: AppContext) -> BuilderStore:
 
 def drivers(app: AppContext) -> Drivers:
     """The node drivers: this host through its binfmt_misc directory; ssh nodes through OpenSSH
-    (``POLYARCH_SSH``, see ``cli/node.ssh_command``)."""
-    from polyarch.cli.node import ssh_command
+    (``POLYARCH_SSH``, see ``cli/node.ssh_command``; connection sharing: ``cli/node.ssh_mux``)."""
+    from polyarch.cli.node import ssh_command, ssh_mux
     from polyarch.nodes.driver import Drivers
     from polyarch.nodes.local import LocalDriver
     from polyarch.nodes.sshdriver import SshDriver
 
-    return Drivers(local=LocalDriver(app.env.binfmt_dir), ssh=SshDriver(ssh_command(app)))
+    return Drivers(local=LocalDriver(app.env.binfmt_dir), ssh=SshDriver(ssh_command(app), ssh_mux(app)))
 
 
 def selected_builder(app: AppContext, name: str | None) -> Builder:

@@ -25,7 +25,8 @@ Variables (unset and empty mean the same):
   configuration file, overriding the file (``registry_vars``; validated by ``cli/registry_config.py``).
 - ``SUDO_USER``: under ``sudo``, doctor and builds say that root's store and credentials are used (``sudo_user``).
 - ``POLYARCH_SSH``: the ssh command line builder nodes are reached with (``ssh``; default ``ssh -o BatchMode=yes
-  -o ConnectTimeout=10``), as for ``polyarch audit``'s hosts.
+  -o ConnectTimeout=10``), as for ``polyarch audit``'s hosts. ``XDG_RUNTIME_DIR``, else ``XDG_CACHE_HOME`` (default
+  ``~/.cache``): where the ssh master sockets shared by node connections are (``ssh_control_dir``).
 
 A bad value fails the command that uses it, with one ``error:`` line naming the variable, as it always did; a
 command that does not use a variable never fails because of it.
@@ -78,6 +79,8 @@ class Environment:
     config_dir: str = ""  # POLYARCH_CONFIG_DIR
     builder: str = ""  # POLYARCH_BUILDER
     ssh: str = ""  # POLYARCH_SSH: the ssh command line for builder nodes (shell words)
+    runtime_dir: str = ""  # XDG_RUNTIME_DIR
+    cache_home: str = ""  # XDG_CACHE_HOME
     registry_vars: tuple[tuple[str, str], ...] = ()  # every REGISTRY_* variable, sorted (registry serve --config)
     euid: int | None = field(default=None, compare=False)  # the process's user when read (paths stay the user's inside rootless mode's namespace)
     sudo_user: str = ""  # SUDO_USER: the user who ran ``sudo polyarch`` (doctor and builds say whose store is used)
@@ -108,6 +111,8 @@ class Environment:
             config_dir=get("POLYARCH_CONFIG_DIR"),
             builder=get("POLYARCH_BUILDER"),
             ssh=get("POLYARCH_SSH"),
+            runtime_dir=get("XDG_RUNTIME_DIR"),
+            cache_home=get("XDG_CACHE_HOME"),
             registry_vars=tuple(sorted((k, v) for k, v in environ.items() if k.startswith("REGISTRY_") and v)),
             euid=os.geteuid(),
             sudo_user=get("SUDO_USER"),
@@ -143,6 +148,13 @@ class Environment:
         if self.config_dir:
             return Path(self.config_dir)
         return (Path(self.config_home) if self.config_home else Path.home() / ".config") / "polyarch"
+
+    def ssh_control_dir(self) -> Path:
+        """Where node connections keep their ssh master sockets: ``$XDG_RUNTIME_DIR/polyarch/ssh``, else
+        ``$XDG_CACHE_HOME/polyarch/ssh`` (default ``~/.cache/polyarch/ssh``); ``nodes/sshmux.py`` makes it 0700."""
+        if self.runtime_dir:
+            return Path(self.runtime_dir) / "polyarch" / "ssh"
+        return (Path(self.cache_home) if self.cache_home else Path.home() / ".cache") / "polyarch" / "ssh"
 
     # --- reproducibility -----------------------------------------------------------------------------------------
 
