@@ -75,15 +75,16 @@ def load(app: AppContext, path: str, quiet: bool) -> None:
     if path == "-" and sys.stdin.isatty():
         raise UsageError("no archive on stdin", hint="use -i FILE or redirect stdin")
     indexes = PendingIndexes()  # layer path indexes made as the layers are hashed, kept once the load succeeded
-    if path != "-":
-        loaded = load_archive(app.images, Path(path), indexes=indexes)
-    else:
-        spool_dir = app.store.root / "ingest"
-        spool_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="load-", suffix=".tar") as spool:
-            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
-            spool.flush()
-            loaded = load_archive(app.images, Path(spool.name), indexes=indexes)
+    with app.store.batched():  # one flush for the load's blobs, before its first name (content/store.py)
+        if path != "-":
+            loaded = load_archive(app.images, Path(path), indexes=indexes)
+        else:
+            spool_dir = app.store.root / "ingest"
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="load-", suffix=".tar") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+                spool.flush()
+                loaded = load_archive(app.images, Path(spool.name), indexes=indexes)
     with BuildCache.in_store(app.store.root) as cache:
         indexes.flush_to(cache)
     if quiet:

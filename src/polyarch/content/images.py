@@ -146,6 +146,7 @@ class ImageStore:
 
     def _write_index(self, entries: Sequence[Descriptor]) -> None:
         doc = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": [d.to_dict() for d in entries]}
+        self.store.flush()  # blobs of an open ``ContentStore.batched`` block are durable before any name
         try:
             atomic_write(self._index_path, json.dumps(doc, indent=2).encode() + b"\n")
         except OSError as exc:

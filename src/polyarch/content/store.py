@@ -5,7 +5,7 @@ renames into place, so a blob is visible under its digest only when complete and
 ingest the same blob at once: each renames an identical file over the same name. A process killed mid-ingest
 leaves only a temp file, which ``clean_ingest`` removes after a grace period.
 
-**Batches** (``store.batch()``: one pull, one load). Durability per blob costs two flushes (the file, then the
+**Batches** (``store.batch()``: one pull). Durability per blob costs two flushes (the file, then the
 directory after the rename); a batch pays one ``syncfs`` for all its blobs instead. The argument that it is as
 safe, step by step:
 
@@ -25,7 +25,18 @@ safe, step by step:
    one is deleted rather than trusted (a pull skips blobs whose size matches, so this check is what keeps a
    damaged blob from being reused). Markers are never removed by ``clean_ingest``.
 
-Outside a batch (builds, ``write`` of single documents) every commit flushes as before.
+Outside a batch (``write`` of single documents, writers of other store objects) every commit flushes as before.
+
+**Ambient batches** (``store.batched()``: a load, a build — callers whose writers are made deep down, by code that
+is handed the store and not a batch). Every writer this store object makes joins the block's batch. The argument
+above holds as is, with two additions: (a) a name may be written while the block is still open (a build's
+``--load``, a load naming each image), so ``ImageStore`` calls ``store.flush()`` before every ``index.json`` write:
+step 3 (a syncfs, then the marker goes) happens before the name, and the block's next blob makes a new marker
+(step 1 again); (b) writers of other threads keep publishing during a flush, so a publish (marker check and
+rename) and a flush exclude each other (``Batch.publish``): a blob renamed after the syncfs is covered by the next
+marker, never by none. Other records that name blobs are hints checked against the store before use (the build
+cache treats a missing layer blob as a miss, path indexes and blob origins are keyed by digest), and the
+recovery of step 4 leaves only blobs that match their digest.
 
 Permissions: polyarch's own store (``ContentStore(root, private=True)``, what the CLI opens) has its root and
 ``ingest/`` mode 0700, and so do the directories other modules keep under it through ``fsutil.private_dir``:
@@ -161,19 +172,23 @@ class BlobWriter:
                     os.unlink(self._tmp)  # never replace a blob that may be durable with one that is not yet
                     return got, self._hasher.size
                 if self._batch is not None:
-                    self._batch.begin()  # the durable marker exists before the first rename (step 1)
-                os.chmod(self._tmp, 0o644)  # after the marker: the blob's ctime is later than the marker's
-                os.replace(self._tmp, target)
+                    # the durable marker exists before the rename (step 1), and no flush ends between them (step 3)
+                    self._batch.publish(lambda: self._publish(target))
+                else:
+                    self._publish(target)
+                    fsync_dir(target.parent)
                 if is_new:
                     self._store._created(got)
-                if self._batch is None:
-                    fsync_dir(target.parent)
             except OSError as exc:
                 raise _store_error(exc, self._store.root, "commit a blob") from exc
         except BaseException:
             self.abort()
             raise
         return got, self._hasher.size
+
+    def _publish(self, target: Path) -> None:
+        os.chmod(self._tmp, 0o644)  # after a batch's marker: the blob's ctime is later than the marker's
+        os.replace(self._tmp, target)
 
     def abort(self) -> None:
         self._stop_hashing()
@@ -234,16 +249,26 @@ class Batch:
     def begin(self) -> None:
         """Make the durable marker, once, before the batch's first blob is published."""
         with self._lock:
-            if self.marker is not None:
-                return
-            fd, tmp = tempfile.mkstemp(dir=self._store.ingest_dir, prefix=BATCH_PREFIX)
-            try:
-                os.write(fd, json.dumps(_owner()).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            fsync_dir(self._store.ingest_dir)
-            self.marker = Path(tmp)
+            self._begin()
+
+    def publish(self, rename: Callable[[], None]) -> None:
+        """Run ``rename`` (a blob's move into ``blobs/``) with the marker in place and no ``end`` in between: a
+        blob published while another thread flushes the batch is covered by this flush's marker or the next."""
+        with self._lock:
+            self._begin()
+            rename()
+
+    def _begin(self) -> None:
+        if self.marker is not None:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self._store.ingest_dir, prefix=BATCH_PREFIX)
+        try:
+            os.write(fd, json.dumps(_owner()).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self._store.ingest_dir)
+        self.marker = Path(tmp)
 
     def end(self) -> None:
         """One syncfs for every blob of the batch, then the marker goes (step 3)."""
@@ -269,6 +294,7 @@ class ContentStore:
         self.ingest_dir = self.root / INGEST_DIR
         self._transactions: list[list[Digest]] = []
         self._transactions_lock = threading.Lock()  # builds open transactions from several threads
+        self._ambient: Batch | None = None  # the open ``batched`` block's batch: writers join it by default
         if create:
             self._init_layout(private)
             self.recover_batches()
@@ -347,7 +373,30 @@ class ContentStore:
     # --- writing -----------------------------------------------------------------------------------------
 
     def writer(self, algorithm: str = "sha256", *, limit: int | None = None, batch: Batch | None = None) -> BlobWriter:
-        return BlobWriter(self, algorithm, limit=limit, batch=batch)
+        """An ingest; it joins ``batch``, else the batch of an open ``batched`` block, else flushes on commit."""
+        return BlobWriter(self, algorithm, limit=limit, batch=batch or self._ambient)
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Every writer of this store object joins one batch while the block is open (a load, a build: callers
+        that cannot hand a ``Batch`` to each writer); ``flush`` ends it early. Names need no care: ``ImageStore``
+        calls ``flush`` before it writes ``index.json`` (step 3). An inner block joins the outer one."""
+        if self._ambient is not None:
+            yield
+            return
+        self._ambient = Batch(self)
+        try:
+            yield
+        finally:
+            batch, self._ambient = self._ambient, None
+            batch.end()
+
+    def flush(self) -> None:
+        """Make every blob of the open ``batched`` block durable now (one syncfs when any was written since the
+        last flush); the block goes on, its next blob makes a new marker. Nothing to do outside such a block."""
+        batch = self._ambient
+        if batch is not None:
+            batch.end()
 
     @contextmanager
     def batch(self) -> Iterator[Batch]:
