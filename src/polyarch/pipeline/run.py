@@ -283,7 +283,8 @@ def build_many(deps: BuildDeps, reqs: Sequence[BuildRequest], *, progress: Progr
 
     failure: BaseException | None = None
     doomed: list[Digest] = []
-    with store.transaction() as created:
+    # the build's blobs share one flush (content/store.py: ambient batches); a name flushes first
+    with store.transaction() as created, store.batched():
         try:
             cancel.check()
             done = work()
