@@ -233,6 +233,40 @@ def test_cargo_auditable_section(wide: bool, order: str) -> None:
     assert read_binary(io.BytesIO(_elf([(b".text", b"x")])), 200) is None
 
 
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most ``step`` bytes per read (as a tar member stream may)."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.step if n < 0 else min(n, self.step)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("step", [1 << 20, 4093])
+def test_binaries_across_chunk_boundaries(step: int) -> None:
+    """The .dep-v0 section and Go's magic each straddle the 1 MiB read boundary; a file over the keep limit is only
+    searched for Go build info; short reads change nothing."""
+    section = zlib.compress(json.dumps(AUDIT).encode())
+    elf = _elf([(b".text", b"\x90" * ((1 << 20) - 64 - 20)), (b".dep-v0", section)])
+    got = read_binary(_Trickle(elf, step), len(elf))  # type: ignore[arg-type]
+    assert isinstance(got, AuditData) and got.crates[1].name == "serde"
+    from tests.attest.test_scanners import MODINFO, _go_blob
+
+    go = b"\x7fELF" + b"\0" * ((1 << 20) - 8) + _go_blob(MODINFO) + b"\0" * 100
+    info = read_binary(_Trickle(go, step), len(go))  # type: ignore[arg-type]
+    assert info is not None and not isinstance(info, AuditData) and info.path == "example.com/cmd/app"
+    import polyarch.attest.binaries as binaries
+
+    assert read_binary(_Trickle(elf, step), binaries.MAX_KEPT + 1) is None  # type: ignore[arg-type]
+
+
 def test_cargo_decompression_bomb_and_truncation() -> None:
     bomb = zlib.compress(b'{"packages":[' + b" " * (MAX_JSON + 1) + b"]}", 9)
     assert len(bomb) < 20_000 and parse_audit_data(bomb) is None
