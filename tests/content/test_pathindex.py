@@ -12,19 +12,26 @@ import zstandard
 
 from polyarch.content.compression import decompressed
 from polyarch.content.pathindex import IndexBuilder, LayerIndex, add_member, decode, encode
+from polyarch.content.pkgfiles import Capture
 
 
 def _reference(blob: bytes) -> LayerIndex:
+    """tarfile's stream reader; the package capture fed from ``extractfile`` (all of each member's data)."""
     entries: list = []
     small: dict[str, bytes] = {}
+    capture = Capture()
     with tarfile.open(fileobj=decompressed(io.BytesIO(blob)), mode="r|") as tf:
         for m in tf:
+            feed = capture.begin(m)
             name = add_member(entries, m)
+            f = tf.extractfile(m) if name is not None or feed else None
+            data = f.read() if f is not None else b""
             if name is not None:
-                f = tf.extractfile(m)
-                assert f is not None
-                small[name] = f.read()
-    return LayerIndex(tuple(entries), small)
+                small[name] = data
+            if feed:
+                capture.feed(data)
+                capture.end()
+    return LayerIndex(tuple(entries), small, capture.result())
 
 
 def _streamed(blob: bytes, chunk: int) -> LayerIndex | None:

@@ -3,11 +3,13 @@
 API::
 
     Statement(subject, predicate_type, raw)              # raw: the statement's JSON bytes
-    make_statements(images, subjects, opts, facts, plans, *, name, created, cache) -> [Statement]
+    make_statements(images, subjects, opts, facts, plans, *, name, created, cache, indexes) -> [Statement]
 
 ``subjects`` are the platform manifest descriptors of the build result (with their platforms), ``plans`` the
 build plan's platform plans in the same order (for provenance materials and steps). The SBOM reads the image's
-layers from the store (``layers.image_packages``); base images are resolved to manifest digests in the store.
+layers from the store (``layers.image_packages``), or, with ``indexes`` (the store's layer path indexes, given
+by the CLI), what a pull or an earlier SBOM captured of each layer; base images are resolved to manifest digests
+in the store.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from polyarch import __version__
 from polyarch.content.images import ImageStore
+from polyarch.content.pathindex import LayerIndexes
 from polyarch.digest import Digest
 from polyarch.errors import PolyarchError
 from polyarch.frontend.convert.plan import PlatformPlan
@@ -75,7 +78,7 @@ def _resolver(images: ImageStore):  # type: ignore[no-untyped-def]
 
 def make_statements(images: ImageStore, subjects: Sequence[Descriptor], opts: AttestOptions, facts: BuildFacts,
                     plans: Sequence[PlatformPlan], *, name: str = "", created: str,
-                    cache: LayerCache | None = None) -> list[Statement]:
+                    cache: LayerCache | None = None, indexes: LayerIndexes | None = None) -> list[Statement]:
     """The statements ``opts`` asks for, per subject, in subject order (SBOM first)."""
     out: list[Statement] = []
     source = StoreSource(images)
@@ -89,7 +92,7 @@ def make_statements(images: ImageStore, subjects: Sequence[Descriptor], opts: At
             assert isinstance(doc, Manifest)
             diff_ids = parse_config(images.store.read(doc.config.digest)).diff_ids
             layers += [(str(diff_ids[i]) if i < len(diff_ids) else str(x.digest), x) for i, x in enumerate(doc.layers)]
-        prescan(source, layers, cache)
+        prescan(source, layers, cache, indexes=indexes)
     for i, subject in enumerate(subjects):
         platform = subject.platform
         subj = [Subject(subject_name(name, platform), subject.digest)]
@@ -97,7 +100,7 @@ def make_statements(images: ImageStore, subjects: Sequence[Descriptor], opts: At
             doc = images.read_document(subject).document
             assert isinstance(doc, Manifest)
             config = parse_config(images.store.read(doc.config.digest))
-            pkgs = image_packages(source, doc, config.diff_ids, cache)
+            pkgs = image_packages(source, doc, config.diff_ids, cache, indexes)
             make, stype = ((cyclonedx_document, PREDICATE_CYCLONEDX) if opts.sbom_format == "cyclonedx"
                            else (spdx_document, PREDICATE_SPDX))
             sbom = make(pkgs, image_name=name, manifest_digest=subject.digest,

@@ -18,6 +18,13 @@ listed it, so a dpkg package installed by a build step names that step's layer, 
 
 Layer results are kept per diff_id for the life of the process (``LayerCache``), so a re-attested result (after
 recompression, say) reads no layer twice; ``prescan`` fills it for all platforms at once on a few threads.
+
+Given the store's path indexes (``indexes``: the build cache, from the CLI), a layer is not read at all when its
+blob's index holds the files captured for the scanners (``content.pkgfiles``: a pull or load captured them while
+the blob streamed in, or an earlier SBOM did); otherwise the blob is read once through ``pathindex.IndexBuilder``
+(which captures them) and its index kept for the next build. A layer the capture leaves out (odd tar headers, a
+cargo-auditable binary, see ``pkgfiles``) or a stored capture that does not check out is read by ``scan_layer``.
+The file names read are ``pkgfiles.wanted``'s: the two readers keep the same files by construction.
 """
 
 from __future__ import annotations
@@ -30,14 +37,17 @@ from dataclasses import dataclass, field, replace
 from typing import IO
 
 from polyarch.content.compression import decompressed
+from polyarch.content.pathindex import IndexBuilder, LayerIndexes, decode, record
+from polyarch.content.pkgfiles import MAX_DB, MAX_GO_BINARY, GoBlob, PackageFiles, name_of, wanted
 from polyarch.digest import Digest
+from polyarch.errors import InvalidLayer, PolyarchError
 from polyarch.oci.spec import Descriptor, Manifest
 from polyarch.sources.protocol import ContentSource
 from polyarch.worker.tarmembers import open_members
 
 from .binaries import read_binary
 from .cargo import AuditData
-from .goinfo import BuildInfo
+from .goinfo import BuildInfo, parse_buildinfo
 from .scanners import (
     Distro,
     Package,
@@ -53,8 +63,7 @@ from .scanners import (
 
 __all__ = ["MAX_DB", "Found", "LayerCache", "LayerFiles", "image_packages", "merge", "prescan", "scan_layer"]
 
-MAX_DB = 64 << 20
-MAX_GO_BINARY = 1 << 30
+_CHUNK = 1 << 20
 _OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 _DPKG = "var/lib/dpkg/status"
 _DPKG_D = "var/lib/dpkg/status.d/"
@@ -74,32 +83,6 @@ class LayerFiles:
     opaque: list[str] = field(default_factory=list)
 
 
-def _name(raw: str) -> str | None:
-    name = posixpath.normpath("/" + raw).lstrip("/")
-    if not name or ".." in raw.split("/"):
-        return None
-    return name
-
-
-def _wanted(name: str) -> bool:
-    if name in _OS_RELEASE or name in (_DPKG, _APK) or name in _RPM:
-        return True
-    if name.startswith(_DPKG_D):
-        rest = name[len(_DPKG_D):]
-        return "/" not in rest and not rest.endswith((".md5sums", ".list")) and bool(rest)
-    base = posixpath.basename(name)
-    parent = posixpath.basename(posixpath.dirname(name))
-    return (base == "METADATA" and parent.endswith(".dist-info")) or \
-        (base == "PKG-INFO" and parent.endswith(".egg-info")) or (base == "package.json" and _npm(name))
-
-
-def _npm(name: str) -> bool:
-    """``…/node_modules/NAME/package.json`` or ``…/node_modules/@SCOPE/NAME/package.json``."""
-    parts = name.split("/")
-    return (len(parts) >= 3 and parts[-3] == "node_modules" and not parts[-2].startswith("@")) or \
-        (len(parts) >= 4 and parts[-4] == "node_modules" and parts[-3].startswith("@"))
-
-
 def _read_upto(f: IO[bytes], limit: int) -> bytes | None:
     data = f.read(limit + 1)
     return None if len(data) > limit else data
@@ -113,7 +96,7 @@ def scan_layer(stream: IO[bytes]) -> LayerFiles:
     out = LayerFiles()
     tar = open_members(stream, stream=True)
     for member in tar:
-        name = _name(member.name)
+        name = name_of(member.name)
         if name is None:
             continue
         base = posixpath.basename(name)
@@ -127,7 +110,7 @@ def scan_layer(stream: IO[bytes]) -> LayerFiles:
         out.files.pop(name, None)  # a later entry of the same path replaces it
         if not member.isreg():
             continue
-        if _wanted(name):
+        if wanted(name):
             f = tar.extractfile(member)
             data = _read_upto(f, MAX_DB) if f is not None else None
             if data is not None:
@@ -227,9 +210,23 @@ class LayerCache:
             self._done[diff_id] = files
 
 
+def from_captured(captured: PackageFiles) -> LayerFiles:
+    """``scan_layer``'s result from the files ``pkgfiles.Capture`` kept (Go build info parsed here)."""
+    out = LayerFiles(deleted=list(captured.deleted), opaque=list(captured.opaque))
+    for path, content in captured.files.items():
+        if isinstance(content, GoBlob):
+            info = parse_buildinfo(content.data)
+            if info is not None:
+                out.files[path] = info
+        else:
+            out.files[path] = content
+    return out
+
+
 def image_packages(source: ContentSource, manifest: Manifest, diff_ids: Sequence[Digest],
-                   cache: LayerCache | None = None) -> list[Package]:
-    """The packages of one image (its layers streamed from ``source``).
+                   cache: LayerCache | None = None, indexes: LayerIndexes | None = None) -> list[Package]:
+    """The packages of one image (its layers streamed from ``source``, or their stored captures in
+    ``indexes``).
 
     :raises InvalidLayer, DigestMismatch, NotFound, LimitExceeded: a layer cannot be read.
     """
@@ -238,7 +235,7 @@ def image_packages(source: ContentSource, manifest: Manifest, diff_ids: Sequence
         key = str(diff_ids[i]) if i < len(diff_ids) else str(layer.digest)
         lf = cache.get(key) if cache is not None else None
         if lf is None:
-            lf = _scan_blob(source, layer)
+            lf = _scan_blob(source, layer, indexes)
             if cache is not None:
                 cache.put(key, lf)
         scanned.append((key, lf))
@@ -246,7 +243,7 @@ def image_packages(source: ContentSource, manifest: Manifest, diff_ids: Sequence
 
 
 def prescan(source: ContentSource, layers: Sequence[tuple[str, Descriptor]], cache: LayerCache,
-            workers: int = 4) -> None:
+            workers: int = 4, indexes: LayerIndexes | None = None) -> None:
     """Scan the layers (diff_id, descriptor) ``cache`` lacks, several at once (decompression releases the GIL):
     the layers of every platform of a build in one go."""
     todo = {key: desc for key, desc in layers if cache.get(key) is None}
@@ -255,17 +252,36 @@ def prescan(source: ContentSource, layers: Sequence[tuple[str, Descriptor]], cac
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-        done = dict(zip(todo, pool.map(lambda d: _scan_blob(source, d), todo.values()), strict=True))
+        done = dict(zip(todo, pool.map(lambda d: _scan_blob(source, d, indexes), todo.values()), strict=True))
     for key, files in done.items():
         cache.put(key, files)
 
 
-def _scan_blob(source: ContentSource, layer: Descriptor) -> LayerFiles:
+def _stored(indexes: LayerIndexes, layer: Descriptor) -> LayerFiles | None:
+    try:
+        data = indexes.layer_index(str(layer.digest))
+    except PolyarchError:
+        return None  # a hint only: the layer is read instead
+    index = decode(data) if data is not None else None
+    return from_captured(index.packages) if index is not None and index.packages is not None else None
+
+
+def _scan_blob(source: ContentSource, layer: Descriptor, indexes: LayerIndexes | None = None) -> LayerFiles:
+    if indexes is not None:
+        found = _stored(indexes, layer)
+        if found is not None:
+            return found
+        builder = IndexBuilder()
+        with source.open_blob(layer) as blob:  # read to the end: the source verifies the digest there
+            while chunk := blob.read(_CHUNK):
+                builder.feed(chunk)
+        index = builder.result()
+        if index is not None and index.packages is not None:
+            record(indexes, layer.digest, builder)
+            return from_captured(index.packages)
     with source.open_blob(layer) as blob:
         plain = decompressed(blob)  # type: ignore[arg-type]
         try:
             return scan_layer(plain)
         except tarfile.TarError as exc:
-            from polyarch.errors import InvalidLayer
-
             raise InvalidLayer(f"layer {layer.digest}: {exc}") from exc

@@ -2,7 +2,9 @@
 in the same pass that hashes the blob while it is pulled, so a base layer's bytes are read once.
 
 A layer's index is its members in order: ``(path, PathInfo)``, whiteouts (``PathInfo`` None) and opaque markers,
-plus the bytes of ``etc/passwd`` and ``etc/group`` (< 1 MiB). ``add_member`` is the one rule that turns a tar
+plus the bytes of ``etc/passwd`` and ``etc/group`` (< 1 MiB), and — when ``IndexBuilder`` made it — what the SBOM's
+package scanners read (``packages``: ``pkgfiles.Capture`` fed the same members, so ``attest`` reads no base layer
+again; a stored capture that does not check out decodes as None and the layer is scanned again). ``add_member`` is the one rule that turns a tar
 member into an entry; ``solver.rootview`` uses it when it reads a stored blob, ``IndexBuilder`` when bytes arrive.
 
 ``IndexBuilder`` is fed the blob's compressed bytes (``feed``) and decompresses them as they come
@@ -32,6 +34,7 @@ from polyarch.digest import Digest
 from polyarch.errors import PolyarchError
 
 from .compression import DEFAULT_DECOMPRESS_LIMIT, Inflater, sniff
+from .pkgfiles import Capture, PackageFiles, from_json, to_json
 
 __all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathInfo", "PendingIndexes",
            "add_member", "decode", "encode", "record", "wanted_data"]
@@ -41,6 +44,10 @@ _SMALL_LIMIT = 1 << 20
 _MAX_HEADERS = 16 << 20  # PAX / GNU long-name blocks buffered for one member at most
 _QUEUED = 8  # chunks waiting for the index thread (a download reads up to 1 MiB at a time: <= 8 MiB a blob)
 _EXTENDED = (b"L", b"K", b"x", b"g", b"X", b"S")
+# the package capture is kept only for layers ``worker.tarmembers`` reads without error: a member's headers within
+# 8 KiB (its bounds: 16 metadata headers, 1 MiB each, 4 MiB a member) and global PAX headers within 1 MiB in total
+_PKG_HEADERS = 8 << 10
+_PKG_GLOBAL = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,7 @@ Entry = tuple[str, PathInfo | None, bool]  # (path, info or None = whiteout, opa
 class LayerIndex:
     entries: tuple[Entry, ...]
     small: dict[str, bytes]
+    packages: PackageFiles | None = None  # what the SBOM's scanners read (``pkgfiles``); None: not captured
 
 
 class LayerIndexes(Protocol):
@@ -72,6 +80,8 @@ def encode(index: LayerIndex) -> bytes:
     doc = {"e": [[p, None if i is None else [i.kind, i.mode, i.uid, i.gid, i.linkname], o]
                  for p, i, o in index.entries],
            "s": {k: base64.b64encode(v).decode() for k, v in index.small.items()}}
+    if index.packages is not None:
+        doc["p"] = to_json(index.packages)
     return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
 
 
@@ -79,7 +89,8 @@ def decode(data: bytes) -> LayerIndex | None:
     try:
         doc = json.loads(zlib.decompress(data))
         entries = tuple((p, None if i is None else PathInfo(*i), bool(o)) for p, i, o in doc["e"])
-        return LayerIndex(entries, {k: base64.b64decode(v) for k, v in doc["s"].items()})
+        packages = from_json(doc["p"]) if "p" in doc else None  # a bad one is left out: scanned again
+        return LayerIndex(entries, {k: base64.b64decode(v) for k, v in doc["s"].items()}, packages)
     except (ValueError, KeyError, TypeError, zlib.error):
         return None
 
@@ -150,6 +161,8 @@ class IndexBuilder:
         self._small: dict[str, bytes] = {}
         self._ended = False  # end-of-archive block seen
         self._failed = False
+        self._pkg: Capture | None = Capture()  # None: given up on (see _PKG_HEADERS)
+        self._pkg_left = -1  # data bytes of the current member still to feed the capture (-1: none)
 
     def feed(self, data: bytes | memoryview) -> None:
         if self._failed or self._ended:
@@ -176,6 +189,7 @@ class IndexBuilder:
         self._head = bytearray()
         self._entries = []
         self._small = {}
+        self._pkg = None
 
     def _take(self, data: memoryview) -> None:
         """Pass ``data`` (the current member's data and padding), keeping what ``wanted_data`` asked for."""
@@ -186,6 +200,13 @@ class IndexBuilder:
             if not self._capture_left:
                 self._small[self._capture_name] = bytes(self._capture)
                 self._capture = None
+        if self._pkg_left > 0 and self._pkg is not None:
+            keep = min(len(data), self._pkg_left)
+            self._pkg.feed(data[:keep])
+            self._pkg_left -= keep
+            if not self._pkg_left:
+                self._pkg.end()
+                self._pkg_left = -1
         self._skip -= len(data)
 
     def _tar(self, piece: bytes) -> None:
@@ -232,6 +253,7 @@ class IndexBuilder:
             raise _GiveUp  # tarfile would not skip this data; such odd layers are left to the blob reader
         self._pax = fake.pax_headers
         self._head = bytearray()
+        self._packages(m)
         name = add_member(self._entries, m)
         if name is not None:
             self._capture, self._capture_left, self._capture_name = bytearray(), m.size, name
@@ -245,6 +267,18 @@ class IndexBuilder:
         self._take(tail[:here])
         return bytes(tail[here:])
 
+    def _packages(self, m: tarfile.TarInfo) -> None:
+        if self._pkg is None:
+            return
+        if m.offset_data > _PKG_HEADERS or sum(len(k) + len(v) for k, v in self._pax.items()) > _PKG_GLOBAL:
+            self._pkg = None  # the SBOM reads this layer itself (and reports what worker.tarmembers finds)
+            return
+        if self._pkg.begin(m):
+            self._pkg_left = m.size
+            if not m.size:
+                self._pkg.end()
+                self._pkg_left = -1
+
     def result(self) -> LayerIndex | None:
         """The index, when the whole archive was read and understood."""
         if self._failed or self._inflater is None:
@@ -252,7 +286,8 @@ class IndexBuilder:
         # without an end-of-archive block, tarfile also ends at the end of the input on a header boundary
         if not self._ended and (self._head or self._skip or not self._inflater.complete()):
             return None
-        return LayerIndex(tuple(self._entries), dict(self._small))
+        packages = self._pkg.result() if self._pkg is not None and self._pkg_left == -1 else None
+        return LayerIndex(tuple(self._entries), dict(self._small), packages)
 
 
 class PendingIndexes:
