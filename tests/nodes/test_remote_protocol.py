@@ -189,8 +189,8 @@ def test_agent_relay_reaches_the_clients_agent(tmp_path: Path) -> None:
         b_r, a_w = os.pipe()
         node_side = Channel(os.fdopen(a_r, "rb", buffering=0), os.fdopen(a_w, "wb"))
         client_side = Channel(os.fdopen(b_r, "rb", buffering=0), os.fdopen(b_w, "wb"))
-        relay_dir = tmp_path / "build"
-        relay_dir.mkdir()
+        relay_dir = tmp_path / ("deep-" * 20) / "build"  # too long for a socket address: bound via /proc/self/fd
+        relay_dir.mkdir(parents=True)
         node = NodeAgents(("default",), relay_dir, node_side.send)
         client = ClientAgents({"default": str(sock)}, client_side.send)
 
@@ -203,10 +203,15 @@ def test_agent_relay_reaches_the_clients_agent(tmp_path: Path) -> None:
 
         threading.Thread(target=pump, args=(client_side, client.handle), daemon=True).start()
         threading.Thread(target=pump, args=(node_side, node.deliver), daemon=True).start()
-        listed = subprocess.run(["ssh-add", "-l"], env={"SSH_AUTH_SOCK": node.sockets["default"]},
+        short = tmp_path / "s"  # what a RUN step sees is a bind mount at a short path; here a symlink
+        short.symlink_to(node.sockets["default"])
+        listed = subprocess.run(["ssh-add", "-l"], env={"SSH_AUTH_SOCK": str(short)},
                                 capture_output=True, text=True, timeout=30)
         assert listed.returncode == 0 and "relay-key" in listed.stdout, listed
-        assert Path(node.sockets["default"]).parent == relay_dir
+        assert Path(node.sockets["default"]).parent == relay_dir and Path(node.sockets["default"]).is_socket()
+        assert os.stat(node.sockets["default"]).st_mode & 0o777 == 0o600
+        with pytest.raises(ProtocolError, match="may not open"):
+            node.deliver({"type": "ssh-open", "id": "default", "conn": 9})
         node.close()
         client.close()
         assert list(relay_dir.iterdir()) == []  # the socket went with the relay

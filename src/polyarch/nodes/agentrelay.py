@@ -5,18 +5,16 @@ directory (what the RUN runner mounts for ``--mount=type=ssh``); each connection
 ``{"type": "ssh-open", "id", "conn"}`` and its bytes travel as ``{"type": "ssh-data", "conn", "data"}``
 (base64) in both directions until either side sends ``{"type": "ssh-close", "conn"}``. On the client,
 ``ClientAgents`` opens, for each ``ssh-open``, a connection to the local agent socket of that id and pumps it
-back. Nothing is written on the node's disk but the sockets, which ``close`` removes with their listeners (when
-the build's directory is too deep for a socket path, they go in a private directory of the system's temporary
-directory instead, removed with them).
+back. Nothing is written on the node's disk but the sockets, which ``close`` removes with their listeners (a
+directory too deep for a socket address is reached through ``/proc/self/fd``, so the sockets always live in the
+build's private directory).
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,7 +29,6 @@ __all__ = ["SSH_MESSAGES", "ClientAgents", "NodeAgents"]
 #: the message types of the relay (either direction)
 SSH_MESSAGES = frozenset({"ssh-open", "ssh-data", "ssh-close"})
 _READ = 64 << 10
-_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -113,21 +110,23 @@ class NodeAgents:
         self._listeners: list[tuple[socket.socket, Path]] = []
         self._next = 0
         self._lock = threading.Lock()
-        self._short: Path | None = None
         self.sockets: dict[str, str] = {}
-        if len(str(directory / "ssh-00.sock").encode()) > _MAX_SOCKET_PATH:
-            self._short = directory = Path(tempfile.mkdtemp(prefix="polyarch-ssh-"))  # mode 0700
         try:
-            for n, ssh_id in enumerate(ids):
-                self._listen(n, ssh_id, directory / f"ssh-{n}.sock")
+            dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+            try:
+                for n, ssh_id in enumerate(ids):
+                    self._listen(n, ssh_id, directory / f"ssh-{n}.sock", f"/proc/self/fd/{dir_fd}/ssh-{n}.sock")
+            finally:
+                os.close(dir_fd)
         except OSError as exc:
             self.close()
             raise BuildError(f"cannot make the ssh agent socket for --ssh: {exc.strerror or exc}") from None
 
-    def _listen(self, n: int, ssh_id: str, path: Path) -> None:
+    def _listen(self, n: int, ssh_id: str, path: Path, short: str) -> None:
+        """Listen at ``path``, bound through ``short`` (the same place; a socket address holds 108 bytes)."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listeners.append((listener, path))
-        listener.bind(str(path))
+        listener.bind(short)
         os.chmod(path, 0o600)
         listener.listen(8)
         self.sockets[ssh_id] = str(path)
@@ -163,8 +162,6 @@ class NodeAgents:
                 pass
         self._listeners.clear()
         self._pumps.close()
-        if self._short is not None:
-            shutil.rmtree(self._short, ignore_errors=True)
 
 
 class ClientAgents:
