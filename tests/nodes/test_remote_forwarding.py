@@ -125,6 +125,12 @@ def test_cache_goes_to_the_registry_and_a_fresh_node_reuses_it(env: Env, base_ro
     assert run.endswith("CACHED"), again
     assert env.ok("run", "--platform", "linux/arm64", "c:1", "cat", "/arch").stdout == "aarch64\n"
     _nowhere_on_disk(PASSWORD.encode(), env.node)
+    # platforms of one build on two nodes, one --cache-to reference: said, since the last export wins
+    env.homelab()
+    spread = env.ok("build", "--builder", "homelab", "--platform", "linux/amd64,linux/arm64", "--cache-to",
+                    f"type=registry,ref={cache}", str(env.ctx)).stderr
+    assert f"--cache-to type=registry:{cache}: nodes here, pi5 each exported the cache of their own platforms" \
+        in spread, spread
 
 
 def test_a_local_cache_directory_is_refused_before_any_work(env: Env, tmp_path: Path) -> None:

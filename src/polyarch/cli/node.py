@@ -215,8 +215,15 @@ def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequ
 
     access = _access(app, reqs, pushes, registry)
     handed = {name: app.images.lookup(name) for name in local_images}
-    results, _ = build_on_nodes(builder, reqs, local=status, local_build=local_build,
-                                connect=lambda n: NodeClient(n, mux.argv(ssh, n), access, handed), store=app.store,
-                                progress=progress, cancel=cancel, default_platform=host(), pushes=pushes,
-                                node_failover="native" if node_failover is None else "any" if node_failover else "off")
+    results, report = build_on_nodes(builder, reqs, local=status, local_build=local_build,
+                                     connect=lambda n: NodeClient(n, mux.argv(ssh, n), access, handed),
+                                     store=app.store, progress=progress, cancel=cancel, default_platform=host(),
+                                     pushes=pushes, node_failover="native" if node_failover is None else
+                                     "any" if node_failover else "off")
+    for req, assigned in zip(reqs, report.assignments, strict=True):
+        nodes = sorted({a.node for a in assigned})
+        for spec in req.cache_to if len(nodes) > 1 else ():
+            progress.message(f"--cache-to {spec.describe()}: nodes {', '.join(nodes)} each exported the cache of "
+                             "their own platforms there, the last one replacing the others'; use one reference "
+                             "per platform to keep them all")
     return list(zip(plans, results, strict=True))
