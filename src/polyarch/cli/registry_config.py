@@ -10,7 +10,9 @@ or ``storage.s3.{regionendpoint, region, bucket, rootdirectory, accesskey, secre
 chunksize}`` plus polyarch's ``storage.s3.{cafile, profile}`` and ``database`` (``sqlite``, the default: ``registry.db``
 in the store; or ``postgresql://user:password@host:port/name``, which replicas share), and the pull-through mirror
 ``proxy.{remoteurl, username, password, ttl}`` (``ttl``: how long a cached tag is served before it is checked
-against the upstream again, default 168h; 0: never) plus polyarch's ``proxy.allowpush``. Keys of distribution
+against the upstream again, default 168h; 0: never) plus polyarch's ``proxy.allowpush``, and polyarch's
+``limits.{uploadsperrepo, uploadsperclient, uploadttl}`` (open upload sessions per repository and per client address,
+counted across replicas; idle sessions expire after ``uploadttl``, a duration). Keys of distribution
 that do not apply here are
 accepted and ignored (``version``, ``log``, ``storage.cache``, ``http.headers``, ``health``, …), so a registry:2
 file keeps working; any other key is refused.
@@ -83,6 +85,9 @@ class ServeFile:
     s3: S3Settings | None = None
     database: str | None = None  # a postgresql:// URL; None: SQLite in the store
     proxy: ProxySettings | None = None  # a pull-through mirror
+    max_uploads_per_repo: int | None = None  # limits.uploadsperrepo
+    max_uploads_per_client: int | None = None  # limits.uploadsperclient
+    upload_ttl: float | None = None  # limits.uploadttl, seconds
 
 
 class _Bad(Exception):
@@ -106,6 +111,12 @@ def _bool(v: Any) -> bool:
 def _bytes(v: Any) -> int:
     if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())) or int(v) < 0:
         raise _Bad(f"expected a number of bytes, got {str(v)[:40]!r}")
+    return int(v)
+
+
+def _positive(v: Any) -> int:
+    if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())) or int(v) < 1:
+        raise _Bad(f"expected a whole number of at least 1, got {str(v)[:40]!r}")
     return int(v)
 
 
@@ -150,6 +161,13 @@ def _duration(v: Any) -> float:
     if not _GO_DURATION.match(text):
         raise _Bad(f"expected a duration such as 168h, 30m or 90s, got {str(v)[:40]!r}")
     return sum(float(n) * _GO_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)", text))
+
+
+def _ttl(v: Any) -> float:
+    seconds = _duration(v)
+    if seconds <= 0:
+        raise _Bad("must be longer than 0")
+    return seconds
 
 
 def remote_url(v: Any) -> str:
@@ -197,6 +215,7 @@ _KEYS: dict[str, Callable[[Any], Any]] = {
     "storage.s3.profile": _text,
     "proxy.remoteurl": remote_url, "proxy.username": _text, "proxy.password": _text, "proxy.ttl": _duration,
     "proxy.allowpush": _bool,
+    "limits.uploadsperrepo": _positive, "limits.uploadsperclient": _positive, "limits.uploadttl": _ttl,
 }
 _SECTIONS = ("storage.filesystem", "storage.s3")  # may be empty mappings
 
@@ -313,7 +332,10 @@ def load_serve_file(path: Path | None, environ: tuple[tuple[str, str], ...] = ()
                     htpasswd=values.get("auth.htpasswd.path"), delete_enabled=values.get("storage.delete.enabled"),
                     read_only=values.get("storage.maintenance.readonly.enabled"),
                     redirect=not values.get("storage.redirect.disable", False),
-                    redirect_min=values.get("storage.redirect.minsize"), database=values.get("database"))
+                    redirect_min=values.get("storage.redirect.minsize"), database=values.get("database"),
+                    max_uploads_per_repo=values.get("limits.uploadsperrepo"),
+                    max_uploads_per_client=values.get("limits.uploadsperclient"),
+                    upload_ttl=values.get("limits.uploadttl"))
     proxy = {k.removeprefix("proxy."): v for k, v in values.items() if k.startswith("proxy.")}
     if proxy:
         if "remoteurl" not in proxy:

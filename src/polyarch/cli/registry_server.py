@@ -63,11 +63,14 @@ def registry() -> None:
 @click.option("--delete-enabled", is_flag=True, default=None, help="Allow DELETE of manifests, tags and blob links.")
 @click.option("--no-redirect", is_flag=True, default=None,
               help="Stream blobs from S3 storage instead of answering 307 to a presigned URL.")
-@click.option("--upload-ttl", default="1h", show_default=True, help="Expire idle upload sessions after this.")
-@click.option("--max-uploads-per-repo", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Open upload sessions a repository may have; more answer 429 TOOMANYREQUESTS.")
-@click.option("--max-uploads-per-client", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Open upload sessions one client address may have; more answer 429 TOOMANYREQUESTS.")
+@click.option("--upload-ttl", default=None, help="Expire idle upload sessions after this (limits.uploadttl).  "
+              "[default: 1h]")
+@click.option("--max-uploads-per-repo", default=None, type=click.IntRange(min=1),
+              help="Open upload sessions a repository may have, over all replicas (limits.uploadsperrepo); more "
+                   "answer 429 TOOMANYREQUESTS.  [default: 64]")
+@click.option("--max-uploads-per-client", default=None, type=click.IntRange(min=1),
+              help="Open upload sessions one client address may have, over all replicas (limits.uploadsperclient); "
+                   "more answer 429 TOOMANYREQUESTS.  [default: 256]")
 @click.option("--header-timeout", default="30s", show_default=True, help="Close connections whose request head "
               "is not complete within this.")
 @click.option("--body-timeout", default="60s", show_default=True, help="Answer 408 when a request body stalls "
@@ -87,8 +90,9 @@ def registry() -> None:
 @pass_app
 def serve(app: AppContext, config_file: Path | None, database: str | None, addr: str | None, tls_cert: Path | None, tls_key: Path | None,
           tls_client_ca: Path | None, htpasswd: Path | None, token_auth: bool, token_key: Path | None,
-          read_only: bool | None, delete_enabled: bool | None, no_redirect: bool | None, upload_ttl: str,
-          max_uploads_per_repo: int, max_uploads_per_client: int, header_timeout: str, body_timeout: str,
+          read_only: bool | None, delete_enabled: bool | None, no_redirect: bool | None, upload_ttl: str | None,
+          max_uploads_per_repo: int | None, max_uploads_per_client: int | None, header_timeout: str,
+          body_timeout: str,
           proxy_remote_url: str | None, proxy_allow_push: bool | None, log_level: str, ui: bool | None, hosts_file: Path | None, ui_viewers: tuple[str, ...]) -> None:
     """Serve the local store as an OCI distribution registry.
 
@@ -98,6 +102,7 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     from polyarch.registry.server import Authorizer, Htpasswd, Registry, RegistryConfig, TokenIssuer
     from polyarch.registry.server import serve as srv
     from polyarch.registry.server.state import REDIRECT_MIN
+    from polyarch.registry.server.uploads import MAX_PER_CLIENT, MAX_PER_REPO
 
     from .registry_config import ProxySettings, check_database, check_remote_url, load_serve_file
 
@@ -142,9 +147,12 @@ def serve(app: AppContext, config_file: Path | None, database: str | None, addr:
     if hosts_file is not None and not with_ui:
         raise UsageError("--hosts is for the web page: add --ui")
     ui_hosts = load_ui_hosts(hosts_file, app.env.ssh) if hosts_file is not None else ()
+    ttl = parse_duration(upload_ttl) if upload_ttl is not None else conf.upload_ttl or 3600.0
     config = RegistryConfig(read_only=read_only, delete_enabled=delete_enabled,
-                            upload_ttl=parse_duration(upload_ttl), idle_timeout=parse_duration(body_timeout),
-                            max_uploads_per_repo=max_uploads_per_repo, max_uploads_per_client=max_uploads_per_client,
+                            upload_ttl=ttl, idle_timeout=parse_duration(body_timeout),
+                            max_uploads_per_repo=max_uploads_per_repo or conf.max_uploads_per_repo or MAX_PER_REPO,
+                            max_uploads_per_client=max_uploads_per_client or conf.max_uploads_per_client
+                            or MAX_PER_CLIENT,
                             redirect=redirect,
                             redirect_min=REDIRECT_MIN if conf.redirect_min is None else conf.redirect_min)
     store = app.store

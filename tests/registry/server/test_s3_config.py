@@ -173,6 +173,22 @@ def test_the_line_is_that_of_the_bad_key_in_a_longer_file(tmp_path: Path, change
     assert str(info.value.message).startswith(f"{path}:{line}: {message}"), info.value.message
 
 
+def test_polyarch_limits_keys(tmp_path: Path) -> None:
+    text = "limits:\n  uploadsperrepo: 3\n  uploadsperclient: '7'\n  uploadttl: 90m\n"
+    got = load_serve_file(_write(tmp_path, text), (("REGISTRY_LIMITS_UPLOADSPERCLIENT", "9"),))
+    assert (got.max_uploads_per_repo, got.max_uploads_per_client, got.upload_ttl) == (3, 9, 5400.0)
+    assert (ServeFile().max_uploads_per_repo, ServeFile().upload_ttl) == (None, None)
+    for bad, line, message in (("limits:\n  uploadsperrepo: 0\n", 2, "limits.uploadsperrepo: expected a whole"),
+                               ("\nlimits:\n  uploadsperclient: many\n", 3, "limits.uploadsperclient: expected"),
+                               ("limits:\n  uploadttl: 0\n", 2, "limits.uploadttl: must be longer than 0"),
+                               ("limits:\n  uploadttl: soon\n", 2, "limits.uploadttl: expected a duration"),
+                               ("limits:\n  sessions: 4\n", 2, "limits.sessions: unknown key")):
+        path = _write(tmp_path, bad)
+        with pytest.raises(UsageError) as info:
+            load_serve_file(path)
+        assert info.value.message.startswith(f"{path}:{line}: {message}"), info.value.message
+
+
 def test_redirect_minsize_is_read(tmp_path: Path) -> None:
     got = load_serve_file(_write(tmp_path, _LATER_FILE))
     assert (got.redirect, got.redirect_min) == (True, 1 << 20)

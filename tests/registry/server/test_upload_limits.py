@@ -1,7 +1,8 @@
 """Upload-session limits counted in the metadata database (SQLite and a real PostgreSQL 15), so every process on
 one database shares them: ``create_upload`` with ``UploadLimits`` refuses the session over a repository's or a
 client's limit, idle sessions stop counting, concurrent creators through separate connections never overshoot,
-and two ``registry serve`` replicas on one bucket and one PostgreSQL answer 429 at the shared limit."""
+and two ``registry serve`` replicas on one bucket and one PostgreSQL answer 429 at the shared limit; the limits come
+from ``limits.*`` in the config file or the flags over it."""
 
 from __future__ import annotations
 
@@ -125,3 +126,20 @@ def test_two_replicas_share_the_limits(rgw: Rgw, bucket: str, pg: str, tmp_path:
     finally:
         one.stop()
         two.stop()
+
+
+def test_limits_from_the_config_file_and_the_flag_over_it(tmp_path: Path) -> None:
+    config = tmp_path / "registry.yaml"
+    config.write_text("limits:\n  uploadsperrepo: 2\n  uploadsperclient: 100\n  uploadttl: 1h\n")
+    server = start_server(tmp_path / "store", "--config", str(config))
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            assert [c.post("/v2/a/blobs/uploads/").status_code for _ in range(3)] == [202, 202, 429]
+    finally:
+        server.stop()
+    server = start_server(tmp_path / "store2", "--config", str(config), "--max-uploads-per-repo", "3")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            assert [c.post("/v2/a/blobs/uploads/").status_code for _ in range(4)] == [202, 202, 202, 429]
+    finally:
+        server.stop()
