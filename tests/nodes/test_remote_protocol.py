@@ -233,3 +233,19 @@ def test_schedule_native_then_emulated_then_error() -> None:
     assert [a.node for a in schedule([arm, parse("linux/arm64/v8")], [pi, pi2])] == ["pi5", "pi4"]
     with pytest.raises(UsageError, match="no node of builder b can run linux/s390x"):
         schedule([amd, s390], [here, pi], builder="b")
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("push", {"repositories": "reg/app"}, "bad push"),
+    ("push", {"repositories": ["UPPER/Case::"]}, "bad push repository"),
+    ("images", {"polyarch.bake/x:1": {"index": {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + "0" * 64, "size": 2},
+                                      "blobs": []}}, "not among its blobs"),
+    ("images", {"../x": {"index": {}, "blobs": []}}, "bad images"),
+    ("images", ["a"], "bad images"),
+])
+def test_a_node_refuses_bad_build_parts(field: str, value: object, match: str) -> None:
+    from polyarch.nodes import server
+
+    parse = server._repositories if field == "push" else server._images
+    with pytest.raises(ProtocolError, match=match):
+        parse(value)
