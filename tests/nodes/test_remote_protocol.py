@@ -249,3 +249,38 @@ def test_a_node_refuses_bad_build_parts(field: str, value: object, match: str) -
     parse = server._repositories if field == "push" else server._images
     with pytest.raises(ProtocolError, match=match):
         parse(value)
+
+
+def test_peers_of_the_previous_version_are_refused(tmp_path: Path) -> None:
+    """A node of protocol 1 is refused by the client in one line naming both; a client of protocol 1 gets this
+    node's hello and the session ends."""
+    import sys
+
+    from polyarch.errors import BuildError
+    from polyarch.nodes.client import NodeClient
+    from polyarch.nodes.model import Node, parse_endpoint
+    from polyarch.nodes.server import NodePlatforms, NodeServer
+
+    old = tmp_path / "old_node.py"  # stands for ssh + an old node: the client runs it as its ssh command
+    old.write_text("import json, struct, sys\n"
+                   "r, w = sys.stdin.buffer, sys.stdout.buffer\n"
+                   "kind, n = struct.unpack('>cI', r.read(5)); r.read(n)\n"
+                   "msg = json.dumps({'type': 'hello', 'version': 1, 'native': ['linux/arm64']}).encode()\n"
+                   "w.write(struct.pack('>cI', b'J', len(msg)) + msg); w.flush()\n")
+    client = NodeClient(Node("pi5", parse_endpoint("ssh://pi5")), (sys.executable, str(old)))
+    with pytest.raises(BuildError, match=f"^node pi5 \\(ssh://pi5\\): node pi5 speaks node protocol 1, this "
+                                         f"polyarch speaks {PROTOCOL_VERSION}$"):
+        client.connect()
+    client.abort()
+    client.close()
+
+    sender, hello_v1 = _pair()
+    sender.send({"type": "hello", "version": 1})
+    out = io.BytesIO()
+    NodeServer(Channel(io.BytesIO(hello_v1.getvalue()), out), store=ContentStore(tmp_path / "node"),
+               build=lambda *a: None, push=lambda *a: None,  # type: ignore[arg-type,return-value]
+               platforms=NodePlatforms((parse("linux/arm64"),), ()), version="x").serve()
+    answer = _reader(out.getvalue())
+    assert answer.recv()["version"] == PROTOCOL_VERSION
+    with pytest.raises(ConnectionLost):
+        answer.recv()  # nothing else: the session ended
