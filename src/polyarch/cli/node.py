@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["build_over_nodes", "node", "node_push", "push_by_digest", "ssh_command", "ssh_mux"]
 
-#: output attributes a push by the nodes honours (anything else needs the layers here)
-_NODE_PUSH_ATTRS = frozenset({"name", "push", "push-by-digest", "name-canonical", "registry.insecure"})
+#: output attributes a push by the nodes honours (anything else, ``registry.insecure`` too, leaves it to this host)
+_NODE_PUSH_ATTRS = frozenset({"name", "push", "push-by-digest", "name-canonical"})
 
 
 def ssh_command(app: AppContext) -> tuple[str, ...]:
