@@ -284,3 +284,20 @@ def test_peers_of_the_previous_version_are_refused(tmp_path: Path) -> None:
     assert answer.recv()["version"] == PROTOCOL_VERSION
     with pytest.raises(ConnectionLost):
         answer.recv()  # nothing else: the session ended
+
+
+def test_when_the_nodes_push_themselves() -> None:
+    from polyarch.cli.node import node_push
+    from polyarch.exporters.spec import OutputSpec, parse_output
+
+    push = OutputSpec("registry")
+    tags = ["reg.example:5000/app:1", "other.example/team/app:2", "reg.example:5000/app:3"]
+    assert node_push([push], tags, layers_needed=False) == ("reg.example:5000/app", "other.example/team/app")
+    assert node_push([parse_output("type=registry,name=r.example/x:1,push-by-digest=true")], [],
+                     layers_needed=False) == ("r.example/x",)
+    # the layers are needed here: --load, a file output, a conversion, attestations or --verify, a TLS exception
+    for specs in ([push, OutputSpec("image")], [push, parse_output("type=oci,dest=/tmp/x.tar")],
+                  [parse_output("type=registry,compression=zstd")],
+                  [parse_output("type=registry,registry.insecure=true")], []):
+        assert node_push(specs, tags, layers_needed=False) == (), specs
+    assert node_push([push], tags, layers_needed=True) == ()
