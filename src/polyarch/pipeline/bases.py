@@ -2,15 +2,19 @@
 ``polyarch.sources.STORE_THEN_REGISTRY``: the local store's image (``sources.store.StoreSource.image``), else
 pulled from its registry into the store (always with ``--pull``), since the solver reads layers from the store.
 
-``BaseImages`` answers the frontend (``config``: read from the registry when the image must be pulled, nothing
-stored) and the solver (``image``: pulled then, the platforms of a build at once); ``local_resolver`` is the
-frontend's resolver over the local store alone (``--call`` reports).
+``BaseImages`` answers the frontend (``config``: read from the registry when the image must be pulled) and the
+solver (``image``). A config read from the registry starts that image's pull on a thread of its own at once, so
+the pull overlaps the rest of planning and the solver's start (context hashing, steps that need no base); the
+solver's ``image`` waits for it. The pull takes the manifests and config planning read (``transfer.Documents``):
+each is fetched once per build. ``local_resolver`` is the frontend's resolver over the local store alone
+(``--call`` reports).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from polyarch.content.images import Image, ImageStore
@@ -24,6 +28,7 @@ from polyarch.sources.store import StoreSource
 if TYPE_CHECKING:
     from polyarch.registry.client import RegistryClient
     from polyarch.solver.cache import BuildCache
+    from polyarch.sources.transfer import Documents
 
 __all__ = ["BaseImages", "local_resolver"]
 
@@ -48,6 +53,9 @@ class BaseImages:
         self._indexes: BuildCache | None = None
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}  # pulls of different platforms run at once
         self._resolved: dict[str, Digest] = {}  # ref -> the digest planning read its configs from
+        self._documents: Documents | None = None  # manifests and configs read while planning, for the pulls
+        self._prefetch: ThreadPoolExecutor | None = None  # pulls started by ``config``
+        self._started: list[Future[object]] = []
 
     def _shared(self) -> tuple[RegistryClient, BuildCache | None]:
         with self._lock:
@@ -69,9 +77,36 @@ class BaseImages:
         if ref in self._resolved:  # what planning read: the layers of that same image
             parsed = parsed.with_digest(self._resolved[ref])
         client, indexes = self._shared()
-        pull_image(client, parsed, self.images, name=ref, platforms=[platform], indexes=indexes)
+        pull_image(client, parsed, self.images, name=ref, platforms=[platform], indexes=indexes,
+                   documents=self._docs())
+
+    def _docs(self) -> Documents:
+        from polyarch.sources.transfer import Documents
+
+        with self._lock:
+            if self._documents is None:
+                self._documents = Documents()
+            return self._documents
+
+    def _start_pull(self, ref: str, platform: Platform) -> None:
+        """Pull ``ref`` for ``platform`` in the background; ``image`` (the solver) waits for it, errors included."""
+        def pull() -> None:
+            try:
+                self.image(ref, platform)
+            except PolyarchError:
+                pass  # kept in _failed: the solver's image() raises it where the step needs the image
+
+        with self._lock:
+            if self._prefetch is None:
+                self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="base-pull")
+            self._started.append(self._prefetch.submit(pull))
 
     def close(self) -> None:
+        """Wait for pulls started by ``config`` (none is left half-done) and release the client and cache."""
+        with self._lock:
+            pool, self._prefetch = self._prefetch, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -125,9 +160,16 @@ class BaseImages:
             from polyarch.oci import reference
             from polyarch.sources.transfer import remote_config
 
+            parsed = reference.parse(ref).defaulted()
+            with self._lock:
+                pinned = self._resolved.get(ref)
+            if pinned is not None:  # a second platform: the index planning read for the first
+                parsed = parsed.with_digest(pinned)
             try:
-                config, digest = remote_config(self._shared()[0], reference.parse(ref).defaulted(), platform)
-                self._resolved.setdefault(ref, digest)
+                config, digest = remote_config(self._shared()[0], parsed, platform, documents=self._docs())
+                with self._lock:
+                    self._resolved.setdefault(ref, digest)
+                self._start_pull(ref, platform)
                 return config
             except PolyarchError:
                 return self.image(ref, platform).config  # the error as a pull reports it

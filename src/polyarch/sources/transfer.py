@@ -18,6 +18,10 @@ and layer blob came from; a push from the store records the repository it made e
 another repository of the same registry (in any later process) first tries to mount each blob from the
 repositories recorded for it (the source's own repository first when it is a registry), then uploads. The records
 are hints: one that cannot be read or written is left aside and the transfer goes on without it.
+
+**Documents read once** (``Documents``): a build plans with configs read from the registry (``remote_config``)
+and then pulls the same image (``pull_image``); given the same ``Documents``, the pull takes the manifests and
+configs planning read (verified against their digests when they were read) instead of fetching them again.
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ from polyarch.oci.spec import (
     parse_document,
 )
 from polyarch.platform import Platform
-from polyarch.registry.client import RegistryClient
+from polyarch.registry.client import FetchedManifest, RegistryClient
 from polyarch.registry.sink import BlobSink
 from polyarch.sources.protocol import ContentSource
 from polyarch.sources.registry import RegistrySource
 from polyarch.sources.store import StoreSource
 
-__all__ = ["PULLED_FROM", "PullResult", "PushResult", "pull_image", "push_image", "remote_config", "run_parallel"]
+__all__ = ["PULLED_FROM", "Documents", "PullResult", "PushResult", "pull_image", "push_image", "remote_config",
+           "run_parallel"]
 
 PULLED_FROM = "io.polyarch.pulled-from"
 _NAMING = threading.Lock()
@@ -204,6 +209,44 @@ def _record(origins: BlobOrigins | None, ref: Reference, digests: Sequence[Diges
 
 # --- pull ------------------------------------------------------------------------------------------------------
 
+class Documents:
+    """Manifests, indexes and configs read from a registry, by digest: each was verified against its digest
+    when read (``RegistryClient.get_manifest`` by digest or with the registry's digest header, ``RegistrySource``
+    reads). Shared by the threads of one build."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: Digest) -> tuple[str, bytes] | None:
+        """(media type, bytes) of ``digest``, when read before."""
+        with self._lock:
+            return self._items.get(str(digest))
+
+    def put(self, digest: Digest, media_type: str, raw: bytes) -> None:
+        with self._lock:
+            self._items[str(digest)] = (media_type, raw)
+
+    def read(self, src: ContentSource, desc: Descriptor) -> bytes:
+        """``desc``'s bytes: known ones, else read through ``src`` (checked against ``desc``) and kept."""
+        known = self.get(desc.digest)
+        if known is not None and len(known[1]) == desc.size:
+            return known[1]
+        raw = src.read(desc)
+        self.put(desc.digest, desc.media_type, raw)
+        return raw
+
+    def manifest(self, client: RegistryClient, ref: Reference) -> FetchedManifest:
+        """``ref``'s manifest or index: a known one when ``ref`` is pinned to its digest, else fetched and kept."""
+        if ref.digest is not None:
+            known = self.get(ref.digest)
+            if known is not None:
+                return FetchedManifest(known[1], known[0], ref.digest)
+        fetched = client.get_manifest(ref)
+        self.put(fetched.digest, fetched.media_type, fetched.raw)
+        return fetched
+
+
 @dataclass(frozen=True, slots=True)
 class PullResult:
     descriptor: Descriptor
@@ -220,12 +263,14 @@ def _image_children(index: Index) -> list[Descriptor]:
 
 def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, name: str | None = None,
                platforms: Sequence[Platform] = (), all_platforms: bool = False,
-               parallel: int | None = None, indexes: LayerIndexes | None = None) -> PullResult:
+               parallel: int | None = None, indexes: LayerIndexes | None = None,
+               documents: Documents | None = None) -> PullResult:
     """Fetch ``ref`` into the store and point ``name`` (default: ``str(ref)``) at it.
 
     Without ``platforms`` and ``all_platforms`` the host platform is pulled. With ``indexes`` (the build cache,
     given by the CLI) each fetched layer's path index is made in the pass that hashes it and recorded there, so
-    a build on this image never reads the layer again for WORKDIR/COPY/ADD/USER.
+    a build on this image never reads the layer again for WORKDIR/COPY/ADD/USER. With ``documents`` (those
+    ``remote_config`` read while the build planned) the manifests and configs in it are not fetched again.
 
     :raises NotFound: no manifest for a requested platform (listing what the index has).
     :raises RegistryError: from the registry; nothing is named until everything is stored and verified.
@@ -233,7 +278,8 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
     store = images.store
     workers = parallel or client.options.parallel
     wanted = tuple(platforms) or ((plat.host(),) if not all_platforms else ())
-    fetched = client.get_manifest(ref)
+    documents = documents if documents is not None else Documents()
+    fetched = documents.manifest(client, ref)
     doc = parse_document(fetched.raw, fetched.media_type)
     root = fetched.descriptor
     src = RegistrySource(client, ref)
@@ -257,7 +303,7 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
                 if best not in chosen:
                     chosen.append(best)
         for child in chosen:
-            manifests.extend(_collect(src, child))
+            manifests.extend(_collect(src, child, documents))
     blobs: dict[str, Descriptor] = {}
     layers: set[str] = set()
     for desc, raw in manifests:
@@ -275,8 +321,14 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
             writer = store.writer(b.digest.algorithm, batch=batch)
             return IndexingSink(writer, indexes) if indexes is not None and str(b.digest) in layers else writer
 
-        run_parallel(lambda b: client.fetch_blob(ref, b, lambda: sink(b)),
-                     sorted(blobs.values(), key=lambda b: -b.size), workers)
+        def fetch(b: Descriptor) -> None:
+            known = documents.get(b.digest) if str(b.digest) not in layers else None
+            if known is not None and len(known[1]) == b.size:
+                store.write(known[1], b.digest, batch=batch)  # a config planning read: not fetched again
+            else:
+                client.fetch_blob(ref, b, lambda: sink(b))
+
+        run_parallel(fetch, sorted(blobs.values(), key=lambda b: -b.size), workers)
         with BlobOrigins(store.root) as origins:
             _record(origins, ref, [b.digest for desc, raw in manifests for b in _blobs_of(desc, raw)])
         for desc, raw in manifests:
@@ -295,14 +347,17 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
     return PullResult(root, name or str(ref), pulled, len(blobs), partial)
 
 
-def remote_config(client: RegistryClient, ref: Reference, platform: Platform) -> tuple[ImageConfig, Digest]:
+def remote_config(client: RegistryClient, ref: Reference, platform: Platform, *,
+                  documents: Documents | None = None) -> tuple[ImageConfig, Digest]:
     """The image config ``ref`` has for ``platform``, read from the registry (manifests and config only, nothing
     stored), and the digest ``ref`` resolved to: a build plans with the config, then ``pull_image`` brings the
-    layers of that same digest (a tag moved meanwhile changes nothing).
+    layers of that same digest (a tag moved meanwhile changes nothing). ``documents`` keeps what was read (and
+    answers what was read before: the index of a second platform), for that pull.
 
     :raises NotFound: no image for ``platform``. :raises RegistryError: from the registry.
     """
-    fetched = client.get_manifest(ref)
+    documents = documents if documents is not None else Documents()
+    fetched = documents.manifest(client, ref)
     doc = parse_document(fetched.raw, fetched.media_type)
     desc, raw = fetched.descriptor, fetched.raw
     src = RegistrySource(client, ref)
@@ -311,12 +366,12 @@ def remote_config(client: RegistryClient, ref: Reference, platform: Platform) ->
         if best is None:
             raise NotFound(f"{ref} has no image for {platform}")
         desc = best
-        raw = src.read(best)
+        raw = documents.read(src, best)
         doc = parse_document(raw, best.media_type)
     if not isinstance(doc, Manifest):
         raise NotFound(f"{ref} for {platform} is not an image manifest")
     check_config_size(doc.config)
-    config = parse_config(src.read(doc.config))
+    config = parse_config(documents.read(src, doc.config))
     check_platform(desc, config)
     return config, fetched.descriptor.digest
 
@@ -326,14 +381,14 @@ def _blobs_of(desc: Descriptor, raw: bytes) -> tuple[Descriptor, ...]:
     return (doc.config, *doc.layers) if isinstance(doc, Manifest) else ()
 
 
-def _collect(src: ContentSource, desc: Descriptor) -> list[tuple[Descriptor, bytes]]:
-    raw = src.read(desc)
+def _collect(src: ContentSource, desc: Descriptor, documents: Documents) -> list[tuple[Descriptor, bytes]]:
+    raw = documents.read(src, desc)
     doc = parse_document(raw, desc.media_type)
     out: list[tuple[Descriptor, bytes]] = []
     if isinstance(doc, Index):
         for child in doc.manifests:
             if is_index(child.media_type) or is_manifest(child.media_type):
-                out.extend(_collect(src, child))
+                out.extend(_collect(src, child, documents))
     out.append((desc, raw))
     return out
 
