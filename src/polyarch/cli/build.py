@@ -217,6 +217,11 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
         if report_text.exit_code:
             sys.exit(report_text.exit_code)
         return
+    early = None
+    if not chosen.is_local:  # reach the nodes now: their start-up overlaps this one's (cli/node.py)
+        from polyarch.cli.node import connect_nodes
+
+        early = connect_nodes(app, chosen)
 
     from polyarch.cli.interrupt import cancel_on_signals
     from polyarch.cli.wiring import build_deps, enter_rootless
@@ -285,7 +290,7 @@ def build(app: AppContext, context: str, dockerfile: str | None, platforms: tupl
                 pushes = node_push(specs, tags, layers_needed=verify or attest_opts.any)  # nodes push by digest
                 [(plan, result)] = build_over_nodes(app, chosen, [req], progress=progress, cancel=cancel,
                                                     registry=registry, pushes=[pushes] if pushes else (),
-                                                    node_failover=node_failover)
+                                                    node_failover=node_failover, connections=early)
         for finding in plan.findings:
             progress.message(f"{finding.rule}: {finding.message} ({finding.filename}:{finding.start_line})")
         for name in plan.unused_build_args:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from polyarch.exporters.assemble import BuildResult
     from polyarch.exporters.spec import OutputSpec
     from polyarch.frontend.convert.plan import BuildPlan
+    from polyarch.nodes.distribute import NodeConnections
     from polyarch.nodes.model import Builder
     from polyarch.nodes.sshmux import SshMux
     from polyarch.nodes.wire import RegistryAccess
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from polyarch.progress import Progress
     from polyarch.registry.credentials import CredentialStore
 
-__all__ = ["build_over_nodes", "node", "node_push", "push_by_digest", "ssh_command", "ssh_mux"]
+__all__ = ["build_over_nodes", "connect_nodes", "node", "node_push", "push_by_digest", "ssh_command", "ssh_mux"]
 
 #: output attributes a push by the nodes honours (anything else, ``registry.insecure`` too, leaves it to this host)
 _NODE_PUSH_ATTRS = frozenset({"name", "push", "push-by-digest", "name-canonical"})
@@ -183,17 +184,30 @@ def _access(app: AppContext, reqs: Sequence[BuildRequest], pushes: Sequence[tupl
     return RegistryAccess(auths, tuple(getattr(registry, "insecure", ())))
 
 
+def connect_nodes(app: AppContext, builder: Builder) -> NodeConnections:
+    """Start reaching ``builder``'s ssh nodes now, in the background (``build`` calls it before its own start-up,
+    which then overlaps the nodes'); the connections end when the command does (or when the build ends)."""
+    from polyarch.nodes.client import NodeClient
+    from polyarch.nodes.distribute import NodeConnections
+
+    ssh, mux = ssh_command(app), ssh_mux(app)
+    conns = NodeConnections(builder.remote_nodes, lambda n: NodeClient(n, mux.argv(ssh, n)))
+    click.get_current_context().call_on_close(conns.close)
+    return conns
+
+
 def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequest], *, progress: Progress,
                      cancel: Cancel, registry: Any, pushes: Sequence[tuple[str, ...]] = (),
-                     node_failover: bool | None = None, local_images: Sequence[str] = ()
-                     ) -> list[tuple[BuildPlan, BuildResult]]:
+                     node_failover: bool | None = None, local_images: Sequence[str] = (),
+                     connections: NodeConnections | None = None) -> list[tuple[BuildPlan, BuildResult]]:
     """``reqs`` (one build, or a bake round's targets) built over ``builder``'s nodes, the local node's share
     through the usual pipeline. Each plan is made here from the local store alone (``--check`` findings, unused
-    build args; a bad Dockerfile fails before any node is contacted). ``pushes`` (per request, ``node_push``):
+    build args; a bad Dockerfile fails before any node gets work). ``pushes`` (per request, ``node_push``):
     the repositories ssh nodes push their platforms to by digest. ``node_failover``: ``--node-failover`` (True:
     any node, emulated if need be), ``--no-node-failover`` (False: none), not given (None: native nodes only).
     ``local_images``: names of this store's images that ``docker-image://`` contexts name and ssh nodes receive
-    by content (a bake's ``target:`` contexts), never pulled from a registry."""
+    by content (a bake's ``target:`` contexts), never pulled from a registry. ``connections``: the nodes'
+    connections ``connect_nodes`` started (else they are made here, after the plans)."""
     from polyarch.cli.wiring import build_deps
     from polyarch.nodes.client import NodeClient
     from polyarch.nodes.distribute import build_on_nodes
@@ -215,8 +229,13 @@ def build_over_nodes(app: AppContext, builder: Builder, reqs: Sequence[BuildRequ
 
     access = _access(app, reqs, pushes, registry)
     handed = {name: app.images.lookup(name) for name in local_images}
+    connect: Any = lambda n: NodeClient(n, mux.argv(ssh, n), access, handed)  # noqa: E731
+    if connections is not None and not handed:
+        for client in connections.clients.values():
+            client.access = access
+        connect = connections
     results, report = build_on_nodes(builder, reqs, local=status, local_build=local_build,
-                                     connect=lambda n: NodeClient(n, mux.argv(ssh, n), access, handed),
+                                     connect=connect,
                                      store=app.store, progress=progress, cancel=cancel, default_platform=host(),
                                      pushes=pushes, node_failover="native" if node_failover is None else
                                      "any" if node_failover else "off")

@@ -123,7 +123,7 @@ class NodeClient:
                  access: wire.RegistryAccess | None = None, local_images: Mapping[str, Descriptor] | None = None
                  ) -> None:
         self.node = node
-        self._access = access or wire.RegistryAccess()
+        self.access = access or wire.RegistryAccess()  # may be set until the first build (early connections)
         self._local_images = dict(local_images or {})  # name → index of the client's store the node receives
         self._argv = ssh_argv(node, ssh)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -237,7 +237,7 @@ class NodeClient:
         images, image_blobs = self._images(req, ImageStore(store), (*platforms, *native))
         build: dict[str, Any] = {"type": "build", "request": wire.request_to_json(req, platforms),
                                  "contexts": {n: [e.to_json() for e in es] for n, es in trees.items()},
-                                 "registry": self._access.to_json()}
+                                 "registry": self.access.to_json()}
         if images:
             build["images"] = images
         if push:

@@ -1,8 +1,10 @@
 """Builds spread over a builder's nodes: connect, schedule, run every node's platforms at once, one index each.
 
-``build_on_nodes`` (one request, or every target of a bake in one go) connects to every ssh node first (in parallel; ``hello`` tells what each runs), schedules
-each platform (``schedule``: native, else emulated with a warning, else an error before any work), then runs the local node's share here (``local_build``: the usual pipeline, all of its requests
-in one solve) and each ssh node's share over its connection (request after request on one connection; the
+``build_on_nodes`` (one request, or every target of a bake in one go) connects to every ssh node first, in
+parallel (``NodeConnections``, which the caller may have started earlier so that its own start-up overlaps the
+nodes'; ``hello`` tells what each runs), schedules each platform (``schedule``: native, else emulated with a
+warning, else an error before any work), then runs the local node's share here (``local_build``: the usual
+pipeline, all of its requests in one solve) and each ssh node's share over its connection (request after request on one connection; the
 node's cache makes steps it already ran cached; ``BUILDPLATFORM`` there is the node's first declared platform,
 else the node's own host), the nodes in parallel threads.
 
@@ -40,7 +42,7 @@ from .client import NodeClient, NodeLost
 from .model import Builder, Node, NodeStatus
 from .schedule import Assignment, Candidate, Failover, failover, schedule
 
-__all__ = ["NodeReport", "build_on_nodes"]
+__all__ = ["NodeConnections", "NodeReport", "build_on_nodes"]
 
 #: builds the local node's share: the requests (platforms replaced) in one solve, their images in the store
 LocalBuild = Callable[[list[BuildRequest], Cancel], list[BuildResult]]
@@ -56,25 +58,41 @@ class NodeReport:
     received: dict[str, int]
 
 
-def _connect_all(nodes: Sequence[Node], connect: Callable[[Node], NodeClient]
-                 ) -> tuple[dict[str, NodeClient], dict[str, BuildError]]:
-    clients: dict[str, NodeClient] = {}
-    errors: dict[str, BuildError] = {}
+class NodeConnections:
+    """Connections to ssh nodes, made in the background from the moment this is created (one thread per node runs
+    ``NodeClient.connect``), so that what the caller does meanwhile overlaps the nodes' start-up. ``wait`` gives
+    the nodes that answered and the errors of those that did not; ``close`` ends every connection (any thread)."""
 
-    def one(node: Node) -> None:
-        client = connect(node)
+    def __init__(self, nodes: Sequence[Node], connect: Callable[[Node], NodeClient]) -> None:
+        self.clients = {n.name: connect(n) for n in nodes}
+        self._errors: dict[str, BuildError] = {}
+        self._closed = False
+        self._threads = [threading.Thread(target=self._one, args=(c,), name=f"node-{c.name}", daemon=True)
+                         for c in self.clients.values()]
+        for t in self._threads:
+            t.start()
+
+    def _one(self, client: NodeClient) -> None:
         try:
             client.connect()
-            clients[node.name] = client
         except BuildError as exc:
             client.abort()
             client.close()
-            errors[node.name] = exc
+            self._errors[client.name] = exc
 
-    if nodes:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            list(pool.map(one, nodes))
-    return clients, errors
+    def wait(self) -> tuple[dict[str, NodeClient], dict[str, BuildError]]:
+        for t in self._threads:
+            t.join()
+        return {n: c for n, c in self.clients.items() if n not in self._errors}, dict(self._errors)
+
+    def close(self) -> None:
+        """Say ``bye`` to every node that answered (the others are stopped); once."""
+        if self._closed:
+            return
+        self._closed = True
+        clients, _ = self.wait()
+        for client in clients.values():
+            client.close()
 
 
 def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClient],
@@ -97,7 +115,7 @@ def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClie
 
 
 def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: NodeStatus, local_build: LocalBuild,
-                   connect: Callable[[Node], NodeClient], store: ContentStore, progress: Progress,
+                   connect: Callable[[Node], NodeClient] | NodeConnections, store: ContentStore, progress: Progress,
                    cancel: Cancel, default_platform: Platform, pushes: Sequence[tuple[str, ...]] = (),
                    node_failover: Failover = "native") -> tuple[list[BuildResult], NodeReport]:
     """The builds of ``reqs`` (one, or a bake's targets) over ``builder``'s nodes; one result per request.
@@ -110,7 +128,8 @@ def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: Nod
     for req in reqs:
         for node in builder.remote_nodes:
             wire.check_forwardable(req, node.name)
-    clients, unreachable = _connect_all(builder.remote_nodes, connect)
+    conns = connect if isinstance(connect, NodeConnections) else NodeConnections(builder.remote_nodes, connect)
+    clients, unreachable = conns.wait()
     try:
         candidates = _candidates(builder, local, clients)
         try:
@@ -136,8 +155,7 @@ def build_on_nodes(builder: Builder, reqs: Sequence[BuildRequest], *, local: Nod
         images = _run(builder, list(reqs), by_node, clients, candidates, local_build, store, progress, cancel,
                       pushes, _Failover(node_failover, emulated))
     finally:
-        for client in clients.values():
-            client.close()
+        conns.close()
     for name, client in clients.items():
         progress.message(f"node {name}: {client.bytes_sent} bytes sent, {client.bytes_received} received over ssh",
                          level="info")
