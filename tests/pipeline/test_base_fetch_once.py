@@ -11,12 +11,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.conftest import BASE_NAME, run_cli
-from tests.registry.faultproxy import FaultProxy
-from tests.registry.refregistry import start_registry
 
 from polyarch.content.images import ImageStore
 from polyarch.content.store import ContentStore
+from tests.conftest import BASE_NAME, run_cli
+from tests.registry.faultproxy import FaultProxy
+from tests.registry.refregistry import start_registry
 
 from .conftest import build, images_of, write_tree
 

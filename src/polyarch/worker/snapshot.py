@@ -170,8 +170,12 @@ class SnapshotDirs:
 
     @staticmethod
     def remove_leftover(leftover: Leftover) -> None:
-        """Remove a temp dir (an active dir goes through ``worker.reap``, which unmounts it first)."""
-        shutil.rmtree(leftover.path, ignore_errors=True)
+        """Remove a temp dir or lock file (an active dir goes through ``worker.reap``, which unmounts it first)."""
+        if leftover.path.is_dir() and not leftover.path.is_symlink():
+            shutil.rmtree(leftover.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.path.unlink()
 
     @staticmethod
     def remove(entry: SnapshotEntry) -> None:
@@ -184,7 +188,10 @@ class SnapshotDirs:
             for entry in list(tmp.iterdir()) if tmp.is_dir() else []:
                 with contextlib.suppress(OSError):
                     if entry.lstat().st_mtime < cutoff:
-                        shutil.rmtree(entry, ignore_errors=True)
+                        if entry.is_dir() and not entry.is_symlink():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink()  # a chain lock file its killed holder left
             active = self.base / driver / "active"
             if active.is_dir():
                 _clean_active(active)
@@ -284,12 +291,44 @@ class SnapshotStore:
         return not chains or self.path(chains[-1]).is_dir()
 
     def ensure(self, layers: Sequence[LayerRef]) -> list[Path]:
-        """Extract whatever of the stack is missing; returns the chain dirs, base first."""
+        """Extract whatever of the stack is missing; returns the chain dirs, base first. Each chain id is
+        extracted once even when threads or processes ask for it at once (``_chain_lock``): the others wait
+        and find it done."""
         chains = chain_ids([layer.diff_id for layer in layers])
         for i, (layer, chain) in enumerate(zip(layers, chains, strict=True)):
             if not self.path(chain).is_dir():
-                self._extract(layer, chains[:i], chain)
+                with self._chain_lock(chain):
+                    if not self.path(chain).is_dir():
+                        self._extract(layer, chains[:i], chain)
         return [self.path(c) for c in chains]
+
+    @contextlib.contextmanager
+    def _chain_lock(self, chain: Digest) -> Iterator[None]:
+        """``flock`` on ``tmp/<chain>.lock`` (its own open file each time: threads exclude each other too). The
+        holder removes the file when done; a waiter that then holds a removed file's lock opens it afresh."""
+        path = self._tmp / f"{chain.hex}.lock"
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise StoreError(f"cannot lock snapshot {chain.hex[:12]}: {exc.strerror}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                break
+            os.close(fd)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            os.close(fd)
 
     def _extract(self, layer: LayerRef, below: list[Digest], chain: Digest) -> None:
         if layer.blob is None:
