@@ -17,6 +17,8 @@ node's cache empty, the base in its store); then ``--runs`` rounds of no-change 
 connection sharing on (the default: the ssh master a build starts stays ``ControlPersist`` seconds, so the next
 build skips the ssh handshake) and off (``POLYARCH_SSH`` given ``-o ControlPath=none``: options given first win),
 alternated. Printed: medians, the load average and the bytes each node's connection carried (the build's report).
+polyarch's bytecode is compiled first (``compileall``, as ``pip install`` does): the test server's nodes run with
+``PYTHONDONTWRITEBYTECODE=1`` and would otherwise compile every module only they import on every start.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def main() -> None:
     opts = ap.parse_args()
     if not (BASE / ".complete").exists():
         raise SystemExit(f"{BASE} is missing: run the test suite once (tests/conftest.py makes it)")
+    import compileall
+
+    import polyarch
+
+    compileall.compile_dir(Path(polyarch.__file__).parent, quiet=1)
     work = Path(tempfile.mkdtemp(prefix="bench-nodes-", dir=opts.workdir))
     sshd = SshNode.start(work / "sshd")
     bench = Bench(work, sshd)
