@@ -461,16 +461,18 @@ class ContentStore:
         tap: Callable[[bytes], None] | None = None,
         batch: Batch | None = None,
     ) -> tuple[Digest, int]:
-        """Copy a stream into the store; hashing overlaps writing on a second thread for large blobs. ``tap`` sees
-        every chunk in order as it is hashed (``content.pathindex.IndexBuilder.feed``: one read for both)."""
+        """Copy a stream into the store; writing runs on a second thread while the caller's hashes. ``tap`` sees
+        every chunk in order (``content.pathindex.IndexBuilder.feed``: one read for both), on a third thread:
+        inflating a layer for its index overlaps hashing and writing it (isal, zstandard and hashlib release
+        the GIL); one chunk at most is ahead of it."""
         if expected is not None and size is not None and self.stat(expected) == size:
             return expected, size
         algorithm = expected.algorithm if expected is not None else "sha256"
         if size is not None and limit is not None and size > limit:
             raise LimitExceeded(f"blob of {size} bytes exceeds the limit of {limit} bytes")
         with self.writer(algorithm, limit=limit, batch=batch) as w:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pending = None
+            with ThreadPoolExecutor(max_workers=2 if tap is not None else 1) as pool:
+                pending = tapped = None
                 read = getattr(stream, "read1", stream.read)
                 while True:
                     chunk = read(CHUNK * 4)
@@ -483,11 +485,14 @@ class ContentStore:
                     if pending is not None:
                         pending.result()
                     pending = pool.submit(w._write_all, chunk)
-                    w._hasher.update(chunk)
                     if tap is not None:
-                        tap(chunk)
-                if pending is not None:
-                    pending.result()
+                        if tapped is not None:
+                            tapped.result()  # in order, and bounded: one chunk in the tap at a time
+                        tapped = pool.submit(tap, chunk)
+                    w._hasher.update(chunk)
+                for future in (pending, tapped):
+                    if future is not None:
+                        future.result()
             return w.commit(expected, size)
 
     def write(self, data: bytes, expected: Digest | None = None, algorithm: str = "sha256", *,
