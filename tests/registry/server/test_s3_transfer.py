@@ -103,3 +103,30 @@ def test_verified_session_is_published_by_one_copy(storage: S3Storage) -> None:
     assert "CopyObject" in calls and "UploadPartCopy" not in calls
     assert "GetObject" not in calls  # hashed while streaming in: not read back
     assert storage.stat(digest) == len(data)
+
+
+def test_failed_save_keeps_the_recorded_tail(rgw: Rgw, storage: S3Storage) -> None:
+    data = os.urandom(3000)
+
+    def tails() -> list[str]:
+        return sorted(k.rsplit("/", 1)[1] for k in _keys(storage) if "/tail-" in k)
+
+    up = storage.begin("s4")
+    up.checkpoint()
+    up.append([data[:1000]])
+    recorded = up.flush()  # saved: the row refers to tail-1000
+    cp = up.checkpoint()
+    up.append([data[1000:2000]])
+    up.flush()
+    up.rollback(cp)  # … but recording this request's state failed
+    resumed = _storage(rgw, storage.bucket).resume("s4", 1000, recorded)  # another replica: the row is whole
+    assert bytes(resumed.buffer) == data[:1000]
+    up.checkpoint()
+    up.append([data[1000:]])
+    up.flush()  # tail-2000 (never recorded) goes; tail-1000 stays until this state is recorded
+    assert tails() == ["tail-1000", "tail-3000"]
+    up.checkpoint()
+    up.flush()
+    assert tails() == ["tail-3000"]
+    assert up.complete(Digest.of(data), verified=False)
+    assert not [k for k in _keys(storage) if "/_uploads/" in k]

@@ -12,7 +12,8 @@ buffered until a part (``part_size``, at least 5 MiB) is full and then uploaded 
 while the body keeps streaming in); at the end of each request the
 rest is uploaded as a (smaller) part of its own when it has at least ``MIN_PART`` bytes, else written as the object
 ``_uploads/<id>/tail-<offset>``, and the state (multipart upload id, part ETags and sizes, tail length) goes to the
-registry database beside the offset. So a session survives a restart and can be continued by another process:
+registry database beside the offset. A replaced tail is deleted by the next request, once no row can refer to it
+(a save that fails rolls back to the recorded tail, which another replica may be resuming from). So a session survives a restart and can be continued by another process:
 ``resume`` checks the multipart upload with ListParts and reads the tail back. Completion uploads the tail as the
 last part, completes the multipart upload to ``_uploads/<id>/data``, hashes it when the running hash was lost (a
 session resumed in another process: the data is read back), copies it to its blob key with one server-side
@@ -133,6 +134,8 @@ class S3Upload:
         self.parts = parts or []
         self.buffer = bytearray(tail)
         self._tail_offset = offset if tail else None  # the tail object now recorded in the database
+        self._tails: set[int] = set() if self._tail_offset is None else {offset}  # tail objects written or found
+        self._doomed: list[int] = []  # tails no row refers to any more (found at the request's checkpoint)
         self._inflight: list[Future[tuple[str, int]]] = []  # parts len(parts)+1… being uploaded, in order
 
     @property
@@ -196,8 +199,11 @@ class S3Upload:
                     del self.buffer[:done]
 
     def checkpoint(self) -> object:
+        """At a request's start the database refers to ``_tail_offset`` (the last request saved, or was rolled
+        back): every other tail is then garbage, deleted by this request's ``flush``."""
         self._settle()
-        return self.offset, len(self.parts), bytes(self.buffer)
+        self._doomed = [t for t in self._tails if t != self._tail_offset]
+        return self.offset, len(self.parts), bytes(self.buffer), self._tail_offset
 
     def rollback(self, state: object) -> None:
         assert isinstance(state, tuple)
@@ -205,7 +211,7 @@ class S3Upload:
             self._settle()
         except BaseException:  # the request failed already: its parts are dropped below
             pass
-        self.offset, n, tail = state
+        self.offset, n, tail, self._tail_offset = state
         del self.parts[n:]  # later parts are overwritten: part numbers follow len(parts)
         self.buffer = bytearray(tail)
 
@@ -217,16 +223,20 @@ class S3Upload:
             self._upload_part(self.buffer)
             self.buffer = bytearray()
         self._settle()
-        old = self._tail_offset
-        if not self.buffer and old is not None:
-            self.s3.delete_key(self.tail_key(old))
+        if not self.buffer:
             self._tail_offset = None
-        if self.buffer and old != self.offset:
+        elif self._tail_offset != self.offset:
             _call("PutObject", self.s3.client.put_object, Bucket=self.s3.bucket, Key=self.tail_key(self.offset),
                   Body=bytes(self.buffer))
             self._tail_offset = self.offset
-            if old is not None:
-                self.s3.delete_key(self.tail_key(old))
+            self._tails.add(self.offset)
+        # the tail the database refers to until the caller records this state stays (a failed save rolls back
+        # to it, and another replica may resume from it); only tails unreferenced before this request go
+        for t in self._doomed:
+            if t != self._tail_offset:
+                self.s3.delete_key(self.tail_key(t))
+                self._tails.discard(t)
+        self._doomed = []
         return self.state()
 
     def _hash_object(self, key: str, algorithm: str) -> str:
