@@ -127,6 +127,7 @@ class NodeClient:
         self._local_images = dict(local_images or {})  # name → index of the client's store the node receives
         self._argv = ssh_argv(node, ssh)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._drainer: threading.Thread | None = None  # reads ssh's stderr
         self._channel: Channel | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=5)
         self.hello: NodeHello | None = None
@@ -160,6 +161,8 @@ class NodeClient:
                 status = proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 status = None
+        if self._drainer is not None:  # the last lines ssh wrote before it exited
+            self._drainer.join(timeout=1)
         if self._stderr:
             return self._stderr[-1]
         return f"exit status {status}" if status is not None else "connection lost"
@@ -173,7 +176,8 @@ class NodeClient:
             raise BuildError(f"node {self.name} ({self.node.endpoint}): cannot run ssh: {exc.strerror or exc}") \
                 from None
         assert self._proc.stdin and self._proc.stdout and self._proc.stderr
-        threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True)
+        self._drainer.start()
         self._channel = Channel(self._proc.stdout, self._proc.stdin)  # type: ignore[arg-type]
         try:
             self._channel.send({"type": "hello", "version": PROTOCOL_VERSION})
@@ -311,19 +315,25 @@ class NodeClient:
             self._proc.kill()
 
     def close(self) -> None:
-        """Say ``bye`` and end the connection (the node removes its temporary state)."""
-        if self._channel is not None:
-            try:
-                self._channel.send({"type": "bye"})
-            except PolyarchError:
-                pass
-            self._channel.close()
+        """Say ``bye`` and end the connection: returns when the node has ended its session (its temporary state
+        removed; its output ends then), without waiting for its interpreter to exit (the ssh process is reaped in
+        the background); a node that does not end its session within 10 s is cut off."""
+        timer = threading.Timer(10, self.abort)
+        timer.daemon = True
+        timer.start()
+        try:
+            if self._channel is not None:
+                try:
+                    self._channel.send({"type": "bye"})
+                    while True:
+                        self._channel.recv()  # (nothing more is expected) until the node's output ends
+                except PolyarchError:
+                    pass
+                self._channel.close()
+        finally:
+            timer.cancel()
         if self._proc is not None:
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            threading.Thread(target=self._proc.wait, name=f"reap-{self.name}", daemon=True).start()
 
 
 def _image_blobs(images: ImageStore, desc: Descriptor, platforms: Sequence[Platform]) -> list[Descriptor]:

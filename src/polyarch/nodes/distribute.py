@@ -91,8 +91,11 @@ class NodeConnections:
             return
         self._closed = True
         clients, _ = self.wait()
-        for client in clients.values():
-            client.close()
+        closing = [threading.Thread(target=c.close, daemon=True) for c in clients.values()]  # all at once
+        for t in closing:
+            t.start()
+        for t in closing:
+            t.join()
 
 
 def _candidates(builder: Builder, local: NodeStatus, clients: dict[str, NodeClient],
