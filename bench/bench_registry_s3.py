@@ -11,17 +11,33 @@ alternating order each round, three servers on the same bucket (each under its o
 Each round, for each server: skopeo pushes a 629 MB image of 3 incompressible layers (an OCI layout,
 ``skopeo copy oci:… docker://…``), pulls it back to a ``dir:`` with blob GETs redirected to presigned RGW URLs
 (``redirect on``, distribution's default) and, after a restart with ``storage.redirect.disable: true``, streamed
-through the server (``redirect off``); then manifest GETs per second with 16 concurrent clients (httpx, one client
-per thread, the same for every server). The round's objects are then deleted and RGW's gc run, so every push
+through the server (``redirect off``; also the layer blobs to ``curl -o /dev/null``: the server's sending rate
+without skopeo's hashing and disk writes); manifest GETs per second with 16 concurrent keep-alive clients (ApacheBench
+``ab -k -c 16``, else httpx threads; the same for every server). The round's objects are then deleted and RGW's gc run, so every push
 starts empty. Last, two polyarch replicas (same bucket, same PostgreSQL) vs one: manifest GETs/s with the clients
 spread round-robin. Prints MB/s, requests/s, medians over the rounds and the ratios polyarch / docker-registry
 (targets: >= 1.2x push and pull MB/s, >= 1.0x manifest GETs/s).
 
     PYTHONPATH=src python3 bench/bench_registry_s3.py [--layer-mb 200] [--layers 3] [--rounds 3] [--seconds 8]
 
-Figures (2 shared cores, other sessions running; 3 rounds, medians):
+Figures (2 shared cores, 7 other sessions running: load average 4–15 during the run; 3 rounds, medians;
+``python3 bench/bench_registry_s3.py``, 2026-12-06), MB/s unless said:
 
-    (filled in below by the measuring run: see bench/bench_registry_s3.py's FIGURES section)
+    server            push   pull redirect  pull stream  blob GET curl  manifest GETs/s (ab -k -c 16)
+    docker-registry   39.1   213.8          174.1        663            118
+    polyarch-pg      120.6   210.4          201.7        682           2484
+    polyarch-sqlite  102.0   203.7          172.4        689           4383
+    ratio pg         3.08x   0.98x          1.16x        1.03x          21.1x
+    ratio sqlite     2.61x   0.95x          0.99x        1.04x          37.2x
+    replicas (polyarch-pg, manifest GETs/s, ab split 8+8): one 2687, two 4649 (1.73x)
+
+Before this benchmark's changes to the s3 driver (same run shape, manifest GETs with httpx threads): push 57.7 /
+60.6 vs 31.6 (1.82x / 1.91x); boto3's managed copy (8 MiB UploadPartCopy parts) and SHA-256 payload signing of
+every part were the costs (storage/s3.py). Pulls are not the server's to win here: with redirects on, RGW serves
+both (the same presigned GET); with redirects off skopeo is the bottleneck (1.1 s of its own CPU per 300 MB pulled:
+digest and disk writes) while both servers stream 650–850 MB/s to curl, so the 1.2x pull target is out of reach
+of any server on this machine. Parallel ranged S3 GETs for streamed pulls were tried and were slower (490–650 vs
+880 MiB/s for one stream); READ_CHUNK 1/4/16 MiB made no difference beyond noise.
 """
 
 from __future__ import annotations
@@ -181,7 +197,31 @@ def skopeo(*args: str) -> float:
 
 
 def manifest_rate(hosts: list[str], seconds: float, clients: int) -> float:
-    """Manifest GETs/s of ``clients`` threads (one httpx client each, hosts round-robin)."""
+    """Manifest GETs/s of ``clients`` concurrent keep-alive clients, split evenly over ``hosts``: ApacheBench
+    (``ab``, a C client: the server is measured, not the client), else httpx threads."""
+    if shutil.which("ab") is not None:
+        return _ab_rate(hosts, seconds, clients)
+    return _httpx_rate(hosts, seconds, clients)
+
+
+def _ab_rate(hosts: list[str], seconds: float, clients: int) -> float:
+    repo, tag = REF.split(":")
+    procs = [subprocess.Popen(["ab", "-k", "-q", "-c", str(max(clients // len(hosts), 1)), "-t", f"{seconds:g}",
+                               "-n", "100000000", "-H", f"Accept: {ACCEPT}",
+                               f"http://{host}/v2/{repo}/manifests/{tag}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for host in hosts]
+    total = 0.0
+    for host, proc in zip(hosts, procs, strict=True):
+        out, err = proc.communicate()
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        failed = int(fields.get("Failed requests", "1").split()[0]) + int(fields.get("Non-2xx responses", "0"))
+        if proc.returncode != 0 or failed or "Requests per second" not in fields:
+            raise RuntimeError(f"ab against {host}: {failed} failed requests {err[-500:]}")
+        total += float(fields["Requests per second"].split()[0])
+    return total
+
+
+def _httpx_rate(hosts: list[str], seconds: float, clients: int) -> float:
     repo, tag = REF.split(":")
     stop = time.monotonic() + seconds
     counts = [0] * clients
@@ -206,6 +246,22 @@ def manifest_rate(hosts: list[str], seconds: float, clients: int) -> float:
     if sum(errors):
         raise RuntimeError(f"{sum(errors)} failed manifest GETs against {hosts}")
     return sum(counts) / elapsed
+
+
+def blob_get_rate(host: str) -> float:
+    """MB/s of the image's layer blobs streamed by the server (redirects off) to curl, which discards them: the
+    server's sending rate without skopeo's hashing and disk writes."""
+    repo, tag = REF.split(":")
+    manifest = httpx.get(f"http://{host}/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT}, timeout=30).json()
+    total = 0
+    t0 = time.perf_counter()
+    for layer in manifest["layers"]:
+        res = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}",
+                              f"http://{host}/v2/{repo}/blobs/{layer['digest']}"], capture_output=True, text=True)
+        if res.returncode != 0 or int(res.stdout) != layer["size"]:
+            raise RuntimeError(f"curl of {layer['digest']} from {host} failed: {res.returncode} {res.stdout}")
+        total += layer["size"]
+    return total / 1e6 / (time.perf_counter() - t0)
 
 
 @dataclass
@@ -254,6 +310,7 @@ def one_round(env: Env, name: str, rnd: int) -> dict[str, float]:
             t = skopeo("copy", "--src-tls-verify=false", f"docker://{server.host}/{REF}", f"dir:{pulled}")
             out["pull-stream"] = env.size_mb / t
             shutil.rmtree(pulled, ignore_errors=True)
+            out["get-stream"] = blob_get_rate(server.host)
         finally:
             server.stop()
     finally:
@@ -305,14 +362,16 @@ def run(layer_mb: int, layers: int, rounds: int, seconds: float, clients: int, k
         med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}
         for name, m in med.items():
             print(f"median {name:16} push {m['push']:6.1f} MB/s  pull(redirect) {m['pull-redirect']:6.1f} MB/s  "
-                  f"pull(stream) {m['pull-stream']:6.1f} MB/s  manifest GET {m['manifest']:6.0f}/s ({clients} clients)")
+                  f"pull(stream) {m['pull-stream']:6.1f} MB/s  blob GET(curl) {m['get-stream']:6.1f} MB/s  "
+                  f"manifest GET {m['manifest']:6.0f}/s ({clients} clients)")
         d = med["docker-registry"]
         for name in names[1:]:
             p = med[name]
             print(f"ratio {name}/docker-registry: push {p['push'] / d['push']:.2f}x  "
                   f"pull(redirect) {p['pull-redirect'] / d['pull-redirect']:.2f}x  "
                   f"pull(stream) {p['pull-stream'] / d['pull-stream']:.2f}x  "
-                  f"manifest GET {p['manifest'] / d['manifest']:.2f}x   (targets 1.2x, 1.2x, 1.2x, 1.0x)")
+                  f"blob GET(curl) {p['get-stream'] / d['get-stream']:.2f}x  "
+                  f"manifest GET {p['manifest'] / d['manifest']:.2f}x   (targets 1.2x, 1.2x, 1.2x, -, 1.0x)")
         rep = replicas(env, rounds)
         print(f"polyarch-pg replicas: one {rep[1]:.0f}/s, two {rep[2]:.0f}/s, two/one {rep[2] / rep[1]:.2f}x   "
               f"load {os.getloadavg()[0]:.2f}")
