@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +210,19 @@ def test_builds_share_one_ssh_connection(env: Env, tmp_path: Path) -> None:
         assert _pids(["ssh", str(sock)]) == []
     finally:
         own.stop()
+
+
+def test_an_error_before_the_build_does_not_wait_for_the_nodes(env: Env, tmp_path: Path) -> None:
+    """build reaches its nodes while it checks its flags; a flag error is reported at once, the node still
+    being reached is cut off (here an "ssh" that never answers)."""
+    env.homelab("ssh://slowhost", name="slow", local=False)
+    env.env["POLYARCH_SSH"] = f"{tmp_path / 'hang'}"
+    (tmp_path / "hang").write_text("#!/bin/sh\necho $$ > \"$(dirname \"$0\")/pid\"\nexec sleep 60\n")
+    (tmp_path / "hang").chmod(0o755)
+    t0 = time.monotonic()
+    proc = env.run("build", "--builder", "slow", "--platform", "linux/arm64", "--load", str(env.ctx), timeout=30)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --load and --push need a name"), proc.stderr
+    assert time.monotonic() - t0 < 10
+    if (tmp_path / "pid").exists():  # (else it was stopped before it even wrote it)
+        status = Path(f"/proc/{(tmp_path / 'pid').read_text().strip()}/status")
+        assert not status.exists() or "zombie" in status.read_text(), "the hanging ssh was left running"

@@ -74,6 +74,8 @@ class NodeConnections:
 
     def _one(self, client: NodeClient) -> None:
         try:
+            if self._closed:
+                raise BuildError(f"node {client.name}: not reached (the command ended first)")
             client.connect()
         except BuildError as exc:
             client.abort()
@@ -86,10 +88,14 @@ class NodeConnections:
         return {n: c for n, c in self.clients.items() if n not in self._errors}, dict(self._errors)
 
     def close(self) -> None:
-        """Say ``bye`` to every node that answered (the others are stopped); once."""
+        """Say ``bye`` to every node that answered; those still being reached are cut off (an error before the
+        build must not wait for a slow or unreachable node); once."""
         if self._closed:
             return
         self._closed = True
+        for thread, client in zip(self._threads, self.clients.values(), strict=True):
+            if thread.is_alive():
+                client.abort()
         clients, _ = self.wait()
         closing = [threading.Thread(target=c.close, daemon=True) for c in clients.values()]  # all at once
         for t in closing:
