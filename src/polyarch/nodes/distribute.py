@@ -4,20 +4,20 @@
 parallel (``NodeConnections``, which the caller may have started earlier so that its own start-up overlaps the
 nodes'; ``hello`` tells what each runs), schedules each platform (``schedule``: native, else emulated with a
 warning, else an error before any work), then runs the local node's share here (``local_build``: the usual
-pipeline, all of its requests in one solve) and each ssh node's share over its connection (request after request on one connection; the
-node's cache makes steps it already ran cached; ``BUILDPLATFORM`` there is the node's first declared platform,
-else the node's own host), the nodes in parallel threads.
+pipeline, all of its requests in one solve) and each ssh node's share over its connection (request after
+request on one connection; the node's cache makes steps it already ran cached; ``BUILDPLATFORM`` there is the
+node's first declared platform, else the node's own host), the nodes in parallel threads.
 
 A node fault — a node unreachable at the start (its declared platforms are scheduled to it, then moved), its
 connection lost mid-build (ssh or the node killed), the node out of disk (``NodeLost``) — moves the node's
-platforms to the nodes left as ``node_failover`` allows (``schedule.failover``: by default only where they run as
-well as planned; ``any`` with ``--node-failover``; ``off`` with ``--no-node-failover``), with a warning; when
-they cannot move, the node's error is the build's (its hint says what ``--node-failover`` would do). On that
-or any other failure the rest is cancelled (a node sees its connection end and stops) and the failure is
-raised as the one ``BuildError`` naming the node and step; the blobs received
-from nodes are deleted again and nothing is exported (a local part that had finished leaves its images unnamed in
-the store, as cache for gc to take). On success the per-platform
-images (local and remote) of each request are put into one index, in the order its platforms were asked for.
+platforms to the nodes left as ``node_failover`` allows (``schedule.failover``: by default only where they run
+as well as planned; ``any`` with ``--node-failover``; ``off`` with ``--no-node-failover``), with a warning; when
+they cannot move, the node's error is the build's (its hint says what ``--node-failover`` would do). On that or
+any other failure the rest is cancelled (a node sees its connection end and stops) and the failure is raised as
+the one ``BuildError`` naming the node and step; the blobs received from nodes are deleted again and nothing is
+exported (a local part that had finished leaves its images unnamed in the store, as cache for gc to take). On
+success the per-platform images (local and remote) of each request are put into one index, in the order its
+platforms were asked for.
 """
 
 from __future__ import annotations
