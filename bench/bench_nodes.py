@@ -62,7 +62,7 @@ class Bench:
         (self.ctx / "Dockerfile").write_text(DOCKERFILE)
         ssh = sshd.ssh_env()["POLYARCH_SSH"]
         self.no_mux = ssh.replace("ssh ", "ssh -o ControlPath=none ", 1)
-        self.env = {**os.environ, "POLYARCH_SSH": ssh, "POLYARCH_CONFIG_DIR": str(work / "config"),
+        self.env = {**os.environ, **sshd.ssh_env(), "POLYARCH_CONFIG_DIR": str(work / "config"),
                     "POLYARCH_ROOT": str(self.client)}
         self.env.pop("POLYARCH_BUILDER", None)
 
