@@ -80,3 +80,8 @@ def test_close_without_a_master_does_nothing(short: Path) -> None:
     mux = SshMux(short / "ssh")
     mux.close(("/nonexistent/ssh",), PI5)  # no socket: ssh is not even run
     assert mux.control_path(SSH, PI5) is not None and not mux.control_path(SSH, PI5).exists()  # type: ignore[union-attr]
+
+
+def test_a_percent_in_the_directory_is_not_an_ssh_token(short: Path) -> None:
+    argv = SshMux(short / "50%C").argv(SSH, PI5)
+    assert _opts(argv)["ControlPath"].startswith(f"{short}/50%%C/")

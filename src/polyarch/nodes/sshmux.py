@@ -72,7 +72,7 @@ class SshMux:
         path = self.control_path(ssh, node)
         if path is None:
             return tuple(ssh)
-        return (*ssh, "-o", "ControlMaster=auto", "-o", f"ControlPath={path}", "-o",
+        return (*ssh, "-o", "ControlMaster=auto", "-o", f"ControlPath={_literal(path)}", "-o",
                 f"ControlPersist={self.persist}")
 
     def close(self, ssh: Sequence[str], node: Node) -> None:
@@ -82,12 +82,17 @@ class SshMux:
             return
         ep = node.endpoint
         try:
-            subprocess.run([*ssh, "-o", f"ControlPath={path}", "-O", "exit",
+            subprocess.run([*ssh, "-o", f"ControlPath={_literal(path)}", "-O", "exit",
                             *(["-p", str(ep.port)] if ep.port else []), "--", ep.ssh_target],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
             pass
+
+
+def _literal(path: Path) -> str:
+    """``path`` as ssh reads a ControlPath: ``%`` starts a token there."""
+    return str(path).replace("%", "%%")
 
 
 def _make_private(directory: Path) -> bool:
