@@ -20,22 +20,24 @@ spread round-robin. Prints MB/s, requests/s, medians over the rounds and the rat
 
     PYTHONPATH=src python3 bench/bench_registry_s3.py [--layer-mb 200] [--layers 3] [--rounds 3] [--seconds 8]
 
-Figures (2 shared cores, 7 other sessions running: load average 4–15 during the run; 3 rounds, medians;
-``python3 bench/bench_registry_s3.py``, 2026-12-06), MB/s unless said:
+Figures (2 shared cores, other sessions running; 3 rounds, medians; ``python3 bench/bench_registry_s3.py``,
+2026-12-06), MB/s unless said. Run A: load average 3.7–6.3 during the run; run B (earlier): 4–15.
 
     server            push   pull redirect  pull stream  blob GET curl  manifest GETs/s (ab -k -c 16)
-    docker-registry   39.1   213.8          174.1        663            118
-    polyarch-pg      120.6   210.4          201.7        682           2484
-    polyarch-sqlite  102.0   203.7          172.4        689           4383
-    ratio pg         3.08x   0.98x          1.16x        1.03x          21.1x
-    ratio sqlite     2.61x   0.95x          0.99x        1.04x          37.2x
-    replicas (polyarch-pg, manifest GETs/s, ab split 8+8): one 2687, two 4649 (1.73x)
+    A docker-registry  40.6  229.7          197.8         779            119
+    A polyarch-pg     150.0  250.2          226.8         997           2196
+    A polyarch-sqlite 148.8  229.2          213.2         940           5584
+    A ratio pg/sqlite  3.70x / 3.67x  1.09x / 1.00x  1.15x / 1.08x  1.28x / 1.21x  18.5x / 47.0x
+    B ratio pg/sqlite  3.08x / 2.61x  0.98x / 0.95x  1.16x / 0.99x  1.03x / 1.04x  21.1x / 37.2x
+    replicas (polyarch-pg, manifest GETs/s, ab split 8+8 over the two): A one 2701, two 2627 (0.97x; rounds
+    ranged 2100–4642); B one 2687, two 4649 (1.73x). On 2 cores shared with ab, RGW, PostgreSQL and other
+    sessions, a second process adds little CPU to use: the figure says replicas serve alike, not how they scale.
 
 Before this benchmark's changes to the s3 driver (same run shape, manifest GETs with httpx threads): push 57.7 /
 60.6 vs 31.6 (1.82x / 1.91x); boto3's managed copy (8 MiB UploadPartCopy parts) and SHA-256 payload signing of
 every part were the costs (storage/s3.py). Pulls are not the server's to win here: with redirects on, RGW serves
 both (the same presigned GET); with redirects off skopeo is the bottleneck (1.1 s of its own CPU per 300 MB pulled:
-digest and disk writes) while both servers stream 650–850 MB/s to curl, so the 1.2x pull target is out of reach
+digest and disk writes) while both servers stream 650–1000 MB/s to curl, so the 1.2x pull target is out of reach
 of any server on this machine. Parallel ranged S3 GETs for streamed pulls were tried and were slower (490–650 vs
 880 MiB/s for one stream); READ_CHUNK 1/4/16 MiB made no difference beyond noise.
 """
