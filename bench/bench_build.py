@@ -29,7 +29,8 @@ Workloads:
   --platform=$TARGETPLATFORM``, WORKDIR + 2 COPY) on ``base/pybase:1``, a generated 2-platform base of ~80 MB
   compressed per platform (busybox + a Python-library-like tree; made once per run with ``polyarch import``).
   Also printed in the same run: the pull-only limit (``polyarch pull --all-platforms`` of the base into an empty
-  store, median of ``--runs``), the cold build's ratio to it, the push of the built image to the registry the
+  store, run just before each cold build: paired on a shared machine; median of ``--runs``), the cold build's
+  ratio to it, the push of the built image to the registry the
   base came from (a new repository each time: the base's blobs can be mounted), and ``polyarch --help``.
 
 Prints seconds (median of ``--runs``), the ratio polyarch / best peer, and polyarch's peak RSS (``ru_maxrss`` of
@@ -188,6 +189,8 @@ class Polyarch:
         self.rss = 0
         self.workload = ""
         self.rss_by: dict[str, int] = {}  # workload -> peak RSS (KiB)
+        self.pull_ref = ""  # set for ``app``: each cold build is paired with a pull-only run just before it
+        self.pulls: list[float] = []
 
     def fresh(self) -> None:
         if self.root.exists():
@@ -314,6 +317,8 @@ def measure(tool: Tool, ctx: Path, dockerfile: Path, runs: int, platforms: Seque
             ) -> tuple[float, float]:
     cold, warm = [], []
     for _ in range(runs):
+        if isinstance(tool, Polyarch) and tool.pull_ref:
+            tool.pulls.append(tool.pull_limit(tool.pull_ref))
         tool.fresh()
         cold.append(tool.build(ctx, dockerfile, platforms))
         warm.append(tool.build(ctx, dockerfile, platforms))
@@ -354,6 +359,7 @@ def main() -> None:
         for name in args.only.split(","):
             ctx, dockerfile = loads[name]
             tools[0].workload = name  # type: ignore[union-attr]
+            tools[0].pull_ref = f"{registry.addr}/base/pybase:1" if name == "app" else ""  # type: ignore[union-attr]
             for tool in tools:
                 try:
                     results.setdefault(name, {})[tool.name] = measure(tool, ctx, dockerfile, args.runs,
@@ -379,7 +385,7 @@ def report(results: dict[str, dict[str, tuple[float, float]]], names: list[str],
            rss_kib: dict[str, int]) -> None:
     peers = [n for n in names if n != "polyarch"]
     print(f"\n{' + '.join(PLATFORMS)} (diff: linux/amd64 only) on {os.cpu_count()} cores; median of {runs} "
-          f"run(s); seconds; ratio = polyarch / best peer")
+          f"run(s); seconds; ratio = polyarch / best peer; load average now {_load()}")
     head = f"{'workload':<16}" + "".join(f"{n:>10}" for n in names) + f"{'ratio':>8}  target"
     print(head)
     for name, by_tool in results.items():
@@ -398,10 +404,15 @@ def report(results: dict[str, dict[str, tuple[float, float]]], names: list[str],
           "included): " + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in rss_kib.items()))
 
 
+def _load() -> str:
+    """The load average (1, 5, 15 min) as ``uptime`` prints it: the machine may be shared."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def app_limits(tool: Polyarch, reg: str, by_tool: dict[str, tuple[float, float]], runs: int,
                load: tuple[Path, Path]) -> None:
     """The app workload against its limits, measured now: pull-only, push, ``--help``."""
-    pulls = [tool.pull_limit(f"{reg}/base/pybase:1") for _ in range(runs)]
+    pulls = tool.pulls or [tool.pull_limit(f"{reg}/base/pybase:1") for _ in range(runs)]
     pushes = []
     for i in range(runs):
         tool.fresh()
@@ -415,7 +426,7 @@ def app_limits(tool: Polyarch, reg: str, by_tool: dict[str, tuple[float, float]]
         bk = by_tool["buildkit"]
         print(f"app vs BuildKit: cold {cold / bk[0]:.2f}x (target <= 0.2x), rebuild {rebuild / bk[1]:.2f}x")
     print(f"app push to the base's registry (new repository): {statistics.median(pushes):.2f} s (target <= 0.3 s); "
-          f"polyarch --help {helps[2]:.3f} s (median of 5; target < 0.15 s)")
+          f"polyarch --help {helps[2]:.3f} s (median of 5; target < 0.15 s); load average {_load()}")
 
 
 if __name__ == "__main__":
