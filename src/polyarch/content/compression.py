@@ -235,7 +235,8 @@ class _Unzstd(io.RawIOBase):
                     break
             if self._d.eof:  # another frame follows
                 self._d = self._zstd.ZstdDecompressor().decompressobj()
-            piece, self._in = self._in[: self._SLICE], self._in[self._SLICE:]
+            view = memoryview(self._in)  # slices of a view: the rest is not copied at every step
+            piece, self._in = view[: self._SLICE], view[self._SLICE:]
             try:
                 self._out = self._d.decompress(piece)
             except self._zstd.ZstdError as exc:
@@ -342,7 +343,7 @@ class Inflater:
             if data:
                 yield bytes(data)
             return
-        rest = bytes(data)
+        rest: bytes | memoryview = bytes(data)
         while rest:
             if self._d is None or self._d.eof:
                 self._d = self._new()
@@ -351,8 +352,9 @@ class Inflater:
                 if self.kind == "gzip":
                     out = self._d.decompress(rest, self._step)
                     rest = self._d.unconsumed_tail
-                else:  # zstd: small slices bound what one call inflates
-                    piece, rest = rest[:2048], rest[2048:]
+                else:  # zstd: small slices bound what one call inflates (views: slicing copies nothing)
+                    view = memoryview(rest)
+                    piece, rest = view[:2048], view[2048:]
                     out = self._d.decompress(piece)
             except (*_GZIP_ERRORS, OSError, ValueError, EOFError) as exc:
                 raise InvalidLayer(f"corrupt {self.kind} stream: {exc}") from exc
