@@ -130,3 +130,32 @@ def test_failed_save_keeps_the_recorded_tail(rgw: Rgw, storage: S3Storage) -> No
     assert tails() == ["tail-3000"]
     assert up.complete(Digest.of(data), verified=False)
     assert not [k for k in _keys(storage) if "/_uploads/" in k]
+
+
+def test_bodies_are_signed_over_plain_http(storage: S3Storage) -> None:
+    """Over http the signature is the only check the store makes on a body: every upload (PutObject and
+    UploadPart) carries its SHA-256, never UNSIGNED-PAYLOAD."""
+    sent: list[str] = []
+
+    def record(request: Any, **_: Any) -> None:
+        if request.method == "PUT":
+            value = request.headers.get("X-Amz-Content-SHA256")
+            sent.append(value.decode() if isinstance(value, bytes) else str(value))
+
+    storage.client.meta.events.register("before-send.s3", record)
+    small = os.urandom(1000)
+    storage.write(small, Digest.of(small))
+    up = storage.begin(uuid.uuid4().hex)
+    up.append([os.urandom(MIN_PART + 1000)])
+    up.flush()
+    up.abort()
+    assert len(sent) >= 2 and all(len(h) == 64 and h != "UNSIGNED-PAYLOAD" for h in sent), sent
+
+
+def test_https_endpoints_skip_the_second_hash() -> None:
+    tls = S3Storage(S3Options(bucket="b", regionendpoint="https://s3.example.invalid", accesskey="a", secretkey="s",
+                              secure=True, forcepathstyle=True))
+    plain = S3Storage(S3Options(bucket="b", regionendpoint="s3.example.invalid:7480", accesskey="a", secretkey="s",
+                                secure=False, forcepathstyle=True))
+    assert tls.client.meta.config.s3["payload_signing_enabled"] is False
+    assert plain.client.meta.config.s3["payload_signing_enabled"] is True

@@ -18,9 +18,11 @@ registry database beside the offset. A replaced tail is deleted by the next requ
 last part, completes the multipart upload to ``_uploads/<id>/data``, hashes it when the running hash was lost (a
 session resumed in another process: the data is read back), copies it to its blob key with one server-side
 CopyObject (on RGW the data is shared, not copied; boto3's managed copy made 8 MiB UploadPartCopy parts) and
-deletes the temporary objects. Request bodies are not SHA-256-signed (``payload_signing_enabled`` off: that
-second hash pass over every part halved upload throughput on 2 cores, 84–108 → 173–205 MiB/s; the signature still
-covers the request's headers, TLS protects the body on https, and the registry has hashed the body already). A session with less than one part of data is written with one PUT. Small blobs
+deletes the temporary objects. Request bodies are SHA-256-signed only over plain http: there the signature is
+the only thing that lets the store refuse a body altered on the way, and the blob key is published by a server-side
+copy that never reads the data back. Over https, TLS protects the body and signing is off
+(``payload_signing_enabled``): the second hash pass, plus the store's, halved upload throughput against RGW on
+2 shared cores (84–108 → 173–205 MiB/s). A session with less than one part of data is written with one PUT. Small blobs
 read whole (manifests) are kept in memory once verified (``SMALL_CACHE``, least recently used out): a manifest GET
 then costs no S3 request (on RGW here, 16 clients: 22 → ~1500 manifest GETs/s, bench/bench_registry_replicas.py).
 
@@ -314,10 +316,12 @@ class S3Storage:
         if endpoint and "://" not in endpoint:
             endpoint = ("https://" if options.secure else "http://") + endpoint
         session = boto3.session.Session(profile_name=options.profile) if options.profile else boto3.session.Session()
+        secure_transport = endpoint.startswith("https://") if endpoint else options.secure
         config = botocore.config.Config(
             region_name=options.region, connect_timeout=5, read_timeout=60, max_pool_connections=32,
             retries={"max_attempts": 3, "mode": "standard"},
-            s3={"addressing_style": "path" if options.forcepathstyle else "auto", "payload_signing_enabled": False},
+            s3={"addressing_style": "path" if options.forcepathstyle else "auto",
+                "payload_signing_enabled": not secure_transport},
             request_checksum_calculation="when_required", response_checksum_validation="when_required")
         verify: bool | str = options.ca_file if options.ca_file else options.secure
         self.client = session.client("s3", endpoint_url=endpoint, aws_access_key_id=options.accesskey,
