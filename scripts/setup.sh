@@ -12,7 +12,7 @@ $SUDO apt-get update -q || $SUDO apt-get update -q || true
 $SUDO apt-get install -y -q --no-install-recommends \
   runc qemu-user-static binfmt-support skopeo docker-registry buildah uidmap apache2-utils docker.io \
   ca-certificates curl dpkg-dev git openssl openssh-server openssh-client slirp4netns passt fuse-overlayfs \
-  ceph-mon ceph-osd radosgw jq postgresql-15 chromium chromium-driver rpm db5.3-util >/dev/null
+  ceph-mon ceph-osd radosgw jq postgresql-15 chromium chromium-driver rpm db5.3-util golang-go >/dev/null
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
   $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
