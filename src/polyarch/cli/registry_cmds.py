@@ -188,7 +188,7 @@ def pull(app: AppContext, ref: str, platforms: tuple[str, ...], all_platforms: b
 
     A single-platform pull of a multi-platform image names a partial index holding only the fetched platforms
     (annotated io.polyarch.pulled-from with the remote index digest); pulling every platform stores the
-    original index unchanged.
+    original index unchanged. The referrers of what was pulled (attestations, signatures) are kept with it.
     """
     from polyarch import platform as plat
     from polyarch.cli.transferprogress import transfer_progress

@@ -4,6 +4,11 @@
 goes to stdout, refused when stdout is a terminal. ``load`` reads ``-i FILE``, ``-i -`` or stdin (spooled to a
 temporary file under the store root, as an archive is read with random access); an image without a name is
 kept unnamed and printed as ``Loaded image ID: sha256:…`` (usable wherever a name is).
+
+Referrers (attestations, signatures): ``save`` (OCI format) writes the store referrers of every manifest saved
+(of the chosen platforms only) as annotated ``index.json`` entries; the docker format holds the image only
+(``docker load`` has no place for them). ``load`` keeps an archive's referrers attached to their subjects as
+store referrers: never ``<none>`` images, never reported.
 """
 
 from __future__ import annotations
