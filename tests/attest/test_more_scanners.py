@@ -351,3 +351,34 @@ def test_huge_inputs_are_bounded() -> None:
     assert got is not None and len(got.crates) == 100_000
     big = json.dumps({"name": "n" * 2_000_000, "version": "1"}).encode()
     assert npm_package(big, path="/p") == []  # over the 1 MiB read: not JSON any more
+
+
+@pytest.fixture(scope="module")
+def real_databases(rpm_db: Path, tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """The rpm-made rpmdb.sqlite, the same headers as a BerkeleyDB file (small pages: overflow chains) and ndb."""
+    _need("db5.3_load")
+    sqlite_db = (rpm_db / "rpmdb.sqlite").read_bytes()
+    blobs = headers(sqlite_db)
+    lines = ["VERSION=3", "format=bytevalue", "type=hash", "db_pagesize=512", "HEADER=END"]
+    for i, blob in enumerate(blobs, 1):
+        lines += [" " + struct.pack("<I", i).hex(), " " + blob.hex()]
+    top = tmp_path_factory.mktemp("bdb")
+    (top / "dump").write_text("\n".join([*lines, "DATA=END"]) + "\n")
+    subprocess.run(["db5.3_load", "-f", str(top / "dump"), str(top / "Packages")], check=True)
+    return [sqlite_db, (top / "Packages").read_bytes(), _ndb(blobs)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2), st.lists(st.tuples(st.integers(0, 1 << 20), st.binary(min_size=1, max_size=8)),
+                                   min_size=1, max_size=8), st.integers(0, 1 << 20))
+def test_damaged_real_databases_never_raise(real_databases: list[bytes], which: int,
+                                            edits: list[tuple[int, bytes]], cut: int) -> None:
+    """Real database files with bytes overwritten and cut short: packages or nothing, never an exception."""
+    data = bytearray(real_databases[which])
+    for at, patch in edits:
+        at %= len(data)
+        data[at:at + len(patch)] = patch
+    for candidate in (bytes(data), bytes(data[:cut % (len(data) + 1)])):
+        for pkg in rpm_database(candidate, path="/r"):
+            assert pkg.name and pkg.version and len(pkg.name) <= 4096
