@@ -15,8 +15,11 @@ CACHE_OWNER = "solver/cache.py"
 SNAPSHOT_OWNER = "worker/snapshot.py"
 ORIGINS_OWNER = "content/origins.py"
 # sqlite3 is imported where a database is owned (and by the migration runner both owners use); the registry app
-# only names sqlite3.OperationalError to recognise a full disk.
-SQLITE_MODULES = {CACHE_OWNER, ORIGINS_OWNER, "registry/server/metadata.py", "sqlschema.py", "registry/server/app.py"}
+# only names sqlite3.OperationalError to recognise a full disk. The SBOM's rpm reader opens no file: it queries an
+# image's rpmdb.sqlite from bytes deserialized into a ":memory:" database, and may connect to nothing else.
+IMAGE_DATA_READER = "attest/rpmdb.py"
+SQLITE_MODULES = {CACHE_OWNER, ORIGINS_OWNER, "registry/server/metadata.py", "sqlschema.py", "registry/server/app.py",
+                  IMAGE_DATA_READER}
 SQLITE_CONNECTORS = {CACHE_OWNER, ORIGINS_OWNER, "registry/server/metadata.py"}
 
 
@@ -71,7 +74,16 @@ def test_sqlite_is_used_only_by_the_database_owners() -> None:
     importing = {rel for rel, tree in _modules() if "sqlite3" in _imports(tree)}
     assert importing <= SQLITE_MODULES, importing - SQLITE_MODULES
     connecting = {rel for rel, tree in _modules() if any(c.endswith("sqlite3.connect") for c in _calls(tree))}
-    assert connecting == SQLITE_CONNECTORS
+    assert connecting == SQLITE_CONNECTORS | {IMAGE_DATA_READER}
+
+
+def test_the_image_data_reader_connects_only_to_memory() -> None:
+    tree = next(tree for rel, tree in _modules() if rel == IMAGE_DATA_READER)
+    connects = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func).endswith("sqlite3.connect")]
+    assert connects
+    for call in connects:
+        target = call.args[0] if call.args else next(k.value for k in call.keywords if k.arg == "database")
+        assert isinstance(target, ast.Constant) and target.value == ":memory:", ast.unparse(call)
 
 
 def test_only_the_snapshot_module_builds_snapshot_paths() -> None:
