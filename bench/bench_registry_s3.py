@@ -20,18 +20,20 @@ spread round-robin. Prints MB/s, requests/s, medians over the rounds and the rat
 
     PYTHONPATH=src python3 bench/bench_registry_s3.py [--layer-mb 200] [--layers 3] [--rounds 3] [--seconds 8]
 
-Figures (2 shared cores, other sessions running; 3 rounds, medians; ``python3 bench/bench_registry_s3.py``,
-2026-12-06), MB/s unless said. Run A: load average 3.7–6.3 during the run; run B (earlier): 4–15.
+Figures, run C (2026-12-06 15:21, 2 cores, the other sessions idle: load average 0.2–6.7 during the run, 3 rounds,
+medians; ``python3 bench/bench_registry_s3.py --rounds 3``; part bodies SHA-256-signed, as over any plain-http
+endpoint), MB/s unless said:
 
     server            push   pull redirect  pull stream  blob GET curl  manifest GETs/s (ab -k -c 16)
-    A docker-registry  40.6  229.7          197.8         779            119
-    A polyarch-pg     150.0  250.2          226.8         997           2196
-    A polyarch-sqlite 148.8  229.2          213.2         940           5584
-    A ratio pg/sqlite  3.70x / 3.67x  1.09x / 1.00x  1.15x / 1.08x  1.28x / 1.21x  18.5x / 47.0x
-    B ratio pg/sqlite  3.08x / 2.61x  0.98x / 0.95x  1.16x / 0.99x  1.03x / 1.04x  21.1x / 37.2x
-    replicas (polyarch-pg, manifest GETs/s, ab split 8+8 over the two): A one 2701, two 2627 (0.97x; rounds
-    ranged 2100–4642); B one 2687, two 4649 (1.73x). On 2 cores shared with ab, RGW, PostgreSQL and other
-    sessions, a second process adds little CPU to use: the figure says replicas serve alike, not how they scale.
+    C docker-registry  46.5  181.2          182.7         936            122
+    C polyarch-pg     139.8  230.4          232.2        1020           2268
+    C polyarch-sqlite 140.1  251.7          230.1        1040           5890
+    C ratio pg/sqlite  3.00x / 3.01x  1.27x / 1.39x  1.27x / 1.26x  1.09x / 1.11x  18.6x / 48.3x
+    replicas (polyarch-pg, manifest GETs/s, ab split 8+8): one 2297, two 5094 (2.22x)
+
+Earlier runs with unsigned part bodies, under other sessions' load (A: 3.7–6.3, B: 4–15): push 3.70x / 3.67x
+(A), 3.08x / 2.61x (B); pull redirect 1.09x / 1.00x (A), 0.98x / 0.95x (B); pull stream 1.15x / 1.08x (A),
+1.16x / 0.99x (B); replicas 0.97x (A) and 1.73x (B). Under load the pulls sit on skopeo's own CPU (below).
 
 Before this benchmark's changes to the s3 driver (same run shape, manifest GETs with httpx threads): push 57.7 /
 60.6 vs 31.6 (1.82x / 1.91x); boto3's managed copy (8 MiB UploadPartCopy parts) and SHA-256 payload signing of
