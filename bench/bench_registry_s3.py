@@ -36,8 +36,9 @@ Earlier runs with unsigned part bodies, under other sessions' load (A: 3.7–6.3
 1.16x / 0.99x (B); replicas 0.97x (A) and 1.73x (B). Under load the pulls sit on skopeo's own CPU (below).
 
 Before this benchmark's changes to the s3 driver (same run shape, manifest GETs with httpx threads): push 57.7 /
-60.6 vs 31.6 (1.82x / 1.91x); boto3's managed copy (8 MiB UploadPartCopy parts) and SHA-256 payload signing of
-every part were the costs (storage/s3.py). Pulls are not the server's to win here: with redirects on, RGW serves
+60.6 vs 31.6 (1.82x / 1.91x); boto3's managed copy (8 MiB UploadPartCopy parts) and the leftover object
+re-uploaded at the end were the costs (storage/s3.py; payload signing, kept over http, costs the rest). Under load
+pulls are not the server's to win: with redirects on, RGW serves
 both (the same presigned GET); with redirects off skopeo is the bottleneck (1.1 s of its own CPU per 300 MB pulled:
 digest and disk writes) while both servers stream 650–1000 MB/s to curl, so the 1.2x pull target is out of reach
 of any server on this machine. Parallel ranged S3 GETs for streamed pulls were tried and were slower (490–650 vs
