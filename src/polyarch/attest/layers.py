@@ -29,7 +29,6 @@ The file names read are ``pkgfiles.wanted``'s: the two readers keep the same fil
 
 from __future__ import annotations
 
-import posixpath
 import tarfile
 import threading
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ from typing import IO
 
 from polyarch.content.compression import decompressed
 from polyarch.content.pathindex import IndexBuilder, LayerIndexes, decode, record
-from polyarch.content.pkgfiles import MAX_DB, MAX_GO_BINARY, GoBlob, PackageFiles, name_of, wanted
+from polyarch.content.pkgfiles import MAX_DB, MAX_GO_BINARY, GoBlob, PackageFiles, name_of, wanted, whiteout
 from polyarch.digest import Digest
 from polyarch.errors import InvalidLayer, PolyarchError
 from polyarch.oci.spec import Descriptor, Manifest
@@ -99,13 +98,8 @@ def scan_layer(stream: IO[bytes]) -> LayerFiles:
         name = name_of(member.name)
         if name is None:
             continue
-        base = posixpath.basename(name)
-        if base.startswith(".wh."):
-            parent = posixpath.dirname(name)
-            if base == ".wh..wh..opq":
-                out.opaque.append(parent)
-            else:
-                out.deleted.append(posixpath.join(parent, base[4:]))
+        if (wh := whiteout(name)) is not None:
+            (out.opaque if wh[1] else out.deleted).append(wh[0])
             continue
         out.files.pop(name, None)  # a later entry of the same path replaces it
         if not member.isreg():

@@ -34,7 +34,7 @@ from polyarch.digest import Digest
 from polyarch.errors import PolyarchError
 
 from .compression import DEFAULT_DECOMPRESS_LIMIT, Inflater, sniff
-from .pkgfiles import Capture, PackageFiles, from_json, to_json
+from .pkgfiles import Capture, PackageFiles, from_json, to_json, whiteout
 
 __all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathInfo", "PendingIndexes",
            "add_member", "decode", "encode", "record", "wanted_data"]
@@ -110,12 +110,8 @@ def add_member(entries: list[Entry], m: tarfile.TarInfo) -> str | None:
     name = posixpath.normpath(m.name.lstrip("/"))
     if name in (".", "") or name.startswith("../"):
         return None
-    base = posixpath.basename(name)
-    parent = posixpath.dirname(name)
-    if base == ".wh..wh..opq":
-        entries.append((parent, None, True))
-    elif base.startswith(".wh."):
-        entries.append((posixpath.join(parent, base[4:]), None, False))
+    if (wh := whiteout(name)) is not None:
+        entries.append((wh[0], None, wh[1]))
     else:
         entries.append((name, PathInfo(_kind(m), m.mode & 0o7777, m.uid, m.gid, m.linkname), False))
         if wanted_data(name, m):

@@ -82,6 +82,18 @@ def name_of(raw: str) -> str | None:
     return name
 
 
+def whiteout(name: str) -> tuple[str, bool] | None:
+    """For a whiteout entry's normalized ``name``: ``(directory, True)`` for an opaque marker, ``(deleted path,
+    False)`` for ``.wh.NAME``; None for any other entry."""
+    base = posixpath.basename(name)
+    if not base.startswith(".wh."):
+        return None
+    parent = posixpath.dirname(name)
+    if base == ".wh..wh..opq":
+        return parent, True
+    return posixpath.join(parent, base[4:]), False
+
+
 def wanted(name: str) -> bool:
     """A package database or metadata file the scanners read (``name`` normalized, relative)."""
     if name in _OS_RELEASE or name in (_DPKG, _APK) or name in _RPM:
@@ -193,13 +205,8 @@ class Capture:
         name = name_of(member.name)
         if name is None:
             return False
-        base = posixpath.basename(name)
-        if base.startswith(".wh."):
-            parent = posixpath.dirname(name)
-            if base == ".wh..wh..opq":
-                self._opaque.append(parent)
-            else:
-                self._deleted.append(posixpath.join(parent, base[4:]))
+        if (wh := whiteout(name)) is not None:
+            (self._opaque if wh[1] else self._deleted).append(wh[0])
             return False
         self._files.pop(name, None)  # a later entry of the same path replaces it
         if not member.isreg():
