@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -102,3 +105,37 @@ def local_address() -> Iterator[str]:
         yield address
     finally:
         subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_registry(root: Path, *extra: str) -> Iterator[str]:
+    """``polyarch registry serve`` (the embedded registry: referrers API) with its own store at ``root`` on a free
+    loopback port; yields ``host:port``, and stops it on exit. ``extra``: more ``registry serve`` arguments."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    log = (root.parent / f"{root.name}-serve.log").open("wb")  # a file, not a pipe nobody drains
+    proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(root), "registry", "serve",
+                             "--addr", f"127.0.0.1:{port}", *extra], stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                    pytest.fail(f"registry did not start: {log.name}: {Path(log.name).read_text(errors='replace')}")
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()

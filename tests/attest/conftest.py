@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, serve_registry
 from tests.registry.refregistry import RefRegistry, start_registry
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
@@ -51,31 +47,11 @@ def debianish(store_root: Path, tmp_path: Path) -> tuple[Path, Path]:
     return store_root, app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[str]:
     """``polyarch registry serve`` (it has the referrers API); yields ``host:port``."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(tmp_path / "reg"), "registry", "serve",
-                             "--addr", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, "registry did not start"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serve_registry(tmp_path / "reg") as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
