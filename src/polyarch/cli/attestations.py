@@ -163,7 +163,7 @@ def attest_result(images: ImageStore, result: BuildResult, plan: BuildPlan, opts
 # --- reading ------------------------------------------------------------------------------------------------
 
 
-def template_view(opened: Any, images: ImageStore, client: RegistryClient | None, kind: str) -> dict[str, Any]:
+def template_view(opened: Any, kind: str) -> dict[str, Any]:
     """``imagetools inspect --format '{{json .Provenance}}'`` / ``'{{json .SBOM}}'`` as buildx shows them: for an
     index, platform → ``{"SLSA": predicate}`` / ``{"SPDX": document}`` (``{"CycloneDX": document}`` for a CycloneDX
     SBOM); for a single manifest the inner object."""
@@ -180,8 +180,7 @@ def template_view(opened: Any, images: ImageStore, client: RegistryClient | None
     return out
 
 
-def missing_attestations(opened: Any, images: ImageStore, client: RegistryClient | None,
-                         platforms: Sequence[Any] = ()) -> list[str]:
+def missing_attestations(opened: Any, platforms: Sequence[Any] = ()) -> list[str]:
     """``verify --require-attestations``: one line per platform (of ``platforms``, default all) that lacks an
     SBOM or a provenance attestation."""
     from polyarch.attest.read import list_attestations

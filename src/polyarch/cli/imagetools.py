@@ -55,7 +55,7 @@ def inspect(app: AppContext, ref: str, raw: bool, fmt: str | None, insecure: tup
             from polyarch.cli.attestations import template_view
 
             try:
-                view = template_view(resolved, app.images, client, "provenance" if "Provenance" in compact else "sbom")
+                view = template_view(resolved, "provenance" if "Provenance" in compact else "sbom")
             finally:
                 resolved.close()
             click.echo(json.dumps(view, indent=2))

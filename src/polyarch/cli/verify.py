@@ -65,7 +65,7 @@ def verify(app: AppContext, ref: str, platforms: tuple[str, ...], required: tupl
             if require_attestations:
                 from polyarch.cli.attestations import missing_attestations
 
-                missing = missing_attestations(opened, app.images, clients[0] if clients else None, selected)
+                missing = missing_attestations(opened, selected)
     finally:
         for client in clients:
             client.close()
