@@ -33,6 +33,7 @@ from polyarch.digest import Digest
 from polyarch.errors import InvalidManifest, NotFound, UsageError
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import (
+    REFERENCE_DIGEST,
     Descriptor,
     Index,
     Manifest,
@@ -151,7 +152,6 @@ class _Merge:
     replaceable: set[Digest] = field(default_factory=set)  # --append: the existing index's children
 
 
-_REFERENCE_DIGEST = "vnd.docker.reference.digest"  # an attestation manifest's subject
 
 
 def _platform_of(src: ContentSource, desc: Descriptor, raw: bytes) -> Platform | None:
@@ -177,7 +177,7 @@ def _add(merge: _Merge, resolved: Opened, desc: Descriptor, raw: bytes | None,
         gone = {c.digest for c in merge.children if c.digest in merge.replaceable and c.platform is not None
                 and not _attestation(c) and c.platform.same(desc.platform)}
         merge.children = [c for c in merge.children if c.digest not in gone
-                          and not (_attestation(c) and c.annotations.get(_REFERENCE_DIGEST) in map(str, gone))]
+                          and not (_attestation(c) and c.annotations.get(REFERENCE_DIGEST) in map(str, gone))]
     merge.children.append(desc)
     merge.routes[str(desc.digest)] = resolved.source.route(desc)
     if desc.media_type.startswith("application/vnd.oci."):
@@ -217,7 +217,7 @@ def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = 
         if not any(c.platform is not None and c.platform.same(p) for c in merge.children):
             raise NotFound(f"no source has an image for {p}")
     kept = {str(c.digest) for c in merge.children}
-    merge.children = [c for c in merge.children if not _attestation(c) or c.annotations[_REFERENCE_DIGEST] in kept]
+    merge.children = [c for c in merge.children if not _attestation(c) or c.annotations[REFERENCE_DIGEST] in kept]
     for a in annotations:
         if a.kind == "index":
             index_annotations[a.key] = a.value
@@ -236,7 +236,7 @@ def create_index(sources: Sequence[Opened], annotations: Sequence[Annotation] = 
 
 
 def _attestation(desc: Descriptor) -> bool:
-    return desc.platform is not None and desc.platform.os == "unknown" and _REFERENCE_DIGEST in desc.annotations
+    return desc.platform is not None and desc.platform.os == "unknown" and REFERENCE_DIGEST in desc.annotations
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +312,7 @@ def _narrowed(src: Opened, platforms: Sequence[Platform]) -> tuple[ContentSource
     if len(chosen) == 1:
         return src.source, chosen[0]
     subjects = {str(c.digest) for c in chosen}
-    atts = [m for m in doc.manifests if _attestation(m) and m.annotations[_REFERENCE_DIGEST] in subjects]
+    atts = [m for m in doc.manifests if _attestation(m) and m.annotations[REFERENCE_DIGEST] in subjects]
     index = Index((*chosen, *atts), doc.media_type, doc.annotations)
     raw = index.to_json()
     desc = Descriptor(index.media_type, Digest.of(raw), len(raw))

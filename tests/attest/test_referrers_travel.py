@@ -93,6 +93,19 @@ def test_imagetools_buildx_mode_entries_travel_as_they_are(debianish: tuple[Path
     assert _kinds(_rows(root, f"{embedded}/travel/bx2:1")) == ALL
 
 
+def test_single_platform_pull_keeps_its_buildx_attestation(debianish: tuple[Path, Path], embedded: str,
+                                                          empty_root: Path) -> None:
+    root, app = debianish
+    src = f"{embedded}/travel/bxpull:1"
+    run_cli("build", "--platform", PLATFORMS, "-t", src, "--push", "--sbom", "--provenance", "--attest-mode=buildx",
+            str(app), root=root, env=EPOCH)
+    out = run_cli("pull", "--platform", "linux/arm64", src, root=empty_root).stdout
+    assert "unknown" not in out
+    assert _kinds(_rows(empty_root, f"local:{src}")) == [("linux/arm64", "provenance"), ("linux/arm64", "sbom")]
+    listing = run_cli("images", root=empty_root).stdout
+    assert "<none>" not in listing and "unknown" not in listing
+
+
 @pytest.mark.parametrize("mode", ["referrers", "buildx"])
 def test_load_of_an_oci_archive_keeps_attestations_attached(debianish: tuple[Path, Path], empty_root: Path,
                                                             tmp_path: Path, mode: str) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from polyarch.content.images import ImageStore
 from polyarch.content.referrers import add_store_referrers
 from polyarch.digest import Digest
-from polyarch.oci.spec import Descriptor, Index, Manifest, MediaType
+from polyarch.oci.spec import REFERENCE_DIGEST, REFERENCE_TYPE, Descriptor, Index, Manifest, MediaType
 from polyarch.platform import Platform
 
 from .generate import Statement
@@ -34,8 +34,6 @@ from .statement import ANNOTATION_PREDICATE, INTOTO_MEDIA_TYPE
 
 __all__ = ["REFERENCE_DIGEST", "REFERENCE_TYPE", "attach_buildx", "attach_referrers"]
 
-REFERENCE_TYPE = "vnd.docker.reference.type"
-REFERENCE_DIGEST = "vnd.docker.reference.digest"
 _EMPTY = b"{}"
 
 

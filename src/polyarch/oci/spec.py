@@ -67,6 +67,10 @@ _LAYER_COMPRESSION = {
     MediaType.DOCKER_LAYER_FOREIGN: "gzip",
     MediaType.OCI_LAYER_ZSTD: "zstd", MediaType.OCI_LAYER_ND_ZSTD: "zstd",
 }
+# buildx's attestation manifests sit in the index beside the images (platform unknown/unknown), annotated with
+# their kind and the digest of the image manifest they describe.
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
 # Accept header for manifest fetches: every type we can read.
 MANIFEST_ACCEPT = ", ".join([MediaType.OCI_INDEX, MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST_LIST,
                              MediaType.DOCKER_MANIFEST])

@@ -42,6 +42,7 @@ from polyarch.errors import NotFound, StoreError
 from polyarch.oci.config import parse_config
 from polyarch.oci.reference import Reference
 from polyarch.oci.spec import (
+    REFERENCE_DIGEST,
     Descriptor,
     ImageConfig,
     Index,
@@ -302,6 +303,10 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
                                    hint="pick one with --platform, or use --all-platforms")
                 if best not in chosen:
                     chosen.append(best)
+            # buildx-mode attestation manifests of the chosen images travel with them
+            picked = {str(c.digest) for c in chosen}
+            chosen += [m for m in doc.manifests if m.annotations.get(REFERENCE_DIGEST) in picked
+                       and is_manifest(m.media_type) and m not in chosen]
         for child in chosen:
             manifests.extend(_collect(src, child, documents))
     blobs: dict[str, Descriptor] = {}
@@ -343,7 +348,7 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
             img = images.image(root)
             root = root.with_platform(img.platform)
         images.set_name(name or str(ref), root)
-    pulled = tuple(c.platform for c in chosen if c.platform is not None)
+    pulled = tuple(c.platform for c in chosen if c.platform is not None and REFERENCE_DIGEST not in c.annotations)
     return PullResult(root, name or str(ref), pulled, len(blobs), partial)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from polyarch import platform as plat
 from polyarch.errors import PolyarchError
-from polyarch.oci.spec import Index, Manifest
+from polyarch.oci.spec import REFERENCE_DIGEST, Index, Manifest
 
 from ..state import Registry
 from .catalog import Catalog, platform_columns
@@ -28,7 +28,6 @@ INTOTO = "application/vnd.in-toto+json"  # attest/statement.py INTOTO_MEDIA_TYPE
 SPDX = "https://spdx.dev/Document"
 MAX_STATEMENT = 16 << 20
 MAX_PACKAGES = 5000
-_ATTESTATION_REF = "vnd.docker.reference.digest"
 
 
 def _when(t: float | None) -> str:
@@ -146,7 +145,7 @@ def _referrers(reg: Registry, catalog: Catalog, repo: str, index: Index | None,
             found.append((row.digest, row.media_type, subject, dict(row.annotations)))
     if index is not None:  # buildx's attestation manifests inside the index
         for child in index.manifests:
-            ref = child.annotations.get(_ATTESTATION_REF)
+            ref = child.annotations.get(REFERENCE_DIGEST)
             if ref and child.platform is not None and child.platform.os == "unknown":
                 found.append((str(child.digest), child.media_type, ref, dict(child.annotations)))
     out = []
