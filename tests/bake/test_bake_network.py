@@ -65,6 +65,11 @@ def test_bake_network_host_needs_the_entitlement(store_root: Path, tmp_path: Pat
     assert _ifaces(allowed.stderr) == ["".join(f"{n}," for n in host)]
 
 
+# BuildRequest fields no bake attribute sets: files read later (excludes), values from the command line (secrets,
+# ssh), and the node a builder runs the request on (build_platform: nodes/distribute.py).
+NOT_FROM_BAKE = ("excludes", "secrets", "ssh", "build_platform")
+
+
 def test_every_bake_attribute_reaches_its_request_field(tmp_path: Path) -> None:
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "Dockerfile.x").write_text("FROM scratch\n")
@@ -99,7 +104,7 @@ target "default" {
         os.chdir(cwd)
     defaults = BuildRequest("")
     unset = [f.name for f in dataclasses.fields(BuildRequest)
-             if getattr(req, f.name) == getattr(defaults, f.name) and f.name not in ("excludes", "secrets", "ssh")]
+             if getattr(req, f.name) == getattr(defaults, f.name) and f.name not in NOT_FROM_BAKE]
     assert unset == []  # every field the bake file sets differs from the default
     assert (req.network, req.filename, req.target, req.epoch) == ("none", "Dockerfile.x", "stage", 7)
     assert [str(p) for p in req.platforms] == ["linux/arm64"]
