@@ -256,3 +256,13 @@ def test_handlers_reach_blob_bytes_only_through_the_storage() -> None:
                                                                     "delete", "list", "has", "ingest", "writer"):
                 found.append(f"{name}:{node.lineno} .store.{node.attr}")
     assert found == []
+
+
+def test_the_readme_example_is_a_valid_config(tmp_path: Path) -> None:
+    """The README's registry.yaml example loads as it is written (docs stay true)."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = readme.split("## The registry on S3 and PostgreSQL", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    got = load_serve_file(_write(tmp_path, block))
+    assert got.s3 is not None and got.s3.bucket == "registry" and got.s3.forcepathstyle
+    assert got.database is not None and got.database.startswith("postgresql://")
+    assert got.proxy is not None and got.proxy.remoteurl == "https://registry-1.docker.io"
