@@ -10,16 +10,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
 import pytest
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, serve_registry
 
 EXAMPLE_HOST = "registry.example.com"
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -42,35 +40,13 @@ def test_readme_commands_are_the_documented_pattern() -> None:
     assert f"polyarch verify {EXAMPLE_HOST}/app:1.0 --require linux/amd64,linux/arm64" in merge
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def auth_registry(tmp_path: Path) -> Iterator[str]:
     """``polyarch registry serve --htpasswd`` (user ci, password s3cret) on a free loopback port."""
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text("ci:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode() + "\n")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(tmp_path / "reg"), "registry", "serve",
-                             "--addr", f"127.0.0.1:{port}", "--htpasswd", str(htpasswd)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"registry did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serve_registry(tmp_path / "reg", "--htpasswd", str(htpasswd)) as address:
+        yield address
 
 
 def _sh(script: str, cwd: Path, env: dict[str, str]) -> None:

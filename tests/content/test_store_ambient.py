@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -16,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import run_cli
+from tests.content.crash import kill_mid_batch
 
 from polyarch import fsutil
 from polyarch.content import store as store_mod
@@ -113,23 +111,7 @@ def test_sigkill_mid_load_leaves_a_store_that_verifies(tmp_path: Path) -> None:
             root=src)
     archive = tmp_path / "big.tar"
     run_cli("save", "big:1", "-o", str(archive), root=src)
-    killed = False
-    for attempt in range(5):
-        root = tmp_path / f"dest{attempt}"
-        proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(root), "load", "-q", "-i",
-                                 str(archive)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            ingest = root / "ingest"
-            if ingest.is_dir() and any(p.name.startswith(BATCH_PREFIX) for p in ingest.iterdir()):
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-                break
-            time.sleep(0.002)
-        proc.wait()
-        if killed:
-            break
-    assert killed, "the load always finished before it could be killed"
+    root = kill_mid_batch(tmp_path, ["load", "-q", "-i", str(archive)])
     store = ContentStore(root)  # opening recovers the dead batch
     assert not _markers(store)
     for digest, _size in store.list():

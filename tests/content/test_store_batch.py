@@ -7,15 +7,13 @@ import io
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
 from tests.conftest import run_cli
+from tests.content.crash import kill_mid_batch
 from tests.registry.refregistry import start_registry
 
 from polyarch.content.store import BATCH_PREFIX, ContentStore
@@ -91,24 +89,7 @@ def test_sigkill_mid_pull_leaves_a_store_that_verifies(tmp_path: Path) -> None:
     try:
         ref = f"{registry.host}/crash/big:1"
         run_cli("push", "big:1", ref, root=src)
-        killed = False
-        for attempt in range(5):
-            root = tmp_path / f"dest{attempt}"
-            proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(root), "pull",
-                                     "--all-platforms", "-q", ref], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:
-                ingest = root / "ingest"
-                if ingest.is_dir() and any(p.name.startswith(BATCH_PREFIX) for p in ingest.iterdir()):
-                    proc.send_signal(signal.SIGKILL)
-                    killed = True
-                    break
-                time.sleep(0.002)
-            proc.wait()
-            if killed:
-                break
-        assert killed, "the pull always finished before it could be killed"
+        root = kill_mid_batch(tmp_path, ["pull", "--all-platforms", "-q", ref])
         store = ContentStore(root)  # opening recovers the dead batch
         assert not [p for p in store.ingest_dir.iterdir() if p.name.startswith(BATCH_PREFIX)]
         for digest, _size in store.list():
