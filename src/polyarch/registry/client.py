@@ -5,7 +5,10 @@
   https with verification, unless listed in ``ClientOptions.insecure`` or inside ``insecure_networks``: https
   without verification, falling back to http. ``SSL_CERT_FILE`` (read by the ssl module) and
   ``ClientOptions.ca_file`` (``--tls-ca``) add trusted CAs; a host's own CAs are trusted for it alone. The options
-  are built by the CLI; each host's route is worked out once per client.
+  are built by the CLI; each host's route is worked out once per client. The verified TLS context (the system's
+  CAs: tens of milliseconds to load) is made on the first verified https request (or token request, or read of
+  ``ssl_context``), so a client that only talks plain http (loopback registries, http token realms) never loads
+  it; a ``--tls-ca`` file that cannot be loaded still fails when the client is made.
 - **Observer**: retries (with their reason) and blob transfers are reported to ``observer``
   (``observer.TransferObserver``); the client never prints.
 - **Auth**: anonymous first; a 401 teaches the challenge, then basic or bearer (see ``auth``) is sent proactively.
@@ -74,6 +77,15 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
 
+def _load_cas(ctx: ssl.SSLContext, paths: Sequence[str]) -> None:
+    """:raises RegistryError: a CA file cannot be loaded (named)."""
+    for path in paths:
+        try:
+            ctx.load_verify_locations(path)
+        except (OSError, ssl.SSLError) as exc:
+            raise RegistryError(f"cannot load CA file {path}: {exc}") from exc
+
+
 class RegistryClient:
     """Talks to any number of registries; thread-safe. Close it (or use ``with``) to release connections."""
 
@@ -89,17 +101,14 @@ class RegistryClient:
         limits = httpx.Limits(max_connections=max(8, self.options.parallel * 2),
                               max_keepalive_connections=max(8, self.options.parallel * 2))
         timeout = httpx.Timeout(self.options.timeout, connect=min(self.options.timeout, 15.0))
-        ctx = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
-        if self.options.ca_file:
-            try:
-                ctx.load_verify_locations(self.options.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise RegistryError(f"cannot load CA file {self.options.ca_file}: {exc}") from exc
-        self._ssl = ctx
+        if self.options.ca_file:  # a bad --tls-ca fails here, even if no https request is ever made
+            _load_cas(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), [self.options.ca_file])
+        self._ssl: ssl.SSLContext | None = None  # the verified context, made on first use (``ssl_context``)
         self._client_args: dict[str, Any] = {
             "timeout": timeout, "limits": limits, "follow_redirects": False, "trust_env": False,
             "headers": {"User-Agent": "polyarch", "Accept-Encoding": "identity"}}  # bodies are read raw and capped
-        self._http = httpx.Client(verify=ctx, **self._client_args)
+        self._http: httpx.Client | None = None  # verifying, made with the context
+        # https without verification (insecure hosts), and every plain http URL: no TLS there, nothing to verify
         self._http_noverify = httpx.Client(verify=False, **self._client_args)
         self._http_ca: dict[tuple[str, ...], httpx.Client] = {}  # per-host CAs of the config file
         self._registries: dict[str, Endpoint] = {}
@@ -110,30 +119,40 @@ class RegistryClient:
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
-        """The TLS trust of this client (system CAs, ``SSL_CERT_FILE``, ``--tls-ca``)."""
-        return self._ssl
+        """The TLS trust of this client (system CAs, ``SSL_CERT_FILE``, ``--tls-ca``), made on first use."""
+        with self._lock:
+            return self._verified()[0]
+
+    def _verified(self) -> tuple[ssl.SSLContext, httpx.Client]:
+        """The verified context and its client, made now if not yet (call with ``_lock`` held)."""
+        if self._ssl is None or self._http is None:
+            ctx = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
+            _load_cas(ctx, [self.options.ca_file] if self.options.ca_file else [])
+            self._ssl, self._http = ctx, httpx.Client(verify=ctx, **self._client_args)
+        return self._ssl, self._http
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
         self._http_noverify.close()
         for http in self._http_ca.values():
             http.close()
 
     def _http_for(self, ca: tuple[str, ...]) -> httpx.Client:
         """The verifying client trusting ``ca`` on top of this client's trust (made on first use)."""
-        if not ca:
-            return self._http
         with self._lock:
+            if not ca:
+                return self._verified()[1]
             http = self._http_ca.get(ca)
             if http is None:
                 ctx = ssl.create_default_context()
-                for path in (*([self.options.ca_file] if self.options.ca_file else []), *ca):
-                    try:
-                        ctx.load_verify_locations(path)
-                    except (OSError, ssl.SSLError) as exc:
-                        raise RegistryError(f"cannot load CA file {path}: {exc}") from exc
+                _load_cas(ctx, [*([self.options.ca_file] if self.options.ca_file else []), *ca])
                 http = self._http_ca[ca] = httpx.Client(verify=ctx, **self._client_args)
             return http
+
+    def _http_to(self, url: str | httpx.URL, ca: tuple[str, ...] = ()) -> httpx.Client:
+        """The client for ``url``: a plain http URL has no TLS to verify, so it never needs the verified context."""
+        return self._http_noverify if httpx.URL(url).scheme == "http" else self._http_for(ca)
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -159,7 +178,7 @@ class RegistryClient:
 
     def _token_fetcher(self, name: str) -> auth.TokenFetcher:
         def fetch(ch: auth.Challenge, scopes: Sequence[str], cred: Credential | None) -> tuple[str, float]:
-            return auth.fetch_token(self._http, name, ch, scopes, cred)
+            return auth.fetch_token(self._http_to(ch.realm), name, ch, scopes, cred)
 
         return fetch
 
@@ -190,7 +209,7 @@ class RegistryClient:
             hdrs = dict(headers)
             if authorization and same:
                 hdrs["Authorization"] = authorization
-            http = self._http_noverify if (same and not reg.verify) else self._http_for(reg.ca if same else ())
+            http = self._http_noverify if (same and not reg.verify) else self._http_to(target, reg.ca if same else ())
             request = http.build_request(method, target, headers=hdrs, content=body)
             resp = http.send(request, stream=True)
             location = resp.headers.get("location")
