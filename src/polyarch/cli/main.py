@@ -2,10 +2,15 @@
 
 Each command lives in its own module under ``polyarch.cli``; add it to ``COMMANDS`` with a one-line summary.
 This module and the command modules are the composition root: they build concrete objects and wire them.
+
+The polyarch process's cyclic garbage collector (``main()`` without arguments only: the console script and
+``python -m polyarch``; never a process that calls ``main(argv)`` or imports polyarch as a library) follows
+``ProcessGc``: off while the command's module is imported, frozen after it, frozen again at exit.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -56,6 +61,46 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class ProcessGc:
+    """When the polyarch process's cyclic garbage collector runs, and why that is safe.
+
+    * ``start`` (``main``): off while the command's module and what it imports load. Imports make almost no
+      cyclic garbage (what they create lives until exit), so the ~100 collections they would trigger find none.
+    * ``imported`` (``LazyGroup.get_command``): ``gc.freeze()`` moves everything alive then (modules, classes,
+      functions, click's objects) into the permanent generation, then the collector runs as before (if it was on).
+      The run's full collections visit only what the command made, not the whole heap again and again. What is
+      frozen lives until exit anyway; a frozen object that became cyclic garbage would stay until exit, which
+      bounds the cost at what existed before the command ran.
+    * ``exiting`` (``main``, after the command returned or failed): frozen again, so the interpreter's last
+      collection does not walk the whole heap (~30 ms for a build) to free memory the process hands back anyway.
+      Nothing depends on it: polyarch closes files, databases, clients and pools itself (``with``), temporary
+      directories are removed by their ``weakref.finalize`` hooks (run at exit, not by the collector), and
+      CPython never promises finalizers for objects still alive at exit.
+    """
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._was_enabled = True
+
+    def start(self) -> None:
+        self._was_enabled, self._pending = gc.isenabled(), True
+        gc.disable()
+
+    def imported(self) -> None:
+        if self._pending:
+            self._pending = False
+            gc.freeze()
+            if self._was_enabled:
+                gc.enable()
+
+    def exiting(self) -> None:
+        self.imported()  # a run that ended before any command module was imported (--help, a usage error)
+        gc.freeze()
+
+
+PROCESS_GC = ProcessGc()
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMANDS) | set(self.commands))
@@ -68,6 +113,7 @@ class LazyGroup(click.Group):
             return None
         module, _, attr = target[0].partition(":")
         command = getattr(importlib.import_module(module), attr)
+        PROCESS_GC.imported()
         return command  # type: ignore[no-any-return]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -94,11 +140,21 @@ def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; every error becomes one line (plus a hint) on stderr and an exit code, never a traceback
-    unless ``--debug`` was given."""
+    unless ``--debug`` was given. Without ``argv`` (the polyarch process itself: the arguments are
+    ``sys.argv``), the garbage collector follows ``ProcessGc``."""
     trim_imports()  # the polyarch process only: never httpx's CLI client or trio (see libpatches)
+    if argv is not None:
+        return _run(list(argv))
+    PROCESS_GC.start()
+    try:
+        return _run(sys.argv[1:])
+    finally:
+        PROCESS_GC.exiting()
+
+
+def _run(args: list[str]) -> Any:
     from polyarch.errors import PolyarchError
 
-    args = list(sys.argv[1:] if argv is None else argv)
     env = Environment.read(os.environ)  # the one read of the environment (see cli.environment)
     debug = "--debug" in args or "-D" in args or env.debug  # top-level or a command's (build, bake) -D/--debug
     try:
