@@ -8,8 +8,10 @@ again; a stored capture that does not check out decodes as None and the layer is
 member into an entry; ``solver.rootview`` uses it when it reads a stored blob, ``IndexBuilder`` when bytes arrive.
 
 ``IndexBuilder`` is fed the blob's compressed bytes (``feed``) and decompresses them as they come
-(``compression.Inflater``: isal, zstandard). Headers are parsed by ``tarfile``'s own ``TarInfo.fromtarfile`` over
-the buffered header blocks, so names, PAX and GNU long names mean what they mean to ``tarfile``; file data is
+(``compression.Inflater``: isal, zstandard). A plain member's header block is read in place by ``tarheader.plain``
+(the ``TarInfo`` ``fromtarfile`` would make of it); every other header — PAX, GNU long names, global headers in
+force, anything ``plain`` is not sure of — is parsed by ``tarfile``'s own ``TarInfo.fromtarfile`` over exactly the
+member's buffered header blocks, so names, PAX and GNU long names mean what they mean to ``tarfile``; file data is
 skipped by counting. It gives up (``result`` is None) on anything it is not sure ``tarfile``'s stream reader
 would read the same way — corrupt compression, a bad header, sparse members, truncation, more than
 ``DEFAULT_DECOMPRESS_LIMIT`` inflated — and the solver then reads the blob from the store as before, with the
@@ -33,6 +35,7 @@ from typing import Protocol
 from polyarch.digest import Digest
 from polyarch.errors import PolyarchError
 
+from . import tarheader
 from .compression import DEFAULT_DECOMPRESS_LIMIT, Inflater, sniff
 from .pkgfiles import Capture, PackageFiles, from_json, to_json, whiteout
 
@@ -41,9 +44,10 @@ __all__ = ["IndexBuilder", "IndexingSink", "LayerIndex", "LayerIndexes", "PathIn
 
 SMALL_FILES = ("etc/passwd", "etc/group")
 _SMALL_LIMIT = 1 << 20
-_MAX_HEADERS = 16 << 20  # PAX / GNU long-name blocks buffered for one member at most
+_MAX_HEADERS = 16 << 20  # PAX / GNU long-name blocks of one member at most
 _QUEUED = 8  # chunks waiting for the index thread (a download reads up to 1 MiB at a time: <= 8 MiB a blob)
 _EXTENDED = (b"L", b"K", b"x", b"g", b"X", b"S")
+_CHAINED = (b"L", b"K", b"x", b"g", b"X")  # tarfile reads the next header block as part of these members
 # the package capture is kept only for layers ``worker.tarmembers`` reads without error: a member's headers within
 # 8 KiB (its bounds: 16 metadata headers, 1 MiB each, 4 MiB a member) and global PAX headers within 1 MiB in total
 _PKG_HEADERS = 8 << 10
@@ -139,6 +143,29 @@ class _GiveUp(Exception):
     pass
 
 
+def _chain(head: bytearray) -> int:
+    """The length of the header blocks (extended headers and their data, then the member's own header) that start
+    ``head``: exact once ``head`` holds them all, else how far ``head`` must reach to tell more. Gives up where
+    ``tarfile`` would always fail or the member is sparse (never indexed)."""
+    pos = 0
+    while len(head) >= pos + 512:
+        kind = head[pos + 156:pos + 157]
+        if kind == tarfile.GNUTYPE_SPARSE:
+            raise _GiveUp
+        if kind not in _CHAINED:
+            return pos + 512
+        try:
+            size = tarfile.nti(bytes(head[pos + 124:pos + 136]))
+        except (tarfile.HeaderError, ValueError) as exc:
+            raise _GiveUp from exc  # frombuf fails on this block
+        if size < 0:
+            raise _GiveUp  # tarfile would read "all the rest" here
+        pos += 512 + -(-size // 512) * 512
+        if pos > _MAX_HEADERS:
+            raise _GiveUp
+    return pos + 512
+
+
 class IndexBuilder:
     """Fed a layer blob's bytes in order; ``result()`` is its ``LayerIndex``, or None when it gave up."""
 
@@ -206,49 +233,61 @@ class IndexBuilder:
         self._skip -= len(data)
 
     def _tar(self, piece: bytes) -> None:
-        view = memoryview(piece)
+        n = len(piece)
         pos = 0
-        while pos < len(view) and not self._ended:
+        while pos < n:
             if self._skip:
-                take = min(self._skip, len(view) - pos)
-                self._take(view[pos:pos + take])
+                take = min(self._skip, n - pos)
+                if self._capture is None and self._pkg_left <= 0:
+                    self._skip -= take  # nothing of this data is kept: no view, no call
+                else:
+                    self._take(memoryview(piece)[pos:pos + take])
                 pos += take
                 continue
+            if not self._head and n - pos >= tarheader.BLOCK and not self._pax:
+                m = tarheader.plain(piece, pos)  # the common member, straight from the block
+                if m is not None:
+                    pos += tarheader.BLOCK
+                    self._begin(m, tarheader.next_header(m))
+                    continue
             if len(self._head) < 512:
                 need = 512 - len(self._head)
-                self._head += view[pos:pos + need]
-                pos = min(pos + need, len(view))
+                self._head += piece[pos:pos + need]
+                pos = min(pos + need, n)
                 if len(self._head) < 512:
                     return
                 if self._head.count(0) == 512:
                     self._ended = True  # tarfile's stream reader stops at the first zero block too
                     return
-            extended = self._head[156:157] in _EXTENDED
-            if extended:  # everything up to the member's own header must be buffered
-                self._head += view[pos:]
-                pos = len(view)
-                if len(self._head) > _MAX_HEADERS:
-                    raise _GiveUp
-            rest = self._member(extended)
-            if rest is not None and rest:
-                view, pos = memoryview(rest), 0  # bytes buffered past the member's headers
+            if self._head[156:157] in _EXTENDED:  # buffer exactly the member's header blocks, nothing past them
+                while (want := _chain(self._head)) > len(self._head):
+                    if pos == n:
+                        return
+                    take = min(want - len(self._head), n - pos)
+                    self._head += piece[pos:pos + take]
+                    pos += take
+            self._member()
 
-    def _member(self, extended: bool) -> bytes | None:
-        """Parse the buffered headers; returns the bytes buffered past them, None when more are needed."""
-        head = bytes(self._head)
-        fake = _Headers(head, dict(self._pax))
+    def _member(self) -> None:
+        """Parse the buffered header blocks (all of one member's, no more) with ``tarfile``."""
+        fake = _Headers(bytes(self._head), dict(self._pax))
         try:
             m = tarfile.TarInfo.fromtarfile(fake)  # type: ignore[arg-type]
         except (tarfile.HeaderError, ValueError, IndexError, EOFError) as exc:
-            if not extended:
-                raise _GiveUp from exc
-            return None  # short, or bad: result() gives up unless more bytes complete it
+            raise _GiveUp from exc  # the same blocks parse the same way however many bytes follow
         if m.sparse is not None or m.type == tarfile.GNUTYPE_SPARSE:
             raise _GiveUp
-        if m.type in tarfile.SUPPORTED_TYPES and m.type not in tarfile.REGULAR_TYPES and m.size:
-            raise _GiveUp  # tarfile would not skip this data; such odd layers are left to the blob reader
         self._pax = fake.pax_headers
         self._head = bytearray()
+        self._begin(m, fake.offset)
+
+    def _begin(self, m: tarfile.TarInfo, end: int) -> None:
+        """Enter member ``m``, whose data starts at ``m.offset_data`` and the next header at ``end`` (both counted
+        from its first header block)."""
+        if m.type in tarfile.SUPPORTED_TYPES and m.type not in tarfile.REGULAR_TYPES and m.size:
+            raise _GiveUp  # tarfile would not skip this data; such odd layers are left to the blob reader
+        if end < m.offset_data:
+            raise _GiveUp  # a negative size: tarfile's stream reader cannot seek back either
         self._packages(m)
         name = add_member(self._entries, m)
         if name is not None:
@@ -256,12 +295,7 @@ class IndexBuilder:
             if not m.size:
                 self._small[name] = b""
                 self._capture = None
-        end = fake.offset  # the next header: data and padding passed
         self._skip = end - m.offset_data
-        tail = memoryview(head)[m.offset_data:]
-        here = min(len(tail), self._skip)
-        self._take(tail[:here])
-        return bytes(tail[here:])
 
     def _packages(self, m: tarfile.TarInfo) -> None:
         if self._pkg is None:
