@@ -21,6 +21,7 @@ from polyarch.cli.context import AppContext
 
 if TYPE_CHECKING:
     from polyarch.pipeline.deps import BaseImageSource, BuildDeps
+    from polyarch.platform import Platform
     from polyarch.progress import Progress
     from polyarch.registry.client import RegistryClient
     from polyarch.solver.cache import BuildCache
@@ -67,7 +68,6 @@ def build_deps(app: AppContext, registry: Callable[[], RegistryClient]) -> Build
     from polyarch.pipeline.deps import BuildDeps
     from polyarch.pipeline.runexec import make_runner
     from polyarch.solver.cache import BuildCache
-    from polyarch.worker.emulation import ensure_runnable
     from polyarch.worker.snapshot import build_lock
 
     note = sudo_note(app)
@@ -83,12 +83,17 @@ def build_deps(app: AppContext, registry: Callable[[], RegistryClient]) -> Build
         return BuildCache.in_store(store.root, enabled=enabled)
 
     def exec_runner(secrets: Mapping[str, bytes], ssh: Mapping[str, str]) -> ExecRunner:
-        return make_runner(store.root, secrets=secrets, ssh=ssh, options=app.env.runtime_options())
+        return make_runner(store.root, secrets=secrets, ssh=ssh, options=app.env.runtime_options)  # first RUN
+
+    def check_runnable(platform: Platform) -> None:  # only platforms with RUN steps: emulation loads then
+        from polyarch.worker.emulation import ensure_runnable
+
+        ensure_runnable(platform, binfmt_dir=app.env.binfmt_dir)
 
     def base_images(pull: bool, progress: Progress) -> BaseImageSource:
         return BaseImages(images, pull=pull, client_factory=registry, progress=progress,
                           index_store=lambda: BuildCache.in_store(store.root))
 
     return BuildDeps(store=store, open_cache=open_cache, exec_runner=exec_runner, base_images=base_images,
-                     check_runnable=lambda p: ensure_runnable(p, binfmt_dir=app.env.binfmt_dir),
+                     check_runnable=check_runnable,
                      lock=lambda: build_lock(store.root), registry=registry, snapshotter=app.env.snapshotter_driver())

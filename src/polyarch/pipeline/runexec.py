@@ -27,7 +27,7 @@ from polyarch.errors import BuildError, UsageError
 from polyarch.solver.executor import ExecRunner
 
 if TYPE_CHECKING:
-    from polyarch.worker.runc import RuntimeOptions
+    from polyarch.worker.runc import Runner, RuntimeOptions
 
 __all__ = ["ENTITLEMENTS", "check_entitlements", "make_runner", "parse_allow"]
 
@@ -92,17 +92,19 @@ def _mounts(vertex: ops.Exec, sources: Mapping[int, Path]) -> tuple[object, ...]
 
 
 def make_runner(store_root: Path, *, secrets: Mapping[str, bytes] | None = None,
-                ssh: Mapping[str, str] | None = None, options: RuntimeOptions | None = None) -> ExecRunner:
-    """A runner bound to ``store_root``; the runtime binary (``options.runtime``, default runc) is looked up on
-    first use."""
-    from polyarch.worker.runc import Runner, RuntimeOptions, StepContext, StepSpec
-
+                ssh: Mapping[str, str] | None = None,
+                options: Callable[[], RuntimeOptions] | None = None) -> ExecRunner:
+    """A runner bound to ``store_root``. The runtime is set up by the first RUN step: its modules
+    (``worker.runc``, mounts, network, seccomp) load then, ``options()`` is called then (default: runc), the
+    binary is looked up then; a build without a RUN step never loads them."""
     holder: list[Runner] = []
 
     def run(vertex: ops.Exec, rootfs: Path, sources: Mapping[int, Path], on_output: Callable[[str], None], *,
             cancel: Cancel) -> None:
+        from polyarch.worker.runc import Runner, RuntimeOptions, StepContext, StepSpec
+
         if not holder:
-            holder.append(Runner(store_root, options or RuntimeOptions()))
+            holder.append(Runner(store_root, options() if options is not None else RuntimeOptions()))
         spec = StepSpec(args=vertex.args, context=StepContext(vertex.platform), env=vertex.env, user=vertex.user,
                         workdir=vertex.cwd or "/", network=vertex.network, security=vertex.security,
                         mounts=_mounts(vertex, sources),  # type: ignore[arg-type]
