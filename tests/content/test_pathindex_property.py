@@ -43,7 +43,9 @@ _member = st.fixed_dictionaries({
 })
 
 
-def _archive(fmt: int, members: list[dict], global_pax: dict[str, str]) -> bytes:
+def _archive(fmt: int, members: list[dict], global_pax: dict[str, str]) -> tuple[bytes, int]:
+    """The archive, and how many members it holds."""
+    written = 0
     buf = io.BytesIO()
     kw: dict = {"pax_headers": global_pax} if fmt == tarfile.PAX_FORMAT and global_pax else {}
     with tarfile.open(fileobj=buf, mode="w", format=fmt, **kw) as tf:
@@ -62,7 +64,8 @@ def _archive(fmt: int, members: list[dict], global_pax: dict[str, str]) -> bytes
                 tf.addfile(ti, io.BytesIO(data) if data else None)
             except ValueError:  # a field the format cannot hold (ustar: long names, big numbers)
                 continue
-    return buf.getvalue()
+            written += 1
+    return buf.getvalue(), written
 
 
 def _fix_checksum(raw: bytearray, block: int) -> None:
@@ -78,8 +81,10 @@ def _streams(draw: st.DrawFn) -> tuple[bytes, bool, bool, bool]:
     members = draw(st.lists(_member, max_size=8))
     global_pax = draw(st.dictionaries(st.sampled_from(["comment", "uname", "gid", "uid", "mtime"]),
                                       st.sampled_from(["a", "7", "", "12"]), max_size=3))
-    raw = bytearray(_archive(fmt, members, global_pax))
-    clean = True
+    tar, written = _archive(fmt, members, global_pax)
+    raw = bytearray(tar)
+    # a global header needs a member after it (tarfile: "end of file header")
+    clean = written > 0 or fmt != tarfile.PAX_FORMAT or not global_pax
     for _ in range(draw(st.integers(0, 3))):  # corrupt header bytes: type, numbers, names, checksums
         blocks = [i for i in range(len(raw) // 512) if raw[i * 512:i * 512 + 512].count(0) != 512]
         if not blocks:

@@ -20,6 +20,7 @@ whatever the magic, as ``tarfile`` does, a directory's trailing slashes removed)
 
 from __future__ import annotations
 
+import re
 import struct
 import tarfile
 import zlib
@@ -31,6 +32,10 @@ _FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
 _PLAIN = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE,
                     tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE))
 _ERRORS = "surrogateescape"
+# the numbers as tarfile, GNU tar and Go write them (octal, NUL-ended; device numbers may be all NUL): one match
+# instead of a parse each; any other form goes through ``_number``
+_CANONICAL = re.compile(rb"([0-7]{7})\0([0-7]{7})\0([0-7]{7})\0([0-7]{11})\0([0-7]{11})\0")  # mode … mtime
+_DEVICE = re.compile(rb"(?:([0-7]{7})\0|\0{8})(?:([0-7]{7})\0|\0{8})")  # devmajor, devminor
 
 
 def _number(field: bytes) -> int:
@@ -43,11 +48,6 @@ def _number(field: bytes) -> int:
     if digits:
         raise ValueError(digits)
     return 0
-
-
-def _text(field: bytes) -> str:
-    """``tarfile.nts`` with UTF-8 and ``surrogateescape``."""
-    return field.split(b"\0", 1)[0].decode("utf-8", _ERRORS)
 
 
 def plain(buf: bytes, pos: int = 0) -> tarfile.TarInfo | None:
@@ -65,26 +65,29 @@ def plain(buf: bytes, pos: int = 0) -> tarfile.TarInfo | None:
         if stored != total:
             return None
         m = tarfile.TarInfo()
-        m.mode = _number(mode)
-        m.uid = _number(uid)
-        m.gid = _number(gid)
-        m.size = _number(size)
-        m.mtime = _number(mtime)
-        m.devmajor = _number(devmajor)
-        m.devminor = _number(devminor)
+        if (found := _CANONICAL.match(buf, pos + 100)) is not None:
+            mode, uid, gid, size, mtime = found.groups()
+            m.mode, m.uid, m.gid, m.size, m.mtime = int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8), int(mtime, 8)
+        else:
+            m.mode, m.uid, m.gid, m.size, m.mtime = map(_number, (mode, uid, gid, size, mtime))
+        if (found := _DEVICE.match(buf, pos + 329)) is not None:
+            major, minor = found.groups()
+            m.devmajor, m.devminor = int(major or b"0", 8), int(minor or b"0", 8)
+        else:
+            m.devmajor, m.devminor = _number(devmajor), _number(devminor)
     except ValueError:
         return None
     m.chksum = stored
-    m.linkname = _text(linkname)
-    m.uname = _text(uname)
-    m.gname = _text(gname)
-    text = _text(name)
+    m.linkname = linkname.split(b"\0", 1)[0].decode("utf-8", _ERRORS)  # tarfile.nts, inlined (as below)
+    m.uname = uname.split(b"\0", 1)[0].decode("utf-8", _ERRORS)
+    m.gname = gname.split(b"\0", 1)[0].decode("utf-8", _ERRORS)
+    text = name.split(b"\0", 1)[0].decode("utf-8", _ERRORS)
     if kind == tarfile.AREGTYPE and text.endswith("/"):
         kind = tarfile.DIRTYPE
     m.type = kind
     if kind == tarfile.DIRTYPE:
         text = text.rstrip("/")
-    head = _text(prefix)
+    head = prefix.split(b"\0", 1)[0].decode("utf-8", _ERRORS)
     if head:
         text = head + "/" + text
         if kind == tarfile.DIRTYPE:
