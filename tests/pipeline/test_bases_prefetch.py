@@ -36,7 +36,7 @@ def _bases(base_root: Path, monkeypatch: pytest.MonkeyPatch, *, fail: bool = Fal
 
     def remote_config(client, ref, platform, *, documents=None):  # type: ignore[no-untyped-def]
         events.append("config")
-        return local.config, Digest.of(b"index")
+        return transfer.RemoteConfig(local.config, Digest.of(b"index"), local.descriptor.digest)
 
     def pull_image(client, ref, images, **kw):  # type: ignore[no-untyped-def]
         events.append("pull start")
@@ -64,10 +64,18 @@ def test_config_starts_the_pull_and_image_waits_for_it(base_root: Path, monkeypa
         solver.start()
         time.sleep(0.1)
         assert not got  # the solver waits for the running pull
+        local = ImageStore(ContentStore(base_root, create=False))
+        manifest = local.images(local.lookup(BASE_NAME))[0].descriptor.digest
+        assert bases.pulling(BASE_NAME, AMD64) == manifest  # what the solver may write ahead on
+        assert bases.pulling(BASE_NAME, plat.parse("linux/arm64")) is None  # no pull of that one runs
         release.set()
         solver.join(5)
         assert got and got[0].platform.architecture == "amd64"  # type: ignore[attr-defined]
         assert events == ["config", "pull start", "pull end"]  # pulled once
+        deadline = time.monotonic() + 5
+        while bases.pulling(BASE_NAME, AMD64) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert bases.pulling(BASE_NAME, AMD64) is None  # the pull ended
     finally:
         release.set()
         bases.close()

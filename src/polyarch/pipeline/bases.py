@@ -56,6 +56,7 @@ class BaseImages:
         self._documents: Documents | None = None  # manifests and configs read while planning, for the pulls
         self._prefetch: ThreadPoolExecutor | None = None  # pulls started by ``config``
         self._started: list[Future[object]] = []
+        self._pulling: dict[tuple[str, str], Digest] = {}  # pulls started by ``config``, until they end
 
     def _shared(self) -> tuple[RegistryClient, BuildCache | None]:
         with self._lock:
@@ -95,11 +96,20 @@ class BaseImages:
                 self.image(ref, platform)
             except PolyarchError:
                 pass  # kept in _failed: the solver's image() raises it where the step needs the image
+            finally:
+                with self._lock:
+                    self._pulling.pop((ref, str(platform)), None)
 
         with self._lock:
             if self._prefetch is None:
                 self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="base-pull")
             self._started.append(self._prefetch.submit(pull))
+
+    def pulling(self, ref: str, platform: Platform) -> Digest | None:
+        """The manifest digest of ``ref`` for ``platform`` while the pull ``config`` started for it runs (the
+        solver writes layers ahead meanwhile: ``solver/ahead.py``); None when no such pull runs."""
+        with self._lock:
+            return self._pulling.get((ref, str(platform)))
 
     def close(self) -> None:
         """Wait for pulls started by ``config`` (none is left half-done) and release the client and cache."""
@@ -166,11 +176,12 @@ class BaseImages:
             if pinned is not None:  # a second platform: the index planning read for the first
                 parsed = parsed.with_digest(pinned)
             try:
-                config, digest = remote_config(self._shared()[0], parsed, platform, documents=self._docs())
+                found = remote_config(self._shared()[0], parsed, platform, documents=self._docs())
                 with self._lock:
-                    self._resolved.setdefault(ref, digest)
+                    self._resolved.setdefault(ref, found.digest)
+                    self._pulling[key] = found.manifest
                 self._start_pull(ref, platform)
-                return config
+                return found.config
             except PolyarchError:
                 return self.image(ref, platform).config  # the error as a pull reports it
         except PolyarchError:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from polyarch.content.images import Image
     from polyarch.content.store import ContentStore
+    from polyarch.digest import Digest
     from polyarch.oci.spec import ImageConfig
     from polyarch.platform import Platform
     from polyarch.progress import Progress
@@ -37,6 +38,8 @@ class BaseImageSource(Protocol):
     def image(self, ref: str, platform: Platform) -> Image: ...
 
     def config(self, ref: str, platform: Platform) -> ImageConfig | None: ...
+
+    def pulling(self, ref: str, platform: Platform) -> Digest | None: ...
 
     def close(self) -> None: ...
 

@@ -146,7 +146,7 @@ def solve_plans(deps: BuildDeps, plans: Sequence[PlatformPlan], *, contexts: Map
     executor = Executor(deps.store, cache, ExecutorOptions(contexts=dict(contexts), epoch=epoch, network=network,
                                                            snapshotter=deps.snapshotter, uncached=uncached),
                         run_exec=deps.exec_runner(secrets or {}, ssh or {}), resolve_image=bases.image,
-                        cancel=cancel)
+                        cancel=cancel, pulling=bases.pulling)
     solver = Solver(executor, progress=progress, labels=step_labels(plans), cancel=cancel)
     try:
         # every platform a RUN step needs must work (natively or emulated) before any step runs

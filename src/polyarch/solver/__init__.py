@@ -17,6 +17,8 @@ Modules, bottom up:
 - ``ctxview``: the context as a ``RUN --mount=type=bind`` sees it (``.dockerignore`` applied, hard links).
 - ``executor``: ``Executor`` maps each vertex kind to worker/content calls (RUN through an ``ExecRunner``, the
   adapter to ``polyarch.worker.runc`` lives in ``polyarch.pipeline.runexec``).
+- ``ahead``: the WORKDIR/COPY steps on a ``FROM`` image whose layers the executor writes while the image is
+  still being pulled (on a root without it; a step takes such a layer only when its own entries are equal).
 - ``scheduler``: ``Solver.solve(roots)`` — topological, one future per vertex digest (identical work across
   platforms and targets runs once), at most CPU-count steps at a time, progress events, first error wins.
 

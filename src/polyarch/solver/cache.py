@@ -99,6 +99,11 @@ class BuildCache:
         try:
             migrate(self._db, MIGRATIONS, what="the build cache", path=self.path)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Each record is its own transaction (autocommit); FULL would fsync the WAL for each of them (a COPY of
+            # 200 files: 200 fsyncs, ~40 ms). NORMAL syncs at checkpoints: a power loss may drop the newest
+            # records, never corrupt the database, and every record is a hint checked before use (a layer whose
+            # blob is missing is a miss; file hashes are keyed by stat signature; path indexes by blob digest).
+            self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot open the build cache {self.path}: {exc}") from exc

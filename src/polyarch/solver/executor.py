@@ -12,6 +12,7 @@ local archives only, a download only with ``--unpack=true``; heredoc files are w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import shutil
@@ -27,6 +28,7 @@ from polyarch import ops
 from polyarch.cancel import Cancel
 from polyarch.content.images import Image
 from polyarch.content.store import ContentStore
+from polyarch.digest import Digest
 from polyarch.errors import BuildError, PolyarchError, UsageError
 from polyarch.frontend.dockerignore import matcher, parse_dockerignore
 from polyarch.oci.jsonutil import key_json
@@ -75,10 +77,13 @@ class ExecutorOptions:
 class Executor:
     def __init__(self, store: ContentStore, cache: BuildCache, options: ExecutorOptions,
                  run_exec: ExecRunner | None = None, *, resolve_image: Callable[[str, Platform], Image],
-                 cancel: Cancel | None = None) -> None:
+                 cancel: Cancel | None = None,
+                 pulling: Callable[[str, Platform], Digest | None] | None = None) -> None:
         self.store = store
         self.cancel = cancel or Cancel()  # the build's token: a running RUN is stopped when it is triggered
         self.resolve_image = resolve_image  # FROM images (pipeline.bases.BaseImages.image)
+        # the manifest digest of a FROM image whose pull is still running, else None (BaseImages.pulling)
+        self.pulling = pulling
         self.cache = cache
         self.options = options
         self.run_exec = run_exec
@@ -91,6 +96,8 @@ class Executor:
         self._chain_locks: dict[str, threading.Lock] = {}
         self._view_locks: dict[str, threading.Lock] = {}
         self._fresh: set[str] = set()  # cache keys of ``options.uncached`` vertices: looked up never, stored again
+        self._keys: dict[tuple[str, tuple[str, ...]], str] = {}  # (vertex, input keys) -> cache key, this build
+        self._keys_lock = threading.Lock()
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -163,7 +170,13 @@ class Executor:
     def cache_key(self, vertex: ops.Vertex, inputs: Sequence[State]) -> str:
         """The persistent key of a layer step (Copy, Mkdir, Exec); "" for sources (never 'cached' steps). The key
         of a vertex in ``options.uncached`` is never looked up (``lookup`` misses)."""
-        key = self._key(vertex, inputs)
+        memo = (vertex.digest, tuple(s.key for s in inputs))
+        with self._keys_lock:
+            key = self._keys.get(memo)
+        if key is None:  # the same inputs give the same key within a build: ``ahead`` computed it already
+            key = self._key(vertex, inputs)
+            with self._keys_lock:
+                self._keys[memo] = key
         if key and vertex.digest in self.options.uncached:
             self._fresh.add(key)
         return key
@@ -277,27 +290,35 @@ class Executor:
     def _copy(self, vertex: ops.Copy, root: State, source: State, key: str) -> State:
         view = RootView(self.store, root.layers, self.cache) if root.layers else None
         owner = resolve_chown(vertex.chown, view)
-        chmod = parse_chmod(vertex.chmod)
         with ExitStack() as stack:
-            if source.directory is not None:
-                tree, what = str(source.directory), "build context"
-            else:
-                active = stack.enter_context(self._prepare(source.layers))
-                tree, what = str(active.rootfs), "source stage"
-            excluded = self._excluded(source, vertex)
-            paths, archives = list(vertex.paths), []
-            if unpacks(vertex) and source.directory is not None:
-                archives = [p for p in paths if is_archive(tree, p)]
-                paths = [p for p in paths if p not in archives]
-            entries = plan_copy(tree, paths, vertex.dest, excluded=excluded, view=view, owner=owner, chmod=chmod,
-                                what=what, parents=vertex.parents) if paths else []
-            for archive in archives:
-                entries = merge_entries(entries, unpack_entries(tree, archive, self._tmp, vertex.dest, view, owner,
-                                                                chmod, stack))
-            layer = self._layer_once(entries, lambda: write_layer(self.store, entries, epoch=self.options.epoch,
-                                                                  compression=self.options.compression))
+            entries = self._copy_entries(vertex, source, view, owner, stack)
+            layer = self._layer_once(entries, lambda: self._write(entries))
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)
+
+    def _copy_entries(self, vertex: ops.Copy, source: State, view: RootView | None, owner: tuple[int, int] | None,
+                      stack: ExitStack) -> list[Entry]:
+        """What the COPY adds onto ``view`` (None: an empty root); a stage source is mounted on ``stack``."""
+        chmod = parse_chmod(vertex.chmod)
+        if source.directory is not None:
+            tree, what = str(source.directory), "build context"
+        else:
+            active = stack.enter_context(self._prepare(source.layers))
+            tree, what = str(active.rootfs), "source stage"
+        excluded = self._excluded(source, vertex)
+        paths, archives = list(vertex.paths), []
+        if unpacks(vertex) and source.directory is not None:
+            archives = [p for p in paths if is_archive(tree, p)]
+            paths = [p for p in paths if p not in archives]
+        entries = plan_copy(tree, paths, vertex.dest, excluded=excluded, view=view, owner=owner, chmod=chmod,
+                            what=what, parents=vertex.parents) if paths else []
+        for archive in archives:
+            entries = merge_entries(entries, unpack_entries(tree, archive, self._tmp, vertex.dest, view, owner,
+                                                            chmod, stack))
+        return entries
+
+    def _write(self, entries: Sequence[Entry]) -> Layer | None:
+        return write_layer(self.store, entries, epoch=self.options.epoch, compression=self.options.compression)
 
     def _mkdir(self, vertex: ops.Mkdir, root: State, key: str) -> State:
         view = RootView(self.store, root.layers, self.cache) if root.layers else None
@@ -306,10 +327,51 @@ class Executor:
         except PolyarchError:
             owner = None
         entries = mkdir_entries(vertex.path, view, owner)
-        layer = self._layer_once(entries, lambda: write_layer(self.store, entries, epoch=self.options.epoch,
-                                                              compression=self.options.compression))
+        layer = self._layer_once(entries, lambda: self._write(entries))
         self.cache.put(key, layer)
         return self._stack(root, layer, key, False)
+
+    # --- ahead of a base pull (``ahead``) ------------------------------------------------------------------
+
+    def ahead(self, image: ops.ImageSource, steps: Sequence[tuple[ops.Vertex, Sequence[State]]],
+              stop: Callable[[], bool]) -> int:
+        """While ``image`` is being pulled, write the layers of ``steps`` (``ahead.chain``: WORKDIR and COPY
+        steps on it, parents first, with their source states) as they are on a root without the image's
+        layers, and compute their cache keys; the steps themselves run later as always and take these layers
+        only when their own entries are the same (``solver/ahead.py`` says why that is safe). Stops at once
+        when the pull has ended, ``stop()`` says so or the build is cancelled; steps the cache has are not
+        written. Returns how many layers it wrote (for tests)."""
+        manifest = self.pulling(image.ref, image.platform) if self.pulling is not None else None
+        if manifest is None:
+            return 0
+        roots: dict[str, State] = {image.digest: State(key=cachekey.image_key(str(manifest)))}
+        written = 0
+        for vertex, others in steps:
+            root = roots.get(vertex.inputs[0].digest)
+            if root is None or stop() or self.cancel.cancelled or \
+                    self.pulling(image.ref, image.platform) is None:
+                break
+            inputs = [root, *others]
+            key = self.cache_key(vertex, inputs)
+            hit = self.lookup(key, inputs)
+            if hit is not None:
+                roots[vertex.digest] = hit
+                continue
+            view = RootView(self.store, root.layers, self.cache) if root.layers else None
+            try:
+                with ExitStack() as stack:
+                    if isinstance(vertex, ops.Copy):
+                        entries = self._copy_entries(vertex, others[0], view, None, stack)
+                    elif isinstance(vertex, ops.Mkdir):
+                        entries = mkdir_entries(vertex.path, view, None)
+                    else:
+                        break
+                    layer = self._layer_once(entries, functools.partial(self._write, entries))
+            except PolyarchError:
+                break  # the step itself will say what is wrong, when it runs
+            written += layer is not None
+            roots[vertex.digest] = self._stack(root, layer, key, False)
+        return written
 
     # --- RUN -------------------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
@@ -28,6 +28,7 @@ from polyarch import ops
 from polyarch.cancel import Cancel, Cancelled
 from polyarch.errors import BuildError, PolyarchError
 
+from .ahead import chain
 from .executor import Executor, StepLog
 from .state import State
 
@@ -105,7 +106,10 @@ class Solver:
         ready = [v for v in order if not waiting[v.digest] and v.digest not in self.states]
         running: dict[Future[State], ops.Vertex] = {}
         failure: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="solve") as pool:
+        ended = threading.Event()  # work ahead of a pull stops when the solve ends
+        ahead_started: set[str] = set()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead") as spare, \
+                ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="solve") as pool:
             while ready or running:
                 if self.cancel.cancelled and failure is None:
                     failure = Cancelled()
@@ -115,6 +119,8 @@ class Solver:
                     running[pool.submit(self._run, v)] = v
                 if not running:
                     break
+                if failure is None:
+                    self._start_ahead(running.values(), users, ahead_started, spare, ended)
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in done:
                     v = running.pop(fut)
@@ -133,6 +139,7 @@ class Solver:
                             ready.append(user)
                 if failure is not None:
                     ready.clear()
+            ended.set()
         if failure is None and self.cancel.cancelled:
             failure = Cancelled()
         if failure is not None:
@@ -140,6 +147,28 @@ class Solver:
                 self.failed = None
             raise failure
         return self.states
+
+    def _start_ahead(self, running: Iterable[ops.Vertex], users: Mapping[str, Sequence[ops.Vertex]],
+                     started: set[str], spare: ThreadPoolExecutor, ended: threading.Event) -> None:
+        """For each FROM image being resolved (pulled, perhaps), once the sources of the steps on it are known:
+        those steps' layers written ahead on the spare thread (``Executor.ahead``; nothing when no pull runs).
+        Its errors are dropped: the steps run as always and report their own."""
+        for v in running:
+            if not isinstance(v, ops.ImageSource) or v.digest in started:
+                continue
+            steps = chain(v, users, self.states)
+            if steps is None:
+                continue  # a COPY's source is still being read: look again when it is done
+            started.add(v.digest)
+            if steps:
+                spare.submit(self._ahead, v, steps, ended)
+
+    def _ahead(self, image: ops.ImageSource, steps: list[tuple[ops.Vertex, list[State]]],
+               ended: threading.Event) -> None:
+        try:
+            self.executor.ahead(image, steps, ended.is_set)
+        except Exception:  # a guess that failed costs nothing: the steps run as always
+            pass
 
     def _run(self, v: ops.Vertex) -> State:
         inputs = [self.states[i.digest] for i in v.inputs]

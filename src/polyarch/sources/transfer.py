@@ -59,8 +59,8 @@ from polyarch.sources.protocol import ContentSource
 from polyarch.sources.registry import RegistrySource
 from polyarch.sources.store import StoreSource
 
-__all__ = ["PULLED_FROM", "Documents", "PullResult", "PushResult", "pull_image", "push_image", "remote_config",
-           "run_parallel"]
+__all__ = ["PULLED_FROM", "Documents", "PullResult", "PushResult", "RemoteConfig", "pull_image", "push_image",
+           "remote_config", "run_parallel"]
 
 PULLED_FROM = "io.polyarch.pulled-from"
 _NAMING = threading.Lock()
@@ -352,12 +352,20 @@ def pull_image(client: RegistryClient, ref: Reference, images: ImageStore, *, na
     return PullResult(root, name or str(ref), pulled, len(blobs), partial)
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteConfig:
+    config: ImageConfig
+    digest: Digest  # what the reference resolved to (an index, or the manifest itself)
+    manifest: Digest  # the platform's image manifest
+
+
 def remote_config(client: RegistryClient, ref: Reference, platform: Platform, *,
-                  documents: Documents | None = None) -> tuple[ImageConfig, Digest]:
+                  documents: Documents | None = None) -> RemoteConfig:
     """The image config ``ref`` has for ``platform``, read from the registry (manifests and config only, nothing
-    stored), and the digest ``ref`` resolved to: a build plans with the config, then ``pull_image`` brings the
-    layers of that same digest (a tag moved meanwhile changes nothing). ``documents`` keeps what was read (and
-    answers what was read before: the index of a second platform), for that pull.
+    stored), the digest ``ref`` resolved to and the platform's manifest digest: a build plans with the config,
+    then ``pull_image`` brings the layers of that same digest (a tag moved meanwhile changes nothing).
+    ``documents`` keeps what was read (and answers what was read before: the index of a second platform), for
+    that pull.
 
     :raises NotFound: no image for ``platform``. :raises RegistryError: from the registry.
     """
@@ -378,7 +386,7 @@ def remote_config(client: RegistryClient, ref: Reference, platform: Platform, *,
     check_config_size(doc.config)
     config = parse_config(documents.read(src, doc.config))
     check_platform(desc, config)
-    return config, fetched.descriptor.digest
+    return RemoteConfig(config, fetched.descriptor.digest, desc.digest)
 
 
 def _blobs_of(desc: Descriptor, raw: bytes) -> tuple[Descriptor, ...]:
