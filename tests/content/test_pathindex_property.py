@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+import threading
 from unittest import mock
 
 import pytest
@@ -173,3 +174,53 @@ def test_negative_pax_size(size: bytes) -> None:
         assert got is None
     else:
         assert got is not None and got == _reference(raw) and [e[0] for e in got.entries] == ["f", "g"]
+
+
+@pytest.mark.parametrize("count", [100, 2000])
+def test_many_chained_extended_headers(count: int) -> None:
+    """A member behind ``count`` PAX headers: indexed as tarfile reads it, or given up on where tarfile's header
+    reader runs out of recursion (it once escaped and stopped the index thread, hanging the pull)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("f")
+        ti.pax_headers = {"comment": "x"}
+        tf.addfile(ti)
+    raw = buf.getvalue()
+    raw = raw[:1024] * count + raw
+    got = _build(gzip.compress(raw, mtime=0), [4096, 100000])
+    if count == 100:  # (headers past 8 KiB: the SBOM reads such a layer itself, no package capture)
+        ref = _reference(raw)
+        assert got is not None and (got.entries, got.small, got.packages) == (ref.entries, ref.small, None)
+    else:
+        assert got is None
+
+
+def test_indexing_sink_survives_a_failing_builder() -> None:
+    """Whatever the builder raises, the index thread keeps draining: the transfer completes, without an index."""
+    from polyarch.content.pathindex import IndexingSink, PendingIndexes
+    from polyarch.digest import Digest
+
+    class _Sink:
+        def write(self, data: bytes, /) -> int:
+            return len(data)
+
+        def commit(self, expected: Digest | None = None, size: int | None = None) -> tuple[Digest, int]:
+            return Digest.of(b"x"), 1
+
+        def abort(self) -> None:
+            pass
+
+    store = PendingIndexes()
+    sink = IndexingSink(_Sink(), store)
+
+    def transfer() -> None:
+        for _ in range(50):  # far more chunks than the queue holds
+            sink.write(gzip.compress(b"y" * 1000))
+        sink.commit()
+
+    with mock.patch.object(IndexBuilder, "_tar", side_effect=TypeError("boom")):
+        t = threading.Thread(target=transfer, daemon=True)
+        t.start()
+        t.join(30)
+    assert not t.is_alive(), "the transfer hangs on a dead index thread"
+    assert store.layer_index(str(Digest.of(b"x"))) is None

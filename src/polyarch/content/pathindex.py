@@ -143,17 +143,17 @@ class _GiveUp(Exception):
     pass
 
 
-def _chain(head: bytearray) -> int:
-    """The length of the header blocks (extended headers and their data, then the member's own header) that start
-    ``head``: exact once ``head`` holds them all, else how far ``head`` must reach to tell more. Gives up where
-    ``tarfile`` would always fail or the member is sparse (never indexed)."""
-    pos = 0
+def _chain(head: bytearray, pos: int) -> tuple[int, bool]:
+    """Walk a member's header blocks (extended headers and their data, then its own header) buffered in ``head``
+    from the block at ``pos``: ``(offset of its own header, True)`` once that is buffered, else ``(offset of the
+    next block to look at, False)``. Gives up where ``tarfile`` would always fail or the member is sparse (never
+    indexed)."""
     while len(head) >= pos + 512:
         kind = head[pos + 156:pos + 157]
         if kind == tarfile.GNUTYPE_SPARSE:
             raise _GiveUp
         if kind not in _CHAINED:
-            return pos + 512
+            return pos, True
         try:
             size = tarfile.nti(bytes(head[pos + 124:pos + 136]))
         except (tarfile.HeaderError, ValueError) as exc:
@@ -161,9 +161,9 @@ def _chain(head: bytearray) -> int:
         if size < 0:
             raise _GiveUp  # tarfile would read "all the rest" here
         pos += 512 + -(-size // 512) * 512
-        if pos > _MAX_HEADERS:
+        if pos + 512 > _MAX_HEADERS:
             raise _GiveUp
-    return pos + 512
+    return pos, False
 
 
 class IndexBuilder:
@@ -175,6 +175,7 @@ class IndexBuilder:
         self._limit = limit
         self._inflated = 0
         self._head = bytearray()  # header blocks of the next member, not parsed yet
+        self._walked = 0  # offset in _head of the next of its blocks to look at (``_chain``)
         self._skip = 0  # data bytes of the current member still to pass
         self._capture: bytearray | None = None
         self._capture_left = 0
@@ -204,7 +205,7 @@ class IndexBuilder:
                 self._tar(piece)
                 if self._ended:
                     return
-        except (_GiveUp, PolyarchError):
+        except (_GiveUp, PolyarchError, RecursionError):  # (tarfile recurses once per chained extended header)
             self._fail()
 
     def _fail(self) -> None:
@@ -260,10 +261,13 @@ class IndexBuilder:
                     self._ended = True  # tarfile's stream reader stops at the first zero block too
                     return
             if self._head[156:157] in _EXTENDED:  # buffer exactly the member's header blocks, nothing past them
-                while (want := _chain(self._head)) > len(self._head):
+                while True:
+                    self._walked, complete = _chain(self._head, self._walked)
+                    if complete:
+                        break
                     if pos == n:
                         return
-                    take = min(want - len(self._head), n - pos)
+                    take = min(self._walked + 512 - len(self._head), n - pos)
                     self._head += piece[pos:pos + take]
                     pos += take
             self._member()
@@ -279,6 +283,7 @@ class IndexBuilder:
             raise _GiveUp
         self._pax = fake.pax_headers
         self._head = bytearray()
+        self._walked = 0
         self._begin(m, fake.offset)
 
     def _begin(self, m: tarfile.TarInfo, end: int) -> None:
@@ -376,7 +381,10 @@ class IndexingSink:
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
             if not self._aborted:
-                self._builder.feed(data)
+                try:
+                    self._builder.feed(data)
+                except Exception:  # the index is a hint: never stop draining (a full queue would hang the
+                    self._builder._fail()  # transfer); the solver reads the blob from the store when it needs it
 
     def _finish(self) -> None:
         if not self._done:
