@@ -13,7 +13,8 @@ member into an entry; ``solver.rootview`` uses it when it reads a stored blob, `
 force, anything ``plain`` is not sure of — is parsed by ``tarfile``'s own ``TarInfo.fromtarfile`` over exactly the
 member's buffered header blocks, so names, PAX and GNU long names mean what they mean to ``tarfile``; file data is
 skipped by counting. It gives up (``result`` is None) on anything it is not sure ``tarfile``'s stream reader
-would read the same way — corrupt compression, a bad header, sparse members, truncation, more than
+would read the same way — corrupt compression, a bad header, sparse members, truncation, a member's headers over
+``_MAX_HEADERS`` or too deep for ``tarfile``'s recursion, a size that would move backwards, more than
 ``DEFAULT_DECOMPRESS_LIMIT`` inflated — and the solver then reads the blob from the store as before, with the
 errors it always gave. ``IndexingSink`` wraps a ``registry.sink.BlobSink``: the index is handed to a
 ``LayerIndexes`` store (the build cache, made by the CLI) only after the blob verified and committed.
@@ -366,7 +367,8 @@ class IndexingSink:
 
     The index is built on a thread of its own, fed through a bounded queue: inflating (isal and zstandard release
     the GIL) overlaps receiving, hashing and writing the blob instead of stalling them; the queue bounds the
-    memory (``_QUEUED`` chunks) and slows the download down only when the inflater falls behind."""
+    memory (``_QUEUED`` chunks) and slows the download down only when the inflater falls behind. Whatever the
+    builder raises, the thread keeps draining the queue (the blob then has no index)."""
 
     def __init__(self, sink: _Sink, store: LayerIndexes) -> None:
         self._sink = sink
