@@ -151,8 +151,9 @@ class RegistryClient:
             return http
 
     def _http_to(self, url: str | httpx.URL, ca: tuple[str, ...] = ()) -> httpx.Client:
-        """The client for ``url``: a plain http URL has no TLS to verify, so it never needs the verified context."""
-        return self._http_noverify if httpx.URL(url).scheme == "http" else self._http_for(ca)
+        """The client for ``url``: a plain http URL has no TLS to verify, so it never needs the verified context
+        (unless its host has CAs of its own: their files are loaded, and a bad one fails, as for https)."""
+        return self._http_noverify if not ca and httpx.URL(url).scheme == "http" else self._http_for(ca)
 
     def __enter__(self) -> RegistryClient:
         return self
