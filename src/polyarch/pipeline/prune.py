@@ -25,6 +25,9 @@ alone: every record not in use. Deleting a snapshot deletes the snapshots stacke
 (leftover records) goes through ``worker.reap``. ``enforce_gc`` runs the same with a ``GcPolicy``
 (``keep_duration`` as ``until``) after a successful build, and only when the cache holds more than
 ``keep_storage``. Both need the build lock exclusively; when a build runs they delete nothing (say so).
+``enforce_gc`` first checks a cheap bound (``fits``): when everything under the root adds up to at most
+``keep_storage``, nothing can be over it and no record is collected, read or imported (``pipeline.usage``,
+``worker.mounts`` load only when records are needed).
 
 This module decides; the owners do: the database is read and changed through ``solver.cache.BuildCache``, the
 snapshot directories through ``worker.snapshot.SnapshotDirs``, cache mounts through ``worker.mounts``, blobs
@@ -34,23 +37,28 @@ through the content store.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyarch.content.images import ImageStore
 from polyarch.digest import Digest
 from polyarch.errors import PolyarchError
 from polyarch.solver.cache import BuildCache, SnapshotUse
-from polyarch.worker.mounts import cache_mount_dirs, remove_cache_mount
 from polyarch.worker.snapshot import Leftover, SnapshotDirs, SnapshotEntry
 
 from .gcpolicy import GcPolicy
-from .usage import Record, RecordFilter, cache_total, collect_usage, image_chains
 
-__all__ = ["BuildPruneResult", "RecordsPruned", "enforce_gc", "prune_build_state", "prune_cache_mounts",
+if TYPE_CHECKING:
+    from .usage import Record, RecordFilter
+
+__all__ = ["BuildPruneResult", "RecordsPruned", "enforce_gc", "fits", "prune_build_state", "prune_cache_mounts",
            "prune_records"]
+
+FITS_MAX_ENTRIES = 5000  # ``fits`` looks at no more entries than this (a larger store: the records decide)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,10 @@ def prune_build_state(root: Path, images: ImageStore, *, grace: float = 3600.0, 
     """Clean the build cache and snapshots under ``root`` (see the module doc); call after the blob gc.
 
     ``doomed``: digests of blobs to treat as deleted (a dry run of the gc deletes nothing)."""
+    from polyarch.worker.mounts import cache_mount_dirs
+
+    from .usage import image_chains
+
     dirs = SnapshotDirs(root)
     if not BuildCache.exists_in(root) and not dirs.exists() and not cache_mount_dirs(root):
         return BuildPruneResult()
@@ -168,6 +180,8 @@ def prune_cache_mounts(root: Path, *, grace: float, dry_run: bool = False) -> tu
     """Delete cache mounts not used within ``grace`` seconds that no step holds; returns (count, bytes).
 
     Call holding the build lock exclusively (no build runs)."""
+    from polyarch.worker.mounts import cache_mount_dirs, remove_cache_mount
+
     cutoff = time.time() - grace
     count = size = 0
     for mount in cache_mount_dirs(root):
@@ -212,6 +226,8 @@ def _with_children(chosen: Record, by_parent: dict[str, list[Record]], taken: se
 def select(records: Sequence[Record], flt: RecordFilter, *, keep_storage: int | None,
            now: float) -> list[Record]:
     """The records to delete (see the module doc): matching and not in use; LRU first down to ``keep_storage``."""
+    from .usage import cache_total
+
     by_parent: dict[str, list[Record]] = {}
     for r in records:
         if r.kind == "snapshot" and r.parent:
@@ -233,6 +249,8 @@ def select(records: Sequence[Record], flt: RecordFilter, *, keep_storage: int | 
 def _delete(root: Path, images: ImageStore, doomed: Iterable[Record]) -> list[Record]:
     """Delete ``doomed`` through their owners; returns those actually deleted (a cache mount a step took
     meanwhile stays)."""
+    from polyarch.worker.mounts import remove_cache_mount
+
     doomed = list(doomed)
     done: list[Record] = []
     store = images.store
@@ -293,6 +311,8 @@ def _remove_path(path: Path) -> None:
 def prune_records(root: Path, images: ImageStore, flt: RecordFilter, *, keep_storage: int | None = None,
                   keep: Iterable[Digest] = (), dry_run: bool = False) -> RecordsPruned:
     """``polyarch prune --filter/--keep-storage/--all``: see the module doc."""
+    from .usage import cache_total, collect_usage
+
     dirs = SnapshotDirs(root)
     with dirs.lock(exclusive=True, wait=False) as held:
         if not held:
@@ -308,7 +328,42 @@ def prune_records(root: Path, images: ImageStore, flt: RecordFilter, *, keep_sto
 def enforce_gc(root: Path, images: ImageStore, policy: GcPolicy, *, keep: Iterable[Digest] = ()) -> RecordsPruned:
     """After a successful build: cut the build cache back to ``policy`` (nothing when disabled, without a size
     limit, under it, or while another build runs)."""
-    if not policy.enabled or policy.keep_storage <= 0:
+    if not policy.enabled or policy.keep_storage <= 0 or fits(root, policy.keep_storage):
         return RecordsPruned()
+    from .usage import RecordFilter
+
     flt = RecordFilter(until=policy.keep_duration or None)
     return prune_records(root, images, flt, keep_storage=policy.keep_storage, keep=keep)
+
+
+def fits(root: Path, limit: int) -> bool:
+    """True when the store at ``root`` cannot hold more than ``limit`` bytes of build cache, so no gc policy of
+    that limit collects anything: the ``lstat`` sizes of every entry under ``root`` add up to at most ``limit``.
+    That sum bounds ``usage.cache_total`` from above: each record is a set of distinct entries under ``root``
+    counted at the same sizes (a blob's file size; ``du -sb`` of a snapshot, cache mount or leftover tree, which
+    counts a hard-linked file once where this sum counts every link). False, leaving the decision to the
+    records, as soon as the sum passes ``limit``, after ``FITS_MAX_ENTRIES`` entries, on an entry of another
+    filesystem (a record's tree may start there) and on any error (an entry that went away meanwhile)."""
+    try:
+        top = os.lstat(root)
+    except OSError:
+        return False
+    total, count, stack = top.st_size, 0, [os.fspath(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as listing:
+                entries = list(listing)
+        except OSError:
+            return False
+        for entry in entries:
+            count += 1
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                return False
+            total += st.st_size
+            if count > FITS_MAX_ENTRIES or st.st_dev != top.st_dev or total > limit:
+                return False
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+    return True
