@@ -44,8 +44,8 @@ _member = st.fixed_dictionaries({
 })
 
 
-def _archive(fmt: int, members: list[dict], global_pax: dict[str, str]) -> tuple[bytes, int]:
-    """The archive, and how many members it holds."""
+def _archive(fmt: int, members: list[dict], global_pax: dict[str, str]) -> tuple[bytes, int, int]:
+    """The archive, how many members it holds, and where its end-of-archive blocks start."""
     written = 0
     buf = io.BytesIO()
     kw: dict = {"pax_headers": global_pax} if fmt == tarfile.PAX_FORMAT and global_pax else {}
@@ -66,7 +66,8 @@ def _archive(fmt: int, members: list[dict], global_pax: dict[str, str]) -> tuple
             except ValueError:  # a field the format cannot hold (ustar: long names, big numbers)
                 continue
             written += 1
-    return buf.getvalue(), written
+        end = tf.offset
+    return buf.getvalue(), written, end
 
 
 def _fix_checksum(raw: bytearray, block: int) -> None:
@@ -82,7 +83,7 @@ def _streams(draw: st.DrawFn) -> tuple[bytes, bool, bool, bool]:
     members = draw(st.lists(_member, max_size=8))
     global_pax = draw(st.dictionaries(st.sampled_from(["comment", "uname", "gid", "uid", "mtime"]),
                                       st.sampled_from(["a", "7", "", "12"]), max_size=3))
-    tar, written = _archive(fmt, members, global_pax)
+    tar, written, end = _archive(fmt, members, global_pax)
     raw = bytearray(tar)
     # a global header needs a member after it (tarfile: "end of file header")
     clean = written > 0 or fmt != tarfile.PAX_FORMAT or not global_pax
@@ -99,8 +100,7 @@ def _streams(draw: st.DrawFn) -> tuple[bytes, bool, bool, bool]:
             _fix_checksum(raw, block)
         clean = False
     if draw(st.booleans()):  # no end-of-archive blocks
-        while raw.endswith(bytes(512)):
-            del raw[-512:]
+        del raw[end:]
     if draw(st.integers(0, 4)) == 0 and raw:
         del raw[draw(st.integers(0, len(raw) - 1)):]
         clean = False
