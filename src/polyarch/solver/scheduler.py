@@ -8,6 +8,8 @@ executor, whose RUN runner kills its container when it is triggered): no vertex 
 ones are waited for (a RUN ends within a second: it is killed), and ``Cancelled`` is raised rather than the error
 of a step that was killed. Progress: steps that add a layer are shown with their description
 (``[linux/arm64 builder 3/5] RUN …``) and vertex digest as started/done, or as ``CACHED`` when the cache had them.
+While a ``FROM`` image is being pulled, the WORKDIR/COPY steps on it get their layers written ahead on a spare
+thread (``ahead``, ``Executor.ahead``); that work stops when the solve ends, and the solve waits for it.
 
 API (for ``polyarch build`` and bake, which merges several targets' vertices into one solve)::
 
@@ -110,36 +112,38 @@ class Solver:
         ahead_started: set[str] = set()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead") as spare, \
                 ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="solve") as pool:
-            while ready or running:
-                if self.cancel.cancelled and failure is None:
-                    failure = Cancelled()
-                    ready.clear()
-                while ready and failure is None and len(running) < self.parallelism:
-                    v = ready.pop(0)
-                    running[pool.submit(self._run, v)] = v
-                if not running:
-                    break
-                if failure is None:
-                    self._start_ahead(running.values(), users, ahead_started, spare, ended)
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    v = running.pop(fut)
-                    exc = fut.exception()
-                    if exc is not None:
-                        if self.cancel.cancelled:  # a killed step's error is not the cause
-                            failure = failure if isinstance(failure, Cancelled) else Cancelled()
-                        elif failure is None:
-                            failure, self.failed = exc, v
-                        continue
-                    self.states[v.digest] = fut.result()
-                    for user in users.get(v.digest, ()):
-                        pending = waiting[user.digest]
-                        pending.discard(v.digest)
-                        if not pending and user.digest not in self.states:
-                            ready.append(user)
-                if failure is not None:
-                    ready.clear()
-            ended.set()
+            try:
+                while ready or running:
+                    if self.cancel.cancelled and failure is None:
+                        failure = Cancelled()
+                        ready.clear()
+                    while ready and failure is None and len(running) < self.parallelism:
+                        v = ready.pop(0)
+                        running[pool.submit(self._run, v)] = v
+                    if not running:
+                        break
+                    if failure is None:
+                        self._start_ahead(running.values(), users, ahead_started, spare, ended)
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        v = running.pop(fut)
+                        exc = fut.exception()
+                        if exc is not None:
+                            if self.cancel.cancelled:  # a killed step's error is not the cause
+                                failure = failure if isinstance(failure, Cancelled) else Cancelled()
+                            elif failure is None:
+                                failure, self.failed = exc, v
+                            continue
+                        self.states[v.digest] = fut.result()
+                        for user in users.get(v.digest, ()):
+                            pending = waiting[user.digest]
+                            pending.discard(v.digest)
+                            if not pending and user.digest not in self.states:
+                                ready.append(user)
+                    if failure is not None:
+                        ready.clear()
+            finally:
+                ended.set()
         if failure is None and self.cancel.cancelled:
             failure = Cancelled()
         if failure is not None:
