@@ -5,12 +5,14 @@ the solve that did not, and when the guess was right no layer is written twice."
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from polyarch.content.images import Image, ImageStore
 from polyarch.content.importer import ImportSource, import_rootfs
 from polyarch.content.store import ContentStore
 from polyarch.digest import Digest
+from polyarch.errors import BuildError
 from polyarch.platform import Platform
 from polyarch.solver.ahead import chain
 from polyarch.solver.cache import BuildCache
@@ -104,7 +107,8 @@ class _Probe(Executor):
         return super()._write(entries)
 
 
-def _solve(root: Path, image: Image, ctx: Path, *, ahead: bool, tag: str) -> tuple[list[Layer], _Probe]:
+def _solve(root: Path, image: Image, ctx: Path, *, ahead: bool, tag: str,
+           plan: tuple[ops.Vertex, list[ops.Vertex]] | None = None) -> tuple[list[Layer], _Probe]:
     store = ContentStore(root / "store")
     cache = BuildCache(root / f"cache-{tag}.db")  # its own cache: the other solve's records are no hits
 
@@ -118,7 +122,7 @@ def _solve(root: Path, image: Image, ctx: Path, *, ahead: bool, tag: str) -> tup
 
     executor = _Probe(store, cache, ExecutorOptions(contexts={"context": ctx}, epoch=1700000000),
                       resolve_image=resolve, pulling=pulling if ahead else None)
-    result, _ = _plan("base/ahead:1")
+    result, _ = plan or _plan("base/ahead:1")
     try:
         states = Solver(executor, parallelism=2).solve([result])
     finally:
@@ -209,3 +213,42 @@ def test_chain_waits_for_sources_and_stops_where_the_base_matters() -> None:
     other = ops.Exec(root=ops.ImageSource(ref="base/y:1", platform=AMD64), args=("true",), platform=AMD64)
     stage = ops.Copy(root=image, source=other, paths=("x",), dest="/")
     assert chain(image, _users([stage]), states) == []  # a stage source is no directory
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, bytes | None]]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st_ = path.lstat()
+        out[str(path.relative_to(root))] = (st_.st_mode, st_.st_mtime_ns,
+                                            path.read_bytes() if path.is_file() and not path.is_symlink() else None)
+    return out
+
+
+def test_a_hostile_context_gets_nothing_from_the_host_ahead_either(tmp_path: Path) -> None:
+    """Symlinks in the context that point at a host directory: the layers written ahead copy them as symlinks or
+    refuse the path, as the steps do; no host byte reaches the store and the host is untouched."""
+    host = tmp_path / "host"
+    (host / "etc").mkdir(parents=True)
+    (host / "etc" / "shadow").write_bytes(b"host-secret-1b2c\n")
+    before = _tree(host)
+    ctx = _context(tmp_path)
+    (ctx / "app" / "escape").symlink_to(host)  # copied as a symlink, never followed
+    (ctx / "out").symlink_to(host / "etc")  # a source path through it resolves inside the context: not found
+    image = _base(tmp_path, {}, "hostile")
+    ref = "base/ahead:1"
+    _, (workdir, app, _data) = _plan(ref)
+    through = ops.Copy(root=app, source=app.inputs[1], paths=("out/shadow",), dest="/srv/w1/")
+
+    layers, executor = _solve(tmp_path, image, ctx, ahead=True, tag="ok")
+    plain, _ = _solve(tmp_path, image, ctx, ahead=False, tag="ok-plain")
+    assert layers == plain and executor.written_ahead == [3]
+    with pytest.raises(BuildError, match="not found"):
+        _solve(tmp_path, image, ctx, ahead=True, tag="bad", plan=(through, [workdir, app, through]))
+    assert _tree(host) == before
+    store = ContentStore(tmp_path / "store")
+    for digest, _size in store.list():
+        with store.open(digest) as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        assert b"host-secret-1b2c" not in raw
