@@ -113,6 +113,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_opens(port: int, proc: subprocess.Popen, timeout: float) -> bool:  # type: ignore[type-arg]
+    """Whether something accepts connections on loopback ``port`` within ``timeout`` seconds, while ``proc``
+    (the server being started) is still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
 @contextmanager
 def serve_registry(root: Path, *extra: str) -> Iterator[str]:
     """``polyarch registry serve`` (the embedded registry: referrers API) with its own store at ``root`` on a free
@@ -123,17 +137,10 @@ def serve_registry(root: Path, *extra: str) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "polyarch", "--root", str(root), "registry", "serve",
                              "--addr", f"127.0.0.1:{port}", *extra], stdout=subprocess.DEVNULL, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    proc.wait(timeout=10)
-                    pytest.fail(f"registry did not start: {log.name}: {Path(log.name).read_text(errors='replace')}")
-                time.sleep(0.1)
+        if not port_opens(port, proc, 20):
+            proc.kill()
+            proc.wait(timeout=10)
+            pytest.fail(f"registry did not start: {log.name}: {Path(log.name).read_text(errors='replace')}")
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -28,6 +28,12 @@ def _kinds(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return sorted((r["platform"], r["type"]) for r in rows)
 
 
+def _push_attested(root: Path, app: Path, src: str, *extra: str) -> None:
+    """Build ``app`` for every platform with an SBOM and a provenance each, and push it as ``src``."""
+    run_cli("build", "--platform", PLATFORMS, "-t", src, "--push", "--sbom", "--provenance", *extra, str(app),
+            root=root, env=EPOCH)
+
+
 def _index(host: str, repo: str, ref: str) -> dict[str, Any]:
     r = httpx.get(f"http://{host}/v2/{repo}/manifests/{ref}",
                   headers={"Accept": "application/vnd.oci.image.index.v1+json"})
@@ -39,8 +45,7 @@ def test_imagetools_copy_and_create_carry_referrers(debianish: tuple[Path, Path]
                                                     docker_registry: RefRegistry, tmp_path: Path) -> None:
     root, app = debianish
     src = f"{embedded}/travel/src:1"
-    run_cli("build", "--platform", PLATFORMS, "-t", src, "--push", "--sbom", "--provenance", str(app), root=root,
-            env=EPOCH)
+    _push_attested(root, app, src)
     digests = [m["digest"] for m in _index(embedded, "travel/src", "1")["manifests"]]
 
     # registry (API) → another repository of the same registry (API)
@@ -81,8 +86,7 @@ def test_imagetools_buildx_mode_entries_travel_as_they_are(debianish: tuple[Path
                                                            docker_registry: RefRegistry) -> None:
     root, app = debianish
     src = f"{embedded}/travel/bx:1"
-    run_cli("build", "--platform", PLATFORMS, "-t", src, "--push", "--sbom", "--provenance", "--attest-mode=buildx",
-            str(app), root=root, env=EPOCH)
+    _push_attested(root, app, src, "--attest-mode=buildx")
     dest = f"{docker_registry.host}/travel/bx:1"
     run_cli("imagetools", "create", "-t", dest, src, root=root)
     rows = _rows(root, dest)
@@ -97,8 +101,7 @@ def test_single_platform_pull_keeps_its_buildx_attestation(debianish: tuple[Path
                                                           empty_root: Path) -> None:
     root, app = debianish
     src = f"{embedded}/travel/bxpull:1"
-    run_cli("build", "--platform", PLATFORMS, "-t", src, "--push", "--sbom", "--provenance", "--attest-mode=buildx",
-            str(app), root=root, env=EPOCH)
+    _push_attested(root, app, src, "--attest-mode=buildx")
     out = run_cli("pull", "--platform", "linux/arm64", src, root=empty_root).stdout
     assert "unknown" not in out
     assert _kinds(_rows(empty_root, f"local:{src}")) == [("linux/arm64", "provenance"), ("linux/arm64", "sbom")]
@@ -140,8 +143,7 @@ def test_pull_keeps_them_and_push_sends_them_on(debianish: tuple[Path, Path], em
                                                 docker_registry: RefRegistry, empty_root: Path) -> None:
     root, app = debianish
     src = f"{docker_registry.host}/travel/pulled:1"
-    run_cli("build", "--platform", PLATFORMS, "-t", src, "--push", "--sbom", "--provenance", str(app), root=root,
-            env=EPOCH)
+    _push_attested(root, app, src)
     run_cli("pull", "--platform", "linux/arm64", src, root=empty_root)
     assert _kinds(_rows(empty_root, f"local:{src}")) == [("linux/arm64", "provenance"), ("linux/arm64", "sbom")]
     assert "<none>" not in run_cli("images", root=empty_root).stdout

@@ -10,11 +10,9 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 
 from polyarch.pipeline.ctxurl import GitURL, parse_git_url
 from polyarch.pipeline.remotectx import archive_kind
-from tests.conftest import run_cli
+from tests.conftest import free_port, port_opens, run_cli
 
 from .conftest import EPOCH, serve_directory, write_tree
 
@@ -83,12 +81,6 @@ def _targz(files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bare repository ``repo.git``: ``main`` (tag ``v1``) holds ``sub/Dockerfile``, ``sub/alt.Dockerfile``,
@@ -113,20 +105,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def git_daemon(repo: Path) -> Iterator[str]:
     """``git://127.0.0.1:PORT`` of a real git daemon exporting ``repo``'s directory."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={repo}",
                              "--listen=127.0.0.1", f"--port={port}", str(repo)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("git daemon did not start")
-                time.sleep(0.05)
+        if not port_opens(port, proc, 10):
+            pytest.fail("git daemon did not start")
         yield f"git://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -212,7 +197,7 @@ def test_bad_git_inputs_fail_with_one_line(empty_root: Path, git_daemon: str) ->
     _fails_once(_build(empty_root, f"{git_daemon}/repo.git#no-such-ref"), "build context", "no-such-ref")
     _fails_once(_build(empty_root, f"{git_daemon}/repo.git#main:no/such/dir"), "no/such/dir")
     _fails_once(_build(empty_root, f"{git_daemon}/missing.git"), "missing.git")
-    _fails_once(_build(empty_root, f"git://127.0.0.1:{_free_port()}/repo.git"), "build context git://")
+    _fails_once(_build(empty_root, f"git://127.0.0.1:{free_port()}/repo.git"), "build context git://")
     _fails_once(_build(empty_root, f"{git_daemon}/repo.git#main", "-f", "nope.Dockerfile"), "nope.Dockerfile")
     _no_leftovers(empty_root)
 
@@ -235,7 +220,7 @@ def test_http_tarball_and_plain_dockerfile(empty_root: Path, tmp_path: Path, web
 
 def test_bad_http_inputs_fail_with_one_line(empty_root: Path, web: str) -> None:
     _fails_once(_build(empty_root, f"{web}/missing.tar.gz"), "HTTP 404")
-    _fails_once(_build(empty_root, f"http://127.0.0.1:{_free_port()}/x.tar"), "build context http://127.0.0.1")
+    _fails_once(_build(empty_root, f"http://127.0.0.1:{free_port()}/x.tar"), "build context http://127.0.0.1")
     _fails_once(_build(empty_root, f"{web}/corrupt.tar.gz"), "not a usable")
     failing = _build(empty_root, f"{web}/ctx.tar.gz", "-f", "docker/missing")
     _fails_once(failing, "docker/missing")
